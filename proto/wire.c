@@ -1,0 +1,388 @@
+/* wire: bounded protobuf decoding and small shared helpers. See wire.h. */
+#include "wire.h"
+
+#include <nng/nng.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <fcntl.h>
+#include <sys/random.h>
+
+#include "../client-lib/include/saga.h"
+
+/* ---- schema walk ------------------------------------------------------- */
+
+static int
+read_varint(const uint8_t *buf, size_t len, size_t *pos, uint64_t *out)
+{
+	uint64_t v = 0;
+	for (unsigned shift = 0; shift < 64; shift += 7) {
+		if (*pos >= len)
+			return SAGA_EPROTO;
+		uint8_t b = buf[(*pos)++];
+		v |= (uint64_t)(b & 0x7f) << shift;
+		if ((b & 0x80) == 0) {
+			*out = v;
+			return 0;
+		}
+	}
+	return SAGA_EPROTO;
+}
+
+static const ProtobufCFieldDescriptor *
+find_field(const ProtobufCMessageDescriptor *d, uint32_t id)
+{
+	/* Fields are sorted by id in protobuf-c descriptors. */
+	unsigned lo = 0, hi = d->n_fields;
+	while (lo < hi) {
+		unsigned mid = (lo + hi) / 2;
+		if (d->fields[mid].id == id)
+			return &d->fields[mid];
+		if (d->fields[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static int
+walk(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, unsigned depth,
+    unsigned max_depth, size_t *fields, size_t max_fields)
+{
+	size_t pos = 0;
+	int rv;
+
+	if (depth > max_depth)
+		return SAGA_ETOOBIG;
+	while (pos < len) {
+		uint64_t key, v;
+		if ((rv = read_varint(buf, len, &pos, &key)) != 0)
+			return rv;
+		uint32_t id = (uint32_t)(key >> 3);
+		unsigned wt = (unsigned)(key & 7);
+		if (id == 0 || key >> 3 > 0x1fffffff)
+			return SAGA_EPROTO;
+		if (++*fields > max_fields)
+			return SAGA_ETOOBIG;
+		switch (wt) {
+		case 0:
+			if ((rv = read_varint(buf, len, &pos, &v)) != 0)
+				return rv;
+			break;
+		case 1:
+			if (len - pos < 8)
+				return SAGA_EPROTO;
+			pos += 8;
+			break;
+		case 5:
+			if (len - pos < 4)
+				return SAGA_EPROTO;
+			pos += 4;
+			break;
+		case 2: {
+			if ((rv = read_varint(buf, len, &pos, &v)) != 0)
+				return rv;
+			if (v > len - pos)
+				return SAGA_EPROTO;
+			const ProtobufCFieldDescriptor *f = d ? find_field(d, id) : NULL;
+			if (f != NULL && f->type == PROTOBUF_C_TYPE_MESSAGE) {
+				rv = walk(f->descriptor, buf + pos, (size_t)v, depth + 1, max_depth,
+				    fields, max_fields);
+				if (rv != 0)
+					return rv;
+			}
+			pos += (size_t)v;
+			break;
+		}
+		default:
+			/* Groups (3, 4) are not used by proto3 and protobuf-c
+			 * would recurse into them unbounded: refuse. */
+			return SAGA_EPROTO;
+		}
+	}
+	return 0;
+}
+
+int
+wire_check(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len,
+    unsigned max_depth, size_t max_fields)
+{
+	size_t fields = 0;
+	if (buf == NULL && len > 0)
+		return SAGA_EINVAL;
+	return walk(d, buf, len, 1, max_depth, &fields, max_fields);
+}
+
+/* ---- quota allocator --------------------------------------------------- */
+
+typedef struct quota {
+	size_t used;
+	size_t limit;
+} quota;
+
+/* Each block carries its size in front so free can give the quota back
+ * and so a plain free-only allocator can release an unpacked message. */
+#define HDR 16
+
+static void *
+quota_alloc(void *data, size_t size)
+{
+	quota *q = data;
+	if (size > q->limit || q->used + size + HDR > q->limit)
+		return NULL;
+	unsigned char *p = malloc(size + HDR);
+	if (p == NULL)
+		return NULL;
+	memcpy(p, &size, sizeof(size));
+	q->used += size + HDR;
+	return p + HDR;
+}
+
+static void
+block_free(void *data, void *ptr)
+{
+	(void)data;
+	if (ptr != NULL)
+		free((unsigned char *)ptr - HDR);
+}
+
+static void
+quota_free(void *data, void *ptr)
+{
+	quota *q = data;
+	if (ptr == NULL)
+		return;
+	size_t size;
+	memcpy(&size, (unsigned char *)ptr - HDR, sizeof(size));
+	q->used -= size + HDR;
+	block_free(NULL, ptr);
+}
+
+static ProtobufCAllocator free_only = {
+	.alloc = NULL, .free = block_free, .allocator_data = NULL,
+};
+
+ProtobufCMessage *
+wire_unpack(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, size_t limit,
+    int *err)
+{
+	int rv;
+	if ((rv = wire_check(d, buf, len, WIRE_MAX_DEPTH, WIRE_MAX_FIELDS)) != 0) {
+		if (err)
+			*err = rv;
+		return NULL;
+	}
+	quota q = { 0, limit ? limit : 64 * len + 65536 };
+	ProtobufCAllocator a = { .alloc = quota_alloc, .free = quota_free, .allocator_data = &q };
+	ProtobufCMessage *m = protobuf_c_message_unpack(d, &a, len, buf);
+	if (m == NULL && err)
+		*err = q.used + 4096 >= q.limit ? SAGA_ETOOBIG : SAGA_EPROTO;
+	return m;
+}
+
+void
+wire_free(ProtobufCMessage *m)
+{
+	if (m != NULL)
+		protobuf_c_message_free_unpacked(m, &free_only);
+}
+
+Sagawire__Request *
+wire_unpack_request(const uint8_t *buf, size_t len, int *err)
+{
+	return (Sagawire__Request *)wire_unpack(&sagawire__request__descriptor, buf, len, 0, err);
+}
+
+Sagawire__Response *
+wire_unpack_response(const uint8_t *buf, size_t len, int *err)
+{
+	return (Sagawire__Response *)wire_unpack(&sagawire__response__descriptor, buf, len, 0, err);
+}
+
+int
+wire_pack_msg(const ProtobufCMessage *m, nng_msg **out)
+{
+	size_t n = protobuf_c_message_get_packed_size(m);
+	nng_msg *msg;
+	if (nng_msg_alloc(&msg, n) != 0)
+		return SAGA_ENOMEM;
+	if (n > 0)
+		protobuf_c_message_pack(m, nng_msg_body(msg));
+	*out = msg;
+	return 0;
+}
+
+/* ---- uuid -------------------------------------------------------------- */
+
+void
+wire_uuid_format(const uint8_t id[16], char out[WIRE_UUID_STRLEN])
+{
+	static const char hex[] = "0123456789abcdef";
+	char *p = out;
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*p++ = '-';
+		*p++ = hex[id[i] >> 4];
+		*p++ = hex[id[i] & 15];
+	}
+	*p = '\0';
+}
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int
+wire_uuid_parse(const char *s, uint8_t out[16])
+{
+	if (s == NULL || strlen(s) != 36)
+		return SAGA_EINVAL;
+	int j = 0;
+	for (int i = 0; i < 36;) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				return SAGA_EINVAL;
+			i++;
+			continue;
+		}
+		int hi = hexval(s[i]), lo = hexval(s[i + 1]);
+		if (hi < 0 || lo < 0)
+			return SAGA_EINVAL;
+		out[j++] = (uint8_t)(hi << 4 | lo);
+		i += 2;
+	}
+	return 0;
+}
+
+void
+wire_uuid_v7(uint8_t out[16])
+{
+	/* 48-bit ms timestamp, then 74 random bits. A per-process counter in
+	 * the random part keeps ids generated in the same millisecond ordered
+	 * and unique even if getrandom is short. */
+	static _Atomic uint64_t counter;
+	uint64_t ms = (uint64_t)(wire_now_us() / 1000);
+	uint8_t rnd[10];
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+		uint64_t c = atomic_fetch_add(&counter, 1) ^ (uint64_t)getpid() << 32;
+		memcpy(rnd, &c, 8);
+		rnd[8] = (uint8_t)ms;
+		rnd[9] = (uint8_t)(ms >> 8);
+	}
+	for (int i = 0; i < 6; i++)
+		out[i] = (uint8_t)(ms >> (40 - 8 * i));
+	memcpy(out + 6, rnd, 10);
+	out[6] = (uint8_t)(0x70 | (out[6] & 0x0f)); /* version 7 */
+	out[8] = (uint8_t)(0x80 | (out[8] & 0x3f)); /* variant 10 */
+}
+
+/* ---- time, errors, text ------------------------------------------------ */
+
+int64_t
+wire_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t
+wire_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int
+wire_err_from_nng(int rv)
+{
+	switch (rv) {
+	case 0:
+		return SAGA_OK;
+	case NNG_ENOMEM:
+		return SAGA_ENOMEM;
+	case NNG_ETIMEDOUT:
+		return SAGA_ETIMEDOUT;
+	case NNG_ECLOSED:
+		return SAGA_ECLOSED;
+	case NNG_EINVAL:
+	case NNG_EADDRINVAL:
+		return SAGA_EINVAL;
+	case NNG_EMSGSIZE:
+		return SAGA_ETOOBIG;
+	case NNG_EPROTO:
+	case NNG_ECRYPTO:
+		return SAGA_EPROTO;
+	case NNG_ENOTSUP:
+		return SAGA_EUNSUPPORTED;
+	case NNG_ECONNREFUSED:
+	case NNG_ECONNRESET:
+	case NNG_ECONNSHUT:
+	case NNG_ECONNABORTED:
+	case NNG_EADDRINUSE:
+	case NNG_EUNREACHABLE:
+	case NNG_ENOENT:
+	case NNG_EPEERAUTH:
+		return SAGA_ECONN;
+	case NNG_EAGAIN:
+	case NNG_EBUSY:
+		return SAGA_EBUSY;
+	default:
+		return SAGA_EINTERNAL;
+	}
+}
+
+int
+wire_utf8_ok(const char *str, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t i = 0;
+	while (i < len) {
+		unsigned char c = s[i];
+		if (c == 0)
+			return 0;
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		size_t n;
+		uint32_t cp;
+		if ((c & 0xe0) == 0xc0) {
+			n = 1;
+			cp = c & 0x1f;
+		} else if ((c & 0xf0) == 0xe0) {
+			n = 2;
+			cp = c & 0x0f;
+		} else if ((c & 0xf8) == 0xf0) {
+			n = 3;
+			cp = c & 0x07;
+		} else {
+			return 0;
+		}
+		if (len - i <= n)
+			return 0;
+		for (size_t k = 1; k <= n; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return 0;
+			cp = cp << 6 | (s[i + k] & 0x3f);
+		}
+		if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return 0;
+		i += n + 1;
+	}
+	return 1;
+}

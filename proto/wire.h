@@ -1,0 +1,67 @@
+/*
+ * wire: code shared by sagad, libsaga and sagactl for the messages of
+ * proto/sagawire.proto. Prefix wire_. Not part of the public API.
+ *
+ * Decoding is bounded (shared/STACK-NOTES.md: protobuf-c 1.4.1 has no
+ * recursion limit and may allocate ~30x its input): wire_unpack() first
+ * walks the bytes against the schema to bound nesting depth and field count,
+ * then unpacks with an allocator that fails cleanly past a byte quota.
+ */
+#ifndef SAGA_WIRE_H
+#define SAGA_WIRE_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sagawire.pb-c.h"
+
+/* Deepest message nesting accepted (sagawire needs 4; descriptor sets
+ * about 10 for ordinary .proto files). */
+#define WIRE_MAX_DEPTH 32
+/* Most fields (at all depths) in one message. */
+#define WIRE_MAX_FIELDS (1u << 20)
+
+/* Checks that buf is well-formed protobuf for descriptor d, nesting no
+ * deeper than max_depth and with at most max_fields fields in all.
+ * Returns 0, or SAGA_EPROTO (malformed), SAGA_ETOOBIG (too deep / too many
+ * fields). Never recurses more than max_depth frames. */
+int wire_check(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len,
+    unsigned max_depth, size_t max_fields);
+
+/* wire_check, then unpack with an allocation quota of `quota` bytes
+ * (0 = 64 * len + 64 KiB). Returns NULL on any failure; *err (may be NULL)
+ * receives the saga_err. Free with wire_free(). */
+ProtobufCMessage *wire_unpack(const ProtobufCMessageDescriptor *d, const uint8_t *buf,
+    size_t len, size_t quota, int *err);
+void wire_free(ProtobufCMessage *m);
+
+/* Convenience for the envelope types. */
+Sagawire__Request  *wire_unpack_request(const uint8_t *buf, size_t len, int *err);
+Sagawire__Response *wire_unpack_response(const uint8_t *buf, size_t len, int *err);
+
+/* Packs a message into a new nng message body. Returns 0 or SAGA_ENOMEM. */
+struct nng_msg;
+int wire_pack_msg(const ProtobufCMessage *m, struct nng_msg **out);
+
+/* UUIDs: 16 bytes <-> canonical 36-char lower-case text (+NUL). */
+#define WIRE_UUID_STRLEN 37
+void wire_uuid_format(const uint8_t id[16], char out[WIRE_UUID_STRLEN]);
+/* Returns 0 if s is a canonical UUID (hex, dashes at 8-4-4-4-12), else
+ * SAGA_EINVAL. */
+int  wire_uuid_parse(const char *s, uint8_t out[16]);
+/* A version 7 (time-ordered) UUID: new sagas sort by creation in btrees. */
+void wire_uuid_v7(uint8_t out[16]);
+
+/* Wall-clock microseconds since the Unix epoch; monotonic milliseconds. */
+int64_t wire_now_us(void);
+int64_t wire_mono_ms(void);
+
+/* Maps an nng error to a saga_err (the one place this is done). */
+int wire_err_from_nng(int nng_rv);
+
+/* Is the buffer valid UTF-8 (no NUL bytes either)? Strings from the
+ * network are checked before use. */
+int wire_utf8_ok(const char *s, size_t len);
+
+#endif

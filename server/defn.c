@@ -1,0 +1,1 @@
+/* defn: not yet written */

@@ -1,0 +1,1 @@
+/* engine: not yet written */

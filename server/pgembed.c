@@ -1,0 +1,1 @@
+/* pgembed: not yet written */

@@ -1,0 +1,1 @@
+/* rpc: not yet written */
