@@ -1,1 +1,1833 @@
-/* engine: not yet written */
+/* engine: the saga state machine and its event loop. See engine.h. */
+#include "engine.h"
+
+#include <math.h>
+#include <nng/nng.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "defn.h"
+#include "log.h"
+#include "reader.h"
+#include "registry.h"
+#include "relay.h"
+#include "saga.h"
+#include "store.h"
+#include "wire.h"
+
+#define ST(x) SAGAWIRE__STEP_STATE__STEP_##x
+#define SS(x) SAGAWIRE__SAGA_STATE__SAGA_##x
+#define KIND_ACTION SAGAWIRE__STEP_KIND__STEP_ACTION
+#define KIND_COMP SAGAWIRE__STEP_KIND__STEP_COMPENSATION
+
+/* Limits on what one saga may carry in memory and in its row. */
+#define MAX_ERROR_LEN 1024
+
+/* ---- sagas in memory ---------------------------------------------------- */
+
+typedef struct eng_saga eng_saga;
+
+typedef struct eng_step {
+	uint8_t  state;          /* Sagawire__StepState */
+	bool     queued;         /* a dispatch of it waits in the relay queue */
+	bool     uncertain;      /* failed without a business answer: compensate anyway */
+	uint16_t idx;
+	uint32_t attempts, comp_attempts;
+	int64_t  started_us, finished_us, comp_started_us, comp_finished_us, next_attempt_us;
+	char    *last_error;
+	uint8_t *result;
+	size_t   result_len;
+	uint32_t completion_seq;
+	uint32_t gen;            /* outstanding queue items/timers carry it; bump = forget them */
+	uint32_t pipe_id;        /* connection it is in flight on; 0 = none */
+	struct eng_step *pprev, *pnext; /* that connection's in-flight list */
+	eng_saga *saga;
+} eng_step;
+
+typedef struct waiter {
+	rpc_req       *req;
+	bool           existing; /* a second start with the same idempotency key */
+	struct waiter *next;
+} waiter;
+
+struct eng_saga {
+	uint8_t          id[16];
+	char             ids[WIRE_UUID_STRLEN];
+	const defn_saga *def;
+	uint8_t          state;
+	int32_t          rev;
+	bool             persisted;  /* its row is committed */
+	bool             in_batch;   /* in the open batch */
+	uint32_t         writing;    /* submitted batches holding it */
+	char            *idem_key, *business_key;
+	int64_t          created_us, updated_us;
+	uint8_t         *input;
+	size_t           input_len;
+	char            *error;
+	uint32_t         next_seq;
+	eng_step        *steps;
+	waiter          *waiters;    /* start requests answered at its first commit */
+	eng_saga        *hnext;      /* id hash chain */
+	eng_saga        *knext;      /* idempotency-key hash chain */
+};
+
+/* ---- post-commit work ------------------------------------------------------ */
+
+enum { A_DISPATCH = 1, A_ACK, A_CANCEL_REPLY };
+
+typedef struct action {
+	uint8_t   type;
+	uint8_t   kind;
+	uint16_t  step;
+	uint32_t  gen;
+	uint8_t   id[16];
+	rpc_req  *req;
+	uint32_t  a, b;
+} action;
+
+typedef struct post {
+	action   *v;
+	size_t    n, cap;
+	eng_saga **sagas;  /* sagas in this batch (for release) */
+	size_t    n_sagas, cap_sagas;
+} post;
+
+/* ---- timers ------------------------------------------------------------------ */
+
+enum { T_STEP_TIMEOUT = 1, T_RETRY, T_POLL };
+
+typedef struct timer {
+	int64_t  when_ms;
+	uint8_t  type;
+	uint8_t  kind;
+	uint16_t step;
+	uint32_t gen;
+	uint8_t  id[16];  /* saga, or pipe id in the first 4 bytes for T_POLL */
+} timer;
+
+/* ---- events --------------------------------------------------------------------- */
+
+enum { EV_REQ = 1, EV_PIPE_CLOSED, EV_COMMITTED };
+
+typedef struct event {
+	int           type;
+	rpc_req      *req;
+	uint32_t      pipe_id;
+	store_batch  *batch;
+	struct event *next;
+} event;
+
+/* ---- the engine ------------------------------------------------------------------ */
+
+static struct {
+	const cfg *cfg;
+	char      *conninfo;
+
+	pthread_mutex_t mu;
+	pthread_cond_t  cv;
+	event          *ev_head, *ev_tail;
+	bool            stop;
+
+	/* engine-thread state */
+	eng_saga **ids;       /* hash by id */
+	eng_saga **keys;      /* hash by idempotency key */
+	size_t     nbuckets;
+	size_t     n_sagas;
+
+	eng_saga **open;      /* sagas changed since the last submit */
+	size_t     n_open, cap_open;
+	post       open_post;
+	uint32_t   writing_batches; /* submitted, not yet committed */
+
+	timer *heap;
+	size_t n_heap, cap_heap;
+
+	uint64_t rng;
+	engine_stats stats;
+} E = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+static _Atomic uint64_t stat_active, stat_batches, stat_rows, stat_dispatched, stat_redelivered;
+
+/* ---- small helpers ------------------------------------------------------------------ */
+
+static int64_t
+now_ms(void)
+{
+	return wire_mono_ms();
+}
+
+static double
+rand01(void)
+{
+	/* xorshift64*: backoff jitter needs spread, not secrecy. */
+	uint64_t x = E.rng;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	E.rng = x;
+	return (double)((x * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+}
+
+static unsigned
+hash_id(const uint8_t id[16])
+{
+	/* v7 ids: the last 8 bytes are random. */
+	uint64_t h;
+	memcpy(&h, id + 8, 8);
+	return (unsigned)(h ^ (h >> 29));
+}
+
+static unsigned
+hash_key(const char *s)
+{
+	unsigned h = 2166136261u;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+static eng_saga *
+saga_find(const uint8_t id[16])
+{
+	for (eng_saga *s = E.ids[hash_id(id) & (E.nbuckets - 1)]; s; s = s->hnext)
+		if (memcmp(s->id, id, 16) == 0)
+			return s;
+	return NULL;
+}
+
+static eng_saga *
+saga_find_key(const char *key)
+{
+	for (eng_saga *s = E.keys[hash_key(key) & (E.nbuckets - 1)]; s; s = s->knext)
+		if (strcmp(s->idem_key, key) == 0)
+			return s;
+	return NULL;
+}
+
+static int
+hash_grow(void)
+{
+	size_t nb = E.nbuckets * 2;
+	eng_saga **ni = calloc(nb, sizeof(*ni)), **nk = calloc(nb, sizeof(*nk));
+	if (ni == NULL || nk == NULL) {
+		free(ni);
+		free(nk);
+		return SAGA_ENOMEM;
+	}
+	for (size_t b = 0; b < E.nbuckets; b++) {
+		for (eng_saga *s = E.ids[b], *n; s; s = n) {
+			n = s->hnext;
+			size_t h = hash_id(s->id) & (nb - 1);
+			s->hnext = ni[h];
+			ni[h] = s;
+		}
+		for (eng_saga *s = E.keys[b], *n; s; s = n) {
+			n = s->knext;
+			size_t h = hash_key(s->idem_key) & (nb - 1);
+			s->knext = nk[h];
+			nk[h] = s;
+		}
+	}
+	free(E.ids);
+	free(E.keys);
+	E.ids = ni;
+	E.keys = nk;
+	E.nbuckets = nb;
+	return 0;
+}
+
+static int
+saga_insert(eng_saga *s)
+{
+	if (E.n_sagas + 1 > E.nbuckets && hash_grow() != 0)
+		return SAGA_ENOMEM;
+	size_t h = hash_id(s->id) & (E.nbuckets - 1);
+	s->hnext = E.ids[h];
+	E.ids[h] = s;
+	if (s->idem_key) {
+		h = hash_key(s->idem_key) & (E.nbuckets - 1);
+		s->knext = E.keys[h];
+		E.keys[h] = s;
+	}
+	E.n_sagas++;
+	atomic_store(&stat_active, E.n_sagas);
+	return 0;
+}
+
+static void
+saga_unlink(eng_saga *s)
+{
+	eng_saga **pl = &E.ids[hash_id(s->id) & (E.nbuckets - 1)];
+	for (; *pl; pl = &(*pl)->hnext) {
+		if (*pl == s) {
+			*pl = s->hnext;
+			break;
+		}
+	}
+	if (s->idem_key) {
+		pl = &E.keys[hash_key(s->idem_key) & (E.nbuckets - 1)];
+		for (; *pl; pl = &(*pl)->knext) {
+			if (*pl == s) {
+				*pl = s->knext;
+				break;
+			}
+		}
+	}
+	E.n_sagas--;
+	atomic_store(&stat_active, E.n_sagas);
+}
+
+static void
+saga_free(eng_saga *s)
+{
+	if (s == NULL)
+		return;
+	if (s->steps) {
+		for (uint32_t i = 0; i < s->def->n_steps; i++) {
+			free(s->steps[i].last_error);
+			free(s->steps[i].result);
+		}
+	}
+	free(s->steps);
+	free(s->idem_key);
+	free(s->business_key);
+	free(s->input);
+	free(s->error);
+	free(s);
+}
+
+static eng_saga *
+saga_alloc(const defn_saga *def)
+{
+	eng_saga *s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return NULL;
+	s->steps = calloc(def->n_steps, sizeof(eng_step));
+	if (s->steps == NULL) {
+		free(s);
+		return NULL;
+	}
+	s->def = def;
+	s->next_seq = 1;
+	for (uint32_t i = 0; i < def->n_steps; i++) {
+		s->steps[i].idx = (uint16_t)i;
+		s->steps[i].saga = s;
+		s->steps[i].state = ST(PENDING);
+	}
+	return s;
+}
+
+static bool
+saga_is_final(const eng_saga *s)
+{
+	return s->state == SS(COMPLETED) || s->state == SS(COMPENSATED) || s->state == SS(FAILED);
+}
+
+/* ---- timers: a binary min-heap -------------------------------------------------- */
+
+static void
+heap_swap(size_t a, size_t b)
+{
+	timer t = E.heap[a];
+	E.heap[a] = E.heap[b];
+	E.heap[b] = t;
+}
+
+static void
+timer_add(const timer *t)
+{
+	if (E.n_heap == E.cap_heap) {
+		size_t ncap = E.cap_heap ? E.cap_heap * 2 : 1024;
+		timer *nh = realloc(E.heap, ncap * sizeof(*nh));
+		if (nh == NULL) {
+			/* Without the timer a step would wait forever: this is
+			 * the one allocation failure we cannot route around. */
+			slog_error("out of memory adding a timer; aborting");
+			abort();
+		}
+		E.heap = nh;
+		E.cap_heap = ncap;
+	}
+	size_t i = E.n_heap++;
+	E.heap[i] = *t;
+	while (i > 0 && E.heap[(i - 1) / 2].when_ms > E.heap[i].when_ms) {
+		heap_swap(i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+}
+
+static void
+timer_pop(timer *out)
+{
+	*out = E.heap[0];
+	E.heap[0] = E.heap[--E.n_heap];
+	size_t i = 0;
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+		if (l < E.n_heap && E.heap[l].when_ms < E.heap[m].when_ms)
+			m = l;
+		if (r < E.n_heap && E.heap[r].when_ms < E.heap[m].when_ms)
+			m = r;
+		if (m == i)
+			break;
+		heap_swap(i, m);
+		i = m;
+	}
+}
+
+static void
+step_timer(eng_step *st, int type, uint8_t kind, int64_t when_ms)
+{
+	timer t = { .when_ms = when_ms, .type = (uint8_t)type, .kind = kind, .step = st->idx,
+		.gen = st->gen };
+	memcpy(t.id, st->saga->id, 16);
+	timer_add(&t);
+}
+
+/* ---- batches: every change goes through saga_touch ------------------------------- */
+
+static int
+post_add(post *p, const action *a)
+{
+	if (p->n == p->cap) {
+		size_t ncap = p->cap ? p->cap * 2 : 256;
+		action *nv = realloc(p->v, ncap * sizeof(*nv));
+		if (nv == NULL)
+			return SAGA_ENOMEM;
+		p->v = nv;
+		p->cap = ncap;
+	}
+	p->v[p->n++] = *a;
+	return 0;
+}
+
+/* Records that s changed: bumps its revision and puts it in the open batch,
+ * where it appears once however often it changes before the batch goes. */
+static void
+saga_touch(eng_saga *s)
+{
+	s->rev++;
+	s->updated_us = wire_now_us();
+	if (s->in_batch)
+		return;
+	if (E.n_open == E.cap_open) {
+		size_t ncap = E.cap_open ? E.cap_open * 2 : 1024;
+		eng_saga **no = realloc(E.open, ncap * sizeof(*no));
+		if (no == NULL) {
+			slog_error("out of memory growing the batch; aborting");
+			abort();
+		}
+		E.open = no;
+		E.cap_open = ncap;
+	}
+	E.open[E.n_open++] = s;
+	s->in_batch = true;
+}
+
+static void
+after_commit(const action *a)
+{
+	if (post_add(&E.open_post, a) != 0) {
+		slog_error("out of memory queueing post-commit work; aborting");
+		abort();
+	}
+}
+
+/* Serialises the per-step state of s into a StoredSteps message. */
+static int
+pack_steps(const eng_saga *s, uint8_t **out, size_t *len)
+{
+	uint32_t n = s->def->n_steps;
+	Sagawire__StoredStep ss[DEFN_MAX_STEPS];
+	Sagawire__StoredStep *pp[DEFN_MAX_STEPS];
+	for (uint32_t i = 0; i < n; i++) {
+		const eng_step *st = &s->steps[i];
+		sagawire__stored_step__init(&ss[i]);
+		ss[i].state = (Sagawire__StepState)st->state;
+		ss[i].attempts = st->attempts;
+		ss[i].comp_attempts = st->comp_attempts;
+		ss[i].started_us = st->started_us;
+		ss[i].finished_us = st->finished_us;
+		ss[i].comp_started_us = st->comp_started_us;
+		ss[i].comp_finished_us = st->comp_finished_us;
+		ss[i].last_error = st->last_error ? st->last_error : (char *)"";
+		ss[i].result.data = st->result;
+		ss[i].result.len = st->result_len;
+		ss[i].completion_seq = st->completion_seq;
+		ss[i].next_attempt_us = st->next_attempt_us;
+		ss[i].uncertain = st->uncertain;
+		pp[i] = &ss[i];
+	}
+	Sagawire__StoredSteps m = SAGAWIRE__STORED_STEPS__INIT;
+	m.n_steps = n;
+	m.steps = pp;
+	m.next_seq = s->next_seq;
+	size_t sz = sagawire__stored_steps__get_packed_size(&m);
+	uint8_t *buf = malloc(sz ? sz : 1);
+	if (buf == NULL)
+		return SAGA_ENOMEM;
+	sagawire__stored_steps__pack(&m, buf);
+	*out = buf;
+	*len = sz;
+	return 0;
+}
+
+/* Hands the open batch to the writer if it is idle (or the batch is full).
+ * Group commit falls out of this: while one batch commits, the next
+ * gathers every change made meanwhile. */
+static void
+maybe_submit(void)
+{
+	if (E.n_open == 0 && E.open_post.n == 0)
+		return;
+	if (E.writing_batches > 0 && E.n_open < E.cfg->max_batch)
+		return;
+	store_batch *b = store_batch_new();
+	post *p = calloc(1, sizeof(*p));
+	if (b == NULL || p == NULL) {
+		slog_error("out of memory submitting a batch; aborting");
+		abort();
+	}
+	for (size_t i = 0; i < E.n_open; i++) {
+		eng_saga *s = E.open[i];
+		store_row *r = store_batch_add(b);
+		if (r == NULL || pack_steps(s, &r->steps, &r->steps_len) != 0) {
+			slog_error("out of memory building a batch; aborting");
+			abort();
+		}
+		memcpy(r->id, s->id, 16);
+		r->insert = !s->persisted && s->writing == 0;
+		r->state = (int16_t)s->state;
+		r->rev = s->rev;
+		r->updated_us = s->updated_us;
+		r->error = strdup(s->error ? s->error : "");
+		if (r->insert) {
+			r->definition = s->def->name;
+			r->version = s->def->version;
+			r->idem_key = s->idem_key;
+			r->business_key = s->business_key;
+			r->created_us = s->created_us;
+			r->input = s->input;
+			r->input_len = s->input_len;
+		}
+		s->in_batch = false;
+		s->writing++;
+	}
+	*p = E.open_post;
+	p->sagas = E.open;
+	p->n_sagas = E.n_open;
+	p->cap_sagas = E.cap_open;
+	memset(&E.open_post, 0, sizeof(E.open_post));
+	E.open = NULL;
+	E.n_open = E.cap_open = 0;
+	b->user = p;
+	E.writing_batches++;
+	atomic_fetch_add(&stat_batches, 1);
+	atomic_fetch_add(&stat_rows, b->n_rows);
+	store_writer_submit(b);
+}
+
+/* ---- transitions ------------------------------------------------------------------- */
+
+static void set_error(char **dst, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+set_error(char **dst, const char *fmt, ...)
+{
+	char buf[MAX_ERROR_LEN];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	char *d = strdup(buf);
+	if (d) {
+		free(*dst);
+		*dst = d;
+	}
+}
+
+static uint32_t
+backoff_ms(const defn_retry *r, uint32_t attempts_made)
+{
+	double base = (double)r->initial_backoff_ms *
+	    pow(r->multiplier, attempts_made > 0 ? attempts_made - 1 : 0);
+	if (base > r->max_backoff_ms)
+		base = r->max_backoff_ms;
+	double d = base * (1.0 - r->jitter) + rand01() * base * r->jitter;
+	return d < 0 ? 0 : (uint32_t)d;
+}
+
+/* Makes a dispatch of st owed: persisted with the batch, queued after it. */
+static void
+owe_dispatch(eng_step *st, uint8_t kind)
+{
+	st->gen++;
+	st->queued = true;
+	action a = { .type = A_DISPATCH, .kind = kind, .step = st->idx, .gen = st->gen };
+	memcpy(a.id, st->saga->id, 16);
+	after_commit(&a);
+}
+
+static void
+start_action(eng_saga *s, eng_step *st)
+{
+	st->state = ST(RUNNING);
+	st->attempts++;
+	if (st->started_us == 0)
+		st->started_us = wire_now_us();
+	owe_dispatch(st, KIND_ACTION);
+	saga_touch(s);
+	slog_saga(SLOG_DEBUG, s->ids, s->def->steps[st->idx].name, "dispatch action attempt %u",
+	    st->attempts);
+}
+
+static void
+start_compensation(eng_saga *s, eng_step *st)
+{
+	const defn_step *ds = &s->def->steps[st->idx];
+	if (ds->compensation == NULL) {
+		/* Nothing to undo. */
+		st->state = ST(COMPENSATED);
+		st->comp_finished_us = wire_now_us();
+		saga_touch(s);
+		return;
+	}
+	st->state = ST(COMPENSATING);
+	st->comp_attempts++;
+	if (st->comp_started_us == 0)
+		st->comp_started_us = wire_now_us();
+	owe_dispatch(st, KIND_COMP);
+	saga_touch(s);
+	slog_saga(SLOG_DEBUG, s->ids, ds->name, "dispatch compensation %s attempt %u",
+	    ds->compensation, st->comp_attempts);
+}
+
+/* Takes a step out of the connection it is in flight on. */
+static void
+unlink_inflight(eng_step *st)
+{
+	if (st->pipe_id == 0)
+		return;
+	relay_pipe *pp = relay_pipe_get(st->pipe_id, 0);
+	if (pp != NULL) {
+		if (st->pprev)
+			st->pprev->pnext = st->pnext;
+		else
+			pp->inflight_head = st->pnext;
+		if (st->pnext)
+			st->pnext->pprev = st->pprev;
+		if (pp->inflight > 0)
+			pp->inflight--;
+	}
+	st->pprev = st->pnext = NULL;
+	st->pipe_id = 0;
+}
+
+static void
+saga_set_state(eng_saga *s, uint8_t state)
+{
+	s->state = state;
+	saga_touch(s);
+}
+
+/* Enters compensation: stop going forward. Actions not yet sent are
+ * abandoned; actions waiting to retry are given up. Both count as
+ * uncertain (an earlier attempt, or one sent before a crash, may have
+ * applied), so they are compensated too; the participant's barrier makes
+ * an undo of a never-applied action a no-op. Actions in flight finish. */
+static void
+begin_compensation(eng_saga *s)
+{
+	saga_set_state(s, SS(COMPENSATING));
+	for (uint32_t i = 0; i < s->def->n_steps; i++) {
+		eng_step *st = &s->steps[i];
+		if ((st->state == ST(RUNNING) && st->queued) || st->state == ST(RETRY_WAIT)) {
+			st->gen++;
+			st->queued = false;
+			st->state = ST(FAILED);
+			st->uncertain = true;
+			st->finished_us = wire_now_us();
+			st->next_attempt_us = 0;
+		}
+	}
+	slog_saga(SLOG_INFO, s->ids, NULL, "compensating: %s", s->error ? s->error : "");
+}
+
+static bool
+needs_undo(const eng_step *st)
+{
+	return st->state == ST(SUCCEEDED) || (st->state == ST(FAILED) && st->uncertain);
+}
+
+/* Settled for compensation: nothing more will happen to it before its
+ * dependencies are undone. */
+static bool
+settled(const eng_step *st)
+{
+	return st->state == ST(PENDING) || st->state == ST(COMPENSATED) ||
+	    (st->state == ST(FAILED) && !st->uncertain);
+}
+
+static void
+finish_saga(eng_saga *s, uint8_t state)
+{
+	saga_set_state(s, state);
+	if (state == SS(COMPLETED))
+		slog_saga(SLOG_INFO, s->ids, NULL, "completed");
+	else if (state == SS(COMPENSATED))
+		slog_saga(SLOG_INFO, s->ids, NULL, "compensated");
+	else
+		slog_saga(SLOG_WARN, s->ids, NULL, "parked: %s", s->error ? s->error : "");
+}
+
+/* Moves a saga as far as it can go. Called after every change. */
+static void
+advance(eng_saga *s)
+{
+	const defn_saga *d = s->def;
+	if (saga_is_final(s))
+		return;
+	if (s->state == SS(RUNNING)) {
+		uint32_t done = 0;
+		for (uint32_t i = 0; i < d->n_steps; i++) {
+			if (s->steps[i].state == ST(FAILED)) {
+				if (s->error == NULL || *s->error == '\0')
+					set_error(&s->error, "step %s failed: %s", d->steps[i].name,
+					    s->steps[i].last_error ? s->steps[i].last_error : "");
+				begin_compensation(s);
+				goto compensate;
+			}
+		}
+		for (uint32_t k = 0; k < d->n_steps; k++) {
+			uint32_t i = d->topo[k];
+			eng_step *st = &s->steps[i];
+			if (st->state == ST(SUCCEEDED)) {
+				done++;
+				continue;
+			}
+			if (st->state != ST(PENDING))
+				continue;
+			bool ready = true;
+			for (uint32_t j = 0; j < d->steps[i].n_deps; j++)
+				if (s->steps[d->steps[i].deps[j]].state != ST(SUCCEEDED))
+					ready = false;
+			if (ready)
+				start_action(s, st);
+		}
+		if (done == d->n_steps)
+			finish_saga(s, SS(COMPLETED));
+		return;
+	}
+compensate:
+	/* Dependents are undone before their dependencies; independent
+	 * branches in parallel. Loop: undoing a step without compensation
+	 * is immediate and may make its dependencies eligible. */
+	for (bool changed = true; changed;) {
+		changed = false;
+		for (uint32_t i = 0; i < d->n_steps; i++) {
+			eng_step *st = &s->steps[i];
+			if (!needs_undo(st))
+				continue;
+			bool ready = true;
+			for (uint32_t j = 0; j < d->n_steps && ready; j++)
+				if ((d->steps[i].dependents_mask >> j & 1) && !settled(&s->steps[j]))
+					ready = false;
+			if (ready) {
+				start_compensation(s, st);
+				changed = true;
+			}
+		}
+	}
+	bool busy = false, parked = false;
+	for (uint32_t i = 0; i < d->n_steps; i++) {
+		uint8_t x = s->steps[i].state;
+		if (x == ST(RUNNING) || x == ST(RETRY_WAIT) || x == ST(COMPENSATING) ||
+		    x == ST(COMP_RETRY_WAIT))
+			busy = true;
+		if (x == ST(COMP_FAILED))
+			parked = true;
+	}
+	if (busy)
+		return;
+	if (parked) {
+		finish_saga(s, SS(FAILED));
+		return;
+	}
+	/* Nothing running and nothing eligible. Any step still needing undo
+	 * waits on a dependent that cannot be undone: that is a park too. */
+	for (uint32_t i = 0; i < d->n_steps; i++) {
+		if (needs_undo(&s->steps[i])) {
+			finish_saga(s, SS(FAILED));
+			return;
+		}
+	}
+	finish_saga(s, SS(COMPENSATED));
+}
+
+/* An attempt of st (kind) ended: apply the outcome. */
+static void
+apply_outcome(eng_saga *s, eng_step *st, uint8_t kind, int outcome, const uint8_t *out,
+    size_t out_len, const char *error)
+{
+	const defn_step *ds = &s->def->steps[st->idx];
+	int64_t now = wire_now_us();
+	st->gen++; /* forget its timeout timer */
+	unlink_inflight(st);
+	if (kind == KIND_ACTION) {
+		if (outcome == SAGAWIRE__OUTCOME__OUTCOME_SUCCESS) {
+			uint8_t *copy = NULL;
+			if (out_len > 0 && (copy = malloc(out_len)) == NULL) {
+				/* Treat as a retryable failure rather than lose data. */
+				outcome = SAGAWIRE__OUTCOME__OUTCOME_RETRY;
+				error = "sagad out of memory storing the result";
+			} else {
+				if (out_len)
+					memcpy(copy, out, out_len);
+				free(st->result);
+				st->result = copy;
+				st->result_len = out_len;
+				st->state = ST(SUCCEEDED);
+				st->finished_us = now;
+				st->completion_seq = s->next_seq++;
+				saga_touch(s);
+				slog_saga(SLOG_DEBUG, s->ids, ds->name, "action succeeded");
+				advance(s);
+				return;
+			}
+		}
+		set_error(&st->last_error, "%s", error && *error ? error : "(no reason given)");
+		if (outcome == SAGAWIRE__OUTCOME__OUTCOME_FAIL) {
+			st->state = ST(FAILED);
+			st->uncertain = false;
+			st->finished_us = now;
+			set_error(&s->error, "step %s failed: %s", ds->name, st->last_error);
+			slog_saga(SLOG_INFO, s->ids, ds->name, "business failure: %s", st->last_error);
+		} else if (s->state == SS(RUNNING) && st->attempts < ds->retry.max_attempts) {
+			uint32_t delay = backoff_ms(&ds->retry, st->attempts);
+			st->state = ST(RETRY_WAIT);
+			st->next_attempt_us = now + (int64_t)delay * 1000;
+			step_timer(st, T_RETRY, KIND_ACTION, now_ms() + delay);
+			slog_saga(SLOG_INFO, s->ids, ds->name, "attempt %u failed: %s; retry in %u ms",
+			    st->attempts, st->last_error, delay);
+		} else {
+			st->state = ST(FAILED);
+			st->uncertain = true;
+			st->finished_us = now;
+			if (s->state == SS(RUNNING))
+				set_error(&s->error, "step %s failed after %u attempts: %s", ds->name,
+				    st->attempts, st->last_error);
+			slog_saga(SLOG_INFO, s->ids, ds->name, "failed after %u attempts: %s",
+			    st->attempts, st->last_error);
+		}
+		saga_touch(s);
+		advance(s);
+		return;
+	}
+	/* compensation */
+	if (outcome == SAGAWIRE__OUTCOME__OUTCOME_SUCCESS) {
+		st->state = ST(COMPENSATED);
+		st->comp_finished_us = now;
+		saga_touch(s);
+		slog_saga(SLOG_DEBUG, s->ids, ds->name, "compensated");
+		advance(s);
+		return;
+	}
+	/* A compensation cannot "fail for business reasons": undo must
+	 * happen. Both kinds of failure retry up to the limit, then park. */
+	set_error(&st->last_error, "%s", error && *error ? error : "(no reason given)");
+	if (st->comp_attempts < ds->comp_retry.max_attempts) {
+		uint32_t delay = backoff_ms(&ds->comp_retry, st->comp_attempts);
+		st->state = ST(COMP_RETRY_WAIT);
+		st->next_attempt_us = now + (int64_t)delay * 1000;
+		step_timer(st, T_RETRY, KIND_COMP, now_ms() + delay);
+		slog_saga(SLOG_INFO, s->ids, ds->name,
+		    "compensation attempt %u failed: %s; retry in %u ms", st->comp_attempts,
+		    st->last_error, delay);
+	} else {
+		st->state = ST(COMP_FAILED);
+		st->comp_finished_us = now;
+		set_error(&s->error, "compensation %s of step %s failed after %u attempts: %s",
+		    ds->compensation, ds->name, st->comp_attempts, st->last_error);
+	}
+	saga_touch(s);
+	advance(s);
+}
+
+/* ---- dispatch: building and sending WorkBatches ------------------------------------ */
+
+/* Is this queue item still owed? */
+static eng_step *
+item_step(const relay_item *it, eng_saga **sp)
+{
+	eng_saga *s = saga_find(it->id);
+	if (s == NULL || it->step >= s->def->n_steps)
+		return NULL;
+	eng_step *st = &s->steps[it->step];
+	if (st->gen != it->gen || !st->queued)
+		return NULL;
+	uint8_t want = it->kind == KIND_ACTION ? ST(RUNNING) : ST(COMPENSATING);
+	if (st->state != want)
+		return NULL;
+	*sp = s;
+	return st;
+}
+
+static void
+fill_dispatch(Sagawire__Dispatch *d, eng_saga *s, eng_step *st, uint8_t kind, char *keybuf,
+    size_t keylen, Sagawire__StepResult *res, Sagawire__StepResult **resp)
+{
+	const defn_step *ds = &s->def->steps[st->idx];
+	sagawire__dispatch__init(d);
+	d->saga_id.data = s->id;
+	d->saga_id.len = 16;
+	d->definition = s->def->name;
+	d->version = s->def->version;
+	d->step = ds->name;
+	d->rpc = kind == KIND_ACTION ? ds->name : ds->compensation;
+	d->kind = (Sagawire__StepKind)kind;
+	d->attempt = kind == KIND_ACTION ? st->attempts : st->comp_attempts;
+	snprintf(keybuf, keylen, "%s/%s/%s", s->ids, ds->name,
+	    kind == KIND_ACTION ? "action" : "compensation");
+	d->idempotency_key = keybuf;
+	d->timeout_ms = kind == KIND_ACTION ? ds->timeout_ms : ds->comp_timeout_ms;
+	d->input.data = s->input;
+	d->input.len = s->input_len;
+	d->participant = ds->participant;
+	d->step_index = st->idx;
+	size_t n = 0;
+	for (uint32_t j = 0; j < ds->n_deps; j++) {
+		eng_step *dep = &s->steps[ds->deps[j]];
+		sagawire__step_result__init(&res[n]);
+		res[n].step = s->def->steps[ds->deps[j]].name;
+		res[n].result.data = dep->result;
+		res[n].result.len = dep->result_len;
+		resp[n] = &res[n];
+		n++;
+	}
+	if (kind == KIND_COMP) {
+		sagawire__step_result__init(&res[n]);
+		res[n].step = ds->name;
+		res[n].result.data = st->result;
+		res[n].result.len = st->result_len;
+		resp[n] = &res[n];
+		n++;
+	}
+	d->n_results = n;
+	d->results = resp;
+}
+
+/* Sends as many queued steps of participant p as its connections can take. */
+static void
+pump(relay_part *p)
+{
+	enum { MAXB = 4096 };
+	while (p->q_len > 0) {
+		relay_pipe *pp = relay_next_pipe(p);
+		if (pp == NULL)
+			return;
+		uint32_t room = pp->capacity - pp->inflight;
+		if (room > E.cfg->dispatch_batch)
+			room = E.cfg->dispatch_batch;
+		if (room > MAXB)
+			room = MAXB;
+		Sagawire__Dispatch *ds = calloc(room, sizeof(*ds));
+		Sagawire__Dispatch **dp = calloc(room, sizeof(*dp));
+		char (*keys)[128] = calloc(room, 128);
+		Sagawire__StepResult *res = calloc((size_t)room * (DEFN_MAX_STEPS + 1), sizeof(*res));
+		Sagawire__StepResult **resp = calloc((size_t)room * (DEFN_MAX_STEPS + 1), sizeof(*resp));
+		eng_step **sent = calloc(room, sizeof(*sent));
+		uint8_t *kinds = calloc(room, 1);
+		if (!ds || !dp || !keys || !res || !resp || !sent || !kinds) {
+			slog_error("out of memory building a work batch; will retry");
+			free(ds), free(dp), free(keys), free(res), free(resp), free(sent), free(kinds);
+			return;
+		}
+		uint32_t n = 0;
+		size_t bytes = 0;
+		relay_item it;
+		while (n < room && relay_pop(p, &it)) {
+			eng_saga *s;
+			eng_step *st = item_step(&it, &s);
+			if (st == NULL)
+				continue;
+			fill_dispatch(&ds[n], s, st, it.kind, keys[n], sizeof(keys[n]),
+			    &res[(size_t)n * (DEFN_MAX_STEPS + 1)], &resp[(size_t)n * (DEFN_MAX_STEPS + 1)]);
+			size_t sz = sagawire__dispatch__get_packed_size(&ds[n]);
+			if (n > 0 && bytes + sz + 64 > E.cfg->max_message_bytes) {
+				/* Keep messages under the size peers accept:
+				 * this one goes first in the next batch. */
+				relay_push(p, &it);
+				break;
+			}
+			bytes += sz + 8;
+			dp[n] = &ds[n];
+			sent[n] = st;
+			kinds[n] = it.kind;
+			n++;
+		}
+		if (n > 0) {
+			Sagawire__WorkBatch wb = SAGAWIRE__WORK_BATCH__INIT;
+			wb.n_dispatches = n;
+			wb.dispatches = dp;
+			Sagawire__Response resp_msg = SAGAWIRE__RESPONSE__INIT;
+			resp_msg.body_case = SAGAWIRE__RESPONSE__BODY_WORK;
+			resp_msg.work = &wb;
+			rpc_req *poll = pp->poll;
+			pp->poll = NULL;
+			pp->poll_gen++;
+			int64_t t = now_ms();
+			for (uint32_t k = 0; k < n; k++) {
+				eng_step *st = sent[k];
+				const defn_step *dstep = &st->saga->def->steps[st->idx];
+				st->queued = false;
+				st->pipe_id = pp->id;
+				st->pprev = NULL;
+				st->pnext = pp->inflight_head;
+				if (st->pnext)
+					st->pnext->pprev = st;
+				pp->inflight_head = st;
+				pp->inflight++;
+				uint32_t to = kinds[k] == KIND_ACTION ? dstep->timeout_ms : dstep->comp_timeout_ms;
+				step_timer(st, T_STEP_TIMEOUT, kinds[k], t + to);
+			}
+			atomic_fetch_add(&stat_dispatched, n);
+			rpc_reply(poll, &resp_msg);
+		}
+		free(ds), free(dp), free(keys), free(res), free(resp), free(sent), free(kinds);
+		if (n == 0)
+			return;
+	}
+}
+
+static void
+pump_all(void)
+{
+	for (relay_part *p = relay_part_first(); p; p = relay_part_next(p))
+		if (p->q_len > 0)
+			pump(p);
+}
+
+static void
+queue_step(eng_saga *s, eng_step *st, uint8_t kind)
+{
+	const defn_step *ds = &s->def->steps[st->idx];
+	relay_part *p = relay_part_get(ds->participant, 1);
+	relay_item it = { .gen = st->gen, .step = st->idx, .kind = kind };
+	memcpy(it.id, s->id, 16);
+	if (p == NULL || relay_push(p, &it) != 0) {
+		slog_error("out of memory queueing a dispatch; aborting");
+		abort();
+	}
+}
+
+/* ---- request handlers ------------------------------------------------------------ */
+
+static bool
+valid_text(const char *s, size_t max)
+{
+	size_t n = strnlen(s, max + 1);
+	return n <= max && wire_utf8_ok(s, n);
+}
+
+static void
+handle_start(rpc_req *r)
+{
+	Sagawire__StartRequest *q = r->req->start;
+	if (q->definition == NULL || *q->definition == '\0') {
+		rpc_reply_error(r, SAGA_EINVAL, "start: no definition named");
+		return;
+	}
+	if (!valid_text(q->definition, 256) || !valid_text(q->idempotency_key, 256) ||
+	    !valid_text(q->business_key, 256)) {
+		rpc_reply_error(r, SAGA_EINVAL,
+		    "start: definition, idempotency_key and business_key must be UTF-8 text of at most 256 bytes");
+		return;
+	}
+	if (q->input.len > E.cfg->max_message_bytes) {
+		rpc_reply_error(r, SAGA_ETOOBIG, "start: input of %zu bytes exceeds %u", q->input.len,
+		    E.cfg->max_message_bytes);
+		return;
+	}
+	const defn_saga *def = registry_get(q->definition, q->version);
+	if (def == NULL) {
+		if (q->version && registry_get(q->definition, 0))
+			rpc_reply_error(r, SAGA_ENOTFOUND, "saga definition %s has no version %u",
+			    q->definition, q->version);
+		else
+			rpc_reply_error(r, SAGA_ENOTFOUND,
+			    "unknown saga definition %s (register it with `sagactl register FILE`)",
+			    q->definition);
+		return;
+	}
+	bool has_key = q->idempotency_key[0] != '\0';
+	if (has_key) {
+		eng_saga *s = saga_find_key(q->idempotency_key);
+		if (s != NULL) {
+			if (s->persisted) {
+				Sagawire__StartResponse sr = SAGAWIRE__START_RESPONSE__INIT;
+				sr.saga_id = s->ids;
+				sr.version = s->def->version;
+				sr.existing = true;
+				Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
+				resp.body_case = SAGAWIRE__RESPONSE__BODY_START;
+				resp.start = &sr;
+				rpc_reply(r, &resp);
+				return;
+			}
+			waiter *w = calloc(1, sizeof(*w));
+			if (w == NULL) {
+				rpc_reply_error(r, SAGA_ENOMEM, "out of memory");
+				return;
+			}
+			w->req = r;
+			w->existing = true;
+			w->next = s->waiters;
+			s->waiters = w;
+			return;
+		}
+	}
+	if (E.n_sagas >= (size_t)E.cfg->max_pending * 16) {
+		rpc_reply_error(r, SAGA_EBUSY, "too many sagas in flight (%zu); try again later",
+		    E.n_sagas);
+		return;
+	}
+	eng_saga *s = saga_alloc(def);
+	waiter *w = calloc(1, sizeof(*w));
+	if (s == NULL || w == NULL)
+		goto nomem;
+	wire_uuid_v7(s->id);
+	wire_uuid_format(s->id, s->ids);
+	s->state = SS(RUNNING);
+	s->created_us = s->updated_us = wire_now_us();
+	if (has_key && (s->idem_key = strdup(q->idempotency_key)) == NULL)
+		goto nomem;
+	if (q->business_key[0] && (s->business_key = strdup(q->business_key)) == NULL)
+		goto nomem;
+	if (q->input.len && (s->input = malloc(q->input.len)) == NULL)
+		goto nomem;
+	if (q->input.len)
+		memcpy(s->input, q->input.data, q->input.len);
+	s->input_len = q->input.len;
+	if (saga_insert(s) != 0)
+		goto nomem;
+	w->req = r;
+	s->waiters = w;
+	slog_saga(SLOG_INFO, s->ids, NULL, "started %s v%u", def->name, def->version);
+	saga_touch(s);
+	advance(s);
+	return;
+nomem:
+	free(w);
+	saga_free(s);
+	rpc_reply_error(r, SAGA_ENOMEM, "out of memory starting a saga");
+}
+
+static void
+handle_cancel(rpc_req *r)
+{
+	Sagawire__CancelRequest *q = r->req->cancel;
+	uint8_t id[16];
+	if (wire_uuid_parse(q->saga_id, id) != 0) {
+		rpc_reply_error(r, SAGA_EINVAL, "cancel: '%.64s' is not a saga id", q->saga_id);
+		return;
+	}
+	eng_saga *s = saga_find(id);
+	if (s == NULL || saga_is_final(s)) {
+		/* Not active here: the reader tells unknown from finished. */
+		reader_submit_cancel_check(r);
+		return;
+	}
+	if (s->state == SS(RUNNING)) {
+		const char *why = q->reason && *q->reason ? q->reason : "no reason given";
+		set_error(&s->error, "cancelled: %.512s", valid_text(why, 512) ? why : "(invalid text)");
+		begin_compensation(s);
+		advance(s);
+	}
+	action a = { .type = A_CANCEL_REPLY, .req = r };
+	memcpy(a.id, s->id, 16);
+	a.a = s->state;
+	after_commit(&a);
+	saga_touch(s); /* make sure a batch carries the reply */
+}
+
+static void
+handle_poll(rpc_req *r)
+{
+	Sagawire__WorkPoll *q = r->req->poll;
+	if (q->participant == NULL || q->participant[0] == '\0' || !valid_text(q->participant, 128)) {
+		rpc_reply_error(r, SAGA_EINVAL, "poll: participant name must be 1-128 bytes of UTF-8");
+		return;
+	}
+	if (q->capacity == 0) {
+		rpc_reply_error(r, SAGA_EINVAL, "poll: capacity must be at least 1");
+		return;
+	}
+	relay_pipe *pp = relay_pipe_get(r->pipe_id, 1);
+	relay_part *p = relay_part_get(q->participant, 1);
+	if (pp == NULL || p == NULL) {
+		rpc_reply_error(r, SAGA_ENOMEM, "out of memory");
+		return;
+	}
+	if (pp->part != NULL && pp->part != p) {
+		slog_warn("connection %u polled as '%s' after '%s': refused", r->pipe_id,
+		    q->participant, pp->part->name);
+		rpc_reply_error(r, SAGA_EINVAL,
+		    "poll: this connection already serves participant '%s'; use one connection per participant",
+		    pp->part->name);
+		return;
+	}
+	if (pp->part == NULL) {
+		if (relay_pipe_bind(pp, p) != 0) {
+			rpc_reply_error(r, SAGA_ENOMEM, "out of memory");
+			return;
+		}
+		slog_info("participant %s connected (connection %u, capacity %u, instance %.64s)",
+		    p->name, pp->id, q->capacity, q->instance ? q->instance : "");
+	}
+	pp->capacity = q->capacity > E.cfg->max_capacity ? E.cfg->max_capacity : q->capacity;
+	if (pp->poll != NULL) {
+		/* A second poll on the same connection (a REQ resend): the
+		 * newer one replaces it; the old one gets an empty answer. */
+		Sagawire__WorkBatch wb = SAGAWIRE__WORK_BATCH__INIT;
+		Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
+		resp.body_case = SAGAWIRE__RESPONSE__BODY_WORK;
+		resp.work = &wb;
+		rpc_reply(pp->poll, &resp);
+	}
+	pp->poll = r;
+	pp->poll_gen++;
+	timer t = { .when_ms = now_ms() + E.cfg->poll_timeout_ms, .type = T_POLL, .gen = pp->poll_gen };
+	memcpy(t.id, &pp->id, 4);
+	timer_add(&t);
+	pump(p);
+}
+
+static void
+handle_report(rpc_req *r)
+{
+	Sagawire__Report *q = r->req->report;
+	uint32_t accepted = 0, ignored = 0;
+	relay_pipe *pp = relay_pipe_get(r->pipe_id, 0);
+	const char *who = pp && pp->part ? pp->part->name : q->participant;
+	for (size_t i = 0; i < q->n_results; i++) {
+		Sagawire__Result *res = q->results[i];
+		eng_saga *s;
+		if (res->saga_id.len != 16 || (s = saga_find(res->saga_id.data)) == NULL ||
+		    saga_is_final(s) || res->step_index >= s->def->n_steps) {
+			ignored++;
+			continue;
+		}
+		eng_step *st = &s->steps[res->step_index];
+		const defn_step *ds = &s->def->steps[st->idx];
+		uint8_t kind = (uint8_t)res->kind;
+		if (who == NULL || strcmp(who, ds->participant) != 0) {
+			slog_saga(SLOG_WARN, s->ids, ds->name,
+			    "result from '%s' for a step of participant '%s' ignored",
+			    who ? who : "?", ds->participant);
+			ignored++;
+			continue;
+		}
+		int oc = res->outcome;
+		if (oc != SAGAWIRE__OUTCOME__OUTCOME_SUCCESS && oc != SAGAWIRE__OUTCOME__OUTCOME_RETRY &&
+		    oc != SAGAWIRE__OUTCOME__OUTCOME_FAIL) {
+			slog_saga(SLOG_WARN, s->ids, ds->name, "result with invalid outcome %d ignored", oc);
+			ignored++;
+			continue;
+		}
+		bool awaiting;
+		uint32_t cur;
+		if (kind == KIND_ACTION) {
+			awaiting = st->state == ST(RUNNING) || st->state == ST(RETRY_WAIT);
+			cur = st->attempts;
+		} else if (kind == KIND_COMP) {
+			awaiting = st->state == ST(COMPENSATING) || st->state == ST(COMP_RETRY_WAIT);
+			cur = st->comp_attempts;
+		} else {
+			ignored++;
+			continue;
+		}
+		/* A success or business failure from any attempt is a real
+		 * outcome (the effect may have applied); a retryable error
+		 * counts only for the attempt in flight now. */
+		if (!awaiting || res->attempt > cur || res->attempt == 0 ||
+		    (oc == SAGAWIRE__OUTCOME__OUTCOME_RETRY &&
+		        (res->attempt != cur || (st->state != ST(RUNNING) && st->state != ST(COMPENSATING))))) {
+			ignored++;
+			continue;
+		}
+		const char *err = res->error;
+		char clean[MAX_ERROR_LEN];
+		if (err && !valid_text(err, MAX_ERROR_LEN - 1)) {
+			snprintf(clean, sizeof(clean), "(participant sent an error that is not valid UTF-8)");
+			err = clean;
+		}
+		if (st->state == ST(RETRY_WAIT) || st->state == ST(COMP_RETRY_WAIT))
+			st->next_attempt_us = 0;
+		if (st->queued) {
+			/* A late answer while a redelivery waits: drop it. */
+			st->queued = false;
+		}
+		apply_outcome(s, st, kind, oc, res->output.data, res->output.len, err);
+		accepted++;
+	}
+	if (accepted == 0) {
+		Sagawire__ReportAck ack = SAGAWIRE__REPORT_ACK__INIT;
+		ack.ignored = ignored;
+		Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
+		resp.body_case = SAGAWIRE__RESPONSE__BODY_ACK;
+		resp.ack = &ack;
+		rpc_reply(r, &resp);
+		if (pp && pp->part)
+			pump(pp->part);
+		return;
+	}
+	action a = { .type = A_ACK, .req = r, .a = accepted, .b = ignored };
+	after_commit(&a);
+}
+
+static void
+handle_request(rpc_req *r)
+{
+	switch (r->req->body_case) {
+	case SAGAWIRE__REQUEST__BODY_START:
+		handle_start(r);
+		break;
+	case SAGAWIRE__REQUEST__BODY_CANCEL:
+		handle_cancel(r);
+		break;
+	case SAGAWIRE__REQUEST__BODY_POLL:
+		handle_poll(r);
+		break;
+	case SAGAWIRE__REQUEST__BODY_REPORT:
+		handle_report(r);
+		break;
+	default:
+		rpc_reply_error(r, SAGA_EINTERNAL, "engine got a request it does not serve");
+	}
+}
+
+static void
+handle_pipe_closed(uint32_t pipe_id)
+{
+	relay_pipe *pp = relay_pipe_get(pipe_id, 0);
+	if (pp == NULL)
+		return;
+	uint32_t n = 0;
+	for (eng_step *st = pp->inflight_head, *next; st; st = next) {
+		next = st->pnext;
+		st->pprev = st->pnext = NULL;
+		st->pipe_id = 0;
+		/* Same attempt, new delivery: the step did not fail, its
+		 * connection did. The idempotency key is unchanged. */
+		uint8_t kind = st->state == ST(COMPENSATING) ? KIND_COMP : KIND_ACTION;
+		if (kind == KIND_ACTION && st->saga->state != SS(RUNNING)) {
+			/* No point learning the outcome of an action whose saga
+			 * is undoing itself: count it uncertain and undo it. */
+			apply_outcome(st->saga, st, kind, SAGAWIRE__OUTCOME__OUTCOME_RETRY, NULL, 0,
+			    "connection to the participant lost");
+			continue;
+		}
+		st->gen++;
+		st->queued = true;
+		queue_step(st->saga, st, kind);
+		n++;
+	}
+	pp->inflight_head = NULL;
+	if (pp->poll) {
+		rpc_reply_error(pp->poll, SAGA_ECLOSED, "connection closed");
+		pp->poll = NULL;
+	}
+	relay_part *p = pp->part;
+	if (p)
+		slog_info("participant %s disconnected (connection %u); %u step(s) to redeliver",
+		    p->name, pipe_id, n);
+	relay_pipe_remove(pp);
+	atomic_fetch_add(&stat_redelivered, n);
+	if (p && n)
+		pump(p);
+}
+
+/* ---- after a batch committed -------------------------------------------------------- */
+
+static void
+reply_start(waiter *w, const char *id, uint32_t version, bool existing)
+{
+	Sagawire__StartResponse sr = SAGAWIRE__START_RESPONSE__INIT;
+	sr.saga_id = (char *)id;
+	sr.version = version;
+	sr.existing = existing || w->existing;
+	Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
+	resp.body_case = SAGAWIRE__RESPONSE__BODY_START;
+	resp.start = &sr;
+	rpc_reply(w->req, &resp);
+}
+
+static void
+handle_committed(store_batch *b)
+{
+	post *p = b->user;
+	E.writing_batches--;
+
+	/* 1. Rows: first inserts answer their start waiters; an insert that
+	 * lost to an existing idempotency key drops the saga we made. */
+	for (size_t i = 0; i < b->n_rows; i++) {
+		store_row *row = &b->rows[i];
+		eng_saga *s = saga_find(row->id);
+		if (s == NULL)
+			continue;
+		if (row->insert && !row->inserted) {
+			char ex[WIRE_UUID_STRLEN];
+			wire_uuid_format(row->existing_id, ex);
+			for (waiter *w = s->waiters, *n; w; w = n) {
+				n = w->next;
+				reply_start(w, ex, s->def->version, true);
+				free(w);
+			}
+			s->waiters = NULL;
+			slog_saga(SLOG_INFO, s->ids, NULL,
+			    "idempotency key already used by saga %s: not started", ex);
+			/* Its owed dispatches find no saga and are skipped. */
+			saga_unlink(s);
+			if (s->in_batch) {
+				for (size_t k = 0; k < E.n_open; k++) {
+					if (E.open[k] == s) {
+						E.open[k] = E.open[--E.n_open];
+						break;
+					}
+				}
+			}
+			saga_free(s);
+			continue;
+		}
+		if (!s->persisted) {
+			s->persisted = true;
+			for (waiter *w = s->waiters, *n; w; w = n) {
+				n = w->next;
+				reply_start(w, s->ids, s->def->version, false);
+				free(w);
+			}
+			s->waiters = NULL;
+		}
+	}
+	/* 2. Post-commit work, in the order it was recorded. */
+	for (size_t i = 0; i < p->n; i++) {
+		action *a = &p->v[i];
+		switch (a->type) {
+		case A_DISPATCH: {
+			eng_saga *s = saga_find(a->id);
+			if (s == NULL)
+				break;
+			eng_step *st = &s->steps[a->step];
+			if (st->gen == a->gen && st->queued)
+				queue_step(s, st, a->kind);
+			break;
+		}
+		case A_ACK: {
+			Sagawire__ReportAck ack = SAGAWIRE__REPORT_ACK__INIT;
+			ack.accepted = a->a;
+			ack.ignored = a->b;
+			Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
+			resp.body_case = SAGAWIRE__RESPONSE__BODY_ACK;
+			resp.ack = &ack;
+			rpc_reply(a->req, &resp);
+			break;
+		}
+		case A_CANCEL_REPLY: {
+			eng_saga *s = saga_find(a->id);
+			Sagawire__CancelResponse cr = SAGAWIRE__CANCEL_RESPONSE__INIT;
+			cr.state = s ? (Sagawire__SagaState)s->state : (Sagawire__SagaState)a->a;
+			Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
+			resp.body_case = SAGAWIRE__RESPONSE__BODY_CANCEL;
+			resp.cancel = &cr;
+			rpc_reply(a->req, &resp);
+			break;
+		}
+		}
+	}
+	/* 3. Release: sagas that are final and written are done with. */
+	for (size_t i = 0; i < b->n_rows; i++) {
+		eng_saga *s = saga_find(b->rows[i].id);
+		if (s == NULL)
+			continue;
+		if (s->writing > 0)
+			s->writing--;
+		if (saga_is_final(s) && s->writing == 0 && !s->in_batch) {
+			saga_unlink(s);
+			saga_free(s);
+		}
+	}
+	free(p->v);
+	free(p->sagas);
+	free(p);
+	store_batch_free(b);
+	pump_all();
+}
+
+/* ---- timers firing ------------------------------------------------------------------ */
+
+static void
+fire(const timer *t)
+{
+	if (t->type == T_POLL) {
+		uint32_t pid;
+		memcpy(&pid, t->id, 4);
+		relay_pipe *pp = relay_pipe_get(pid, 0);
+		if (pp && pp->poll && pp->poll_gen == t->gen) {
+			Sagawire__WorkBatch wb = SAGAWIRE__WORK_BATCH__INIT;
+			Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
+			resp.body_case = SAGAWIRE__RESPONSE__BODY_WORK;
+			resp.work = &wb;
+			rpc_reply(pp->poll, &resp);
+			pp->poll = NULL;
+		}
+		return;
+	}
+	eng_saga *s = saga_find(t->id);
+	if (s == NULL || t->step >= s->def->n_steps)
+		return;
+	eng_step *st = &s->steps[t->step];
+	if (st->gen != t->gen)
+		return;
+	const defn_step *ds = &s->def->steps[st->idx];
+	if (t->type == T_STEP_TIMEOUT) {
+		uint8_t want = t->kind == KIND_ACTION ? ST(RUNNING) : ST(COMPENSATING);
+		if (st->state != want || st->queued)
+			return;
+		char why[128];
+		snprintf(why, sizeof(why), "timed out after %u ms (attempt %u)",
+		    t->kind == KIND_ACTION ? ds->timeout_ms : ds->comp_timeout_ms,
+		    t->kind == KIND_ACTION ? st->attempts : st->comp_attempts);
+		slog_saga(SLOG_INFO, s->ids, ds->name, "%s %s", t->kind == KIND_ACTION ? "action" : "compensation", why);
+		apply_outcome(s, st, t->kind, SAGAWIRE__OUTCOME__OUTCOME_RETRY, NULL, 0, why);
+		return;
+	}
+	if (t->type == T_RETRY) {
+		if (t->kind == KIND_ACTION && st->state == ST(RETRY_WAIT)) {
+			st->next_attempt_us = 0;
+			if (s->state != SS(RUNNING)) {
+				/* Compensation began while it waited. */
+				st->state = ST(FAILED);
+				st->uncertain = true;
+				saga_touch(s);
+				advance(s);
+				return;
+			}
+			start_action(s, st);
+		} else if (t->kind == KIND_COMP && st->state == ST(COMP_RETRY_WAIT)) {
+			st->next_attempt_us = 0;
+			start_compensation(s, st);
+		}
+	}
+}
+
+/* ---- recovery ---------------------------------------------------------------------- */
+
+static int
+load_one(const store_saga *row, void *arg)
+{
+	(void)arg;
+	const defn_saga *def = registry_get(row->definition, row->version);
+	char ids[WIRE_UUID_STRLEN];
+	wire_uuid_format(row->id, ids);
+	if (def == NULL) {
+		slog_saga(SLOG_ERROR, ids, NULL, "definition %s v%u missing: saga not loaded",
+		    row->definition, row->version);
+		return 0;
+	}
+	int err = 0;
+	Sagawire__StoredSteps *ss = (Sagawire__StoredSteps *)wire_unpack(
+	    &sagawire__stored_steps__descriptor, row->steps, row->steps_len, 0, &err);
+	if (ss == NULL || ss->n_steps != def->n_steps) {
+		slog_saga(SLOG_ERROR, ids, NULL, "stored steps unreadable: saga not loaded");
+		wire_free(ss ? &ss->base : NULL);
+		return 0;
+	}
+	eng_saga *s = saga_alloc(def);
+	if (s == NULL)
+		goto nomem;
+	memcpy(s->id, row->id, 16);
+	memcpy(s->ids, ids, sizeof(ids));
+	s->state = (uint8_t)row->state;
+	s->rev = row->rev;
+	s->persisted = true;
+	s->created_us = row->created_us;
+	s->updated_us = row->updated_us;
+	s->next_seq = ss->next_seq ? ss->next_seq : 1;
+	if (row->idem_key && (s->idem_key = strdup(row->idem_key)) == NULL)
+		goto nomem;
+	if (row->business_key && (s->business_key = strdup(row->business_key)) == NULL)
+		goto nomem;
+	if (row->error && *row->error && (s->error = strdup(row->error)) == NULL)
+		goto nomem;
+	if (row->input_len) {
+		if ((s->input = malloc(row->input_len)) == NULL)
+			goto nomem;
+		memcpy(s->input, row->input, row->input_len);
+	}
+	s->input_len = row->input_len;
+	int64_t t = now_ms(), wall = wire_now_us();
+	for (uint32_t i = 0; i < def->n_steps; i++) {
+		Sagawire__StoredStep *x = ss->steps[i];
+		eng_step *st = &s->steps[i];
+		st->state = (uint8_t)x->state;
+		st->attempts = x->attempts;
+		st->comp_attempts = x->comp_attempts;
+		st->started_us = x->started_us;
+		st->finished_us = x->finished_us;
+		st->comp_started_us = x->comp_started_us;
+		st->comp_finished_us = x->comp_finished_us;
+		st->next_attempt_us = x->next_attempt_us;
+		st->completion_seq = x->completion_seq;
+		st->uncertain = x->uncertain;
+		if (x->last_error && *x->last_error && (st->last_error = strdup(x->last_error)) == NULL)
+			goto nomem;
+		if (x->result.len) {
+			if ((st->result = malloc(x->result.len)) == NULL)
+				goto nomem;
+			memcpy(st->result, x->result.data, x->result.len);
+			st->result_len = x->result.len;
+		}
+		/* Owed dispatches are owed again: a crash may have lost them
+		 * anywhere between commit and the participant. */
+		if (s->state == SS(COMPENSATING) &&
+		    (st->state == ST(RUNNING) || st->state == ST(RETRY_WAIT))) {
+			/* Compensation had begun: give the action up as uncertain
+			 * (it is undone below) instead of sending it again. */
+			st->state = ST(FAILED);
+			st->uncertain = true;
+			st->next_attempt_us = 0;
+			s->rev++;
+		} else if (st->state == ST(RUNNING) || st->state == ST(COMPENSATING)) {
+			st->gen++;
+			st->queued = true;
+			queue_step(s, st, st->state == ST(RUNNING) ? KIND_ACTION : KIND_COMP);
+			atomic_fetch_add(&stat_redelivered, 1);
+		} else if (st->state == ST(RETRY_WAIT) || st->state == ST(COMP_RETRY_WAIT)) {
+			int64_t delay = (x->next_attempt_us - wall) / 1000;
+			step_timer(st, T_RETRY, st->state == ST(RETRY_WAIT) ? KIND_ACTION : KIND_COMP,
+			    t + (delay > 0 ? delay : 0));
+		}
+	}
+	wire_free(&ss->base);
+	if (saga_insert(s) != 0) {
+		saga_free(s);
+		return SAGA_ENOMEM;
+	}
+	return 0;
+nomem:
+	wire_free(&ss->base);
+	saga_free(s);
+	return SAGA_ENOMEM;
+}
+
+/* ---- event queue and loop ------------------------------------------------------------- */
+
+static void
+post_event(event *ev)
+{
+	pthread_mutex_lock(&E.mu);
+	ev->next = NULL;
+	if (E.ev_tail)
+		E.ev_tail->next = ev;
+	else
+		E.ev_head = ev;
+	E.ev_tail = ev;
+	pthread_cond_signal(&E.cv);
+	pthread_mutex_unlock(&E.mu);
+}
+
+void
+engine_submit(rpc_req *r)
+{
+	event *ev = calloc(1, sizeof(*ev));
+	if (ev == NULL) {
+		rpc_reply_error(r, SAGA_ENOMEM, "out of memory");
+		return;
+	}
+	ev->type = EV_REQ;
+	ev->req = r;
+	post_event(ev);
+}
+
+void
+engine_pipe_closed(uint32_t pipe_id, void *unused)
+{
+	(void)unused;
+	event *ev = calloc(1, sizeof(*ev));
+	if (ev == NULL) {
+		slog_error("out of memory: lost a pipe-closed event; its steps time out instead");
+		return;
+	}
+	ev->type = EV_PIPE_CLOSED;
+	ev->pipe_id = pipe_id;
+	post_event(ev);
+}
+
+static void
+committed_cb(store_batch *b, void *arg)
+{
+	(void)arg;
+	event *ev = calloc(1, sizeof(*ev));
+	if (ev == NULL) {
+		slog_error("out of memory delivering a commit; aborting");
+		abort();
+	}
+	ev->type = EV_COMMITTED;
+	ev->batch = b;
+	post_event(ev);
+}
+
+int
+engine_init(const cfg *c, const char *conninfo, char *err, size_t errlen)
+{
+	E.cfg = c;
+	E.conninfo = strdup(conninfo);
+	E.nbuckets = 1024;
+	E.ids = calloc(E.nbuckets, sizeof(*E.ids));
+	E.keys = calloc(E.nbuckets, sizeof(*E.keys));
+	if (E.conninfo == NULL || E.ids == NULL || E.keys == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return SAGA_ENOMEM;
+	}
+	if (getrandom(&E.rng, sizeof(E.rng), 0) != sizeof(E.rng) || E.rng == 0)
+		E.rng = (uint64_t)wire_now_us() | 1;
+	relay_init();
+	PGconn *conn = store_connect(conninfo, "sagad-recovery", err, errlen);
+	if (conn == NULL)
+		return SAGA_EDB;
+	int64_t t0 = now_ms();
+	int rv = store_load_active(conn, load_one, NULL, err, errlen);
+	PQfinish(conn);
+	if (rv != 0)
+		return rv;
+	if (E.n_sagas > 0)
+		slog_info("recovered %zu unfinished saga(s) in %lld ms", E.n_sagas,
+		    (long long)(now_ms() - t0));
+	/* Recovered sagas may be able to move (e.g. written just before a
+	 * crash with a successor not yet dispatched): let advance decide. */
+	for (size_t b = 0; b < E.nbuckets; b++)
+		for (eng_saga *s = E.ids[b]; s; s = s->hnext)
+			advance(s);
+	return store_writer_start(conninfo, committed_cb, NULL);
+}
+
+void
+engine_stop(void)
+{
+	pthread_mutex_lock(&E.mu);
+	E.stop = true;
+	pthread_cond_signal(&E.cv);
+	pthread_mutex_unlock(&E.mu);
+}
+
+static bool
+drained(void)
+{
+	return E.writing_batches == 0 && E.n_open == 0 && E.open_post.n == 0;
+}
+
+void
+engine_run(void)
+{
+	bool stopping = false;
+	for (;;) {
+		pthread_mutex_lock(&E.mu);
+		for (;;) {
+			if (E.ev_head != NULL || (E.stop && !stopping))
+				break;
+			if (stopping && drained())
+				break;
+			if (E.n_heap == 0) {
+				pthread_cond_wait(&E.cv, &E.mu);
+				continue;
+			}
+			int64_t wait = E.heap[0].when_ms - now_ms();
+			if (wait <= 0)
+				break;
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += wait / 1000;
+			ts.tv_nsec += (wait % 1000) * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&E.cv, &E.mu, &ts);
+		}
+		event *evs = E.ev_head;
+		E.ev_head = E.ev_tail = NULL;
+		if (E.stop)
+			stopping = true;
+		pthread_mutex_unlock(&E.mu);
+
+		while (evs) {
+			event *ev = evs;
+			evs = ev->next;
+			switch (ev->type) {
+			case EV_REQ:
+				if (stopping && ev->req->req->body_case == SAGAWIRE__REQUEST__BODY_START)
+					rpc_reply_error(ev->req, SAGA_ECLOSED, "sagad is shutting down");
+				else
+					handle_request(ev->req);
+				break;
+			case EV_PIPE_CLOSED:
+				handle_pipe_closed(ev->pipe_id);
+				break;
+			case EV_COMMITTED:
+				handle_committed(ev->batch);
+				break;
+			}
+			free(ev);
+		}
+		int64_t t = now_ms();
+		while (E.n_heap > 0 && E.heap[0].when_ms <= t) {
+			timer tm;
+			timer_pop(&tm);
+			fire(&tm);
+		}
+		maybe_submit();
+		if (stopping && drained())
+			break;
+	}
+}
+
+void
+engine_fini(void)
+{
+	store_writer_stop();
+	for (size_t b = 0; b < E.nbuckets; b++) {
+		for (eng_saga *s = E.ids[b], *n; s; s = n) {
+			n = s->hnext;
+			for (waiter *w = s->waiters, *wn; w; w = wn) {
+				wn = w->next;
+				free(w);
+			}
+			saga_free(s);
+		}
+	}
+	free(E.ids);
+	free(E.keys);
+	free(E.heap);
+	free(E.open);
+	free(E.open_post.v);
+	free(E.conninfo);
+	relay_fini();
+	memset(&E.stats, 0, sizeof(E.stats));
+}
+
+void
+engine_get_stats(engine_stats *s)
+{
+	s->sagas_active = atomic_load(&stat_active);
+	s->batches = atomic_load(&stat_batches);
+	s->rows = atomic_load(&stat_rows);
+	s->dispatched = atomic_load(&stat_dispatched);
+	s->redelivered = atomic_load(&stat_redelivered);
+}

@@ -1,1 +1,168 @@
-int main(void) { return 0; }
+/*
+ * sagad: the saga orchestrator daemon.
+ *
+ * Start-up order matters: database (embedded or given), migrations,
+ * definitions, unfinished sagas (engine_init), and only then the network,
+ * so no request is ever served from a half-loaded state. Shutdown
+ * (SIGTERM/SIGINT) is the reverse: refuse new work, commit what is open,
+ * stop. Steps still in flight stay owed in the database and are sent again
+ * on the next start.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "engine.h"
+#include "log.h"
+#include "migrate.h"
+#include "pgembed.h"
+#include "reader.h"
+#include "registry.h"
+#include "rpc.h"
+#include "saga.h"
+#include "store.h"
+
+#define EXIT_USAGE 64
+
+static sigset_t sigs;
+
+static void *
+signal_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		int sig = 0;
+		if (sigwait(&sigs, &sig) != 0)
+			continue;
+		if (sig == SIGHUP) {
+			slog_info("SIGHUP: nothing to reload yet");
+			continue;
+		}
+		slog_info("signal %d: shutting down", sig);
+		rpc_stop_receiving();
+		engine_stop();
+		return NULL;
+	}
+}
+
+static int
+prepare_database(const cfg *c, char *conninfo, size_t len, int *embedded)
+{
+	char err[1024] = "";
+	int rv;
+	if (c->db[0] == '\0') {
+		slog_info("no --db given: using the embedded PostgreSQL in %s", c->data_dir);
+		rv = pgembed_start(c->data_dir, c->pg_bindir, c->pg_user, conninfo, len, err,
+		    sizeof(err));
+		if (rv != 0) {
+			slog_error("embedded PostgreSQL: %s", err);
+			return rv;
+		}
+		*embedded = 1;
+	} else {
+		snprintf(conninfo, len, "%s", c->db);
+	}
+	PGconn *conn = store_connect(conninfo, "sagad-migrate", err, sizeof(err));
+	if (conn == NULL) {
+		slog_error("%s", err);
+		return SAGA_EDB;
+	}
+	int applied = 0;
+	rv = migrate_apply(conn, &applied, err, sizeof(err));
+	if (rv != 0) {
+		slog_error("migrations: %s", err);
+		PQfinish(conn);
+		return rv;
+	}
+	if (applied > 0)
+		slog_info("applied %d migration(s)", applied);
+	if (strcmp(c->command, "migrate") != 0) {
+		rv = store_load_definitions(conn, err, sizeof(err));
+		if (rv != 0)
+			slog_error("loading definitions: %s", err);
+		else
+			slog_info("loaded %zu definition version(s)", registry_count());
+	}
+	PQfinish(conn);
+	return rv;
+}
+
+int
+main(int argc, char **argv)
+{
+	cfg c;
+	char err[1024] = "";
+	char conninfo[2048] = "";
+	int embedded = 0;
+	int rv;
+
+	memset(&c, 0, sizeof(c));
+	if (cfg_parse(&c, argc, argv, err, sizeof(err)) != 0) {
+		fprintf(stderr, "sagad: %s\n", err);
+		cfg_free(&c);
+		return EXIT_USAGE;
+	}
+	if (strcmp(c.command, "help") == 0) {
+		cfg_usage(stdout);
+		cfg_free(&c);
+		return 0;
+	}
+	if (strcmp(c.command, "version") == 0) {
+		printf("sagad %s\n", saga_version());
+		cfg_free(&c);
+		return 0;
+	}
+	slog_init(slog_parse_level(c.log_level), slog_parse_format(c.log_format), NULL);
+
+	/* Signals go to one thread; every other thread blocks them. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	registry_init();
+	if ((rv = prepare_database(&c, conninfo, sizeof(conninfo), &embedded)) != 0)
+		goto out;
+	if (strcmp(c.command, "migrate") == 0) {
+		slog_info("database schema is up to date");
+		goto out;
+	}
+	if ((rv = engine_init(&c, conninfo, err, sizeof(err))) != 0) {
+		slog_error("engine: %s", err);
+		goto out;
+	}
+	if ((rv = reader_start(&c, conninfo, err, sizeof(err))) != 0) {
+		slog_error("readers: %s", err);
+		goto out_engine;
+	}
+	if ((rv = rpc_start(&c, engine_pipe_closed, NULL, err, sizeof(err))) != 0) {
+		slog_error("%s", err);
+		goto out_readers;
+	}
+	pthread_t sigthr;
+	pthread_create(&sigthr, NULL, signal_main, NULL);
+	slog_info("sagad %s ready", saga_version());
+
+	engine_run();
+	pthread_join(sigthr, NULL);
+	slog_info("stopped");
+	rv = 0;
+	rpc_close();
+out_readers:
+	reader_stop();
+out_engine:
+	rpc_close();
+	engine_fini();
+out:
+	if (embedded)
+		pgembed_stop(c.data_dir, c.pg_bindir, c.pg_user);
+	registry_fini();
+	cfg_free(&c);
+	return rv == 0 ? 0 : 1;
+}

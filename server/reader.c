@@ -1,1 +1,537 @@
-/* reader: not yet written */
+/* reader: get, list and register, on their own threads and connections.
+ * See reader.h. */
+#include "reader.h"
+
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "defn.h"
+#include "log.h"
+#include "registry.h"
+#include "saga.h"
+#include "store.h"
+#include "wire.h"
+
+typedef struct job {
+	rpc_req    *req;
+	bool        cancel_check;
+	struct job *next;
+} job;
+
+static struct {
+	const cfg      *cfg;
+	char           *conninfo;
+	pthread_mutex_t mu;
+	pthread_cond_t  cv;
+	job            *head, *tail;
+	bool            stop;
+	pthread_t      *threads;
+	uint32_t        n_threads;
+} RD = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+/* ---- get ----------------------------------------------------------------- */
+
+typedef struct get_ctx {
+	rpc_req *req;
+	int      rv;
+	bool     summary_only;
+	Sagawire__SagaInfo    info;
+	Sagawire__StepInfo   *steps;
+	Sagawire__StepInfo  **stepp;
+	Sagawire__StoredSteps *stored;
+	char                   ids[WIRE_UUID_STRLEN];
+	const defn_saga       *def;
+} get_ctx;
+
+/* Fills info from a stored row (pointers borrow from the row, the stored
+ * steps and the definition; valid until the row is cleared). */
+static int
+build_info(const store_saga *s, get_ctx *g)
+{
+	sagawire__saga_info__init(&g->info);
+	wire_uuid_format(s->id, g->ids);
+	g->def = registry_get(s->definition, s->version);
+	int err = 0;
+	g->stored = (Sagawire__StoredSteps *)wire_unpack(&sagawire__stored_steps__descriptor,
+	    s->steps, s->steps_len, 0, &err);
+	if (g->def == NULL || g->stored == NULL || g->stored->n_steps != g->def->n_steps)
+		return SAGA_EINTERNAL;
+	g->info.saga_id = g->ids;
+	g->info.definition = (char *)s->definition;
+	g->info.version = s->version;
+	g->info.state = (Sagawire__SagaState)s->state;
+	g->info.idempotency_key = (char *)(s->idem_key ? s->idem_key : "");
+	g->info.business_key = (char *)(s->business_key ? s->business_key : "");
+	g->info.created_us = s->created_us;
+	g->info.updated_us = s->updated_us;
+	g->info.input.data = (uint8_t *)s->input;
+	g->info.input.len = s->input_len;
+	g->info.error = (char *)s->error;
+	uint32_t n = g->def->n_steps;
+	g->steps = calloc(n, sizeof(*g->steps));
+	g->stepp = calloc(n, sizeof(*g->stepp));
+	if (g->steps == NULL || g->stepp == NULL)
+		return SAGA_ENOMEM;
+	for (uint32_t i = 0; i < n; i++) {
+		const defn_step *ds = &g->def->steps[i];
+		const Sagawire__StoredStep *x = g->stored->steps[i];
+		Sagawire__StepInfo *si = &g->steps[i];
+		sagawire__step_info__init(si);
+		si->name = ds->name;
+		si->participant = ds->participant;
+		si->compensation = ds->compensation ? ds->compensation : (char *)"";
+		si->n_depends_on = ds->n_deps;
+		si->depends_on = calloc(ds->n_deps ? ds->n_deps : 1, sizeof(char *));
+		if (si->depends_on == NULL)
+			return SAGA_ENOMEM;
+		for (uint32_t j = 0; j < ds->n_deps; j++)
+			si->depends_on[j] = g->def->steps[ds->deps[j]].name;
+		si->state = x->state;
+		si->attempts = x->attempts;
+		si->comp_attempts = x->comp_attempts;
+		si->started_us = x->started_us;
+		si->finished_us = x->finished_us;
+		si->comp_started_us = x->comp_started_us;
+		si->comp_finished_us = x->comp_finished_us;
+		si->last_error = x->last_error;
+		si->result = x->result;
+		si->completion_seq = x->completion_seq;
+		si->next_attempt_us = x->next_attempt_us;
+		g->stepp[i] = si;
+	}
+	g->info.n_steps = n;
+	g->info.steps = g->stepp;
+	return 0;
+}
+
+static void
+get_ctx_clear(get_ctx *g)
+{
+	if (g->steps && g->def)
+		for (uint32_t i = 0; i < g->def->n_steps; i++)
+			free(g->steps[i].depends_on);
+	free(g->steps);
+	free(g->stepp);
+	wire_free(g->stored ? &g->stored->base : NULL);
+	g->steps = NULL;
+	g->stepp = NULL;
+	g->stored = NULL;
+}
+
+static int
+get_cb(const store_saga *s, void *arg)
+{
+	get_ctx *g = arg;
+	int rv = build_info(s, g);
+	if (rv != 0) {
+		get_ctx_clear(g);
+		return rv;
+	}
+	Sagawire__GetResponse gr = SAGAWIRE__GET_RESPONSE__INIT;
+	gr.saga = &g->info;
+	Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
+	resp.body_case = SAGAWIRE__RESPONSE__BODY_GET;
+	resp.get = &gr;
+	rpc_reply(g->req, &resp);
+	get_ctx_clear(g);
+	g->req = NULL;
+	return 0;
+}
+
+static void
+do_get(PGconn *c, rpc_req *r)
+{
+	uint8_t id[16];
+	const char *sid = r->req->get->saga_id;
+	if (wire_uuid_parse(sid, id) != 0) {
+		rpc_reply_error(r, SAGA_EINVAL, "'%.64s' is not a saga id (expected a UUID)", sid);
+		return;
+	}
+	char err[512] = "";
+	get_ctx g = { .req = r };
+	int rv = store_get(c, id, get_cb, &g, err, sizeof(err));
+	if (g.req == NULL)
+		return;
+	if (rv == SAGA_ENOTFOUND)
+		rpc_reply_error(r, SAGA_ENOTFOUND, "no saga %s", sid);
+	else if (rv == SAGA_EDB)
+		rpc_reply_error(r, SAGA_EDB, "database error: %s", err);
+	else
+		rpc_reply_error(r, rv, "cannot read saga %s: %s", sid, saga_strerror(rv));
+}
+
+typedef struct state_ctx {
+	int state;
+} state_ctx;
+
+static int
+state_cb(const store_saga *s, void *arg)
+{
+	((state_ctx *)arg)->state = s->state;
+	return 0;
+}
+
+static void
+do_cancel_check(PGconn *c, rpc_req *r)
+{
+	uint8_t id[16];
+	const char *sid = r->req->cancel->saga_id;
+	wire_uuid_parse(sid, id);
+	char err[512] = "";
+	state_ctx st = { 0 };
+	int rv = store_get(c, id, state_cb, &st, err, sizeof(err));
+	if (rv == SAGA_ENOTFOUND)
+		rpc_reply_error(r, SAGA_ENOTFOUND, "no saga %s", sid);
+	else if (rv != 0)
+		rpc_reply_error(r, rv, "cannot read saga %s: %s", sid, err);
+	else
+		rpc_reply_error(r, SAGA_ESTATE, "saga %s is already %s: nothing to cancel", sid,
+		    saga_state_name((saga_state)st.state));
+}
+
+/* ---- list ------------------------------------------------------------------ */
+
+static void
+do_list(PGconn *c, rpc_req *r)
+{
+	Sagawire__ListRequest *q = r->req->list;
+	uint32_t limit = q->limit ? q->limit : 50;
+	if (limit > 1000)
+		limit = 1000;
+	char sql[1024];
+	size_t n = 0;
+	const char *vals[8];
+	int lens[8], fmts[8];
+	Oid types[8];
+	int np = 0;
+	char tsa[8], tsb[8], tsp[8], lim[4];
+	uint8_t pid[16];
+	char *states_arr = NULL;
+
+	n += (size_t)snprintf(sql + n, sizeof(sql) - n,
+	    "SELECT id, definition, version, state, business_key, created_at, updated_at, error,"
+	    " steps FROM sagas WHERE true");
+	if (q->n_states > 0) {
+		if (q->n_states > 16) {
+			rpc_reply_error(r, SAGA_EINVAL, "list: at most 16 states");
+			return;
+		}
+		size_t len = 20 + q->n_states * 6;
+		states_arr = calloc(1, len);
+		if (states_arr == NULL) {
+			rpc_reply_error(r, SAGA_ENOMEM, "out of memory");
+			return;
+		}
+		uint32_t v;
+		v = htonl(1), memcpy(states_arr, &v, 4);
+		v = htonl(0), memcpy(states_arr + 4, &v, 4);
+		v = htonl(21), memcpy(states_arr + 8, &v, 4);
+		v = htonl((uint32_t)q->n_states), memcpy(states_arr + 12, &v, 4);
+		v = htonl(1), memcpy(states_arr + 16, &v, 4);
+		for (size_t i = 0; i < q->n_states; i++) {
+			v = htonl(2), memcpy(states_arr + 20 + i * 6, &v, 4);
+			uint16_t s16 = htons((uint16_t)q->states[i]);
+			memcpy(states_arr + 24 + i * 6, &s16, 2);
+		}
+		vals[np] = states_arr, lens[np] = (int)len, fmts[np] = 1, types[np] = 1005;
+		np++;
+		n += (size_t)snprintf(sql + n, sizeof(sql) - n, " AND state = ANY($%d)", np);
+	}
+	if (q->definition[0]) {
+		vals[np] = q->definition, lens[np] = 0, fmts[np] = 0, types[np] = 25;
+		np++;
+		n += (size_t)snprintf(sql + n, sizeof(sql) - n, " AND definition = $%d", np);
+	}
+	if (q->business_key[0]) {
+		vals[np] = q->business_key, lens[np] = 0, fmts[np] = 0, types[np] = 25;
+		np++;
+		n += (size_t)snprintf(sql + n, sizeof(sql) - n, " AND business_key = $%d", np);
+	}
+	if (q->created_after_us) {
+		store_ts_to_pg(q->created_after_us, tsa);
+		vals[np] = tsa, lens[np] = 8, fmts[np] = 1, types[np] = 1184;
+		np++;
+		n += (size_t)snprintf(sql + n, sizeof(sql) - n, " AND created_at >= $%d", np);
+	}
+	if (q->created_before_us) {
+		store_ts_to_pg(q->created_before_us, tsb);
+		vals[np] = tsb, lens[np] = 8, fmts[np] = 1, types[np] = 1184;
+		np++;
+		n += (size_t)snprintf(sql + n, sizeof(sql) - n, " AND created_at < $%d", np);
+	}
+	if (q->page_token[0]) {
+		/* token: "<created_us>.<uuid>" of the last saga on the previous page */
+		char *dot = strchr(q->page_token, '.');
+		char *end = NULL;
+		long long us = strtoll(q->page_token, &end, 10);
+		if (dot == NULL || end != dot || wire_uuid_parse(dot + 1, pid) != 0) {
+			free(states_arr);
+			rpc_reply_error(r, SAGA_EINVAL, "list: invalid page token");
+			return;
+		}
+		store_ts_to_pg(us, tsp);
+		vals[np] = tsp, lens[np] = 8, fmts[np] = 1, types[np] = 1184;
+		vals[np + 1] = (const char *)pid, lens[np + 1] = 16, fmts[np + 1] = 1,
+		types[np + 1] = 2950;
+		np += 2;
+		n += (size_t)snprintf(sql + n, sizeof(sql) - n, " AND (created_at, id) < ($%d, $%d)",
+		    np - 1, np);
+	}
+	uint32_t l1 = htonl(limit + 1);
+	memcpy(lim, &l1, 4);
+	vals[np] = lim, lens[np] = 4, fmts[np] = 1, types[np] = 23;
+	np++;
+	snprintf(sql + n, sizeof(sql) - n, " ORDER BY created_at DESC, id DESC LIMIT $%d", np);
+
+	PGresult *res = PQexecParams(c, sql, np, types, vals, lens, fmts, 1);
+	free(states_arr);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		rpc_reply_error(r, SAGA_EDB, "database error: %s", PQresultErrorMessage(res));
+		PQclear(res);
+		return;
+	}
+	int rows = PQntuples(res);
+	uint32_t count = rows > (int)limit ? limit : (uint32_t)rows;
+	Sagawire__SagaSummary *sums = calloc(count ? count : 1, sizeof(*sums));
+	Sagawire__SagaSummary **sp = calloc(count ? count : 1, sizeof(*sp));
+	char (*ids)[WIRE_UUID_STRLEN] = calloc(count ? count : 1, WIRE_UUID_STRLEN);
+	char token[64] = "";
+	if (sums == NULL || sp == NULL || ids == NULL) {
+		free(sums), free(sp), free(ids);
+		PQclear(res);
+		rpc_reply_error(r, SAGA_ENOMEM, "out of memory");
+		return;
+	}
+	for (uint32_t i = 0; i < count; i++) {
+		Sagawire__SagaSummary *s = &sums[i];
+		sagawire__saga_summary__init(s);
+		wire_uuid_format((const uint8_t *)PQgetvalue(res, (int)i, 0), ids[i]);
+		s->saga_id = ids[i];
+		s->definition = PQgetvalue(res, (int)i, 1);
+		uint32_t v;
+		memcpy(&v, PQgetvalue(res, (int)i, 2), 4);
+		s->version = ntohl(v);
+		uint16_t st;
+		memcpy(&st, PQgetvalue(res, (int)i, 3), 2);
+		s->state = (Sagawire__SagaState)ntohs(st);
+		s->business_key = PQgetisnull(res, (int)i, 4) ? (char *)"" : PQgetvalue(res, (int)i, 4);
+		s->created_us = store_ts_from_pg(PQgetvalue(res, (int)i, 5));
+		s->updated_us = store_ts_from_pg(PQgetvalue(res, (int)i, 6));
+		s->error = PQgetvalue(res, (int)i, 7);
+		int err = 0;
+		Sagawire__StoredSteps *ss = (Sagawire__StoredSteps *)wire_unpack(
+		    &sagawire__stored_steps__descriptor, (const uint8_t *)PQgetvalue(res, (int)i, 8),
+		    (size_t)PQgetlength(res, (int)i, 8), 0, &err);
+		if (ss) {
+			s->steps_total = (uint32_t)ss->n_steps;
+			for (size_t k = 0; k < ss->n_steps; k++)
+				if (ss->steps[k]->state == SAGAWIRE__STEP_STATE__STEP_SUCCEEDED)
+					s->steps_done++;
+			wire_free(&ss->base);
+		}
+		sp[i] = s;
+	}
+	if (rows > (int)limit && count > 0)
+		snprintf(token, sizeof(token), "%" PRId64 ".%s", sums[count - 1].created_us,
+		    ids[count - 1]);
+	Sagawire__ListResponse lr = SAGAWIRE__LIST_RESPONSE__INIT;
+	lr.n_sagas = count;
+	lr.sagas = sp;
+	lr.next_page_token = token;
+	Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
+	resp.body_case = SAGAWIRE__RESPONSE__BODY_LIST;
+	resp.list = &lr;
+	rpc_reply(r, &resp);
+	free(sums), free(sp), free(ids);
+	PQclear(res);
+}
+
+/* ---- register ---------------------------------------------------------------- */
+
+static void
+do_register(PGconn *c, rpc_req *r)
+{
+	Sagawire__RegisterRequest *q = r->req->register_;
+	defn_saga **defs = NULL;
+	size_t n = 0;
+	char err[1024] = "";
+	int rv = defn_parse_set(q->descriptor_set.data, q->descriptor_set.len, &defs, &n, err,
+	    sizeof(err));
+	if (rv != 0) {
+		slog_info("register refused: %s", err);
+		rpc_reply_error(r, rv, "%s", err);
+		return;
+	}
+	Sagawire__RegisteredDefinition *out = calloc(n, sizeof(*out));
+	Sagawire__RegisteredDefinition **outp = calloc(n, sizeof(*outp));
+	char **names = calloc(n, sizeof(*names));
+	if (out == NULL || outp == NULL || names == NULL) {
+		rpc_reply_error(r, SAGA_ENOMEM, "out of memory");
+		goto done;
+	}
+	for (size_t i = 0; i < n; i++) {
+		sagawire__registered_definition__init(&out[i]);
+		if ((names[i] = strdup(defs[i]->name)) == NULL) {
+			rpc_reply_error(r, SAGA_ENOMEM, "out of memory");
+			goto done;
+		}
+		out[i].name = names[i];
+		outp[i] = &out[i];
+	}
+	rv = store_register(c, q->descriptor_set.data, q->descriptor_set.len, defs, n, out, err,
+	    sizeof(err));
+	if (rv != 0) {
+		rpc_reply_error(r, rv, "cannot store definitions: %s", err);
+		goto done;
+	}
+	for (size_t i = 0; i < n; i++)
+		slog_info("registered %s version %u%s", out[i].name, out[i].version,
+		    out[i].unchanged ? " (unchanged)" : "");
+	free(defs); /* entries now owned by the registry or freed */
+	defs = NULL;
+	Sagawire__RegisterResponse rr = SAGAWIRE__REGISTER_RESPONSE__INIT;
+	rr.n_definitions = n;
+	rr.definitions = outp;
+	Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
+	resp.body_case = SAGAWIRE__RESPONSE__BODY_REGISTER;
+	resp.register_ = &rr;
+	rpc_reply(r, &resp);
+done:
+	if (names)
+		for (size_t i = 0; i < n; i++)
+			free(names[i]);
+	free(names);
+	free(out);
+	free(outp);
+	if (defs)
+		defn_free_array(defs, n);
+}
+
+/* ---- threads -------------------------------------------------------------------- */
+
+static void *
+reader_main(void *arg)
+{
+	(void)arg;
+	PGconn *c = NULL;
+	char err[512];
+	for (;;) {
+		pthread_mutex_lock(&RD.mu);
+		while (RD.head == NULL && !RD.stop)
+			pthread_cond_wait(&RD.cv, &RD.mu);
+		job *j = RD.head;
+		if (j == NULL) {
+			pthread_mutex_unlock(&RD.mu);
+			break;
+		}
+		RD.head = j->next;
+		if (RD.head == NULL)
+			RD.tail = NULL;
+		pthread_mutex_unlock(&RD.mu);
+
+		if (c != NULL && PQstatus(c) != CONNECTION_OK) {
+			PQfinish(c);
+			c = NULL;
+		}
+		if (c == NULL && (c = store_connect(RD.conninfo, "sagad-reader", err, sizeof(err))) == NULL) {
+			slog_error("reader: %s", err);
+			rpc_reply_error(j->req, SAGA_EDB, "database unavailable: %s", err);
+			free(j);
+			continue;
+		}
+		if (j->cancel_check) {
+			do_cancel_check(c, j->req);
+		} else {
+			switch (j->req->req->body_case) {
+			case SAGAWIRE__REQUEST__BODY_GET:
+				do_get(c, j->req);
+				break;
+			case SAGAWIRE__REQUEST__BODY_LIST:
+				do_list(c, j->req);
+				break;
+			case SAGAWIRE__REQUEST__BODY_REGISTER:
+				do_register(c, j->req);
+				break;
+			default:
+				rpc_reply_error(j->req, SAGA_EINTERNAL, "reader got a request it does not serve");
+			}
+		}
+		free(j);
+	}
+	PQfinish(c);
+	return NULL;
+}
+
+static void
+enqueue(rpc_req *r, bool cancel_check)
+{
+	job *j = calloc(1, sizeof(*j));
+	if (j == NULL) {
+		rpc_reply_error(r, SAGA_ENOMEM, "out of memory");
+		return;
+	}
+	j->req = r;
+	j->cancel_check = cancel_check;
+	pthread_mutex_lock(&RD.mu);
+	if (RD.tail)
+		RD.tail->next = j;
+	else
+		RD.head = j;
+	RD.tail = j;
+	pthread_cond_signal(&RD.cv);
+	pthread_mutex_unlock(&RD.mu);
+}
+
+void
+reader_submit(rpc_req *r)
+{
+	enqueue(r, false);
+}
+
+void
+reader_submit_cancel_check(rpc_req *r)
+{
+	enqueue(r, true);
+}
+
+int
+reader_start(const cfg *c, const char *conninfo, char *err, size_t errlen)
+{
+	RD.cfg = c;
+	RD.conninfo = strdup(conninfo);
+	RD.n_threads = c->readers ? c->readers : 1;
+	RD.threads = calloc(RD.n_threads, sizeof(pthread_t));
+	if (RD.conninfo == NULL || RD.threads == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return SAGA_ENOMEM;
+	}
+	for (uint32_t i = 0; i < RD.n_threads; i++) {
+		if (pthread_create(&RD.threads[i], NULL, reader_main, NULL) != 0) {
+			snprintf(err, errlen, "cannot start reader thread");
+			RD.n_threads = i;
+			return SAGA_ENOMEM;
+		}
+	}
+	return 0;
+}
+
+void
+reader_stop(void)
+{
+	pthread_mutex_lock(&RD.mu);
+	RD.stop = true;
+	pthread_cond_broadcast(&RD.cv);
+	pthread_mutex_unlock(&RD.mu);
+	for (uint32_t i = 0; i < RD.n_threads; i++)
+		pthread_join(RD.threads[i], NULL);
+	free(RD.threads);
+	free(RD.conninfo);
+	RD.threads = NULL;
+	RD.conninfo = NULL;
+}

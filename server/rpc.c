@@ -1,1 +1,367 @@
-/* rpc: not yet written */
+/* rpc: the nng endpoint of sagad. See rpc.h. */
+#include "rpc.h"
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "log.h"
+#include "reader.h"
+#include "saga.h"
+#include "wire.h"
+
+enum { S_RECV = 1, S_HELD, S_SEND };
+
+typedef struct slot {
+	nng_ctx      ctx;
+	nng_aio     *aio;
+	int          state;
+	rpc_req      req;
+	struct slot *next_free;
+} slot;
+
+/* Contexts always posted for receiving. More are added while requests are
+ * held (polls, commits pending), up to max_pending in all. */
+#define MIN_RECEIVERS 32
+#define MAX_IDLE_RECEIVERS 256
+
+static struct {
+	nng_socket      sock;
+	bool            open;
+	const cfg      *cfg;
+	rpc_pipe_fn     on_closed;
+	void           *arg;
+	pthread_mutex_t mu;
+	slot           *free_list;
+	slot          **all;
+	size_t          n_all, cap_all;
+	uint32_t        receiving, held;
+	atomic_bool     closing;
+	atomic_bool     draining;
+	atomic_uint     conns;
+	bool            warned_full;
+} R = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static void slot_cb(void *arg);
+
+static slot *
+slot_new(void)
+{
+	slot *s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return NULL;
+	if (nng_aio_alloc(&s->aio, slot_cb, s) != 0) {
+		free(s);
+		return NULL;
+	}
+	if (nng_ctx_open(&s->ctx, R.sock) != 0) {
+		nng_aio_free(s->aio);
+		free(s);
+		return NULL;
+	}
+	s->req.slot = s;
+	if (R.n_all == R.cap_all) {
+		size_t ncap = R.cap_all ? R.cap_all * 2 : 64;
+		slot **na = realloc(R.all, ncap * sizeof(*na));
+		if (na == NULL) {
+			nng_ctx_close(s->ctx);
+			nng_aio_free(s->aio);
+			free(s);
+			return NULL;
+		}
+		R.all = na;
+		R.cap_all = ncap;
+	}
+	R.all[R.n_all++] = s;
+	return s;
+}
+
+/* Keeps enough contexts receiving. Called with R.mu held. */
+static void
+ensure_receivers_locked(void)
+{
+	while (R.receiving < MIN_RECEIVERS && !atomic_load(&R.closing)) {
+		if (R.receiving + R.held >= R.cfg->max_pending) {
+			if (!R.warned_full) {
+				slog_warn("%u requests held (max_pending): not receiving more until some finish",
+				    R.held);
+				R.warned_full = true;
+			}
+			return;
+		}
+		slot *s = R.free_list;
+		if (s != NULL)
+			R.free_list = s->next_free;
+		else if ((s = slot_new()) == NULL)
+			return;
+		s->state = S_RECV;
+		R.receiving++;
+		nng_ctx_recv(s->ctx, s->aio);
+	}
+}
+
+static void
+route(slot *s, nng_msg *m)
+{
+	size_t len = nng_msg_len(m);
+	if (len > R.cfg->max_message_bytes) {
+		nng_msg_free(m);
+		slog_warn("request of %zu bytes on connection %u refused (max_message_bytes %u)", len,
+		    s->req.pipe_id, R.cfg->max_message_bytes);
+		rpc_reply_error(&s->req, SAGA_ETOOBIG,
+		    "request of %zu bytes exceeds the limit of %u bytes (max_message_bytes)", len,
+		    R.cfg->max_message_bytes);
+		return;
+	}
+	int err = 0;
+	Sagawire__Request *q = wire_unpack_request(nng_msg_body(m), len, &err);
+	nng_msg_free(m);
+	if (q == NULL) {
+		slog_warn("malformed request (%zu bytes) on connection %u: %s", len, s->req.pipe_id,
+		    saga_strerror(err));
+		rpc_reply_error(&s->req, err ? err : SAGA_EPROTO,
+		    "malformed request: not a valid sagawire.Request (%s)", saga_strerror(err));
+		return;
+	}
+	s->req.req = q;
+	switch (q->body_case) {
+	case SAGAWIRE__REQUEST__BODY_REGISTER:
+	case SAGAWIRE__REQUEST__BODY_GET:
+	case SAGAWIRE__REQUEST__BODY_LIST:
+		if (atomic_load(&R.draining)) {
+			rpc_reply_error(&s->req, SAGA_ECLOSED, "sagad is shutting down");
+			return;
+		}
+		reader_submit(&s->req);
+		return;
+	case SAGAWIRE__REQUEST__BODY_START:
+	case SAGAWIRE__REQUEST__BODY_CANCEL:
+	case SAGAWIRE__REQUEST__BODY_POLL:
+		if (atomic_load(&R.draining)) {
+			rpc_reply_error(&s->req, SAGA_ECLOSED, "sagad is shutting down");
+			return;
+		}
+		engine_submit(&s->req);
+		return;
+	case SAGAWIRE__REQUEST__BODY_REPORT:
+		/* Reports are taken even while draining: they carry outcomes. */
+		engine_submit(&s->req);
+		return;
+	default:
+		rpc_reply_error(&s->req, SAGA_EUNSUPPORTED,
+		    "request has no body this sagad understands (newer client?)");
+		return;
+	}
+}
+
+static void
+slot_cb(void *arg)
+{
+	slot *s = arg;
+	int rv = nng_aio_result(s->aio);
+
+	if (s->state == S_RECV) {
+		if (rv != 0) {
+			pthread_mutex_lock(&R.mu);
+			R.receiving--;
+			if (rv != NNG_ECLOSED && !atomic_load(&R.closing)) {
+				R.receiving++;
+				nng_ctx_recv(s->ctx, s->aio);
+			}
+			pthread_mutex_unlock(&R.mu);
+			return;
+		}
+		nng_msg *m = nng_aio_get_msg(s->aio);
+		nng_aio_set_msg(s->aio, NULL);
+		s->req.pipe_id = nng_pipe_id(nng_msg_get_pipe(m));
+		s->req.req = NULL;
+		pthread_mutex_lock(&R.mu);
+		s->state = S_HELD;
+		R.receiving--;
+		R.held++;
+		ensure_receivers_locked();
+		pthread_mutex_unlock(&R.mu);
+		route(s, m);
+		return;
+	}
+	if (s->state == S_SEND) {
+		if (rv != 0) {
+			nng_msg *m = nng_aio_get_msg(s->aio);
+			nng_aio_set_msg(s->aio, NULL);
+			nng_msg_free(m);
+		}
+		pthread_mutex_lock(&R.mu);
+		R.held--;
+		R.warned_full = false;
+		if (atomic_load(&R.closing)) {
+			s->state = 0;
+		} else if (R.receiving < MAX_IDLE_RECEIVERS) {
+			s->state = S_RECV;
+			R.receiving++;
+			nng_ctx_recv(s->ctx, s->aio);
+		} else {
+			s->state = 0;
+			s->next_free = R.free_list;
+			R.free_list = s;
+		}
+		ensure_receivers_locked();
+		pthread_mutex_unlock(&R.mu);
+	}
+}
+
+void
+rpc_reply_msg(rpc_req *r, nng_msg *m)
+{
+	slot *s = r->slot;
+	wire_free(r->req ? &r->req->base : NULL);
+	r->req = NULL;
+	if (m == NULL) {
+		/* Cannot answer (out of memory): the caller's REQ times out
+		 * and resends. Recycle the context by closing nothing. */
+		pthread_mutex_lock(&R.mu);
+		R.held--;
+		s->state = 0;
+		s->next_free = R.free_list;
+		R.free_list = s;
+		pthread_mutex_unlock(&R.mu);
+		return;
+	}
+	s->state = S_SEND;
+	nng_aio_set_msg(s->aio, m);
+	nng_ctx_send(s->ctx, s->aio);
+}
+
+void
+rpc_reply(rpc_req *r, const Sagawire__Response *resp)
+{
+	nng_msg *m = NULL;
+	if (wire_pack_msg(&resp->base, &m) != 0)
+		m = NULL;
+	rpc_reply_msg(r, m);
+}
+
+void
+rpc_reply_error(rpc_req *r, int code, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	Sagawire__Error e = SAGAWIRE__ERROR__INIT;
+	e.code = (uint32_t)code;
+	e.message = buf;
+	Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
+	resp.error = &e;
+	rpc_reply(r, &resp);
+}
+
+static void
+pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	(void)arg;
+	if (ev == NNG_PIPE_EV_ADD_POST) {
+		unsigned n = atomic_fetch_add(&R.conns, 1) + 1;
+		if (n > R.cfg->max_connections) {
+			/* nng 1.5.2 has no connection cap of its own. */
+			slog_warn("connection refused: %u open (max_connections %u)", n - 1,
+			    R.cfg->max_connections);
+			nng_pipe_close(p);
+		}
+	} else if (ev == NNG_PIPE_EV_REM_POST) {
+		atomic_fetch_sub(&R.conns, 1);
+		if (R.on_closed)
+			R.on_closed((uint32_t)nng_pipe_id(p), R.arg);
+	}
+}
+
+uint32_t
+rpc_connections(void)
+{
+	return atomic_load(&R.conns);
+}
+
+int
+rpc_start(const cfg *c, rpc_pipe_fn on_closed, void *arg, char *err, size_t errlen)
+{
+	int rv;
+	R.cfg = c;
+	R.on_closed = on_closed;
+	R.arg = arg;
+	if ((rv = nng_rep0_open(&R.sock)) != 0) {
+		snprintf(err, errlen, "cannot open socket: %s", nng_strerror(rv));
+		return wire_err_from_nng(rv);
+	}
+	R.open = true;
+	/* The transport-level limit: anything larger is dropped by nng
+	 * before it is allocated. Between max_message_bytes and this the
+	 * caller gets a clear SAGA_ETOOBIG reply instead. */
+	size_t hard = (size_t)c->max_message_bytes * 2 + 65536;
+	nng_socket_set_size(R.sock, NNG_OPT_RECVMAXSZ, hard);
+	nng_pipe_notify(R.sock, NNG_PIPE_EV_ADD_POST, pipe_cb, NULL);
+	nng_pipe_notify(R.sock, NNG_PIPE_EV_REM_POST, pipe_cb, NULL);
+
+	char *urls = strdup(c->listen);
+	if (urls == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return SAGA_ENOMEM;
+	}
+	char *save = NULL;
+	int n = 0;
+	for (char *u = strtok_r(urls, ", ", &save); u; u = strtok_r(NULL, ", ", &save)) {
+		nng_listener l;
+		if ((rv = nng_listener_create(&l, R.sock, u)) != 0 ||
+		    (rv = nng_listener_set_size(l, NNG_OPT_RECVMAXSZ, hard)) != 0 ||
+		    (rv = nng_listener_start(l, 0)) != 0) {
+			snprintf(err, errlen, "cannot listen on %s: %s", u, nng_strerror(rv));
+			free(urls);
+			return wire_err_from_nng(rv);
+		}
+		slog_info("listening on %s", u);
+		n++;
+	}
+	free(urls);
+	if (n == 0) {
+		snprintf(err, errlen, "no listen URL configured");
+		return SAGA_EINVAL;
+	}
+	pthread_mutex_lock(&R.mu);
+	ensure_receivers_locked();
+	pthread_mutex_unlock(&R.mu);
+	return 0;
+}
+
+void
+rpc_stop_receiving(void)
+{
+	atomic_store(&R.draining, true);
+}
+
+void
+rpc_close(void)
+{
+	if (!R.open)
+		return;
+	atomic_store(&R.closing, true);
+	nng_close(R.sock);
+	R.open = false;
+	for (size_t i = 0; i < R.n_all; i++) {
+		slot *s = R.all[i];
+		nng_aio_stop(s->aio);
+		if (s->state == S_HELD || s->state == S_SEND)
+			wire_free(s->req.req ? &s->req.req->base : NULL);
+		nng_aio_free(s->aio);
+		free(s);
+	}
+	free(R.all);
+	R.all = NULL;
+	R.n_all = R.cap_all = 0;
+	R.free_list = NULL;
+}

@@ -1,1 +1,788 @@
-/* store: not yet written */
+/* store: PostgreSQL access for sagad. See store.h for the model. */
+#include "store.h"
+
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "registry.h"
+#include "saga.h"
+#include "wire.h"
+
+/* PostgreSQL type OIDs (stable, from pg_type.dat). */
+#define OID_BYTEA 17
+#define OID_INT2 21
+#define OID_INT4 23
+#define OID_TEXT 25
+#define OID_INT8 20
+#define OID_TIMESTAMPTZ 1184
+#define OID_UUID 2950
+#define OID_BYTEA_ARR 1001
+#define OID_INT2_ARR 1005
+#define OID_INT4_ARR 1007
+#define OID_TEXT_ARR 1009
+#define OID_TIMESTAMPTZ_ARR 1185
+#define OID_UUID_ARR 2951
+
+/* Seconds from the Unix epoch to PostgreSQL's (2000-01-01). */
+#define PG_EPOCH_OFFSET_US (946684800LL * 1000000LL)
+
+/* ---- binary encoding helpers ------------------------------------------ */
+
+static void
+put32(char *p, uint32_t v)
+{
+	v = htonl(v);
+	memcpy(p, &v, 4);
+}
+
+static uint32_t
+get32(const char *p)
+{
+	uint32_t v;
+	memcpy(&v, p, 4);
+	return ntohl(v);
+}
+
+static void
+put64(char *p, uint64_t v)
+{
+	put32(p, (uint32_t)(v >> 32));
+	put32(p + 4, (uint32_t)v);
+}
+
+static uint64_t
+get64(const char *p)
+{
+	return (uint64_t)get32(p) << 32 | get32(p + 4);
+}
+
+int64_t
+store_ts_from_pg(const char *p)
+{
+	return (int64_t)get64(p) + PG_EPOCH_OFFSET_US;
+}
+
+void
+store_ts_to_pg(int64_t us, char out[8])
+{
+	put64(out, (uint64_t)(us - PG_EPOCH_OFFSET_US));
+}
+
+/* A one-dimensional array in PostgreSQL's binary format. */
+typedef struct pgarr {
+	char  *buf;
+	size_t len, cap;
+	size_t count;
+	int    failed;
+} pgarr;
+
+static void
+arr_reserve(pgarr *a, size_t more)
+{
+	if (a->failed || a->len + more <= a->cap)
+		return;
+	size_t ncap = a->cap ? a->cap : 256;
+	while (ncap < a->len + more)
+		ncap *= 2;
+	char *nb = realloc(a->buf, ncap);
+	if (nb == NULL) {
+		a->failed = 1;
+		return;
+	}
+	a->buf = nb;
+	a->cap = ncap;
+}
+
+static void
+arr_begin(pgarr *a, uint32_t elem_oid, size_t n)
+{
+	memset(a, 0, sizeof(*a));
+	arr_reserve(a, 20);
+	if (a->failed)
+		return;
+	/* ndim, has_null (set later if needed), element type, dim, lbound */
+	put32(a->buf, n ? 1 : 0);
+	put32(a->buf + 4, 0);
+	put32(a->buf + 8, elem_oid);
+	if (n) {
+		put32(a->buf + 12, (uint32_t)n);
+		put32(a->buf + 16, 1);
+		a->len = 20;
+	} else {
+		a->len = 12;
+	}
+	a->count = n;
+}
+
+static void
+arr_add(pgarr *a, const void *data, size_t len)
+{
+	arr_reserve(a, 4 + len);
+	if (a->failed)
+		return;
+	put32(a->buf + a->len, (uint32_t)len);
+	if (len)
+		memcpy(a->buf + a->len + 4, data, len);
+	a->len += 4 + len;
+}
+
+static void
+arr_add_null(pgarr *a)
+{
+	arr_reserve(a, 4);
+	if (a->failed)
+		return;
+	put32(a->buf + 4, 1);
+	put32(a->buf + a->len, 0xffffffffu);
+	a->len += 4;
+}
+
+static void
+arr_add_str(pgarr *a, const char *s)
+{
+	if (s == NULL)
+		arr_add_null(a);
+	else
+		arr_add(a, s, strlen(s));
+}
+
+static void
+arr_add_i16(pgarr *a, int16_t v)
+{
+	uint16_t b = htons((uint16_t)v);
+	arr_add(a, &b, 2);
+}
+
+static void
+arr_add_i32(pgarr *a, int32_t v)
+{
+	char b[4];
+	put32(b, (uint32_t)v);
+	arr_add(a, b, 4);
+}
+
+static void
+arr_add_ts(pgarr *a, int64_t us)
+{
+	char b[8];
+	store_ts_to_pg(us, b);
+	arr_add(a, b, 8);
+}
+
+static void
+arr_free(pgarr *a)
+{
+	free(a->buf);
+	a->buf = NULL;
+}
+
+/* ---- batches ------------------------------------------------------------ */
+
+store_batch *
+store_batch_new(void)
+{
+	return calloc(1, sizeof(store_batch));
+}
+
+store_row *
+store_batch_add(store_batch *b)
+{
+	if (b->n_rows == b->cap_rows) {
+		size_t ncap = b->cap_rows ? b->cap_rows * 2 : 64;
+		store_row *nr = realloc(b->rows, ncap * sizeof(*nr));
+		if (nr == NULL)
+			return NULL;
+		b->rows = nr;
+		b->cap_rows = ncap;
+	}
+	store_row *r = &b->rows[b->n_rows++];
+	memset(r, 0, sizeof(*r));
+	return r;
+}
+
+void
+store_batch_free(store_batch *b)
+{
+	if (b == NULL)
+		return;
+	for (size_t i = 0; i < b->n_rows; i++) {
+		free(b->rows[i].steps);
+		free(b->rows[i].error);
+	}
+	free(b->rows);
+	free(b);
+}
+
+/* ---- connections --------------------------------------------------------- */
+
+PGconn *
+store_connect(const char *conninfo, const char *app, char *err, size_t errlen)
+{
+	const char *keys[] = { "dbname", "application_name", "connect_timeout", NULL };
+	const char *vals[] = { conninfo, app, "10", NULL };
+	/* expand_dbname=1: the first "dbname" may be a full conninfo/URI. */
+	PGconn *c = PQconnectdbParams(keys, vals, 1);
+	if (c == NULL) {
+		snprintf(err, errlen, "cannot allocate a PostgreSQL connection");
+		return NULL;
+	}
+	if (PQstatus(c) != CONNECTION_OK) {
+		snprintf(err, errlen, "cannot connect to PostgreSQL: %s", PQerrorMessage(c));
+		/* libpq messages end with a newline; keep log lines on one line. */
+		char *nl = strchr(err, '\n');
+		if (nl)
+			*nl = '\0';
+		PQfinish(c);
+		return NULL;
+	}
+	return c;
+}
+
+static void
+pg_errmsg(PGconn *c, const PGresult *r, char *err, size_t errlen)
+{
+	const char *m = r ? PQresultErrorMessage(r) : "";
+	if (m == NULL || *m == '\0')
+		m = PQerrorMessage(c);
+	snprintf(err, errlen, "%s", m);
+	for (char *p = err; *p; p++)
+		if (*p == '\n')
+			*p = ' ';
+}
+
+/* ---- the batch statement -------------------------------------------------- */
+
+/* One statement, so one transaction: new sagas and changed sagas. Data
+ * modifying CTEs always run to completion. */
+static const char *COMMIT_SQL =
+    "WITH ins AS ("
+    " INSERT INTO sagas (id, definition, version, state, rev, idempotency_key, business_key,"
+    "  created_at, updated_at, input, steps, error)"
+    " SELECT * FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::int2[], $5::int4[],"
+    "  $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[], $10::bytea[],"
+    "  $11::bytea[], $12::text[])"
+    " ON CONFLICT DO NOTHING RETURNING id),"
+    " upd AS ("
+    " UPDATE sagas s SET state = u.state, rev = u.rev, updated_at = u.updated_at,"
+    "  steps = u.steps, error = u.error"
+    " FROM unnest($13::uuid[], $14::int2[], $15::int4[], $16::timestamptz[], $17::bytea[],"
+    "  $18::text[]) AS u(id, state, rev, updated_at, steps, error)"
+    " WHERE s.id = u.id AND s.rev < u.rev RETURNING s.id)"
+    " SELECT id FROM ins";
+
+static const char *CONFLICT_SQL =
+    "SELECT id, idempotency_key FROM sagas WHERE idempotency_key = ANY($1::text[])";
+
+#define NPARAMS 18
+
+static int
+commit_batch(PGconn *c, store_batch *b, char *err, size_t errlen)
+{
+	size_t n_ins = 0, n_upd = 0;
+	for (size_t i = 0; i < b->n_rows; i++) {
+		if (b->rows[i].insert)
+			n_ins++;
+		else
+			n_upd++;
+	}
+	pgarr a[NPARAMS];
+	static const uint32_t elem[NPARAMS] = { OID_UUID, OID_TEXT, OID_INT4, OID_INT2, OID_INT4,
+		OID_TEXT, OID_TEXT, OID_TIMESTAMPTZ, OID_TIMESTAMPTZ, OID_BYTEA, OID_BYTEA, OID_TEXT,
+		OID_UUID, OID_INT2, OID_INT4, OID_TIMESTAMPTZ, OID_BYTEA, OID_TEXT };
+	static const Oid types[NPARAMS] = { OID_UUID_ARR, OID_TEXT_ARR, OID_INT4_ARR, OID_INT2_ARR,
+		OID_INT4_ARR, OID_TEXT_ARR, OID_TEXT_ARR, OID_TIMESTAMPTZ_ARR, OID_TIMESTAMPTZ_ARR,
+		OID_BYTEA_ARR, OID_BYTEA_ARR, OID_TEXT_ARR, OID_UUID_ARR, OID_INT2_ARR, OID_INT4_ARR,
+		OID_TIMESTAMPTZ_ARR, OID_BYTEA_ARR, OID_TEXT_ARR };
+	for (int k = 0; k < NPARAMS; k++)
+		arr_begin(&a[k], elem[k], k < 12 ? n_ins : n_upd);
+
+	for (size_t i = 0; i < b->n_rows; i++) {
+		store_row *r = &b->rows[i];
+		if (r->insert) {
+			arr_add(&a[0], r->id, 16);
+			arr_add_str(&a[1], r->definition);
+			arr_add_i32(&a[2], (int32_t)r->version);
+			arr_add_i16(&a[3], r->state);
+			arr_add_i32(&a[4], r->rev);
+			arr_add_str(&a[5], r->idem_key);
+			arr_add_str(&a[6], r->business_key);
+			arr_add_ts(&a[7], r->created_us);
+			arr_add_ts(&a[8], r->updated_us);
+			arr_add(&a[9], r->input, r->input_len);
+			arr_add(&a[10], r->steps, r->steps_len);
+			arr_add_str(&a[11], r->error ? r->error : "");
+		} else {
+			arr_add(&a[12], r->id, 16);
+			arr_add_i16(&a[13], r->state);
+			arr_add_i32(&a[14], r->rev);
+			arr_add_ts(&a[15], r->updated_us);
+			arr_add(&a[16], r->steps, r->steps_len);
+			arr_add_str(&a[17], r->error ? r->error : "");
+		}
+	}
+	const char *vals[NPARAMS];
+	int lens[NPARAMS], fmts[NPARAMS];
+	int rv = 0;
+	for (int k = 0; k < NPARAMS; k++) {
+		if (a[k].failed) {
+			snprintf(err, errlen, "out of memory building batch");
+			rv = SAGA_ENOMEM;
+			goto out;
+		}
+		vals[k] = a[k].buf;
+		lens[k] = (int)a[k].len;
+		fmts[k] = 1;
+	}
+	PGresult *res = PQexecParams(c, COMMIT_SQL, NPARAMS, types, vals, lens, fmts, 1);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		pg_errmsg(c, res, err, errlen);
+		PQclear(res);
+		rv = SAGA_EDB;
+		goto out;
+	}
+	/* Mark inserted rows. RETURNING order is unspecified: match ids.
+	 * Batches are small enough (max_batch) that a sort would not pay. */
+	int nt = PQntuples(res);
+	size_t missing = 0;
+	for (size_t i = 0; i < b->n_rows; i++) {
+		store_row *r = &b->rows[i];
+		if (!r->insert)
+			continue;
+		r->inserted = 0;
+		for (int t = 0; t < nt; t++) {
+			if (PQgetlength(res, t, 0) == 16 && memcmp(PQgetvalue(res, t, 0), r->id, 16) == 0) {
+				r->inserted = 1;
+				break;
+			}
+		}
+		if (!r->inserted)
+			missing++;
+	}
+	PQclear(res);
+	if (missing == 0)
+		goto out;
+
+	/* Rows not inserted: either an earlier try of this very batch
+	 * committed them (unknown COMMIT outcome, then retried), or another
+	 * saga holds their idempotency key. */
+	pgarr keys;
+	arr_begin(&keys, OID_TEXT, missing);
+	size_t nk = 0;
+	for (size_t i = 0; i < b->n_rows; i++) {
+		store_row *r = &b->rows[i];
+		if (r->insert && !r->inserted) {
+			if (r->idem_key == NULL) {
+				r->inserted = 1; /* only our own id can have conflicted */
+				continue;
+			}
+			arr_add_str(&keys, r->idem_key);
+			nk++;
+		}
+	}
+	if (nk == 0) {
+		arr_free(&keys);
+		goto out;
+	}
+	put32(keys.buf + 12, (uint32_t)nk);
+	Oid kt = OID_TEXT_ARR;
+	const char *kv = keys.buf;
+	int kl = (int)keys.len, kf = 1;
+	res = PQexecParams(c, CONFLICT_SQL, 1, &kt, &kv, &kl, &kf, 1);
+	arr_free(&keys);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		pg_errmsg(c, res, err, errlen);
+		PQclear(res);
+		rv = SAGA_EDB;
+		goto out;
+	}
+	for (size_t i = 0; i < b->n_rows; i++) {
+		store_row *r = &b->rows[i];
+		if (!r->insert || r->inserted)
+			continue;
+		for (int t = 0; t < PQntuples(res); t++) {
+			if (strcmp(PQgetvalue(res, t, 1), r->idem_key) == 0) {
+				memcpy(r->existing_id, PQgetvalue(res, t, 0), 16);
+				if (memcmp(r->existing_id, r->id, 16) == 0)
+					r->inserted = 1;
+				break;
+			}
+		}
+	}
+	PQclear(res);
+out:
+	for (int k = 0; k < NPARAMS; k++)
+		arr_free(&a[k]);
+	return rv;
+}
+
+/* ---- writer thread ------------------------------------------------------ */
+
+static struct {
+	pthread_t       thread;
+	pthread_mutex_t mu;
+	pthread_cond_t  cv;
+	store_batch    *head, *tail;
+	int             stop;
+	int             running;
+	char           *conninfo;
+	store_done_fn   done;
+	void           *arg;
+} W = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+static void
+sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+static void *
+writer_main(void *unused)
+{
+	PGconn *c = NULL;
+	char err[512];
+	int backoff = 50;
+
+	for (;;) {
+		pthread_mutex_lock(&W.mu);
+		while (W.head == NULL && !W.stop)
+			pthread_cond_wait(&W.cv, &W.mu);
+		store_batch *b = W.head;
+		if (b == NULL) { /* stop and drained */
+			pthread_mutex_unlock(&W.mu);
+			break;
+		}
+		W.head = b->next;
+		if (W.head == NULL)
+			W.tail = NULL;
+		pthread_mutex_unlock(&W.mu);
+		b->next = NULL;
+
+		/* Retry until committed. A batch never fails for good: the rows
+		 * are idempotent, and giving up would lose state the engine
+		 * already acts on. While PostgreSQL is away everything waits. */
+		for (int tries = 0;; tries++) {
+			if (c == NULL) {
+				c = store_connect(W.conninfo, "sagad-writer", err, sizeof(err));
+				if (c == NULL) {
+					if (tries % 20 == 0)
+						slog_error("writer: %s (retrying)", err);
+					sleep_ms(backoff);
+					backoff = backoff < 2000 ? backoff * 2 : 2000;
+					continue;
+				}
+			}
+			struct timespec t0, t1;
+			clock_gettime(CLOCK_MONOTONIC, &t0);
+			int rv = commit_batch(c, b, err, sizeof(err));
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+			if (rv == 0) {
+				b->commit_us = (t1.tv_sec - t0.tv_sec) * 1000000LL +
+				    (t1.tv_nsec - t0.tv_nsec) / 1000;
+				backoff = 50;
+				break;
+			}
+			if (tries % 20 == 0)
+				slog_error("writer: commit of %zu rows failed: %s (retrying)", b->n_rows, err);
+			if (PQstatus(c) != CONNECTION_OK) {
+				PQfinish(c);
+				c = NULL;
+			}
+			sleep_ms(backoff);
+			backoff = backoff < 2000 ? backoff * 2 : 2000;
+		}
+		W.done(b, W.arg);
+	}
+	PQfinish(c);
+	return NULL;
+}
+
+int
+store_writer_start(const char *conninfo, store_done_fn done, void *arg)
+{
+	W.conninfo = strdup(conninfo);
+	if (W.conninfo == NULL)
+		return SAGA_ENOMEM;
+	W.done = done;
+	W.arg = arg;
+	W.stop = 0;
+	if (pthread_create(&W.thread, NULL, writer_main, NULL) != 0) {
+		free(W.conninfo);
+		return SAGA_ENOMEM;
+	}
+	W.running = 1;
+	return 0;
+}
+
+void
+store_writer_submit(store_batch *b)
+{
+	pthread_mutex_lock(&W.mu);
+	b->next = NULL;
+	if (W.tail)
+		W.tail->next = b;
+	else
+		W.head = b;
+	W.tail = b;
+	pthread_cond_signal(&W.cv);
+	pthread_mutex_unlock(&W.mu);
+}
+
+void
+store_writer_stop(void)
+{
+	if (!W.running)
+		return;
+	pthread_mutex_lock(&W.mu);
+	W.stop = 1;
+	pthread_cond_signal(&W.cv);
+	pthread_mutex_unlock(&W.mu);
+	pthread_join(W.thread, NULL);
+	W.running = 0;
+	free(W.conninfo);
+	W.conninfo = NULL;
+}
+
+/* ---- definitions ---------------------------------------------------------- */
+
+int
+store_load_definitions(PGconn *c, char *err, size_t errlen)
+{
+	PGresult *r = PQexecParams(c,
+	    "SELECT name, version, descriptor_set FROM saga_definitions ORDER BY name, version",
+	    0, NULL, NULL, NULL, NULL, 1);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		pg_errmsg(c, r, err, errlen);
+		PQclear(r);
+		return SAGA_EDB;
+	}
+	int rv = 0;
+	for (int i = 0; i < PQntuples(r); i++) {
+		const char *name = PQgetvalue(r, i, 0);
+		uint32_t version = get32(PQgetvalue(r, i, 1));
+		defn_saga *d = NULL;
+		char perr[512];
+		rv = defn_parse_one((const uint8_t *)PQgetvalue(r, i, 2), (size_t)PQgetlength(r, i, 2),
+		    name, &d, perr, sizeof(perr));
+		if (rv != 0) {
+			snprintf(err, errlen, "stored definition %s version %u does not parse: %s", name,
+			    version, perr);
+			break;
+		}
+		d->version = version;
+		if ((rv = registry_add(d)) != 0) {
+			defn_free(d);
+			snprintf(err, errlen, "cannot add definition %s version %u", name, version);
+			break;
+		}
+	}
+	PQclear(r);
+	return rv;
+}
+
+static int
+exec_ok(PGconn *c, const char *sql, char *err, size_t errlen)
+{
+	PGresult *r = PQexec(c, sql);
+	int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	if (!ok)
+		pg_errmsg(c, r, err, errlen);
+	PQclear(r);
+	return ok ? 0 : SAGA_EDB;
+}
+
+int
+store_register(PGconn *c, const uint8_t *set, size_t set_len, defn_saga **defs, size_t n,
+    Sagawire__RegisteredDefinition *out, char *err, size_t errlen)
+{
+	int rv;
+	/* All definitions of one set in one transaction: a set registers
+	 * entirely or not at all. The advisory lock per name serialises
+	 * concurrent registrations of the same saga (version numbers). */
+	if ((rv = exec_ok(c, "BEGIN", err, errlen)) != 0)
+		return rv;
+	uint32_t *versions = calloc(n, sizeof(*versions));
+	int *unchanged = calloc(n, sizeof(*unchanged));
+	if (versions == NULL || unchanged == NULL) {
+		rv = SAGA_ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const char *name = defs[i]->name;
+		const char *p1[1] = { name };
+		PGresult *r = PQexecParams(c, "SELECT pg_advisory_xact_lock(hashtext($1))", 1, NULL,
+		    p1, NULL, NULL, 0);
+		if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+			pg_errmsg(c, r, err, errlen);
+			PQclear(r);
+			rv = SAGA_EDB;
+			goto fail;
+		}
+		PQclear(r);
+		r = PQexecParams(c,
+		    "SELECT version, fingerprint FROM saga_definitions WHERE name = $1"
+		    " ORDER BY version DESC LIMIT 1",
+		    1, NULL, p1, NULL, NULL, 1);
+		if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+			pg_errmsg(c, r, err, errlen);
+			PQclear(r);
+			rv = SAGA_EDB;
+			goto fail;
+		}
+		uint32_t latest = 0;
+		int64_t fp = 0;
+		if (PQntuples(r) == 1) {
+			latest = get32(PQgetvalue(r, 0, 0));
+			fp = (int64_t)get64(PQgetvalue(r, 0, 1));
+		}
+		PQclear(r);
+		if (latest != 0 && fp == (int64_t)defs[i]->fingerprint) {
+			versions[i] = latest;
+			unchanged[i] = 1;
+			continue;
+		}
+		versions[i] = latest + 1;
+		char vbuf[4], fbuf[8], nbuf[4];
+		put32(vbuf, versions[i]);
+		put64(fbuf, defs[i]->fingerprint);
+		put32(nbuf, defs[i]->n_steps);
+		const char *vals[5] = { name, vbuf, fbuf, nbuf, (const char *)set };
+		int lens[5] = { 0, 4, 8, 4, (int)set_len };
+		int fmts[5] = { 0, 1, 1, 1, 1 };
+		Oid types[5] = { OID_TEXT, OID_INT4, OID_INT8, OID_INT4, OID_BYTEA };
+		r = PQexecParams(c,
+		    "INSERT INTO saga_definitions (name, version, fingerprint, n_steps, descriptor_set)"
+		    " VALUES ($1, $2, $3, $4, $5)",
+		    5, types, vals, lens, fmts, 0);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			pg_errmsg(c, r, err, errlen);
+			PQclear(r);
+			rv = SAGA_EDB;
+			goto fail;
+		}
+		PQclear(r);
+	}
+	if ((rv = exec_ok(c, "COMMIT", err, errlen)) != 0)
+		goto fail_nr;
+	for (size_t i = 0; i < n; i++) {
+		out[i].version = versions[i];
+		out[i].unchanged = unchanged[i];
+		out[i].steps = defs[i]->n_steps;
+		defs[i]->version = versions[i];
+		/* A version registered by another sagad sharing the database
+		 * may already be loaded; or this one may be. */
+		if (unchanged[i] || registry_get(defs[i]->name, versions[i]) != NULL ||
+		    registry_add(defs[i]) != 0) {
+			defn_free(defs[i]);
+		}
+		defs[i] = NULL;
+	}
+	free(versions);
+	free(unchanged);
+	return 0;
+fail:
+	exec_ok(c, "ROLLBACK", err + strlen(err), errlen - strlen(err));
+fail_nr:
+	free(versions);
+	free(unchanged);
+	return rv;
+}
+
+/* ---- reading sagas ---------------------------------------------------------- */
+
+#define SAGA_COLS                                                                     \
+	"id, definition, version, state, rev, idempotency_key, business_key, created_at," \
+	" updated_at, input, steps, error"
+
+static void
+row_to_saga(const PGresult *r, int i, store_saga *s)
+{
+	memcpy(s->id, PQgetvalue(r, i, 0), 16);
+	s->definition = PQgetvalue(r, i, 1);
+	s->version = get32(PQgetvalue(r, i, 2));
+	s->state = (int16_t)ntohs(*(const uint16_t *)(const void *)PQgetvalue(r, i, 3));
+	s->rev = (int32_t)get32(PQgetvalue(r, i, 4));
+	s->idem_key = PQgetisnull(r, i, 5) ? NULL : PQgetvalue(r, i, 5);
+	s->business_key = PQgetisnull(r, i, 6) ? NULL : PQgetvalue(r, i, 6);
+	s->created_us = store_ts_from_pg(PQgetvalue(r, i, 7));
+	s->updated_us = store_ts_from_pg(PQgetvalue(r, i, 8));
+	s->input = (const uint8_t *)PQgetvalue(r, i, 9);
+	s->input_len = (size_t)PQgetlength(r, i, 9);
+	s->steps = (const uint8_t *)PQgetvalue(r, i, 10);
+	s->steps_len = (size_t)PQgetlength(r, i, 10);
+	s->error = PQgetvalue(r, i, 11);
+}
+
+int
+store_load_active(PGconn *c, int (*fn)(const store_saga *s, void *arg), void *arg, char *err,
+    size_t errlen)
+{
+	int rv;
+	/* A cursor keeps client memory to one chunk however many sagas
+	 * are unfinished (the 100k-in-flight restart case). */
+	if ((rv = exec_ok(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", err, errlen)) != 0)
+		return rv;
+	if ((rv = exec_ok(c,
+	         "DECLARE active BINARY NO SCROLL CURSOR FOR SELECT " SAGA_COLS
+	         " FROM sagas WHERE state IN (1, 2) ORDER BY created_at",
+	         err, errlen)) != 0)
+		goto fail;
+	for (;;) {
+		PGresult *r = PQexecParams(c, "FETCH 2000 FROM active", 0, NULL, NULL, NULL, NULL, 1);
+		if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+			pg_errmsg(c, r, err, errlen);
+			PQclear(r);
+			rv = SAGA_EDB;
+			goto fail;
+		}
+		int n = PQntuples(r);
+		for (int i = 0; i < n; i++) {
+			store_saga s;
+			row_to_saga(r, i, &s);
+			if ((rv = fn(&s, arg)) != 0) {
+				PQclear(r);
+				snprintf(err, errlen, "loading saga failed: %s", saga_strerror(rv));
+				goto fail;
+			}
+		}
+		PQclear(r);
+		if (n == 0)
+			break;
+	}
+	return exec_ok(c, "COMMIT", err, errlen);
+fail:
+	exec_ok(c, "ROLLBACK", err + strlen(err), errlen - strlen(err));
+	return rv;
+}
+
+int
+store_get(PGconn *c, const uint8_t id[16], int (*fn)(const store_saga *s, void *arg), void *arg,
+    char *err, size_t errlen)
+{
+	Oid t = OID_UUID;
+	const char *v = (const char *)id;
+	int l = 16, f = 1;
+	PGresult *r = PQexecParams(c, "SELECT " SAGA_COLS " FROM sagas WHERE id = $1", 1, &t, &v, &l,
+	    &f, 1);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		pg_errmsg(c, r, err, errlen);
+		PQclear(r);
+		return SAGA_EDB;
+	}
+	if (PQntuples(r) == 0) {
+		PQclear(r);
+		return SAGA_ENOTFOUND;
+	}
+	store_saga s;
+	row_to_saga(r, 0, &s);
+	int rv = fn(&s, arg);
+	PQclear(r);
+	return rv;
+}

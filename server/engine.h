@@ -1,0 +1,51 @@
+/*
+ * engine: the saga state machine. One thread owns every unfinished saga in
+ * memory; nng callbacks, the writer and the readers talk to it through an
+ * event queue. An event changes sagas in memory and records what must
+ * happen once those changes are durable (dispatches, replies); the changed
+ * sagas go into the open batch, which is handed to the store writer as
+ * soon as it is idle. Nothing leaves sagad (no dispatch, no reply that
+ * reports a change) before the batch that made it owed has committed.
+ *
+ * Saga states (sagawire.SagaState):
+ *   RUNNING      steps run as their dependencies succeed
+ *   COMPENSATING a step failed, or cancel: in-flight actions finish, then
+ *                completed steps are undone, dependents before dependencies
+ *   COMPLETED    terminal; all steps succeeded
+ *   COMPENSATED  terminal; every completed step undone
+ *   FAILED       parked: a compensation exhausted its attempts
+ * Step states: see sagawire.StepState and docs/ARCHITECTURE.md.
+ */
+#ifndef SAGAD_ENGINE_H
+#define SAGAD_ENGINE_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "rpc.h"
+
+/* Loads unfinished sagas (registry must be loaded first) and starts the
+ * writer. conninfo is used by the writer and for loading. */
+int  engine_init(const cfg *c, const char *conninfo, char *err, size_t errlen);
+/* Runs the engine loop on the calling thread until engine_stop(). */
+void engine_run(void);
+/* Asks the loop to finish: pending batches are committed, then it returns. */
+void engine_stop(void);
+void engine_fini(void);
+
+/* Hands a start, cancel, poll or report request to the engine. */
+void engine_submit(rpc_req *r);
+/* A connection closed: its in-flight steps are redelivered elsewhere. */
+void engine_pipe_closed(uint32_t pipe_id, void *unused);
+
+/* Counts for status/tests. */
+typedef struct engine_stats {
+	uint64_t sagas_active;
+	uint64_t batches;
+	uint64_t rows;
+	uint64_t dispatched;
+	uint64_t redelivered;
+} engine_stats;
+void engine_get_stats(engine_stats *s);
+
+#endif

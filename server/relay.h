@@ -1,0 +1,78 @@
+/*
+ * relay: the participants side of dispatch. Keeps, per participant name, a
+ * FIFO of steps ready to send, and per connection (nng pipe) the declared
+ * capacity, the steps in flight on it and its parked poll. The engine owns
+ * all of this and calls it from its thread only; relay itself sends
+ * nothing and knows no saga: the engine picks a connection with
+ * relay_next_pipe(), builds the WorkBatch and answers the parked poll.
+ *
+ * Queue items name a step by saga id + step index + kind + generation, not
+ * by pointer: a step whose dispatch became obsolete (cancelled, recovered,
+ * timed out) just has a newer generation and the stale item is skipped when
+ * popped.
+ */
+#ifndef SAGAD_RELAY_H
+#define SAGAD_RELAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rpc.h"
+
+typedef struct relay_item {
+	uint8_t  id[16];
+	uint32_t gen;
+	uint16_t step;
+	uint8_t  kind; /* Sagawire__StepKind */
+} relay_item;
+
+typedef struct relay_part relay_part;
+
+typedef struct relay_pipe {
+	uint32_t    id;
+	relay_part *part;       /* NULL until its first poll */
+	uint32_t    capacity;
+	uint32_t    inflight;
+	rpc_req    *poll;       /* parked poll, or NULL */
+	uint32_t    poll_gen;   /* bumps per parked poll (poll timeout timers) */
+	void       *inflight_head; /* engine's intrusive list of steps in flight */
+	struct relay_pipe *hnext;
+	size_t      part_index; /* position in part->pipes */
+} relay_pipe;
+
+struct relay_part {
+	char        *name;
+	relay_item  *q;          /* ring buffer */
+	size_t       q_head, q_len, q_cap;
+	relay_pipe **pipes;      /* connections serving it */
+	size_t       n_pipes, cap_pipes;
+	size_t       rr;         /* round-robin cursor */
+	struct relay_part *hnext;
+};
+
+int  relay_init(void);
+void relay_fini(void);
+
+/* Participant by name; created on demand when create is set. */
+relay_part *relay_part_get(const char *name, int create);
+int         relay_push(relay_part *p, const relay_item *it);
+int         relay_pop(relay_part *p, relay_item *out);
+
+/* Connection by nng pipe id; created on demand when create is set. */
+relay_pipe *relay_pipe_get(uint32_t id, int create);
+/* Binds a connection to its participant (first poll). */
+int         relay_pipe_bind(relay_pipe *pp, relay_part *p);
+/* Forgets a connection (after the engine requeued its in-flight steps). */
+void        relay_pipe_remove(relay_pipe *pp);
+
+/* Next connection of p with a parked poll and free capacity, round robin;
+ * NULL if none. */
+relay_pipe *relay_next_pipe(relay_part *p);
+
+/* Iteration over participants (for pumping after a batch). */
+relay_part *relay_part_first(void);
+relay_part *relay_part_next(relay_part *p);
+
+size_t relay_connected(const relay_part *p); /* connections serving p */
+
+#endif

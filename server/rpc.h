@@ -1,0 +1,48 @@
+/*
+ * rpc: sagad's nng endpoint. One REP socket listens on every configured
+ * URL and serves clients and participants alike. Each request is received
+ * on its own nng context, decoded with bounds (wire_unpack), and handed to
+ * the engine (start, cancel, poll, report) or to a reader thread (register,
+ * get, list). Whoever handles it answers exactly once with rpc_reply*();
+ * that sends the reply and recycles the context. A request can be held for
+ * a long time (a participant's poll waits for work) at no cost but its
+ * context.
+ *
+ * Size limits: messages above max_message_bytes get an SAGA_ETOOBIG error
+ * reply; nng itself drops connections that send more than twice that (its
+ * receive limit), so no peer can make sagad allocate unbounded memory.
+ */
+#ifndef SAGAD_RPC_H
+#define SAGAD_RPC_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "sagawire.pb-c.h"
+
+struct nng_msg;
+
+typedef struct rpc_req {
+	Sagawire__Request *req;     /* decoded request (owned; freed on reply) */
+	uint32_t           pipe_id; /* the connection it came on */
+	/* private */
+	void *slot;
+} rpc_req;
+
+typedef void (*rpc_pipe_fn)(uint32_t pipe_id, void *arg);
+
+/* Opens the socket and listens on every URL in c->listen. */
+int  rpc_start(const cfg *c, rpc_pipe_fn on_pipe_closed, void *arg, char *err, size_t errlen);
+/* Stops receiving new requests (replies can still be sent). */
+void rpc_stop_receiving(void);
+void rpc_close(void);
+
+/* Replies; each consumes the request. Safe from any thread. */
+void rpc_reply(rpc_req *r, const Sagawire__Response *resp);
+void rpc_reply_msg(rpc_req *r, struct nng_msg *m);
+void rpc_reply_error(rpc_req *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Connections currently open. */
+uint32_t rpc_connections(void);
+
+#endif
