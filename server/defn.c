@@ -1,1 +1,930 @@
-/* defn: not yet written */
+/*
+ * defn: saga definitions. See defn.h.
+ *
+ * The input is untrusted (it arrives over RPC from sagactl): every size and
+ * count is bounded by the input length, decoding goes through wire_unpack()
+ * (depth and allocation quota), and no loop is worse than
+ * O(n * DEFN_MAX_STEPS) or O(n log n) in the number of rpcs or services.
+ */
+#include "defn.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "descriptor.pb-c.h"
+#include "sagaspec.pb-c.h"
+#include "saga.h"
+#include "wire.h"
+
+/* Extension numbers of the options in proto/sagaspec.proto. */
+#define OPT_STEP 50700u
+#define OPT_SAGA 50701u
+
+/* Longest step or participant name; longest type or saga name. */
+#define NAME_MAX_LEN 128
+#define TYPE_MAX_LEN 512
+
+typedef Google__Protobuf__FileDescriptorSet     fdset;
+typedef Google__Protobuf__FileDescriptorProto   fdproto;
+typedef Google__Protobuf__DescriptorProto       msgproto;
+typedef Google__Protobuf__ServiceDescriptorProto svcproto;
+typedef Google__Protobuf__MethodDescriptorProto  mthproto;
+
+typedef struct pctx {
+	char         *err;
+	size_t        errlen;
+	const fdset  *set;
+	const char   *saga; /* name of the saga being compiled, for messages */
+} pctx;
+
+/* Writes the message and returns rv. Names in messages come from the input,
+ * so they are printed with a bounded precision and anything that is not
+ * printable ASCII is replaced: the text goes into logs and into a protobuf
+ * string field that must stay valid UTF-8. */
+static int pfail(pctx *c, int rv, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int
+pfail(pctx *c, int rv, const char *fmt, ...)
+{
+	if (c->err == NULL || c->errlen == 0)
+		return rv;
+	size_t off = 0;
+	if (c->saga != NULL) {
+		int n = snprintf(c->err, c->errlen, "saga %.200s: ", c->saga);
+		off = n < 0 ? 0 : (size_t)n;
+		if (off >= c->errlen)
+			off = c->errlen - 1;
+	}
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(c->err + off, c->errlen - off, fmt, ap);
+	va_end(ap);
+	for (char *p = c->err; *p != '\0'; p++) {
+		unsigned char ch = (unsigned char)*p;
+		if (ch < 0x20 || ch >= 0x7f)
+			*p = '?';
+	}
+	return rv;
+}
+
+/* ---- small helpers ----------------------------------------------------- */
+
+static char *
+xstrdup(const char *s)
+{
+	size_t n = strlen(s);
+	char *p = malloc(n + 1);
+	if (p != NULL)
+		memcpy(p, s, n + 1);
+	return p;
+}
+
+static const char *
+nz(const char *s)
+{
+	return s != NULL ? s : "";
+}
+
+static const char *
+strip_dot(const char *s)
+{
+	return (s != NULL && s[0] == '.') ? s + 1 : nz(s);
+}
+
+/* Step, rpc and participant names: [A-Za-z0-9_.-]{1,128}. They end up in
+ * log lines, metric labels and SQL parameters, so keep them plain. */
+static bool
+name_ok(const char *s)
+{
+	size_t n = 0;
+	if (s == NULL)
+		return false;
+	for (; s[n] != '\0'; n++) {
+		char ch = s[n];
+		if (n >= NAME_MAX_LEN)
+			return false;
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		        (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' || ch == '-'))
+			return false;
+	}
+	return n > 0;
+}
+
+/* Full protobuf names (no leading dot): identifiers joined by single dots. */
+static bool
+type_name_ok(const char *s)
+{
+	size_t n = 0;
+	bool start = true;
+	if (s == NULL)
+		return false;
+	for (; s[n] != '\0'; n++) {
+		char ch = s[n];
+		if (n >= TYPE_MAX_LEN)
+			return false;
+		if (ch == '.') {
+			if (start)
+				return false;
+			start = true;
+			continue;
+		}
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' ||
+		        (!start && ch >= '0' && ch <= '9')))
+			return false;
+		start = false;
+	}
+	return n > 0 && !start;
+}
+
+static bool
+streq(const char *a, const char *b)
+{
+	return strcmp(nz(a), nz(b)) == 0;
+}
+
+/* Is `full` (no leading dot) a message defined somewhere in the set?
+ * Walks name components through nested types instead of building a table:
+ * it is asked only a few times per saga. */
+static bool
+message_exists(const fdset *set, const char *full)
+{
+	for (size_t f = 0; f < set->n_file; f++) {
+		const fdproto *fp = set->file[f];
+		const char *pkg = nz(fp->package);
+		size_t pl = strlen(pkg);
+		const char *rest = full;
+		if (pl > 0) {
+			if (strncmp(full, pkg, pl) != 0 || full[pl] != '.')
+				continue;
+			rest = full + pl + 1;
+		}
+		size_t n = fp->n_message_type;
+		msgproto *const *list = fp->message_type;
+		for (;;) {
+			const char *dot = strchr(rest, '.');
+			size_t cl = dot ? (size_t)(dot - rest) : strlen(rest);
+			const msgproto *hit = NULL;
+			for (size_t i = 0; i < n; i++) {
+				const char *mn = nz(list[i]->name);
+				if (strlen(mn) == cl && strncmp(mn, rest, cl) == 0) {
+					hit = list[i];
+					break;
+				}
+			}
+			if (hit == NULL)
+				break;
+			if (dot == NULL)
+				return true;
+			rest = dot + 1;
+			n = hit->n_nested_type;
+			list = hit->nested_type;
+		}
+	}
+	return false;
+}
+
+/*
+ * Finds the option with extension number `tag` among a message's unknown
+ * fields and unpacks it as `desc`. *out stays NULL if absent. protobuf-c
+ * 1.4.1 keeps a length-delimited unknown field's varint length prefix in
+ * its data (shared/STACK-NOTES.md), so that prefix is skipped and checked.
+ */
+static int
+unpack_option(pctx *c, const ProtobufCMessage *opts, uint32_t tag,
+    const ProtobufCMessageDescriptor *desc, const char *what, const char *where,
+    ProtobufCMessage **out)
+{
+	const ProtobufCMessageUnknownField *uf = NULL;
+	*out = NULL;
+	if (opts == NULL)
+		return 0;
+	for (unsigned i = 0; i < opts->n_unknown_fields; i++) {
+		if (opts->unknown_fields[i].tag != tag)
+			continue;
+		/* protoc emits one field per option; several would have to be
+		 * merged field by field, which nobody needs. */
+		if (uf != NULL)
+			return pfail(c, SAGA_EDEFINITION, "%soption %s appears more than once", where,
+			    what);
+		uf = &opts->unknown_fields[i];
+	}
+	if (uf == NULL)
+		return 0;
+	if (uf->wire_type != PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED)
+		return pfail(c, SAGA_EDEFINITION, "%soption %s is not a message", where, what);
+
+	uint64_t v = 0;
+	size_t pos = 0;
+	unsigned shift = 0;
+	for (;;) {
+		if (pos >= uf->len || shift >= 64)
+			return pfail(c, SAGA_EDEFINITION, "%smalformed option %s", where, what);
+		uint8_t b = uf->data[pos++];
+		v |= (uint64_t)(b & 0x7f) << shift;
+		shift += 7;
+		if ((b & 0x80) == 0)
+			break;
+	}
+	if (v != uf->len - pos)
+		return pfail(c, SAGA_EDEFINITION, "%smalformed option %s (length %llu, %zu bytes)",
+		    where, what, (unsigned long long)v, uf->len - pos);
+
+	int rv = 0;
+	ProtobufCMessage *m = wire_unpack(desc, uf->data + pos, uf->len - pos, 0, &rv);
+	if (m == NULL)
+		return pfail(c, SAGA_EDEFINITION, "%smalformed option %s", where, what);
+	*out = m;
+	return 0;
+}
+
+static bool
+has_option(const ProtobufCMessage *opts, uint32_t tag)
+{
+	if (opts == NULL)
+		return false;
+	for (unsigned i = 0; i < opts->n_unknown_fields; i++)
+		if (opts->unknown_fields[i].tag == tag)
+			return true;
+	return false;
+}
+
+/* ---- fingerprint ------------------------------------------------------- */
+
+/* FNV-1a over a canonical encoding: fixed-width little-endian integers and
+ * length-prefixed strings, so no two different definitions encode alike.
+ * It covers the compiled values (defaults applied), so spelling a default
+ * out does not change the fingerprint; anything that changes behaviour
+ * does. The leading tag versions the encoding. */
+typedef struct fnv {
+	uint64_t h;
+} fnv;
+
+static void
+fnv_bytes(fnv *f, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	for (size_t i = 0; i < n; i++) {
+		f->h ^= b[i];
+		f->h *= 0x100000001b3ull;
+	}
+}
+
+static void
+fnv_u64(fnv *f, uint64_t v)
+{
+	uint8_t b[8];
+	for (int i = 0; i < 8; i++)
+		b[i] = (uint8_t)(v >> (8 * i));
+	fnv_bytes(f, b, 8);
+}
+
+static void
+fnv_str(fnv *f, const char *s)
+{
+	/* NULL and "" differ: a missing compensation is not an empty name. */
+	if (s == NULL) {
+		fnv_u64(f, UINT64_MAX);
+		return;
+	}
+	size_t n = strlen(s);
+	fnv_u64(f, n);
+	fnv_bytes(f, s, n);
+}
+
+static void
+fnv_double(fnv *f, double d)
+{
+	uint64_t u;
+	memcpy(&u, &d, sizeof(u));
+	fnv_u64(f, u);
+}
+
+static void
+fnv_retry(fnv *f, const defn_retry *r)
+{
+	fnv_u64(f, r->max_attempts);
+	fnv_u64(f, r->initial_backoff_ms);
+	fnv_u64(f, r->max_backoff_ms);
+	fnv_double(f, r->multiplier);
+	fnv_double(f, r->jitter);
+}
+
+static uint64_t
+fingerprint(const defn_saga *d)
+{
+	fnv f = { 0xcbf29ce484222325ull };
+	fnv_str(&f, "sagad-defn-v1");
+	fnv_str(&f, d->name);
+	fnv_str(&f, d->input_type);
+	fnv_str(&f, d->description);
+	fnv_u64(&f, d->n_steps);
+	for (uint32_t i = 0; i < d->n_steps; i++) {
+		const defn_step *s = &d->steps[i];
+		fnv_str(&f, s->name);
+		fnv_str(&f, s->participant);
+		fnv_str(&f, s->compensation);
+		fnv_str(&f, s->input_type);
+		fnv_str(&f, s->output_type);
+		fnv_u64(&f, s->timeout_ms);
+		fnv_u64(&f, s->comp_timeout_ms);
+		fnv_retry(&f, &s->retry);
+		fnv_retry(&f, &s->comp_retry);
+		fnv_u64(&f, s->dep_mask);
+	}
+	return f.h;
+}
+
+/* ---- compiling one service --------------------------------------------- */
+
+void
+defn_free(defn_saga *d)
+{
+	if (d == NULL)
+		return;
+	if (d->steps != NULL) {
+		for (uint32_t i = 0; i < d->n_steps; i++) {
+			defn_step *s = &d->steps[i];
+			free(s->name);
+			free(s->participant);
+			free(s->compensation);
+			free(s->input_type);
+			free(s->output_type);
+			free(s->deps);
+		}
+	}
+	free(d->steps);
+	free(d->topo);
+	free(d->name);
+	free(d->input_type);
+	free(d->description);
+	free(d);
+}
+
+void
+defn_free_array(defn_saga **defs, size_t n)
+{
+	if (defs == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		defn_free(defs[i]);
+	free(defs);
+}
+
+int
+defn_step_index(const defn_saga *d, const char *name)
+{
+	if (d == NULL || name == NULL)
+		return -1;
+	for (uint32_t i = 0; i < d->n_steps; i++)
+		if (strcmp(d->steps[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+static bool
+double_ok(double v)
+{
+	return isfinite(v);
+}
+
+/* Validates a retry option (r may be NULL: all defaults) and applies the
+ * defaults of sagaspec.proto. */
+static int
+compile_retry(pctx *c, const char *step, const char *what, const Sagaspec__Retry *r,
+    uint32_t def_attempts, defn_retry *out)
+{
+	out->max_attempts = def_attempts;
+	out->initial_backoff_ms = DEFN_DEFAULT_INITIAL_BACKOFF_MS;
+	out->max_backoff_ms = DEFN_DEFAULT_MAX_BACKOFF_MS;
+	out->multiplier = DEFN_DEFAULT_MULTIPLIER;
+	out->jitter = DEFN_DEFAULT_JITTER;
+	if (r == NULL)
+		return 0;
+	if (r->base.n_unknown_fields > 0)
+		return pfail(c, SAGA_EDEFINITION, "step %.128s: unknown %s option field %u", step,
+		    what, r->base.unknown_fields[0].tag);
+	if (!double_ok(r->multiplier) || !double_ok(r->jitter))
+		return pfail(c, SAGA_EDEFINITION, "step %.128s: %s multiplier and jitter must be finite numbers",
+		    step, what);
+	if (r->jitter < 0 || r->jitter > 1)
+		return pfail(c, SAGA_EDEFINITION, "step %.128s: %s jitter %g is outside [0, 1]", step,
+		    what, r->jitter);
+	if (r->multiplier != 0 && r->multiplier < 1)
+		return pfail(c, SAGA_EDEFINITION, "step %.128s: %s multiplier %g is below 1", step,
+		    what, r->multiplier);
+	if (r->initial_backoff_ms != 0 && r->max_backoff_ms != 0 &&
+	    r->max_backoff_ms < r->initial_backoff_ms)
+		return pfail(c, SAGA_EDEFINITION,
+		    "step %.128s: %s max_backoff_ms %u is below initial_backoff_ms %u", step, what,
+		    r->max_backoff_ms, r->initial_backoff_ms);
+	if (r->max_attempts != 0)
+		out->max_attempts = r->max_attempts;
+	if (r->multiplier != 0)
+		out->multiplier = r->multiplier;
+	if (r->jitter != 0)
+		out->jitter = r->jitter;
+	/* Only one bound given and it is on the wrong side of the other's
+	 * default: honour the one the user wrote and keep max >= initial. */
+	if (r->initial_backoff_ms != 0) {
+		out->initial_backoff_ms = r->initial_backoff_ms;
+		if (r->max_backoff_ms == 0 && out->max_backoff_ms < out->initial_backoff_ms)
+			out->max_backoff_ms = out->initial_backoff_ms;
+	}
+	if (r->max_backoff_ms != 0) {
+		out->max_backoff_ms = r->max_backoff_ms;
+		if (r->initial_backoff_ms == 0 && out->initial_backoff_ms > out->max_backoff_ms)
+			out->initial_backoff_ms = out->max_backoff_ms;
+	}
+	return 0;
+}
+
+/* Reports the steps of a cycle among the steps not yet placed in topological
+ * order. Every such step has an unplaced dependency (or it would have been
+ * placed), so following those from any of them must come back round. */
+static int
+report_cycle(pctx *c, const defn_saga *d, uint64_t unplaced)
+{
+	uint32_t at = (uint32_t)__builtin_ctzll(unplaced);
+	uint64_t seen = 0;
+	/* Walk until a step repeats: that one is on the cycle. */
+	while ((seen & (1ull << at)) == 0) {
+		seen |= 1ull << at;
+		at = (uint32_t)__builtin_ctzll(d->steps[at].dep_mask & unplaced);
+	}
+	char buf[1024];
+	size_t off = 0;
+	uint32_t start = at;
+	buf[0] = '\0';
+	do {
+		int n = snprintf(buf + off, sizeof(buf) - off, "%s%.128s", off ? " -> " : "",
+		    d->steps[at].name);
+		if (n < 0 || (size_t)n >= sizeof(buf) - off) {
+			off = sizeof(buf) - 1;
+			break;
+		}
+		off += (size_t)n;
+		/* The same successor function as the walk above, so this
+		 * goes round the cycle back to start ("A -> B": A depends on
+		 * B). */
+		at = (uint32_t)__builtin_ctzll(d->steps[at].dep_mask & unplaced);
+	} while (at != start);
+	if (off < sizeof(buf) - 1)
+		snprintf(buf + off, sizeof(buf) - off, " -> %.128s", d->steps[start].name);
+	return pfail(c, SAGA_EDEFINITION, "dependency cycle: %s (each step depends on the next)",
+	    buf);
+}
+
+/* Kahn's algorithm, lowest index first so the order is deterministic. */
+static int
+compute_topo(pctx *c, defn_saga *d)
+{
+	uint64_t placed = 0, all;
+	all = d->n_steps == 64 ? UINT64_MAX : (1ull << d->n_steps) - 1;
+	for (uint32_t k = 0; k < d->n_steps; k++) {
+		uint32_t pick = UINT32_MAX;
+		for (uint32_t i = 0; i < d->n_steps; i++) {
+			if ((placed & (1ull << i)) == 0 && (d->steps[i].dep_mask & ~placed) == 0) {
+				pick = i;
+				break;
+			}
+		}
+		if (pick == UINT32_MAX)
+			return report_cycle(c, d, all & ~placed);
+		d->topo[k] = pick;
+		placed |= 1ull << pick;
+	}
+	return 0;
+}
+
+static int
+copy_str(pctx *c, char **dst, const char *src)
+{
+	if ((*dst = xstrdup(src)) == NULL)
+		return pfail(c, SAGA_ENOMEM, "out of memory");
+	return 0;
+}
+
+/* Counts the service's rpcs named `name`. */
+static size_t
+count_rpcs(const svcproto *svc, const char *name)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < svc->n_method; i++)
+		if (streq(svc->method[i]->name, name))
+			n++;
+	return n;
+}
+
+/*
+ * Compiles one service. *out is NULL (and 0 returned) if the service is not
+ * a saga. The caller has set c->saga to the service's full name.
+ */
+static int
+compile_service(pctx *c, const svcproto *svc, const char *full, defn_saga **out)
+{
+	int rv;
+	Sagaspec__Saga *sopt = NULL;
+	Sagaspec__Step *opt[DEFN_MAX_STEPS] = { 0 };
+	const mthproto *mth[DEFN_MAX_STEPS];
+	defn_saga *d = NULL;
+	uint32_t n_steps = 0;
+
+	*out = NULL;
+
+	/* Count steps first without unpacking: a service can carry any number
+	 * of rpcs and only 64 steps are allowed. */
+	for (size_t i = 0; i < svc->n_method; i++) {
+		const mthproto *m = svc->method[i];
+		if (!has_option(m->options ? &m->options->base : NULL, OPT_STEP))
+			continue;
+		if (n_steps >= DEFN_MAX_STEPS) {
+			rv = pfail(c, SAGA_EDEFINITION, "more than %d steps", DEFN_MAX_STEPS);
+			goto fail;
+		}
+		mth[n_steps++] = m;
+	}
+	bool is_saga = n_steps > 0 || has_option(svc->options ? &svc->options->base : NULL, OPT_SAGA);
+	if (!is_saga)
+		return 0;
+
+	if (!type_name_ok(full)) {
+		rv = pfail(c, SAGA_EDEFINITION, "invalid service name");
+		goto fail;
+	}
+	if ((rv = unpack_option(c, svc->options ? &svc->options->base : NULL, OPT_SAGA,
+	         &sagaspec__saga__descriptor, "(sagaspec.saga)", "", (ProtobufCMessage **)&sopt)) != 0)
+		goto fail;
+	if (sopt != NULL && sopt->base.n_unknown_fields > 0) {
+		rv = pfail(c, SAGA_EDEFINITION, "unknown saga option field %u",
+		    sopt->base.unknown_fields[0].tag);
+		goto fail;
+	}
+	if (n_steps == 0) {
+		rv = pfail(c, SAGA_EDEFINITION, "no rpc has the (sagaspec.step) option");
+		goto fail;
+	}
+
+	/* Every rpc: unary only (a step is one request, one reply). */
+	for (size_t i = 0; i < svc->n_method; i++) {
+		const mthproto *m = svc->method[i];
+		if (m->client_streaming || m->server_streaming) {
+			rv = pfail(c, SAGA_EDEFINITION, "rpc %.128s: streaming rpcs cannot be steps or compensations",
+			    nz(m->name));
+			goto fail;
+		}
+	}
+
+	if ((d = calloc(1, sizeof(*d))) == NULL ||
+	    (d->steps = calloc(n_steps, sizeof(*d->steps))) == NULL ||
+	    (d->topo = calloc(n_steps, sizeof(*d->topo))) == NULL) {
+		rv = pfail(c, SAGA_ENOMEM, "out of memory");
+		goto fail;
+	}
+	d->n_steps = n_steps;
+	if ((rv = copy_str(c, &d->name, full)) != 0)
+		goto fail;
+
+	/* Names and the step options themselves. */
+	for (uint32_t i = 0; i < n_steps; i++) {
+		const mthproto *m = mth[i];
+		if (!name_ok(m->name)) {
+			rv = pfail(c, SAGA_EDEFINITION, "rpc %.128s: step names must match [A-Za-z0-9_.-]{1,128}",
+			    nz(m->name));
+			goto fail;
+		}
+		for (uint32_t j = 0; j < i; j++) {
+			if (strcmp(m->name, mth[j]->name) == 0) {
+				rv = pfail(c, SAGA_EDEFINITION, "duplicate step %.128s", m->name);
+				goto fail;
+			}
+		}
+		char where[160];
+		snprintf(where, sizeof(where), "step %.128s: ", m->name);
+		if ((rv = unpack_option(c, &m->options->base, OPT_STEP, &sagaspec__step__descriptor,
+		         "(sagaspec.step)", where, (ProtobufCMessage **)&opt[i])) != 0)
+			goto fail;
+		if (opt[i]->base.n_unknown_fields > 0) {
+			rv = pfail(c, SAGA_EDEFINITION, "step %s: unknown step option field %u", m->name,
+			    opt[i]->base.unknown_fields[0].tag);
+			goto fail;
+		}
+	}
+
+	for (uint32_t i = 0; i < n_steps; i++) {
+		const mthproto *m = mth[i];
+		const Sagaspec__Step *o = opt[i];
+		defn_step *s = &d->steps[i];
+		const char *comp = nz(o->compensation);
+
+		if (nz(o->participant)[0] == '\0') {
+			rv = pfail(c, SAGA_EDEFINITION, "step %s: missing participant", m->name);
+			goto fail;
+		}
+		if (!name_ok(o->participant)) {
+			rv = pfail(c, SAGA_EDEFINITION,
+			    "step %s: participant \"%.128s\": names must match [A-Za-z0-9_.-]{1,128}",
+			    m->name, o->participant);
+			goto fail;
+		}
+		if (comp[0] != '\0') {
+			size_t nc = count_rpcs(svc, comp);
+			if (nc == 0) {
+				rv = pfail(c, SAGA_EDEFINITION, "step %s: unknown compensation rpc %.128s",
+				    m->name, comp);
+				goto fail;
+			}
+			for (uint32_t j = 0; j < n_steps; j++) {
+				if (strcmp(comp, mth[j]->name) == 0) {
+					rv = pfail(c, SAGA_EDEFINITION,
+					    "step %s: compensation rpc %s is itself a step", m->name, comp);
+					goto fail;
+				}
+			}
+			if (nc > 1) {
+				rv = pfail(c, SAGA_EDEFINITION, "step %s: compensation rpc %.128s is declared %zu times",
+				    m->name, comp, nc);
+				goto fail;
+			}
+		}
+		if (o->first && o->n_depends_on > 0) {
+			rv = pfail(c, SAGA_EDEFINITION, "step %s: first and depends_on contradict each other",
+			    m->name);
+			goto fail;
+		}
+
+		const char *in = strip_dot(m->input_type), *outt = strip_dot(m->output_type);
+		if (!type_name_ok(in) || !message_exists(c->set, in)) {
+			rv = pfail(c, SAGA_EDEFINITION, "step %s: request type %.128s is not in the descriptor set",
+			    m->name, in);
+			goto fail;
+		}
+		if (!type_name_ok(outt) || !message_exists(c->set, outt)) {
+			rv = pfail(c, SAGA_EDEFINITION, "step %s: response type %.128s is not in the descriptor set",
+			    m->name, outt);
+			goto fail;
+		}
+
+		if ((rv = copy_str(c, &s->name, m->name)) != 0 ||
+		    (rv = copy_str(c, &s->participant, o->participant)) != 0 ||
+		    (comp[0] != '\0' && (rv = copy_str(c, &s->compensation, comp)) != 0) ||
+		    (rv = copy_str(c, &s->input_type, in)) != 0 ||
+		    (rv = copy_str(c, &s->output_type, outt)) != 0)
+			goto fail;
+
+		s->timeout_ms = o->timeout_ms ? o->timeout_ms : DEFN_DEFAULT_TIMEOUT_MS;
+		s->comp_timeout_ms = o->compensation_timeout_ms ? o->compensation_timeout_ms : s->timeout_ms;
+		if ((rv = compile_retry(c, m->name, "retry", o->retry, DEFN_DEFAULT_MAX_ATTEMPTS,
+		         &s->retry)) != 0 ||
+		    (rv = compile_retry(c, m->name, "compensation_retry", o->compensation_retry,
+		         DEFN_DEFAULT_COMP_MAX_ATTEMPTS, &s->comp_retry)) != 0)
+			goto fail;
+
+		/* Dependencies. */
+		uint64_t mask = 0;
+		if (o->n_depends_on == 0) {
+			if (i > 0 && !o->first)
+				mask = 1ull << (i - 1);
+		}
+		for (size_t k = 0; k < o->n_depends_on; k++) {
+			const char *dn = nz(o->depends_on[k]);
+			int j = -1;
+			for (uint32_t x = 0; x < n_steps; x++) {
+				if (strcmp(dn, mth[x]->name) == 0) {
+					j = (int)x;
+					break;
+				}
+			}
+			if (j < 0) {
+				rv = pfail(c, SAGA_EDEFINITION, "step %s: depends_on names unknown step %.128s",
+				    m->name, dn);
+				goto fail;
+			}
+			if ((uint32_t)j == i) {
+				rv = pfail(c, SAGA_EDEFINITION, "step %s: depends on itself", m->name);
+				goto fail;
+			}
+			if (mask & (1ull << j)) {
+				rv = pfail(c, SAGA_EDEFINITION, "step %s: depends_on lists %s twice", m->name, dn);
+				goto fail;
+			}
+			mask |= 1ull << j;
+		}
+		s->dep_mask = mask;
+		s->n_deps = (uint32_t)__builtin_popcountll(mask);
+		if (s->n_deps > 0) {
+			if ((s->deps = calloc(s->n_deps, sizeof(*s->deps))) == NULL) {
+				rv = pfail(c, SAGA_ENOMEM, "out of memory");
+				goto fail;
+			}
+			uint32_t k = 0;
+			for (uint64_t b = mask; b != 0; b &= b - 1)
+				s->deps[k++] = (uint32_t)__builtin_ctzll(b);
+		}
+	}
+	for (uint32_t i = 0; i < n_steps; i++)
+		for (uint32_t j = 0; j < n_steps; j++)
+			if (d->steps[j].dep_mask & (1ull << i))
+				d->steps[i].dependents_mask |= 1ull << j;
+
+	/* Every other rpc must be some step's compensation, declared once. A
+	 * typo in a step option must not silently turn a step into nothing. */
+	for (size_t i = 0; i < svc->n_method; i++) {
+		const mthproto *m = svc->method[i];
+		bool step = false, comp = false;
+		for (uint32_t j = 0; j < n_steps; j++) {
+			if (m == mth[j])
+				step = true;
+			else if (streq(m->name, mth[j]->name)) {
+				rv = pfail(c, SAGA_EDEFINITION, "rpc %s is declared more than once",
+				    mth[j]->name);
+				goto fail;
+			}
+			if (d->steps[j].compensation != NULL && streq(m->name, d->steps[j].compensation))
+				comp = true;
+		}
+		if (!step && !comp) {
+			rv = pfail(c, SAGA_EDEFINITION,
+			    "rpc %.128s is neither a step nor a compensation of any step", nz(m->name));
+			goto fail;
+		}
+	}
+
+	if ((rv = compute_topo(c, d)) != 0)
+		goto fail;
+
+	const char *in = d->steps[0].input_type;
+	if (sopt != NULL && nz(sopt->input_type)[0] != '\0') {
+		in = strip_dot(sopt->input_type);
+		if (!type_name_ok(in) || !message_exists(c->set, in)) {
+			rv = pfail(c, SAGA_EDEFINITION, "input_type %.128s is not a message in the descriptor set",
+			    in);
+			goto fail;
+		}
+	}
+	const char *desc = sopt != NULL ? nz(sopt->description) : "";
+	/* Shown by sagactl and stored in PostgreSQL text columns. */
+	if (!wire_utf8_ok(desc, strlen(desc))) {
+		rv = pfail(c, SAGA_EDEFINITION, "description is not valid UTF-8");
+		goto fail;
+	}
+	if ((rv = copy_str(c, &d->input_type, in)) != 0 ||
+	    (rv = copy_str(c, &d->description, desc)) != 0)
+		goto fail;
+
+	d->fingerprint = fingerprint(d);
+	*out = d;
+	d = NULL;
+	rv = 0;
+
+fail:
+	for (uint32_t i = 0; i < DEFN_MAX_STEPS; i++)
+		wire_free(opt[i] ? &opt[i]->base : NULL);
+	wire_free(sopt ? &sopt->base : NULL);
+	defn_free(d);
+	return rv;
+}
+
+/* ---- the set ----------------------------------------------------------- */
+
+static int
+cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int
+defn_parse_set(const uint8_t *buf, size_t len, defn_saga ***out, size_t *n_out, char *err,
+    size_t errlen)
+{
+	pctx c = { .err = err, .errlen = errlen };
+	fdset *set = NULL;
+	defn_saga **defs = NULL, *d = NULL;
+	char *full = NULL;
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	int rv = 0;
+
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	if (out == NULL || n_out == NULL || (buf == NULL && len > 0))
+		return pfail(&c, SAGA_EINVAL, "invalid arguments");
+	*out = NULL;
+	*n_out = 0;
+
+	set = (fdset *)wire_unpack(&google__protobuf__file_descriptor_set__descriptor, buf, len, 0, &rv);
+	if (set == NULL) {
+		if (rv == 0)
+			rv = SAGA_EPROTO;
+		return pfail(&c, rv, rv == SAGA_ETOOBIG ?
+		        "descriptor set nests too deeply or is too large to decode" :
+		        "not a FileDescriptorSet (expected protoc --descriptor_set_out output)");
+	}
+	c.set = set;
+
+	for (size_t f = 0; f < set->n_file; f++) {
+		const fdproto *fp = set->file[f];
+		const char *pkg = nz(fp->package);
+		for (size_t s = 0; s < fp->n_service; s++) {
+			const svcproto *svc = fp->service[s];
+			const char *sn = nz(svc->name);
+			size_t fl = strlen(pkg) + strlen(sn) + 2;
+			if ((full = malloc(fl)) == NULL) {
+				rv = pfail(&c, SAGA_ENOMEM, "out of memory");
+				goto fail;
+			}
+			snprintf(full, fl, "%s%s%s", pkg, pkg[0] ? "." : "", sn);
+			c.saga = full;
+			rv = compile_service(&c, svc, full, &d);
+			c.saga = NULL;
+			free(full);
+			full = NULL;
+			if (rv != 0)
+				goto fail;
+			if (d == NULL)
+				continue;
+			if (n == cap) {
+				size_t ncap = cap ? cap * 2 : 4;
+				defn_saga **nd = realloc(defs, ncap * sizeof(*defs));
+				if (nd == NULL) {
+					rv = pfail(&c, SAGA_ENOMEM, "out of memory");
+					goto fail;
+				}
+				defs = nd;
+				cap = ncap;
+			}
+			defs[n++] = d;
+			d = NULL;
+		}
+	}
+	if (n == 0) {
+		rv = pfail(&c, SAGA_EDEFINITION,
+		    "no saga service in the descriptor set (annotate a service with (sagaspec.saga) or its rpcs with (sagaspec.step))");
+		goto fail;
+	}
+
+	/* Two sagas with one name would make "the definition X" ambiguous.
+	 * Sorting keeps this O(n log n) on hostile input. */
+	if ((names = malloc(n * sizeof(*names))) == NULL) {
+		rv = pfail(&c, SAGA_ENOMEM, "out of memory");
+		goto fail;
+	}
+	for (size_t i = 0; i < n; i++)
+		names[i] = defs[i]->name;
+	qsort(names, n, sizeof(*names), cmp_names);
+	for (size_t i = 1; i < n; i++) {
+		if (strcmp(names[i - 1], names[i]) == 0) {
+			rv = pfail(&c, SAGA_EDEFINITION, "saga %.200s is defined more than once",
+			    names[i]);
+			goto fail;
+		}
+	}
+
+	free(names);
+	wire_free(&set->base);
+	*out = defs;
+	*n_out = n;
+	return 0;
+
+fail:
+	free(names);
+	free(full);
+	defn_free(d);
+	defn_free_array(defs, n);
+	wire_free(set ? &set->base : NULL);
+	return rv;
+}
+
+int
+defn_parse_one(const uint8_t *buf, size_t len, const char *name, defn_saga **out, char *err,
+    size_t errlen)
+{
+	defn_saga **defs = NULL;
+	size_t n = 0;
+	int rv;
+
+	if (out == NULL || name == NULL) {
+		if (err != NULL && errlen > 0)
+			snprintf(err, errlen, "invalid arguments");
+		return SAGA_EINVAL;
+	}
+	*out = NULL;
+	if ((rv = defn_parse_set(buf, len, &defs, &n, err, errlen)) != 0)
+		return rv;
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(defs[i]->name, name) == 0) {
+			*out = defs[i];
+			defs[i] = NULL;
+			break;
+		}
+	}
+	defn_free_array(defs, n);
+	if (*out == NULL) {
+		pctx c = { .err = err, .errlen = errlen };
+		return pfail(&c, SAGA_ENOTFOUND, "saga %.200s is not in the descriptor set", name);
+	}
+	return 0;
+}

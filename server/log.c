@@ -1,1 +1,305 @@
-/* log: not yet written */
+/* log: structured log lines (logfmt or JSON), one write(2) each. See log.h. */
+#include "log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int slog_level = SLOG_INFO;
+
+static atomic_int log_fd = 2;
+static atomic_int log_format = SLOG_LOGFMT;
+/* A partial write (a full pipe, a signal) is finished by further write(2)
+ * calls; the mutex keeps another thread's line out of the gap. */
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* A message longer than this is cut and marked, so that a runaway caller
+ * (e.g. logging a whole payload) costs bounded stack and one bounded line. */
+#define MSG_MAX  8192
+/* Escaping can grow text up to 6x (\u00XX); past this the escaped message
+ * is cut too. Both buffers live on the caller's stack (~25 KiB). */
+#define LINE_MAX_BYTES 16384
+#define ID_MAX   512        /* escaped saga id / step name */
+#define MARK_MAX 64
+
+static const char *const level_names[] = { "error", "warn", "info", "debug" };
+
+void
+slog_init(int level, int format, FILE *out)
+{
+	if (level < SLOG_ERROR)
+		level = SLOG_ERROR;
+	if (level > SLOG_DEBUG)
+		level = SLOG_DEBUG;
+	if (out != NULL)
+		fflush(out);
+	slog_level = level;
+	atomic_store(&log_format, format == SLOG_JSON ? SLOG_JSON : SLOG_LOGFMT);
+	atomic_store(&log_fd, out != NULL ? fileno(out) : 2);
+}
+
+int
+slog_parse_level(const char *s)
+{
+	if (s == NULL)
+		return -1;
+	for (int i = 0; i < (int)(sizeof(level_names) / sizeof(level_names[0])); i++)
+		if (strcmp(s, level_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+int
+slog_parse_format(const char *s)
+{
+	if (s == NULL)
+		return -1;
+	if (strcmp(s, "logfmt") == 0)
+		return SLOG_LOGFMT;
+	if (strcmp(s, "json") == 0)
+		return SLOG_JSON;
+	return -1;
+}
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 if the
+ * bytes there are not one (overlong, surrogate, truncated, > U+10FFFF). */
+static size_t
+utf8_seq(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0];
+	size_t len;
+	unsigned char lo = 0x80, hi = 0xbf;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2;
+	else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		if (c == 0xe0)
+			lo = 0xa0;
+		else if (c == 0xed)
+			hi = 0x9f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		if (c == 0xf0)
+			lo = 0x90;
+		else if (c == 0xf4)
+			hi = 0x8f;
+	} else
+		return 0;
+	if (n < len)
+		return 0;
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < len; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return len;
+}
+
+/*
+ * Appends s[0..n) escaped for the inside of a double-quoted logfmt or JSON
+ * string to out[*pos..cap). Stops at a whole character when the next one
+ * would not fit; returns 1 if it had to stop early.
+ * Control characters become \n, \r, \t or \u00XX so that one event is one
+ * line whatever it contains. Bytes that are not UTF-8 become \ufffd in
+ * JSON (which must be UTF-8) and \xNN in logfmt (keeping the byte).
+ */
+static int
+escape(char *out, size_t *pos, size_t cap, const char *s, size_t n, int json)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)s;
+	size_t o = *pos;
+
+	for (size_t i = 0; i < n;) {
+		char tmp[8];
+		size_t tl = 0, adv = 1;
+		unsigned char c = p[i];
+
+		if (c == '"' || c == '\\') {
+			tmp[tl++] = '\\';
+			tmp[tl++] = (char)c;
+		} else if (c == '\n' || c == '\r' || c == '\t') {
+			tmp[tl++] = '\\';
+			tmp[tl++] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+		} else if (c < 0x20 || c == 0x7f) {
+			memcpy(tmp, "\\u00", 4);
+			tl = 4;
+			tmp[tl++] = hex[c >> 4];
+			tmp[tl++] = hex[c & 15];
+		} else if (c < 0x80) {
+			tmp[tl++] = (char)c;
+		} else if ((adv = utf8_seq(p + i, n - i)) != 0) {
+			memcpy(tmp, p + i, adv);
+			tl = adv;
+		} else {
+			adv = 1;
+			if (json) {
+				memcpy(tmp, "\\ufffd", 6);
+				tl = 6;
+			} else {
+				tmp[tl++] = '\\';
+				tmp[tl++] = 'x';
+				tmp[tl++] = hex[c >> 4];
+				tmp[tl++] = hex[c & 15];
+			}
+		}
+		if (cap - o < tl) {
+			*pos = o;
+			return 1;
+		}
+		memcpy(out + o, tmp, tl);
+		o += tl;
+		i += adv;
+	}
+	*pos = o;
+	return 0;
+}
+
+static void
+put(char *out, size_t *pos, size_t cap, const char *s)
+{
+	size_t n = strlen(s);
+	if (n > cap - *pos)
+		n = cap - *pos;
+	memcpy(out + *pos, s, n);
+	*pos += n;
+}
+
+/* A logfmt value needs quotes if it is empty or holds a space, '=', '"',
+ * a control character or anything but ASCII. */
+static int
+needs_quotes(const char *s)
+{
+	if (*s == '\0')
+		return 1;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p <= ' ' || *p == '=' || *p == '"' || *p == '\\' || *p >= 0x7f)
+			return 1;
+	return 0;
+}
+
+static void
+put_field(char *out, size_t *pos, size_t cap, const char *key, const char *val, int json)
+{
+	size_t vcap;
+
+	if (json) {
+		put(out, pos, cap, ",\"");
+		put(out, pos, cap, key);
+		put(out, pos, cap, "\":\"");
+	} else {
+		put(out, pos, cap, " ");
+		put(out, pos, cap, key);
+		put(out, pos, cap, "=");
+	}
+	vcap = *pos + ID_MAX < cap ? *pos + ID_MAX : cap;
+	if (json || needs_quotes(val)) {
+		if (!json)
+			put(out, pos, cap, "\"");
+		escape(out, pos, vcap, val, strlen(val), json);
+		put(out, pos, cap, "\"");
+	} else {
+		escape(out, pos, vcap, val, strlen(val), 0);
+	}
+}
+
+static void
+write_all(int fd, const char *buf, size_t len)
+{
+	pthread_mutex_lock(&log_mu);
+	while (len > 0) {
+		ssize_t n = write(fd, buf, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			break; /* nowhere to report a failing log */
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	pthread_mutex_unlock(&log_mu);
+}
+
+void
+slog_write(int level, const char *saga, const char *step, const char *fmt, ...)
+{
+	char msg[MSG_MAX + 1];
+	char line[LINE_MAX_BYTES + MARK_MAX + 8];
+	char mark[MARK_MAX];
+	size_t pos = 0, mlen;
+	int n, json, cut = 0;
+	struct timespec ts;
+	struct tm tm;
+	va_list ap;
+
+	if (level > slog_level)
+		return;
+	if (level < SLOG_ERROR)
+		level = SLOG_ERROR;
+	if (level > SLOG_DEBUG)
+		level = SLOG_DEBUG;
+	json = atomic_load(&log_format) == SLOG_JSON;
+
+	va_start(ap, fmt);
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		msg[0] = '\0';
+		n = 0;
+	}
+	mlen = (size_t)n;
+	if (mlen > MSG_MAX) {
+		/* Do not leave half a UTF-8 character at the cut. */
+		size_t l = MSG_MAX;
+		mlen = MSG_MAX;
+		while (l > 0 && mlen - l < 3 && ((unsigned char)msg[l - 1] & 0xc0) == 0x80)
+			l--;
+		if (l > 0 && (unsigned char)msg[l - 1] >= 0xc0 &&
+		    utf8_seq((unsigned char *)msg + l - 1, mlen - (l - 1)) == 0)
+			mlen = l - 1;
+		cut = 1;
+	}
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	char tsbuf[40];
+	snprintf(tsbuf, sizeof(tsbuf), "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
+	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000);
+
+	if (json) {
+		put(line, &pos, LINE_MAX_BYTES, "{\"ts\":\"");
+		put(line, &pos, LINE_MAX_BYTES, tsbuf);
+		put(line, &pos, LINE_MAX_BYTES, "\",\"level\":\"");
+		put(line, &pos, LINE_MAX_BYTES, level_names[level]);
+		put(line, &pos, LINE_MAX_BYTES, "\"");
+	} else {
+		put(line, &pos, LINE_MAX_BYTES, "ts=");
+		put(line, &pos, LINE_MAX_BYTES, tsbuf);
+		put(line, &pos, LINE_MAX_BYTES, " level=");
+		put(line, &pos, LINE_MAX_BYTES, level_names[level]);
+	}
+	if (saga != NULL)
+		put_field(line, &pos, LINE_MAX_BYTES, "saga", saga, json);
+	if (step != NULL)
+		put_field(line, &pos, LINE_MAX_BYTES, "step", step, json);
+	put(line, &pos, LINE_MAX_BYTES, json ? ",\"msg\":\"" : " msg=\"");
+	if (escape(line, &pos, LINE_MAX_BYTES, msg, mlen, json))
+		cut = 1;
+	/* The marker and the closing characters have their own reserve past
+	 * LINE_MAX_BYTES, so the line is always well-formed. */
+	if (cut) {
+		snprintf(mark, sizeof(mark), "...[truncated, %d bytes in all]", n);
+		put(line, &pos, sizeof(line), mark);
+	}
+	put(line, &pos, sizeof(line), json ? "\"}\n" : "\"\n");
+
+	write_all(atomic_load(&log_fd), line, pos);
+}

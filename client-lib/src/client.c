@@ -1,1 +1,717 @@
-/* client */
+/*
+ * client: saga_client_*. Each call packs one Request, sends it on a fresh
+ * REQ context and waits for one Response, all within the client timeout.
+ *
+ * Resends are off (NNG_OPT_REQ_RESENDTIME infinite): nng would otherwise
+ * resend a request whenever a connection drops, so a start could run twice.
+ * With resends off a dropped connection fails the call at once with
+ * SAGA_ECONN; the caller retries, with an idempotency key if the call was a
+ * start. The same rule turns a reply above max_message (nng drops the
+ * connection) into a prompt error instead of a resend loop.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define DEFAULT_TIMEOUT_MS 10000
+#define LIST_MAX_LIMIT     1000
+
+struct saga_client {
+	sl_conn     conn;
+	char       *url;
+	int         timeout_ms;
+	size_t      max_message;
+	saga_log_fn log;
+	void       *log_user;
+	char        errmsg[SL_ERRMSG_MAX];
+};
+
+int
+saga_client_new(const char *url, saga_client **out)
+{
+	saga_client *c;
+	int rv;
+
+	if (out == NULL)
+		return SAGA_EINVAL;
+	*out = NULL;
+	if (url == NULL)
+		url = SAGA_DEFAULT_URL;
+	if (*url == '\0')
+		return SAGA_EINVAL;
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return SAGA_ENOMEM;
+	if ((rv = sl_conn_init(&c->conn)) != SAGA_OK) {
+		free(c);
+		return rv;
+	}
+	c->timeout_ms = DEFAULT_TIMEOUT_MS;
+	c->max_message = SL_DEFAULT_MAX_MESSAGE;
+	if ((c->url = strdup(url)) == NULL) {
+		rv = SAGA_ENOMEM;
+		goto fail;
+	}
+	if ((rv = sl_conn_open(&c->conn, c->url, c->max_message, c->errmsg)) != SAGA_OK)
+		goto fail;
+	*out = c;
+	return SAGA_OK;
+
+fail:
+	saga_client_free(c);
+	return rv;
+}
+
+void
+saga_client_free(saga_client *c)
+{
+	if (c == NULL)
+		return;
+	sl_conn_fini(&c->conn);
+	free(c->url);
+	free(c);
+}
+
+int
+saga_client_set_timeout(saga_client *c, int timeout_ms)
+{
+	if (c == NULL || timeout_ms <= 0)
+		return SAGA_EINVAL;
+	c->timeout_ms = timeout_ms;
+	return SAGA_OK;
+}
+
+int
+saga_client_set_max_message(saga_client *c, size_t bytes)
+{
+	if (c == NULL || bytes < SL_MIN_MAX_MESSAGE || bytes > INT32_MAX)
+		return SAGA_EINVAL;
+	if (bytes == c->max_message)
+		return SAGA_OK;
+	/* nng applies the limit to connections made after it is set: start
+	 * over with a new socket so that it holds at once. */
+	sl_conn_close(&c->conn);
+	c->max_message = bytes;
+	return sl_conn_open(&c->conn, c->url, c->max_message, c->errmsg);
+}
+
+void
+saga_client_set_log(saga_client *c, saga_log_fn fn, void *user)
+{
+	if (c == NULL)
+		return;
+	c->log = fn;
+	c->log_user = user;
+	c->conn.log = fn;
+	c->conn.log_user = user;
+}
+
+const char *
+saga_client_errmsg(const saga_client *c)
+{
+	return c != NULL ? c->errmsg : "";
+}
+
+/*
+ * One request/reply with sagad. On success *out is the decoded reply with
+ * body `want` (wire_free it). On failure c->errmsg says what went wrong.
+ */
+static int
+call(saga_client *c, const Sagawire__Request *req, Sagawire__Response__BodyCase want,
+    Sagawire__Response **out)
+{
+	nng_msg *msg = NULL, *reply = NULL;
+	nng_aio *aio = NULL;
+	nng_ctx ctx;
+	int ctx_open = 0, phase = 0;
+	int rv;
+
+	*out = NULL;
+	if (!c->conn.open) {
+		/* A failed reopen in set_max_message left no socket. */
+		if ((rv = sl_conn_open(&c->conn, c->url, c->max_message, c->errmsg)) != SAGA_OK)
+			return rv;
+	}
+	int64_t deadline = wire_mono_ms() + c->timeout_ms;
+	if ((rv = wire_pack_msg(&req->base, &msg)) != SAGA_OK) {
+		sl_seterr(c->errmsg, "out of memory packing the request");
+		return rv;
+	}
+	if (nng_msg_len(msg) > (size_t)INT32_MAX) {
+		rv = SAGA_ETOOBIG;
+		sl_seterr(c->errmsg, "request of %zu bytes is too large", nng_msg_len(msg));
+		goto fail;
+	}
+	/* Waiting for a connection here, rather than letting the send wait,
+	 * means a send is never cancelled (see internal.h). */
+	if (!sl_conn_wait_up(&c->conn, deadline)) {
+		rv = SAGA_ETIMEDOUT;
+		goto timeout;
+	}
+	if ((rv = nng_aio_alloc(&aio, NULL, NULL)) != 0 ||
+	    (rv = sl_ctx_open(&c->conn, NNG_DURATION_INFINITE, &ctx)) != 0) {
+		sl_seterr(c->errmsg, "cannot set up a request to sagad: %s", nng_strerror(rv));
+		rv = wire_err_from_nng(rv);
+		goto fail;
+	}
+	ctx_open = 1;
+	nng_msg *m = msg;
+	msg = NULL;
+	rv = sl_ctx_call(ctx, aio, m, deadline, &reply, &phase);
+	if (rv == NNG_ETIMEDOUT) {
+		rv = SAGA_ETIMEDOUT;
+		goto timeout;
+	}
+	if (rv == NNG_ECONNRESET || rv == NNG_ECONNSHUT) {
+		sl_seterr(c->errmsg, "the connection to sagad at %s closed before it answered "
+		    "(did sagad restart? a reply larger than max_message, %zu bytes, also does "
+		    "this)", c->url, c->max_message);
+		rv = SAGA_ECONN;
+		goto fail;
+	}
+	if (rv != 0) {
+		sl_seterr(c->errmsg, "request to sagad at %s failed: %s", c->url, nng_strerror(rv));
+		rv = wire_err_from_nng(rv);
+		goto fail;
+	}
+	rv = sl_decode_reply(reply, want, out, c->errmsg);
+	if (rv != SAGA_OK)
+		sl_log(c->log, c->log_user, SAGA_LOG_DEBUG, "request to %s failed: %s: %s", c->url,
+		    saga_strerror(rv), c->errmsg);
+	goto done;
+
+timeout:
+	sl_seterr(c->errmsg, "no answer from sagad at %s within %d ms (is it running?)", c->url,
+	    c->timeout_ms);
+fail:
+	sl_log(c->log, c->log_user, SAGA_LOG_DEBUG, "%s", c->errmsg);
+done:
+	if (ctx_open)
+		nng_ctx_close(ctx);
+	if (aio != NULL)
+		nng_aio_free(aio);
+	if (msg != NULL)
+		nng_msg_free(msg);
+	if (reply != NULL)
+		nng_msg_free(reply);
+	return rv;
+}
+
+/* Checks a caller's string argument: must be valid UTF-8 (protobuf strings
+ * are). what names it in the error detail. */
+static int
+check_arg(saga_client *c, const char *s, const char *what, int required)
+{
+	if (s == NULL || *s == '\0') {
+		if (!required)
+			return SAGA_OK;
+		sl_seterr(c->errmsg, "%s is required", what);
+		return SAGA_EINVAL;
+	}
+	if (!sl_utf8_ok(s)) {
+		sl_seterr(c->errmsg, "%s is not valid UTF-8", what);
+		return SAGA_EINVAL;
+	}
+	return SAGA_OK;
+}
+
+/* ---- conversions from the wire: deep copies, strings never NULL -------- */
+
+/* Copies a string from a reply, refusing text that is not UTF-8. */
+static int
+dup_wire_str(saga_client *c, const char *s, const char *what, char **out)
+{
+	if (!sl_utf8_ok(s)) {
+		sl_seterr(c->errmsg, "reply from sagad has invalid UTF-8 in %s", what);
+		return SAGA_EPROTO;
+	}
+	if ((*out = sl_strdup(s)) == NULL) {
+		sl_seterr(c->errmsg, "out of memory");
+		return SAGA_ENOMEM;
+	}
+	return SAGA_OK;
+}
+
+static int
+dup_wire_bytes(saga_client *c, ProtobufCBinaryData b, uint8_t **out, size_t *len)
+{
+	*out = NULL;
+	*len = 0;
+	if (b.len == 0)
+		return SAGA_OK;
+	if ((*out = malloc(b.len)) == NULL) {
+		sl_seterr(c->errmsg, "out of memory");
+		return SAGA_ENOMEM;
+	}
+	memcpy(*out, b.data, b.len);
+	*len = b.len;
+	return SAGA_OK;
+}
+
+static saga_state
+state_from_wire(int s)
+{
+	return s >= SAGA_STATE_RUNNING && s <= SAGA_STATE_FAILED ? (saga_state)s
+	                                                        : SAGA_STATE_UNKNOWN;
+}
+
+static saga_step_state
+step_state_from_wire(int s)
+{
+	return s >= SAGA_STEP_PENDING && s <= SAGA_STEP_COMP_FAILED ? (saga_step_state)s
+	                                                            : SAGA_STEP_UNKNOWN;
+}
+
+static void
+step_info_clear(saga_step_info *s)
+{
+	free(s->name);
+	free(s->participant);
+	free(s->compensation);
+	for (size_t i = 0; i < s->n_depends_on; i++)
+		free(s->depends_on[i]);
+	free(s->depends_on);
+	free(s->last_error);
+	free(s->result);
+}
+
+void
+saga_info_free(saga_info *info)
+{
+	if (info == NULL)
+		return;
+	free(info->saga_id);
+	free(info->definition);
+	free(info->idempotency_key);
+	free(info->business_key);
+	free(info->error);
+	free(info->input);
+	for (size_t i = 0; i < info->n_steps; i++)
+		step_info_clear(&info->steps[i]);
+	free(info->steps);
+	free(info);
+}
+
+static int
+step_from_wire(saga_client *c, const Sagawire__StepInfo *w, saga_step_info *s)
+{
+	int rv;
+
+	s->state = step_state_from_wire(w->state);
+	s->attempts = w->attempts;
+	s->comp_attempts = w->comp_attempts;
+	s->started_us = w->started_us;
+	s->finished_us = w->finished_us;
+	s->comp_started_us = w->comp_started_us;
+	s->comp_finished_us = w->comp_finished_us;
+	s->next_attempt_us = w->next_attempt_us;
+	s->completion_seq = w->completion_seq;
+	if ((rv = dup_wire_str(c, w->name, "step name", &s->name)) != SAGA_OK ||
+	    (rv = dup_wire_str(c, w->participant, "step participant", &s->participant)) != 0 ||
+	    (rv = dup_wire_str(c, w->compensation, "step compensation", &s->compensation)) != 0 ||
+	    (rv = dup_wire_str(c, w->last_error, "step last error", &s->last_error)) != 0 ||
+	    (rv = dup_wire_bytes(c, w->result, &s->result, &s->result_len)) != 0)
+		return rv;
+	if (w->n_depends_on > 0) {
+		if ((s->depends_on = calloc(w->n_depends_on, sizeof(char *))) == NULL) {
+			sl_seterr(c->errmsg, "out of memory");
+			return SAGA_ENOMEM;
+		}
+		for (size_t i = 0; i < w->n_depends_on; i++) {
+			if ((rv = dup_wire_str(c, w->depends_on[i], "step depends_on",
+			    &s->depends_on[i])) != SAGA_OK)
+				return rv;
+			s->n_depends_on++;
+		}
+	}
+	return SAGA_OK;
+}
+
+static int
+info_from_wire(saga_client *c, const Sagawire__SagaInfo *w, saga_info **out)
+{
+	saga_info *info;
+	int rv;
+
+	if ((info = calloc(1, sizeof(*info))) == NULL) {
+		sl_seterr(c->errmsg, "out of memory");
+		return SAGA_ENOMEM;
+	}
+	info->version = w->version;
+	info->state = state_from_wire(w->state);
+	info->created_us = w->created_us;
+	info->updated_us = w->updated_us;
+	if ((rv = dup_wire_str(c, w->saga_id, "saga id", &info->saga_id)) != SAGA_OK ||
+	    (rv = dup_wire_str(c, w->definition, "definition", &info->definition)) != 0 ||
+	    (rv = dup_wire_str(c, w->idempotency_key, "idempotency key",
+	        &info->idempotency_key)) != 0 ||
+	    (rv = dup_wire_str(c, w->business_key, "business key", &info->business_key)) != 0 ||
+	    (rv = dup_wire_str(c, w->error, "error", &info->error)) != 0 ||
+	    (rv = dup_wire_bytes(c, w->input, &info->input, &info->input_len)) != 0)
+		goto fail;
+	if (w->n_steps > 0) {
+		if ((info->steps = calloc(w->n_steps, sizeof(*info->steps))) == NULL) {
+			sl_seterr(c->errmsg, "out of memory");
+			rv = SAGA_ENOMEM;
+			goto fail;
+		}
+		for (size_t i = 0; i < w->n_steps; i++) {
+			/* Counted before filling so a partial step is freed. */
+			info->n_steps++;
+			if ((rv = step_from_wire(c, w->steps[i], &info->steps[i])) != SAGA_OK)
+				goto fail;
+		}
+	}
+	*out = info;
+	return SAGA_OK;
+
+fail:
+	saga_info_free(info);
+	return rv;
+}
+
+/* ---- definitions ------------------------------------------------------- */
+
+void
+saga_register_result_free(saga_register_result *r)
+{
+	if (r == NULL)
+		return;
+	for (size_t i = 0; i < r->count; i++)
+		free(r->defs[i].name);
+	free(r->defs);
+	free(r);
+}
+
+int
+saga_client_register(saga_client *c, const void *descriptor_set, size_t len,
+    saga_register_result **out)
+{
+	Sagawire__Request req = SAGAWIRE__REQUEST__INIT;
+	Sagawire__RegisterRequest body = SAGAWIRE__REGISTER_REQUEST__INIT;
+	Sagawire__Response *resp = NULL;
+	saga_register_result *r = NULL;
+	int rv;
+
+	if (c == NULL || out == NULL || (descriptor_set == NULL && len > 0))
+		return SAGA_EINVAL;
+	*out = NULL;
+	if (len == 0) {
+		sl_seterr(c->errmsg, "the descriptor set is empty");
+		return SAGA_EINVAL;
+	}
+	body.descriptor_set.data = (uint8_t *)descriptor_set;
+	body.descriptor_set.len = len;
+	req.body_case = SAGAWIRE__REQUEST__BODY_REGISTER;
+	req.register_ = &body;
+	if ((rv = call(c, &req, SAGAWIRE__RESPONSE__BODY_REGISTER, &resp)) != SAGA_OK)
+		return rv;
+	const Sagawire__RegisterResponse *w = resp->register_;
+	if ((r = calloc(1, sizeof(*r))) == NULL ||
+	    (w->n_definitions > 0 && (r->defs = calloc(w->n_definitions, sizeof(*r->defs))) == NULL)) {
+		sl_seterr(c->errmsg, "out of memory");
+		rv = SAGA_ENOMEM;
+		goto fail;
+	}
+	for (size_t i = 0; i < w->n_definitions; i++) {
+		const Sagawire__RegisteredDefinition *d = w->definitions[i];
+		saga_registered *o = &r->defs[i];
+		if ((rv = dup_wire_str(c, d->name, "definition name", &o->name)) != SAGA_OK)
+			goto fail;
+		r->count++;
+		o->version = d->version;
+		o->unchanged = d->unchanged ? 1 : 0;
+		o->steps = d->steps;
+	}
+	*out = r;
+	r = NULL;
+
+fail:
+	saga_register_result_free(r);
+	wire_free(&resp->base);
+	return rv;
+}
+
+/* ---- start ------------------------------------------------------------- */
+
+int
+saga_client_start(saga_client *c, const char *definition, const void *input, size_t len,
+    const saga_start_opts *opts, char **saga_id, int *existing)
+{
+	Sagawire__Request req = SAGAWIRE__REQUEST__INIT;
+	Sagawire__StartRequest body = SAGAWIRE__START_REQUEST__INIT;
+	Sagawire__Response *resp = NULL;
+	int rv;
+
+	if (c == NULL || saga_id == NULL || (input == NULL && len > 0))
+		return SAGA_EINVAL;
+	*saga_id = NULL;
+	if (existing != NULL)
+		*existing = 0;
+	if ((rv = check_arg(c, definition, "the definition name", 1)) != SAGA_OK ||
+	    (opts != NULL &&
+	        ((rv = check_arg(c, opts->idempotency_key, "the idempotency key", 0)) != 0 ||
+	         (rv = check_arg(c, opts->business_key, "the business key", 0)) != 0)))
+		return rv;
+	body.definition = (char *)definition;
+	body.input.data = (uint8_t *)input;
+	body.input.len = len;
+	if (opts != NULL) {
+		body.version = opts->version;
+		if (opts->idempotency_key != NULL)
+			body.idempotency_key = (char *)opts->idempotency_key;
+		if (opts->business_key != NULL)
+			body.business_key = (char *)opts->business_key;
+	}
+	req.body_case = SAGAWIRE__REQUEST__BODY_START;
+	req.start = &body;
+	if ((rv = call(c, &req, SAGAWIRE__RESPONSE__BODY_START, &resp)) != SAGA_OK)
+		return rv;
+	if (resp->start->saga_id == NULL || resp->start->saga_id[0] == '\0') {
+		sl_seterr(c->errmsg, "sagad's start reply has no saga id");
+		rv = SAGA_EPROTO;
+		goto fail;
+	}
+	if ((rv = dup_wire_str(c, resp->start->saga_id, "saga id", saga_id)) != SAGA_OK)
+		goto fail;
+	if (existing != NULL)
+		*existing = resp->start->existing ? 1 : 0;
+
+fail:
+	wire_free(&resp->base);
+	return rv;
+}
+
+/* ---- get / wait -------------------------------------------------------- */
+
+int
+saga_client_get(saga_client *c, const char *saga_id, saga_info **out)
+{
+	Sagawire__Request req = SAGAWIRE__REQUEST__INIT;
+	Sagawire__GetRequest body = SAGAWIRE__GET_REQUEST__INIT;
+	Sagawire__Response *resp = NULL;
+	int rv;
+
+	if (c == NULL || out == NULL)
+		return SAGA_EINVAL;
+	*out = NULL;
+	if ((rv = check_arg(c, saga_id, "the saga id", 1)) != SAGA_OK)
+		return rv;
+	body.saga_id = (char *)saga_id;
+	req.body_case = SAGAWIRE__REQUEST__BODY_GET;
+	req.get = &body;
+	if ((rv = call(c, &req, SAGAWIRE__RESPONSE__BODY_GET, &resp)) != SAGA_OK)
+		return rv;
+	if (resp->get->saga == NULL) {
+		sl_seterr(c->errmsg, "sagad's get reply has no saga");
+		rv = SAGA_EPROTO;
+	} else {
+		rv = info_from_wire(c, resp->get->saga, out);
+	}
+	wire_free(&resp->base);
+	return rv;
+}
+
+static void
+sleep_ms(int64_t ms)
+{
+	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) != 0)
+		;
+}
+
+int
+saga_client_wait(saga_client *c, const char *saga_id, int timeout_ms, saga_info **out)
+{
+	saga_info *last = NULL;
+	int64_t deadline = wire_mono_ms() + timeout_ms;
+	int64_t delay = 20;
+	int saved_timeout;
+	int rv;
+
+	if (out != NULL)
+		*out = NULL;
+	if (c == NULL)
+		return SAGA_EINVAL;
+	saved_timeout = c->timeout_ms;
+	for (;;) {
+		saga_info *info = NULL;
+		/* A negative timeout waits for ever; otherwise no single get
+		 * may run past the deadline. */
+		int64_t left = timeout_ms < 0 ? saved_timeout : deadline - wire_mono_ms();
+		c->timeout_ms = (int)(left < 1 ? 1 : left < saved_timeout ? left : saved_timeout);
+		rv = saga_client_get(c, saga_id, &info);
+		c->timeout_ms = saved_timeout;
+		if (rv == SAGA_OK) {
+			saga_info_free(last);
+			last = info;
+			if (saga_state_is_final(last->state))
+				break;
+		} else if (rv != SAGA_ETIMEDOUT && rv != SAGA_ECONN && rv != SAGA_EBUSY) {
+			/* Not found, refused, malformed: waiting won't help. */
+			saga_info_free(last);
+			last = NULL;
+			goto done;
+		}
+		left = deadline - wire_mono_ms();
+		if (timeout_ms >= 0 && left <= 0) {
+			if (last != NULL)
+				sl_seterr(c->errmsg, "saga %s is still %s after %d ms", saga_id,
+				    saga_state_name(last->state), timeout_ms);
+			/* else: errmsg says why get failed. */
+			rv = SAGA_ETIMEDOUT;
+			goto done;
+		}
+		sleep_ms(timeout_ms >= 0 && left < delay ? left : delay);
+		delay = delay * 2 > 500 ? 500 : delay * 2;
+	}
+	rv = SAGA_OK;
+
+done:
+	if (out != NULL)
+		*out = last;
+	else
+		saga_info_free(last);
+	return rv;
+}
+
+/* ---- list -------------------------------------------------------------- */
+
+void
+saga_list_free(saga_list *l)
+{
+	if (l == NULL)
+		return;
+	for (size_t i = 0; i < l->count; i++) {
+		free(l->sagas[i].saga_id);
+		free(l->sagas[i].definition);
+		free(l->sagas[i].business_key);
+		free(l->sagas[i].error);
+	}
+	free(l->sagas);
+	free(l->next_page_token);
+	free(l);
+}
+
+int
+saga_client_list(saga_client *c, const saga_list_filter *filter, saga_list **out)
+{
+	Sagawire__Request req = SAGAWIRE__REQUEST__INIT;
+	Sagawire__ListRequest body = SAGAWIRE__LIST_REQUEST__INIT;
+	Sagawire__Response *resp = NULL;
+	Sagawire__SagaState *states = NULL;
+	saga_list *l = NULL;
+	int rv;
+
+	if (c == NULL || out == NULL)
+		return SAGA_EINVAL;
+	*out = NULL;
+	if (filter != NULL) {
+		if ((rv = check_arg(c, filter->definition, "the definition filter", 0)) != 0 ||
+		    (rv = check_arg(c, filter->business_key, "the business key filter", 0)) != 0 ||
+		    (rv = check_arg(c, filter->page_token, "the page token", 0)) != 0)
+			return rv;
+		if (filter->limit > LIST_MAX_LIMIT) {
+			sl_seterr(c->errmsg, "limit %u is above the maximum of %d", filter->limit,
+			    LIST_MAX_LIMIT);
+			return SAGA_EINVAL;
+		}
+		if (filter->n_states > 0 && filter->states == NULL)
+			return SAGA_EINVAL;
+		if (filter->n_states > 0) {
+			if ((states = calloc(filter->n_states, sizeof(*states))) == NULL)
+				return SAGA_ENOMEM;
+			for (size_t i = 0; i < filter->n_states; i++) {
+				if (filter->states[i] < SAGA_STATE_RUNNING ||
+				    filter->states[i] > SAGA_STATE_FAILED) {
+					sl_seterr(c->errmsg, "state filter %d is not a saga state",
+					    (int)filter->states[i]);
+					rv = SAGA_EINVAL;
+					goto fail;
+				}
+				states[i] = (Sagawire__SagaState)filter->states[i];
+			}
+			body.n_states = filter->n_states;
+			body.states = states;
+		}
+		if (filter->definition != NULL)
+			body.definition = (char *)filter->definition;
+		if (filter->business_key != NULL)
+			body.business_key = (char *)filter->business_key;
+		if (filter->page_token != NULL)
+			body.page_token = (char *)filter->page_token;
+		body.created_after_us = filter->created_after_us;
+		body.created_before_us = filter->created_before_us;
+		body.limit = filter->limit;
+	}
+	req.body_case = SAGAWIRE__REQUEST__BODY_LIST;
+	req.list = &body;
+	if ((rv = call(c, &req, SAGAWIRE__RESPONSE__BODY_LIST, &resp)) != SAGA_OK)
+		goto fail;
+	const Sagawire__ListResponse *w = resp->list;
+	if ((l = calloc(1, sizeof(*l))) == NULL ||
+	    (w->n_sagas > 0 && (l->sagas = calloc(w->n_sagas, sizeof(*l->sagas))) == NULL)) {
+		sl_seterr(c->errmsg, "out of memory");
+		rv = SAGA_ENOMEM;
+		goto fail;
+	}
+	for (size_t i = 0; i < w->n_sagas; i++) {
+		const Sagawire__SagaSummary *s = w->sagas[i];
+		saga_summary *o = &l->sagas[i];
+		l->count++;
+		o->version = s->version;
+		o->state = state_from_wire(s->state);
+		o->created_us = s->created_us;
+		o->updated_us = s->updated_us;
+		o->steps_total = s->steps_total;
+		o->steps_done = s->steps_done;
+		if ((rv = dup_wire_str(c, s->saga_id, "saga id", &o->saga_id)) != SAGA_OK ||
+		    (rv = dup_wire_str(c, s->definition, "definition", &o->definition)) != 0 ||
+		    (rv = dup_wire_str(c, s->business_key, "business key", &o->business_key)) != 0 ||
+		    (rv = dup_wire_str(c, s->error, "error", &o->error)) != 0)
+			goto fail;
+	}
+	if ((rv = dup_wire_str(c, w->next_page_token, "page token", &l->next_page_token)) != 0)
+		goto fail;
+	*out = l;
+	l = NULL;
+
+fail:
+	saga_list_free(l);
+	free(states);
+	if (resp != NULL)
+		wire_free(&resp->base);
+	return rv;
+}
+
+/* ---- cancel ------------------------------------------------------------ */
+
+int
+saga_client_cancel(saga_client *c, const char *saga_id, const char *reason,
+    saga_state *state_after)
+{
+	Sagawire__Request req = SAGAWIRE__REQUEST__INIT;
+	Sagawire__CancelRequest body = SAGAWIRE__CANCEL_REQUEST__INIT;
+	Sagawire__Response *resp = NULL;
+	int rv;
+
+	if (c == NULL)
+		return SAGA_EINVAL;
+	if (state_after != NULL)
+		*state_after = SAGA_STATE_UNKNOWN;
+	if ((rv = check_arg(c, saga_id, "the saga id", 1)) != SAGA_OK ||
+	    (rv = check_arg(c, reason, "the reason", 0)) != SAGA_OK)
+		return rv;
+	body.saga_id = (char *)saga_id;
+	if (reason != NULL)
+		body.reason = (char *)reason;
+	req.body_case = SAGAWIRE__REQUEST__BODY_CANCEL;
+	req.cancel = &body;
+	if ((rv = call(c, &req, SAGAWIRE__RESPONSE__BODY_CANCEL, &resp)) != SAGA_OK)
+		return rv;
+	if (state_after != NULL)
+		*state_after = state_from_wire(resp->cancel->state);
+	wire_free(&resp->base);
+	return SAGA_OK;
+}

@@ -1,1 +1,261 @@
-/* conn */
+/* conn: the REQ socket to sagad and the decoder of its replies. See internal.h. */
+#include "internal.h"
+
+#include <nng/protocol/reqrep0/req.h>
+#include <stdlib.h>
+#include <string.h>
+
+int
+sl_conn_init(sl_conn *c)
+{
+	memset(c, 0, sizeof(*c));
+	if (pthread_mutex_init(&c->mu, NULL) != 0)
+		return SAGA_ENOMEM;
+	if (sl_cond_init(&c->cv) != SAGA_OK) {
+		pthread_mutex_destroy(&c->mu);
+		return SAGA_ENOMEM;
+	}
+	return SAGA_OK;
+}
+
+void
+sl_conn_fini(sl_conn *c)
+{
+	sl_conn_close(c);
+	pthread_cond_destroy(&c->cv);
+	pthread_mutex_destroy(&c->mu);
+}
+
+/* Runs on an nng thread for every connection made or lost. Only counts and
+ * logs: calling into nng from here could deadlock with nng_close. */
+static void
+pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	sl_conn *c = arg;
+	(void)p;
+	pthread_mutex_lock(&c->mu);
+	if (ev == NNG_PIPE_EV_ADD_POST) {
+		c->npipes++;
+		c->ups++;
+		pthread_cond_broadcast(&c->cv);
+	} else if (ev == NNG_PIPE_EV_REM_POST && c->npipes > 0) {
+		c->npipes--;
+		c->drops++;
+	}
+	unsigned ups = c->ups;
+	pthread_mutex_unlock(&c->mu);
+	if (ev == NNG_PIPE_EV_ADD_POST)
+		sl_log(c->log, c->log_user, ups > 1 ? SAGA_LOG_INFO : SAGA_LOG_DEBUG,
+		    "connected to sagad at %s", c->url);
+	else if (ev == NNG_PIPE_EV_REM_POST)
+		sl_log(c->log, c->log_user, SAGA_LOG_INFO,
+		    "connection to sagad at %s lost; reconnecting", c->url);
+}
+
+int
+sl_conn_open(sl_conn *c, const char *url, size_t max_message, char *err)
+{
+	nng_socket s;
+	int rv;
+
+	if ((rv = nng_req0_open(&s)) != 0) {
+		sl_seterr(err, "cannot open an nng REQ socket: %s", nng_strerror(rv));
+		return wire_err_from_nng(rv);
+	}
+	/* Options set on the socket before dialing are inherited by the
+	 * dialer, so the limit holds from the first connection. */
+	if ((rv = nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, max_message)) != 0 ||
+	    (rv = nng_socket_set_ms(s, NNG_OPT_RECONNMINT, SL_RECONN_MIN_MS)) != 0 ||
+	    (rv = nng_socket_set_ms(s, NNG_OPT_RECONNMAXT, SL_RECONN_MAX_MS)) != 0 ||
+	    (rv = nng_pipe_notify(s, NNG_PIPE_EV_ADD_POST, pipe_event, c)) != 0 ||
+	    (rv = nng_pipe_notify(s, NNG_PIPE_EV_REM_POST, pipe_event, c)) != 0) {
+		sl_seterr(err, "cannot set up the nng socket: %s", nng_strerror(rv));
+		rv = wire_err_from_nng(rv);
+		goto fail;
+	}
+	pthread_mutex_lock(&c->mu);
+	c->npipes = c->drops = c->ups = 0;
+	pthread_mutex_unlock(&c->mu);
+	c->url = url;
+	c->sock = s;
+	c->open = 1;
+	if ((rv = nng_dial(s, url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
+		c->open = 0;
+		sl_seterr(err, "cannot dial sagad at %s: %s", url, nng_strerror(rv));
+		/* An unknown scheme or unparsable address is the caller's
+		 * mistake; anything else is what nng says. */
+		rv = (rv == NNG_ENOTSUP || rv == NNG_EADDRINVAL || rv == NNG_EINVAL)
+		    ? SAGA_EINVAL : wire_err_from_nng(rv);
+		goto fail;
+	}
+	return SAGA_OK;
+
+fail:
+	nng_close(s);
+	return rv;
+}
+
+void
+sl_conn_close(sl_conn *c)
+{
+	if (!c->open)
+		return;
+	c->open = 0;
+	nng_close(c->sock);
+}
+
+int
+sl_conn_wait_up(sl_conn *c, int64_t deadline_ms)
+{
+	pthread_mutex_lock(&c->mu);
+	for (;;) {
+		if (c->npipes > 0)
+			break;
+		int64_t left = deadline_ms - wire_mono_ms();
+		if (left <= 0)
+			break;
+		sl_cond_wait_ms(&c->cv, &c->mu, left);
+	}
+	int up = c->npipes > 0;
+	pthread_mutex_unlock(&c->mu);
+	return up;
+}
+
+unsigned
+sl_conn_drops(sl_conn *c)
+{
+	pthread_mutex_lock(&c->mu);
+	unsigned d = c->drops;
+	pthread_mutex_unlock(&c->mu);
+	return d;
+}
+
+int
+sl_ctx_open(sl_conn *c, nng_duration resend, nng_ctx *out)
+{
+	int rv;
+	if ((rv = nng_ctx_open(out, c->sock)) != 0)
+		return rv;
+	if ((rv = nng_ctx_set_ms(*out, NNG_OPT_REQ_RESENDTIME, resend)) != 0) {
+		nng_ctx_close(*out);
+		return rv;
+	}
+	return 0;
+}
+
+/* Time left until deadline_ms as an aio timeout (at least 1 ms). */
+static nng_duration
+left_ms(int64_t deadline_ms)
+{
+	if (deadline_ms == 0)
+		return NNG_DURATION_INFINITE;
+	int64_t left = deadline_ms - wire_mono_ms();
+	return left < 1 ? 1 : left > INT32_MAX ? INT32_MAX : (nng_duration)left;
+}
+
+int
+sl_ctx_call(nng_ctx ctx, nng_aio *aio, nng_msg *msg, int64_t deadline_ms, nng_msg **reply,
+    int *phase)
+{
+	int rv;
+
+	*reply = NULL;
+	*phase = 0;
+	nng_aio_set_timeout(aio, left_ms(deadline_ms));
+	nng_aio_set_msg(aio, msg);
+	nng_ctx_send(ctx, aio);
+	nng_aio_wait(aio);
+	if ((rv = nng_aio_result(aio)) != 0) {
+		/* A failed send hands the message back. */
+		nng_msg *m = nng_aio_get_msg(aio);
+		nng_aio_set_msg(aio, NULL);
+		if (m != NULL)
+			nng_msg_free(m);
+		return rv;
+	}
+	/* The receive is posted only after the send completed: nng 1.5.2
+	 * can crash when a receive is cancelled while its send is pending. */
+	*phase = 1;
+	nng_aio_set_msg(aio, NULL);
+	nng_aio_set_timeout(aio, left_ms(deadline_ms));
+	nng_ctx_recv(ctx, aio);
+	nng_aio_wait(aio);
+	if ((rv = nng_aio_result(aio)) != 0)
+		return rv;
+	*reply = nng_aio_get_msg(aio);
+	nng_aio_set_msg(aio, NULL);
+	return 0;
+}
+
+const char *
+sl_body_name(Sagawire__Response__BodyCase c)
+{
+	switch (c) {
+	case SAGAWIRE__RESPONSE__BODY__NOT_SET:
+		return "an empty reply";
+	case SAGAWIRE__RESPONSE__BODY_REGISTER:
+		return "a register reply";
+	case SAGAWIRE__RESPONSE__BODY_START:
+		return "a start reply";
+	case SAGAWIRE__RESPONSE__BODY_GET:
+		return "a get reply";
+	case SAGAWIRE__RESPONSE__BODY_LIST:
+		return "a list reply";
+	case SAGAWIRE__RESPONSE__BODY_CANCEL:
+		return "a cancel reply";
+	case SAGAWIRE__RESPONSE__BODY_WORK:
+		return "a work batch";
+	case SAGAWIRE__RESPONSE__BODY_ACK:
+		return "a report ack";
+	default:
+		break;
+	}
+	return "an unknown reply";
+}
+
+int
+sl_decode_reply(nng_msg *msg, Sagawire__Response__BodyCase want, Sagawire__Response **out,
+    char *err)
+{
+	size_t len = nng_msg_len(msg);
+	int rv = SAGA_EPROTO;
+	Sagawire__Response *r;
+
+	*out = NULL;
+	if ((r = wire_unpack_response(nng_msg_body(msg), len, &rv)) == NULL) {
+		if (rv == SAGA_ETOOBIG) {
+			sl_seterr(err, "reply from sagad (%zu bytes) is nested too deeply or "
+			    "too large to decode", len);
+		} else {
+			rv = SAGA_EPROTO;
+			sl_seterr(err, "malformed reply from sagad (%zu bytes)", len);
+		}
+		return rv;
+	}
+	if (r->error != NULL) {
+		uint32_t code = r->error->code;
+		char *m = sl_strdup_utf8(r->error->message, SL_ERRMSG_MAX - 64);
+		if (code == SAGA_OK || code > SAGA_EUNSUPPORTED) {
+			sl_seterr(err, "sagad answered with unknown error code %u: %s", code,
+			    m ? m : "");
+			rv = SAGA_EPROTO;
+		} else {
+			sl_seterr(err, "%s", m ? m : "");
+			rv = (int)code;
+		}
+		free(m);
+		goto fail;
+	}
+	if (r->body_case != want || r->get == NULL) {
+		sl_seterr(err, "unexpected reply from sagad: %s instead of %s",
+		    sl_body_name(r->body_case), sl_body_name(want));
+		rv = SAGA_EPROTO;
+		goto fail;
+	}
+	*out = r;
+	return SAGA_OK;
+
+fail:
+	wire_free(&r->base);
+	return rv;
+}

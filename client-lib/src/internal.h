@@ -1,0 +1,133 @@
+/*
+ * internal.h: what the files of libsaga offer each other. Prefix sl_.
+ * Nothing here is exported: the library is built with hidden visibility and
+ * libsaga.map lets only saga_* through.
+ *
+ *   common.c  error and state names, strings, logging, error details
+ *   conn.c    the nng REQ socket shared by client and worker (dial, size
+ *             limit, reconnect timing, connection tracking) and the one
+ *             decoder of replies
+ *   client.c  saga_client_*: one synchronous request/reply per call
+ *   worker.c  saga_worker_*: long-poll, handler threads, batched reports
+ */
+#ifndef SAGA_SL_INTERNAL_H
+#define SAGA_SL_INTERNAL_H
+
+#include <nng/nng.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "saga.h"
+#include "wire.h"
+
+/* Longest error detail kept on a handle (bytes, including the NUL). */
+#define SL_ERRMSG_MAX 4096
+
+/* Default largest message accepted from sagad. */
+#define SL_DEFAULT_MAX_MESSAGE ((size_t)16 << 20)
+/* Smallest max_message accepted: below this not even an error reply fits. */
+#define SL_MIN_MAX_MESSAGE ((size_t)1024)
+
+/* Reconnect backoff of every socket (nng doubles from min to max). */
+#define SL_RECONN_MIN_MS 50
+#define SL_RECONN_MAX_MS 2000
+
+#define SL_PRINTF(a, b) __attribute__((format(printf, a, b)))
+
+/* ---- common.c ---------------------------------------------------------- */
+
+/* strdup that maps NULL to "". Returns NULL only when out of memory. */
+char *sl_strdup(const char *s);
+
+/* Copies at most max bytes of s into a new string, cutting at a UTF-8
+ * character boundary and replacing bytes that are not valid UTF-8 with '?',
+ * so that the result is always a valid protobuf string. NULL = "". */
+char *sl_strdup_utf8(const char *s, size_t max);
+
+/* Is s (NUL-terminated, NULL allowed) valid UTF-8? */
+int sl_utf8_ok(const char *s);
+
+/* Formats an error detail into buf (SL_ERRMSG_MAX bytes), truncating at a
+ * UTF-8 boundary. */
+void sl_seterr(char *buf, const char *fmt, ...) SL_PRINTF(2, 3);
+
+/* Hands one formatted line to fn (nothing is formatted when fn is NULL). */
+void sl_log(saga_log_fn fn, void *user, saga_log_level level, const char *fmt, ...)
+    SL_PRINTF(4, 5);
+
+/* Sleeps up to ms milliseconds on cv (with mu held) or until signalled. */
+void sl_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms);
+
+/* Makes a condition variable that waits on CLOCK_MONOTONIC. */
+int sl_cond_init(pthread_cond_t *cv);
+
+/* ---- conn.c ------------------------------------------------------------ */
+
+/*
+ * One REQ socket dialing sagad. The dial is non-blocking, so sagad may
+ * come up later; nng re-dials by itself after failures. The socket's
+ * receive limit is set before dialing (nng's default is unlimited and it
+ * allocates what a peer claims). A pipe-notify callback counts live
+ * connections so that a caller can wait for one instead of queueing a send
+ * that would have to be cancelled (nng 1.5.2 leaks the message of a
+ * cancelled REQ send).
+ *
+ * The struct must not move while open: nng holds a pointer to it.
+ */
+typedef struct sl_conn {
+	nng_socket      sock;
+	int             open;
+	const char     *url;      /* borrowed from the owner */
+	saga_log_fn     log;      /* borrowed; may be NULL */
+	void           *log_user;
+	pthread_mutex_t mu;
+	pthread_cond_t  cv;       /* signalled when a connection comes up */
+	unsigned        npipes;   /* connections up now */
+	unsigned        drops;    /* connections lost since open */
+	unsigned        ups;      /* connections made since open */
+} sl_conn;
+
+/* Initializes the mutex/cv; call once before sl_conn_open. */
+int  sl_conn_init(sl_conn *c);
+void sl_conn_fini(sl_conn *c);
+
+/* Opens the socket and starts dialing url. err (SL_ERRMSG_MAX) gets the
+ * detail on failure: SAGA_EINVAL for a bad URL, or the mapped nng error. */
+int  sl_conn_open(sl_conn *c, const char *url, size_t max_message, char *err);
+/* Closes the socket (once; nng aborts every operation with NNG_ECLOSED). */
+void sl_conn_close(sl_conn *c);
+
+/* Waits until a connection is up or the monotonic deadline (ms) passes.
+ * Returns nonzero if one is up. */
+int  sl_conn_wait_up(sl_conn *c, int64_t deadline_ms);
+unsigned sl_conn_drops(sl_conn *c);
+
+/* Opens a REQ context with the given resend time (NNG_DURATION_INFINITE =
+ * never resend, and fail with NNG_ECONNRESET when the connection drops). */
+int  sl_ctx_open(sl_conn *c, nng_duration resend, nng_ctx *out);
+
+/*
+ * Sends msg on ctx and waits for the reply, both within the monotonic
+ * deadline_ms (0 = no time limit). msg is consumed in all cases. Returns the
+ * nng error (not a saga_err) so callers can tell a timeout from a closed
+ * socket or a dropped connection; *phase says which step failed (0 send,
+ * 1 receive).
+ */
+int  sl_ctx_call(nng_ctx ctx, nng_aio *aio, nng_msg *msg, int64_t deadline_ms,
+    nng_msg **reply, int *phase);
+
+/*
+ * Decodes a reply from sagad (always with wire_unpack_response: bounded)
+ * and checks it: an Error in the reply returns its code (unknown codes
+ * become SAGA_EPROTO) with its message in err; a body other than `want`
+ * is SAGA_EPROTO. On success *out is the decoded reply (wire_free).
+ */
+int  sl_decode_reply(nng_msg *msg, Sagawire__Response__BodyCase want,
+    Sagawire__Response **out, char *err);
+
+/* Name of a reply body, for messages. */
+const char *sl_body_name(Sagawire__Response__BodyCase c);
+
+#endif

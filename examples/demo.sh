@@ -1,0 +1,295 @@
+#!/bin/bash
+# demo.sh: the whole system on one machine in one command.
+#
+#   sudo ./examples/demo.sh          (from the repository root, or as root)
+#   sudo ./examples/demo.sh --keep   leave everything running afterwards
+#
+# It installs the build dependencies, builds everything in build/, starts
+# sagad with its embedded PostgreSQL in a fresh temporary directory, starts
+# the three order participants, registers the order saga, then runs two
+# orders: one that completes and one whose shipping step fails (address
+# "nowhere") so that sagad refunds the payment and releases the stock. It
+# prints both sagas' status and the participants' logs, then stops
+# everything it started (unless --keep).
+#
+# Root is needed only to install missing packages. When run as root, sagad
+# runs its PostgreSQL as the `postgres` user.
+set -euo pipefail
+
+usage() {
+	cat <<EOF
+usage: $0 [--keep]
+  --keep   leave sagad, its PostgreSQL and the participants running after the
+           demo, and print how to use and stop them
+EOF
+}
+
+keep=0
+while [[ $# -gt 0 ]]; do
+	case "$1" in
+	--keep) keep=1 ;;
+	-h | --help) usage; exit 0 ;;
+	*) printf '%s\n' "demo: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+	esac
+	shift
+done
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+build=build
+sagad_bin=$build/server/sagad
+sagactl_bin=$build/client-lib/sagactl
+examples_bin=$build/examples
+binpb=$examples_bin/order.binpb
+participants=(inventory payment shipping)
+
+say() { printf '\n==> %s\n' "$*"; }
+die() { printf '\ndemo: error: %s\n' "$*" >&2; exit 1; }
+
+# ---- state for cleanup ------------------------------------------------
+work=""       # temporary directory: data, socket, logs
+sagad_pid=""
+participant_pids=()
+finished=0    # set once the demo succeeded
+
+pg_ctl_bin() {
+	local bindir=""
+	bindir=$(pg_config --bindir 2>/dev/null || true)
+	if [[ -n "$bindir" && -x "$bindir/pg_ctl" ]]; then
+		printf '%s\n' "$bindir/pg_ctl"
+		return 0
+	fi
+	# The newest installed major version.
+	local p
+	for p in $(printf '%s\n' /usr/lib/postgresql/*/bin/pg_ctl | sort -V -r); do
+		if [[ -x "$p" ]]; then
+			printf '%s\n' "$p"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# Stops the embedded cluster, which outlives sagad by design (a crashed
+# sagad re-uses it on restart). sagad has no stop command yet.
+stop_postgres() {
+	local pgdata=$work/data/pg pg_ctl
+	[[ -f "$pgdata/postmaster.pid" ]] || return 0
+	if ! pg_ctl=$(pg_ctl_bin); then
+		printf '%s\n' "demo: pg_ctl not found; stop PostgreSQL in $pgdata by hand" >&2
+		return 0
+	fi
+	if [[ $(id -u) -eq 0 ]]; then
+		runuser -u postgres -- "$pg_ctl" -D "$pgdata" stop -m fast >/dev/null 2>&1 || true
+	else
+		"$pg_ctl" -D "$pgdata" stop -m fast >/dev/null 2>&1 || true
+	fi
+}
+
+# Sends SIGTERM and waits up to ~10 s, then SIGKILL.
+stop_pid() {
+	local pid=$1 i
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+	local rc=$?
+	# Finish the cleanup whatever fails on the way (e.g. stdout closed).
+	set +e
+	trap - EXIT INT TERM HUP
+	trap '' PIPE
+	if [[ $keep -eq 1 && $finished -eq 1 ]]; then
+		print_keep_help
+		exit "$rc"
+	fi
+	if [[ ${#participant_pids[@]} -gt 0 || -n "$sagad_pid" ]]; then
+		printf '\n==> %s\n' "stopping everything the demo started" 2>/dev/null
+	fi
+	local pid
+	for pid in "${participant_pids[@]}"; do
+		stop_pid "$pid"
+	done
+	if [[ -n "$sagad_pid" ]]; then
+		stop_pid "$sagad_pid"
+	fi
+	if [[ -n "$work" ]]; then
+		stop_postgres
+		if [[ $finished -eq 1 ]]; then
+			rm -rf "$work"
+		else
+			printf '%s\n' "demo: logs and data kept in $work" >&2
+		fi
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+# A closed stdout (demo.sh | head) must not kill the script before it has
+# stopped what it started. (A trap, not an ignore: children inherit an
+# ignored SIGPIPE but not a trap.)
+trap 'exit 141' PIPE
+
+print_keep_help() {
+	local pg_ctl
+	pg_ctl=$(pg_ctl_bin || echo pg_ctl)
+	cat <<EOF
+
+==> left running (--keep)
+  sagad         pid $sagad_pid, listening on $url, log $work/sagad.log
+  participants  pids ${participant_pids[*]}, logs $work/{${participants[0]},${participants[1]},${participants[2]}}.log
+  try:
+    $sagactl_bin --url $url list
+    $examples_bin/order-client --url $url --address nowhere --wait
+  stop everything:
+    kill ${participant_pids[*]} $sagad_pid
+EOF
+	if [[ $(id -u) -eq 0 ]]; then
+		printf '    %s\n' "runuser -u postgres -- $pg_ctl -D $work/data/pg stop -m fast"
+	else
+		printf '    %s\n' "$pg_ctl -D $work/data/pg stop -m fast"
+	fi
+	printf '    %s\n' "rm -rf $work"
+}
+
+# Prints the last lines of a log, to explain a failure.
+show_log() {
+	local f=$1
+	[[ -f "$f" ]] || return 0
+	printf '%s\n' "---- last lines of $f ----" >&2
+	tail -n 30 "$f" >&2 || true
+	printf '%s\n' "----" >&2
+}
+
+# ---- 1. dependencies --------------------------------------------------
+say "installing missing dependencies (tests/install-deps.sh)"
+tests/install-deps.sh || die "installing dependencies failed"
+
+# ---- 2. build ---------------------------------------------------------
+say "building in $build/"
+if [[ ! -f "$build/meson-private/coredata.dat" ]]; then
+	meson setup "$build" || die "meson setup $build failed"
+fi
+ninja -C "$build" || die "build failed"
+for b in "$sagad_bin" "$sagactl_bin" "${participants[@]/#/$examples_bin/order-}" \
+	"$examples_bin/order-client"; do
+	[[ -x "$b" ]] || die "$b was not built"
+done
+[[ -f "$binpb" ]] || die "$binpb was not built"
+
+# ---- 3. sagad ---------------------------------------------------------
+work=$(mktemp -d "${TMPDIR:-/tmp}/saga-demo.XXXXXX")
+# When root, sagad runs PostgreSQL as `postgres`, which must reach
+# $work/data/pg: make the path traversable.
+chmod 755 "$work"
+mkdir -m 755 "$work/data"
+url="ipc://$work/sagad.sock"
+
+say "starting sagad (embedded PostgreSQL in $work/data, listening on $url)"
+"$sagad_bin" --data-dir "$work/data" --listen "$url" >"$work/sagad.log" 2>&1 &
+sagad_pid=$!
+
+# First start runs initdb: allow it a minute.
+ready=0
+last_err=""
+for ((i = 0; i < 600; i++)); do
+	if ! kill -0 "$sagad_pid" 2>/dev/null; then
+		show_log "$work/sagad.log"
+		die "sagad exited during start-up (log above)"
+	fi
+	if last_err=$("$sagactl_bin" --url "$url" list 2>&1 >/dev/null); then
+		ready=1
+		break
+	fi
+	sleep 0.1
+done
+if [[ $ready -ne 1 ]]; then
+	show_log "$work/sagad.log"
+	die "sagad did not answer \`sagactl --url $url list\` within 60 s: ${last_err:-no error text}"
+fi
+printf '%s\n' "sagad is up (pid $sagad_pid)"
+
+# ---- 4. participants --------------------------------------------------
+say "starting the participants: ${participants[*]}"
+for p in "${participants[@]}"; do
+	"$examples_bin/order-$p" --url "$url" >"$work/$p.log" 2>&1 &
+	participant_pids+=("$!")
+	printf '%s\n' "order-$p (pid $!), log $work/$p.log"
+done
+sleep 0.5
+for idx in "${!participants[@]}"; do
+	if ! kill -0 "${participant_pids[$idx]}" 2>/dev/null; then
+		show_log "$work/${participants[$idx]}.log"
+		die "order-${participants[$idx]} exited at start-up (log above)"
+	fi
+done
+
+# ---- 5. register ------------------------------------------------------
+say "registering the order saga: sagactl register $binpb"
+"$sagactl_bin" --url "$url" register "$binpb" ||
+	die "sagactl register $binpb failed"
+
+# ---- 6. two orders ----------------------------------------------------
+# order-client prints the saga id first, then (with --wait) the outcome.
+# Exit status: 0 completed, 2 compensated, 1 anything else.
+run_order() {
+	local label=$1 want=$2
+	shift 2
+	local out rc=0
+	out=$("$examples_bin/order-client" --url "$url" --wait --timeout 60000 "$@") || rc=$?
+	printf '%s\n' "$out"
+	if [[ $rc -ne $want ]]; then
+		show_log "$work/sagad.log"
+		for p in "${participants[@]}"; do show_log "$work/$p.log"; done
+		die "$label order: order-client exited $rc, expected $want"
+	fi
+	last_saga_id=$(head -n 1 <<<"$out")
+}
+
+ok_order="demo-ok-$$"
+fail_order="demo-nowhere-$$"
+
+say "order $ok_order: should complete"
+run_order "first" 0 --order-id "$ok_order" --address "1 Main St, Springfield"
+ok_id=$last_saga_id
+
+say "order $fail_order: ships to \"nowhere\", so it should be compensated"
+run_order "second" 2 --order-id "$fail_order" --address nowhere
+fail_id=$last_saga_id
+
+# ---- 7. status and logs -----------------------------------------------
+say "status of the completed saga: sagactl get $ok_id"
+"$sagactl_bin" --url "$url" get "$ok_id" || die "sagactl get $ok_id failed"
+
+say "status of the compensated saga: sagactl get $fail_id"
+"$sagactl_bin" --url "$url" get "$fail_id" || die "sagactl get $fail_id failed"
+
+for p in "${participants[@]}"; do
+	say "what order-$p did ($work/$p.log)"
+	cat "$work/$p.log"
+done
+
+# The refund must name the charge id that ChargePayment returned, which
+# RefundPayment read from its step's result.
+refund_line=""
+for ((i = 0; i < 20; i++)); do
+	refund_line=$(grep -F "refunded ch_$fail_order" "$work/payment.log" || true)
+	[[ -n "$refund_line" ]] && break
+	sleep 0.1
+done
+[[ -n "$refund_line" ]] ||
+	die "the payment participant did not log \"refunded ch_$fail_order\""
+
+say "done"
+printf '%s\n' "completed:   $ok_id"
+printf '%s\n' "compensated: $fail_id"
+printf '%s\n' "payment log: $refund_line"
+finished=1

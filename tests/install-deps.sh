@@ -1,0 +1,63 @@
+#!/bin/bash
+# install-deps.sh: install what building and testing sagad needs on Debian 12.
+#
+# Idempotent: checks each package with dpkg-query and installs only what is
+# missing (running `apt-get update` once first, and only then). Runs apt-get
+# as root, through sudo when not root.
+#
+# The Debian postgresql package creates and starts a cluster on port 5432.
+# sagad and the tests do not use it (they run their own private clusters),
+# so it is left alone.
+set -euo pipefail
+
+packages=(
+	build-essential
+	meson
+	ninja-build
+	pkg-config
+	libpq-dev
+	postgresql
+	libnng-dev
+	libprotobuf-c-dev
+	protobuf-c-compiler
+	protobuf-compiler
+	libprotobuf-dev
+	check
+	python3
+)
+
+say() { printf '%s\n' "install-deps: $*"; }
+die() { printf '%s\n' "install-deps: error: $*" >&2; exit 1; }
+
+command -v dpkg-query >/dev/null 2>&1 ||
+	die "dpkg-query not found: this script supports Debian 12 (bookworm) only; install by hand: ${packages[*]}"
+
+missing=()
+for p in "${packages[@]}"; do
+	status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+	if [[ "$status" != "installed" ]]; then
+		missing+=("$p")
+	fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+	say "all ${#packages[@]} packages already installed"
+	exit 0
+fi
+
+if [[ $(id -u) -eq 0 ]]; then
+	as_root=()
+elif command -v sudo >/dev/null 2>&1; then
+	as_root=(sudo)
+else
+	die "missing packages (${missing[*]}) and not root, and sudo is not installed; run this script as root"
+fi
+
+say "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q ||
+	die "apt-get update failed"
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+	apt-get install -y -q --no-install-recommends "${missing[@]}" ||
+	die "apt-get install failed for: ${missing[*]}"
+say "done"
