@@ -71,8 +71,9 @@ pg_ctl_bin() {
 	return 1
 }
 
-# Stops the embedded cluster, which outlives sagad by design (a crashed
-# sagad re-uses it on restart). sagad has no stop command yet.
+# Stops the embedded cluster if it still runs. sagad stops it on SIGTERM;
+# this is the fallback for a sagad that crashed or had to be killed, as the
+# cluster outlives sagad by design (a restarted sagad re-uses it).
 stop_postgres() {
 	local pgdata=$work/data/pg pg_ctl
 	[[ -f "$pgdata/postmaster.pid" ]] || return 0
@@ -113,6 +114,11 @@ cleanup() {
 		printf '\n==> %s\n' "stopping everything the demo started" 2>/dev/null
 	fi
 	local pid
+	# All participants at once (each may take a few seconds to finish its
+	# running steps), then wait for each.
+	for pid in "${participant_pids[@]}"; do
+		kill -TERM "$pid" 2>/dev/null
+	done
 	for pid in "${participant_pids[@]}"; do
 		stop_pid "$pid"
 	done
@@ -151,6 +157,7 @@ print_keep_help() {
     $examples_bin/order-client --url $url --address nowhere --wait
   stop everything:
     kill ${participant_pids[*]} $sagad_pid
+    # sagad stops its PostgreSQL on SIGTERM; should it still run:
 EOF
 	if [[ $(id -u) -eq 0 ]]; then
 		printf '    %s\n' "runuser -u postgres -- $pg_ctl -D $work/data/pg stop -m fast"

@@ -34,11 +34,14 @@ typedef Google__Protobuf__DescriptorProto       msgproto;
 typedef Google__Protobuf__ServiceDescriptorProto svcproto;
 typedef Google__Protobuf__MethodDescriptorProto  mthproto;
 
+typedef struct msgref msgref;
+
 typedef struct pctx {
-	char         *err;
-	size_t        errlen;
-	const fdset  *set;
-	const char   *saga; /* name of the saga being compiled, for messages */
+	char       *err;
+	size_t      errlen;
+	const char *saga;  /* name of the saga being compiled, for messages */
+	msgref     *idx;   /* top-level messages, see build_msg_index() */
+	size_t      n_idx;
 } pctx;
 
 /* Writes the message and returns rv. Names in messages come from the input,
@@ -146,43 +149,132 @@ streq(const char *a, const char *b)
 	return strcmp(nz(a), nz(b)) == 0;
 }
 
-/* Is `full` (no leading dot) a message defined somewhere in the set?
- * Walks name components through nested types instead of building a table:
- * it is asked only a few times per saga. */
-static bool
-message_exists(const fdset *set, const char *full)
+/*
+ * Message lookup. Types are looked up a few times per saga, but a hostile
+ * set can hold very many sagas and messages, so a linear scan per lookup
+ * would be quadratic. Instead the top-level messages of all files go into
+ * one array sorted by (package, name), and every message's nested types are
+ * sorted by name in place (the unpacked set is ours; nothing else depends
+ * on declaration order of messages). A full name is then resolved with a
+ * binary search per name component. Full names are never built: with long
+ * names and deep nesting they could take far more memory than the input.
+ */
+typedef struct msgref {
+	const char     *pkg;
+	const msgproto *m;
+} msgref;
+
+static int
+cmp_msgref(const void *a, const void *b)
 {
+	const msgref *x = a, *y = b;
+	int r = strcmp(x->pkg, y->pkg);
+	return r != 0 ? r : strcmp(nz(x->m->name), nz(y->m->name));
+}
+
+static int
+cmp_msgproto(const void *a, const void *b)
+{
+	return strcmp(nz((*(msgproto *const *)a)->name), nz((*(msgproto *const *)b)->name));
+}
+
+/* Recursion is bounded: wire_check() refused sets nested deeper than
+ * WIRE_MAX_DEPTH. */
+static void
+sort_nested(msgproto *m)
+{
+	if (m->n_nested_type > 1)
+		qsort(m->nested_type, m->n_nested_type, sizeof(*m->nested_type), cmp_msgproto);
+	for (size_t i = 0; i < m->n_nested_type; i++)
+		sort_nested(m->nested_type[i]);
+}
+
+static int
+build_msg_index(pctx *c, fdset *set)
+{
+	size_t n = 0;
+	for (size_t f = 0; f < set->n_file; f++)
+		n += set->file[f]->n_message_type;
+	if (n == 0)
+		return 0;
+	if ((c->idx = calloc(n, sizeof(*c->idx))) == NULL)
+		return pfail(c, SAGA_ENOMEM, "out of memory");
 	for (size_t f = 0; f < set->n_file; f++) {
-		const fdproto *fp = set->file[f];
-		const char *pkg = nz(fp->package);
-		size_t pl = strlen(pkg);
-		const char *rest = full;
-		if (pl > 0) {
-			if (strncmp(full, pkg, pl) != 0 || full[pl] != '.')
-				continue;
-			rest = full + pl + 1;
+		fdproto *fp = set->file[f];
+		for (size_t i = 0; i < fp->n_message_type; i++) {
+			c->idx[c->n_idx].pkg = nz(fp->package);
+			c->idx[c->n_idx++].m = fp->message_type[i];
+			sort_nested(fp->message_type[i]);
 		}
-		size_t n = fp->n_message_type;
-		msgproto *const *list = fp->message_type;
-		for (;;) {
-			const char *dot = strchr(rest, '.');
-			size_t cl = dot ? (size_t)(dot - rest) : strlen(rest);
-			const msgproto *hit = NULL;
-			for (size_t i = 0; i < n; i++) {
-				const char *mn = nz(list[i]->name);
-				if (strlen(mn) == cl && strncmp(mn, rest, cl) == 0) {
-					hit = list[i];
-					break;
-				}
-			}
-			if (hit == NULL)
+	}
+	qsort(c->idx, c->n_idx, sizeof(*c->idx), cmp_msgref);
+	return 0;
+}
+
+/* strcmp() of the first kn bytes of k (no NUL among them) against s. */
+static int
+cmp_counted(const char *k, size_t kn, const char *s)
+{
+	int r = strncmp(k, s, kn);
+	if (r != 0)
+		return r;
+	return s[kn] == '\0' ? 0 : -1;
+}
+
+static const msgproto *
+find_nested(const msgproto *parent, const char *k, size_t kn)
+{
+	size_t lo = 0, hi = parent->n_nested_type;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int r = cmp_counted(k, kn, nz(parent->nested_type[mid]->name));
+		if (r == 0)
+			return parent->nested_type[mid];
+		if (r < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+/* Is `full` (a valid type name, no leading dot) a message in the set? Any
+ * dot may separate package from message ("a.b.C" is message C of package
+ * a.b, or message b.C of package a), so each is tried. */
+static bool
+message_exists(const pctx *c, const char *full)
+{
+	size_t fl = strlen(full);
+	for (size_t b = 0; b < fl; b++) {
+		if (b != 0 && full[b] != '.')
+			continue;
+		const char *rest = b ? full + b + 1 : full;
+		const char *dot = strchr(rest, '.');
+		size_t cl = dot ? (size_t)(dot - rest) : strlen(rest);
+		const msgproto *hit = NULL;
+		size_t lo = 0, hi = c->n_idx;
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			int r = cmp_counted(full, b, c->idx[mid].pkg);
+			if (r == 0)
+				r = cmp_counted(rest, cl, nz(c->idx[mid].m->name));
+			if (r == 0) {
+				hit = c->idx[mid].m;
 				break;
-			if (dot == NULL)
-				return true;
-			rest = dot + 1;
-			n = hit->n_nested_type;
-			list = hit->nested_type;
+			}
+			if (r < 0)
+				hi = mid;
+			else
+				lo = mid + 1;
 		}
+		while (hit != NULL && dot != NULL) {
+			rest = dot + 1;
+			dot = strchr(rest, '.');
+			cl = dot ? (size_t)(dot - rest) : strlen(rest);
+			hit = find_nested(hit, rest, cl);
+		}
+		if (hit != NULL)
+			return true;
 	}
 	return false;
 }
@@ -208,8 +300,8 @@ unpack_option(pctx *c, const ProtobufCMessage *opts, uint32_t tag,
 		/* protoc emits one field per option; several would have to be
 		 * merged field by field, which nobody needs. */
 		if (uf != NULL)
-			return pfail(c, SAGA_EDEFINITION, "%soption %s appears more than once", where,
-			    what);
+			return pfail(c, SAGA_EDEFINITION, "%soption %s appears more than once",
+			    where, what);
 		uf = &opts->unknown_fields[i];
 	}
 	if (uf == NULL)
@@ -408,11 +500,11 @@ compile_retry(pctx *c, const char *step, const char *what, const Sagaspec__Retry
 		return pfail(c, SAGA_EDEFINITION, "step %.128s: unknown %s option field %u", step,
 		    what, r->base.unknown_fields[0].tag);
 	if (!double_ok(r->multiplier) || !double_ok(r->jitter))
-		return pfail(c, SAGA_EDEFINITION, "step %.128s: %s multiplier and jitter must be finite numbers",
-		    step, what);
+		return pfail(c, SAGA_EDEFINITION,
+		    "step %.128s: %s multiplier and jitter must be finite numbers", step, what);
 	if (r->jitter < 0 || r->jitter > 1)
-		return pfail(c, SAGA_EDEFINITION, "step %.128s: %s jitter %g is outside [0, 1]", step,
-		    what, r->jitter);
+		return pfail(c, SAGA_EDEFINITION, "step %.128s: %s jitter %g is outside [0, 1]",
+		    step, what, r->jitter);
 	if (r->multiplier != 0 && r->multiplier < 1)
 		return pfail(c, SAGA_EDEFINITION, "step %.128s: %s multiplier %g is below 1", step,
 		    what, r->multiplier);
@@ -519,6 +611,162 @@ count_rpcs(const svcproto *svc, const char *name)
 	return n;
 }
 
+/* Index of the step whose rpc is named `name`, or -1. */
+static int
+find_step(const mthproto *const *mth, uint32_t n_steps, const char *name)
+{
+	for (uint32_t i = 0; i < n_steps; i++)
+		if (strcmp(name, mth[i]->name) == 0)
+			return (int)i;
+	return -1;
+}
+
+static bool
+type_ok(const pctx *c, const char *name)
+{
+	return type_name_ok(name) && message_exists(c, name);
+}
+
+#define NAME_RULE "names must match [A-Za-z0-9_.-]{1,128}"
+
+/* Checks a step's compensation (comp != ""): a plain name, an rpc of the
+ * service declared once, and not itself a step. */
+static int
+check_compensation(pctx *c, const svcproto *svc, const mthproto *const *mth, uint32_t n_steps,
+    const char *step, const char *comp)
+{
+	if (!name_ok(comp))
+		return pfail(c, SAGA_EDEFINITION, "step %s: compensation \"%.128s\": " NAME_RULE,
+		    step, comp);
+	size_t nc = count_rpcs(svc, comp);
+	if (nc == 0)
+		return pfail(c, SAGA_EDEFINITION, "step %s: unknown compensation rpc %s", step,
+		    comp);
+	if (find_step(mth, n_steps, comp) >= 0)
+		return pfail(c, SAGA_EDEFINITION, "step %s: compensation rpc %s is itself a step",
+		    step, comp);
+	if (nc > 1)
+		return pfail(c, SAGA_EDEFINITION,
+		    "step %s: compensation rpc %s is declared %zu times", step, comp, nc);
+	return 0;
+}
+
+/* Resolves depends_on (absent: the previous step, unless `first`). */
+static int
+compile_deps(pctx *c, const mthproto *const *mth, uint32_t n_steps, uint32_t i,
+    const Sagaspec__Step *o, defn_step *s)
+{
+	const char *name = mth[i]->name;
+	uint64_t mask = 0;
+
+	if (o->first && o->n_depends_on > 0)
+		return pfail(c, SAGA_EDEFINITION,
+		    "step %s: first and depends_on contradict each other", name);
+	if (o->n_depends_on == 0 && i > 0 && !o->first)
+		mask = 1ull << (i - 1);
+	for (size_t k = 0; k < o->n_depends_on; k++) {
+		const char *dn = nz(o->depends_on[k]);
+		int j = find_step(mth, n_steps, dn);
+		if (j < 0)
+			return pfail(c, SAGA_EDEFINITION,
+			    "step %s: depends_on names unknown step %.128s", name, dn);
+		if ((uint32_t)j == i)
+			return pfail(c, SAGA_EDEFINITION, "step %s: depends on itself", name);
+		if (mask & (1ull << j))
+			return pfail(c, SAGA_EDEFINITION, "step %s: depends_on lists %s twice",
+			    name, dn);
+		mask |= 1ull << j;
+	}
+	s->dep_mask = mask;
+	s->n_deps = (uint32_t)__builtin_popcountll(mask);
+	if (s->n_deps == 0)
+		return 0;
+	if ((s->deps = calloc(s->n_deps, sizeof(*s->deps))) == NULL)
+		return pfail(c, SAGA_ENOMEM, "out of memory");
+	uint32_t k = 0;
+	for (uint64_t b = mask; b != 0; b &= b - 1)
+		s->deps[k++] = (uint32_t)__builtin_ctzll(b);
+	return 0;
+}
+
+/* Validates step i (option o, rpc mth[i]) and fills s. Whatever it
+ * allocates into s is freed with the saga by the caller. */
+static int
+compile_step(pctx *c, const svcproto *svc, const mthproto *const *mth, uint32_t n_steps,
+    uint32_t i, const Sagaspec__Step *o, defn_step *s)
+{
+	const char *name = mth[i]->name;
+	const char *comp = nz(o->compensation);
+	const char *in = strip_dot(mth[i]->input_type);
+	const char *outt = strip_dot(mth[i]->output_type);
+	int rv;
+
+	if (nz(o->participant)[0] == '\0')
+		return pfail(c, SAGA_EDEFINITION, "step %s: missing participant", name);
+	if (!name_ok(o->participant))
+		return pfail(c, SAGA_EDEFINITION, "step %s: participant \"%.128s\": " NAME_RULE,
+		    name, o->participant);
+	if (comp[0] != '\0' && (rv = check_compensation(c, svc, mth, n_steps, name, comp)) != 0)
+		return rv;
+	if (!type_ok(c, in))
+		return pfail(c, SAGA_EDEFINITION,
+		    "step %s: request type %.128s is not in the descriptor set", name, in);
+	if (!type_ok(c, outt))
+		return pfail(c, SAGA_EDEFINITION,
+		    "step %s: response type %.128s is not in the descriptor set", name, outt);
+
+	if ((rv = copy_str(c, &s->name, name)) != 0 ||
+	    (rv = copy_str(c, &s->participant, o->participant)) != 0 ||
+	    (comp[0] != '\0' && (rv = copy_str(c, &s->compensation, comp)) != 0) ||
+	    (rv = copy_str(c, &s->input_type, in)) != 0 ||
+	    (rv = copy_str(c, &s->output_type, outt)) != 0)
+		return rv;
+
+	s->timeout_ms = o->timeout_ms ? o->timeout_ms : DEFN_DEFAULT_TIMEOUT_MS;
+	s->comp_timeout_ms = o->compensation_timeout_ms ? o->compensation_timeout_ms :
+	                                                  s->timeout_ms;
+	if ((rv = compile_retry(c, name, "retry", o->retry, DEFN_DEFAULT_MAX_ATTEMPTS,
+	         &s->retry)) != 0 ||
+	    (rv = compile_retry(c, name, "compensation_retry", o->compensation_retry,
+	         DEFN_DEFAULT_COMP_MAX_ATTEMPTS, &s->comp_retry)) != 0)
+		return rv;
+	return compile_deps(c, mth, n_steps, i, o, s);
+}
+
+/* Every rpc that is not a step must be some step's compensation, declared
+ * once: a typo in a step option must not silently turn a step into an
+ * unused rpc. O(rpcs * steps). */
+static int
+check_other_rpcs(pctx *c, const svcproto *svc, const mthproto *const *mth, const defn_saga *d)
+{
+	for (size_t i = 0; i < svc->n_method; i++) {
+		const mthproto *m = svc->method[i];
+		bool step = false, comp = false;
+		for (uint32_t j = 0; j < d->n_steps; j++) {
+			if (m == mth[j])
+				step = true;
+			else if (streq(m->name, mth[j]->name))
+				return pfail(c, SAGA_EDEFINITION,
+				    "rpc %s is declared more than once", mth[j]->name);
+			if (d->steps[j].compensation != NULL &&
+			    streq(m->name, d->steps[j].compensation))
+				comp = true;
+		}
+		if (step)
+			continue;
+		if (!comp)
+			return pfail(c, SAGA_EDEFINITION,
+			    "rpc %.128s is neither a step nor a compensation of any step",
+			    nz(m->name));
+		/* Its payloads are shown as JSON like a step's. */
+		if (!type_ok(c, strip_dot(m->input_type)) || !type_ok(c, strip_dot(m->output_type)))
+			return pfail(c, SAGA_EDEFINITION,
+			    "compensation rpc %s: request or response type is not in the "
+			    "descriptor set", m->name);
+	}
+	return 0;
+}
+
 /*
  * Compiles one service. *out is NULL (and 0 returned) if the service is not
  * a saga. The caller has set c->saga to the service's full name.
@@ -526,12 +774,13 @@ count_rpcs(const svcproto *svc, const char *name)
 static int
 compile_service(pctx *c, const svcproto *svc, const char *full, defn_saga **out)
 {
-	int rv;
+	const ProtobufCMessage *sopts = svc->options ? &svc->options->base : NULL;
 	Sagaspec__Saga *sopt = NULL;
 	Sagaspec__Step *opt[DEFN_MAX_STEPS] = { 0 };
 	const mthproto *mth[DEFN_MAX_STEPS];
 	defn_saga *d = NULL;
 	uint32_t n_steps = 0;
+	int rv;
 
 	*out = NULL;
 
@@ -541,22 +790,17 @@ compile_service(pctx *c, const svcproto *svc, const char *full, defn_saga **out)
 		const mthproto *m = svc->method[i];
 		if (!has_option(m->options ? &m->options->base : NULL, OPT_STEP))
 			continue;
-		if (n_steps >= DEFN_MAX_STEPS) {
-			rv = pfail(c, SAGA_EDEFINITION, "more than %d steps", DEFN_MAX_STEPS);
-			goto fail;
-		}
+		if (n_steps >= DEFN_MAX_STEPS)
+			return pfail(c, SAGA_EDEFINITION, "more than %d steps", DEFN_MAX_STEPS);
 		mth[n_steps++] = m;
 	}
-	bool is_saga = n_steps > 0 || has_option(svc->options ? &svc->options->base : NULL, OPT_SAGA);
-	if (!is_saga)
+	if (n_steps == 0 && !has_option(sopts, OPT_SAGA))
 		return 0;
 
-	if (!type_name_ok(full)) {
-		rv = pfail(c, SAGA_EDEFINITION, "invalid service name");
-		goto fail;
-	}
-	if ((rv = unpack_option(c, svc->options ? &svc->options->base : NULL, OPT_SAGA,
-	         &sagaspec__saga__descriptor, "(sagaspec.saga)", "", (ProtobufCMessage **)&sopt)) != 0)
+	if (!type_name_ok(full))
+		return pfail(c, SAGA_EDEFINITION, "invalid service name");
+	if ((rv = unpack_option(c, sopts, OPT_SAGA, &sagaspec__saga__descriptor,
+	         "(sagaspec.saga)", "", (ProtobufCMessage **)&sopt)) != 0)
 		goto fail;
 	if (sopt != NULL && sopt->base.n_unknown_fields > 0) {
 		rv = pfail(c, SAGA_EDEFINITION, "unknown saga option field %u",
@@ -568,12 +812,36 @@ compile_service(pctx *c, const svcproto *svc, const char *full, defn_saga **out)
 		goto fail;
 	}
 
-	/* Every rpc: unary only (a step is one request, one reply). */
+	/* A step is one request and one reply. */
 	for (size_t i = 0; i < svc->n_method; i++) {
 		const mthproto *m = svc->method[i];
 		if (m->client_streaming || m->server_streaming) {
-			rv = pfail(c, SAGA_EDEFINITION, "rpc %.128s: streaming rpcs cannot be steps or compensations",
+			rv = pfail(c, SAGA_EDEFINITION,
+			    "rpc %.128s: streaming rpcs cannot be steps or compensations",
 			    nz(m->name));
+			goto fail;
+		}
+	}
+
+	/* Step names first: every later message names the step. */
+	for (uint32_t i = 0; i < n_steps; i++) {
+		const mthproto *m = mth[i];
+		char where[160];
+		if (!name_ok(m->name)) {
+			rv = pfail(c, SAGA_EDEFINITION, "rpc %.128s: step " NAME_RULE, nz(m->name));
+			goto fail;
+		}
+		if (find_step(mth, i, m->name) >= 0) {
+			rv = pfail(c, SAGA_EDEFINITION, "duplicate step %s", m->name);
+			goto fail;
+		}
+		snprintf(where, sizeof(where), "step %s: ", m->name);
+		if ((rv = unpack_option(c, &m->options->base, OPT_STEP, &sagaspec__step__descriptor,
+		         "(sagaspec.step)", where, (ProtobufCMessage **)&opt[i])) != 0)
+			goto fail;
+		if (opt[i]->base.n_unknown_fields > 0) {
+			rv = pfail(c, SAGA_EDEFINITION, "step %s: unknown step option field %u",
+			    m->name, opt[i]->base.unknown_fields[0].tag);
 			goto fail;
 		}
 	}
@@ -585,183 +853,22 @@ compile_service(pctx *c, const svcproto *svc, const char *full, defn_saga **out)
 		goto fail;
 	}
 	d->n_steps = n_steps;
-	if ((rv = copy_str(c, &d->name, full)) != 0)
-		goto fail;
-
-	/* Names and the step options themselves. */
-	for (uint32_t i = 0; i < n_steps; i++) {
-		const mthproto *m = mth[i];
-		if (!name_ok(m->name)) {
-			rv = pfail(c, SAGA_EDEFINITION, "rpc %.128s: step names must match [A-Za-z0-9_.-]{1,128}",
-			    nz(m->name));
+	for (uint32_t i = 0; i < n_steps; i++)
+		if ((rv = compile_step(c, svc, mth, n_steps, i, opt[i], &d->steps[i])) != 0)
 			goto fail;
-		}
-		for (uint32_t j = 0; j < i; j++) {
-			if (strcmp(m->name, mth[j]->name) == 0) {
-				rv = pfail(c, SAGA_EDEFINITION, "duplicate step %.128s", m->name);
-				goto fail;
-			}
-		}
-		char where[160];
-		snprintf(where, sizeof(where), "step %.128s: ", m->name);
-		if ((rv = unpack_option(c, &m->options->base, OPT_STEP, &sagaspec__step__descriptor,
-		         "(sagaspec.step)", where, (ProtobufCMessage **)&opt[i])) != 0)
-			goto fail;
-		if (opt[i]->base.n_unknown_fields > 0) {
-			rv = pfail(c, SAGA_EDEFINITION, "step %s: unknown step option field %u", m->name,
-			    opt[i]->base.unknown_fields[0].tag);
-			goto fail;
-		}
-	}
-
-	for (uint32_t i = 0; i < n_steps; i++) {
-		const mthproto *m = mth[i];
-		const Sagaspec__Step *o = opt[i];
-		defn_step *s = &d->steps[i];
-		const char *comp = nz(o->compensation);
-
-		if (nz(o->participant)[0] == '\0') {
-			rv = pfail(c, SAGA_EDEFINITION, "step %s: missing participant", m->name);
-			goto fail;
-		}
-		if (!name_ok(o->participant)) {
-			rv = pfail(c, SAGA_EDEFINITION,
-			    "step %s: participant \"%.128s\": names must match [A-Za-z0-9_.-]{1,128}",
-			    m->name, o->participant);
-			goto fail;
-		}
-		if (comp[0] != '\0') {
-			size_t nc = count_rpcs(svc, comp);
-			if (nc == 0) {
-				rv = pfail(c, SAGA_EDEFINITION, "step %s: unknown compensation rpc %.128s",
-				    m->name, comp);
-				goto fail;
-			}
-			for (uint32_t j = 0; j < n_steps; j++) {
-				if (strcmp(comp, mth[j]->name) == 0) {
-					rv = pfail(c, SAGA_EDEFINITION,
-					    "step %s: compensation rpc %s is itself a step", m->name, comp);
-					goto fail;
-				}
-			}
-			if (nc > 1) {
-				rv = pfail(c, SAGA_EDEFINITION, "step %s: compensation rpc %.128s is declared %zu times",
-				    m->name, comp, nc);
-				goto fail;
-			}
-		}
-		if (o->first && o->n_depends_on > 0) {
-			rv = pfail(c, SAGA_EDEFINITION, "step %s: first and depends_on contradict each other",
-			    m->name);
-			goto fail;
-		}
-
-		const char *in = strip_dot(m->input_type), *outt = strip_dot(m->output_type);
-		if (!type_name_ok(in) || !message_exists(c->set, in)) {
-			rv = pfail(c, SAGA_EDEFINITION, "step %s: request type %.128s is not in the descriptor set",
-			    m->name, in);
-			goto fail;
-		}
-		if (!type_name_ok(outt) || !message_exists(c->set, outt)) {
-			rv = pfail(c, SAGA_EDEFINITION, "step %s: response type %.128s is not in the descriptor set",
-			    m->name, outt);
-			goto fail;
-		}
-
-		if ((rv = copy_str(c, &s->name, m->name)) != 0 ||
-		    (rv = copy_str(c, &s->participant, o->participant)) != 0 ||
-		    (comp[0] != '\0' && (rv = copy_str(c, &s->compensation, comp)) != 0) ||
-		    (rv = copy_str(c, &s->input_type, in)) != 0 ||
-		    (rv = copy_str(c, &s->output_type, outt)) != 0)
-			goto fail;
-
-		s->timeout_ms = o->timeout_ms ? o->timeout_ms : DEFN_DEFAULT_TIMEOUT_MS;
-		s->comp_timeout_ms = o->compensation_timeout_ms ? o->compensation_timeout_ms : s->timeout_ms;
-		if ((rv = compile_retry(c, m->name, "retry", o->retry, DEFN_DEFAULT_MAX_ATTEMPTS,
-		         &s->retry)) != 0 ||
-		    (rv = compile_retry(c, m->name, "compensation_retry", o->compensation_retry,
-		         DEFN_DEFAULT_COMP_MAX_ATTEMPTS, &s->comp_retry)) != 0)
-			goto fail;
-
-		/* Dependencies. */
-		uint64_t mask = 0;
-		if (o->n_depends_on == 0) {
-			if (i > 0 && !o->first)
-				mask = 1ull << (i - 1);
-		}
-		for (size_t k = 0; k < o->n_depends_on; k++) {
-			const char *dn = nz(o->depends_on[k]);
-			int j = -1;
-			for (uint32_t x = 0; x < n_steps; x++) {
-				if (strcmp(dn, mth[x]->name) == 0) {
-					j = (int)x;
-					break;
-				}
-			}
-			if (j < 0) {
-				rv = pfail(c, SAGA_EDEFINITION, "step %s: depends_on names unknown step %.128s",
-				    m->name, dn);
-				goto fail;
-			}
-			if ((uint32_t)j == i) {
-				rv = pfail(c, SAGA_EDEFINITION, "step %s: depends on itself", m->name);
-				goto fail;
-			}
-			if (mask & (1ull << j)) {
-				rv = pfail(c, SAGA_EDEFINITION, "step %s: depends_on lists %s twice", m->name, dn);
-				goto fail;
-			}
-			mask |= 1ull << j;
-		}
-		s->dep_mask = mask;
-		s->n_deps = (uint32_t)__builtin_popcountll(mask);
-		if (s->n_deps > 0) {
-			if ((s->deps = calloc(s->n_deps, sizeof(*s->deps))) == NULL) {
-				rv = pfail(c, SAGA_ENOMEM, "out of memory");
-				goto fail;
-			}
-			uint32_t k = 0;
-			for (uint64_t b = mask; b != 0; b &= b - 1)
-				s->deps[k++] = (uint32_t)__builtin_ctzll(b);
-		}
-	}
 	for (uint32_t i = 0; i < n_steps; i++)
 		for (uint32_t j = 0; j < n_steps; j++)
 			if (d->steps[j].dep_mask & (1ull << i))
 				d->steps[i].dependents_mask |= 1ull << j;
-
-	/* Every other rpc must be some step's compensation, declared once. A
-	 * typo in a step option must not silently turn a step into nothing. */
-	for (size_t i = 0; i < svc->n_method; i++) {
-		const mthproto *m = svc->method[i];
-		bool step = false, comp = false;
-		for (uint32_t j = 0; j < n_steps; j++) {
-			if (m == mth[j])
-				step = true;
-			else if (streq(m->name, mth[j]->name)) {
-				rv = pfail(c, SAGA_EDEFINITION, "rpc %s is declared more than once",
-				    mth[j]->name);
-				goto fail;
-			}
-			if (d->steps[j].compensation != NULL && streq(m->name, d->steps[j].compensation))
-				comp = true;
-		}
-		if (!step && !comp) {
-			rv = pfail(c, SAGA_EDEFINITION,
-			    "rpc %.128s is neither a step nor a compensation of any step", nz(m->name));
-			goto fail;
-		}
-	}
-
-	if ((rv = compute_topo(c, d)) != 0)
+	if ((rv = check_other_rpcs(c, svc, mth, d)) != 0 || (rv = compute_topo(c, d)) != 0)
 		goto fail;
 
 	const char *in = d->steps[0].input_type;
 	if (sopt != NULL && nz(sopt->input_type)[0] != '\0') {
 		in = strip_dot(sopt->input_type);
-		if (!type_name_ok(in) || !message_exists(c->set, in)) {
-			rv = pfail(c, SAGA_EDEFINITION, "input_type %.128s is not a message in the descriptor set",
-			    in);
+		if (!type_ok(c, in)) {
+			rv = pfail(c, SAGA_EDEFINITION,
+			    "input_type %.128s is not a message in the descriptor set", in);
 			goto fail;
 		}
 	}
@@ -771,19 +878,19 @@ compile_service(pctx *c, const svcproto *svc, const char *full, defn_saga **out)
 		rv = pfail(c, SAGA_EDEFINITION, "description is not valid UTF-8");
 		goto fail;
 	}
-	if ((rv = copy_str(c, &d->input_type, in)) != 0 ||
+	if ((rv = copy_str(c, &d->name, full)) != 0 ||
+	    (rv = copy_str(c, &d->input_type, in)) != 0 ||
 	    (rv = copy_str(c, &d->description, desc)) != 0)
 		goto fail;
 
 	d->fingerprint = fingerprint(d);
 	*out = d;
 	d = NULL;
-	rv = 0;
 
 fail:
-	for (uint32_t i = 0; i < DEFN_MAX_STEPS; i++)
-		wire_free(opt[i] ? &opt[i]->base : NULL);
-	wire_free(sopt ? &sopt->base : NULL);
+	for (uint32_t i = 0; i < n_steps; i++)
+		wire_free(opt[i] != NULL ? &opt[i]->base : NULL);
+	wire_free(sopt != NULL ? &sopt->base : NULL);
 	defn_free(d);
 	return rv;
 }
@@ -815,7 +922,8 @@ defn_parse_set(const uint8_t *buf, size_t len, defn_saga ***out, size_t *n_out, 
 	*out = NULL;
 	*n_out = 0;
 
-	set = (fdset *)wire_unpack(&google__protobuf__file_descriptor_set__descriptor, buf, len, 0, &rv);
+	set = (fdset *)wire_unpack(&google__protobuf__file_descriptor_set__descriptor, buf, len, 0,
+	    &rv);
 	if (set == NULL) {
 		if (rv == 0)
 			rv = SAGA_EPROTO;
@@ -823,7 +931,8 @@ defn_parse_set(const uint8_t *buf, size_t len, defn_saga ***out, size_t *n_out, 
 		        "descriptor set nests too deeply or is too large to decode" :
 		        "not a FileDescriptorSet (expected protoc --descriptor_set_out output)");
 	}
-	c.set = set;
+	if ((rv = build_msg_index(&c, set)) != 0)
+		goto fail;
 
 	for (size_t f = 0; f < set->n_file; f++) {
 		const fdproto *fp = set->file[f];
@@ -861,8 +970,8 @@ defn_parse_set(const uint8_t *buf, size_t len, defn_saga ***out, size_t *n_out, 
 		}
 	}
 	if (n == 0) {
-		rv = pfail(&c, SAGA_EDEFINITION,
-		    "no saga service in the descriptor set (annotate a service with (sagaspec.saga) or its rpcs with (sagaspec.step))");
+		rv = pfail(&c, SAGA_EDEFINITION, "no saga service in the descriptor set "
+		    "(annotate a service with (sagaspec.saga) or its rpcs with (sagaspec.step))");
 		goto fail;
 	}
 
@@ -884,6 +993,7 @@ defn_parse_set(const uint8_t *buf, size_t len, defn_saga ***out, size_t *n_out, 
 	}
 
 	free(names);
+	free(c.idx);
 	wire_free(&set->base);
 	*out = defs;
 	*n_out = n;
@@ -891,6 +1001,7 @@ defn_parse_set(const uint8_t *buf, size_t len, defn_saga ***out, size_t *n_out, 
 
 fail:
 	free(names);
+	free(c.idx);
 	free(full);
 	defn_free(d);
 	defn_free_array(defs, n);

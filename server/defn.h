@@ -68,8 +68,10 @@ typedef struct defn_saga {
  * definitions (n_out >= 1) that the caller frees with defn_free_array().
  * On failure returns a saga_err value (SAGA_EDEFINITION for an invalid
  * definition, SAGA_EPROTO for bytes that are not a descriptor set,
- * SAGA_ENOMEM) and writes a message naming the saga, the step and the
- * problem into err (NUL-terminated, truncated to errlen).
+ * SAGA_ETOOBIG for a set nested too deeply or too large to decode,
+ * SAGA_ENOMEM, SAGA_EINVAL for NULL out-parameters) and writes a message
+ * naming the saga, the step and the problem into err (NUL-terminated,
+ * printable ASCII, truncated to errlen; err may be NULL).
  * Never crashes on any input; bounded in memory by a quota proportional to
  * len.
  */

@@ -106,7 +106,7 @@ migrate_apply_list(PGconn *conn, const migration *list, size_t n, int *applied, 
 {
 	const char *key[1] = { LOCK_KEY };
 	PGresult *res = NULL;
-	int rv = 0, locked = 0, count = 0, known_max;
+	int rv = 0, locked = 0, count = 0, known_max, db_max = 0, unknown = 0;
 	int *have = NULL; /* have[i]: list[i] is recorded */
 	size_t i;
 
@@ -170,18 +170,24 @@ migrate_apply_list(PGconn *conn, const migration *list, size_t n, int *applied, 
 		int v = atoi(PQgetvalue(res, r, 0));
 		for (i = 0; i < n && list[i].version != v; i++)
 			;
-		if (i < n) {
+		if (i < n)
 			have[i] = 1;
-			continue;
-		}
-		/* Forward only: a newer binary has been here, and this one
-		 * does not know what the schema now looks like. */
-		if (v > known_max)
-			seterr(err, errlen, "database schema version %d is newer than this sagad "
-			    "(knows up to %d); run a newer sagad", v, known_max);
-		else
-			seterr(err, errlen, "database records schema migration %d, which this "
-			    "sagad does not know", v);
+		else if (unknown == 0)
+			unknown = v;
+		if (v > db_max)
+			db_max = v;
+	}
+	/* Forward only: a newer binary has been here, and this one does not
+	 * know what the schema now looks like. */
+	if (db_max > known_max) {
+		seterr(err, errlen, "database schema version %d is newer than this sagad (knows up "
+		    "to %d); run a newer sagad", db_max, known_max);
+		rv = SAGA_EDB;
+		goto fail;
+	}
+	if (unknown != 0) {
+		seterr(err, errlen, "database records schema migration %d, which this sagad does "
+		    "not know", unknown);
 		rv = SAGA_EDB;
 		goto fail;
 	}

@@ -828,6 +828,15 @@ pgembed_start(const char *data_dir, const char *bindir, const char *pg_user, cha
 	}
 	if ((rv = resolve(pe, data_dir, bindir, pg_user, 1, err, errlen)) != 0)
 		goto fail;
+	/* Checked before anything is started, so a caller's mistake does not
+	 * leave a cluster running. */
+	build_conninfo(ci, sizeof(ci), pe->pgdir, DBNAME);
+	if (conninfo == NULL || strlen(ci) >= conninfo_len) {
+		seterr(err, errlen, "conninfo buffer too small (%zu bytes, need %zu)", conninfo_len,
+		    strlen(ci) + 1);
+		rv = SAGA_EINVAL;
+		goto fail;
+	}
 
 	snprintf(verfile, sizeof(verfile), "%s/PG_VERSION", pe->pgdir);
 	if (access(verfile, F_OK) != 0 && (rv = init_cluster(pe, err, errlen)) != 0)
@@ -877,12 +886,6 @@ pgembed_start(const char *data_dir, const char *bindir, const char *pg_user, cha
 		goto fail;
 
 	build_conninfo(ci, sizeof(ci), pe->pgdir, DBNAME);
-	if (strlen(ci) >= conninfo_len) {
-		seterr(err, errlen, "conninfo buffer too small (%zu bytes, need %zu)", conninfo_len,
-		    strlen(ci) + 1);
-		rv = SAGA_EINVAL;
-		goto fail;
-	}
 	memcpy(conninfo, ci, strlen(ci) + 1);
 	rv = 0;
 fail:

@@ -614,9 +614,16 @@ store_register(PGconn *c, const uint8_t *set, size_t set_len, defn_saga **defs, 
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
+	/* The stored fingerprint also covers the descriptor set itself: a
+	 * changed message schema is a new version, so payloads are always
+	 * rendered with the descriptors a saga was started with. */
+	uint64_t set_fp = 1469598103934665603ULL;
+	for (size_t k = 0; k < set_len; k++)
+		set_fp = (set_fp ^ set[k]) * 1099511628211ULL;
 	for (size_t i = 0; i < n; i++) {
 		const char *name = defs[i]->name;
 		const char *p1[1] = { name };
+		uint64_t fingerprint = defs[i]->fingerprint ^ (set_fp * 0x9e3779b97f4a7c15ULL);
 		PGresult *r = PQexecParams(c, "SELECT pg_advisory_xact_lock(hashtext($1))", 1, NULL,
 		    p1, NULL, NULL, 0);
 		if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -643,7 +650,7 @@ store_register(PGconn *c, const uint8_t *set, size_t set_len, defn_saga **defs, 
 			fp = (int64_t)get64(PQgetvalue(r, 0, 1));
 		}
 		PQclear(r);
-		if (latest != 0 && fp == (int64_t)defs[i]->fingerprint) {
+		if (latest != 0 && fp == (int64_t)fingerprint) {
 			versions[i] = latest;
 			unchanged[i] = 1;
 			continue;
@@ -651,7 +658,7 @@ store_register(PGconn *c, const uint8_t *set, size_t set_len, defn_saga **defs, 
 		versions[i] = latest + 1;
 		char vbuf[4], fbuf[8], nbuf[4];
 		put32(vbuf, versions[i]);
-		put64(fbuf, defs[i]->fingerprint);
+		put64(fbuf, fingerprint);
 		put32(nbuf, defs[i]->n_steps);
 		const char *vals[5] = { name, vbuf, fbuf, nbuf, (const char *)set };
 		int lens[5] = { 0, 4, 8, 4, (int)set_len };

@@ -7,7 +7,8 @@
 #   ./tests/run.sh -- --suite unit # anything after -- goes to `meson test`
 #
 # Installs missing Debian packages first (tests/install-deps.sh). Exits with
-# the status of `meson test`, whose summary is the last thing printed.
+# the status of `meson test`, whose summary (Ok/Fail counts) is the last
+# thing printed.
 set -euo pipefail
 
 usage() {
@@ -60,7 +61,23 @@ fi
 printf '%s\n' "==> building"
 meson compile -C "$builddir"
 
-printf '%s\n' "==> testing"
-# exec: meson's summary (Ok/Fail counts) stays the last output, and its
-# exit status is ours.
-exec meson test -C "$builddir" --print-errorlogs "${test_args[@]}"
+printf '%s\n' "==> testing (full log: $builddir/meson-logs/testlog.txt)"
+# meson's summary (the Ok/Fail counts) must be the last thing printed:
+# drop the "Full log written to ..." line meson adds after it (its path is
+# printed above) and trailing blank lines. Lines pass through as they come.
+summary_last() {
+	local line blanks=0
+	while IFS= read -r line || [[ -n "$line" ]]; do
+		if [[ -z "$line" ]]; then
+			blanks=$((blanks + 1))
+			continue
+		fi
+		[[ "$line" == "Full log written to "* ]] && continue
+		for ((; blanks > 0; blanks--)); do printf '\n'; done
+		printf '%s\n' "$line"
+	done
+}
+rc=0
+PYTHONUNBUFFERED=1 meson test -C "$builddir" --print-errorlogs "${test_args[@]}" 2>&1 |
+	summary_last || rc=$?
+exit "$rc"

@@ -89,11 +89,15 @@ saga_client_set_max_message(saga_client *c, size_t bytes)
 		return SAGA_EINVAL;
 	if (bytes == c->max_message)
 		return SAGA_OK;
-	/* nng applies the limit to connections made after it is set: start
-	 * over with a new socket so that it holds at once. */
-	sl_conn_close(&c->conn);
+	if (c->conn.open) {
+		int rv = sl_conn_set_max_message(&c->conn, bytes);
+		if (rv != SAGA_OK) {
+			sl_seterr(c->errmsg, "cannot change the receive limit");
+			return rv;
+		}
+	}
 	c->max_message = bytes;
-	return sl_conn_open(&c->conn, c->url, c->max_message, c->errmsg);
+	return SAGA_OK;
 }
 
 void
@@ -128,11 +132,6 @@ call(saga_client *c, const Sagawire__Request *req, Sagawire__Response__BodyCase 
 	int rv;
 
 	*out = NULL;
-	if (!c->conn.open) {
-		/* A failed reopen in set_max_message left no socket. */
-		if ((rv = sl_conn_open(&c->conn, c->url, c->max_message, c->errmsg)) != SAGA_OK)
-			return rv;
-	}
 	int64_t deadline = wire_mono_ms() + c->timeout_ms;
 	if ((rv = wire_pack_msg(&req->base, &msg)) != SAGA_OK) {
 		sl_seterr(c->errmsg, "out of memory packing the request");

@@ -26,28 +26,39 @@ sl_conn_fini(sl_conn *c)
 	pthread_mutex_destroy(&c->mu);
 }
 
-/* Runs on an nng thread for every connection made or lost. Only counts and
- * logs: calling into nng from here could deadlock with nng_close. */
+/* Runs on an nng thread for every connection made or lost. Only records
+ * and logs: calling into nng from here could deadlock with nng_close. */
 static void
 pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
 	sl_conn *c = arg;
-	(void)p;
+	int known = 0;
+	unsigned ups;
+
 	pthread_mutex_lock(&c->mu);
-	if (ev == NNG_PIPE_EV_ADD_POST) {
-		c->npipes++;
+	if (ev == NNG_PIPE_EV_ADD_POST && c->open && c->npipes < SL_MAX_PIPES) {
+		c->pipes[c->npipes++] = p;
 		c->ups++;
+		known = 1;
 		pthread_cond_broadcast(&c->cv);
-	} else if (ev == NNG_PIPE_EV_REM_POST && c->npipes > 0) {
-		c->npipes--;
-		c->drops++;
+	} else if (ev == NNG_PIPE_EV_REM_POST) {
+		for (unsigned i = 0; i < c->npipes; i++) {
+			if (nng_pipe_id(c->pipes[i]) == nng_pipe_id(p)) {
+				c->pipes[i] = c->pipes[--c->npipes];
+				c->drops++;
+				known = 1;
+				break;
+			}
+		}
 	}
-	unsigned ups = c->ups;
+	ups = c->ups;
 	pthread_mutex_unlock(&c->mu);
+	if (!known)
+		return;
 	if (ev == NNG_PIPE_EV_ADD_POST)
 		sl_log(c->log, c->log_user, ups > 1 ? SAGA_LOG_INFO : SAGA_LOG_DEBUG,
 		    "connected to sagad at %s", c->url);
-	else if (ev == NNG_PIPE_EV_REM_POST)
+	else
 		sl_log(c->log, c->log_user, SAGA_LOG_INFO,
 		    "connection to sagad at %s lost; reconnecting", c->url);
 }
@@ -73,14 +84,16 @@ sl_conn_open(sl_conn *c, const char *url, size_t max_message, char *err)
 		rv = wire_err_from_nng(rv);
 		goto fail;
 	}
+	c->url = url;
 	pthread_mutex_lock(&c->mu);
 	c->npipes = c->drops = c->ups = 0;
-	pthread_mutex_unlock(&c->mu);
-	c->url = url;
 	c->sock = s;
 	c->open = 1;
+	pthread_mutex_unlock(&c->mu);
 	if ((rv = nng_dial(s, url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
+		pthread_mutex_lock(&c->mu);
 		c->open = 0;
+		pthread_mutex_unlock(&c->mu);
 		sl_seterr(err, "cannot dial sagad at %s: %s", url, nng_strerror(rv));
 		/* An unknown scheme or unparsable address is the caller's
 		 * mistake; anything else is what nng says. */
@@ -95,13 +108,37 @@ fail:
 	return rv;
 }
 
+int
+sl_conn_set_max_message(sl_conn *c, size_t max_message)
+{
+	nng_pipe live[SL_MAX_PIPES];
+	unsigned n;
+	int rv;
+
+	if ((rv = nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, max_message)) != 0)
+		return wire_err_from_nng(rv);
+	pthread_mutex_lock(&c->mu);
+	n = c->npipes;
+	memcpy(live, c->pipes, n * sizeof(live[0]));
+	c->npipes = 0; /* callers now wait for a connection with the new limit */
+	pthread_mutex_unlock(&c->mu);
+	/* Established pipes only: closing a socket or dialer in the middle of
+	 * its handshake can wedge an nng 1.5.2 ipc listener (nng #1518). */
+	for (unsigned i = 0; i < n; i++)
+		nng_pipe_close(live[i]);
+	return SAGA_OK;
+}
+
 void
 sl_conn_close(sl_conn *c)
 {
-	if (!c->open)
-		return;
+	pthread_mutex_lock(&c->mu);
+	int was_open = c->open;
 	c->open = 0;
-	nng_close(c->sock);
+	c->npipes = 0;
+	pthread_mutex_unlock(&c->mu);
+	if (was_open)
+		nng_close(c->sock);
 }
 
 int

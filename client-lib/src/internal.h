@@ -69,13 +69,19 @@ int sl_cond_init(pthread_cond_t *cv);
  * One REQ socket dialing sagad. The dial is non-blocking, so sagad may
  * come up later; nng re-dials by itself after failures. The socket's
  * receive limit is set before dialing (nng's default is unlimited and it
- * allocates what a peer claims). A pipe-notify callback counts live
+ * allocates what a peer claims). A pipe-notify callback keeps the live
  * connections so that a caller can wait for one instead of queueing a send
  * that would have to be cancelled (nng 1.5.2 leaks the message of a
- * cancelled REQ send).
+ * cancelled REQ send), and so that they can be replaced when the receive
+ * limit changes.
+ *
+ * Pipes are tracked by id: nng runs a closed socket's last callbacks after
+ * nng_close() returns, and those must not count against a new socket.
  *
  * The struct must not move while open: nng holds a pointer to it.
  */
+#define SL_MAX_PIPES 8
+
 typedef struct sl_conn {
 	nng_socket      sock;
 	int             open;
@@ -84,7 +90,8 @@ typedef struct sl_conn {
 	void           *log_user;
 	pthread_mutex_t mu;
 	pthread_cond_t  cv;       /* signalled when a connection comes up */
-	unsigned        npipes;   /* connections up now */
+	nng_pipe        pipes[SL_MAX_PIPES]; /* connections up now */
+	unsigned        npipes;
 	unsigned        drops;    /* connections lost since open */
 	unsigned        ups;      /* connections made since open */
 } sl_conn;
@@ -96,6 +103,9 @@ void sl_conn_fini(sl_conn *c);
 /* Opens the socket and starts dialing url. err (SL_ERRMSG_MAX) gets the
  * detail on failure: SAGA_EINVAL for a bad URL, or the mapped nng error. */
 int  sl_conn_open(sl_conn *c, const char *url, size_t max_message, char *err);
+/* Changes the receive limit: new connections get it at once; the live
+ * ones (which keep the limit they started with) are closed and re-dialed. */
+int  sl_conn_set_max_message(sl_conn *c, size_t max_message);
 /* Closes the socket (once; nng aborts every operation with NNG_ECLOSED). */
 void sl_conn_close(sl_conn *c);
 

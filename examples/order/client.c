@@ -4,7 +4,7 @@
  *
  *   order-client [--url URL] [--order-id ID] [--sku SKU] [--quantity N]
  *                [--amount CENTS] [--card CARD] [--address ADDR]
- *                [--key IDEMPOTENCY_KEY] [--wait] [--timeout MS]
+ *                [--key IDEMPOTENCY_KEY] [--wait] [--timeout MS] [--verbose]
  *
  * Prints the saga id as the first line of stdout. With --wait it then
  * prints the final state and every step, and exits 0 if the saga

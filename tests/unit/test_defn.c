@@ -224,8 +224,8 @@ build_set(const tservice *sv, size_t n_sv, size_t *len)
 			google__protobuf__service_options__init(so);
 			so->base.n_unknown_fields = 1;
 			so->base.unknown_fields = talloc(sizeof(ProtobufCMessageUnknownField));
-			so->base.unknown_fields[0] = opt_field(50701, &sv[i].saga->base, sv[i].saga_extra,
-			    sv[i].n_saga_extra);
+			so->base.unknown_fields[0] = opt_field(50701, &sv[i].saga->base,
+			    sv[i].saga_extra, sv[i].n_saga_extra);
 			s->options = so;
 		}
 		s->n_method = sv[i].n;
@@ -246,10 +246,13 @@ build_set(const tservice *sv, size_t n_sv, size_t *len)
 				Google__Protobuf__MethodOptions *mo = talloc(sizeof(*mo));
 				google__protobuf__method_options__init(mo);
 				mo->base.n_unknown_fields = copies;
-				mo->base.unknown_fields = talloc(copies * sizeof(ProtobufCMessageUnknownField));
-				for (unsigned k = 0; k < copies; k++)
+				mo->base.unknown_fields =
+				    talloc(copies * sizeof(ProtobufCMessageUnknownField));
+				for (unsigned k = 0; k < copies; k++) {
 					mo->base.unknown_fields[k] = tm->raw ? *tm->raw :
-					    opt_field(50700, &tm->step->base, tm->extra, tm->n_extra);
+					    opt_field(50700, &tm->step->base, tm->extra,
+					        tm->n_extra);
+				}
 				md->options = mo;
 			}
 			s->method[j] = md;
@@ -515,7 +518,8 @@ START_TEST(every_field_change_changes_fingerprint)
 	for (int k = 0; k < N_VARIANTS; k++) {
 		fp[k] = variant_fingerprint(k);
 		for (int j = 0; j < k; j++)
-			ck_assert_msg(fp[k] != fp[j], "variants %d and %d share a fingerprint", j, k);
+			ck_assert_msg(fp[k] != fp[j], "variants %d and %d share a fingerprint",
+			    j, k);
 	}
 	ck_assert_uint_eq(variant_fingerprint(0), fp[0]);
 }
@@ -601,7 +605,8 @@ START_TEST(parse_one_returns_only_the_named_saga)
 	defn_free(d);
 
 	d = (defn_saga *)1;
-	ck_assert_int_eq(defn_parse_one(buf, len, "three.Third", &d, err, sizeof(err)), SAGA_ENOTFOUND);
+	ck_assert_int_eq(defn_parse_one(buf, len, "three.Third", &d, err, sizeof(err)),
+	    SAGA_ENOTFOUND);
 	ck_assert_ptr_null(d);
 	ck_assert_ptr_nonnull(strstr(err, "three.Third"));
 }
@@ -771,6 +776,47 @@ START_TEST(step_type_missing_from_set_is_refused)
 	tmethod ms2[] = { { .name = "A", .out = ".t", .step = mkstep("p") } };
 	sv.m = ms2;
 	expect_built_refused(&sv, 1, NEEDLES("step A", "response type t "));
+}
+END_TEST
+
+START_TEST(compensation_with_bad_name_or_missing_type_is_refused)
+{
+	Sagaspec__Step *s = mkstep("p");
+	s->compensation = "un do";
+	tmethod ms[] = { { .name = "Do", .step = s }, { .name = "un do" } };
+	tservice sv = { .pkg = "t", .name = "S", .m = ms, .n = 2 };
+	expect_built_refused(&sv, 1, NEEDLES("step Do: compensation \"un do\""));
+
+	s->compensation = "Undo";
+	tmethod ms2[] = { { .name = "Do", .step = s }, { .name = "Undo", .in = ".t.Gone" } };
+	sv.m = ms2;
+	expect_built_refused(&sv, 1, NEEDLES("compensation rpc Undo", "not in the descriptor set"));
+}
+END_TEST
+
+START_TEST(many_sagas_and_messages_compile_without_quadratic_work)
+{
+	/* 20000 sagas in 20000 files: a type lookup that scanned every file
+	 * would do ~10^9 comparisons; the sorted index does not. */
+	size_t ns = 20000;
+	tservice *sv = talloc(ns * sizeof(*sv));
+	tmethod *ms = talloc(ns * sizeof(*ms));
+	Sagaspec__Step *st = mkstep("p");
+	for (size_t i = 0; i < ns; i++) {
+		ms[i].name = "A";
+		ms[i].step = st;
+		sv[i].pkg = tprintf("p%zu", i);
+		sv[i].name = "S";
+		sv[i].m = &ms[i];
+		sv[i].n = 1;
+	}
+	defn_saga **defs = NULL;
+	size_t n = 0;
+	char err[ERRLEN];
+	ck_assert_msg(parse_built(sv, ns, &defs, &n, err) == 0, "%s", err);
+	ck_assert_uint_eq(n, ns);
+	ck_assert_str_eq(defs[ns - 1]->steps[0].input_type, "p19999.Req");
+	defn_free_array(defs, n);
 }
 END_TEST
 
@@ -947,7 +993,8 @@ START_TEST(garbage_bytes_are_refused_not_crashed)
 		memcpy(mut, good, len);
 		int flips = 1 + (int)(rng() % 4);
 		for (int k = 0; k < flips; k++) {
-			size_t at = (i % 4) ? len - 1 - (size_t)(rng() % tail) : (size_t)(rng() % len);
+			size_t at = (i % 4) ? len - 1 - (size_t)(rng() % tail) :
+			                      (size_t)(rng() % len);
 			mut[at] ^= (uint8_t)(1u << (rng() % 8));
 		}
 		parse_and_discard(mut, len);
@@ -1053,11 +1100,13 @@ defn_suite(void)
 	tcase_add_test(tc, non_finite_doubles_are_refused);
 	tcase_add_test(tc, invalid_names_are_refused_and_quoted_safely);
 	tcase_add_test(tc, step_type_missing_from_set_is_refused);
+	tcase_add_test(tc, compensation_with_bad_name_or_missing_type_is_refused);
 	tcase_add_test(tc, repeated_step_option_is_refused);
 	tcase_add_test(tc, malformed_option_bytes_are_refused);
 	tcase_add_test(tc, unknown_saga_and_retry_option_fields_are_refused);
 	tcase_add_test(tc, non_utf8_description_is_refused);
 	tcase_add_test(tc, many_rpcs_are_refused_without_quadratic_work);
+	tcase_add_test(tc, many_sagas_and_messages_compile_without_quadratic_work);
 	tcase_add_test(tc, error_text_is_truncated_to_errlen);
 	suite_add_tcase(s, tc);
 

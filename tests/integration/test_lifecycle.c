@@ -1,0 +1,821 @@
+/*
+ * Integration: the life of a saga end to end. A real PostgreSQL (one
+ * cluster for this executable, a fresh database per test), the real sagad,
+ * real test-participant processes and libsaga's client, over ipc://.
+ * What the participants did is read from their journal (see
+ * tests/participant/test_participant.c): which handler ran, how often, in
+ * which order, with which results of earlier steps.
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "saga.h"
+#include "th.h"
+#include "th_sagad.h"
+
+#define WAIT_MS 30000
+
+static th_pg *pg;
+
+static void
+cluster_up(void)
+{
+	ck_assert_msg(th_pg_start(&pg) == 0, "cannot start PostgreSQL");
+}
+
+static void
+cluster_down(void)
+{
+	th_pg_free(pg);
+	pg = NULL;
+}
+
+/* sagad, one participant process serving every participant name, and the
+ * test sagas registered. */
+static ths *
+world(const char *db)
+{
+	ths *t = ths_new_ok(pg, db);
+	ths_sagad_start_ok(t, NULL);
+	ths_participant_ok(t, "main", 16, NULL);
+	ths_register_sagas_ok(t);
+	return t;
+}
+
+/* "<rpc>@<id>": what test-participant returns from an action. */
+static char *
+result_of(const char *rpc, const char *id)
+{
+	char *s = NULL;
+	ck_assert_int_ge(asprintf(&s, "%s@%s", rpc, id), 0);
+	return s;
+}
+
+static void
+assert_result(const saga_step_info *st, const char *rpc, const char *id)
+{
+	char *want = result_of(rpc, id);
+	ck_assert_uint_eq(st->result_len, strlen(want));
+	ck_assert_msg(memcmp(st->result, want, st->result_len) == 0, "step %s result is '%.*s'",
+	    st->name, (int)st->result_len, (const char *)st->result);
+	free(want);
+}
+
+/* The journal line of the one `outcome` run of kind/rpc for saga id. */
+static const ths_jline *
+only_line(const ths_journal *j, const char *id, char kind, const char *rpc, const char *outcome)
+{
+	ck_assert_msg(ths_journal_count(j, id, kind, rpc, outcome) == 1,
+	    "journal: %d lines of %c %s %s for %s, want 1", ths_journal_count(j, id, kind, rpc,
+	    outcome), kind, rpc, outcome ? outcome : "*", id);
+	return &j->lines[ths_journal_find(j, 0, id, kind, rpc, outcome)];
+}
+
+static int
+line_index(const ths_journal *j, const char *id, char kind, const char *rpc)
+{
+	int i = ths_journal_find(j, 0, id, kind, rpc, NULL);
+	ck_assert_msg(i >= 0, "journal: no %c %s for %s", kind, rpc, id);
+	return i;
+}
+
+static void
+assert_dep(const ths_jline *l, const char *step, const char *rpc, const char *id)
+{
+	char *want = result_of(rpc, id);
+	const char *got = ths_jline_dep(l, step);
+	ck_assert_msg(got != NULL, "%c %s of %s did not receive the result of %s", l->kind,
+	    l->rpc, id, step);
+	ck_assert_str_eq(got, want);
+	free(want);
+}
+
+/* ---- success ----------------------------------------------------------- */
+
+START_TEST(linear_saga_completes_in_order_passing_results_forward)
+{
+	ths *t = world("lc_success");
+	char *id = ths_start_ok(t, "ittest.Linear3", "tag=success");
+	saga_info *info = ths_wait_final_ok(t, id, WAIT_MS);
+	static const char *steps[] = { "A", "B", "C" };
+
+	ck_assert_str_eq(saga_state_name(info->state), saga_state_name(SAGA_STATE_COMPLETED));
+	ck_assert_str_eq(info->definition, "ittest.Linear3");
+	ck_assert_uint_eq(info->n_steps, 3);
+	ck_assert_str_eq(info->error, "");
+	ck_assert_uint_eq(info->input_len, strlen("tag=success"));
+	for (int i = 0; i < 3; i++) {
+		const saga_step_info *st = ths_step_ok(info, steps[i]);
+		ck_assert_int_eq(st->state, SAGA_STEP_SUCCEEDED);
+		ck_assert_uint_eq(st->attempts, 1);
+		ck_assert_uint_eq(st->comp_attempts, 0);
+		ck_assert_uint_eq(st->completion_seq, (uint32_t)i + 1);
+		ck_assert_int_gt(st->started_us, 0);
+		ck_assert_int_ge(st->finished_us, st->started_us);
+		assert_result(st, steps[i], id);
+	}
+	ck_assert_str_eq(ths_step_ok(info, "B")->depends_on[0], "A");
+
+	ths_journal *j = ths_journal_read_ok(t);
+	ck_assert_int_eq(ths_journal_count(j, id, 0, NULL, NULL), 3);
+	ck_assert_int_eq(ths_journal_count(j, id, 'c', NULL, NULL), 0);
+	const ths_jline *a = only_line(j, id, 'a', "A", "ok");
+	const ths_jline *b = only_line(j, id, 'a', "B", "ok");
+	const ths_jline *c = only_line(j, id, 'a', "C", "ok");
+	ck_assert_int_lt(line_index(j, id, 'a', "A"), line_index(j, id, 'a', "B"));
+	ck_assert_int_lt(line_index(j, id, 'a', "B"), line_index(j, id, 'a', "C"));
+	ck_assert_uint_eq(a->attempt, 1);
+	ck_assert_uint_eq(a->n_deps, 0);
+	assert_dep(b, "A", "A", id);
+	assert_dep(c, "B", "B", id);
+	ck_assert_ptr_null(ths_jline_dep(c, "A")); /* only its own dependency */
+	ck_assert_int_ge(b->t0_us, a->t1_us);
+	ck_assert_int_ge(c->t0_us, b->t1_us);
+
+	ths_journal_free(j);
+	saga_info_free(info);
+	saga_string_free(id);
+	ths_free(t);
+}
+END_TEST
+
+/* ---- business failure at each step ------------------------------------- */
+
+/* _i = 0, 1, 2: fail at A, B, C. */
+START_TEST(business_failure_compensates_exactly_the_completed_steps_newest_first)
+{
+	static const char *steps[] = { "A", "B", "C" };
+	static const char *undo[] = { "UndoA", "UndoB", "UndoC" };
+	char db[32], input[32], want[32];
+	int k = _i;
+
+	snprintf(db, sizeof(db), "lc_fail_%s", steps[k]);
+	snprintf(input, sizeof(input), "fail=%s", steps[k]);
+	ths *t = world(db);
+	char *id = ths_start_ok(t, "ittest.Linear3", input);
+	saga_info *info = ths_wait_final_ok(t, id, WAIT_MS);
+
+	ck_assert_msg(info->state == SAGA_STATE_COMPENSATED, "saga is %s: %s",
+	    saga_state_name(info->state), info->error);
+	snprintf(want, sizeof(want), "step %s", steps[k]);
+	ck_assert_msg(ths_contains(info->error, want), "saga error '%s' does not name %s",
+	    info->error, want);
+	for (int i = 0; i < 3; i++) {
+		const saga_step_info *st = ths_step_ok(info, steps[i]);
+		if (i < k) {
+			ck_assert_msg(st->state == SAGA_STEP_COMPENSATED, "step %s is %s", steps[i],
+			    saga_step_state_name(st->state));
+			ck_assert_uint_eq(st->comp_attempts, 1);
+		} else if (i == k) {
+			ck_assert_msg(st->state == SAGA_STEP_FAILED, "step %s is %s", steps[i],
+			    saga_step_state_name(st->state));
+			ck_assert_uint_eq(st->attempts, 1); /* a business failure is not retried */
+			ck_assert_uint_eq(st->comp_attempts, 0);
+			ck_assert_msg(ths_contains(st->last_error, "business failure"),
+			    "last_error '%s'", st->last_error);
+		} else {
+			ck_assert_int_eq(st->state, SAGA_STEP_PENDING);
+			ck_assert_uint_eq(st->attempts, 0);
+		}
+	}
+
+	ths_journal *j = ths_journal_read_ok(t);
+	only_line(j, id, 'a', steps[k], "fail");
+	ck_assert_int_eq(ths_journal_count(j, id, 'c', undo[k], NULL), 0);
+	for (int i = k + 1; i < 3; i++)
+		ck_assert_int_eq(ths_journal_count(j, id, 'a', steps[i], NULL), 0);
+	ck_assert_int_eq(ths_journal_count(j, id, 'c', NULL, NULL), k);
+	int prev = line_index(j, id, 'a', steps[k]);
+	for (int i = k - 1; i >= 0; i--) {
+		/* Newest first, each after the failure, with its own result. */
+		const ths_jline *l = only_line(j, id, 'c', undo[i], "ok");
+		int at = line_index(j, id, 'c', undo[i]);
+		ck_assert_msg(at > prev, "%s ran out of order", undo[i]);
+		prev = at;
+		assert_dep(l, steps[i], steps[i], id);
+	}
+	ths_journal_free(j);
+	saga_info_free(info);
+	saga_string_free(id);
+	ths_free(t);
+}
+END_TEST
+
+/* ---- retries ------------------------------------------------------------ */
+
+START_TEST(retryable_errors_are_retried_until_success)
+{
+	ths *t = world("lc_retry_ok");
+	char *id = ths_start_ok(t, "ittest.Linear3", "retry=B:2");
+	saga_info *info = ths_wait_final_ok(t, id, WAIT_MS);
+
+	ck_assert_msg(info->state == SAGA_STATE_COMPLETED, "saga is %s: %s",
+	    saga_state_name(info->state), info->error);
+	const saga_step_info *b = ths_step_ok(info, "B");
+	ck_assert_int_eq(b->state, SAGA_STEP_SUCCEEDED);
+	ck_assert_uint_eq(b->attempts, 3);
+	ck_assert_uint_eq(ths_step_ok(info, "A")->attempts, 1);
+	ck_assert_uint_eq(ths_step_ok(info, "C")->attempts, 1);
+	assert_result(b, "B", id);
+
+	ths_journal *j = ths_journal_read_ok(t);
+	ck_assert_int_eq(ths_journal_count(j, id, 'a', "B", "retry"), 2);
+	const ths_jline *ok = only_line(j, id, 'a', "B", "ok");
+	ck_assert_uint_eq(ok->attempt, 3);
+	/* attempts are numbered 1, 2, 3 in order */
+	int i1 = ths_journal_find(j, 0, id, 'a', "B", "retry");
+	int i2 = ths_journal_find(j, (size_t)i1 + 1, id, 'a', "B", "retry");
+	ck_assert_uint_eq(j->lines[i1].attempt, 1);
+	ck_assert_uint_eq(j->lines[i2].attempt, 2);
+	ck_assert_int_eq(ths_journal_count(j, id, 'c', NULL, NULL), 0);
+	ths_journal_free(j);
+	saga_info_free(info);
+	saga_string_free(id);
+	ths_free(t);
+}
+END_TEST
+
+START_TEST(exhausted_retries_compensate_the_uncertain_step_then_earlier_ones)
+{
+	ths *t = world("lc_retry_exhausted");
+	char *id = ths_start_ok(t, "ittest.Linear3", "retry=B:5");
+	saga_info *info = ths_wait_final_ok(t, id, WAIT_MS);
+
+	ck_assert_msg(info->state == SAGA_STATE_COMPENSATED, "saga is %s: %s",
+	    saga_state_name(info->state), info->error);
+	ck_assert_msg(ths_contains(info->error, "step B"), "error '%s'", info->error);
+	const saga_step_info *b = ths_step_ok(info, "B");
+	ck_assert_uint_eq(b->attempts, 3); /* max_attempts 3 */
+	ck_assert_msg(b->state == SAGA_STEP_COMPENSATED, "B is %s",
+	    saga_step_state_name(b->state));
+	ck_assert_int_eq(ths_step_ok(info, "A")->state, SAGA_STEP_COMPENSATED);
+	ck_assert_int_eq(ths_step_ok(info, "C")->state, SAGA_STEP_PENDING);
+
+	ths_journal *j = ths_journal_read_ok(t);
+	ck_assert_int_eq(ths_journal_count(j, id, 'a', "B", "retry"), 3);
+	ck_assert_int_eq(ths_journal_count(j, id, 'a', "B", "ok"), 0);
+	ck_assert_int_eq(ths_journal_count(j, id, 'a', "C", NULL), 0);
+	only_line(j, id, 'c', "UndoB", "ok");
+	only_line(j, id, 'c', "UndoA", "ok");
+	ck_assert_int_lt(line_index(j, id, 'c', "UndoB"), line_index(j, id, 'c', "UndoA"));
+	ths_journal_free(j);
+	saga_info_free(info);
+	saga_string_free(id);
+	ths_free(t);
+}
+END_TEST
+
+START_TEST(compensation_retryable_errors_are_retried_until_success)
+{
+	ths *t = world("lc_compfail");
+	char *id = ths_start_ok(t, "ittest.Linear3", "fail=C;compfail=A:3");
+	saga_info *info = ths_wait_final_ok(t, id, WAIT_MS);
+
+	ck_assert_msg(info->state == SAGA_STATE_COMPENSATED, "saga is %s: %s",
+	    saga_state_name(info->state), info->error);
+	const saga_step_info *a = ths_step_ok(info, "A");
+	ck_assert_int_eq(a->state, SAGA_STEP_COMPENSATED);
+	ck_assert_uint_eq(a->comp_attempts, 4);
+	ths_journal *j = ths_journal_read_ok(t);
+	ck_assert_int_eq(ths_journal_count(j, id, 'c', "UndoA", "retry"), 3);
+	ck_assert_int_eq(ths_journal_count(j, id, 'c', "UndoA", "ok"), 1);
+	ths_journal_free(j);
+	saga_info_free(info);
+	saga_string_free(id);
+	ths_free(t);
+}
+END_TEST
+
+START_TEST(compensation_exhausting_its_retries_parks_the_saga_failed)
+{
+	ths *t = world("lc_parked");
+	/* compensation_retry max_attempts is 5 */
+	char *id = ths_start_ok(t, "ittest.Linear3", "fail=C;compfail=B:99");
+	saga_info *info = ths_wait_final_ok(t, id, WAIT_MS);
+
+	ck_assert_msg(info->state == SAGA_STATE_FAILED, "saga is %s: %s",
+	    saga_state_name(info->state), info->error);
+	ck_assert_msg(ths_contains(info->error, "UndoB") || ths_contains(info->error, "step B"),
+	    "error '%s' does not name the compensation", info->error);
+	const saga_step_info *b = ths_step_ok(info, "B");
+	ck_assert_int_eq(b->state, SAGA_STEP_COMP_FAILED);
+	ck_assert_uint_eq(b->comp_attempts, 5);
+	/* A is not compensated before B is: dependents first. */
+	ck_assert_int_eq(ths_step_ok(info, "A")->state, SAGA_STEP_SUCCEEDED);
+	ths_journal *j = ths_journal_read_ok(t);
+	ck_assert_int_eq(ths_journal_count(j, id, 'c', "UndoB", "retry"), 5);
+	ck_assert_int_eq(ths_journal_count(j, id, 'c', "UndoA", NULL), 0);
+	ths_journal_free(j);
+	saga_info_free(info);
+	saga_string_free(id);
+	ths_free(t);
+}
+END_TEST
+
+/* ---- timeouts ----------------------------------------------------------- */
+
+START_TEST(step_timing_out_on_every_attempt_is_compensated_as_uncertain)
+{
+	ths *t = world("lc_timeout");
+	char *id = ths_start_ok(t, "ittest.Timeouty", "sleep=T:1500");
+	saga_info *info = ths_wait_final_ok(t, id, WAIT_MS);
+
+	ck_assert_msg(info->state == SAGA_STATE_COMPENSATED, "saga is %s: %s",
+	    saga_state_name(info->state), info->error);
+	const saga_step_info *st = ths_step_ok(info, "T");
+	ck_assert_uint_eq(st->attempts, 2);
+	ck_assert_msg(ths_contains(st->last_error, "timed out") ||
+	    ths_contains(info->error, "timed out"),
+	    "neither last_error '%s' nor error '%s' says it timed out", st->last_error,
+	    info->error);
+	ck_assert_msg(st->state == SAGA_STEP_COMPENSATED, "T is %s",
+	    saga_step_state_name(st->state));
+	/* Both attempts reached the participant; their late replies change
+	 * nothing. */
+	ths_journal_wait_ok(t, id, 'a', "T", "ok", 2, WAIT_MS);
+	ths_journal *j = ths_journal_read_ok(t);
+	int i1 = ths_journal_find(j, 0, id, 'a', "T", NULL);
+	int i2 = ths_journal_find(j, (size_t)i1 + 1, id, 'a', "T", NULL);
+	ck_assert_uint_eq(j->lines[i1].attempt, 1);
+	ck_assert_uint_eq(j->lines[i2].attempt, 2);
+	/* The second attempt started after the first timed out (300 ms), not
+	 * after the first's late reply. */
+	ck_assert_int_ge(j->lines[i2].t0_us - j->lines[i1].t0_us, 250 * 1000);
+	ck_assert_int_lt(j->lines[i2].t0_us, j->lines[i1].t1_us);
+	only_line(j, id, 'c', "UndoT", "ok");
+	ths_journal_free(j);
+	saga_info_free(info);
+	ck_assert_int_eq(saga_client_get(ths_client(t), id, &info), SAGA_OK);
+	ck_assert_int_eq(info->state, SAGA_STATE_COMPENSATED);
+	saga_info_free(info);
+	saga_string_free(id);
+	ths_free(t);
+}
+END_TEST
+
+/* ---- parallel branches -------------------------------------------------- */
+
+START_TEST(parallel_branches_run_concurrently_and_join)
+{
+	ths *t = world("lc_parallel");
+	char *id = ths_start_ok(t, "ittest.Parallel", "sleep=B:300;sleep=C:300");
+	saga_info *info = ths_wait_final_ok(t, id, WAIT_MS);
+
+	ck_assert_msg(info->state == SAGA_STATE_COMPLETED, "saga is %s: %s",
+	    saga_state_name(info->state), info->error);
+	ck_assert_uint_eq(ths_step_ok(info, "A")->completion_seq, 1);
+	ck_assert_uint_eq(ths_step_ok(info, "D")->completion_seq, 4);
+	uint32_t sb = ths_step_ok(info, "B")->completion_seq;
+	uint32_t sc = ths_step_ok(info, "C")->completion_seq;
+	ck_assert_msg((sb == 2 && sc == 3) || (sb == 3 && sc == 2), "B seq %u, C seq %u", sb, sc);
+	ck_assert_uint_eq(ths_step_ok(info, "D")->n_depends_on, 2);
+
+	ths_journal *j = ths_journal_read_ok(t);
+	const ths_jline *a = only_line(j, id, 'a', "A", "ok");
+	const ths_jline *b = only_line(j, id, 'a', "B", "ok");
+	const ths_jline *c = only_line(j, id, 'a', "C", "ok");
+	const ths_jline *d = only_line(j, id, 'a', "D", "ok");
+	/* both after A, with A's result */
+	ck_assert_int_ge(b->t0_us, a->t1_us);
+	ck_assert_int_ge(c->t0_us, a->t1_us);
+	assert_dep(b, "A", "A", id);
+	assert_dep(c, "A", "A", id);
+	/* overlapping: each started before the other finished */
+	ck_assert_msg(b->t0_us < c->t1_us && c->t0_us < b->t1_us,
+	    "B [%lld, %lld] and C [%lld, %lld] did not overlap", b->t0_us, b->t1_us, c->t0_us,
+	    c->t1_us);
+	/* D after both, with both results */
+	ck_assert_int_ge(d->t0_us, b->t1_us);
+	ck_assert_int_ge(d->t0_us, c->t1_us);
+	assert_dep(d, "B", "B", id);
+	assert_dep(d, "C", "C", id);
+	ths_journal_free(j);
+	saga_info_free(info);
+	saga_string_free(id);
+	ths_free(t);
+}
+END_TEST
+
+START_TEST(failed_join_compensates_both_branches_before_their_dependency)
+{
+	ths *t = world("lc_parallel_fail");
+	char *id = ths_start_ok(t, "ittest.Parallel", "fail=D");
+	saga_info *info = ths_wait_final_ok(t, id, WAIT_MS);
+
+	ck_assert_msg(info->state == SAGA_STATE_COMPENSATED, "saga is %s: %s",
+	    saga_state_name(info->state), info->error);
+	ck_assert_int_eq(ths_step_ok(info, "D")->state, SAGA_STEP_FAILED);
+	ck_assert_int_eq(ths_step_ok(info, "A")->state, SAGA_STEP_COMPENSATED);
+	ck_assert_int_eq(ths_step_ok(info, "B")->state, SAGA_STEP_COMPENSATED);
+	ck_assert_int_eq(ths_step_ok(info, "C")->state, SAGA_STEP_COMPENSATED);
+
+	ths_journal *j = ths_journal_read_ok(t);
+	ck_assert_int_eq(ths_journal_count(j, id, 'c', "UndoD", NULL), 0);
+	const ths_jline *ub = only_line(j, id, 'c', "UndoB", "ok");
+	const ths_jline *uc = only_line(j, id, 'c', "UndoC", "ok");
+	const ths_jline *ua = only_line(j, id, 'c', "UndoA", "ok");
+	int ia = line_index(j, id, 'c', "UndoA");
+	ck_assert_int_lt(line_index(j, id, 'c', "UndoB"), ia);
+	ck_assert_int_lt(line_index(j, id, 'c', "UndoC"), ia);
+	ck_assert_int_gt(line_index(j, id, 'c', "UndoB"), line_index(j, id, 'a', "D"));
+	/* UndoA was dispatched only after both branch compensations finished */
+	ck_assert_int_ge(ua->t0_us, ub->t1_us);
+	ck_assert_int_ge(ua->t0_us, uc->t1_us);
+	assert_dep(ub, "B", "B", id);
+	assert_dep(uc, "C", "C", id);
+	assert_dep(ua, "A", "A", id);
+	ths_journal_free(j);
+	saga_info_free(info);
+	saga_string_free(id);
+	ths_free(t);
+}
+END_TEST
+
+/* ---- cancel ------------------------------------------------------------- */
+
+START_TEST(cancel_of_a_running_saga_compensates_it)
+{
+	ths *t = world("lc_cancel");
+	char *id = ths_start_ok(t, "ittest.Linear3", "sleep=B:2000");
+	saga_state after = SAGA_STATE_UNKNOWN;
+
+	ths_wait_step_state_ok(t, id, "B", SAGA_STEP_RUNNING, WAIT_MS);
+	int rv = saga_client_cancel(ths_client(t), id, "operator says no", &after);
+	ck_assert_msg(rv == SAGA_OK, "cancel: %s: %s", saga_strerror(rv),
+	    saga_client_errmsg(ths_client(t)));
+	ck_assert_msg(after == SAGA_STATE_COMPENSATING || after == SAGA_STATE_COMPENSATED,
+	    "state after cancel: %s", saga_state_name(after));
+	/* cancelling again while it compensates is fine */
+	rv = saga_client_cancel(ths_client(t), id, NULL, &after);
+	ck_assert_msg(rv == SAGA_OK || rv == SAGA_ESTATE, "second cancel: %s",
+	    saga_strerror(rv));
+
+	saga_info *info = ths_wait_final_ok(t, id, WAIT_MS);
+	ck_assert_msg(info->state == SAGA_STATE_COMPENSATED, "saga is %s: %s",
+	    saga_state_name(info->state), info->error);
+	ck_assert_msg(ths_contains(info->error, "cancelled"), "error '%s'", info->error);
+	ck_assert_msg(ths_contains(info->error, "operator says no"), "error '%s'", info->error);
+	ck_assert_int_eq(ths_step_ok(info, "A")->state, SAGA_STEP_COMPENSATED);
+	ck_assert_int_eq(ths_step_ok(info, "C")->state, SAGA_STEP_PENDING);
+
+	ths_journal *j = ths_journal_read_ok(t);
+	ck_assert_int_eq(ths_journal_count(j, id, 'a', "C", NULL), 0);
+	/* B was in flight: whatever became of it, A is undone last */
+	int ia = line_index(j, id, 'c', "UndoA");
+	if (ths_journal_count(j, id, 'c', "UndoB", NULL) > 0)
+		ck_assert_int_lt(line_index(j, id, 'c', "UndoB"), ia);
+	ck_assert_int_eq(ths_journal_count(j, id, 'c', "UndoA", NULL), 1);
+	ths_journal_free(j);
+	saga_info_free(info);
+	saga_string_free(id);
+	ths_free(t);
+}
+END_TEST
+
+START_TEST(cancel_refuses_final_unknown_and_malformed_sagas)
+{
+	ths *t = world("lc_cancel_bad");
+	saga_client *c = ths_client(t);
+	char *id = ths_start_ok(t, "ittest.Linear3", "tag=done");
+	saga_info *info = ths_wait_final_ok(t, id, WAIT_MS);
+	ck_assert_int_eq(info->state, SAGA_STATE_COMPLETED);
+	saga_info_free(info);
+
+	ck_assert_int_eq(saga_client_cancel(c, id, "too late", NULL), SAGA_ESTATE);
+	ck_assert_str_ne(saga_client_errmsg(c), "");
+	ck_assert_int_eq(saga_client_cancel(c, "0190a5f2-6b7c-7d8e-9f00-112233445566", NULL, NULL),
+	    SAGA_ENOTFOUND);
+	ck_assert_int_eq(saga_client_cancel(c, "not-a-saga-id", NULL, NULL), SAGA_EINVAL);
+	ck_assert_int_eq(saga_client_get(c, "not-a-saga-id", &info), SAGA_EINVAL);
+	ck_assert_int_eq(saga_client_get(c, "0190a5f2-6b7c-7d8e-9f00-112233445566", &info),
+	    SAGA_ENOTFOUND);
+
+	/* and the completed saga is untouched */
+	ck_assert_int_eq(saga_client_get(c, id, &info), SAGA_OK);
+	ck_assert_int_eq(info->state, SAGA_STATE_COMPLETED);
+	ck_assert_str_eq(info->error, "");
+	saga_info_free(info);
+	saga_string_free(id);
+	ths_free(t);
+}
+END_TEST
+
+/* ---- idempotent start --------------------------------------------------- */
+
+static char *
+start_keyed(saga_client *c, const char *key, const char *input, int *existing)
+{
+	saga_start_opts o;
+	char *id = NULL;
+	memset(&o, 0, sizeof(o));
+	o.idempotency_key = key;
+	int rv = saga_client_start(c, "ittest.Linear3", input, strlen(input), &o, &id, existing);
+	ck_assert_msg(rv == SAGA_OK, "start with key %s: %s: %s", key, saga_strerror(rv),
+	    saga_client_errmsg(c));
+	return id;
+}
+
+typedef struct racer {
+	const char *url;
+	pthread_barrier_t *go;
+	char *id;
+	int existing;
+	int rv;
+	char err[256];
+} racer;
+
+static void *
+race_start(void *arg)
+{
+	racer *r = arg;
+	saga_client *c = NULL;
+	saga_start_opts o;
+	memset(&o, 0, sizeof(o));
+	o.idempotency_key = "race-key";
+	r->rv = saga_client_new(r->url, &c);
+	if (r->rv == SAGA_OK) {
+		pthread_barrier_wait(r->go);
+		r->rv = saga_client_start(c, "ittest.Linear3", "tag=race", 8, &o, &r->id,
+		    &r->existing);
+		snprintf(r->err, sizeof(r->err), "%s", saga_client_errmsg(c));
+	} else {
+		pthread_barrier_wait(r->go);
+	}
+	saga_client_free(c);
+	return NULL;
+}
+
+START_TEST(same_idempotency_key_always_returns_the_same_saga)
+{
+	ths *t = world("lc_idem");
+	saga_client *c = ths_client(t);
+	int existing = -1;
+
+	char *id1 = start_keyed(c, "key-1", "tag=first", &existing);
+	ck_assert_int_eq(existing, 0);
+	char *id2 = start_keyed(c, "key-1", "tag=second", &existing);
+	ck_assert_int_ne(existing, 0);
+	ck_assert_str_eq(id1, id2);
+
+	saga_info *info = ths_wait_final_ok(t, id1, WAIT_MS);
+	ck_assert_int_eq(info->state, SAGA_STATE_COMPLETED);
+	ck_assert_str_eq(info->idempotency_key, "key-1");
+	saga_info_free(info);
+	/* still the same saga after it completed */
+	char *id3 = start_keyed(c, "key-1", "tag=third", &existing);
+	ck_assert_int_ne(existing, 0);
+	ck_assert_str_eq(id1, id3);
+
+	/* concurrently from two threads with two connections */
+	pthread_barrier_t go;
+	pthread_t th[2];
+	racer r[2];
+	pthread_barrier_init(&go, NULL, 2);
+	for (int i = 0; i < 2; i++) {
+		memset(&r[i], 0, sizeof(r[i]));
+		r[i].url = ths_url(t);
+		r[i].go = &go;
+		pthread_create(&th[i], NULL, race_start, &r[i]);
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&go);
+	for (int i = 0; i < 2; i++)
+		ck_assert_msg(r[i].rv == SAGA_OK, "racer %d: %s: %s", i, saga_strerror(r[i].rv),
+		    r[i].err);
+	ck_assert_str_eq(r[0].id, r[1].id);
+	ck_assert_msg((r[0].existing != 0) + (r[1].existing != 0) == 1,
+	    "existing flags %d and %d: exactly one start must be new", r[0].existing,
+	    r[1].existing);
+	ck_assert_str_ne(r[0].id, id1);
+	info = ths_wait_final_ok(t, r[0].id, WAIT_MS);
+	ck_assert_int_eq(info->state, SAGA_STATE_COMPLETED);
+	saga_info_free(info);
+
+	/* two sagas in all, and each ran once */
+	saga_list *l = NULL;
+	ck_assert_int_eq(saga_client_list(c, NULL, &l), SAGA_OK);
+	ck_assert_uint_eq(l->count, 2);
+	saga_list_free(l);
+	ths_journal *j = ths_journal_read_ok(t);
+	ck_assert_int_eq(ths_journal_count(j, id1, 'a', "A", NULL), 1);
+	ck_assert_int_eq(ths_journal_count(j, r[0].id, 'a', "A", NULL), 1);
+	ck_assert_int_eq(ths_journal_count(j, NULL, 'a', "A", NULL), 2);
+	ths_journal_free(j);
+
+	saga_string_free(r[0].id);
+	saga_string_free(r[1].id);
+	saga_string_free(id1);
+	saga_string_free(id2);
+	saga_string_free(id3);
+	ths_free(t);
+}
+END_TEST
+
+/* ---- unknown definitions ------------------------------------------------ */
+
+START_TEST(start_of_an_unknown_definition_is_refused_naming_it)
+{
+	ths *t = world("lc_unknown_def");
+	saga_client *c = ths_client(t);
+	char *id = NULL;
+	int rv = saga_client_start(c, "ittest.NoSuchSaga", "x", 1, NULL, &id, NULL);
+	ck_assert_int_eq(rv, SAGA_ENOTFOUND);
+	ck_assert_ptr_null(id);
+	ck_assert_msg(ths_contains(saga_client_errmsg(c), "ittest.NoSuchSaga"), "errmsg '%s'",
+	    saga_client_errmsg(c));
+	/* a version that does not exist */
+	saga_start_opts o;
+	memset(&o, 0, sizeof(o));
+	o.version = 99;
+	rv = saga_client_start(c, "ittest.Linear3", "x", 1, &o, &id, NULL);
+	ck_assert_int_eq(rv, SAGA_ENOTFOUND);
+	ck_assert_msg(ths_contains(saga_client_errmsg(c), "ittest.Linear3"), "errmsg '%s'",
+	    saga_client_errmsg(c));
+	saga_list *l = NULL;
+	ck_assert_int_eq(saga_client_list(c, NULL, &l), SAGA_OK);
+	ck_assert_uint_eq(l->count, 0);
+	saga_list_free(l);
+	ths_free(t);
+}
+END_TEST
+
+/* ---- versions ----------------------------------------------------------- */
+
+static saga_register_result *
+register_file(ths *t, const char *path)
+{
+	size_t len = 0;
+	char *data = th_read_file(path, &len);
+	saga_register_result *res = NULL;
+	ck_assert_ptr_nonnull(data);
+	int rv = saga_client_register(ths_client(t), data, len, &res);
+	ck_assert_msg(rv == SAGA_OK, "register %s: %s: %s", path, saga_strerror(rv),
+	    saga_client_errmsg(ths_client(t)));
+	free(data);
+	return res;
+}
+
+static const saga_registered *
+registered(const saga_register_result *r, const char *name)
+{
+	for (size_t i = 0; i < r->count; i++)
+		if (strcmp(r->defs[i].name, name) == 0)
+			return &r->defs[i];
+	ck_abort_msg("%s was not registered", name);
+	return NULL;
+}
+
+START_TEST(running_saga_keeps_the_version_it_started_with)
+{
+	ths *t = ths_new_ok(pg, "lc_versions");
+	ths_sagad_start_ok(t, NULL);
+	ths_participant_ok(t, "main", 16, NULL);
+
+	saga_register_result *r1 = register_file(t, ths_env_ok("IT_SAGAS"));
+	ck_assert_uint_eq(r1->count, 3);
+	ck_assert_uint_eq(registered(r1, "ittest.Linear3")->version, 1);
+	ck_assert_uint_eq(registered(r1, "ittest.Linear3")->steps, 3);
+	ck_assert_uint_eq(registered(r1, "ittest.Parallel")->steps, 4);
+	ck_assert_int_eq(registered(r1, "ittest.Linear3")->unchanged, 0);
+	saga_register_result_free(r1);
+	/* the same set again changes nothing */
+	r1 = register_file(t, ths_env_ok("IT_SAGAS"));
+	ck_assert_uint_eq(registered(r1, "ittest.Linear3")->version, 1);
+	ck_assert_int_ne(registered(r1, "ittest.Linear3")->unchanged, 0);
+	saga_register_result_free(r1);
+
+	char *old = ths_start_ok(t, "ittest.Linear3", "sleep=A:1000;tag=v1");
+	saga_register_result *r2 = register_file(t, ths_env_ok("IT_SAGAS_V2"));
+	ck_assert_uint_eq(registered(r2, "ittest.Linear3")->version, 2);
+	ck_assert_uint_eq(registered(r2, "ittest.Linear3")->steps, 4);
+	ck_assert_int_eq(registered(r2, "ittest.Linear3")->unchanged, 0);
+	saga_register_result_free(r2);
+	char *new = ths_start_ok(t, "ittest.Linear3", "tag=v2");
+	saga_start_opts o;
+	memset(&o, 0, sizeof(o));
+	o.version = 1;
+	char *pinned = NULL;
+	ck_assert_int_eq(saga_client_start(ths_client(t), "ittest.Linear3", "tag=pinned", 10, &o,
+	    &pinned, NULL), SAGA_OK);
+
+	saga_info *info = ths_wait_final_ok(t, old, WAIT_MS);
+	ck_assert_int_eq(info->state, SAGA_STATE_COMPLETED);
+	ck_assert_uint_eq(info->version, 1);
+	ck_assert_uint_eq(info->n_steps, 3);
+	saga_info_free(info);
+	info = ths_wait_final_ok(t, new, WAIT_MS);
+	ck_assert_int_eq(info->state, SAGA_STATE_COMPLETED);
+	ck_assert_uint_eq(info->version, 2);
+	ck_assert_uint_eq(info->n_steps, 4);
+	ck_assert_str_eq(info->steps[3].name, "D");
+	saga_info_free(info);
+	info = ths_wait_final_ok(t, pinned, WAIT_MS);
+	ck_assert_uint_eq(info->version, 1);
+	ck_assert_uint_eq(info->n_steps, 3);
+	saga_info_free(info);
+
+	ths_journal *j = ths_journal_read_ok(t);
+	ck_assert_int_eq(ths_journal_count(j, old, 'a', "D", NULL), 0);
+	ck_assert_int_eq(ths_journal_count(j, pinned, 'a', "D", NULL), 0);
+	assert_dep(only_line(j, new, 'a', "D", "ok"), "C", "C", new);
+	ths_journal_free(j);
+	saga_string_free(old);
+	saga_string_free(new);
+	saga_string_free(pinned);
+	ths_free(t);
+}
+END_TEST
+
+/* ---- many at once ------------------------------------------------------- */
+
+START_TEST(many_concurrent_sagas_each_reach_their_own_outcome_once)
+{
+	enum { N = 60 };
+	ths *t = world("lc_many");
+	char *ids[N];
+	char input[64];
+
+	for (int i = 0; i < N; i++) {
+		const char *what = i % 3 == 0 ? "fail=C" : i % 3 == 1 ? "retry=A:1" : "sleep=B:20";
+		snprintf(input, sizeof(input), "%s;tag=%d", what, i);
+		ids[i] = ths_start_ok(t, i % 2 ? "ittest.Linear3" : "ittest.Parallel", input);
+	}
+	ths_journal *j = NULL;
+	for (int i = 0; i < N; i++) {
+		saga_info *info = ths_wait_final_ok(t, ids[i], WAIT_MS);
+		saga_state want = i % 3 == 0 ? SAGA_STATE_COMPENSATED : SAGA_STATE_COMPLETED;
+		ck_assert_msg(info->state == want, "saga %d (%s) is %s: %s", i, ids[i],
+		    saga_state_name(info->state), info->error);
+		ck_assert_uint_eq(ths_step_ok(info, "A")->attempts, i % 3 == 1 ? 2 : 1);
+		saga_info_free(info);
+	}
+	j = ths_journal_read_ok(t);
+	for (int i = 0; i < N; i++) {
+		int parallel = i % 2 == 0;
+		if (i % 3 == 0) {
+			/* C fails: B and A are undone, B first (in Parallel B
+			 * is C's sibling: it finishes, then is undone) */
+			ck_assert_int_eq(ths_journal_count(j, ids[i], 'a', "C", "fail"), 1);
+			ck_assert_int_eq(ths_journal_count(j, ids[i], 'c', "UndoC", NULL), 0);
+			ck_assert_int_eq(ths_journal_count(j, ids[i], 'c', "UndoA", "ok"), 1);
+			ck_assert_int_lt(line_index(j, ids[i], 'c', "UndoB"),
+			    line_index(j, ids[i], 'c', "UndoA"));
+			ck_assert_int_eq(ths_journal_count(j, ids[i], 'a', "D", NULL), 0);
+		} else {
+			ck_assert_int_eq(ths_journal_count(j, ids[i], 'c', NULL, NULL), 0);
+			ck_assert_int_eq(ths_journal_count(j, ids[i], 'a', "A", "ok"), 1);
+			ck_assert_int_eq(ths_journal_count(j, ids[i], 'a', "B", "ok"), 1);
+			ck_assert_int_eq(ths_journal_count(j, ids[i], 'a', "C", "ok"), 1);
+			ck_assert_int_eq(ths_journal_count(j, ids[i], 'a', "D", "ok"), parallel);
+		}
+	}
+	ths_journal_free(j);
+	for (int i = 0; i < N; i++)
+		saga_string_free(ids[i]);
+	ths_free(t);
+}
+END_TEST
+
+static Suite *
+lifecycle_suite(void)
+{
+	Suite *s = suite_create("lifecycle");
+	TCase *tc = tcase_create("lifecycle");
+	tcase_add_unchecked_fixture(tc, cluster_up, cluster_down);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, linear_saga_completes_in_order_passing_results_forward);
+	tcase_add_loop_test(tc, business_failure_compensates_exactly_the_completed_steps_newest_first,
+	    0, 3);
+	tcase_add_test(tc, retryable_errors_are_retried_until_success);
+	tcase_add_test(tc, exhausted_retries_compensate_the_uncertain_step_then_earlier_ones);
+	tcase_add_test(tc, compensation_retryable_errors_are_retried_until_success);
+	tcase_add_test(tc, compensation_exhausting_its_retries_parks_the_saga_failed);
+	tcase_add_test(tc, step_timing_out_on_every_attempt_is_compensated_as_uncertain);
+	tcase_add_test(tc, parallel_branches_run_concurrently_and_join);
+	tcase_add_test(tc, failed_join_compensates_both_branches_before_their_dependency);
+	tcase_add_test(tc, cancel_of_a_running_saga_compensates_it);
+	tcase_add_test(tc, cancel_refuses_final_unknown_and_malformed_sagas);
+	tcase_add_test(tc, same_idempotency_key_always_returns_the_same_saga);
+	tcase_add_test(tc, start_of_an_unknown_definition_is_refused_naming_it);
+	tcase_add_test(tc, running_saga_keeps_the_version_it_started_with);
+	tcase_add_test(tc, many_concurrent_sagas_each_reach_their_own_outcome_once);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(lifecycle_suite());
+	ths_runner_begin();
+	srunner_run_all(sr, CK_NORMAL);
+	ths_runner_end();
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,443 @@
+/*
+ * Integration: bad input from the network. Invalid saga definitions (the
+ * fixtures in tests/fixtures, compiled by protoc), garbage descriptor sets,
+ * and raw bytes sent with a plain nng REQ socket: garbage, a truncated
+ * Request, a Request with a body sagad does not know, a message above
+ * --max-message-bytes. Each must get a clear error, sagad must stay up and
+ * serve, and nothing already stored may change.
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "saga.h"
+#include "sagawire.pb-c.h"
+#include "th.h"
+#include "th_sagad.h"
+
+#define WAIT_MS 30000
+#define MAX_MSG 65536
+
+static th_pg *pg;
+
+static void
+cluster_up(void)
+{
+	ck_assert_msg(th_pg_start(&pg) == 0, "cannot start PostgreSQL");
+}
+
+static void
+cluster_down(void)
+{
+	th_pg_free(pg);
+	pg = NULL;
+}
+
+static ths *
+world(const char *db)
+{
+	static const char *const extra[] = { "--max-message-bytes", "65536", NULL };
+	ths *t = ths_new_ok(pg, db);
+	ths_sagad_start_ok(t, extra);
+	ths_participant_ok(t, "main", 16, NULL);
+	return t;
+}
+
+static void
+assert_sagad_alive(ths *t)
+{
+	ck_assert_msg(th_wait_exit(ths_sagad_pid(t), 0, NULL) != 0, "sagad exited");
+	ck_assert_int_eq(ths_wait_ready(t, 10000), 0);
+}
+
+/* A saga that completes: sagad still does its job. */
+static void
+assert_saga_completes(ths *t, const char *tag)
+{
+	char *id = ths_start_ok(t, "ittest.Linear3", tag);
+	saga_info *info = ths_wait_final_ok(t, id, WAIT_MS);
+	ck_assert_msg(info->state == SAGA_STATE_COMPLETED, "saga is %s: %s",
+	    saga_state_name(info->state), info->error);
+	saga_info_free(info);
+	saga_string_free(id);
+}
+
+/* ---- definitions -------------------------------------------------------- */
+
+static const struct {
+	const char *fixture;
+	const char *needle; /* what the error message must mention */
+} bad_defs[] = {
+	{ "bad_unknown_compensation", "Refund" },
+	{ "bad_cycle", "cycle" },
+	{ "bad_missing_participant", "participant" },
+	{ "bad_unknown_depends_on", "ReserveStok" },
+	{ "bad_self_dependency", "itself" },
+	{ "bad_duplicate_depends_on", "twice" },
+	{ "bad_jitter", "jitter" },
+	{ "bad_multiplier", "multiplier" },
+	{ "bad_nan", "finite" },
+	{ "bad_backoff_order", "max_backoff_ms" },
+	{ "bad_participant_name", "pay ments" },
+	{ "bad_extra_rpc", "SendEmail" },
+	{ "bad_compensation_is_step", "ChargePayment" },
+	{ "bad_input_type", "bad.Nope" },
+	{ "bad_streaming", "streaming" },
+	{ "bad_first_with_depends_on", "depends_on" },
+	{ "bad_no_steps", "sagaspec.step" },
+	{ "bad_unknown_option_field", "42" },
+	{ "no_saga", "no saga service" },
+};
+
+START_TEST(invalid_definitions_are_refused_naming_the_problem)
+{
+	ths *t = world("ri_bad_defs");
+	saga_client *c = ths_client(t);
+	const char *dir = ths_env_ok("IT_FIXTURES");
+
+	for (size_t i = 0; i < sizeof(bad_defs) / sizeof(bad_defs[0]); i++) {
+		char path[1024];
+		size_t len = 0;
+		saga_register_result *res = NULL;
+		snprintf(path, sizeof(path), "%s/%s.binpb", dir, bad_defs[i].fixture);
+		char *data = th_read_file(path, &len);
+		ck_assert_msg(data != NULL, "cannot read fixture %s", path);
+		int rv = saga_client_register(c, data, len, &res);
+		ck_assert_msg(rv == SAGA_EDEFINITION, "%s: register returned %s (%s), not EDEFINITION",
+		    bad_defs[i].fixture, saga_strerror(rv), saga_client_errmsg(c));
+		ck_assert_ptr_null(res);
+		ck_assert_msg(ths_contains(saga_client_errmsg(c), bad_defs[i].needle),
+		    "%s: error message '%s' does not mention '%s'", bad_defs[i].fixture,
+		    saga_client_errmsg(c), bad_defs[i].needle);
+		free(data);
+	}
+	/* nothing of them was registered */
+	char *id = NULL;
+	ck_assert_int_eq(saga_client_start(c, "bad.BadSaga", "x", 1, NULL, &id, NULL),
+	    SAGA_ENOTFOUND);
+	assert_sagad_alive(t);
+	ths_register_sagas_ok(t);
+	assert_saga_completes(t, "tag=after-bad-defs");
+	ths_free(t);
+}
+END_TEST
+
+START_TEST(garbage_descriptor_sets_are_refused)
+{
+	ths *t = world("ri_garbage_defs");
+	saga_client *c = ths_client(t);
+	size_t good_len = 0;
+	char *good = th_read_file(ths_env_ok("IT_SAGAS"), &good_len);
+	uint8_t junk[4096];
+	saga_register_result *res = NULL;
+	int rv;
+
+	ck_assert_ptr_nonnull(good);
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (uint8_t)(i * 131 + 7);
+	rv = saga_client_register(c, junk, sizeof(junk), &res);
+	ck_assert_msg(rv != SAGA_OK, "garbage registered");
+	ck_assert_str_ne(saga_client_errmsg(c), "");
+	rv = saga_client_register(c, "", 0, &res);
+	ck_assert_msg(rv != SAGA_OK, "empty set registered");
+	ck_assert_str_ne(saga_client_errmsg(c), "");
+	/* a valid set cut in the middle */
+	rv = saga_client_register(c, good, good_len / 2, &res);
+	ck_assert_msg(rv != SAGA_OK, "truncated set registered");
+	ck_assert_str_ne(saga_client_errmsg(c), "");
+	/* a valid set with a flipped length byte */
+	good[1] ^= 0x40;
+	rv = saga_client_register(c, good, good_len, &res);
+	ck_assert_msg(rv != SAGA_OK, "corrupted set registered");
+	good[1] ^= 0x40;
+	/* larger than --max-message-bytes */
+	size_t big_len = MAX_MSG + 4096;
+	uint8_t *big = calloc(1, big_len);
+	ck_assert_ptr_nonnull(big);
+	rv = saga_client_register(c, big, big_len, &res);
+	ck_assert_msg(rv == SAGA_ETOOBIG, "oversized set: %s (%s)", saga_strerror(rv),
+	    saga_client_errmsg(c));
+	free(big);
+
+	assert_sagad_alive(t);
+	ths_register_sagas_ok(t);
+	assert_saga_completes(t, "tag=after-garbage");
+	free(good);
+	ths_free(t);
+}
+END_TEST
+
+/* ---- raw requests ------------------------------------------------------- */
+
+/* Sends len bytes on a fresh REQ socket; returns the decoded Response, or
+ * NULL if none came within timeout_ms (*nng_rv tells why). */
+static Sagawire__Response *
+raw_call(ths *t, const void *buf, size_t len, int timeout_ms, int *nng_rv)
+{
+	nng_socket s;
+	void *reply = NULL;
+	size_t rlen = 0;
+	int rv;
+	Sagawire__Response *resp = NULL;
+
+	ck_assert_int_eq(nng_req0_open(&s), 0);
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, timeout_ms);
+	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, timeout_ms);
+	nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 1 << 20);
+	rv = nng_dial(s, ths_url(t), NULL, 0);
+	ck_assert_msg(rv == 0, "dial %s: %s", ths_url(t), nng_strerror(rv));
+	if ((rv = nng_send(s, (void *)buf, len, 0)) == 0 &&
+	    (rv = nng_recv(s, &reply, &rlen, NNG_FLAG_ALLOC)) == 0) {
+		resp = sagawire__response__unpack(NULL, rlen, reply);
+		ck_assert_msg(resp != NULL, "sagad's reply (%zu bytes) is not a Response", rlen);
+		nng_free(reply, rlen);
+	}
+	if (nng_rv != NULL)
+		*nng_rv = rv;
+	nng_close(s);
+	return resp;
+}
+
+/* The request must get an error Response with `code` mentioning needle. */
+static void
+expect_error(ths *t, const char *what, const void *buf, size_t len, uint32_t code,
+    const char *needle)
+{
+	int rv = 0;
+	Sagawire__Response *resp = raw_call(t, buf, len, 10000, &rv);
+	ck_assert_msg(resp != NULL, "%s: no reply: %s", what, nng_strerror(rv));
+	ck_assert_msg(resp->error != NULL, "%s: reply has no error", what);
+	ck_assert_msg(resp->body_case == SAGAWIRE__RESPONSE__BODY__NOT_SET,
+	    "%s: error reply has a body", what);
+	ck_assert_msg(resp->error->code == code, "%s: error code %u (%s), want %u (%s): %s", what,
+	    resp->error->code, saga_strerror((int)resp->error->code), code,
+	    saga_strerror((int)code), resp->error->message);
+	ck_assert_msg(resp->error->message != NULL && resp->error->message[0] != '\0',
+	    "%s: error without a message", what);
+	if (needle != NULL)
+		ck_assert_msg(ths_contains(resp->error->message, needle),
+		    "%s: message '%s' does not mention '%s'", what, resp->error->message, needle);
+	sagawire__response__free_unpacked(resp, NULL);
+}
+
+/* A packed Request whose body is a Get of saga_id. */
+static uint8_t *
+pack_get(const char *saga_id, size_t *len)
+{
+	Sagawire__Request q = SAGAWIRE__REQUEST__INIT;
+	Sagawire__GetRequest g = SAGAWIRE__GET_REQUEST__INIT;
+	g.saga_id = (char *)saga_id;
+	q.body_case = SAGAWIRE__REQUEST__BODY_GET;
+	q.get = &g;
+	*len = sagawire__request__get_packed_size(&q);
+	uint8_t *buf = malloc(*len);
+	ck_assert_ptr_nonnull(buf);
+	sagawire__request__pack(&q, buf);
+	return buf;
+}
+
+static uint8_t *
+pack_start(const char *definition, const char *input, size_t *len)
+{
+	Sagawire__Request q = SAGAWIRE__REQUEST__INIT;
+	Sagawire__StartRequest st = SAGAWIRE__START_REQUEST__INIT;
+	st.definition = (char *)definition;
+	st.input.data = (uint8_t *)input;
+	st.input.len = strlen(input);
+	q.body_case = SAGAWIRE__REQUEST__BODY_START;
+	q.start = &st;
+	*len = sagawire__request__get_packed_size(&q);
+	uint8_t *buf = malloc(*len);
+	ck_assert_ptr_nonnull(buf);
+	sagawire__request__pack(&q, buf);
+	return buf;
+}
+
+START_TEST(malformed_requests_get_error_replies_and_change_nothing)
+{
+	ths *t = world("ri_raw");
+	saga_client *c = ths_client(t);
+	size_t len;
+	uint8_t *buf;
+
+	ths_register_sagas_ok(t);
+	/* something stored before the abuse */
+	char *before_id = ths_start_ok(t, "ittest.Linear3", "tag=before");
+	saga_info *before = ths_wait_final_ok(t, before_id, WAIT_MS);
+	ck_assert_int_eq(before->state, SAGA_STATE_COMPLETED);
+
+	/* a well-formed raw request works (the harness itself is right) */
+	buf = pack_get(before_id, &len);
+	Sagawire__Response *ok = raw_call(t, buf, len, 10000, NULL);
+	ck_assert_ptr_nonnull(ok);
+	ck_assert_ptr_null(ok->error);
+	ck_assert_int_eq(ok->body_case, SAGAWIRE__RESPONSE__BODY_GET);
+	ck_assert_str_eq(ok->get->saga->saga_id, before_id);
+	sagawire__response__free_unpacked(ok, NULL);
+
+	/* truncated: the Get request cut short */
+	expect_error(t, "truncated request", buf, len - 5, SAGA_EPROTO, NULL);
+	free(buf);
+	buf = pack_start("ittest.Linear3", "tag=never-started", &len);
+	expect_error(t, "truncated start", buf, len / 2, SAGA_EPROTO, NULL);
+	free(buf);
+
+	/* garbage */
+	uint8_t junk[512];
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (uint8_t)(0xff - i * 7);
+	expect_error(t, "garbage", junk, sizeof(junk), SAGA_EPROTO, NULL);
+	/* a field whose length runs far past the end */
+	static const uint8_t overlong[] = { 0x5a, 0xff, 0xff, 0xff, 0xff, 0x07, 0x0a, 0x01 };
+	expect_error(t, "overlong length", overlong, sizeof(overlong), SAGA_EPROTO, NULL);
+	/* a varint that never ends */
+	static const uint8_t endless[] = { 0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+		0xff, 0xff, 0xff, 0xff };
+	expect_error(t, "endless varint", endless, sizeof(endless), SAGA_EPROTO, NULL);
+	/* invalid wire type 7 */
+	static const uint8_t wt7[] = { 0x0f, 0x00 };
+	expect_error(t, "wire type 7", wt7, sizeof(wt7), SAGA_EPROTO, NULL);
+
+	/* well-formed, but no body sagad knows: field 99, varint 1 */
+	static const uint8_t unknown_body[] = { 0x98, 0x06, 0x01 };
+	expect_error(t, "unknown body", unknown_body, sizeof(unknown_body), SAGA_EUNSUPPORTED,
+	    NULL);
+	/* an empty message: a Request with no body at all */
+	expect_error(t, "empty request", "", 0, SAGA_EUNSUPPORTED, NULL);
+
+	/* above --max-message-bytes (but within what the socket takes in) */
+	len = MAX_MSG + 1000;
+	buf = calloc(1, len);
+	ck_assert_ptr_nonnull(buf);
+	expect_error(t, "oversized request", buf, len, SAGA_ETOOBIG, "max_message_bytes");
+	free(buf);
+
+	/* far above: sagad may drop the connection instead of reading it,
+	 * but must not fall over */
+	{
+		int rv = 0;
+		len = 4u << 20;
+		buf = calloc(1, len);
+		ck_assert_ptr_nonnull(buf);
+		Sagawire__Response *r = raw_call(t, buf, len, 2000, &rv);
+		if (r != NULL) {
+			ck_assert_msg(r->error != NULL && r->error->code == SAGA_ETOOBIG,
+			    "4 MiB request: unexpected reply");
+			sagawire__response__free_unpacked(r, NULL);
+		}
+		free(buf);
+	}
+
+	/* start with ids and names that are not valid */
+	buf = pack_get("../../etc/passwd", &len);
+	expect_error(t, "get of a malformed id", buf, len, SAGA_EINVAL, NULL);
+	free(buf);
+	buf = pack_get("", &len);
+	expect_error(t, "get of an empty id", buf, len, SAGA_EINVAL, NULL);
+	free(buf);
+	buf = pack_start("", "x", &len);
+	{
+		int rv = 0;
+		Sagawire__Response *r = raw_call(t, buf, len, 10000, &rv);
+		ck_assert_msg(r != NULL && r->error != NULL, "start of definition \"\" succeeded");
+		sagawire__response__free_unpacked(r, NULL);
+	}
+	free(buf);
+
+	/* sagad is up, still works, and what it stored is unchanged */
+	assert_sagad_alive(t);
+	assert_saga_completes(t, "tag=after");
+	saga_info *after = NULL;
+	ck_assert_int_eq(saga_client_get(c, before_id, &after), SAGA_OK);
+	ck_assert_int_eq(after->state, before->state);
+	ck_assert_int_eq(after->updated_us, before->updated_us);
+	ck_assert_uint_eq(after->n_steps, before->n_steps);
+	for (size_t i = 0; i < after->n_steps; i++) {
+		ck_assert_int_eq(after->steps[i].state, before->steps[i].state);
+		ck_assert_uint_eq(after->steps[i].attempts, before->steps[i].attempts);
+		ck_assert_uint_eq(after->steps[i].result_len, before->steps[i].result_len);
+	}
+	saga_info_free(after);
+	saga_list *l = NULL;
+	ck_assert_int_eq(saga_client_list(c, NULL, &l), SAGA_OK);
+	ck_assert_uint_eq(l->count, 2); /* before + after: no half-started saga */
+	saga_list_free(l);
+
+	saga_info_free(before);
+	saga_string_free(before_id);
+	ths_free(t);
+}
+END_TEST
+
+START_TEST(oversized_saga_input_is_refused)
+{
+	ths *t = world("ri_big_input");
+	saga_client *c = ths_client(t);
+	ths_register_sagas_ok(t);
+
+	size_t len = MAX_MSG + 100;
+	char *input = malloc(len);
+	ck_assert_ptr_nonnull(input);
+	memset(input, 'x', len);
+	char *id = NULL;
+	int rv = saga_client_start(c, "ittest.Linear3", input, len, NULL, &id, NULL);
+	ck_assert_msg(rv == SAGA_ETOOBIG, "start with %zu bytes of input: %s (%s)", len,
+	    saga_strerror(rv), saga_client_errmsg(c));
+	ck_assert_ptr_null(id);
+	free(input);
+
+	/* a large input that fits is carried to every step intact */
+	len = MAX_MSG / 2;
+	input = malloc(len + 1);
+	ck_assert_ptr_nonnull(input);
+	memset(input, 'y', len);
+	memcpy(input, "tag=", 4);
+	input[len] = '\0';
+	id = ths_start_ok(t, "ittest.Linear3", input);
+	saga_info *info = ths_wait_final_ok(t, id, WAIT_MS);
+	ck_assert_int_eq(info->state, SAGA_STATE_COMPLETED);
+	ck_assert_uint_eq(info->input_len, len);
+	ck_assert_int_eq(memcmp(info->input, input, len), 0);
+	saga_info_free(info);
+	saga_string_free(id);
+	free(input);
+
+	assert_sagad_alive(t);
+	saga_list *l = NULL;
+	ck_assert_int_eq(saga_client_list(c, NULL, &l), SAGA_OK);
+	ck_assert_uint_eq(l->count, 1);
+	saga_list_free(l);
+	ths_free(t);
+}
+END_TEST
+
+static Suite *
+rpc_input_suite(void)
+{
+	Suite *s = suite_create("rpc_input");
+	TCase *tc = tcase_create("rpc_input");
+	tcase_add_unchecked_fixture(tc, cluster_up, cluster_down);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, invalid_definitions_are_refused_naming_the_problem);
+	tcase_add_test(tc, garbage_descriptor_sets_are_refused);
+	tcase_add_test(tc, malformed_requests_get_error_replies_and_change_nothing);
+	tcase_add_test(tc, oversized_saga_input_is_refused);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(rpc_input_suite());
+	ths_runner_begin();
+	srunner_run_all(sr, CK_NORMAL);
+	ths_runner_end();
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

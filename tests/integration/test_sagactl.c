@@ -1,0 +1,352 @@
+/*
+ * Integration: the sagactl command line against a real sagad. Exit codes
+ * (0, or the libsaga error code) and --json output that parses, for
+ * register, start (--wait), get, list and cancel.
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "saga.h"
+#include "th.h"
+#include "th_sagad.h"
+
+#define WAIT_MS 30000
+
+static th_pg *pg;
+
+static void
+cluster_up(void)
+{
+	ck_assert_msg(th_pg_start(&pg) == 0, "cannot start PostgreSQL");
+}
+
+static void
+cluster_down(void)
+{
+	th_pg_free(pg);
+	pg = NULL;
+}
+
+/* ---- a strict little JSON checker (RFC 8259 syntax, no semantics) -------- */
+
+typedef struct jp {
+	const char *s;
+	int depth;
+} jp;
+
+static void
+jws(jp *p)
+{
+	while (*p->s == ' ' || *p->s == '\t' || *p->s == '\n' || *p->s == '\r')
+		p->s++;
+}
+
+static int jvalue(jp *p);
+
+static int
+jstring(jp *p)
+{
+	if (*p->s != '"')
+		return -1;
+	p->s++;
+	while (*p->s != '"') {
+		unsigned char c = (unsigned char)*p->s;
+		if (c == '\0' || c < 0x20)
+			return -1;
+		if (c == '\\') {
+			p->s++;
+			if (*p->s == 'u') {
+				for (int i = 1; i <= 4; i++)
+					if (!isxdigit((unsigned char)p->s[i]))
+						return -1;
+				p->s += 5;
+				continue;
+			}
+			if (strchr("\"\\/bfnrt", *p->s) == NULL || *p->s == '\0')
+				return -1;
+		}
+		p->s++;
+	}
+	p->s++;
+	return 0;
+}
+
+static int
+jnumber(jp *p)
+{
+	const char *s = p->s;
+	if (*s == '-')
+		s++;
+	if (*s == '0')
+		s++;
+	else if (isdigit((unsigned char)*s))
+		while (isdigit((unsigned char)*s))
+			s++;
+	else
+		return -1;
+	if (*s == '.') {
+		s++;
+		if (!isdigit((unsigned char)*s))
+			return -1;
+		while (isdigit((unsigned char)*s))
+			s++;
+	}
+	if (*s == 'e' || *s == 'E') {
+		s++;
+		if (*s == '+' || *s == '-')
+			s++;
+		if (!isdigit((unsigned char)*s))
+			return -1;
+		while (isdigit((unsigned char)*s))
+			s++;
+	}
+	p->s = s;
+	return 0;
+}
+
+static int
+jcontainer(jp *p, char open, char close)
+{
+	if (++p->depth > 64)
+		return -1;
+	p->s++; /* open */
+	jws(p);
+	if (*p->s == close) {
+		p->s++;
+		p->depth--;
+		return 0;
+	}
+	for (;;) {
+		jws(p);
+		if (open == '{') {
+			if (jstring(p) != 0)
+				return -1;
+			jws(p);
+			if (*p->s++ != ':')
+				return -1;
+		}
+		if (jvalue(p) != 0)
+			return -1;
+		jws(p);
+		if (*p->s == ',') {
+			p->s++;
+			continue;
+		}
+		if (*p->s != close)
+			return -1;
+		p->s++;
+		p->depth--;
+		return 0;
+	}
+}
+
+static int
+jvalue(jp *p)
+{
+	jws(p);
+	switch (*p->s) {
+	case '{': return jcontainer(p, '{', '}');
+	case '[': return jcontainer(p, '[', ']');
+	case '"': return jstring(p);
+	case 't': return strncmp(p->s, "true", 4) == 0 ? (p->s += 4, 0) : -1;
+	case 'f': return strncmp(p->s, "false", 5) == 0 ? (p->s += 5, 0) : -1;
+	case 'n': return strncmp(p->s, "null", 4) == 0 ? (p->s += 4, 0) : -1;
+	default: return jnumber(p);
+	}
+}
+
+/* One JSON document, or one per line (JSON Lines) — either is parse-able. */
+static int
+json_ok(const char *s)
+{
+	jp p = { s, 0 };
+	int docs = 0;
+	for (;;) {
+		jws(&p);
+		if (*p.s == '\0')
+			return docs > 0;
+		if (jvalue(&p) != 0)
+			return 0;
+		docs++;
+	}
+}
+
+START_TEST(json_checker_checks)
+{
+	ck_assert(json_ok("{\"a\": [1, 2.5e3, -0, true, false, null, \"x\\n\\u00e9\"]}"));
+	ck_assert(json_ok("{\"a\":1}\n{\"b\":2}\n"));
+	ck_assert(!json_ok(""));
+	ck_assert(!json_ok("{\"a\":1,}"));
+	ck_assert(!json_ok("{a:1}"));
+	ck_assert(!json_ok("[1 2]"));
+	ck_assert(!json_ok("\"tab\there\""));
+	ck_assert(!json_ok("saga 123 completed"));
+}
+END_TEST
+
+/* The first canonical UUID in s (caller frees), or NULL. */
+static char *
+find_uuid(const char *s)
+{
+	static const int dash[] = { 8, 13, 18, 23 };
+	for (size_t i = 0; s != NULL && s[i] != '\0'; i++) {
+		int ok = 1;
+		for (int k = 0; k < 36 && ok; k++) {
+			char c = s[i + (size_t)k];
+			int want_dash = k == dash[0] || k == dash[1] || k == dash[2] || k == dash[3];
+			ok = c != '\0' && (want_dash ? c == '-' : isxdigit((unsigned char)c));
+		}
+		if (ok)
+			return strndup(s + i, 36);
+	}
+	return NULL;
+}
+
+static ths *
+world(const char *db)
+{
+	ths *t = ths_new_ok(pg, db);
+	ths_sagad_start_ok(t, NULL);
+	ths_participant_ok(t, "main", 16, NULL);
+	return t;
+}
+
+#define CTL(t, out, ...) ths_sagactl((t), (const char *const[]){ __VA_ARGS__, NULL }, (out))
+
+START_TEST(sagactl_registers_starts_gets_lists_and_cancels)
+{
+	ths *t = world("ctl_basic");
+	const char *sagas = ths_env_ok("IT_SAGAS");
+	char path[1024];
+	char *out = NULL;
+	int rc;
+
+	/* register */
+	rc = CTL(t, &out, "register", sagas);
+	ck_assert_msg(rc == 0, "register: exit %d", rc);
+	ck_assert_msg(ths_contains(out, "ittest.Linear3"), "register printed '%s'", out);
+	free(out);
+	rc = CTL(t, &out, "--json", "register", sagas);
+	ck_assert_msg(rc == 0, "register --json: exit %d", rc);
+	ck_assert_msg(json_ok(out), "register --json printed non-JSON: '%s'", out);
+	ck_assert_msg(ths_contains(out, "ittest.Parallel"), "register --json printed '%s'", out);
+	free(out);
+	snprintf(path, sizeof(path), "%s/bad_cycle.binpb", ths_env_ok("IT_FIXTURES"));
+	rc = CTL(t, &out, "register", path);
+	ck_assert_int_eq(rc, SAGA_EDEFINITION);
+	free(out);
+	rc = CTL(t, &out, "register", "/nonexistent/file.binpb");
+	ck_assert_int_ne(rc, 0);
+	free(out);
+
+	/* start --wait: prints the id, waits for the end */
+	rc = CTL(t, &out, "start", "ittest.Linear3", "--input", "tag=cli", "--wait");
+	ck_assert_msg(rc == 0, "start --wait: exit %d", rc);
+	char *id = find_uuid(out);
+	ck_assert_msg(id != NULL, "start printed no saga id: '%s'", out);
+	free(out);
+	saga_info *info = NULL;
+	ck_assert_int_eq(saga_client_get(ths_client(t), id, &info), SAGA_OK);
+	ck_assert_int_eq(info->state, SAGA_STATE_COMPLETED);
+	ck_assert_uint_eq(info->input_len, 7);
+	ck_assert_int_eq(memcmp(info->input, "tag=cli", 7), 0);
+	saga_info_free(info);
+
+	/* start --json */
+	rc = CTL(t, &out, "--json", "start", "ittest.Linear3", "--input", "tag=cli-json");
+	ck_assert_msg(rc == 0, "start --json: exit %d", rc);
+	ck_assert_msg(json_ok(out), "start --json printed non-JSON: '%s'", out);
+	char *id2 = find_uuid(out);
+	ck_assert_ptr_nonnull(id2);
+	free(out);
+	saga_info_free(ths_wait_final_ok(t, id2, WAIT_MS));
+
+	/* get */
+	rc = CTL(t, &out, "get", id);
+	ck_assert_msg(rc == 0, "get: exit %d", rc);
+	ck_assert_msg(ths_contains(out, "completed"), "get printed '%s'", out);
+	ck_assert_msg(ths_contains(out, "UndoB") || ths_contains(out, " B"), "get printed '%s'",
+	    out);
+	free(out);
+	rc = CTL(t, &out, "--json", "get", id);
+	ck_assert_msg(rc == 0, "get --json: exit %d", rc);
+	ck_assert_msg(json_ok(out), "get --json printed non-JSON: '%s'", out);
+	ck_assert_msg(ths_contains(out, id) && ths_contains(out, "completed"),
+	    "get --json printed '%s'", out);
+	free(out);
+	rc = CTL(t, &out, "get", "0190a5f2-6b7c-7d8e-9f00-112233445566");
+	ck_assert_int_eq(rc, SAGA_ENOTFOUND);
+	free(out);
+	rc = CTL(t, &out, "get", "not-a-saga-id");
+	ck_assert_int_eq(rc, SAGA_EINVAL);
+	free(out);
+
+	/* list */
+	rc = CTL(t, &out, "list");
+	ck_assert_msg(rc == 0, "list: exit %d", rc);
+	ck_assert_msg(ths_contains(out, id) && ths_contains(out, id2), "list printed '%s'", out);
+	free(out);
+	rc = CTL(t, &out, "--json", "list");
+	ck_assert_msg(rc == 0, "list --json: exit %d", rc);
+	ck_assert_msg(json_ok(out), "list --json printed non-JSON: '%s'", out);
+	ck_assert_msg(ths_contains(out, id) && ths_contains(out, id2), "list --json printed '%s'",
+	    out);
+	free(out);
+
+	/* cancel: a running saga, a finished one, an unknown one */
+	char *running = ths_start_ok(t, "ittest.Linear3", "sleep=B:2000");
+	ths_wait_step_state_ok(t, running, "B", SAGA_STEP_RUNNING, WAIT_MS);
+	rc = CTL(t, &out, "cancel", running);
+	ck_assert_msg(rc == 0, "cancel: exit %d", rc);
+	free(out);
+	info = ths_wait_final_ok(t, running, WAIT_MS);
+	ck_assert_int_eq(info->state, SAGA_STATE_COMPENSATED);
+	ck_assert_msg(ths_contains(info->error, "cancelled"), "error '%s'", info->error);
+	saga_info_free(info);
+	rc = CTL(t, &out, "cancel", id);
+	ck_assert_int_eq(rc, SAGA_ESTATE);
+	free(out);
+	rc = CTL(t, &out, "cancel", "0190a5f2-6b7c-7d8e-9f00-112233445566");
+	ck_assert_int_eq(rc, SAGA_ENOTFOUND);
+	free(out);
+
+	/* unknown definition */
+	rc = CTL(t, &out, "start", "ittest.NoSuchSaga", "--input", "x");
+	ck_assert_int_eq(rc, SAGA_ENOTFOUND);
+	free(out);
+
+	saga_string_free(running);
+	free(id);
+	free(id2);
+	ths_free(t);
+}
+END_TEST
+
+static Suite *
+sagactl_suite(void)
+{
+	Suite *s = suite_create("sagactl");
+	TCase *tc = tcase_create("sagactl");
+	tcase_add_unchecked_fixture(tc, cluster_up, cluster_down);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, json_checker_checks);
+	tcase_add_test(tc, sagactl_registers_starts_gets_lists_and_cancels);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(sagactl_suite());
+	ths_runner_begin();
+	srunner_run_all(sr, CK_NORMAL);
+	ths_runner_end();
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,694 @@
+/* th_sagad: one integration test case's world. See th_sagad.h. */
+#define _GNU_SOURCE
+#include "th_sagad.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_PARTS 16
+
+struct ths {
+	th_pg       *pg;
+	char        *dir;
+	char         dbname[64];
+	char        *conninfo;
+	char         url[600];
+	char         journal[600];
+	char         sagad_log[600];
+	pid_t        sagad;
+	int          sagad_starts;
+	size_t       n_parts;
+	pid_t        parts[MAX_PARTS];
+	char         part_inst[MAX_PARTS][64];
+	saga_client *client;
+	char         postmaster_pidfile[700]; /* embedded PostgreSQL to kill on failure */
+};
+
+/* Every world made in this run is listed in the registry (one line: its
+ * dir, a tab, its name). Passing tests remove their dir in ths_free, so a
+ * dir still there at ths_runner_end belongs to a test that failed. The
+ * registry path is set in the runner before Check forks the tests. */
+static char g_registry[600];
+
+static void
+sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* Prints the last `lines` lines of path to stderr. */
+static void
+print_tail(const char *title, const char *path, int lines)
+{
+	size_t len = 0;
+	char *s = th_read_file(path, &len);
+	if (s == NULL)
+		return;
+	const char *p = s + len;
+	int n = 0;
+	while (p > s) {
+		p--;
+		if (*p == '\n' && p != s + len - 1 && ++n >= lines) {
+			p++;
+			break;
+		}
+	}
+	fprintf(stderr, "---- %s (%s), last %d lines ----\n%s%s---- end of %s ----\n", title,
+	    path, lines, p, (len > 0 && s[len - 1] != '\n') ? "\n" : "", title);
+	free(s);
+}
+
+static void
+kill_postmaster(const char *pidfile)
+{
+	char *s;
+	if (pidfile[0] == '\0' || (s = th_read_file(pidfile, NULL)) == NULL)
+		return;
+	long pid = strtol(s, NULL, 10);
+	free(s);
+	if (pid > 1)
+		kill((pid_t)pid, SIGQUIT); /* immediate shutdown */
+}
+
+void
+ths_runner_begin(void)
+{
+	char *d = th_tmpdir();
+	if (d == NULL)
+		return;
+	snprintf(g_registry, sizeof(g_registry), "%s/worlds", d);
+	free(d);
+}
+
+/* What the servers of a failed test said. */
+static void
+report_world(const char *dir, const char *name)
+{
+	char p[800];
+	char *names, *save = NULL;
+
+	fprintf(stderr, "\n==== %s failed; its files are kept in %s ====\n", name, dir);
+	snprintf(p, sizeof(p), "%s/sagad.log", dir);
+	print_tail("sagad log", p, 80);
+	snprintf(p, sizeof(p), "%s/participants", dir);
+	if ((names = th_read_file(p, NULL)) != NULL) {
+		for (char *n = strtok_r(names, "\n", &save); n != NULL;
+		     n = strtok_r(NULL, "\n", &save)) {
+			snprintf(p, sizeof(p), "%s/part-%s.log", dir, n);
+			print_tail("participant log", p, 30);
+		}
+		free(names);
+	}
+	snprintf(p, sizeof(p), "%s/journal", dir);
+	print_tail("journal", p, 60);
+	snprintf(p, sizeof(p), "%s/postmaster-pidfile", dir);
+	if ((names = th_read_file(p, NULL)) != NULL) {
+		kill_postmaster(names);
+		free(names);
+	}
+}
+
+int
+ths_runner_end(void)
+{
+	char *reg, *save = NULL;
+	int n = 0;
+	if (g_registry[0] == '\0')
+		return 0;
+	if ((reg = th_read_file(g_registry, NULL)) != NULL) {
+		for (char *line = strtok_r(reg, "\n", &save); line != NULL;
+		     line = strtok_r(NULL, "\n", &save)) {
+			char *tab = strchr(line, '\t');
+			struct stat sb;
+			if (tab == NULL)
+				continue;
+			*tab = '\0';
+			if (stat(line, &sb) == 0) {
+				report_world(line, tab + 1);
+				n++;
+			}
+		}
+		free(reg);
+	}
+	char *slash = strrchr(g_registry, '/');
+	if (slash != NULL) {
+		*slash = '\0';
+		th_rm_rf(g_registry);
+	}
+	g_registry[0] = '\0';
+	return n;
+}
+
+static void
+append_line(const char *path, const char *line)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd >= 0) {
+		(void)!write(fd, line, strlen(line));
+		close(fd);
+	}
+}
+
+const char *
+ths_env_ok(const char *name)
+{
+	const char *v = getenv(name);
+	ck_assert_msg(v != NULL && v[0] != '\0', "environment variable %s is not set (run the "
+	    "test through meson test)", name);
+	return v;
+}
+
+ths *
+ths_new_ok(th_pg *pg, const char *dbname)
+{
+	ths *t = calloc(1, sizeof(*t));
+	ck_assert_ptr_nonnull(t);
+	t->pg = pg;
+	t->sagad = -1;
+	snprintf(t->dbname, sizeof(t->dbname), "%s", dbname);
+	t->dir = th_tmpdir();
+	ck_assert_msg(t->dir != NULL, "th_tmpdir failed");
+	snprintf(t->url, sizeof(t->url), "ipc://%s/s.sock", t->dir);
+	snprintf(t->journal, sizeof(t->journal), "%s/journal", t->dir);
+	snprintf(t->sagad_log, sizeof(t->sagad_log), "%s/sagad.log", t->dir);
+	if (pg != NULL) {
+		ck_assert_msg(th_pg_create_db(pg, dbname) == 0, "cannot create database %s", dbname);
+		t->conninfo = th_pg_conninfo(pg, dbname);
+		ck_assert_ptr_nonnull(t->conninfo);
+	}
+	if (g_registry[0] != '\0') {
+		char line[800];
+		snprintf(line, sizeof(line), "%s\t%s\n", t->dir, dbname);
+		append_line(g_registry, line);
+	}
+	return t;
+}
+
+void
+ths_free(ths *t)
+{
+	if (t == NULL)
+		return;
+	saga_client_free(t->client);
+	for (size_t i = 0; i < t->n_parts; i++)
+		if (t->parts[i] > 0)
+			(void)th_stop(t->parts[i]);
+	if (t->sagad > 0)
+		(void)th_stop(t->sagad);
+	kill_postmaster(t->postmaster_pidfile);
+	th_rm_rf(t->dir);
+	free(t->dir);
+	free(t->conninfo);
+	free(t);
+}
+
+const char *ths_dir(const ths *t) { return t->dir; }
+const char *ths_url(const ths *t) { return t->url; }
+const char *ths_conninfo(const ths *t) { return t->conninfo; }
+const char *ths_journal_path(const ths *t) { return t->journal; }
+const char *ths_sagad_log(const ths *t) { return t->sagad_log; }
+pid_t ths_sagad_pid(const ths *t) { return t->sagad; }
+
+void
+ths_track_postmaster(ths *t, const char *pgdata)
+{
+	char p[800];
+	snprintf(t->postmaster_pidfile, sizeof(t->postmaster_pidfile), "%s/postmaster.pid",
+	    pgdata);
+	snprintf(p, sizeof(p), "%s/postmaster-pidfile", t->dir);
+	th_write_file(p, t->postmaster_pidfile, strlen(t->postmaster_pidfile));
+}
+
+/* ---- sagad --------------------------------------------------------------- */
+
+static void
+log_marker(ths *t, const char *what)
+{
+	FILE *f = fopen(t->sagad_log, "a");
+	if (f != NULL) {
+		fprintf(f, "==== ths: %s ====\n", what);
+		fclose(f);
+	}
+}
+
+int
+ths_wait_ready(ths *t, int timeout_ms)
+{
+	saga_client *c = NULL;
+	long long deadline = th_now_ms() + timeout_ms;
+	int rv = -1;
+
+	if (saga_client_new(t->url, &c) != SAGA_OK)
+		return -1;
+	saga_client_set_timeout(c, 1000);
+	for (;;) {
+		saga_list_filter f;
+		saga_list *l = NULL;
+		memset(&f, 0, sizeof(f));
+		f.limit = 1;
+		if (saga_client_list(c, &f, &l) == SAGA_OK) {
+			saga_list_free(l);
+			rv = 0;
+			break;
+		}
+		if (t->sagad > 0 && th_wait_exit(t->sagad, 0, NULL) == 0) {
+			fprintf(stderr, "ths: sagad exited during start-up\n");
+			t->sagad = -1;
+			break;
+		}
+		if (th_now_ms() >= deadline) {
+			fprintf(stderr, "ths: sagad did not answer within %d ms: %s\n", timeout_ms,
+			    saga_client_errmsg(c));
+			break;
+		}
+		sleep_ms(20);
+	}
+	saga_client_free(c);
+	return rv;
+}
+
+void
+ths_sagad_start_args_ok(ths *t, const char *const args[], int wait_ms)
+{
+	const char *argv[64];
+	size_t n = 0;
+	char mark[64];
+
+	ck_assert_msg(t->sagad <= 0, "sagad is already running");
+	argv[n++] = ths_env_ok("SAGAD_BIN");
+	for (size_t i = 0; args != NULL && args[i] != NULL && n < 63; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	snprintf(mark, sizeof(mark), "sagad start #%d", ++t->sagad_starts);
+	log_marker(t, mark);
+	t->sagad = th_spawn(argv, NULL, t->sagad_log);
+	ck_assert_msg(t->sagad > 0, "cannot start %s", argv[0]);
+	ck_assert_msg(ths_wait_ready(t, wait_ms) == 0, "sagad did not come up (log: %s)",
+	    t->sagad_log);
+}
+
+void
+ths_sagad_start_ok(ths *t, const char *const extra[])
+{
+	const char *args[64];
+	size_t n = 0;
+
+	ck_assert_ptr_nonnull(t->conninfo);
+	args[n++] = "--db";
+	args[n++] = t->conninfo;
+	args[n++] = "--listen";
+	args[n++] = t->url;
+	args[n++] = "--log-level";
+	args[n++] = "debug";
+	for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 63; i++)
+		args[n++] = extra[i];
+	args[n] = NULL;
+	ths_sagad_start_args_ok(t, args, 30000);
+}
+
+int
+ths_sagad_signal(ths *t, int sig)
+{
+	int st = -1;
+	char mark[64];
+	if (t->sagad <= 0)
+		return -1;
+	snprintf(mark, sizeof(mark), "signal %d to sagad", sig);
+	log_marker(t, mark);
+	kill(t->sagad, sig);
+	if (th_wait_exit(t->sagad, 10000, &st) != 0) {
+		fprintf(stderr, "ths: sagad ignored signal %d for 10 s; SIGKILL\n", sig);
+		kill(t->sagad, SIGKILL);
+		(void)th_wait_exit(t->sagad, 5000, &st);
+		st = -1;
+	}
+	t->sagad = -1;
+	return st;
+}
+
+/* ---- participants ------------------------------------------------------- */
+
+pid_t
+ths_participant_ok(ths *t, const char *instance, uint32_t capacity, const char *const names[])
+{
+	static const char *const all[] = { "pA", "pB", "pC", "pD", "pT", NULL };
+	const char *argv[64];
+	char cap[16], log[800];
+	size_t n = 0;
+
+	ck_assert_msg(t->n_parts < MAX_PARTS, "too many participants");
+	if (names == NULL)
+		names = all;
+	snprintf(cap, sizeof(cap), "%u", capacity);
+	snprintf(log, sizeof(log), "%s/part-%s.log", t->dir, instance);
+	argv[n++] = ths_env_ok("TEST_PARTICIPANT_BIN");
+	argv[n++] = "--url";
+	argv[n++] = t->url;
+	argv[n++] = "--journal";
+	argv[n++] = t->journal;
+	argv[n++] = "--instance";
+	argv[n++] = instance;
+	argv[n++] = "--capacity";
+	argv[n++] = cap;
+	for (size_t i = 0; names[i] != NULL && n < 60; i++) {
+		argv[n++] = "--participant";
+		argv[n++] = names[i];
+	}
+	argv[n] = NULL;
+	pid_t pid = th_spawn(argv, NULL, log);
+	ck_assert_msg(pid > 0, "cannot start test-participant %s", instance);
+	{
+		char reg[800], line[80];
+		snprintf(reg, sizeof(reg), "%s/participants", t->dir);
+		snprintf(line, sizeof(line), "%s\n", instance);
+		append_line(reg, line);
+	}
+	t->parts[t->n_parts] = pid;
+	snprintf(t->part_inst[t->n_parts], sizeof(t->part_inst[0]), "%s", instance);
+	t->n_parts++;
+	return pid;
+}
+
+static void
+forget_part(ths *t, pid_t pid)
+{
+	for (size_t i = 0; i < t->n_parts; i++)
+		if (t->parts[i] == pid)
+			t->parts[i] = -1;
+}
+
+int
+ths_participant_signal(ths *t, pid_t pid, int sig)
+{
+	int st = -1;
+	kill(pid, sig);
+	if (th_wait_exit(pid, 10000, &st) != 0) {
+		kill(pid, SIGKILL);
+		(void)th_wait_exit(pid, 5000, &st);
+		st = -1;
+	}
+	forget_part(t, pid);
+	return st;
+}
+
+int
+ths_participant_exited(ths *t, pid_t pid)
+{
+	if (th_wait_exit(pid, 0, NULL) == 0) {
+		forget_part(t, pid);
+		return 1;
+	}
+	return 0;
+}
+
+/* ---- client calls ------------------------------------------------------- */
+
+saga_client *
+ths_client(ths *t)
+{
+	if (t->client == NULL) {
+		ck_assert_int_eq(saga_client_new(t->url, &t->client), SAGA_OK);
+		saga_client_set_timeout(t->client, 10000);
+	}
+	return t->client;
+}
+
+void
+ths_register_file_ok(ths *t, const char *path)
+{
+	size_t len = 0;
+	char *data = th_read_file(path, &len);
+	saga_register_result *res = NULL;
+	ck_assert_msg(data != NULL, "cannot read %s", path);
+	int rv = saga_client_register(ths_client(t), data, len, &res);
+	ck_assert_msg(rv == SAGA_OK, "register %s: %s: %s", path, saga_strerror(rv),
+	    saga_client_errmsg(ths_client(t)));
+	ck_assert_ptr_nonnull(res);
+	ck_assert_uint_gt(res->count, 0);
+	saga_register_result_free(res);
+	free(data);
+}
+
+void
+ths_register_sagas_ok(ths *t)
+{
+	ths_register_file_ok(t, ths_env_ok("IT_SAGAS"));
+}
+
+char *
+ths_start_ok(ths *t, const char *definition, const char *input)
+{
+	char *id = NULL;
+	int existing = -1;
+	int rv = saga_client_start(ths_client(t), definition, input, input ? strlen(input) : 0,
+	    NULL, &id, &existing);
+	ck_assert_msg(rv == SAGA_OK, "start %s '%s': %s: %s", definition, input ? input : "",
+	    saga_strerror(rv), saga_client_errmsg(ths_client(t)));
+	ck_assert_ptr_nonnull(id);
+	ck_assert_int_eq(existing, 0);
+	return id;
+}
+
+saga_info *
+ths_wait_final_ok(ths *t, const char *saga_id, int timeout_ms)
+{
+	saga_info *info = NULL;
+	int rv = saga_client_wait(ths_client(t), saga_id, timeout_ms, &info);
+	ck_assert_msg(rv == SAGA_OK, "wait for saga %s: %s: %s", saga_id, saga_strerror(rv),
+	    saga_client_errmsg(ths_client(t)));
+	ck_assert_ptr_nonnull(info);
+	ck_assert_msg(saga_state_is_final(info->state), "saga %s is %s", saga_id,
+	    saga_state_name(info->state));
+	return info;
+}
+
+const saga_step_info *
+ths_step_ok(const saga_info *info, const char *name)
+{
+	for (size_t i = 0; i < info->n_steps; i++)
+		if (strcmp(info->steps[i].name, name) == 0)
+			return &info->steps[i];
+	ck_abort_msg("saga %s has no step %s", info->saga_id, name);
+	return NULL;
+}
+
+void
+ths_wait_step_state_ok(ths *t, const char *saga_id, const char *step, saga_step_state st,
+    int timeout_ms)
+{
+	long long deadline = th_now_ms() + timeout_ms;
+	saga_step_state last = SAGA_STEP_UNKNOWN;
+	for (;;) {
+		saga_info *info = NULL;
+		int rv = saga_client_get(ths_client(t), saga_id, &info);
+		ck_assert_msg(rv == SAGA_OK, "get %s: %s: %s", saga_id, saga_strerror(rv),
+		    saga_client_errmsg(ths_client(t)));
+		last = ths_step_ok(info, step)->state;
+		saga_info_free(info);
+		if (last == st)
+			return;
+		ck_assert_msg(th_now_ms() < deadline, "step %s of saga %s is %s, not %s after %d ms",
+		    step, saga_id, saga_step_state_name(last), saga_step_state_name(st), timeout_ms);
+		sleep_ms(10);
+	}
+}
+
+/* ---- journal ------------------------------------------------------------ */
+
+static int
+parse_line(char *s, ths_jline *l)
+{
+	char *save = NULL, *tok;
+	int field = 0;
+	memset(l, 0, sizeof(*l));
+	for (tok = strtok_r(s, " ", &save); tok != NULL; tok = strtok_r(NULL, " ", &save)) {
+		switch (field++) {
+		case 0: snprintf(l->saga_id, sizeof(l->saga_id), "%s", tok); break;
+		case 1: l->kind = tok[0]; break;
+		case 2: snprintf(l->rpc, sizeof(l->rpc), "%s", tok); break;
+		case 3: l->attempt = (unsigned)strtoul(tok, NULL, 10); break;
+		case 4: snprintf(l->instance, sizeof(l->instance), "%s", tok); break;
+		case 5: snprintf(l->outcome, sizeof(l->outcome), "%s", tok); break;
+		case 6: l->t0_us = strtoll(tok, NULL, 10); break;
+		case 7: l->t1_us = strtoll(tok, NULL, 10); break;
+		default: {
+			char *eq = strchr(tok, '=');
+			if (eq == NULL || l->n_deps == THS_MAX_DEPS)
+				return -1;
+			*eq = '\0';
+			snprintf(l->dep_step[l->n_deps], sizeof(l->dep_step[0]), "%s", tok);
+			snprintf(l->dep_val[l->n_deps], sizeof(l->dep_val[0]), "%s", eq + 1);
+			l->n_deps++;
+		}
+		}
+	}
+	return field >= 8 ? 0 : -1;
+}
+
+ths_journal *
+ths_journal_read_ok(ths *t)
+{
+	ths_journal *j = calloc(1, sizeof(*j));
+	size_t len = 0, cap = 0;
+	char *s = th_read_file(t->journal, &len);
+	ck_assert_ptr_nonnull(j);
+	if (s == NULL)
+		return j;
+	char *save = NULL;
+	for (char *line = strtok_r(s, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char copy[2048];
+		if (j->n == cap) {
+			cap = cap ? cap * 2 : 64;
+			j->lines = realloc(j->lines, cap * sizeof(*j->lines));
+			ck_assert_ptr_nonnull(j->lines);
+		}
+		snprintf(copy, sizeof(copy), "%s", line);
+		ck_assert_msg(parse_line(line, &j->lines[j->n]) == 0, "bad journal line: %s", copy);
+		j->n++;
+	}
+	free(s);
+	return j;
+}
+
+void
+ths_journal_free(ths_journal *j)
+{
+	if (j == NULL)
+		return;
+	free(j->lines);
+	free(j);
+}
+
+static int
+jmatch(const ths_jline *l, const char *saga_id, char kind, const char *rpc, const char *outcome)
+{
+	return (saga_id == NULL || strcmp(l->saga_id, saga_id) == 0) &&
+	    (kind == 0 || l->kind == kind) && (rpc == NULL || strcmp(l->rpc, rpc) == 0) &&
+	    (outcome == NULL || strcmp(l->outcome, outcome) == 0);
+}
+
+int
+ths_journal_count(const ths_journal *j, const char *saga_id, char kind, const char *rpc,
+    const char *outcome)
+{
+	int n = 0;
+	for (size_t i = 0; i < j->n; i++)
+		n += jmatch(&j->lines[i], saga_id, kind, rpc, outcome);
+	return n;
+}
+
+int
+ths_journal_find(const ths_journal *j, size_t from, const char *saga_id, char kind,
+    const char *rpc, const char *outcome)
+{
+	for (size_t i = from; i < j->n; i++)
+		if (jmatch(&j->lines[i], saga_id, kind, rpc, outcome))
+			return (int)i;
+	return -1;
+}
+
+const char *
+ths_jline_dep(const ths_jline *l, const char *step)
+{
+	for (size_t i = 0; i < l->n_deps; i++)
+		if (strcmp(l->dep_step[i], step) == 0)
+			return l->dep_val[i];
+	return NULL;
+}
+
+void
+ths_journal_wait_ok(ths *t, const char *saga_id, char kind, const char *rpc,
+    const char *outcome, int n, int timeout_ms)
+{
+	long long deadline = th_now_ms() + timeout_ms;
+	for (;;) {
+		ths_journal *j = ths_journal_read_ok(t);
+		int c = ths_journal_count(j, saga_id, kind, rpc, outcome);
+		ths_journal_free(j);
+		if (c >= n)
+			return;
+		ck_assert_msg(th_now_ms() < deadline,
+		    "journal: %d of %d lines (%s %c %s %s) after %d ms", c, n,
+		    saga_id ? saga_id : "*", kind ? kind : '*', rpc ? rpc : "*",
+		    outcome ? outcome : "*", timeout_ms);
+		sleep_ms(10);
+	}
+}
+
+/* ---- sagactl ------------------------------------------------------------ */
+
+int
+ths_sagactl(ths *t, const char *const args[], char **out)
+{
+	const char *argv[64];
+	char outp[800], errp[800];
+	size_t n = 0;
+	int st = -1;
+	static int seq;
+
+	argv[n++] = ths_env_ok("SAGACTL_BIN");
+	argv[n++] = "--url";
+	argv[n++] = t->url;
+	for (size_t i = 0; args[i] != NULL && n < 63; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	seq++;
+	snprintf(outp, sizeof(outp), "%s/sagactl-%d.out", t->dir, seq);
+	snprintf(errp, sizeof(errp), "%s/sagactl-%d.err", t->dir, seq);
+
+	int ofd = open(outp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int efd = open(errp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (ofd < 0 || efd < 0)
+		return -1;
+	pid_t pid = fork();
+	if (pid == 0) {
+		int nul = open("/dev/null", O_RDONLY);
+		dup2(nul, 0);
+		dup2(ofd, 1);
+		dup2(efd, 2);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	close(ofd);
+	close(efd);
+	if (pid < 0)
+		return -1;
+	if (th_wait_exit(pid, 30000, &st) != 0) {
+		kill(pid, SIGKILL);
+		(void)th_wait_exit(pid, 5000, NULL);
+		fprintf(stderr, "ths: sagactl did not exit within 30 s\n");
+		return -1;
+	}
+	{
+		char *e = th_read_file(errp, NULL);
+		fprintf(stderr, "ths: sagactl");
+		for (size_t i = 3; argv[i] != NULL; i++)
+			fprintf(stderr, " %s", argv[i]);
+		fprintf(stderr, " -> status %d%s%s", WIFEXITED(st) ? WEXITSTATUS(st) : -1,
+		    e && e[0] ? "; stderr: " : "", e ? e : "");
+		fprintf(stderr, "\n");
+		free(e);
+	}
+	if (out != NULL)
+		*out = th_read_file(outp, NULL);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int
+ths_contains(const char *haystack, const char *needle)
+{
+	return haystack != NULL && needle != NULL && strcasestr(haystack, needle) != NULL;
+}

@@ -1,0 +1,40 @@
+/*
+ * Proves that the public header compiles as C++ (-pedantic -Werror) and
+ * that its functions link with C linkage from C++.
+ */
+#include "saga.h"
+
+#include <cstdio>
+#include <cstring>
+
+static void
+on_step(const saga_step *s, saga_reply *r, void *)
+{
+	if (saga_step_find_result(s, "x") == nullptr)
+		saga_reply_fail(r, "no result");
+}
+
+int
+main()
+{
+	saga_handler_fn h = on_step;
+	saga_list_filter f = saga_list_filter();
+	saga_start_opts o = saga_start_opts();
+	saga_info info = saga_info();
+	saga_step step = saga_step();
+	(void)h;
+	(void)f;
+	(void)o;
+	(void)info;
+	(void)step;
+	if (std::strcmp(saga_state_name(SAGA_STATE_COMPENSATED), "compensated") != 0 ||
+	    !saga_state_is_final(SAGA_STATE_COMPLETED)) {
+		std::fprintf(stderr, "unexpected values from libsaga\n");
+		return 1;
+	}
+	saga_worker *w = nullptr;
+	if (saga_worker_new(nullptr, "header-test", &w) != SAGA_OK)
+		return 1;
+	saga_worker_free(w);
+	return 0;
+}

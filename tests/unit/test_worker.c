@@ -1,0 +1,862 @@
+/*
+ * Unit tests of the libsaga worker (client-lib/src/worker.c) against a fake
+ * sagad: an nng REP socket on an ipc:// URL in a temporary directory whose
+ * threads hold the worker's polls until the test queues dispatches, and
+ * collect the results the worker reports.
+ */
+#include <check.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "saga.h"
+#include "wire.h"
+
+/* ---- fake sagad -------------------------------------------------------- */
+
+#define FAKE_THREADS 4
+#define MAX_BATCHES  64
+#define MAX_RESULTS  1024
+#define MAX_OWNED    256
+
+typedef struct got_result {
+	uint8_t  saga_id[16];
+	uint32_t step_index;
+	char     step[64];
+	int      kind;
+	uint32_t attempt;
+	int      outcome;
+	char     output[256];
+	size_t   output_len;
+	char     error[256];
+} got_result;
+
+typedef struct batch {
+	Sagawire__Dispatch **d;
+	size_t               n;
+} batch;
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t  cv;
+	nng_socket      sock;
+	pthread_t       threads[FAKE_THREADS];
+	int             closing;
+	batch           batches[MAX_BATCHES];
+	size_t          b_head, b_tail;
+	got_result      results[MAX_RESULTS];
+	size_t          n_results;
+	int             polls;
+	int             reports;
+	int             fail_reports;   /* answer this many reports with EBUSY */
+	uint32_t        poll_error;     /* answer polls with this error code */
+	uint32_t        last_capacity;
+	char            last_participant[64];
+	char            last_instance[64];
+	void           *owned[MAX_OWNED];
+	size_t          n_owned;
+} F = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+static char url[128];
+
+static void
+reply(nng_ctx ctx, nng_aio *aio, const Sagawire__Response *r)
+{
+	nng_msg *m;
+	if (wire_pack_msg(&r->base, &m) != 0)
+		return;
+	nng_aio_set_msg(aio, m);
+	nng_ctx_send(ctx, aio);
+	nng_aio_wait(aio);
+	if (nng_aio_result(aio) != 0)
+		nng_msg_free(m);
+}
+
+static void
+serve_poll(nng_ctx ctx, nng_aio *aio, const Sagawire__WorkPoll *p)
+{
+	Sagawire__Response r = SAGAWIRE__RESPONSE__INIT;
+	Sagawire__WorkBatch wb = SAGAWIRE__WORK_BATCH__INIT;
+	Sagawire__Error e = SAGAWIRE__ERROR__INIT;
+	batch b = { NULL, 0 };
+
+	pthread_mutex_lock(&F.mu);
+	F.polls++;
+	F.last_capacity = p->capacity;
+	snprintf(F.last_participant, sizeof(F.last_participant), "%s", p->participant);
+	snprintf(F.last_instance, sizeof(F.last_instance), "%s", p->instance);
+	pthread_cond_broadcast(&F.cv);
+	if (F.poll_error != 0) {
+		e.code = F.poll_error;
+		e.message = "capacity 7 is not allowed here";
+		r.error = &e;
+		pthread_mutex_unlock(&F.mu);
+		reply(ctx, aio, &r);
+		return;
+	}
+	/* Hold the poll like sagad does, with a short poll timeout. */
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 1;
+	while (F.b_head == F.b_tail && !F.closing)
+		if (pthread_cond_timedwait(&F.cv, &F.mu, &ts) != 0)
+			break;
+	if (F.b_head != F.b_tail && !F.closing)
+		b = F.batches[F.b_head++ % MAX_BATCHES];
+	pthread_mutex_unlock(&F.mu);
+	wb.n_dispatches = b.n;
+	wb.dispatches = b.d;
+	r.body_case = SAGAWIRE__RESPONSE__BODY_WORK;
+	r.work = &wb;
+	reply(ctx, aio, &r);
+}
+
+static void
+serve_report(nng_ctx ctx, nng_aio *aio, const Sagawire__Report *rep)
+{
+	Sagawire__Response r = SAGAWIRE__RESPONSE__INIT;
+	Sagawire__ReportAck ack = SAGAWIRE__REPORT_ACK__INIT;
+	Sagawire__Error e = SAGAWIRE__ERROR__INIT;
+
+	pthread_mutex_lock(&F.mu);
+	F.reports++;
+	if (F.fail_reports > 0) {
+		F.fail_reports--;
+		pthread_mutex_unlock(&F.mu);
+		e.code = SAGA_EBUSY;
+		e.message = "try later";
+		r.error = &e;
+		reply(ctx, aio, &r);
+		return;
+	}
+	for (size_t i = 0; i < rep->n_results && F.n_results < MAX_RESULTS; i++) {
+		const Sagawire__Result *x = rep->results[i];
+		got_result *g = &F.results[F.n_results++];
+		ck_assert_uint_eq(x->saga_id.len, 16);
+		memcpy(g->saga_id, x->saga_id.data, 16);
+		g->step_index = x->step_index;
+		snprintf(g->step, sizeof(g->step), "%s", x->step);
+		g->kind = x->kind;
+		g->attempt = x->attempt;
+		g->outcome = x->outcome;
+		g->output_len = x->output.len;
+		memcpy(g->output, x->output.data,
+		    x->output.len < sizeof(g->output) ? x->output.len : sizeof(g->output));
+		snprintf(g->error, sizeof(g->error), "%s", x->error);
+	}
+	pthread_cond_broadcast(&F.cv);
+	pthread_mutex_unlock(&F.mu);
+	ack.accepted = (uint32_t)rep->n_results;
+	r.body_case = SAGAWIRE__RESPONSE__BODY_ACK;
+	r.ack = &ack;
+	reply(ctx, aio, &r);
+}
+
+static void *
+fake_main(void *arg)
+{
+	nng_ctx ctx;
+	nng_aio *aio;
+	(void)arg;
+	if (nng_ctx_open(&ctx, F.sock) != 0 || nng_aio_alloc(&aio, NULL, NULL) != 0)
+		return NULL;
+	for (;;) {
+		nng_ctx_recv(ctx, aio);
+		nng_aio_wait(aio);
+		if (nng_aio_result(aio) != 0)
+			break;
+		nng_msg *m = nng_aio_get_msg(aio);
+		int err;
+		Sagawire__Request *req = wire_unpack_request(nng_msg_body(m), nng_msg_len(m), &err);
+		nng_msg_free(m);
+		if (req == NULL)
+			continue;
+		if (req->body_case == SAGAWIRE__REQUEST__BODY_POLL)
+			serve_poll(ctx, aio, req->poll);
+		else if (req->body_case == SAGAWIRE__REQUEST__BODY_REPORT)
+			serve_report(ctx, aio, req->report);
+		wire_free(&req->base);
+	}
+	nng_aio_free(aio);
+	return NULL;
+}
+
+static void
+fake_listen(void)
+{
+	F.closing = 0;
+	ck_assert_int_eq(nng_rep0_open(&F.sock), 0);
+	ck_assert_int_eq(nng_socket_set_size(F.sock, NNG_OPT_RECVMAXSZ, 1 << 20), 0);
+	/* TCP, not ipc: an nng 1.5.2 ipc listener can be wedged for good by a
+	 * peer that disconnects during the handshake (nng #1518). The port is
+	 * the kernel's choice the first time and reused after a restart. */
+	if (url[0] == '\0') {
+		nng_listener l;
+		int port;
+		ck_assert_int_eq(nng_listen(F.sock, "tcp://127.0.0.1:0", &l, 0), 0);
+		ck_assert_int_eq(nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port), 0);
+		snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", port);
+	} else {
+		ck_assert_int_eq(nng_listen(F.sock, url, NULL, 0), 0);
+	}
+	for (int i = 0; i < FAKE_THREADS; i++)
+		ck_assert_int_eq(pthread_create(&F.threads[i], NULL, fake_main, NULL), 0);
+}
+
+static void
+fake_close(void)
+{
+	pthread_mutex_lock(&F.mu);
+	F.closing = 1;
+	pthread_cond_broadcast(&F.cv);
+	pthread_mutex_unlock(&F.mu);
+	nng_close(F.sock);
+	for (int i = 0; i < FAKE_THREADS; i++)
+		pthread_join(F.threads[i], NULL);
+}
+
+static void
+fake_start(void)
+{
+	url[0] = '\0';
+	fake_listen();
+}
+
+static void
+fake_stop(void)
+{
+	fake_close();
+	for (size_t i = 0; i < F.n_owned; i++)
+		free(F.owned[i]);
+}
+
+static void *
+own(void *p)
+{
+	ck_assert_ptr_nonnull(p);
+	ck_assert_uint_lt(F.n_owned, MAX_OWNED);
+	F.owned[F.n_owned++] = p;
+	return p;
+}
+
+/* A dispatch for participant "payments"; the saga id is 16 bytes of `id`. */
+static Sagawire__Dispatch *
+dispatch(uint8_t id, uint32_t step_index, const char *step, const char *rpc, int kind)
+{
+	Sagawire__Dispatch *d = own(calloc(1, sizeof(*d)));
+	uint8_t *sid = own(malloc(16));
+	sagawire__dispatch__init(d);
+	memset(sid, id, 16);
+	d->saga_id.data = sid;
+	d->saga_id.len = 16;
+	d->definition = "shop.OrderSaga";
+	d->version = 1;
+	d->step = (char *)step;
+	d->rpc = (char *)rpc;
+	d->kind = kind;
+	d->attempt = 1;
+	d->idempotency_key = "key";
+	d->participant = "payments";
+	d->step_index = step_index;
+	return d;
+}
+
+#define ACTION SAGAWIRE__STEP_KIND__STEP_ACTION
+#define COMP   SAGAWIRE__STEP_KIND__STEP_COMPENSATION
+
+/* Queues one WorkBatch for the next poll. */
+static void
+push(Sagawire__Dispatch **ds, size_t n)
+{
+	Sagawire__Dispatch **copy = own(calloc(n, sizeof(*copy)));
+	memcpy(copy, ds, n * sizeof(*copy));
+	pthread_mutex_lock(&F.mu);
+	F.batches[F.b_tail++ % MAX_BATCHES] = (batch){ copy, n };
+	pthread_cond_broadcast(&F.cv);
+	pthread_mutex_unlock(&F.mu);
+}
+
+/* Waits until at least n results arrived (or ms passed); returns the count. */
+static size_t
+wait_results(size_t n, int ms)
+{
+	int64_t until = wire_mono_ms() + ms;
+	pthread_mutex_lock(&F.mu);
+	while (F.n_results < n && wire_mono_ms() < until) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 20 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&F.cv, &F.mu, &ts);
+	}
+	size_t got = F.n_results;
+	pthread_mutex_unlock(&F.mu);
+	return got;
+}
+
+static int
+wait_polls(int n, int ms)
+{
+	int64_t until = wire_mono_ms() + ms;
+	int got;
+	for (;;) {
+		pthread_mutex_lock(&F.mu);
+		got = F.polls;
+		pthread_mutex_unlock(&F.mu);
+		if (got >= n || wire_mono_ms() >= until)
+			return got;
+		usleep(5000);
+	}
+}
+
+static const got_result *
+result_for(const char *step)
+{
+	for (size_t i = 0; i < F.n_results; i++)
+		if (strcmp(F.results[i].step, step) == 0)
+			return &F.results[i];
+	static const got_result none;
+	ck_abort_msg("no result was reported for step %s", step);
+	return &none;
+}
+
+/* ---- worker under test ------------------------------------------------- */
+
+static saga_worker *W;
+static pthread_t run_thread;
+static int run_rv = -1;
+
+static void *
+run_main(void *arg)
+{
+	(void)arg;
+	run_rv = saga_worker_run(W);
+	return NULL;
+}
+
+static void
+worker_new(uint32_t capacity)
+{
+	ck_assert_int_eq(saga_worker_new(url, "payments", &W), SAGA_OK);
+	ck_assert_int_eq(saga_worker_set_capacity(W, capacity), SAGA_OK);
+}
+
+static void
+worker_start(void)
+{
+	ck_assert_int_eq(pthread_create(&run_thread, NULL, run_main, NULL), 0);
+}
+
+/* Stops the worker and returns what run() returned. */
+static int
+worker_stop(void)
+{
+	saga_worker_stop(W);
+	pthread_join(run_thread, NULL);
+	saga_worker_free(W);
+	W = NULL;
+	return run_rv;
+}
+
+/* ---- handlers ---------------------------------------------------------- */
+
+static pthread_mutex_t seen_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	char           saga_id[64];
+	char           definition[64];
+	uint32_t       version;
+	char           step[64];
+	char           rpc[64];
+	saga_step_kind kind;
+	uint32_t       attempt;
+	char           key[64];
+	uint32_t       timeout_ms;
+	char           input[64];
+	size_t         n_results;
+	char           charge_result[64];
+	int            missing_is_null;
+	int            second_reply_rv;
+	int            too_big_rv;
+} seen;
+
+static void
+h_record(const saga_step *s, saga_reply *r, void *user)
+{
+	(void)user;
+	pthread_mutex_lock(&seen_mu);
+	snprintf(seen.saga_id, sizeof(seen.saga_id), "%s", s->saga_id);
+	snprintf(seen.definition, sizeof(seen.definition), "%s", s->definition);
+	seen.version = s->version;
+	snprintf(seen.step, sizeof(seen.step), "%s", s->step);
+	snprintf(seen.rpc, sizeof(seen.rpc), "%s", s->rpc);
+	seen.kind = s->kind;
+	seen.attempt = s->attempt;
+	snprintf(seen.key, sizeof(seen.key), "%s", s->idempotency_key);
+	seen.timeout_ms = s->timeout_ms;
+	snprintf(seen.input, sizeof(seen.input), "%.*s", (int)s->input_len, (const char *)s->input);
+	seen.n_results = s->n_results;
+	const saga_step_result *c = saga_step_find_result(s, "Charge");
+	if (c != NULL)
+		snprintf(seen.charge_result, sizeof(seen.charge_result), "%.*s", (int)c->len,
+		    (const char *)c->data);
+	seen.missing_is_null = saga_step_find_result(s, "Nope") == NULL;
+	pthread_mutex_unlock(&seen_mu);
+	saga_reply_success(r, "refunded", 8);
+}
+
+static void
+h_success(const saga_step *s, saga_reply *r, void *user)
+{
+	(void)s;
+	(void)user;
+	saga_reply_success(r, "charge-77", 9);
+}
+
+static void
+h_retry(const saga_step *s, saga_reply *r, void *user)
+{
+	(void)s;
+	(void)user;
+	saga_reply_retry(r, "bank unreachable");
+}
+
+static void
+h_fail(const saga_step *s, saga_reply *r, void *user)
+{
+	(void)s;
+	(void)user;
+	saga_reply_fail(r, "card declined");
+}
+
+static void
+h_silent(const saga_step *s, saga_reply *r, void *user)
+{
+	(void)s;
+	(void)r;
+	(void)user;
+}
+
+static void
+h_double(const saga_step *s, saga_reply *r, void *user)
+{
+	(void)s;
+	(void)user;
+	char big[2048] = { 0 };
+	int too_big = saga_reply_success(r, big, sizeof(big));
+	saga_reply_success(r, "first", 5);
+	int second = saga_reply_fail(r, "second");
+	pthread_mutex_lock(&seen_mu);
+	seen.too_big_rv = too_big;
+	seen.second_reply_rv = second;
+	pthread_mutex_unlock(&seen_mu);
+}
+
+static atomic_int running_now, running_max, started;
+
+static void
+h_slow(const saga_step *s, saga_reply *r, void *user)
+{
+	int ms = (int)(intptr_t)user;
+	(void)s;
+	atomic_fetch_add(&started, 1);
+	int now = atomic_fetch_add(&running_now, 1) + 1;
+	int max = atomic_load(&running_max);
+	while (now > max && !atomic_compare_exchange_weak(&running_max, &max, now))
+		;
+	usleep((useconds_t)ms * 1000);
+	atomic_fetch_sub(&running_now, 1);
+	saga_reply_success(r, "slow", 4);
+}
+
+/* ---- tests ------------------------------------------------------------- */
+
+START_TEST(handler_gets_step_fields_and_results)
+{
+	static Sagawire__StepResult r1 = SAGAWIRE__STEP_RESULT__INIT, r2 = SAGAWIRE__STEP_RESULT__INIT;
+	static Sagawire__StepResult *rs[2] = { &r1, &r2 };
+	r1.step = "Reserve";
+	r1.result.data = (uint8_t *)"r1";
+	r1.result.len = 2;
+	r2.step = "Charge";
+	r2.result.data = (uint8_t *)"ch_123";
+	r2.result.len = 6;
+	Sagawire__Dispatch *d = dispatch(0xab, 1, "Charge", "Refund", COMP);
+	d->version = 3;
+	d->attempt = 2;
+	d->idempotency_key = "abab/Charge/compensation";
+	d->timeout_ms = 1500;
+	d->input.data = (uint8_t *)"in";
+	d->input.len = 2;
+	d->n_results = 2;
+	d->results = rs;
+
+	worker_new(4);
+	ck_assert_int_eq(saga_worker_on_compensation(W, "Refund", h_record, NULL), SAGA_OK);
+	worker_start();
+	push(&d, 1);
+	ck_assert_uint_eq(wait_results(1, 5000), 1);
+
+	pthread_mutex_lock(&seen_mu);
+	ck_assert_str_eq(seen.saga_id, "abababab-abab-abab-abab-abababababab");
+	ck_assert_str_eq(seen.definition, "shop.OrderSaga");
+	ck_assert_uint_eq(seen.version, 3);
+	ck_assert_str_eq(seen.step, "Charge");
+	ck_assert_str_eq(seen.rpc, "Refund");
+	ck_assert_int_eq(seen.kind, SAGA_COMPENSATION);
+	ck_assert_uint_eq(seen.attempt, 2);
+	ck_assert_str_eq(seen.key, "abab/Charge/compensation");
+	ck_assert_uint_eq(seen.timeout_ms, 1500);
+	ck_assert_str_eq(seen.input, "in");
+	ck_assert_uint_eq(seen.n_results, 2);
+	ck_assert_str_eq(seen.charge_result, "ch_123");
+	ck_assert_int_eq(seen.missing_is_null, 1);
+	pthread_mutex_unlock(&seen_mu);
+
+	const got_result *g = &F.results[0];
+	uint8_t id[16];
+	memset(id, 0xab, 16);
+	ck_assert_mem_eq(g->saga_id, id, 16);
+	ck_assert_uint_eq(g->step_index, 1);
+	ck_assert_str_eq(g->step, "Charge");
+	ck_assert_int_eq(g->kind, COMP);
+	ck_assert_uint_eq(g->attempt, 2);
+	ck_assert_int_eq(g->outcome, SAGAWIRE__OUTCOME__OUTCOME_SUCCESS);
+	ck_assert_uint_eq(g->output_len, 8);
+	ck_assert_mem_eq(g->output, "refunded", 8);
+	ck_assert_str_eq(g->error, "");
+	ck_assert_int_eq(worker_stop(), SAGA_OK);
+}
+END_TEST
+
+START_TEST(outcomes_are_reported_with_outputs_and_errors)
+{
+	Sagawire__Dispatch *ds[3] = {
+		dispatch(1, 0, "Charge", "Charge", ACTION),
+		dispatch(2, 0, "Reserve", "Reserve", ACTION),
+		dispatch(3, 0, "Ship", "Ship", ACTION),
+	};
+	worker_new(4);
+	ck_assert_int_eq(saga_worker_on_action(W, "Charge", h_success, NULL), SAGA_OK);
+	ck_assert_int_eq(saga_worker_on_action(W, "Reserve", h_retry, NULL), SAGA_OK);
+	ck_assert_int_eq(saga_worker_on_action(W, "Ship", h_fail, NULL), SAGA_OK);
+	worker_start();
+	push(ds, 3);
+	ck_assert_uint_eq(wait_results(3, 5000), 3);
+	pthread_mutex_lock(&F.mu);
+	const got_result *g = result_for("Charge");
+	ck_assert_int_eq(g->outcome, SAGAWIRE__OUTCOME__OUTCOME_SUCCESS);
+	ck_assert_uint_eq(g->output_len, 9);
+	ck_assert_mem_eq(g->output, "charge-77", 9);
+	g = result_for("Reserve");
+	ck_assert_int_eq(g->outcome, SAGAWIRE__OUTCOME__OUTCOME_RETRY);
+	ck_assert_str_eq(g->error, "bank unreachable");
+	ck_assert_uint_eq(g->output_len, 0);
+	g = result_for("Ship");
+	ck_assert_int_eq(g->outcome, SAGAWIRE__OUTCOME__OUTCOME_FAIL);
+	ck_assert_str_eq(g->error, "card declined");
+	pthread_mutex_unlock(&F.mu);
+	ck_assert_int_eq(worker_stop(), SAGA_OK);
+}
+END_TEST
+
+static atomic_int warn_lines;
+
+static void
+count_warnings(saga_log_level level, const char *line, void *user)
+{
+	(void)user;
+	if (level <= SAGA_LOG_WARN && strstr(line, "has no handler") != NULL)
+		atomic_fetch_add(&warn_lines, 1);
+}
+
+START_TEST(missing_handler_reports_retry_with_message)
+{
+	Sagawire__Dispatch *ds[2] = {
+		dispatch(1, 0, "Charge", "Charge", ACTION),
+		dispatch(2, 0, "Charge", "Refund", COMP),
+	};
+	worker_new(2);
+	saga_worker_set_log(W, count_warnings, NULL);
+	/* An action handler named Refund must not serve the compensation. */
+	ck_assert_int_eq(saga_worker_on_action(W, "Refund", h_success, NULL), SAGA_OK);
+	worker_start();
+	push(ds, 2);
+	ck_assert_uint_eq(wait_results(2, 5000), 2);
+	pthread_mutex_lock(&F.mu);
+	for (size_t i = 0; i < 2; i++) {
+		const got_result *g = &F.results[i];
+		ck_assert_int_eq(g->outcome, SAGAWIRE__OUTCOME__OUTCOME_RETRY);
+		if (g->kind == ACTION)
+			ck_assert_str_eq(g->error, "participant payments has no handler for action Charge");
+		else
+			ck_assert_str_eq(g->error,
+			    "participant payments has no handler for compensation Refund");
+	}
+	pthread_mutex_unlock(&F.mu);
+	ck_assert_int_eq(atomic_load(&warn_lines), 2);
+	ck_assert_int_eq(worker_stop(), SAGA_OK);
+}
+END_TEST
+
+START_TEST(handler_without_reply_reports_retry_and_second_reply_is_refused)
+{
+	Sagawire__Dispatch *ds[2] = {
+		dispatch(1, 0, "Silent", "Silent", ACTION),
+		dispatch(2, 0, "Double", "Double", ACTION),
+	};
+	worker_new(2);
+	ck_assert_int_eq(saga_worker_set_max_message(W, 1024), SAGA_OK);
+	ck_assert_int_eq(saga_worker_on_action(W, "Silent", h_silent, NULL), SAGA_OK);
+	ck_assert_int_eq(saga_worker_on_action(W, "Double", h_double, NULL), SAGA_OK);
+	worker_start();
+	push(ds, 2);
+	ck_assert_uint_eq(wait_results(2, 5000), 2);
+	pthread_mutex_lock(&F.mu);
+	const got_result *g = result_for("Silent");
+	ck_assert_int_eq(g->outcome, SAGAWIRE__OUTCOME__OUTCOME_RETRY);
+	ck_assert_str_eq(g->error, "handler returned without replying");
+	g = result_for("Double");
+	ck_assert_int_eq(g->outcome, SAGAWIRE__OUTCOME__OUTCOME_SUCCESS);
+	ck_assert_mem_eq(g->output, "first", 5);
+	pthread_mutex_unlock(&F.mu);
+	pthread_mutex_lock(&seen_mu);
+	ck_assert_int_eq(seen.second_reply_rv, SAGA_ESTATE);
+	ck_assert_int_eq(seen.too_big_rv, SAGA_ETOOBIG);
+	pthread_mutex_unlock(&seen_mu);
+	ck_assert_int_eq(worker_stop(), SAGA_OK);
+}
+END_TEST
+
+START_TEST(capacity_bounds_concurrent_handlers)
+{
+	Sagawire__Dispatch *ds[12];
+	char *names[12];
+	for (int i = 0; i < 12; i++) {
+		names[i] = own(malloc(16));
+		snprintf(names[i], 16, "S%d", i);
+		ds[i] = dispatch((uint8_t)i, (uint32_t)i, names[i], "Slow", ACTION);
+	}
+	worker_new(3);
+	ck_assert_int_eq(saga_worker_set_instance(W, "replica-a"), SAGA_OK);
+	ck_assert_int_eq(saga_worker_on_action(W, "Slow", h_slow, (void *)(intptr_t)50), SAGA_OK);
+	worker_start();
+	/* The fake ignores capacity and sends more than that at once. */
+	push(ds, 7);
+	push(ds + 7, 5);
+	ck_assert_uint_eq(wait_results(12, 10000), 12);
+	ck_assert_int_le(atomic_load(&running_max), 3);
+	ck_assert_int_ge(atomic_load(&running_max), 2);
+	pthread_mutex_lock(&F.mu);
+	ck_assert_uint_eq(F.last_capacity, 3);
+	ck_assert_str_eq(F.last_participant, "payments");
+	ck_assert_str_eq(F.last_instance, "replica-a");
+	pthread_mutex_unlock(&F.mu);
+	ck_assert_int_eq(worker_stop(), SAGA_OK);
+}
+END_TEST
+
+START_TEST(stop_waits_for_running_handlers_and_flushes_reports)
+{
+	Sagawire__Dispatch *d = dispatch(1, 0, "Slow", "Slow", ACTION);
+	worker_new(2);
+	ck_assert_int_eq(saga_worker_on_action(W, "Slow", h_slow, (void *)(intptr_t)400), SAGA_OK);
+	worker_start();
+	push(&d, 1);
+	while (atomic_load(&started) == 0)
+		usleep(1000);
+	int64_t t0 = wire_mono_ms();
+	ck_assert_int_eq(worker_stop(), SAGA_OK);
+	int64_t took = wire_mono_ms() - t0;
+	ck_assert_int_lt(took, 5000);
+	/* The outcome was reported before run() returned. */
+	pthread_mutex_lock(&F.mu);
+	ck_assert_uint_eq(F.n_results, 1);
+	ck_assert_int_eq(F.results[0].outcome, SAGAWIRE__OUTCOME__OUTCOME_SUCCESS);
+	pthread_mutex_unlock(&F.mu);
+}
+END_TEST
+
+START_TEST(stop_returns_promptly_while_a_poll_is_held)
+{
+	worker_new(2);
+	ck_assert_int_eq(saga_worker_on_action(W, "Slow", h_slow, NULL), SAGA_OK);
+	worker_start();
+	ck_assert_int_ge(wait_polls(1, 5000), 1);
+	int64_t t0 = wire_mono_ms();
+	ck_assert_int_eq(worker_stop(), SAGA_OK);
+	ck_assert_int_lt(wire_mono_ms() - t0, 1000);
+}
+END_TEST
+
+START_TEST(invalid_dispatches_are_skipped)
+{
+	Sagawire__Dispatch *ds[5] = {
+		dispatch(1, 0, "A", "Charge", ACTION),
+		dispatch(2, 0, "B", "Charge", ACTION),
+		dispatch(3, 0, "C", "Charge", ACTION),
+		dispatch(4, 0, "D", "Charge", ACTION),
+		dispatch(5, 0, "Good", "Charge", ACTION),
+	};
+	ds[0]->saga_id.len = 5;          /* bad id length */
+	ds[1]->rpc = "Ch\xc3(arge";      /* invalid UTF-8 */
+	ds[2]->kind = 9;                 /* unknown kind */
+	ds[3]->participant = "shipping"; /* not ours */
+	worker_new(2);
+	ck_assert_int_eq(saga_worker_on_action(W, "Charge", h_success, NULL), SAGA_OK);
+	worker_start();
+	push(ds, 5);
+	ck_assert_uint_eq(wait_results(1, 5000), 1);
+	/* Give skipped ones a chance to show up wrongly. */
+	ck_assert_uint_eq(wait_results(2, 300), 1);
+	ck_assert_str_eq(F.results[0].step, "Good");
+	ck_assert_int_eq(worker_stop(), SAGA_OK);
+}
+END_TEST
+
+START_TEST(worker_polls_again_after_server_restart)
+{
+	Sagawire__Dispatch *d1 = dispatch(1, 0, "Charge", "Charge", ACTION);
+	Sagawire__Dispatch *d2 = dispatch(2, 0, "Charge2", "Charge", ACTION);
+	worker_new(2);
+	ck_assert_int_eq(saga_worker_on_action(W, "Charge", h_success, NULL), SAGA_OK);
+	worker_start();
+	push(&d1, 1);
+	ck_assert_uint_eq(wait_results(1, 5000), 1);
+	int polls = wait_polls(2, 5000);
+	ck_assert_int_ge(polls, 2);
+
+	fake_close();
+	usleep(100 * 1000);
+	fake_listen();
+	/* The held poll is resent on the new connection. */
+	ck_assert_int_gt(wait_polls(polls + 1, 5000), polls);
+	push(&d2, 1);
+	ck_assert_uint_eq(wait_results(2, 5000), 2);
+	ck_assert_str_eq(F.results[1].step, "Charge2");
+	ck_assert_int_eq(worker_stop(), SAGA_OK);
+}
+END_TEST
+
+START_TEST(refused_report_is_sent_again)
+{
+	Sagawire__Dispatch *d = dispatch(1, 0, "Charge", "Charge", ACTION);
+	F.fail_reports = 2;
+	worker_new(2);
+	ck_assert_int_eq(saga_worker_on_action(W, "Charge", h_success, NULL), SAGA_OK);
+	worker_start();
+	push(&d, 1);
+	ck_assert_uint_eq(wait_results(1, 5000), 1);
+	pthread_mutex_lock(&F.mu);
+	ck_assert_int_eq(F.reports, 3);
+	ck_assert_str_eq(F.results[0].step, "Charge");
+	pthread_mutex_unlock(&F.mu);
+	ck_assert_int_eq(worker_stop(), SAGA_OK);
+}
+END_TEST
+
+START_TEST(refused_poll_ends_run_with_the_error)
+{
+	F.poll_error = SAGA_EINVAL;
+	worker_new(2);
+	ck_assert_int_eq(saga_worker_run(W), SAGA_EINVAL);
+	ck_assert_ptr_nonnull(strstr(saga_worker_errmsg(W), "capacity 7 is not allowed here"));
+	saga_worker_free(W);
+}
+END_TEST
+
+static void
+on_sigusr1(int sig)
+{
+	(void)sig;
+	saga_worker_stop(W);
+}
+
+START_TEST(stop_from_a_signal_handler_ends_run)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_sigusr1;
+	sigaction(SIGUSR1, &sa, NULL);
+	worker_new(2);
+	worker_start();
+	ck_assert_int_ge(wait_polls(1, 5000), 1);
+	raise(SIGUSR1);
+	pthread_join(run_thread, NULL);
+	ck_assert_int_eq(run_rv, SAGA_OK);
+	saga_worker_free(W);
+}
+END_TEST
+
+START_TEST(stop_before_run_returns_at_once)
+{
+	worker_new(2);
+	saga_worker_stop(W);
+	ck_assert_int_eq(saga_worker_run(W), SAGA_OK);
+	ck_assert_int_eq(wait_polls(1, 200), 0);
+	saga_worker_free(W);
+}
+END_TEST
+
+START_TEST(configuration_is_validated)
+{
+	saga_worker *w = NULL;
+	ck_assert_int_eq(saga_worker_new(url, NULL, &w), SAGA_EINVAL);
+	ck_assert_int_eq(saga_worker_new(url, "", &w), SAGA_EINVAL);
+	ck_assert_int_eq(saga_worker_new(url, "bad\xff", &w), SAGA_EINVAL);
+	ck_assert_int_eq(saga_worker_new("not a url", "p", &w), SAGA_EINVAL);
+	ck_assert_ptr_null(w);
+	ck_assert_int_eq(saga_worker_new(NULL, "p", &w), SAGA_OK);
+	ck_assert_int_eq(saga_worker_set_capacity(w, 0), SAGA_EINVAL);
+	ck_assert_int_eq(saga_worker_set_capacity(w, 4097), SAGA_EINVAL);
+	ck_assert_int_eq(saga_worker_set_capacity(w, 4096), SAGA_OK);
+	ck_assert_int_eq(saga_worker_set_max_message(w, 100), SAGA_EINVAL);
+	ck_assert_int_eq(saga_worker_on_action(w, "A", NULL, NULL), SAGA_EINVAL);
+	ck_assert_int_eq(saga_worker_on_action(w, "A", h_success, NULL), SAGA_OK);
+	ck_assert_int_eq(saga_worker_on_action(w, "A", h_success, NULL), SAGA_EEXIST);
+	ck_assert_int_eq(saga_worker_on_compensation(w, "A", h_success, NULL), SAGA_OK);
+	ck_assert_ptr_null(saga_step_find_result(NULL, "x"));
+	ck_assert_int_eq(saga_reply_success(NULL, NULL, 0), SAGA_EINVAL);
+	saga_worker_free(w);
+	saga_worker_free(NULL);
+	saga_worker_stop(NULL);
+}
+END_TEST
+
+int
+main(void)
+{
+	Suite *s = suite_create("worker");
+	TCase *tc = tcase_create("worker");
+	tcase_add_checked_fixture(tc, fake_start, fake_stop);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, handler_gets_step_fields_and_results);
+	tcase_add_test(tc, outcomes_are_reported_with_outputs_and_errors);
+	tcase_add_test(tc, missing_handler_reports_retry_with_message);
+	tcase_add_test(tc, handler_without_reply_reports_retry_and_second_reply_is_refused);
+	tcase_add_test(tc, capacity_bounds_concurrent_handlers);
+	tcase_add_test(tc, stop_waits_for_running_handlers_and_flushes_reports);
+	tcase_add_test(tc, stop_returns_promptly_while_a_poll_is_held);
+	tcase_add_test(tc, invalid_dispatches_are_skipped);
+	tcase_add_test(tc, worker_polls_again_after_server_restart);
+	tcase_add_test(tc, refused_report_is_sent_again);
+	tcase_add_test(tc, refused_poll_ends_run_with_the_error);
+	tcase_add_test(tc, stop_from_a_signal_handler_ends_run);
+	tcase_add_test(tc, stop_before_run_returns_at_once);
+	tcase_add_test(tc, configuration_is_validated);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
