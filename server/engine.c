@@ -1169,6 +1169,12 @@ handle_poll(rpc_req *r)
 		rpc_reply_error(r, SAGA_EINVAL, "poll: capacity must be at least 1");
 		return;
 	}
+	if (relay_pipe_get(r->pipe_id, 0) == NULL && !rpc_pipe_alive(r->pipe_id)) {
+		/* Its close was already handled: parking the poll here would
+		 * make a connection nobody can reach. */
+		rpc_reply_error(r, SAGA_ECLOSED, "connection closed");
+		return;
+	}
 	relay_pipe *pp = relay_pipe_get(r->pipe_id, 1);
 	relay_part *p = relay_part_get(q->participant, 1);
 	if (pp == NULL || p == NULL) {

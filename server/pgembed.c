@@ -50,8 +50,8 @@ typedef struct runas {
 
 typedef struct pgpaths {
 	char bindir[PATH_MAX];
-	char initdb[PATH_MAX];
-	char pg_ctl[PATH_MAX];
+	char initdb[PATH_MAX + 16];
+	char pg_ctl[PATH_MAX + 16];
 } pgpaths;
 
 static __attribute__((format(printf, 3, 4))) void
@@ -334,8 +334,8 @@ find_bindir(const char *bindir, pgpaths *pp, char *err, size_t errlen)
 		const char *argv[] = { "pg_config", "--bindir", NULL };
 		if (run_cmd(argv, NULL, 1, out, sizeof(out)) == 0) {
 			rtrim(out);
-			if (has_pg(out)) {
-				snprintf(pp->bindir, sizeof(pp->bindir), "%s", out);
+			if (strlen(out) < sizeof(pp->bindir) && has_pg(out)) {
+				memcpy(pp->bindir, out, strlen(out) + 1);
 				goto found;
 			}
 		}
@@ -486,7 +486,7 @@ typedef struct pgenv {
 	pgpaths paths;
 	runas   ra;
 	char    data_dir[PATH_MAX];
-	char    pgdir[PATH_MAX];
+	char    pgdir[PATH_MAX + 8];
 	char    user[64];
 } pgenv;
 
@@ -580,6 +580,44 @@ resolve(pgenv *pe, const char *data_dir, const char *bindir, const char *pg_user
 		}
 	}
 	return 0;
+}
+
+/*
+ * A postmaster killed with SIGKILL whose parent never reaps it (PID 1 of
+ * some containers does not) stays a zombie: kill(pid, 0) still succeeds,
+ * so pg_ctl calls it running and postgres refuses to start over its lock
+ * file. A zombie is certainly dead: remove the stale postmaster.pid.
+ */
+static void
+clear_zombie_pidfile(const pgenv *pe)
+{
+	char path[PATH_MAX + 32], buf[512];
+	int fd;
+	ssize_t n;
+	long pid;
+
+	snprintf(path, sizeof(path), "%s/postmaster.pid", pe->pgdir);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0 || (buf[n] = '\0', pid = strtol(buf, NULL, 10)) <= 0)
+		return;
+	snprintf(buf, sizeof(buf), "/proc/%ld/stat", pid);
+	if ((fd = open(buf, O_RDONLY | O_CLOEXEC)) < 0)
+		return;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	/* "pid (comm) S ...": comm may hold spaces and parentheses. */
+	const char *rp = strrchr(buf, ')');
+	if (rp != NULL && rp[1] == ' ' && rp[2] == 'Z') {
+		slog_warn("the embedded PostgreSQL's postmaster (pid %ld) died without being "
+		    "reaped; removing its stale %s", pid, path);
+		(void)unlink(path);
+	}
 }
 
 /* pg_ctl status: 0 running, 3 not running, 4 no usable data directory. */
@@ -724,7 +762,7 @@ static int
 start_cluster(const pgenv *pe, char *err, size_t errlen)
 {
 	char out[OUT_TAIL], logtail[OUT_TAIL], logpath[PATH_MAX + 32], opts[PATH_MAX * 2 + 256];
-	char qdir[PATH_MAX * 2 + 8], dq[PATH_MAX + 4];
+	char qdir[PATH_MAX * 2 + 32], dq[PATH_MAX + 16];
 	int rc;
 
 	snprintf(logpath, sizeof(logpath), "%s/postgres.log", pe->pgdir);
@@ -815,7 +853,7 @@ pgembed_start(const char *data_dir, const char *bindir, const char *pg_user, cha
     size_t conninfo_len, char *err, size_t errlen)
 {
 	pgenv *pe;
-	char verfile[PATH_MAX + 16], out[OUT_TAIL], ci[PATH_MAX * 2 + 128];
+	char verfile[PATH_MAX + 40], out[OUT_TAIL], ci[PATH_MAX * 2 + 128];
 	struct stat st;
 	int rv, rc;
 
@@ -861,6 +899,7 @@ pgembed_start(const char *data_dir, const char *bindir, const char *pg_user, cha
 		}
 	}
 
+	clear_zombie_pidfile(pe);
 	rc = pg_status(pe, out, sizeof(out));
 	if (rc == 0) {
 		slog_info("re-using the running embedded PostgreSQL in %s", pe->pgdir);
@@ -897,7 +936,7 @@ int
 pgembed_stop(const char *data_dir, const char *bindir, const char *pg_user)
 {
 	pgenv *pe;
-	char verfile[PATH_MAX + 16], out[OUT_TAIL];
+	char verfile[PATH_MAX + 40], out[OUT_TAIL];
 	int rv = 0, rc;
 
 	if ((pe = malloc(sizeof(*pe))) == NULL)

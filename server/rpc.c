@@ -282,6 +282,16 @@ pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 	}
 }
 
+bool
+rpc_pipe_alive(uint32_t pipe_id)
+{
+	nng_pipe p = NNG_PIPE_INITIALIZER;
+	nng_sockaddr sa;
+	memcpy(&p, &pipe_id, sizeof(pipe_id));
+	/* A closed pipe is gone from nng's id map: every option fails. */
+	return nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) == 0;
+}
+
 uint32_t
 rpc_connections(void)
 {

@@ -15,6 +15,7 @@
 #ifndef SAGAD_RPC_H
 #define SAGAD_RPC_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -41,6 +42,10 @@ void rpc_close(void);
 void rpc_reply(rpc_req *r, const Sagawire__Response *resp);
 void rpc_reply_msg(rpc_req *r, struct nng_msg *m);
 void rpc_reply_error(rpc_req *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Is the connection still open? (A request can be handled after its
+ * connection's close was reported.) */
+bool rpc_pipe_alive(uint32_t pipe_id);
 
 /* Connections currently open. */
 uint32_t rpc_connections(void);
