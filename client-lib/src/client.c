@@ -18,15 +18,108 @@
 #define DEFAULT_TIMEOUT_MS 10000
 #define LIST_MAX_LIMIT     1000
 
+/* Longest saga_client_free() waits for replies to timed-out calls. */
+#define CLOSE_GRACE_MS     1000
+
 struct saga_client {
-	sl_conn     conn;
-	char       *url;
-	int         timeout_ms;
-	size_t      max_message;
-	saga_log_fn log;
-	void       *log_user;
-	char        errmsg[SL_ERRMSG_MAX];
+	sl_conn         conn;
+	char           *url;
+	int             timeout_ms;
+	size_t          max_message;
+	saga_log_fn     log;
+	void           *log_user;
+	char            errmsg[SL_ERRMSG_MAX];
+	pthread_mutex_t mu;
+	pthread_cond_t  cv;          /* an abandoned request finished */
+	struct sl_req  *abandoned;   /* timed-out requests still in flight */
+	size_t          n_abandoned;
 };
+
+/*
+ * A request in flight. Its receive has no timeout: when the caller's
+ * deadline passes first the request is abandoned, left to finish in the
+ * background, rather than cancelled. In nng 1.5.2 a reply that arrives
+ * while its socket is closing can deadlock nng_close(), and cancelling a
+ * REQ receive does not stop sagad from sending that reply; an abandoned
+ * request instead tells us when its reply has come. Finished ones are
+ * reaped at the next call; saga_client_free() gives the others a short
+ * grace period before it closes the socket.
+ */
+typedef struct sl_req {
+	struct sl_req *next;
+	saga_client   *c;
+	nng_ctx        ctx;
+	int            ctx_open;
+	nng_aio       *aio;
+	int            done; /* under c->mu */
+} sl_req;
+
+/* Completion callback of a request's aio (an nng thread). */
+static void
+req_done(void *arg)
+{
+	sl_req *r = arg;
+	pthread_mutex_lock(&r->c->mu);
+	r->done = 1;
+	pthread_cond_broadcast(&r->c->cv);
+	pthread_mutex_unlock(&r->c->mu);
+}
+
+static void
+req_free(sl_req *r)
+{
+	if (r == NULL)
+		return;
+	if (r->aio != NULL) {
+		/* Waits for the callback; a late reply is dropped here. */
+		nng_aio_stop(r->aio);
+		nng_msg *m = nng_aio_get_msg(r->aio);
+		if (m != NULL)
+			nng_msg_free(m);
+		nng_aio_free(r->aio);
+	}
+	if (r->ctx_open)
+		nng_ctx_close(r->ctx);
+	free(r);
+}
+
+/* Frees abandoned requests that have finished, waiting up to wait_ms for
+ * the others. Returns how many are still unfinished. */
+static size_t
+reap(saga_client *c, int64_t wait_ms)
+{
+	int64_t until = wire_mono_ms() + wait_ms;
+	sl_req *done = NULL, **pp;
+	size_t left;
+
+	pthread_mutex_lock(&c->mu);
+	for (;;) {
+		left = 0;
+		for (sl_req *r = c->abandoned; r != NULL; r = r->next)
+			left += !r->done;
+		if (left == 0 || wire_mono_ms() >= until)
+			break;
+		sl_cond_wait_ms(&c->cv, &c->mu, until - wire_mono_ms());
+	}
+	for (pp = &c->abandoned; *pp != NULL;) {
+		sl_req *r = *pp;
+		if (r->done) {
+			*pp = r->next;
+			r->next = done;
+			done = r;
+			c->n_abandoned--;
+		} else {
+			pp = &r->next;
+		}
+	}
+	pthread_mutex_unlock(&c->mu);
+	while (done != NULL) {
+		sl_req *n = done->next;
+		req_free(done);
+		done = n;
+	}
+	return left;
+}
 
 int
 saga_client_new(const char *url, saga_client **out)
@@ -43,7 +136,18 @@ saga_client_new(const char *url, saga_client **out)
 		return SAGA_EINVAL;
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return SAGA_ENOMEM;
+	if (pthread_mutex_init(&c->mu, NULL) != 0) {
+		free(c);
+		return SAGA_ENOMEM;
+	}
+	if (sl_cond_init(&c->cv) != SAGA_OK) {
+		pthread_mutex_destroy(&c->mu);
+		free(c);
+		return SAGA_ENOMEM;
+	}
 	if ((rv = sl_conn_init(&c->conn)) != SAGA_OK) {
+		pthread_cond_destroy(&c->cv);
+		pthread_mutex_destroy(&c->mu);
 		free(c);
 		return rv;
 	}
@@ -68,7 +172,18 @@ saga_client_free(saga_client *c)
 {
 	if (c == NULL)
 		return;
+	if (reap(c, CLOSE_GRACE_MS) > 0)
+		sl_log(c->log, c->log_user, SAGA_LOG_DEBUG, "closing with %zu timed-out requests "
+		    "still unanswered", c->n_abandoned);
 	sl_conn_fini(&c->conn);
+	/* The socket is closed: whatever was still waiting has ended. */
+	while (c->abandoned != NULL) {
+		sl_req *r = c->abandoned;
+		c->abandoned = r->next;
+		req_free(r);
+	}
+	pthread_cond_destroy(&c->cv);
+	pthread_mutex_destroy(&c->mu);
 	free(c->url);
 	free(c);
 }
@@ -118,29 +233,24 @@ saga_client_errmsg(const saga_client *c)
 }
 
 /*
- * One request/reply with sagad. On success *out is the decoded reply with
- * body `want` (wire_free it). On failure c->errmsg says what went wrong.
+ * One request/reply with sagad within the client timeout. On success *out
+ * is the decoded reply with body `want` (wire_free it). On failure
+ * c->errmsg says what went wrong.
  */
 static int
 call(saga_client *c, const Sagawire__Request *req, Sagawire__Response__BodyCase want,
     Sagawire__Response **out)
 {
 	nng_msg *msg = NULL, *reply = NULL;
-	nng_aio *aio = NULL;
-	nng_ctx ctx;
-	int ctx_open = 0, phase = 0;
+	sl_req *r = NULL;
 	int rv;
 
 	*out = NULL;
+	reap(c, 0);
 	int64_t deadline = wire_mono_ms() + c->timeout_ms;
 	if ((rv = wire_pack_msg(&req->base, &msg)) != SAGA_OK) {
 		sl_seterr(c->errmsg, "out of memory packing the request");
 		return rv;
-	}
-	if (nng_msg_len(msg) > (size_t)INT32_MAX) {
-		rv = SAGA_ETOOBIG;
-		sl_seterr(c->errmsg, "request of %zu bytes is too large", nng_msg_len(msg));
-		goto fail;
 	}
 	/* Waiting for a connection here, rather than letting the send wait,
 	 * means a send is never cancelled (see internal.h). */
@@ -148,16 +258,63 @@ call(saga_client *c, const Sagawire__Request *req, Sagawire__Response__BodyCase 
 		rv = SAGA_ETIMEDOUT;
 		goto timeout;
 	}
-	if ((rv = nng_aio_alloc(&aio, NULL, NULL)) != 0 ||
-	    (rv = sl_ctx_open(&c->conn, NNG_DURATION_INFINITE, &ctx)) != 0) {
+	if ((r = calloc(1, sizeof(*r))) == NULL) {
+		sl_seterr(c->errmsg, "out of memory");
+		rv = SAGA_ENOMEM;
+		goto fail;
+	}
+	r->c = c;
+	if ((rv = nng_aio_alloc(&r->aio, req_done, r)) != 0 ||
+	    (rv = sl_ctx_open(&c->conn, NNG_DURATION_INFINITE, &r->ctx)) != 0) {
 		sl_seterr(c->errmsg, "cannot set up a request to sagad: %s", nng_strerror(rv));
 		rv = wire_err_from_nng(rv);
 		goto fail;
 	}
-	ctx_open = 1;
-	nng_msg *m = msg;
+	r->ctx_open = 1;
+
+	int64_t left = deadline - wire_mono_ms();
+	nng_aio_set_timeout(r->aio, (nng_duration)(left < 1 ? 1 : left));
+	nng_aio_set_msg(r->aio, msg);
 	msg = NULL;
-	rv = sl_ctx_call(ctx, aio, m, deadline, &reply, &phase);
+	if ((rv = sl_ctx_send(&c->conn, r->ctx, r->aio)) == 0) {
+		nng_aio_wait(r->aio);
+		rv = nng_aio_result(r->aio);
+	}
+	if (rv != 0) {
+		/* A failed send hands the message back; req_free frees it. */
+		goto nng_failed;
+	}
+	nng_aio_set_msg(r->aio, NULL); /* sent: the message is nng's now */
+	pthread_mutex_lock(&c->mu);
+	r->done = 0;
+	pthread_mutex_unlock(&c->mu);
+	nng_aio_set_timeout(r->aio, NNG_DURATION_INFINITE);
+	if ((rv = sl_ctx_recv(&c->conn, r->ctx, r->aio)) != 0)
+		goto nng_failed;
+	pthread_mutex_lock(&c->mu);
+	while (!r->done && wire_mono_ms() < deadline)
+		sl_cond_wait_ms(&c->cv, &c->mu, deadline - wire_mono_ms());
+	if (!r->done) {
+		r->next = c->abandoned;
+		c->abandoned = r;
+		c->n_abandoned++;
+		pthread_mutex_unlock(&c->mu);
+		r = NULL;
+		rv = SAGA_ETIMEDOUT;
+		goto timeout;
+	}
+	pthread_mutex_unlock(&c->mu);
+	if ((rv = nng_aio_result(r->aio)) != 0)
+		goto nng_failed;
+	reply = nng_aio_get_msg(r->aio);
+	nng_aio_set_msg(r->aio, NULL);
+	rv = sl_decode_reply(reply, want, out, c->errmsg);
+	if (rv != SAGA_OK)
+		sl_log(c->log, c->log_user, SAGA_LOG_DEBUG, "request to %s failed: %s: %s", c->url,
+		    saga_strerror(rv), c->errmsg);
+	goto done;
+
+nng_failed:
 	if (rv == NNG_ETIMEDOUT) {
 		rv = SAGA_ETIMEDOUT;
 		goto timeout;
@@ -169,27 +326,16 @@ call(saga_client *c, const Sagawire__Request *req, Sagawire__Response__BodyCase 
 		rv = SAGA_ECONN;
 		goto fail;
 	}
-	if (rv != 0) {
-		sl_seterr(c->errmsg, "request to sagad at %s failed: %s", c->url, nng_strerror(rv));
-		rv = wire_err_from_nng(rv);
-		goto fail;
-	}
-	rv = sl_decode_reply(reply, want, out, c->errmsg);
-	if (rv != SAGA_OK)
-		sl_log(c->log, c->log_user, SAGA_LOG_DEBUG, "request to %s failed: %s: %s", c->url,
-		    saga_strerror(rv), c->errmsg);
-	goto done;
-
+	sl_seterr(c->errmsg, "request to sagad at %s failed: %s", c->url, nng_strerror(rv));
+	rv = wire_err_from_nng(rv);
+	goto fail;
 timeout:
 	sl_seterr(c->errmsg, "no answer from sagad at %s within %d ms (is it running?)", c->url,
 	    c->timeout_ms);
 fail:
 	sl_log(c->log, c->log_user, SAGA_LOG_DEBUG, "%s", c->errmsg);
 done:
-	if (ctx_open)
-		nng_ctx_close(ctx);
-	if (aio != NULL)
-		nng_aio_free(aio);
+	req_free(r);
 	if (msg != NULL)
 		nng_msg_free(msg);
 	if (reply != NULL)

@@ -11,7 +11,12 @@ sl_conn_init(sl_conn *c)
 	memset(c, 0, sizeof(*c));
 	if (pthread_mutex_init(&c->mu, NULL) != 0)
 		return SAGA_ENOMEM;
+	if (pthread_mutex_init(&c->io_mu, NULL) != 0) {
+		pthread_mutex_destroy(&c->mu);
+		return SAGA_ENOMEM;
+	}
 	if (sl_cond_init(&c->cv) != SAGA_OK) {
+		pthread_mutex_destroy(&c->io_mu);
 		pthread_mutex_destroy(&c->mu);
 		return SAGA_ENOMEM;
 	}
@@ -23,6 +28,7 @@ sl_conn_fini(sl_conn *c)
 {
 	sl_conn_close(c);
 	pthread_cond_destroy(&c->cv);
+	pthread_mutex_destroy(&c->io_mu);
 	pthread_mutex_destroy(&c->mu);
 }
 
@@ -45,7 +51,6 @@ pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 		for (unsigned i = 0; i < c->npipes; i++) {
 			if (nng_pipe_id(c->pipes[i]) == nng_pipe_id(p)) {
 				c->pipes[i] = c->pipes[--c->npipes];
-				c->drops++;
 				known = 1;
 				break;
 			}
@@ -85,8 +90,9 @@ sl_conn_open(sl_conn *c, const char *url, size_t max_message, char *err)
 		goto fail;
 	}
 	c->url = url;
+	c->opened_ms = wire_mono_ms();
 	pthread_mutex_lock(&c->mu);
-	c->npipes = c->drops = c->ups = 0;
+	c->npipes = c->ups = 0;
 	c->sock = s;
 	c->open = 1;
 	pthread_mutex_unlock(&c->mu);
@@ -132,11 +138,26 @@ sl_conn_set_max_message(sl_conn *c, size_t max_message)
 void
 sl_conn_close(sl_conn *c)
 {
+	/* nng 1.5.2 misbehaves when a socket closes while its dial is in the
+	 * middle of the handshake: it leaks the connection, and the ipc
+	 * listener on the other side can stop accepting for good (nng #1518).
+	 * A socket closed before it ever connected gives its first dial a
+	 * moment to finish (returns at once when sagad is up and answers). */
+	pthread_mutex_lock(&c->mu);
+	int never_up = c->open && c->ups == 0;
+	pthread_mutex_unlock(&c->mu);
+	if (never_up)
+		sl_conn_wait_up(c, c->opened_ms + SL_DIAL_SETTLE_MS);
+
+	/* io_mu first: once open is clear no operation can start, so none
+	 * races with nng_close (see sl_ctx_send). */
+	pthread_mutex_lock(&c->io_mu);
 	pthread_mutex_lock(&c->mu);
 	int was_open = c->open;
 	c->open = 0;
 	c->npipes = 0;
 	pthread_mutex_unlock(&c->mu);
+	pthread_mutex_unlock(&c->io_mu);
 	if (was_open)
 		nng_close(c->sock);
 }
@@ -158,15 +179,6 @@ sl_conn_wait_up(sl_conn *c, int64_t deadline_ms)
 	return up;
 }
 
-unsigned
-sl_conn_drops(sl_conn *c)
-{
-	pthread_mutex_lock(&c->mu);
-	unsigned d = c->drops;
-	pthread_mutex_unlock(&c->mu);
-	return d;
-}
-
 int
 sl_ctx_open(sl_conn *c, nng_duration resend, nng_ctx *out)
 {
@@ -180,27 +192,45 @@ sl_ctx_open(sl_conn *c, nng_duration resend, nng_ctx *out)
 	return 0;
 }
 
-/* Time left until deadline_ms as an aio timeout (at least 1 ms). */
-static nng_duration
-left_ms(int64_t deadline_ms)
+int
+sl_ctx_send(sl_conn *c, nng_ctx ctx, nng_aio *aio)
 {
-	if (deadline_ms == 0)
-		return NNG_DURATION_INFINITE;
-	int64_t left = deadline_ms - wire_mono_ms();
-	return left < 1 ? 1 : left > INT32_MAX ? INT32_MAX : (nng_duration)left;
+	pthread_mutex_lock(&c->io_mu);
+	if (!c->open) {
+		pthread_mutex_unlock(&c->io_mu);
+		return NNG_ECLOSED;
+	}
+	nng_ctx_send(ctx, aio);
+	pthread_mutex_unlock(&c->io_mu);
+	return 0;
 }
 
 int
-sl_ctx_call(nng_ctx ctx, nng_aio *aio, nng_msg *msg, int64_t deadline_ms, nng_msg **reply,
-    int *phase)
+sl_ctx_recv(sl_conn *c, nng_ctx ctx, nng_aio *aio)
+{
+	pthread_mutex_lock(&c->io_mu);
+	if (!c->open) {
+		pthread_mutex_unlock(&c->io_mu);
+		return NNG_ECLOSED;
+	}
+	nng_ctx_recv(ctx, aio);
+	pthread_mutex_unlock(&c->io_mu);
+	return 0;
+}
+
+int
+sl_ctx_call(sl_conn *c, nng_ctx ctx, nng_aio *aio, nng_msg *msg, nng_msg **reply)
 {
 	int rv;
 
 	*reply = NULL;
-	*phase = 0;
-	nng_aio_set_timeout(aio, left_ms(deadline_ms));
+	nng_aio_set_timeout(aio, NNG_DURATION_INFINITE);
 	nng_aio_set_msg(aio, msg);
-	nng_ctx_send(ctx, aio);
+	if ((rv = sl_ctx_send(c, ctx, aio)) != 0) {
+		nng_msg_free(msg);
+		nng_aio_set_msg(aio, NULL);
+		return rv;
+	}
 	nng_aio_wait(aio);
 	if ((rv = nng_aio_result(aio)) != 0) {
 		/* A failed send hands the message back. */
@@ -212,10 +242,9 @@ sl_ctx_call(nng_ctx ctx, nng_aio *aio, nng_msg *msg, int64_t deadline_ms, nng_ms
 	}
 	/* The receive is posted only after the send completed: nng 1.5.2
 	 * can crash when a receive is cancelled while its send is pending. */
-	*phase = 1;
 	nng_aio_set_msg(aio, NULL);
-	nng_aio_set_timeout(aio, left_ms(deadline_ms));
-	nng_ctx_recv(ctx, aio);
+	if ((rv = sl_ctx_recv(c, ctx, aio)) != 0)
+		return rv;
 	nng_aio_wait(aio);
 	if ((rv = nng_aio_result(aio)) != 0)
 		return rv;

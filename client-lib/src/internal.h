@@ -90,11 +90,16 @@ typedef struct sl_conn {
 	void           *log_user;
 	pthread_mutex_t mu;
 	pthread_cond_t  cv;       /* signalled when a connection comes up */
+	pthread_mutex_t io_mu;    /* orders operation starts before nng_close */
 	nng_pipe        pipes[SL_MAX_PIPES]; /* connections up now */
 	unsigned        npipes;
-	unsigned        drops;    /* connections lost since open */
 	unsigned        ups;      /* connections made since open */
+	int64_t         opened_ms; /* wire_mono_ms() at open */
 } sl_conn;
+
+/* How long a socket closed right after it was opened waits for its first
+ * dial to finish (see sl_conn_close). */
+#define SL_DIAL_SETTLE_MS 250
 
 /* Initializes the mutex/cv; call once before sl_conn_open. */
 int  sl_conn_init(sl_conn *c);
@@ -112,21 +117,25 @@ void sl_conn_close(sl_conn *c);
 /* Waits until a connection is up or the monotonic deadline (ms) passes.
  * Returns nonzero if one is up. */
 int  sl_conn_wait_up(sl_conn *c, int64_t deadline_ms);
-unsigned sl_conn_drops(sl_conn *c);
 
 /* Opens a REQ context with the given resend time (NNG_DURATION_INFINITE =
  * never resend, and fail with NNG_ECONNRESET when the connection drops). */
 int  sl_ctx_open(sl_conn *c, nng_duration resend, nng_ctx *out);
 
 /*
- * Sends msg on ctx and waits for the reply, both within the monotonic
- * deadline_ms (0 = no time limit). msg is consumed in all cases. Returns the
- * nng error (not a saga_err) so callers can tell a timeout from a closed
- * socket or a dropped connection; *phase says which step failed (0 send,
- * 1 receive).
+ * Starts an asynchronous send or receive on ctx unless the socket is
+ * closing: nng 1.5.2 can panic when a context operation starts while
+ * nng_close() runs in another thread. Returns 0 or NNG_ECLOSED.
  */
-int  sl_ctx_call(nng_ctx ctx, nng_aio *aio, nng_msg *msg, int64_t deadline_ms,
-    nng_msg **reply, int *phase);
+int  sl_ctx_send(sl_conn *c, nng_ctx ctx, nng_aio *aio);
+int  sl_ctx_recv(sl_conn *c, nng_ctx ctx, nng_aio *aio);
+
+/*
+ * Sends msg on ctx and waits for the reply, with no time limit: nothing is
+ * cancelled (see worker.c); sl_conn_close() ends it with NNG_ECLOSED. msg is
+ * consumed in all cases. Returns the nng error (not a saga_err).
+ */
+int  sl_ctx_call(sl_conn *c, nng_ctx ctx, nng_aio *aio, nng_msg *msg, nng_msg **reply);
 
 /*
  * Decodes a reply from sagad (always with wire_unpack_response: bounded)

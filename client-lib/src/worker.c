@@ -691,8 +691,8 @@ spawn_handlers_locked(saga_worker *w)
 	while (w->n_threads - w->n_busy < w->n_jobs && w->n_threads < w->capacity) {
 		int rv = pthread_create(&w->threads[w->n_threads], NULL, handler_main, w);
 		if (rv != 0) {
-			LOG(w, SAGA_LOG_ERROR, "cannot start a handler thread: %s (%u running)",
-			    strerror(rv), w->n_threads);
+			LOG(w, SAGA_LOG_ERROR, "cannot start a handler thread (error %d); %u "
+			    "running", rv, w->n_threads);
 			if (w->n_threads == 0) {
 				pthread_mutex_unlock(&w->mu);
 				set_fatal(w, SAGA_ENOMEM, "cannot start any handler thread");
@@ -784,7 +784,7 @@ poller_main(void *arg)
 		Sagawire__WorkPoll poll = SAGAWIRE__WORK_POLL__INIT;
 		Sagawire__Response *resp;
 		nng_msg *msg, *reply;
-		int phase, rv;
+		int rv;
 
 		if (backoff > 0)
 			pause_ms(w, backoff);
@@ -799,7 +799,7 @@ poller_main(void *arg)
 			backoff = next_backoff(backoff);
 			continue;
 		}
-		rv = sl_ctx_call(w->poll_ctx, w->poll_aio, msg, 0, &reply, &phase);
+		rv = sl_ctx_call(&w->conn, w->poll_ctx, w->poll_aio, msg, &reply);
 		if (rv == NNG_ECLOSED)
 			break;
 		if (rv != 0) {
@@ -856,7 +856,7 @@ send_report(saga_worker *w, sl_result **rs, size_t n)
 		Sagawire__Response *resp;
 		Sagawire__Result *wr, **wp;
 		nng_msg *msg, *reply;
-		int phase, rv;
+		int rv;
 
 		if (backoff > 0)
 			pause_ms(w, backoff);
@@ -895,7 +895,7 @@ send_report(saga_worker *w, sl_result **rs, size_t n)
 			backoff = next_backoff(backoff);
 			continue;
 		}
-		rv = sl_ctx_call(w->report_ctx, w->report_aio, msg, 0, &reply, &phase);
+		rv = sl_ctx_call(&w->conn, w->report_ctx, w->report_aio, msg, &reply);
 		if (rv == NNG_ECLOSED)
 			return SAGA_ECLOSED;
 		if (rv != 0) {

@@ -1,1 +1,1270 @@
-int main(void) { return 0; }
+/*
+ * sagactl: the command-line tool for sagad. Built on libsaga's public API
+ * (saga.h) and nothing else, so it doubles as an example of using it.
+ *
+ * Output is a readable table by default and one JSON document with --json.
+ * The exit status is 0 on success, the saga_err of a failed call (so a
+ * script can tell "not found" from "sagad is down"), and the values listed
+ * in usage() otherwise.
+ */
+#include <saga.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define EXIT_COMPENSATED 16 /* wait: the saga was compensated */
+#define EXIT_PARKED      17 /* wait: the saga failed and is parked */
+#define EXIT_USAGE       64 /* as in sysexits.h */
+#define EXIT_NOINPUT     66
+
+#define DEFAULT_WAIT_MS  60000
+#define MAX_INPUT_FILE   ((size_t)256 << 20)
+#define ERROR_COL_MAX    60
+
+/* Global options. */
+static const char *opt_url;
+static int opt_timeout_ms;
+static int opt_json;
+
+/* ---- usage ------------------------------------------------------------- */
+
+static const char usage_text[] =
+    "usage: sagactl [--url URL] [--timeout MS] [--json] COMMAND [ARGS]\n"
+    "\n"
+    "Commands:\n"
+    "  register FILE.binpb     register the saga definitions in a descriptor set\n"
+    "  start DEFINITION        start a saga\n"
+    "  get SAGA_ID             show a saga and its steps\n"
+    "  wait SAGA_ID            wait until a saga is final, then show it\n"
+    "  list                    list sagas, newest first\n"
+    "  cancel SAGA_ID          cancel a running saga (it compensates)\n"
+    "\n"
+    "Options (before or after the command):\n"
+    "  --url URL      sagad's address (default: $SAGA_URL, else " SAGA_DEFAULT_URL ")\n"
+    "  --timeout MS   time limit of each call to sagad (default 10000)\n"
+    "  --json         print one JSON document instead of text; byte fields\n"
+    "                 (input, results) are base64\n"
+    "  --help         this text; `sagactl COMMAND --help` for a command's options\n"
+    "  --version      print the version of sagactl/libsaga\n"
+    "\n"
+    "Exit status:\n"
+    "  0      success; for wait and start --wait: the saga completed\n"
+    "  1-15   the libsaga error of the call that failed (see saga.h), e.g.\n"
+    "         3 not found, 5 timed out, 6 cannot reach sagad, 9 invalid definition\n"
+    "  16     wait: the saga ended compensated\n"
+    "  17     wait: the saga failed and is parked (needs an operator)\n"
+    "  64     usage error\n"
+    "  66     an input file cannot be read\n"
+    "  74     the output cannot be written\n";
+
+typedef struct command {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *help;
+} command;
+
+static int cmd_register(int argc, char **argv);
+static int cmd_start(int argc, char **argv);
+static int cmd_get(int argc, char **argv);
+static int cmd_wait(int argc, char **argv);
+static int cmd_list(int argc, char **argv);
+static int cmd_cancel(int argc, char **argv);
+
+static const command commands[] = {
+	{ "register", cmd_register,
+	  "usage: sagactl register FILE.binpb\n"
+	  "\n"
+	  "Registers every saga service in FILE.binpb, a descriptor set made with\n"
+	  "  protoc --include_imports --descriptor_set_out=FILE.binpb x.proto\n"
+	  "(FILE may be - for standard input). Prints each definition with the\n"
+	  "version now current; \"(unchanged)\" when it was identical to the latest\n"
+	  "version and no new version was made. An invalid definition exits 9 and\n"
+	  "names the problem.\n" },
+	{ "start", cmd_start,
+	  "usage: sagactl start DEFINITION [options]\n"
+	  "\n"
+	  "Starts a saga and prints its id (\"(existing)\" when the idempotency key\n"
+	  "matched an earlier start: no new saga was made).\n"
+	  "\n"
+	  "  --version N          definition version (default: the latest)\n"
+	  "  --input STRING       the saga input bytes (a serialized protobuf message)\n"
+	  "  --input-file PATH    read the input from PATH (- = standard input)\n"
+	  "  --key KEY            idempotency key: the same key always gives the same saga\n"
+	  "  --business-key KEY   searchable label, e.g. an order id\n"
+	  "  --wait               wait for a final state, then print it like `get`;\n"
+	  "                       exit status as for `wait`\n"
+	  "  --wait-timeout MS    how long --wait waits (default 60000; 0 = no limit)\n" },
+	{ "get", cmd_get,
+	  "usage: sagactl get SAGA_ID\n"
+	  "\n"
+	  "Shows a saga (definition, state, keys, times in local time, error) and a\n"
+	  "table of its steps: state, attempts, compensation attempts, start time,\n"
+	  "duration, last error and result size. Exits 3 if there is no such saga.\n" },
+	{ "wait", cmd_wait,
+	  "usage: sagactl wait SAGA_ID [--wait-timeout MS]\n"
+	  "\n"
+	  "Waits until the saga is completed, compensated or failed, then shows it\n"
+	  "like `get`. Exit status: 0 completed, 16 compensated, 17 failed (parked),\n"
+	  "5 if it is still not final after --wait-timeout (default 60000 ms;\n"
+	  "0 = no limit).\n" },
+	{ "list", cmd_list,
+	  "usage: sagactl list [options]\n"
+	  "\n"
+	  "Lists sagas, newest first: id, definition@version, state, steps\n"
+	  "done/total, creation time, business key. When more remain, the token\n"
+	  "of the next page is printed last.\n"
+	  "\n"
+	  "  --state S            only sagas in state S (running, compensating,\n"
+	  "                       completed, compensated, failed); repeatable\n"
+	  "  --definition D       only sagas of definition D\n"
+	  "  --business-key K     only sagas with business key K\n"
+	  "  --since TIME         created at or after TIME\n"
+	  "  --until TIME         created before TIME\n"
+	  "  --limit N            sagas per page (default 50, at most 1000)\n"
+	  "  --page TOKEN         continue from a previous listing\n"
+	  "  --all                follow the pages to the end\n"
+	  "\n"
+	  "TIME is RFC 3339 (2026-11-22T10:00:00Z, 2026-11-22T11:00:00+01:00,\n"
+	  "2026-11-22) or unix seconds.\n" },
+	{ "cancel", cmd_cancel,
+	  "usage: sagactl cancel SAGA_ID [--reason TEXT]\n"
+	  "\n"
+	  "Cancels a running saga: it stops going forward and compensates the steps\n"
+	  "it completed. Prints the state after the cancel. Exits 10 if the saga is\n"
+	  "already final.\n" },
+};
+
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void
+usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("sagactl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\n(see sagactl --help)\n", stderr);
+	exit(EXIT_USAGE);
+}
+
+/* ---- argument parsing -------------------------------------------------- */
+
+/*
+ * Is argv[*i] the option `name`? Options with a value take it from the
+ * next argument or after '=' (--url=tcp://...). On a match *val is set (for
+ * options with a value) and *i advanced past what was consumed.
+ */
+static int
+match_opt(int argc, char **argv, int *i, const char *name, const char **val)
+{
+	const char *a = argv[*i];
+	size_t n = strlen(name);
+
+	if (strncmp(a, name, n) != 0)
+		return 0;
+	if (val == NULL) {
+		if (a[n] != '\0')
+			return 0;
+		return 1;
+	}
+	if (a[n] == '=') {
+		*val = a + n + 1;
+		return 1;
+	}
+	if (a[n] != '\0')
+		return 0;
+	if (*i + 1 >= argc)
+		usage_error("%s needs a value", name);
+	*val = argv[++*i];
+	return 1;
+}
+
+/* Parses a non-negative integer no larger than max. */
+static long long
+parse_num(const char *what, const char *s, long long max)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < 0 || v > max)
+		usage_error("%s: '%s' is not a number from 0 to %lld", what, s, max);
+	return v;
+}
+
+/* The global options are accepted anywhere on the line. */
+static int
+match_global(int argc, char **argv, int *i)
+{
+	const char *v;
+	if (match_opt(argc, argv, i, "--url", &v)) {
+		opt_url = v;
+		return 1;
+	}
+	if (match_opt(argc, argv, i, "--timeout", &v)) {
+		opt_timeout_ms = (int)parse_num("--timeout", v, INT_MAX);
+		if (opt_timeout_ms == 0)
+			usage_error("--timeout must be at least 1 ms");
+		return 1;
+	}
+	if (match_opt(argc, argv, i, "--json", NULL)) {
+		opt_json = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/* Prints a command's help and exits 0 if argv has --help/-h. */
+static void
+check_help(int argc, char **argv, const char *help)
+{
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			return;
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			fputs(help, stdout);
+			exit(0);
+		}
+	}
+}
+
+/* Rejects an unknown option or a surplus argument. */
+static void
+unknown_arg(const char *cmd, const char *a)
+{
+	if (a[0] == '-' && a[1] != '\0')
+		usage_error("%s: unknown option %s", cmd, a);
+	usage_error("%s: unexpected argument '%s'", cmd, a);
+}
+
+/* ---- errors and the client --------------------------------------------- */
+
+static const char *
+url(void)
+{
+	if (opt_url != NULL)
+		return opt_url;
+	const char *env = getenv("SAGA_URL");
+	return env != NULL && *env != '\0' ? env : SAGA_DEFAULT_URL;
+}
+
+/* Reports a failed call on stderr with a hint where one is obvious; returns
+ * the exit status (the saga_err). */
+static int
+fail(saga_client *c, int err, const char *what)
+{
+	const char *detail = c != NULL ? saga_client_errmsg(c) : "";
+	if (*detail != '\0')
+		fprintf(stderr, "sagactl: %s: %s: %s\n", what, saga_strerror(err), detail);
+	else
+		fprintf(stderr, "sagactl: %s: %s\n", what, saga_strerror(err));
+	switch (err) {
+	case SAGA_ECONN:
+	case SAGA_ETIMEDOUT:
+		if (strstr(detail, "sagad at") != NULL)
+			fprintf(stderr, "sagactl: is sagad running at %s? set --url or SAGA_URL\n",
+			    url());
+		break;
+	case SAGA_EBUSY:
+		fprintf(stderr, "sagactl: sagad is overloaded; try again shortly\n");
+		break;
+	case SAGA_EDEFINITION:
+		fprintf(stderr, "sagactl: fix the saga's .proto, rebuild the descriptor set "
+		    "and register it again\n");
+		break;
+	case SAGA_EUNSUPPORTED:
+		fprintf(stderr, "sagactl: sagad at %s is older than this sagactl (%s)\n", url(),
+		    saga_version());
+		break;
+	default:
+		break;
+	}
+	return err;
+}
+
+static saga_client *
+connect_client(void)
+{
+	saga_client *c = NULL;
+	int rv = saga_client_new(url(), &c);
+	if (rv != SAGA_OK) {
+		if (rv == SAGA_EINVAL)
+			usage_error("invalid sagad URL '%s' (e.g. tcp://127.0.0.1:7700 or "
+			    "ipc:///run/sagad.sock)", url());
+		exit(fail(NULL, rv, "cannot create a client"));
+	}
+	if (opt_timeout_ms > 0)
+		saga_client_set_timeout(c, opt_timeout_ms);
+	return c;
+}
+
+/* Reads a whole file (- = stdin) into *buf; exits 66 if it cannot. */
+static void
+read_file(const char *path, uint8_t **buf, size_t *len)
+{
+	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+	size_t cap = 65536, n = 0;
+	uint8_t *b;
+
+	if (f == NULL) {
+		fprintf(stderr, "sagactl: cannot open %s: %s\n", path, strerror(errno));
+		exit(EXIT_NOINPUT);
+	}
+	if ((b = malloc(cap)) == NULL) {
+		fprintf(stderr, "sagactl: out of memory\n");
+		exit(SAGA_ENOMEM);
+	}
+	for (;;) {
+		if (n == cap) {
+			if (cap >= MAX_INPUT_FILE) {
+				fprintf(stderr, "sagactl: %s is larger than %zu bytes\n", path,
+				    MAX_INPUT_FILE);
+				exit(EXIT_NOINPUT);
+			}
+			uint8_t *nb = realloc(b, cap * 2);
+			if (nb == NULL) {
+				fprintf(stderr, "sagactl: out of memory\n");
+				exit(SAGA_ENOMEM);
+			}
+			b = nb;
+			cap *= 2;
+		}
+		size_t got = fread(b + n, 1, cap - n, f);
+		n += got;
+		if (got == 0)
+			break;
+	}
+	if (ferror(f)) {
+		fprintf(stderr, "sagactl: cannot read %s: %s\n", path, strerror(errno));
+		exit(EXIT_NOINPUT);
+	}
+	if (f != stdin)
+		fclose(f);
+	*buf = b;
+	*len = n;
+}
+
+/* ---- time -------------------------------------------------------------- */
+
+/* Local time as ISO 8601 with milliseconds and offset; "-" for 0. */
+static const char *
+local_time(int64_t us, char *buf, size_t n)
+{
+	if (us <= 0)
+		return "-";
+	time_t t = (time_t)(us / 1000000);
+	struct tm tm;
+	char off[8];
+	if (localtime_r(&t, &tm) == NULL)
+		return "?";
+	size_t k = strftime(buf, n, "%Y-%m-%dT%H:%M:%S", &tm);
+	strftime(off, sizeof(off), "%z", &tm); /* +0100 */
+	snprintf(buf + k, n - k, ".%03d%.3s:%.2s", (int)(us / 1000 % 1000), off, off + 3);
+	return buf;
+}
+
+/* UTC RFC 3339 for JSON; "" for 0. */
+static const char *
+utc_time(int64_t us, char *buf, size_t n)
+{
+	if (us <= 0)
+		return "";
+	time_t t = (time_t)(us / 1000000);
+	struct tm tm;
+	if (gmtime_r(&t, &tm) == NULL)
+		return "";
+	size_t k = strftime(buf, n, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + k, n - k, ".%06dZ", (int)(us % 1000000));
+	return buf;
+}
+
+static const char *
+duration(int64_t us, char *buf, size_t n)
+{
+	int64_t ms = us / 1000;
+	if (ms < 1000)
+		snprintf(buf, n, "%" PRId64 "ms", ms);
+	else if (ms < 60000)
+		snprintf(buf, n, "%.1fs", (double)ms / 1000.0);
+	else if (ms < 3600000)
+		snprintf(buf, n, "%" PRId64 "m%02" PRId64 "s", ms / 60000, ms / 1000 % 60);
+	else
+		snprintf(buf, n, "%" PRId64 "h%02" PRId64 "m", ms / 3600000, ms / 60000 % 60);
+	return buf;
+}
+
+static int64_t
+now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int
+digits(const char *s, int n, int *out)
+{
+	int v = 0;
+	for (int i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return 0;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return 1;
+}
+
+/* Parses RFC 3339 (or a plain date, or unix seconds) into unix us. */
+static int64_t
+parse_time(const char *what, const char *s)
+{
+	size_t len = strlen(s);
+	int all_digits = len > 0 && strspn(s, "0123456789") == len;
+	if (all_digits)
+		return parse_num(what, s, INT64_MAX / 1000000) * 1000000;
+
+	struct tm tm;
+	int y, mo, d, h = 0, mi = 0, sec = 0, frac_us = 0, off = 0;
+	const char *p = s;
+	memset(&tm, 0, sizeof(tm));
+	if (len < 10 || !digits(p, 4, &y) || p[4] != '-' || !digits(p + 5, 2, &mo) ||
+	    p[7] != '-' || !digits(p + 8, 2, &d))
+		goto bad;
+	p += 10;
+	if (*p != '\0') {
+		if ((*p != 'T' && *p != 't' && *p != ' ') || strlen(p) < 9 ||
+		    !digits(p + 1, 2, &h) || p[3] != ':' || !digits(p + 4, 2, &mi) ||
+		    p[6] != ':' || !digits(p + 7, 2, &sec))
+			goto bad;
+		p += 9;
+		if (*p == '.') {
+			int scale = 100000;
+			p++;
+			if (*p < '0' || *p > '9')
+				goto bad;
+			for (; *p >= '0' && *p <= '9'; p++) {
+				frac_us += (*p - '0') * scale;
+				scale /= 10;
+			}
+		}
+		if (*p == 'Z' || *p == 'z') {
+			p++;
+		} else if (*p == '+' || *p == '-') {
+			int oh, om;
+			if (strlen(p) != 6 || !digits(p + 1, 2, &oh) || p[3] != ':' ||
+			    !digits(p + 4, 2, &om))
+				goto bad;
+			off = (oh * 60 + om) * 60 * (*p == '-' ? -1 : 1);
+			p += 6;
+		} else {
+			goto bad;
+		}
+		if (*p != '\0')
+			goto bad;
+	}
+	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+		goto bad;
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	time_t t = timegm(&tm);
+	return ((int64_t)t - off) * 1000000 + frac_us;
+
+bad:
+	usage_error("%s: '%s' is not a time (use RFC 3339 like 2026-11-22T10:00:00Z, "
+	    "or unix seconds)", what, s);
+}
+
+/* ---- text output ------------------------------------------------------- */
+
+/* Copies s for a table cell: control characters become spaces, and text
+ * longer than max bytes is cut at a character boundary with "...". */
+static char *
+cell(const char *s, size_t max, int *cut)
+{
+	size_t n = strlen(s);
+	if (cut != NULL)
+		*cut = 0;
+	if (n > max) {
+		n = max;
+		while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+			n--;
+		if (cut != NULL)
+			*cut = 1;
+	}
+	char *out = malloc(n + 4);
+	if (out == NULL) {
+		fprintf(stderr, "sagactl: out of memory\n");
+		exit(SAGA_ENOMEM);
+	}
+	for (size_t i = 0; i < n; i++)
+		out[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? ' ' : s[i];
+	strcpy(out + n, n < strlen(s) ? "..." : "");
+	return out;
+}
+
+static char *
+cellf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static char *
+cellf(const char *fmt, ...)
+{
+	char buf[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	return cell(buf, sizeof(buf), NULL);
+}
+
+/* A table of owned cells printed with aligned columns. */
+typedef struct table {
+	size_t cols, rows, cap;
+	char **cells;
+} table;
+
+static void
+table_add(table *t, char **row)
+{
+	if (t->rows == t->cap) {
+		t->cap = t->cap ? t->cap * 2 : 16;
+		t->cells = realloc(t->cells, t->cap * t->cols * sizeof(char *));
+		if (t->cells == NULL) {
+			fprintf(stderr, "sagactl: out of memory\n");
+			exit(SAGA_ENOMEM);
+		}
+	}
+	memcpy(t->cells + t->rows * t->cols, row, t->cols * sizeof(char *));
+	t->rows++;
+}
+
+static void
+table_print(table *t)
+{
+	size_t *w = calloc(t->cols, sizeof(size_t));
+	if (w == NULL)
+		exit(SAGA_ENOMEM);
+	for (size_t r = 0; r < t->rows; r++)
+		for (size_t c = 0; c < t->cols; c++) {
+			size_t n = strlen(t->cells[r * t->cols + c]);
+			if (n > w[c])
+				w[c] = n;
+		}
+	for (size_t r = 0; r < t->rows; r++) {
+		char **row = t->cells + r * t->cols;
+		size_t last = t->cols;
+		/* No padding after the last non-empty cell. */
+		while (last > 1 && row[last - 1][0] == '\0')
+			last--;
+		for (size_t c = 0; c < last; c++) {
+			if (c + 1 == last)
+				printf("%s\n", row[c]);
+			else
+				printf("%-*s  ", (int)w[c], row[c]);
+		}
+	}
+	for (size_t i = 0; i < t->rows * t->cols; i++)
+		free(t->cells[i]);
+	free(t->cells);
+	free(w);
+}
+
+static void
+print_info_text(const saga_info *s)
+{
+	char tb[64], tb2[64], db[32];
+	int64_t now = now_us();
+
+	printf("saga         %s\n", s->saga_id);
+	printf("definition   %s@%" PRIu32 "\n", s->definition, s->version);
+	printf("state        %s\n", saga_state_name(s->state));
+	if (*s->business_key)
+		printf("business key %s\n", s->business_key);
+	if (*s->idempotency_key)
+		printf("idem. key    %s\n", s->idempotency_key);
+	printf("created      %s\n", local_time(s->created_us, tb, sizeof(tb)));
+	printf("updated      %s\n", local_time(s->updated_us, tb, sizeof(tb)));
+	printf("input        %zu bytes\n", s->input_len);
+	if (*s->error) {
+		char *e = cell(s->error, 4096, NULL);
+		printf("error        %s\n", e);
+		free(e);
+	}
+	if (s->n_steps == 0)
+		return;
+	putchar('\n');
+
+	table t = { .cols = 9 };
+	char *head[] = { cellf("STEP"), cellf("PARTICIPANT"), cellf("STATE"), cellf("ATTEMPTS"),
+		cellf("COMP"), cellf("STARTED"), cellf("DURATION"), cellf("RESULT"),
+		cellf("LAST ERROR") };
+	table_add(&t, head);
+	int any_cut = 0;
+	for (size_t i = 0; i < s->n_steps; i++) {
+		const saga_step_info *st = &s->steps[i];
+		const char *dur = "-";
+		if (st->started_us > 0) {
+			int64_t end = st->finished_us > 0 ? st->finished_us : now;
+			duration(end - st->started_us, db, sizeof(db));
+			if (st->finished_us <= 0)
+				strcat(db, "+");
+			dur = db;
+		}
+		int cut;
+		char *row[] = {
+			cell(st->name, 64, NULL),
+			cell(st->participant, 40, NULL),
+			cellf("%s", saga_step_state_name(st->state)),
+			cellf("%" PRIu32, st->attempts),
+			cellf("%" PRIu32, st->comp_attempts),
+			cellf("%s", local_time(st->started_us, tb2, sizeof(tb2))),
+			cellf("%s", dur),
+			st->result_len > 0 || st->state == SAGA_STEP_SUCCEEDED
+			    ? cellf("%zu B", st->result_len) : cellf("-"),
+			cell(*st->last_error ? st->last_error : "-", ERROR_COL_MAX, &cut),
+		};
+		any_cut |= cut;
+		table_add(&t, row);
+	}
+	table_print(&t);
+	if (any_cut) {
+		printf("\nlast errors in full:\n");
+		for (size_t i = 0; i < s->n_steps; i++) {
+			if (strlen(s->steps[i].last_error) <= ERROR_COL_MAX)
+				continue;
+			char *e = cell(s->steps[i].last_error, 16384, NULL);
+			printf("  %s: %s\n", s->steps[i].name, e);
+			free(e);
+		}
+	}
+}
+
+/* ---- JSON output ------------------------------------------------------- */
+
+static void
+json_str(const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	putchar('"');
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		switch (*p) {
+		case '"':
+			fputs("\\\"", stdout);
+			break;
+		case '\\':
+			fputs("\\\\", stdout);
+			break;
+		case '\n':
+			fputs("\\n", stdout);
+			break;
+		case '\r':
+			fputs("\\r", stdout);
+			break;
+		case '\t':
+			fputs("\\t", stdout);
+			break;
+		default:
+			if (*p < 0x20 || *p == 0x7f)
+				printf("\\u00%c%c", hex[*p >> 4], hex[*p & 15]);
+			else
+				putchar(*p);
+		}
+	}
+	putchar('"');
+}
+
+static void
+json_base64(const uint8_t *b, size_t n)
+{
+	static const char tbl[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	putchar('"');
+	for (size_t i = 0; i < n; i += 3) {
+		uint32_t v = (uint32_t)b[i] << 16;
+		if (i + 1 < n)
+			v |= (uint32_t)b[i + 1] << 8;
+		if (i + 2 < n)
+			v |= b[i + 2];
+		putchar(tbl[v >> 18 & 63]);
+		putchar(tbl[v >> 12 & 63]);
+		putchar(i + 1 < n ? tbl[v >> 6 & 63] : '=');
+		putchar(i + 2 < n ? tbl[v & 63] : '=');
+	}
+	putchar('"');
+}
+
+/* "key": for the members of an object; first says whether to omit the comma. */
+static void
+json_key(int *first, const char *k)
+{
+	if (!*first)
+		putchar(',');
+	*first = 0;
+	json_str(k);
+	putchar(':');
+}
+
+static void
+json_kv_str(int *first, const char *k, const char *v)
+{
+	json_key(first, k);
+	json_str(v);
+}
+
+static void
+json_kv_int(int *first, const char *k, int64_t v)
+{
+	json_key(first, k);
+	printf("%" PRId64, v);
+}
+
+static void
+json_info(const saga_info *s)
+{
+	char tb[64];
+	int f = 1;
+	putchar('{');
+	json_kv_str(&f, "saga_id", s->saga_id);
+	json_kv_str(&f, "definition", s->definition);
+	json_kv_int(&f, "version", s->version);
+	json_kv_str(&f, "state", saga_state_name(s->state));
+	json_kv_str(&f, "idempotency_key", s->idempotency_key);
+	json_kv_str(&f, "business_key", s->business_key);
+	json_kv_int(&f, "created_us", s->created_us);
+	json_kv_str(&f, "created", utc_time(s->created_us, tb, sizeof(tb)));
+	json_kv_int(&f, "updated_us", s->updated_us);
+	json_kv_str(&f, "updated", utc_time(s->updated_us, tb, sizeof(tb)));
+	json_kv_str(&f, "error", s->error);
+	json_key(&f, "input");
+	json_base64(s->input, s->input_len);
+	json_key(&f, "steps");
+	putchar('[');
+	for (size_t i = 0; i < s->n_steps; i++) {
+		const saga_step_info *st = &s->steps[i];
+		int g = 1;
+		if (i > 0)
+			putchar(',');
+		putchar('{');
+		json_kv_str(&g, "name", st->name);
+		json_kv_str(&g, "participant", st->participant);
+		json_kv_str(&g, "compensation", st->compensation);
+		json_key(&g, "depends_on");
+		putchar('[');
+		for (size_t k = 0; k < st->n_depends_on; k++) {
+			if (k > 0)
+				putchar(',');
+			json_str(st->depends_on[k]);
+		}
+		putchar(']');
+		json_kv_str(&g, "state", saga_step_state_name(st->state));
+		json_kv_int(&g, "attempts", st->attempts);
+		json_kv_int(&g, "comp_attempts", st->comp_attempts);
+		json_kv_int(&g, "started_us", st->started_us);
+		json_kv_int(&g, "finished_us", st->finished_us);
+		json_kv_int(&g, "comp_started_us", st->comp_started_us);
+		json_kv_int(&g, "comp_finished_us", st->comp_finished_us);
+		json_kv_int(&g, "next_attempt_us", st->next_attempt_us);
+		json_kv_int(&g, "completion_seq", st->completion_seq);
+		json_kv_str(&g, "last_error", st->last_error);
+		json_key(&g, "result");
+		json_base64(st->result, st->result_len);
+		putchar('}');
+	}
+	printf("]}");
+}
+
+static void
+json_summary(const saga_summary *s)
+{
+	char tb[64];
+	int f = 1;
+	putchar('{');
+	json_kv_str(&f, "saga_id", s->saga_id);
+	json_kv_str(&f, "definition", s->definition);
+	json_kv_int(&f, "version", s->version);
+	json_kv_str(&f, "state", saga_state_name(s->state));
+	json_kv_str(&f, "business_key", s->business_key);
+	json_kv_int(&f, "created_us", s->created_us);
+	json_kv_str(&f, "created", utc_time(s->created_us, tb, sizeof(tb)));
+	json_kv_int(&f, "updated_us", s->updated_us);
+	json_kv_str(&f, "error", s->error);
+	json_kv_int(&f, "steps_total", s->steps_total);
+	json_kv_int(&f, "steps_done", s->steps_done);
+	putchar('}');
+}
+
+/* ---- commands ---------------------------------------------------------- */
+
+/* Exit status of a waited-for saga (see usage). */
+static int
+final_status(const saga_info *s)
+{
+	switch (s->state) {
+	case SAGA_STATE_COMPLETED:
+		return 0;
+	case SAGA_STATE_COMPENSATED:
+		return EXIT_COMPENSATED;
+	case SAGA_STATE_FAILED:
+		return EXIT_PARKED;
+	default:
+		return SAGA_ETIMEDOUT;
+	}
+}
+
+static int
+cmd_register(int argc, char **argv)
+{
+	const char *file = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (match_global(argc, argv, &i))
+			continue;
+		if (file == NULL && (argv[i][0] != '-' || strcmp(argv[i], "-") == 0))
+			file = argv[i];
+		else
+			unknown_arg("register", argv[i]);
+	}
+	if (file == NULL)
+		usage_error("register: which descriptor set? (sagactl register FILE.binpb)");
+
+	uint8_t *buf;
+	size_t len;
+	read_file(file, &buf, &len);
+	saga_client *c = connect_client();
+	saga_register_result *r = NULL;
+	int rv = saga_client_register(c, buf, len, &r);
+	free(buf);
+	if (rv != SAGA_OK) {
+		char what[512];
+		snprintf(what, sizeof(what), "cannot register %s", file);
+		rv = fail(c, rv, what);
+		saga_client_free(c);
+		return rv;
+	}
+	if (opt_json) {
+		printf("{\"definitions\":[");
+		for (size_t i = 0; i < r->count; i++) {
+			int f = 1;
+			printf(i ? ",{" : "{");
+			json_kv_str(&f, "name", r->defs[i].name);
+			json_kv_int(&f, "version", r->defs[i].version);
+			json_kv_int(&f, "steps", r->defs[i].steps);
+			json_key(&f, "unchanged");
+			printf(r->defs[i].unchanged ? "true}" : "false}");
+		}
+		printf("]}\n");
+	} else if (r->count == 0) {
+		printf("no saga services in %s\n", file);
+	} else {
+		table t = { .cols = 4 };
+		for (size_t i = 0; i < r->count; i++) {
+			char *row[] = { cell(r->defs[i].name, 200, NULL),
+				cellf("version %" PRIu32, r->defs[i].version),
+				cellf("%" PRIu32 " steps", r->defs[i].steps),
+				cellf("%s", r->defs[i].unchanged ? "(unchanged)" : "") };
+			table_add(&t, row);
+		}
+		table_print(&t);
+	}
+	saga_register_result_free(r);
+	saga_client_free(c);
+	return 0;
+}
+
+/* How `start --wait` prefixes the JSON of the saga it waited for. */
+typedef struct started {
+	const char *id;
+	int         existing;
+} started;
+
+/* Waits for a saga and prints it like `get`; returns the exit status (see
+ * usage). st is set when called by start --wait. */
+static int
+wait_and_print(saga_client *c, const char *id, long long wait_ms, const started *st)
+{
+	saga_info *info = NULL;
+	int rv = saga_client_wait(c, id, wait_ms == 0 ? -1 : (int)wait_ms, &info);
+	if (rv != SAGA_OK && rv != SAGA_ETIMEDOUT) {
+		char what[256];
+		snprintf(what, sizeof(what), "cannot wait for saga %s", id);
+		return fail(c, rv, what);
+	}
+	if (info != NULL) {
+		if (opt_json) {
+			if (st != NULL) {
+				int f = 1;
+				putchar('{');
+				json_kv_str(&f, "saga_id", st->id);
+				json_key(&f, "existing");
+				printf("%s", st->existing ? "true" : "false");
+				json_key(&f, "saga");
+			}
+			json_info(info);
+			printf(st != NULL ? "}\n" : "\n");
+		} else {
+			print_info_text(info);
+		}
+	}
+	if (rv == SAGA_ETIMEDOUT) {
+		char what[256];
+		snprintf(what, sizeof(what), "saga %s is not final", id);
+		fail(c, rv, what);
+		saga_info_free(info);
+		return SAGA_ETIMEDOUT;
+	}
+	rv = final_status(info);
+	saga_info_free(info);
+	return rv;
+}
+
+static int
+cmd_start(int argc, char **argv)
+{
+	const char *def = NULL, *input = NULL, *input_file = NULL, *v;
+	saga_start_opts o = { 0 };
+	int wait = 0;
+	long long wait_ms = DEFAULT_WAIT_MS;
+
+	for (int i = 1; i < argc; i++) {
+		if (match_global(argc, argv, &i))
+			continue;
+		if (match_opt(argc, argv, &i, "--version", &v))
+			o.version = (uint32_t)parse_num("--version", v, UINT32_MAX);
+		else if (match_opt(argc, argv, &i, "--input", &v))
+			input = v;
+		else if (match_opt(argc, argv, &i, "--input-file", &v))
+			input_file = v;
+		else if (match_opt(argc, argv, &i, "--key", &v))
+			o.idempotency_key = v;
+		else if (match_opt(argc, argv, &i, "--business-key", &v))
+			o.business_key = v;
+		else if (match_opt(argc, argv, &i, "--wait", NULL))
+			wait = 1;
+		else if (match_opt(argc, argv, &i, "--wait-timeout", &v))
+			wait_ms = parse_num("--wait-timeout", v, INT_MAX);
+		else if (def == NULL && argv[i][0] != '-')
+			def = argv[i];
+		else
+			unknown_arg("start", argv[i]);
+	}
+	if (def == NULL)
+		usage_error("start: which definition? (sagactl start DEFINITION)");
+	if (input != NULL && input_file != NULL)
+		usage_error("start: give --input or --input-file, not both");
+
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	if (input_file != NULL)
+		read_file(input_file, &buf, &len);
+	else if (input != NULL)
+		len = strlen(input);
+	saga_client *c = connect_client();
+	char *id = NULL;
+	int existing = 0;
+	int rv = saga_client_start(c, def, input_file ? (const void *)buf : (const void *)input,
+	    len, &o, &id, &existing);
+	free(buf);
+	if (rv != SAGA_OK) {
+		char what[512];
+		snprintf(what, sizeof(what), "cannot start %s", def);
+		rv = fail(c, rv, what);
+		if (rv == SAGA_ENOTFOUND)
+			fprintf(stderr, "sagactl: is %s registered? see `sagactl register`\n", def);
+		saga_client_free(c);
+		return rv;
+	}
+	if (!wait) {
+		if (opt_json) {
+			int f = 1;
+			putchar('{');
+			json_kv_str(&f, "saga_id", id);
+			json_key(&f, "existing");
+			printf("%s}\n", existing ? "true" : "false");
+		} else {
+			printf("%s%s\n", id, existing ? " (existing)" : "");
+		}
+	} else {
+		started st = { id, existing };
+		if (!opt_json) {
+			printf("%s%s\n\n", id, existing ? " (existing)" : "");
+			fflush(stdout);
+		}
+		rv = wait_and_print(c, id, wait_ms, &st);
+	}
+	saga_string_free(id);
+	saga_client_free(c);
+	return rv;
+}
+
+/* Parses the one SAGA_ID argument of get/wait/cancel and their options. */
+static const char *
+one_id(const char *cmd, int argc, char **argv, long long *wait_ms, const char **reason)
+{
+	const char *id = NULL, *v;
+	for (int i = 1; i < argc; i++) {
+		if (match_global(argc, argv, &i))
+			continue;
+		if (wait_ms != NULL && match_opt(argc, argv, &i, "--wait-timeout", &v))
+			*wait_ms = parse_num("--wait-timeout", v, INT_MAX);
+		else if (reason != NULL && match_opt(argc, argv, &i, "--reason", &v))
+			*reason = v;
+		else if (id == NULL && argv[i][0] != '-')
+			id = argv[i];
+		else
+			unknown_arg(cmd, argv[i]);
+	}
+	if (id == NULL)
+		usage_error("%s: which saga? (sagactl %s SAGA_ID)", cmd, cmd);
+	return id;
+}
+
+static int
+not_found_hint(int rv)
+{
+	if (rv == SAGA_ENOTFOUND)
+		fprintf(stderr, "sagactl: check the id with `sagactl list`\n");
+	return rv;
+}
+
+static int
+cmd_get(int argc, char **argv)
+{
+	const char *id = one_id("get", argc, argv, NULL, NULL);
+	saga_client *c = connect_client();
+	saga_info *info = NULL;
+	int rv = saga_client_get(c, id, &info);
+	if (rv != SAGA_OK) {
+		char what[256];
+		snprintf(what, sizeof(what), "cannot get saga %s", id);
+		rv = not_found_hint(fail(c, rv, what));
+		saga_client_free(c);
+		return rv;
+	}
+	if (opt_json) {
+		json_info(info);
+		putchar('\n');
+	} else {
+		print_info_text(info);
+	}
+	saga_info_free(info);
+	saga_client_free(c);
+	return 0;
+}
+
+static int
+cmd_wait(int argc, char **argv)
+{
+	long long wait_ms = DEFAULT_WAIT_MS;
+	const char *id = one_id("wait", argc, argv, &wait_ms, NULL);
+	saga_client *c = connect_client();
+	int rv = not_found_hint(wait_and_print(c, id, wait_ms, NULL));
+	saga_client_free(c);
+	return rv;
+}
+
+static int
+cmd_cancel(int argc, char **argv)
+{
+	const char *reason = NULL;
+	const char *id = one_id("cancel", argc, argv, NULL, &reason);
+	saga_client *c = connect_client();
+	saga_state after = SAGA_STATE_UNKNOWN;
+	int rv = saga_client_cancel(c, id, reason, &after);
+	if (rv != SAGA_OK) {
+		char what[256];
+		snprintf(what, sizeof(what), "cannot cancel saga %s", id);
+		rv = not_found_hint(fail(c, rv, what));
+		saga_client_free(c);
+		return rv;
+	}
+	if (opt_json) {
+		int f = 1;
+		putchar('{');
+		json_kv_str(&f, "saga_id", id);
+		json_kv_str(&f, "state", saga_state_name(after));
+		printf("}\n");
+	} else {
+		printf("saga %s is now %s\n", id, saga_state_name(after));
+	}
+	saga_client_free(c);
+	return 0;
+}
+
+#define MAX_STATES 16
+#define MAX_PAGES  100000
+
+static int
+cmd_list(int argc, char **argv)
+{
+	saga_state states[MAX_STATES];
+	saga_list_filter f = { 0 };
+	const char *v;
+	int all = 0;
+
+	for (int i = 1; i < argc; i++) {
+		if (match_global(argc, argv, &i))
+			continue;
+		if (match_opt(argc, argv, &i, "--state", &v)) {
+			saga_state s = saga_state_parse(v);
+			if (s == SAGA_STATE_UNKNOWN)
+				usage_error("list: '%s' is not a saga state (running, compensating, "
+				    "completed, compensated, failed)", v);
+			if (f.n_states == MAX_STATES)
+				usage_error("list: too many --state options");
+			states[f.n_states++] = s;
+		} else if (match_opt(argc, argv, &i, "--definition", &v)) {
+			f.definition = v;
+		} else if (match_opt(argc, argv, &i, "--business-key", &v)) {
+			f.business_key = v;
+		} else if (match_opt(argc, argv, &i, "--since", &v)) {
+			f.created_after_us = parse_time("--since", v);
+		} else if (match_opt(argc, argv, &i, "--until", &v)) {
+			f.created_before_us = parse_time("--until", v);
+		} else if (match_opt(argc, argv, &i, "--limit", &v)) {
+			f.limit = (uint32_t)parse_num("--limit", v, 1000);
+			if (f.limit == 0)
+				usage_error("list: --limit must be from 1 to 1000");
+		} else if (match_opt(argc, argv, &i, "--page", &v)) {
+			f.page_token = v;
+		} else if (match_opt(argc, argv, &i, "--all", NULL)) {
+			all = 1;
+		} else {
+			unknown_arg("list", argv[i]);
+		}
+	}
+	f.states = states;
+
+	saga_client *c = connect_client();
+	table t = { .cols = 6 };
+	char *token = NULL;
+	size_t total = 0;
+	int rv = SAGA_OK;
+
+	if (opt_json) {
+		printf("{\"sagas\":[");
+	} else {
+		char *head[] = { cellf("ID"), cellf("DEFINITION"), cellf("STATE"), cellf("STEPS"),
+			cellf("CREATED"), cellf("BUSINESS KEY") };
+		table_add(&t, head);
+	}
+	for (int page = 0; page < MAX_PAGES; page++) {
+		saga_list *l = NULL;
+		if ((rv = saga_client_list(c, &f, &l)) != SAGA_OK)
+			break;
+		for (size_t i = 0; i < l->count; i++, total++) {
+			const saga_summary *s = &l->sagas[i];
+			if (opt_json) {
+				if (total > 0)
+					putchar(',');
+				json_summary(s);
+				continue;
+			}
+			char tb[64];
+			char *row[] = { cell(s->saga_id, 64, NULL),
+				cellf("%.150s@%" PRIu32, s->definition, s->version),
+				cellf("%s", saga_state_name(s->state)),
+				cellf("%" PRIu32 "/%" PRIu32, s->steps_done, s->steps_total),
+				cellf("%s", local_time(s->created_us, tb, sizeof(tb))),
+				cell(*s->business_key ? s->business_key : "-", 64, NULL) };
+			table_add(&t, row);
+		}
+		free(token);
+		token = strdup(l->next_page_token);
+		saga_list_free(l);
+		if (token == NULL) {
+			rv = SAGA_ENOMEM;
+			break;
+		}
+		if (!all || *token == '\0')
+			break;
+		if (f.page_token != NULL && strcmp(f.page_token, token) == 0) {
+			fprintf(stderr, "sagactl: sagad returned the same page token twice; "
+			    "stopping\n");
+			break;
+		}
+		f.page_token = token;
+	}
+	if (rv != SAGA_OK) {
+		if (opt_json)
+			printf("]}\n");
+		else
+			table_print(&t);
+		rv = fail(c, rv, "cannot list sagas");
+		free(token);
+		saga_client_free(c);
+		return rv;
+	}
+	if (opt_json) {
+		printf("],\"next_page_token\":");
+		json_str(token != NULL ? token : "");
+		printf("}\n");
+	} else {
+		table_print(&t);
+		if (total == 0)
+			printf("(no sagas)\n");
+		if (token != NULL && *token != '\0')
+			printf("\nmore: sagactl list --page %s (or --all)\n", token);
+	}
+	free(token);
+	saga_client_free(c);
+	return 0;
+}
+
+/* ---- main -------------------------------------------------------------- */
+
+int
+main(int argc, char **argv)
+{
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		if (match_global(argc, argv, &i))
+			continue;
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0 ||
+		    strcmp(argv[i], "help") == 0) {
+			if (strcmp(argv[i], "help") == 0 && i + 1 < argc) {
+				for (size_t k = 0; k < N_COMMANDS; k++)
+					if (strcmp(argv[i + 1], commands[k].name) == 0) {
+						fputs(commands[k].help, stdout);
+						return 0;
+					}
+			}
+			fputs(usage_text, stdout);
+			return 0;
+		}
+		if (strcmp(argv[i], "--version") == 0) {
+			printf("sagactl %s\n", saga_version());
+			return 0;
+		}
+		if (argv[i][0] == '-')
+			usage_error("unknown option %s", argv[i]);
+		break;
+	}
+	if (i >= argc) {
+		fputs(usage_text, stderr);
+		return EXIT_USAGE;
+	}
+	for (size_t k = 0; k < N_COMMANDS; k++) {
+		if (strcmp(argv[i], commands[k].name) == 0) {
+			check_help(argc - i, argv + i, commands[k].help);
+			int rv = commands[k].run(argc - i, argv + i);
+			if (fflush(stdout) != 0) {
+				fprintf(stderr, "sagactl: cannot write the output: %s\n",
+				    strerror(errno));
+				return rv ? rv : 74; /* EX_IOERR */
+			}
+			return rv;
+		}
+	}
+	usage_error("unknown command '%s'", argv[i]);
+}

@@ -319,6 +319,79 @@ START_TEST(sagactl_registers_starts_gets_lists_and_cancels)
 	ck_assert_int_eq(rc, SAGA_ENOTFOUND);
 	free(out);
 
+	/* wait / start --wait report the outcome in the exit status */
+	rc = CTL(t, &out, "wait", id);
+	ck_assert_msg(rc == 0, "wait on a completed saga: exit %d", rc);
+	free(out);
+	rc = CTL(t, &out, "--json", "start", "ittest.Linear3", "--input", "fail=B", "--wait");
+	ck_assert_msg(rc == 16, "start --wait of a saga that compensates: exit %d", rc);
+	ck_assert_msg(json_ok(out), "start --wait --json printed non-JSON: '%s'", out);
+	ck_assert_msg(ths_contains(out, "compensated"), "start --wait --json printed '%s'", out);
+	free(out);
+	rc = CTL(t, &out, "start", "ittest.Linear3", "--input", "fail=C;compfail=B:99", "--wait");
+	ck_assert_msg(rc == 17, "start --wait of a saga that parks: exit %d", rc);
+	free(out);
+
+	/* idempotency key: the same saga twice */
+	rc = CTL(t, &out, "start", "ittest.Linear3", "--input", "tag=keyed", "--key", "cli-key",
+	    "--business-key", "order-7");
+	ck_assert_int_eq(rc, 0);
+	char *k1 = find_uuid(out);
+	ck_assert_ptr_nonnull(k1);
+	free(out);
+	rc = CTL(t, &out, "start", "ittest.Linear3", "--input", "tag=keyed", "--key", "cli-key");
+	ck_assert_int_eq(rc, 0);
+	char *k2 = find_uuid(out);
+	ck_assert_ptr_nonnull(k2);
+	ck_assert_str_eq(k1, k2);
+	ck_assert_msg(ths_contains(out, "existing"), "second keyed start printed '%s'", out);
+	free(out);
+	saga_info_free(ths_wait_final_ok(t, k1, WAIT_MS));
+
+	/* list filters */
+	rc = CTL(t, &out, "--json", "list", "--state", "compensated");
+	ck_assert_int_eq(rc, 0);
+	ck_assert_msg(json_ok(out), "list --state --json printed non-JSON: '%s'", out);
+	ck_assert_msg(ths_contains(out, running) && !ths_contains(out, id),
+	    "list --state compensated printed '%s'", out);
+	free(out);
+	rc = CTL(t, &out, "list", "--business-key", "order-7");
+	ck_assert_int_eq(rc, 0);
+	ck_assert_msg(ths_contains(out, k1) && !ths_contains(out, id),
+	    "list --business-key printed '%s'", out);
+	free(out);
+	rc = CTL(t, &out, "list", "--state", "no-such-state");
+	ck_assert_int_eq(rc, 64);
+	free(out);
+
+	/* cancel --reason */
+	char *r2 = ths_start_ok(t, "ittest.Linear3", "sleep=B:2000");
+	ths_wait_step_state_ok(t, r2, "B", SAGA_STEP_RUNNING, WAIT_MS);
+	rc = CTL(t, &out, "--json", "cancel", r2, "--reason", "from the cli");
+	ck_assert_msg(rc == 0, "cancel --reason: exit %d", rc);
+	ck_assert_msg(json_ok(out), "cancel --json printed non-JSON: '%s'", out);
+	free(out);
+	info = ths_wait_final_ok(t, r2, WAIT_MS);
+	ck_assert_msg(ths_contains(info->error, "from the cli"), "error '%s'", info->error);
+	saga_info_free(info);
+
+	/* usage errors and an unreachable sagad */
+	rc = CTL(t, &out, "frobnicate");
+	ck_assert_int_eq(rc, 64);
+	free(out);
+	{
+		const char *args[] = { "--url", "ipc:///nonexistent/sagad.sock", "--timeout", "500",
+			"list", NULL };
+		rc = ths_sagactl(t, args, &out);
+		ck_assert_msg(rc == SAGA_ECONN || rc == SAGA_ETIMEDOUT,
+		    "list on an unreachable sagad: exit %d", rc);
+		free(out);
+	}
+
+	saga_string_free(r2);
+	free(k1);
+	free(k2);
+
 	saga_string_free(running);
 	free(id);
 	free(id2);
