@@ -951,6 +951,11 @@ pump(relay_part *p)
 		}
 		uint32_t n = 0;
 		size_t bytes = 0;
+		/* Keep a batch under what the connection accepts, else nng drops
+		 * the connection and the steps bounce back forever. */
+		size_t limit = E.cfg->max_message_bytes;
+		if (pp->max_bytes != 0 && pp->max_bytes < limit)
+			limit = (size_t)pp->max_bytes;
 		relay_item it;
 		while (n < room && relay_pop(p, &it)) {
 			eng_saga *s;
@@ -960,7 +965,7 @@ pump(relay_part *p)
 			fill_dispatch(&ds[n], s, st, it.kind, keys[n], sizeof(keys[n]),
 			    &res[(size_t)n * (DEFN_MAX_STEPS + 1)], &resp[(size_t)n * (DEFN_MAX_STEPS + 1)]);
 			size_t sz = sagawire__dispatch__get_packed_size(&ds[n]);
-			if (n > 0 && bytes + sz + 64 > E.cfg->max_message_bytes) {
+			if (n > 0 && bytes + sz + 64 > limit) {
 				/* Keep messages under the size peers accept:
 				 * this one goes first in the next batch. */
 				relay_push(p, &it);
@@ -1198,6 +1203,7 @@ handle_poll(rpc_req *r)
 		    p->name, pp->id, q->capacity, q->instance ? q->instance : "");
 	}
 	pp->capacity = q->capacity > E.cfg->max_capacity ? E.cfg->max_capacity : q->capacity;
+	pp->max_bytes = q->max_message_bytes;
 	if (pp->poll != NULL) {
 		/* A second poll on the same connection (a REQ resend): the
 		 * newer one replaces it; the old one gets an empty answer. */

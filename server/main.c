@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "engine.h"
@@ -29,6 +31,8 @@
 #define EXIT_USAGE 64
 
 static sigset_t sigs;
+static const cfg *g_cfg;    /* for the close watchdog */
+static int        g_embedded;
 
 static void *
 signal_main(void *arg)
@@ -47,6 +51,23 @@ signal_main(void *arg)
 		engine_stop();
 		return NULL;
 	}
+}
+
+/* nng 1.5.2's nng_close can hang for good when a message arrives while
+ * the socket closes (nng issue 1543). By the time we close, every batch is
+ * committed, so a close that does not finish in time is cut short: nothing
+ * is lost by exiting. */
+static void *
+close_watchdog(void *arg)
+{
+	struct timespec ts = { 5, 0 };
+	(void)arg;
+	nanosleep(&ts, NULL);
+	slog_warn("closing the network endpoint hangs (nng 1.5.2 bug); exiting anyway");
+	if (g_embedded)
+		pgembed_stop(g_cfg->data_dir, g_cfg->pg_bindir, g_cfg->pg_user);
+	_exit(0);
+	return NULL;
 }
 
 static int
@@ -153,6 +174,11 @@ main(int argc, char **argv)
 	pthread_join(sigthr, NULL);
 	slog_info("stopped");
 	rv = 0;
+	pthread_t wd;
+	g_cfg = &c;
+	g_embedded = embedded;
+	if (pthread_create(&wd, NULL, close_watchdog, NULL) == 0)
+		pthread_detach(wd);
 	rpc_close();
 out_readers:
 	reader_stop();

@@ -33,6 +33,7 @@ typedef struct relay_pipe {
 	relay_part *part;       /* NULL until its first poll */
 	uint32_t    capacity;
 	uint32_t    inflight;
+	uint64_t    max_bytes;  /* largest message it accepts (0 = unknown) */
 	rpc_req    *poll;       /* parked poll, or NULL */
 	uint32_t    poll_gen;   /* bumps per parked poll (poll timeout timers) */
 	void       *inflight_head; /* engine's intrusive list of steps in flight */

@@ -233,9 +233,21 @@ rpc_reply_msg(rpc_req *r, nng_msg *m)
 		pthread_mutex_unlock(&R.mu);
 		return;
 	}
+	/* nng 1.5.2 panics if a context operation starts while another
+	 * thread is inside nng_close: every start happens under R.mu after
+	 * checking `closing`, which rpc_close sets under R.mu. */
+	pthread_mutex_lock(&R.mu);
+	if (atomic_load(&R.closing)) {
+		R.held--;
+		s->state = 0;
+		pthread_mutex_unlock(&R.mu);
+		nng_msg_free(m);
+		return;
+	}
 	s->state = S_SEND;
 	nng_aio_set_msg(s->aio, m);
 	nng_ctx_send(s->ctx, s->aio);
+	pthread_mutex_unlock(&R.mu);
 }
 
 void
@@ -334,7 +346,15 @@ rpc_start(const cfg *c, rpc_pipe_fn on_closed, void *arg, char *err, size_t errl
 			free(urls);
 			return wire_err_from_nng(rv);
 		}
-		slog_info("listening on %s", u);
+		int port = 0;
+		if (strncmp(u, "tcp", 3) == 0 &&
+		    nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port) == 0 &&
+		    strstr(u, ":0") != NULL && u[strlen(u) - 1] == '0' && u[strlen(u) - 2] == ':') {
+			/* Port 0: tell which port the OS chose. */
+			slog_info("listening on %.*s:%d", (int)(strlen(u) - 2), u, port);
+		} else {
+			slog_info("listening on %s", u);
+		}
 		n++;
 	}
 	free(urls);
@@ -359,7 +379,9 @@ rpc_close(void)
 {
 	if (!R.open)
 		return;
+	pthread_mutex_lock(&R.mu);
 	atomic_store(&R.closing, true);
+	pthread_mutex_unlock(&R.mu);
 	nng_close(R.sock);
 	R.open = false;
 	for (size_t i = 0; i < R.n_all; i++) {

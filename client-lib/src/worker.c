@@ -793,6 +793,7 @@ poller_main(void *arg)
 		poll.participant = w->participant;
 		poll.capacity = w->capacity;
 		poll.instance = w->run_instance;
+		poll.max_message_bytes = w->max_message;
 		req.body_case = SAGAWIRE__REQUEST__BODY_POLL;
 		req.poll = &poll;
 		if (wire_pack_msg(&req.base, &msg) != SAGA_OK) {
