@@ -198,7 +198,11 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/saga-demo.XXXXXX")
 # $work/data/pg: make the path traversable.
 chmod 755 "$work"
 mkdir -m 755 "$work/data"
-url="ipc://$work/sagad.sock"
+# TCP on loopback (the product's default transport). A free port unless
+# SAGA_DEMO_PORT says which. (nng 1.5.2's ipc listener can stop accepting
+# after a client drops mid-handshake, so the demo does not use ipc.)
+port="${SAGA_DEMO_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
+url="tcp://127.0.0.1:$port"
 
 say "starting sagad (embedded PostgreSQL in $work/data, listening on $url)"
 "$sagad_bin" --data-dir "$work/data" --listen "$url" >"$work/sagad.log" 2>&1 &

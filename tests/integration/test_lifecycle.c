@@ -1,7 +1,7 @@
 /*
  * Integration: the life of a saga end to end. A real PostgreSQL (one
  * cluster for this executable, a fresh database per test), the real sagad,
- * real test-participant processes and libsaga's client, over ipc://.
+ * real test-participant processes and libsaga's client, over tcp on loopback.
  * What the participants did is read from their journal (see
  * tests/participant/test_participant.c): which handler ran, how often, in
  * which order, with which results of earlier steps.
