@@ -108,8 +108,8 @@ walk(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, unsign
 }
 
 int
-wire_check(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len,
-    unsigned max_depth, size_t max_fields)
+wire_check(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, unsigned max_depth,
+    size_t max_fields)
 {
 	size_t fields = 0;
 	if (buf == NULL && len > 0)
@@ -163,12 +163,14 @@ quota_free(void *data, void *ptr)
 }
 
 static ProtobufCAllocator free_only = {
-	.alloc = NULL, .free = block_free, .allocator_data = NULL,
+	.alloc = NULL,
+	.free = block_free,
+	.allocator_data = NULL,
 };
 
 ProtobufCMessage *
-wire_unpack(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, size_t limit,
-    int *err)
+wire_unpack(
+    const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, size_t limit, int *err)
 {
 	int rv;
 	if ((rv = wire_check(d, buf, len, WIRE_MAX_DEPTH, WIRE_MAX_FIELDS)) != 0) {

@@ -18,7 +18,7 @@
 
 /* Deepest message nesting accepted (sagawire needs 4; descriptor sets
  * about 10 for ordinary .proto files). */
-#define WIRE_MAX_DEPTH 32
+#define WIRE_MAX_DEPTH  32
 /* Most fields (at all depths) in one message. */
 #define WIRE_MAX_FIELDS (1u << 20)
 
@@ -32,12 +32,12 @@ int wire_check(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t l
 /* wire_check, then unpack with an allocation quota of `quota` bytes
  * (0 = 64 * len + 64 KiB). Returns NULL on any failure; *err (may be NULL)
  * receives the saga_err. Free with wire_free(). */
-ProtobufCMessage *wire_unpack(const ProtobufCMessageDescriptor *d, const uint8_t *buf,
-    size_t len, size_t quota, int *err);
+ProtobufCMessage *wire_unpack(
+    const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, size_t quota, int *err);
 void wire_free(ProtobufCMessage *m);
 
 /* Convenience for the envelope types. */
-Sagawire__Request  *wire_unpack_request(const uint8_t *buf, size_t len, int *err);
+Sagawire__Request *wire_unpack_request(const uint8_t *buf, size_t len, int *err);
 Sagawire__Response *wire_unpack_response(const uint8_t *buf, size_t len, int *err);
 
 /* Packs a message into a new nng message body. Returns 0 or SAGA_ENOMEM. */
@@ -49,7 +49,7 @@ int wire_pack_msg(const ProtobufCMessage *m, struct nng_msg **out);
 void wire_uuid_format(const uint8_t id[16], char out[WIRE_UUID_STRLEN]);
 /* Returns 0 if s is a canonical UUID (hex, dashes at 8-4-4-4-12), else
  * SAGA_EINVAL. */
-int  wire_uuid_parse(const char *s, uint8_t out[16]);
+int wire_uuid_parse(const char *s, uint8_t out[16]);
 /* A version 7 (time-ordered) UUID: new sagas sort by creation in btrees. */
 void wire_uuid_v7(uint8_t out[16]);
 

@@ -21,15 +21,15 @@ typedef int (*opt_check)(const char *v);
  * environment is refused, not clamped, when it is outside.
  */
 typedef struct opt {
-	const char   *name;
-	const char   *env;
+	const char *name;
+	const char *env;
 	enum opt_type type;
-	size_t        off;
-	const char   *def;
-	uint32_t      min, max;
-	opt_check     check;   /* extra validation of a string; NULL = any */
-	const char   *metavar;
-	const char   *help;
+	size_t off;
+	const char *def;
+	uint32_t min, max;
+	opt_check check; /* extra validation of a string; NULL = any */
+	const char *metavar;
+	const char *help;
 } opt;
 
 static int
@@ -50,22 +50,25 @@ check_nonempty(const char *v)
 	return v[0] != '\0';
 }
 
-#define S(field, env, def, chk, meta, help) \
-	{ #field, env, OPT_STR, offsetof(cfg, field), def, 0, 0, chk, meta, help }
-#define U(field, env, def, lo, hi, help) \
-	{ #field, env, OPT_U32, offsetof(cfg, field), #def, lo, hi, NULL, "N", help }
+#define S(field, env, def, chk, meta, help)                                            \
+	{                                                                              \
+#field, env, OPT_STR, offsetof(cfg, field), def, 0, 0, chk, meta, help \
+	}
+#define U(field, env, def, lo, hi, help)                                                  \
+	{                                                                                 \
+#field, env, OPT_U32, offsetof(cfg, field), #def, lo, hi, NULL, "N", help \
+	}
 
 static const opt opts[] = {
 	S(db, "SAGAD_DB", "", NULL, "CONNINFO",
-	    "PostgreSQL conninfo (e.g. \"host=db dbname=saga\"); empty = run a private cluster in --data-dir"),
+	    "PostgreSQL conninfo (e.g. \"host=db dbname=saga\"); empty = run a private cluster in "
+	    "--data-dir"),
 	S(data_dir, "SAGAD_DATA_DIR", "./sagad-data", check_nonempty, "DIR",
 	    "directory for sagad's own files; the embedded PostgreSQL lives in DIR/pg"),
 	S(listen, "SAGAD_LISTEN", SAGA_DEFAULT_URL, check_nonempty, "URLS",
 	    "comma-separated nng URLs to listen on (tcp://, tls+tcp://, ipc://)"),
-	S(log_level, "SAGAD_LOG_LEVEL", "info", check_level, "LEVEL",
-	    "error, warn, info or debug"),
-	S(log_format, "SAGAD_LOG_FORMAT", "logfmt", check_format, "FORMAT",
-	    "logfmt or json"),
+	S(log_level, "SAGAD_LOG_LEVEL", "info", check_level, "LEVEL", "error, warn, info or debug"),
+	S(log_format, "SAGAD_LOG_FORMAT", "logfmt", check_format, "FORMAT", "logfmt or json"),
 	S(pg_bindir, "SAGAD_PG_BINDIR", "", NULL, "DIR",
 	    "directory holding initdb and pg_ctl for the embedded PostgreSQL; empty = search"),
 	S(pg_user, "SAGAD_PG_USER", "postgres", check_nonempty, "USER",
@@ -163,7 +166,8 @@ set_value(cfg *c, const opt *o, const char *v, const char *src, char *err, size_
 	}
 	if (o->check != NULL && !o->check(v)) {
 		if (o->check == check_level)
-			seterr(err, errlen, "%s: \"%s\" is not one of error, warn, info, debug", src, v);
+			seterr(err, errlen, "%s: \"%s\" is not one of error, warn, info, debug",
+			    src, v);
 		else if (o->check == check_format)
 			seterr(err, errlen, "%s: \"%s\" is not one of logfmt, json", src, v);
 		else
@@ -190,8 +194,10 @@ set_command(cfg *c, const char *v, char *err, size_t errlen)
 		if (strcmp(v, commands[i]) == 0)
 			break;
 	if (i == sizeof(commands) / sizeof(commands[0])) {
-		seterr(err, errlen, "unknown command \"%s\"; commands: run, migrate, help, version "
-		    "(see sagad --help)", v);
+		seterr(err, errlen,
+		    "unknown command \"%s\"; commands: run, migrate, help, version "
+		    "(see sagad --help)",
+		    v);
 		return SAGA_EINVAL;
 	}
 	if ((dup = strdup(v)) == NULL) {
@@ -278,7 +284,8 @@ cfg_parse(cfg *c, int argc, char **argv, char *err, size_t errlen)
 			nlen = eq != NULL ? (size_t)(eq - name) : strlen(name);
 			if (a[1] != '-' || (o = find_flag(name, nlen)) == NULL) {
 				int shown = eq != NULL ? (int)(eq - a) : (int)strlen(a);
-				seterr(err, errlen, "unknown flag %.*s (see sagad --help)", shown, a);
+				seterr(
+				    err, errlen, "unknown flag %.*s (see sagad --help)", shown, a);
 				KEEP(SAGA_EINVAL);
 				continue;
 			}
@@ -288,7 +295,8 @@ cfg_parse(cfg *c, int argc, char **argv, char *err, size_t errlen)
 			} else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
 				val = argv[++i];
 			} else {
-				seterr(err, errlen, "%s needs a value (%s=%s)", src, src, o->metavar);
+				seterr(
+				    err, errlen, "%s needs a value (%s=%s)", src, src, o->metavar);
 				KEEP(SAGA_EINVAL);
 				continue;
 			}
@@ -298,8 +306,10 @@ cfg_parse(cfg *c, int argc, char **argv, char *err, size_t errlen)
 		if (have_command) {
 			/* `sagad run --help` is help; two commands is a mistake. */
 			if (strcmp(c->command, "help") != 0 && strcmp(c->command, "version") != 0) {
-				seterr(err, errlen, "unexpected argument \"%s\" after command \"%s\" "
-				    "(see sagad --help)", a, c->command);
+				seterr(err, errlen,
+				    "unexpected argument \"%s\" after command \"%s\" "
+				    "(see sagad --help)",
+				    a, c->command);
 				KEEP(SAGA_EINVAL);
 			}
 			continue;

@@ -12,28 +12,29 @@
 #include <stdio.h>
 
 typedef struct cfg {
-	char    *command;          /* "run" (default), "migrate", "help", "version" */
-	char    *db;               /* libpq conninfo; "" = embedded PostgreSQL in data_dir */
-	char    *data_dir;         /* default "./sagad-data" */
-	char    *listen;           /* comma-separated nng URLs; default SAGA_DEFAULT_URL */
-	char    *log_level;        /* error|warn|info|debug; default info */
-	char    *log_format;       /* logfmt|json; default logfmt */
-	char    *pg_bindir;        /* where initdb/pg_ctl live; "" = search */
-	char    *pg_user;          /* OS user for the embedded cluster when run as root; default postgres */
+	char *command;    /* "run" (default), "migrate", "help", "version" */
+	char *db;         /* libpq conninfo; "" = embedded PostgreSQL in data_dir */
+	char *data_dir;   /* default "./sagad-data" */
+	char *listen;     /* comma-separated nng URLs; default SAGA_DEFAULT_URL */
+	char *log_level;  /* error|warn|info|debug; default info */
+	char *log_format; /* logfmt|json; default logfmt */
+	char *pg_bindir;  /* where initdb/pg_ctl live; "" = search */
+	char *pg_user;    /* OS user for the embedded cluster when run as root; default postgres */
 	uint32_t max_message_bytes; /* largest message accepted from the network; default 1 MiB */
-	uint32_t max_connections;  /* nng pipes accepted at once; default 1024 */
-	uint32_t max_pending;      /* requests held at once (polls, RPCs awaiting commit); default 65536 */
-	uint32_t max_batch;        /* saga transitions per PostgreSQL transaction; default 2000 */
-	uint32_t dispatch_batch;   /* steps per WorkBatch message; default 64 */
-	uint32_t poll_timeout_ms;  /* empty WorkBatch after this idle time; default 20000 */
-	uint32_t max_capacity;     /* cap on a connection's declared capacity; default 4096 */
-	uint32_t readers;          /* threads (and connections) serving get/list; default 2 */
+	uint32_t max_connections;   /* nng pipes accepted at once; default 1024 */
+	uint32_t
+	    max_pending;    /* requests held at once (polls, RPCs awaiting commit); default 65536 */
+	uint32_t max_batch; /* saga transitions per PostgreSQL transaction; default 2000 */
+	uint32_t dispatch_batch;  /* steps per WorkBatch message; default 64 */
+	uint32_t poll_timeout_ms; /* empty WorkBatch after this idle time; default 20000 */
+	uint32_t max_capacity;    /* cap on a connection's declared capacity; default 4096 */
+	uint32_t readers;         /* threads (and connections) serving get/list; default 2 */
 } cfg;
 
 /* Parses defaults, environment, then argv. The first non-flag argument is
  * the command. On error returns nonzero and writes a message that names the
  * bad setting into err. The strings in c are owned by c (cfg_free). */
-int  cfg_parse(cfg *c, int argc, char **argv, char *err, size_t errlen);
+int cfg_parse(cfg *c, int argc, char **argv, char *err, size_t errlen);
 void cfg_free(cfg *c);
 void cfg_usage(FILE *out);
 

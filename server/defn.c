@@ -28,20 +28,20 @@
 #define NAME_MAX_LEN 128
 #define TYPE_MAX_LEN 512
 
-typedef Google__Protobuf__FileDescriptorSet     fdset;
-typedef Google__Protobuf__FileDescriptorProto   fdproto;
-typedef Google__Protobuf__DescriptorProto       msgproto;
+typedef Google__Protobuf__FileDescriptorSet fdset;
+typedef Google__Protobuf__FileDescriptorProto fdproto;
+typedef Google__Protobuf__DescriptorProto msgproto;
 typedef Google__Protobuf__ServiceDescriptorProto svcproto;
-typedef Google__Protobuf__MethodDescriptorProto  mthproto;
+typedef Google__Protobuf__MethodDescriptorProto mthproto;
 
 typedef struct msgref msgref;
 
 typedef struct pctx {
-	char       *err;
-	size_t      errlen;
-	const char *saga;  /* name of the saga being compiled, for messages */
-	msgref     *idx;   /* top-level messages, see build_msg_index() */
-	size_t      n_idx;
+	char *err;
+	size_t errlen;
+	const char *saga; /* name of the saga being compiled, for messages */
+	msgref *idx;      /* top-level messages, see build_msg_index() */
+	size_t n_idx;
 } pctx;
 
 /* Writes the message and returns rv. Names in messages come from the input,
@@ -111,7 +111,7 @@ name_ok(const char *s)
 		if (n >= NAME_MAX_LEN)
 			return false;
 		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		        (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' || ch == '-'))
+			(ch >= '0' && ch <= '9') || ch == '_' || ch == '.' || ch == '-'))
 			return false;
 	}
 	return n > 0;
@@ -136,7 +136,7 @@ type_name_ok(const char *s)
 			continue;
 		}
 		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' ||
-		        (!start && ch >= '0' && ch <= '9')))
+			(!start && ch >= '0' && ch <= '9')))
 			return false;
 		start = false;
 	}
@@ -160,7 +160,7 @@ streq(const char *a, const char *b)
  * names and deep nesting they could take far more memory than the input.
  */
 typedef struct msgref {
-	const char     *pkg;
+	const char *pkg;
 	const msgproto *m;
 } msgref;
 
@@ -300,8 +300,8 @@ unpack_option(pctx *c, const ProtobufCMessage *opts, uint32_t tag,
 		/* protoc emits one field per option; several would have to be
 		 * merged field by field, which nobody needs. */
 		if (uf != NULL)
-			return pfail(c, SAGA_EDEFINITION, "%soption %s appears more than once",
-			    where, what);
+			return pfail(
+			    c, SAGA_EDEFINITION, "%soption %s appears more than once", where, what);
 		uf = &opts->unknown_fields[i];
 	}
 	if (uf == NULL)
@@ -552,8 +552,8 @@ report_cycle(pctx *c, const defn_saga *d, uint64_t unplaced)
 	uint32_t start = at;
 	buf[0] = '\0';
 	do {
-		int n = snprintf(buf + off, sizeof(buf) - off, "%s%.128s", off ? " -> " : "",
-		    d->steps[at].name);
+		int n = snprintf(
+		    buf + off, sizeof(buf) - off, "%s%.128s", off ? " -> " : "", d->steps[at].name);
 		if (n < 0 || (size_t)n >= sizeof(buf) - off) {
 			off = sizeof(buf) - 1;
 			break;
@@ -566,8 +566,8 @@ report_cycle(pctx *c, const defn_saga *d, uint64_t unplaced)
 	} while (at != start);
 	if (off < sizeof(buf) - 1)
 		snprintf(buf + off, sizeof(buf) - off, " -> %.128s", d->steps[start].name);
-	return pfail(c, SAGA_EDEFINITION, "dependency cycle: %s (each step depends on the next)",
-	    buf);
+	return pfail(
+	    c, SAGA_EDEFINITION, "dependency cycle: %s (each step depends on the next)", buf);
 }
 
 /* Kahn's algorithm, lowest index first so the order is deterministic. */
@@ -640,8 +640,8 @@ check_compensation(pctx *c, const svcproto *svc, const mthproto *const *mth, uin
 		    step, comp);
 	size_t nc = count_rpcs(svc, comp);
 	if (nc == 0)
-		return pfail(c, SAGA_EDEFINITION, "step %s: unknown compensation rpc %s", step,
-		    comp);
+		return pfail(
+		    c, SAGA_EDEFINITION, "step %s: unknown compensation rpc %s", step, comp);
 	if (find_step(mth, n_steps, comp) >= 0)
 		return pfail(c, SAGA_EDEFINITION, "step %s: compensation rpc %s is itself a step",
 		    step, comp);
@@ -673,8 +673,8 @@ compile_deps(pctx *c, const mthproto *const *mth, uint32_t n_steps, uint32_t i,
 		if ((uint32_t)j == i)
 			return pfail(c, SAGA_EDEFINITION, "step %s: depends on itself", name);
 		if (mask & (1ull << j))
-			return pfail(c, SAGA_EDEFINITION, "step %s: depends_on lists %s twice",
-			    name, dn);
+			return pfail(
+			    c, SAGA_EDEFINITION, "step %s: depends_on lists %s twice", name, dn);
 		mask |= 1ull << j;
 	}
 	s->dep_mask = mask;
@@ -692,8 +692,8 @@ compile_deps(pctx *c, const mthproto *const *mth, uint32_t n_steps, uint32_t i,
 /* Validates step i (option o, rpc mth[i]) and fills s. Whatever it
  * allocates into s is freed with the saga by the caller. */
 static int
-compile_step(pctx *c, const svcproto *svc, const mthproto *const *mth, uint32_t n_steps,
-    uint32_t i, const Sagaspec__Step *o, defn_step *s)
+compile_step(pctx *c, const svcproto *svc, const mthproto *const *mth, uint32_t n_steps, uint32_t i,
+    const Sagaspec__Step *o, defn_step *s)
 {
 	const char *name = mth[i]->name;
 	const char *comp = nz(o->compensation);
@@ -723,12 +723,12 @@ compile_step(pctx *c, const svcproto *svc, const mthproto *const *mth, uint32_t 
 		return rv;
 
 	s->timeout_ms = o->timeout_ms ? o->timeout_ms : DEFN_DEFAULT_TIMEOUT_MS;
-	s->comp_timeout_ms = o->compensation_timeout_ms ? o->compensation_timeout_ms :
-	                                                  s->timeout_ms;
-	if ((rv = compile_retry(c, name, "retry", o->retry, DEFN_DEFAULT_MAX_ATTEMPTS,
-	         &s->retry)) != 0 ||
+	s->comp_timeout_ms =
+	    o->compensation_timeout_ms ? o->compensation_timeout_ms : s->timeout_ms;
+	if ((rv = compile_retry(
+		 c, name, "retry", o->retry, DEFN_DEFAULT_MAX_ATTEMPTS, &s->retry)) != 0 ||
 	    (rv = compile_retry(c, name, "compensation_retry", o->compensation_retry,
-	         DEFN_DEFAULT_COMP_MAX_ATTEMPTS, &s->comp_retry)) != 0)
+		 DEFN_DEFAULT_COMP_MAX_ATTEMPTS, &s->comp_retry)) != 0)
 		return rv;
 	return compile_deps(c, mth, n_steps, i, o, s);
 }
@@ -762,7 +762,8 @@ check_other_rpcs(pctx *c, const svcproto *svc, const mthproto *const *mth, const
 		if (!type_ok(c, strip_dot(m->input_type)) || !type_ok(c, strip_dot(m->output_type)))
 			return pfail(c, SAGA_EDEFINITION,
 			    "compensation rpc %s: request or response type is not in the "
-			    "descriptor set", m->name);
+			    "descriptor set",
+			    m->name);
 	}
 	return 0;
 }
@@ -799,8 +800,8 @@ compile_service(pctx *c, const svcproto *svc, const char *full, defn_saga **out)
 
 	if (!type_name_ok(full))
 		return pfail(c, SAGA_EDEFINITION, "invalid service name");
-	if ((rv = unpack_option(c, sopts, OPT_SAGA, &sagaspec__saga__descriptor,
-	         "(sagaspec.saga)", "", (ProtobufCMessage **)&sopt)) != 0)
+	if ((rv = unpack_option(c, sopts, OPT_SAGA, &sagaspec__saga__descriptor, "(sagaspec.saga)",
+		 "", (ProtobufCMessage **)&sopt)) != 0)
 		goto fail;
 	if (sopt != NULL && sopt->base.n_unknown_fields > 0) {
 		rv = pfail(c, SAGA_EDEFINITION, "unknown saga option field %u",
@@ -837,7 +838,7 @@ compile_service(pctx *c, const svcproto *svc, const char *full, defn_saga **out)
 		}
 		snprintf(where, sizeof(where), "step %s: ", m->name);
 		if ((rv = unpack_option(c, &m->options->base, OPT_STEP, &sagaspec__step__descriptor,
-		         "(sagaspec.step)", where, (ProtobufCMessage **)&opt[i])) != 0)
+			 "(sagaspec.step)", where, (ProtobufCMessage **)&opt[i])) != 0)
 			goto fail;
 		if (opt[i]->base.n_unknown_fields > 0) {
 			rv = pfail(c, SAGA_EDEFINITION, "step %s: unknown step option field %u",
@@ -904,8 +905,8 @@ cmp_names(const void *a, const void *b)
 }
 
 int
-defn_parse_set(const uint8_t *buf, size_t len, defn_saga ***out, size_t *n_out, char *err,
-    size_t errlen)
+defn_parse_set(
+    const uint8_t *buf, size_t len, defn_saga ***out, size_t *n_out, char *err, size_t errlen)
 {
 	pctx c = { .err = err, .errlen = errlen };
 	fdset *set = NULL;
@@ -922,14 +923,15 @@ defn_parse_set(const uint8_t *buf, size_t len, defn_saga ***out, size_t *n_out, 
 	*out = NULL;
 	*n_out = 0;
 
-	set = (fdset *)wire_unpack(&google__protobuf__file_descriptor_set__descriptor, buf, len, 0,
-	    &rv);
+	set = (fdset *)wire_unpack(
+	    &google__protobuf__file_descriptor_set__descriptor, buf, len, 0, &rv);
 	if (set == NULL) {
 		if (rv == 0)
 			rv = SAGA_EPROTO;
-		return pfail(&c, rv, rv == SAGA_ETOOBIG ?
-		        "descriptor set nests too deeply or is too large to decode" :
-		        "not a FileDescriptorSet (expected protoc --descriptor_set_out output)");
+		return pfail(&c, rv,
+		    rv == SAGA_ETOOBIG
+			? "descriptor set nests too deeply or is too large to decode"
+			: "not a FileDescriptorSet (expected protoc --descriptor_set_out output)");
 	}
 	if ((rv = build_msg_index(&c, set)) != 0)
 		goto fail;
@@ -970,7 +972,8 @@ defn_parse_set(const uint8_t *buf, size_t len, defn_saga ***out, size_t *n_out, 
 		}
 	}
 	if (n == 0) {
-		rv = pfail(&c, SAGA_EDEFINITION, "no saga service in the descriptor set "
+		rv = pfail(&c, SAGA_EDEFINITION,
+		    "no saga service in the descriptor set "
 		    "(annotate a service with (sagaspec.saga) or its rpcs with (sagaspec.step))");
 		goto fail;
 	}
@@ -1010,8 +1013,8 @@ fail:
 }
 
 int
-defn_parse_one(const uint8_t *buf, size_t len, const char *name, defn_saga **out, char *err,
-    size_t errlen)
+defn_parse_one(
+    const uint8_t *buf, size_t len, const char *name, defn_saga **out, char *err, size_t errlen)
 {
 	defn_saga **defs = NULL;
 	size_t n = 0;

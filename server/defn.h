@@ -17,49 +17,49 @@
 #define DEFN_MAX_STEPS 64
 
 typedef struct defn_retry {
-	uint32_t max_attempts;       /* >= 1, total attempts incl. the first */
+	uint32_t max_attempts; /* >= 1, total attempts incl. the first */
 	uint32_t initial_backoff_ms;
-	uint32_t max_backoff_ms;     /* >= initial_backoff_ms */
-	double   multiplier;         /* >= 1 */
-	double   jitter;             /* 0..1 */
+	uint32_t max_backoff_ms; /* >= initial_backoff_ms */
+	double multiplier;       /* >= 1 */
+	double jitter;           /* 0..1 */
 } defn_retry;
 
 typedef struct defn_step {
-	char      *name;            /* the action rpc's name; unique in the saga */
-	char      *participant;     /* never NULL or empty */
-	char      *compensation;    /* compensation rpc name, or NULL = nothing to undo */
-	char      *input_type;      /* full name of the action rpc's request type (no leading dot) */
-	char      *output_type;     /* full name of the action rpc's response type */
-	uint32_t   timeout_ms;      /* > 0 */
-	uint32_t   comp_timeout_ms; /* > 0 */
+	char *name;               /* the action rpc's name; unique in the saga */
+	char *participant;        /* never NULL or empty */
+	char *compensation;       /* compensation rpc name, or NULL = nothing to undo */
+	char *input_type;         /* full name of the action rpc's request type (no leading dot) */
+	char *output_type;        /* full name of the action rpc's response type */
+	uint32_t timeout_ms;      /* > 0 */
+	uint32_t comp_timeout_ms; /* > 0 */
 	defn_retry retry;
 	defn_retry comp_retry;
-	uint32_t   n_deps;
-	uint32_t  *deps;            /* indices into defn_saga.steps, ascending */
-	uint64_t   dep_mask;        /* same set as a bitmap (bit i = step i) */
-	uint64_t   dependents_mask; /* steps that list this one in their deps */
+	uint32_t n_deps;
+	uint32_t *deps;           /* indices into defn_saga.steps, ascending */
+	uint64_t dep_mask;        /* same set as a bitmap (bit i = step i) */
+	uint64_t dependents_mask; /* steps that list this one in their deps */
 } defn_step;
 
 typedef struct defn_saga {
-	char      *name;         /* the service's full name, e.g. "shop.OrderSaga" */
-	uint32_t   version;      /* 0 until registered; set by the caller */
-	char      *input_type;   /* full name of the saga input message */
-	char      *description;  /* "" if none */
-	uint32_t   n_steps;      /* 1..DEFN_MAX_STEPS */
-	defn_step *steps;        /* in declaration order */
-	uint32_t  *topo;         /* n_steps indices: a topological order (deps first) */
-	uint64_t   fingerprint;  /* hash of everything above except version:
+	char *name;           /* the service's full name, e.g. "shop.OrderSaga" */
+	uint32_t version;     /* 0 until registered; set by the caller */
+	char *input_type;     /* full name of the saga input message */
+	char *description;    /* "" if none */
+	uint32_t n_steps;     /* 1..DEFN_MAX_STEPS */
+	defn_step *steps;     /* in declaration order */
+	uint32_t *topo;       /* n_steps indices: a topological order (deps first) */
+	uint64_t fingerprint; /* hash of everything above except version:
 	                          * equal definitions have equal fingerprints */
 } defn_saga;
 
 /* Defaults applied when options leave a value at zero. */
-#define DEFN_DEFAULT_TIMEOUT_MS          30000u
-#define DEFN_DEFAULT_MAX_ATTEMPTS        3u
-#define DEFN_DEFAULT_COMP_MAX_ATTEMPTS   10u
-#define DEFN_DEFAULT_INITIAL_BACKOFF_MS  100u
-#define DEFN_DEFAULT_MAX_BACKOFF_MS      10000u
-#define DEFN_DEFAULT_MULTIPLIER          2.0
-#define DEFN_DEFAULT_JITTER              1.0
+#define DEFN_DEFAULT_TIMEOUT_MS         30000u
+#define DEFN_DEFAULT_MAX_ATTEMPTS       3u
+#define DEFN_DEFAULT_COMP_MAX_ATTEMPTS  10u
+#define DEFN_DEFAULT_INITIAL_BACKOFF_MS 100u
+#define DEFN_DEFAULT_MAX_BACKOFF_MS     10000u
+#define DEFN_DEFAULT_MULTIPLIER         2.0
+#define DEFN_DEFAULT_JITTER             1.0
 
 /*
  * Parses and validates every saga service in a FileDescriptorSet.
@@ -75,13 +75,13 @@ typedef struct defn_saga {
  * Never crashes on any input; bounded in memory by a quota proportional to
  * len.
  */
-int defn_parse_set(const uint8_t *buf, size_t len, defn_saga ***out, size_t *n_out,
-    char *err, size_t errlen);
+int defn_parse_set(
+    const uint8_t *buf, size_t len, defn_saga ***out, size_t *n_out, char *err, size_t errlen);
 
 /* Parses the set and returns only the saga named `name` (SAGA_ENOTFOUND if
  * absent). Used to reload stored definitions. */
-int defn_parse_one(const uint8_t *buf, size_t len, const char *name, defn_saga **out,
-    char *err, size_t errlen);
+int defn_parse_one(
+    const uint8_t *buf, size_t len, const char *name, defn_saga **out, char *err, size_t errlen);
 
 void defn_free(defn_saga *d);
 void defn_free_array(defn_saga **defs, size_t n);

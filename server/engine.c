@@ -22,10 +22,10 @@
 #include "store.h"
 #include "wire.h"
 
-#define ST(x) SAGAWIRE__STEP_STATE__STEP_##x
-#define SS(x) SAGAWIRE__SAGA_STATE__SAGA_##x
+#define ST(x)       SAGAWIRE__STEP_STATE__STEP_##x
+#define SS(x)       SAGAWIRE__SAGA_STATE__SAGA_##x
 #define KIND_ACTION SAGAWIRE__STEP_KIND__STEP_ACTION
-#define KIND_COMP SAGAWIRE__STEP_KIND__STEP_COMPENSATION
+#define KIND_COMP   SAGAWIRE__STEP_KIND__STEP_COMPENSATION
 
 /* Limits on what one saga may carry in memory and in its row. */
 #define MAX_ERROR_LEN 1024
@@ -35,47 +35,47 @@
 typedef struct eng_saga eng_saga;
 
 typedef struct eng_step {
-	uint8_t  state;          /* Sagawire__StepState */
-	bool     queued;         /* a dispatch of it waits in the relay queue */
-	bool     uncertain;      /* failed without a business answer: compensate anyway */
+	uint8_t state;  /* Sagawire__StepState */
+	bool queued;    /* a dispatch of it waits in the relay queue */
+	bool uncertain; /* failed without a business answer: compensate anyway */
 	uint16_t idx;
 	uint32_t attempts, comp_attempts;
-	int64_t  started_us, finished_us, comp_started_us, comp_finished_us, next_attempt_us;
-	char    *last_error;
+	int64_t started_us, finished_us, comp_started_us, comp_finished_us, next_attempt_us;
+	char *last_error;
 	uint8_t *result;
-	size_t   result_len;
+	size_t result_len;
 	uint32_t completion_seq;
-	uint32_t gen;            /* outstanding queue items/timers carry it; bump = forget them */
-	uint32_t pipe_id;        /* connection it is in flight on; 0 = none */
+	uint32_t gen;     /* outstanding queue items/timers carry it; bump = forget them */
+	uint32_t pipe_id; /* connection it is in flight on; 0 = none */
 	struct eng_step *pprev, *pnext; /* that connection's in-flight list */
 	eng_saga *saga;
 } eng_step;
 
 typedef struct waiter {
-	rpc_req       *req;
-	bool           existing; /* a second start with the same idempotency key */
+	rpc_req *req;
+	bool existing; /* a second start with the same idempotency key */
 	struct waiter *next;
 } waiter;
 
 struct eng_saga {
-	uint8_t          id[16];
-	char             ids[WIRE_UUID_STRLEN];
+	uint8_t id[16];
+	char ids[WIRE_UUID_STRLEN];
 	const defn_saga *def;
-	uint8_t          state;
-	int32_t          rev;
-	bool             persisted;  /* its row is committed */
-	bool             in_batch;   /* in the open batch */
-	uint32_t         writing;    /* submitted batches holding it */
-	char            *idem_key, *business_key;
-	int64_t          created_us, updated_us;
-	uint8_t         *input;
-	size_t           input_len;
-	char            *error;
-	uint32_t         next_seq;
-	eng_step        *steps;
-	waiter          *waiters;    /* start requests answered at its first commit */
-	eng_saga        *hnext;      /* id hash chain */
-	eng_saga        *knext;      /* idempotency-key hash chain */
+	uint8_t state;
+	int32_t rev;
+	bool persisted;   /* its row is committed */
+	bool in_batch;    /* in the open batch */
+	uint32_t writing; /* submitted batches holding it */
+	char *idem_key, *business_key;
+	int64_t created_us, updated_us;
+	uint8_t *input;
+	size_t input_len;
+	char *error;
+	uint32_t next_seq;
+	eng_step *steps;
+	waiter *waiters; /* start requests answered at its first commit */
+	eng_saga *hnext; /* id hash chain */
+	eng_saga *knext; /* idempotency-key hash chain */
 };
 
 /* ---- post-commit work ------------------------------------------------------ */
@@ -83,20 +83,20 @@ struct eng_saga {
 enum { A_DISPATCH = 1, A_ACK, A_CANCEL_REPLY };
 
 typedef struct action {
-	uint8_t   type;
-	uint8_t   kind;
-	uint16_t  step;
-	uint32_t  gen;
-	uint8_t   id[16];
-	rpc_req  *req;
-	uint32_t  a, b;
+	uint8_t type;
+	uint8_t kind;
+	uint16_t step;
+	uint32_t gen;
+	uint8_t id[16];
+	rpc_req *req;
+	uint32_t a, b;
 } action;
 
 typedef struct post {
-	action   *v;
-	size_t    n, cap;
-	eng_saga **sagas;  /* sagas in this batch (for release) */
-	size_t    n_sagas, cap_sagas;
+	action *v;
+	size_t n, cap;
+	eng_saga **sagas; /* sagas in this batch (for release) */
+	size_t n_sagas, cap_sagas;
 } post;
 
 /* ---- timers ------------------------------------------------------------------ */
@@ -104,12 +104,12 @@ typedef struct post {
 enum { T_STEP_TIMEOUT = 1, T_RETRY, T_POLL };
 
 typedef struct timer {
-	int64_t  when_ms;
-	uint8_t  type;
-	uint8_t  kind;
+	int64_t when_ms;
+	uint8_t type;
+	uint8_t kind;
 	uint16_t step;
 	uint32_t gen;
-	uint8_t  id[16];  /* saga, or pipe id in the first 4 bytes for T_POLL */
+	uint8_t id[16]; /* saga, or pipe id in the first 4 bytes for T_POLL */
 } timer;
 
 /* ---- events --------------------------------------------------------------------- */
@@ -117,10 +117,10 @@ typedef struct timer {
 enum { EV_REQ = 1, EV_PIPE_CLOSED, EV_COMMITTED };
 
 typedef struct event {
-	int           type;
-	rpc_req      *req;
-	uint32_t      pipe_id;
-	store_batch  *batch;
+	int type;
+	rpc_req *req;
+	uint32_t pipe_id;
+	store_batch *batch;
 	struct event *next;
 } event;
 
@@ -128,23 +128,23 @@ typedef struct event {
 
 static struct {
 	const cfg *cfg;
-	char      *conninfo;
+	char *conninfo;
 
 	pthread_mutex_t mu;
-	pthread_cond_t  cv;
-	event          *ev_head, *ev_tail;
-	bool            stop;
+	pthread_cond_t cv;
+	event *ev_head, *ev_tail;
+	bool stop;
 
 	/* engine-thread state */
-	eng_saga **ids;       /* hash by id */
-	eng_saga **keys;      /* hash by idempotency key */
-	size_t     nbuckets;
-	size_t     n_sagas;
+	eng_saga **ids;  /* hash by id */
+	eng_saga **keys; /* hash by idempotency key */
+	size_t nbuckets;
+	size_t n_sagas;
 
-	eng_saga **open;      /* sagas changed since the last submit */
-	size_t     n_open, cap_open;
-	post       open_post;
-	uint32_t   writing_batches; /* submitted, not yet committed */
+	eng_saga **open; /* sagas changed since the last submit */
+	size_t n_open, cap_open;
+	post open_post;
+	uint32_t writing_batches; /* submitted, not yet committed */
 
 	timer *heap;
 	size_t n_heap, cap_heap;
@@ -385,7 +385,10 @@ timer_pop(timer *out)
 static void
 step_timer(eng_step *st, int type, uint8_t kind, int64_t when_ms)
 {
-	timer t = { .when_ms = when_ms, .type = (uint8_t)type, .kind = kind, .step = st->idx,
+	timer t = { .when_ms = when_ms,
+		.type = (uint8_t)type,
+		.kind = kind,
+		.step = st->idx,
 		.gen = st->gen };
 	memcpy(t.id, st->saga->id, 16);
 	timer_add(&t);
@@ -737,7 +740,8 @@ compensate:
 				continue;
 			bool ready = true;
 			for (uint32_t j = 0; j < d->n_steps && ready; j++)
-				if ((d->steps[i].dependents_mask >> j & 1) && !settled(&s->steps[j]))
+				if ((d->steps[i].dependents_mask >> j & 1) &&
+				    !settled(&s->steps[j]))
 					ready = false;
 			if (ready) {
 				start_compensation(s, st);
@@ -808,21 +812,23 @@ apply_outcome(eng_saga *s, eng_step *st, uint8_t kind, int outcome, const uint8_
 			st->uncertain = false;
 			st->finished_us = now;
 			set_error(&s->error, "step %s failed: %s", ds->name, st->last_error);
-			slog_saga(SLOG_INFO, s->ids, ds->name, "business failure: %s", st->last_error);
+			slog_saga(
+			    SLOG_INFO, s->ids, ds->name, "business failure: %s", st->last_error);
 		} else if (s->state == SS(RUNNING) && st->attempts < ds->retry.max_attempts) {
 			uint32_t delay = backoff_ms(&ds->retry, st->attempts);
 			st->state = ST(RETRY_WAIT);
 			st->next_attempt_us = now + (int64_t)delay * 1000;
 			step_timer(st, T_RETRY, KIND_ACTION, now_ms() + delay);
-			slog_saga(SLOG_INFO, s->ids, ds->name, "attempt %u failed: %s; retry in %u ms",
-			    st->attempts, st->last_error, delay);
+			slog_saga(SLOG_INFO, s->ids, ds->name,
+			    "attempt %u failed: %s; retry in %u ms", st->attempts, st->last_error,
+			    delay);
 		} else {
 			st->state = ST(FAILED);
 			st->uncertain = true;
 			st->finished_us = now;
 			if (s->state == SS(RUNNING))
-				set_error(&s->error, "step %s failed after %u attempts: %s", ds->name,
-				    st->attempts, st->last_error);
+				set_error(&s->error, "step %s failed after %u attempts: %s",
+				    ds->name, st->attempts, st->last_error);
 			slog_saga(SLOG_INFO, s->ids, ds->name, "failed after %u attempts: %s",
 			    st->attempts, st->last_error);
 		}
@@ -939,14 +945,17 @@ pump(relay_part *p)
 			room = MAXB;
 		Sagawire__Dispatch *ds = calloc(room, sizeof(*ds));
 		Sagawire__Dispatch **dp = calloc(room, sizeof(*dp));
-		char (*keys)[128] = calloc(room, 128);
-		Sagawire__StepResult *res = calloc((size_t)room * (DEFN_MAX_STEPS + 1), sizeof(*res));
-		Sagawire__StepResult **resp = calloc((size_t)room * (DEFN_MAX_STEPS + 1), sizeof(*resp));
+		char(*keys)[128] = calloc(room, 128);
+		Sagawire__StepResult *res =
+		    calloc((size_t)room * (DEFN_MAX_STEPS + 1), sizeof(*res));
+		Sagawire__StepResult **resp =
+		    calloc((size_t)room * (DEFN_MAX_STEPS + 1), sizeof(*resp));
 		eng_step **sent = calloc(room, sizeof(*sent));
 		uint8_t *kinds = calloc(room, 1);
 		if (!ds || !dp || !keys || !res || !resp || !sent || !kinds) {
 			slog_error("out of memory building a work batch; will retry");
-			free(ds), free(dp), free(keys), free(res), free(resp), free(sent), free(kinds);
+			free(ds), free(dp), free(keys), free(res), free(resp), free(sent),
+			    free(kinds);
 			return;
 		}
 		uint32_t n = 0;
@@ -963,7 +972,8 @@ pump(relay_part *p)
 			if (st == NULL)
 				continue;
 			fill_dispatch(&ds[n], s, st, it.kind, keys[n], sizeof(keys[n]),
-			    &res[(size_t)n * (DEFN_MAX_STEPS + 1)], &resp[(size_t)n * (DEFN_MAX_STEPS + 1)]);
+			    &res[(size_t)n * (DEFN_MAX_STEPS + 1)],
+			    &resp[(size_t)n * (DEFN_MAX_STEPS + 1)]);
 			size_t sz = sagawire__dispatch__get_packed_size(&ds[n]);
 			if (n > 0 && bytes + sz + 64 > limit) {
 				/* Keep messages under the size peers accept:
@@ -999,7 +1009,8 @@ pump(relay_part *p)
 					st->pnext->pprev = st;
 				pp->inflight_head = st;
 				pp->inflight++;
-				uint32_t to = kinds[k] == KIND_ACTION ? dstep->timeout_ms : dstep->comp_timeout_ms;
+				uint32_t to = kinds[k] == KIND_ACTION ? dstep->timeout_ms
+								      : dstep->comp_timeout_ms;
 				step_timer(st, T_STEP_TIMEOUT, kinds[k], t + to);
 			}
 			atomic_fetch_add(&stat_dispatched, n);
@@ -1052,12 +1063,13 @@ handle_start(rpc_req *r)
 	if (!valid_text(q->definition, 256) || !valid_text(q->idempotency_key, 256) ||
 	    !valid_text(q->business_key, 256)) {
 		rpc_reply_error(r, SAGA_EINVAL,
-		    "start: definition, idempotency_key and business_key must be UTF-8 text of at most 256 bytes");
+		    "start: definition, idempotency_key and business_key must be UTF-8 text of at "
+		    "most 256 bytes");
 		return;
 	}
 	if (q->input.len > E.cfg->max_message_bytes) {
-		rpc_reply_error(r, SAGA_ETOOBIG, "start: input of %zu bytes exceeds %u", q->input.len,
-		    E.cfg->max_message_bytes);
+		rpc_reply_error(r, SAGA_ETOOBIG, "start: input of %zu bytes exceeds %u",
+		    q->input.len, E.cfg->max_message_bytes);
 		return;
 	}
 	const defn_saga *def = registry_get(q->definition, q->version);
@@ -1099,8 +1111,8 @@ handle_start(rpc_req *r)
 		}
 	}
 	if (E.n_sagas >= (size_t)E.cfg->max_pending * 16) {
-		rpc_reply_error(r, SAGA_EBUSY, "too many sagas in flight (%zu); try again later",
-		    E.n_sagas);
+		rpc_reply_error(
+		    r, SAGA_EBUSY, "too many sagas in flight (%zu); try again later", E.n_sagas);
 		return;
 	}
 	eng_saga *s = saga_alloc(def);
@@ -1151,7 +1163,8 @@ handle_cancel(rpc_req *r)
 	}
 	if (s->state == SS(RUNNING)) {
 		const char *why = q->reason && *q->reason ? q->reason : "no reason given";
-		set_error(&s->error, "cancelled: %.512s", valid_text(why, 512) ? why : "(invalid text)");
+		set_error(
+		    &s->error, "cancelled: %.512s", valid_text(why, 512) ? why : "(invalid text)");
 		begin_compensation(s);
 		advance(s);
 	}
@@ -1166,8 +1179,10 @@ static void
 handle_poll(rpc_req *r)
 {
 	Sagawire__WorkPoll *q = r->req->poll;
-	if (q->participant == NULL || q->participant[0] == '\0' || !valid_text(q->participant, 128)) {
-		rpc_reply_error(r, SAGA_EINVAL, "poll: participant name must be 1-128 bytes of UTF-8");
+	if (q->participant == NULL || q->participant[0] == '\0' ||
+	    !valid_text(q->participant, 128)) {
+		rpc_reply_error(
+		    r, SAGA_EINVAL, "poll: participant name must be 1-128 bytes of UTF-8");
 		return;
 	}
 	if (q->capacity == 0) {
@@ -1190,7 +1205,8 @@ handle_poll(rpc_req *r)
 		slog_warn("connection %u polled as '%s' after '%s': refused", r->pipe_id,
 		    q->participant, pp->part->name);
 		rpc_reply_error(r, SAGA_EINVAL,
-		    "poll: this connection already serves participant '%s'; use one connection per participant",
+		    "poll: this connection already serves participant '%s'; use one connection per "
+		    "participant",
 		    pp->part->name);
 		return;
 	}
@@ -1215,7 +1231,9 @@ handle_poll(rpc_req *r)
 	}
 	pp->poll = r;
 	pp->poll_gen++;
-	timer t = { .when_ms = now_ms() + E.cfg->poll_timeout_ms, .type = T_POLL, .gen = pp->poll_gen };
+	timer t = {
+		.when_ms = now_ms() + E.cfg->poll_timeout_ms, .type = T_POLL, .gen = pp->poll_gen
+	};
 	memcpy(t.id, &pp->id, 4);
 	timer_add(&t);
 	pump(p);
@@ -1247,9 +1265,11 @@ handle_report(rpc_req *r)
 			continue;
 		}
 		int oc = res->outcome;
-		if (oc != SAGAWIRE__OUTCOME__OUTCOME_SUCCESS && oc != SAGAWIRE__OUTCOME__OUTCOME_RETRY &&
+		if (oc != SAGAWIRE__OUTCOME__OUTCOME_SUCCESS &&
+		    oc != SAGAWIRE__OUTCOME__OUTCOME_RETRY &&
 		    oc != SAGAWIRE__OUTCOME__OUTCOME_FAIL) {
-			slog_saga(SLOG_WARN, s->ids, ds->name, "result with invalid outcome %d ignored", oc);
+			slog_saga(SLOG_WARN, s->ids, ds->name,
+			    "result with invalid outcome %d ignored", oc);
 			ignored++;
 			continue;
 		}
@@ -1259,7 +1279,8 @@ handle_report(rpc_req *r)
 			awaiting = st->state == ST(RUNNING) || st->state == ST(RETRY_WAIT);
 			cur = st->attempts;
 		} else if (kind == KIND_COMP) {
-			awaiting = st->state == ST(COMPENSATING) || st->state == ST(COMP_RETRY_WAIT);
+			awaiting =
+			    st->state == ST(COMPENSATING) || st->state == ST(COMP_RETRY_WAIT);
 			cur = st->comp_attempts;
 		} else {
 			ignored++;
@@ -1270,14 +1291,16 @@ handle_report(rpc_req *r)
 		 * counts only for the attempt in flight now. */
 		if (!awaiting || res->attempt > cur || res->attempt == 0 ||
 		    (oc == SAGAWIRE__OUTCOME__OUTCOME_RETRY &&
-		        (res->attempt != cur || (st->state != ST(RUNNING) && st->state != ST(COMPENSATING))))) {
+			(res->attempt != cur ||
+			    (st->state != ST(RUNNING) && st->state != ST(COMPENSATING))))) {
 			ignored++;
 			continue;
 		}
 		const char *err = res->error;
 		char clean[MAX_ERROR_LEN];
 		if (err && !valid_text(err, MAX_ERROR_LEN - 1)) {
-			snprintf(clean, sizeof(clean), "(participant sent an error that is not valid UTF-8)");
+			snprintf(clean, sizeof(clean),
+			    "(participant sent an error that is not valid UTF-8)");
 			err = clean;
 		}
 		if (st->state == ST(RETRY_WAIT) || st->state == ST(COMP_RETRY_WAIT))
@@ -1516,7 +1539,8 @@ fire(const timer *t)
 		snprintf(why, sizeof(why), "timed out after %u ms (attempt %u)",
 		    t->kind == KIND_ACTION ? ds->timeout_ms : ds->comp_timeout_ms,
 		    t->kind == KIND_ACTION ? st->attempts : st->comp_attempts);
-		slog_saga(SLOG_INFO, s->ids, ds->name, "%s %s", t->kind == KIND_ACTION ? "action" : "compensation", why);
+		slog_saga(SLOG_INFO, s->ids, ds->name, "%s %s",
+		    t->kind == KIND_ACTION ? "action" : "compensation", why);
 		apply_outcome(s, st, t->kind, SAGAWIRE__OUTCOME__OUTCOME_RETRY, NULL, 0, why);
 		return;
 	}
@@ -1598,7 +1622,8 @@ load_one(const store_saga *row, void *arg)
 		st->next_attempt_us = x->next_attempt_us;
 		st->completion_seq = x->completion_seq;
 		st->uncertain = x->uncertain;
-		if (x->last_error && *x->last_error && (st->last_error = strdup(x->last_error)) == NULL)
+		if (x->last_error && *x->last_error &&
+		    (st->last_error = strdup(x->last_error)) == NULL)
 			goto nomem;
 		if (x->result.len) {
 			if ((st->result = malloc(x->result.len)) == NULL)
@@ -1623,7 +1648,8 @@ load_one(const store_saga *row, void *arg)
 			atomic_fetch_add(&stat_redelivered, 1);
 		} else if (st->state == ST(RETRY_WAIT) || st->state == ST(COMP_RETRY_WAIT)) {
 			int64_t delay = (x->next_attempt_us - wall) / 1000;
-			step_timer(st, T_RETRY, st->state == ST(RETRY_WAIT) ? KIND_ACTION : KIND_COMP,
+			step_timer(st, T_RETRY,
+			    st->state == ST(RETRY_WAIT) ? KIND_ACTION : KIND_COMP,
 			    t + (delay > 0 ? delay : 0));
 		}
 	}
@@ -1784,8 +1810,10 @@ engine_run(void)
 			evs = ev->next;
 			switch (ev->type) {
 			case EV_REQ:
-				if (stopping && ev->req->req->body_case == SAGAWIRE__REQUEST__BODY_START)
-					rpc_reply_error(ev->req, SAGA_ECLOSED, "sagad is shutting down");
+				if (stopping &&
+				    ev->req->req->body_case == SAGAWIRE__REQUEST__BODY_START)
+					rpc_reply_error(
+					    ev->req, SAGA_ECLOSED, "sagad is shutting down");
 				else
 					handle_request(ev->req);
 				break;

@@ -26,7 +26,7 @@
 
 /* Loads unfinished sagas (registry must be loaded first) and starts the
  * writer. conninfo is used by the writer and for loading. */
-int  engine_init(const cfg *c, const char *conninfo, char *err, size_t errlen);
+int engine_init(const cfg *c, const char *conninfo, char *err, size_t errlen);
 /* Runs the engine loop on the calling thread until engine_stop(). */
 void engine_run(void);
 /* Asks the loop to finish: pending batches are committed, then it returns. */

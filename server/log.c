@@ -20,12 +20,12 @@ static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* A message longer than this is cut and marked, so that a runaway caller
  * (e.g. logging a whole payload) costs bounded stack and one bounded line. */
-#define MSG_MAX  8192
+#define MSG_MAX        8192
 /* Escaping can grow text up to 6x (\u00XX); past this the escaped message
  * is cut too. Both buffers live on the caller's stack (~25 KiB). */
 #define LINE_MAX_BYTES 16384
-#define ID_MAX   512        /* escaped saga id / step name */
-#define MARK_MAX 64
+#define ID_MAX         512 /* escaped saga id / step name */
+#define MARK_MAX       64
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
 

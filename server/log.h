@@ -9,17 +9,9 @@
 
 #include <stdio.h>
 
-enum slog_level {
-	SLOG_ERROR = 0,
-	SLOG_WARN  = 1,
-	SLOG_INFO  = 2,
-	SLOG_DEBUG = 3
-};
+enum slog_level { SLOG_ERROR = 0, SLOG_WARN = 1, SLOG_INFO = 2, SLOG_DEBUG = 3 };
 
-enum slog_format {
-	SLOG_LOGFMT = 0,
-	SLOG_JSON   = 1
-};
+enum slog_format { SLOG_LOGFMT = 0, SLOG_JSON = 1 };
 
 extern int slog_level;
 
@@ -35,16 +27,16 @@ int slog_parse_format(const char *s);
 void slog_write(int level, const char *saga, const char *step, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-#define slog(lvl, ...)                                          \
-	do {                                                    \
-		if ((lvl) <= slog_level)                        \
+#define slog(lvl, ...)                                              \
+	do {                                                        \
+		if ((lvl) <= slog_level)                            \
 			slog_write((lvl), NULL, NULL, __VA_ARGS__); \
 	} while (0)
 
 /* A line about one saga (and optionally one step of it). */
-#define slog_saga(lvl, saga, step, ...)                         \
-	do {                                                    \
-		if ((lvl) <= slog_level)                        \
+#define slog_saga(lvl, saga, step, ...)                                 \
+	do {                                                            \
+		if ((lvl) <= slog_level)                                \
 			slog_write((lvl), (saga), (step), __VA_ARGS__); \
 	} while (0)
 

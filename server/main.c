@@ -31,8 +31,8 @@
 #define EXIT_USAGE 64
 
 static sigset_t sigs;
-static const cfg *g_cfg;    /* for the close watchdog */
-static int        g_embedded;
+static const cfg *g_cfg; /* for the close watchdog */
+static int g_embedded;
 
 static void *
 signal_main(void *arg)
@@ -77,8 +77,8 @@ prepare_database(const cfg *c, char *conninfo, size_t len, int *embedded)
 	int rv;
 	if (c->db[0] == '\0') {
 		slog_info("no --db given: using the embedded PostgreSQL in %s", c->data_dir);
-		rv = pgembed_start(c->data_dir, c->pg_bindir, c->pg_user, conninfo, len, err,
-		    sizeof(err));
+		rv = pgembed_start(
+		    c->data_dir, c->pg_bindir, c->pg_user, conninfo, len, err, sizeof(err));
 		if (rv != 0) {
 			slog_error("embedded PostgreSQL: %s", err);
 			return rv;

@@ -84,8 +84,10 @@ apply_one(PGconn *conn, const migration *m, char *err, size_t errlen)
 	if (PQtransactionStatus(conn) != PQTRANS_INTRANS) {
 		/* A COMMIT inside the text would have split the migration
 		 * from its record: the schema may now be half-migrated. */
-		seterr(err, errlen, "migration %s ended our transaction: migrations must not "
-		    "contain BEGIN, COMMIT or ROLLBACK", m->name);
+		seterr(err, errlen,
+		    "migration %s ended our transaction: migrations must not "
+		    "contain BEGIN, COMMIT or ROLLBACK",
+		    m->name);
 		return SAGA_EINTERNAL;
 	}
 	res = q(conn, PGRES_COMMAND_OK,
@@ -101,8 +103,8 @@ apply_one(PGconn *conn, const migration *m, char *err, size_t errlen)
 }
 
 int
-migrate_apply_list(PGconn *conn, const migration *list, size_t n, int *applied, char *err,
-    size_t errlen)
+migrate_apply_list(
+    PGconn *conn, const migration *list, size_t n, int *applied, char *err, size_t errlen)
 {
 	const char *key[1] = { LOCK_KEY };
 	PGresult *res = NULL;
@@ -127,8 +129,10 @@ migrate_apply_list(PGconn *conn, const migration *list, size_t n, int *applied, 
 	for (i = 0; i < n; i++) {
 		if (list[i].name == NULL || list[i].sql == NULL || list[i].version <= 0 ||
 		    (i > 0 && list[i].version <= list[i - 1].version)) {
-			seterr(err, errlen, "migrate: migration list is not in increasing version "
-			    "order at entry %zu", i);
+			seterr(err, errlen,
+			    "migrate: migration list is not in increasing version "
+			    "order at entry %zu",
+			    i);
 			return SAGA_EINVAL;
 		}
 	}
@@ -141,7 +145,7 @@ migrate_apply_list(PGconn *conn, const migration *list, size_t n, int *applied, 
 	/* Session-level, so it spans the per-migration transactions; a second
 	 * sagad waits here and then finds everything applied. */
 	if ((res = q(conn, PGRES_TUPLES_OK, "SELECT pg_advisory_lock($1::bigint)", 1, key,
-	    "taking the migration lock", err, errlen)) == NULL) {
+		 "taking the migration lock", err, errlen)) == NULL) {
 		rv = SAGA_EDB;
 		goto fail;
 	}
@@ -152,17 +156,17 @@ migrate_apply_list(PGconn *conn, const migration *list, size_t n, int *applied, 
 	if ((rv = cmd(conn, "BEGIN", "begin", err, errlen)) != 0 ||
 	    (rv = cmd(conn, "SET LOCAL client_min_messages = warning", "set", err, errlen)) != 0 ||
 	    (rv = cmd(conn,
-		"CREATE TABLE IF NOT EXISTS schema_migrations ("
-		" version integer PRIMARY KEY,"
-		" name text NOT NULL,"
-		" applied_at timestamptz NOT NULL DEFAULT now())",
-		"creating schema_migrations", err, errlen)) != 0 ||
+		 "CREATE TABLE IF NOT EXISTS schema_migrations ("
+		 " version integer PRIMARY KEY,"
+		 " name text NOT NULL,"
+		 " applied_at timestamptz NOT NULL DEFAULT now())",
+		 "creating schema_migrations", err, errlen)) != 0 ||
 	    (rv = cmd(conn, "COMMIT", "commit", err, errlen)) != 0)
 		goto fail;
 
 	if ((res = q(conn, PGRES_TUPLES_OK,
-	    "SELECT version FROM schema_migrations ORDER BY version", 0, NULL,
-	    "reading schema_migrations", err, errlen)) == NULL) {
+		 "SELECT version FROM schema_migrations ORDER BY version", 0, NULL,
+		 "reading schema_migrations", err, errlen)) == NULL) {
 		rv = SAGA_EDB;
 		goto fail;
 	}
@@ -180,14 +184,18 @@ migrate_apply_list(PGconn *conn, const migration *list, size_t n, int *applied, 
 	/* Forward only: a newer binary has been here, and this one does not
 	 * know what the schema now looks like. */
 	if (db_max > known_max) {
-		seterr(err, errlen, "database schema version %d is newer than this sagad (knows up "
-		    "to %d); run a newer sagad", db_max, known_max);
+		seterr(err, errlen,
+		    "database schema version %d is newer than this sagad (knows up "
+		    "to %d); run a newer sagad",
+		    db_max, known_max);
 		rv = SAGA_EDB;
 		goto fail;
 	}
 	if (unknown != 0) {
-		seterr(err, errlen, "database records schema migration %d, which this sagad does "
-		    "not know", unknown);
+		seterr(err, errlen,
+		    "database records schema migration %d, which this sagad does "
+		    "not know",
+		    unknown);
 		rv = SAGA_EDB;
 		goto fail;
 	}
@@ -209,8 +217,8 @@ fail:
 		PQclear(PQexec(conn, "ROLLBACK"));
 	if (locked) {
 		/* If the connection is gone, so is the lock. */
-		res = PQexecParams(conn, "SELECT pg_advisory_unlock($1::bigint)", 1, NULL, key, NULL,
-		    NULL, 0);
+		res = PQexecParams(
+		    conn, "SELECT pg_advisory_unlock($1::bigint)", 1, NULL, key, NULL, NULL, 0);
 		PQclear(res);
 	}
 	free(have);

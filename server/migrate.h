@@ -13,20 +13,20 @@
 #include <stddef.h>
 
 typedef struct migration {
-	int         version;  /* NNN */
-	const char *name;     /* file name */
+	int version;      /* NNN */
+	const char *name; /* file name */
 	const char *sql;
 } migration;
 
 extern const migration migrations[];
-extern const size_t    n_migrations;
+extern const size_t n_migrations;
 
 /* Applies pending migrations. *applied (may be NULL) = how many were
  * applied now. Returns 0 or a saga_err value with a message in err. */
 int migrate_apply(PGconn *conn, int *applied, char *err, size_t errlen);
 
 /* Applies a given list (for tests). */
-int migrate_apply_list(PGconn *conn, const migration *list, size_t n, int *applied,
-    char *err, size_t errlen);
+int migrate_apply_list(
+    PGconn *conn, const migration *list, size_t n, int *applied, char *err, size_t errlen);
 
 #endif

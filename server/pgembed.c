@@ -31,20 +31,20 @@
 
 /* The socket is <pgdir>/.s.PGSQL.5432 and must fit sockaddr_un.sun_path
  * (108 bytes with its NUL), so pgdir may be at most 108 - 1 - 14 bytes. */
-#define PG_PORT        5432
-#define SOCK_NAME      "/.s.PGSQL.5432"
-#define PGDIR_MAX      (108 - 1 - (int)(sizeof(SOCK_NAME) - 1))
-#define OUT_TAIL       2048
-#define DBNAME         "saga"
-#define DBUSER         "saga"
+#define PG_PORT   5432
+#define SOCK_NAME "/.s.PGSQL.5432"
+#define PGDIR_MAX (108 - 1 - (int)(sizeof(SOCK_NAME) - 1))
+#define OUT_TAIL  2048
+#define DBNAME    "saga"
+#define DBUSER    "saga"
 
 /* Who runs initdb/pg_ctl: ourselves, or (as root) an unprivileged user,
  * resolved before fork because getpwnam() is not async-signal-safe. */
 typedef struct runas {
-	int   active;
+	int active;
 	uid_t uid;
 	gid_t gid;
-	int   ngroups;
+	int ngroups;
 	gid_t groups[64];
 } runas;
 
@@ -297,7 +297,8 @@ find_in_path(char *out, size_t outlen)
 
 	if (path == NULL || (copy = strdup(path)) == NULL)
 		return 0;
-	for (char *dir = strtok_r(copy, ":", &save); dir != NULL; dir = strtok_r(NULL, ":", &save)) {
+	for (char *dir = strtok_r(copy, ":", &save); dir != NULL;
+	     dir = strtok_r(NULL, ":", &save)) {
 		if (dir[0] == '/' && has_pg(dir)) {
 			snprintf(out, outlen, "%s", dir);
 			found = 1;
@@ -344,7 +345,8 @@ find_bindir(const char *bindir, pgpaths *pp, char *err, size_t errlen)
 		goto found;
 	if (find_in_path(pp->bindir, sizeof(pp->bindir)))
 		goto found;
-	seterr(err, errlen, "cannot find PostgreSQL's initdb and pg_ctl (looked in pg_config "
+	seterr(err, errlen,
+	    "cannot find PostgreSQL's initdb and pg_ctl (looked in pg_config "
 	    "--bindir, /usr/lib/postgresql/*/bin and PATH): install the PostgreSQL server "
 	    "(Debian: apt-get install postgresql), set --pg-bindir, or give --db to use an "
 	    "existing database");
@@ -352,9 +354,10 @@ find_bindir(const char *bindir, pgpaths *pp, char *err, size_t errlen)
 
 named:
 	if (!has_pg(bindir)) {
-		seterr(err, errlen, "%s %s: no initdb and pg_ctl there (it must be the directory "
-		    "holding PostgreSQL's server programs, e.g. /usr/lib/postgresql/15/bin)", why,
-		    bindir);
+		seterr(err, errlen,
+		    "%s %s: no initdb and pg_ctl there (it must be the directory "
+		    "holding PostgreSQL's server programs, e.g. /usr/lib/postgresql/15/bin)",
+		    why, bindir);
 		return SAGA_EINVAL;
 	}
 	snprintf(pp->bindir, sizeof(pp->bindir), "%s", bindir);
@@ -484,10 +487,10 @@ user_can_access(const runas *ra, const char *path)
 
 typedef struct pgenv {
 	pgpaths paths;
-	runas   ra;
-	char    data_dir[PATH_MAX];
-	char    pgdir[PATH_MAX + 8];
-	char    user[64];
+	runas ra;
+	char data_dir[PATH_MAX];
+	char pgdir[PATH_MAX + 8];
+	char user[64];
 } pgenv;
 
 static int
@@ -506,8 +509,8 @@ resolve(pgenv *pe, const char *data_dir, const char *bindir, const char *pg_user
 	} else {
 		char cwd[PATH_MAX];
 		if (getcwd(cwd, sizeof(cwd)) == NULL) {
-			seterr(err, errlen, "cannot resolve data directory %s: getcwd: %s", data_dir,
-			    strerror(errno));
+			seterr(err, errlen, "cannot resolve data directory %s: getcwd: %s",
+			    data_dir, strerror(errno));
 			return SAGA_EINVAL;
 		}
 		/* "./sagad-data" -> "/cwd/sagad-data": the socket path is
@@ -517,7 +520,7 @@ resolve(pgenv *pe, const char *data_dir, const char *bindir, const char *pg_user
 		if (strcmp(data_dir, ".") == 0 || data_dir[0] == '\0')
 			snprintf(pe->data_dir, sizeof(pe->data_dir), "%s", cwd);
 		else if ((size_t)snprintf(pe->data_dir, sizeof(pe->data_dir), "%s/%s",
-		    strcmp(cwd, "/") == 0 ? "" : cwd, data_dir) >= sizeof(pe->data_dir)) {
+			     strcmp(cwd, "/") == 0 ? "" : cwd, data_dir) >= sizeof(pe->data_dir)) {
 			seterr(err, errlen, "data directory path too long");
 			return SAGA_EINVAL;
 		}
@@ -529,7 +532,8 @@ resolve(pgenv *pe, const char *data_dir, const char *bindir, const char *pg_user
 	}
 	snprintf(pe->pgdir, sizeof(pe->pgdir), "%s/pg", pe->data_dir);
 	if ((int)strlen(pe->pgdir) > PGDIR_MAX) {
-		seterr(err, errlen, "data directory path too long for PostgreSQL's unix socket: "
+		seterr(err, errlen,
+		    "data directory path too long for PostgreSQL's unix socket: "
 		    "%s is %zu characters, at most %d allowed; choose a shorter --data-dir",
 		    pe->pgdir, strlen(pe->pgdir), PGDIR_MAX);
 		return SAGA_EINVAL;
@@ -537,8 +541,10 @@ resolve(pgenv *pe, const char *data_dir, const char *bindir, const char *pg_user
 	/* pg_ctl runs postgres through /bin/sh -c with the data directory in
 	 * double quotes; these characters would be interpreted there. */
 	if (strpbrk(pe->pgdir, "\"\\$`\n") != NULL) {
-		seterr(err, errlen, "data directory %s contains a character pg_ctl cannot handle "
-		    "(one of \" \\ $ ` or a newline); choose another --data-dir", pe->data_dir);
+		seterr(err, errlen,
+		    "data directory %s contains a character pg_ctl cannot handle "
+		    "(one of \" \\ $ ` or a newline); choose another --data-dir",
+		    pe->data_dir);
 		return SAGA_EINVAL;
 	}
 
@@ -551,13 +557,17 @@ resolve(pgenv *pe, const char *data_dir, const char *bindir, const char *pg_user
 			pg_user = "postgres";
 		snprintf(pe->user, sizeof(pe->user), "%s", pg_user);
 		if ((pw = getpwnam(pg_user)) == NULL) {
-			seterr(err, errlen, "running as root: the embedded PostgreSQL needs an "
-			    "unprivileged OS user; create user '%s' or set --pg-user", pg_user);
+			seterr(err, errlen,
+			    "running as root: the embedded PostgreSQL needs an "
+			    "unprivileged OS user; create user '%s' or set --pg-user",
+			    pg_user);
 			return SAGA_EINVAL;
 		}
 		if (pw->pw_uid == 0) {
-			seterr(err, errlen, "running as root: --pg-user %s is root too; PostgreSQL "
-			    "refuses to run as root, name an unprivileged user", pg_user);
+			seterr(err, errlen,
+			    "running as root: --pg-user %s is root too; PostgreSQL "
+			    "refuses to run as root, name an unprivileged user",
+			    pg_user);
 			return SAGA_EINVAL;
 		}
 		pe->ra.active = 1;
@@ -615,7 +625,8 @@ clear_zombie_pidfile(const pgenv *pe)
 	const char *rp = strrchr(buf, ')');
 	if (rp != NULL && rp[1] == ' ' && rp[2] == 'Z') {
 		slog_warn("the embedded PostgreSQL's postmaster (pid %ld) died without being "
-		    "reaped; removing its stale %s", pid, path);
+			  "reaped; removing its stale %s",
+		    pid, path);
 		(void)unlink(path);
 	}
 }
@@ -645,12 +656,15 @@ init_cluster(const pgenv *pe, char *err, size_t errlen)
 	}
 	if (stat(pe->pgdir, &st) == 0) {
 		if (!S_ISDIR(st.st_mode) || !dir_is_empty(pe->pgdir)) {
-			seterr(err, errlen, "%s exists but is not a PostgreSQL data directory (no "
-			    "PG_VERSION); move it away or choose another --data-dir", pe->pgdir);
+			seterr(err, errlen,
+			    "%s exists but is not a PostgreSQL data directory (no "
+			    "PG_VERSION); move it away or choose another --data-dir",
+			    pe->pgdir);
 			return SAGA_EINVAL;
 		}
 		if (rmdir(pe->pgdir) != 0) {
-			seterr(err, errlen, "cannot remove empty %s: %s", pe->pgdir, strerror(errno));
+			seterr(
+			    err, errlen, "cannot remove empty %s: %s", pe->pgdir, strerror(errno));
 			return SAGA_EINVAL;
 		}
 	}
@@ -666,9 +680,11 @@ init_cluster(const pgenv *pe, char *err, size_t errlen)
 			goto fail;
 		}
 		if (user_can_access(&pe->ra, initdir) != 1) {
-			seterr(err, errlen, "running as root: PostgreSQL runs as user '%s', which "
+			seterr(err, errlen,
+			    "running as root: PostgreSQL runs as user '%s', which "
 			    "cannot reach %s; make every parent directory searchable by it (chmod "
-			    "o+x) or choose another --data-dir", pe->user, pe->data_dir);
+			    "o+x) or choose another --data-dir",
+			    pe->user, pe->data_dir);
 			rv = SAGA_EINVAL;
 			goto fail;
 		}
@@ -688,8 +704,8 @@ init_cluster(const pgenv *pe, char *err, size_t errlen)
 		goto fail;
 	}
 	if (rename(initdir, pe->pgdir) != 0) {
-		seterr(err, errlen, "cannot rename %s to %s: %s", initdir, pe->pgdir,
-		    strerror(errno));
+		seterr(
+		    err, errlen, "cannot rename %s to %s: %s", initdir, pe->pgdir, strerror(errno));
 		rv = SAGA_EINVAL;
 		goto fail;
 	}
@@ -817,8 +833,8 @@ ensure_database(const char *pgdir, char *err, size_t errlen)
 		rv = SAGA_EDB;
 		goto fail;
 	}
-	res = PQexecParams(conn, "SELECT 1 FROM pg_database WHERE datname = $1", 1, NULL, params,
-	    NULL, NULL, 0);
+	res = PQexecParams(
+	    conn, "SELECT 1 FROM pg_database WHERE datname = $1", 1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		seterr(err, errlen, "embedded PostgreSQL: %s", PQresultErrorMessage(res));
 		rv = SAGA_EDB;
@@ -891,9 +907,11 @@ pgembed_start(const char *data_dir, const char *bindir, const char *pg_user, cha
 			goto fail;
 		}
 		if (user_can_access(&pe->ra, pe->pgdir) != 1) {
-			seterr(err, errlen, "running as root: PostgreSQL runs as user '%s', which "
+			seterr(err, errlen,
+			    "running as root: PostgreSQL runs as user '%s', which "
 			    "cannot reach %s; make every parent directory searchable by it (chmod "
-			    "o+x) or choose another --data-dir", pe->user, pe->pgdir);
+			    "o+x) or choose another --data-dir",
+			    pe->user, pe->pgdir);
 			rv = SAGA_EINVAL;
 			goto fail;
 		}
@@ -905,8 +923,10 @@ pgembed_start(const char *data_dir, const char *bindir, const char *pg_user, cha
 		slog_info("re-using the running embedded PostgreSQL in %s", pe->pgdir);
 		build_conninfo(ci, sizeof(ci), pe->pgdir, "postgres");
 		if (wait_ready(ci, 600) != 0) {
-			seterr(err, errlen, "the embedded PostgreSQL in %s is running but does not "
-			    "accept connections; see %s/postgres.log", pe->pgdir, pe->pgdir);
+			seterr(err, errlen,
+			    "the embedded PostgreSQL in %s is running but does not "
+			    "accept connections; see %s/postgres.log",
+			    pe->pgdir, pe->pgdir);
 			rv = SAGA_EDB;
 			goto fail;
 		}

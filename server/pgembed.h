@@ -17,8 +17,8 @@
  * port=5432 dbname=saga user=saga"). bindir NULL/"" = search the usual
  * places (SAGAD_PG_BINDIR, pg_config --bindir, /usr/lib/postgresql/N/bin,
  * PATH). Returns 0 or a saga_err value with a message in err. */
-int pgembed_start(const char *data_dir, const char *bindir, const char *pg_user,
-    char *conninfo, size_t conninfo_len, char *err, size_t errlen);
+int pgembed_start(const char *data_dir, const char *bindir, const char *pg_user, char *conninfo,
+    size_t conninfo_len, char *err, size_t errlen);
 
 /* Stops the cluster (pg_ctl stop -m fast). Safe if not running. */
 int pgembed_stop(const char *data_dir, const char *bindir, const char *pg_user);

@@ -19,34 +19,34 @@
 #include "wire.h"
 
 typedef struct job {
-	rpc_req    *req;
-	bool        cancel_check;
+	rpc_req *req;
+	bool cancel_check;
 	struct job *next;
 } job;
 
 static struct {
-	const cfg      *cfg;
-	char           *conninfo;
+	const cfg *cfg;
+	char *conninfo;
 	pthread_mutex_t mu;
-	pthread_cond_t  cv;
-	job            *head, *tail;
-	bool            stop;
-	pthread_t      *threads;
-	uint32_t        n_threads;
+	pthread_cond_t cv;
+	job *head, *tail;
+	bool stop;
+	pthread_t *threads;
+	uint32_t n_threads;
 } RD = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
 /* ---- get ----------------------------------------------------------------- */
 
 typedef struct get_ctx {
 	rpc_req *req;
-	int      rv;
-	bool     summary_only;
-	Sagawire__SagaInfo    info;
-	Sagawire__StepInfo   *steps;
-	Sagawire__StepInfo  **stepp;
+	int rv;
+	bool summary_only;
+	Sagawire__SagaInfo info;
+	Sagawire__StepInfo *steps;
+	Sagawire__StepInfo **stepp;
 	Sagawire__StoredSteps *stored;
-	char                   ids[WIRE_UUID_STRLEN];
-	const defn_saga       *def;
+	char ids[WIRE_UUID_STRLEN];
+	const defn_saga *def;
 } get_ctx;
 
 /* Fills info from a stored row (pointers borrow from the row, the stored
@@ -58,8 +58,8 @@ build_info(const store_saga *s, get_ctx *g)
 	wire_uuid_format(s->id, g->ids);
 	g->def = registry_get(s->definition, s->version);
 	int err = 0;
-	g->stored = (Sagawire__StoredSteps *)wire_unpack(&sagawire__stored_steps__descriptor,
-	    s->steps, s->steps_len, 0, &err);
+	g->stored = (Sagawire__StoredSteps *)wire_unpack(
+	    &sagawire__stored_steps__descriptor, s->steps, s->steps_len, 0, &err);
 	if (g->def == NULL || g->stored == NULL || g->stored->n_steps != g->def->n_steps)
 		return SAGA_EINTERNAL;
 	g->info.saga_id = g->ids;
@@ -278,10 +278,10 @@ do_list(PGconn *c, rpc_req *r)
 		store_ts_to_pg(us, tsp);
 		vals[np] = tsp, lens[np] = 8, fmts[np] = 1, types[np] = 1184;
 		vals[np + 1] = (const char *)pid, lens[np + 1] = 16, fmts[np + 1] = 1,
-		types[np + 1] = 2950;
+			  types[np + 1] = 2950;
 		np += 2;
-		n += (size_t)snprintf(sql + n, sizeof(sql) - n, " AND (created_at, id) < ($%d, $%d)",
-		    np - 1, np);
+		n += (size_t)snprintf(
+		    sql + n, sizeof(sql) - n, " AND (created_at, id) < ($%d, $%d)", np - 1, np);
 	}
 	uint32_t l1 = htonl(limit + 1);
 	memcpy(lim, &l1, 4);
@@ -300,7 +300,7 @@ do_list(PGconn *c, rpc_req *r)
 	uint32_t count = rows > (int)limit ? limit : (uint32_t)rows;
 	Sagawire__SagaSummary *sums = calloc(count ? count : 1, sizeof(*sums));
 	Sagawire__SagaSummary **sp = calloc(count ? count : 1, sizeof(*sp));
-	char (*ids)[WIRE_UUID_STRLEN] = calloc(count ? count : 1, WIRE_UUID_STRLEN);
+	char(*ids)[WIRE_UUID_STRLEN] = calloc(count ? count : 1, WIRE_UUID_STRLEN);
 	char token[64] = "";
 	if (sums == NULL || sp == NULL || ids == NULL) {
 		free(sums), free(sp), free(ids);
@@ -320,14 +320,16 @@ do_list(PGconn *c, rpc_req *r)
 		uint16_t st;
 		memcpy(&st, PQgetvalue(res, (int)i, 3), 2);
 		s->state = (Sagawire__SagaState)ntohs(st);
-		s->business_key = PQgetisnull(res, (int)i, 4) ? (char *)"" : PQgetvalue(res, (int)i, 4);
+		s->business_key =
+		    PQgetisnull(res, (int)i, 4) ? (char *)"" : PQgetvalue(res, (int)i, 4);
 		s->created_us = store_ts_from_pg(PQgetvalue(res, (int)i, 5));
 		s->updated_us = store_ts_from_pg(PQgetvalue(res, (int)i, 6));
 		s->error = PQgetvalue(res, (int)i, 7);
 		int err = 0;
-		Sagawire__StoredSteps *ss = (Sagawire__StoredSteps *)wire_unpack(
-		    &sagawire__stored_steps__descriptor, (const uint8_t *)PQgetvalue(res, (int)i, 8),
-		    (size_t)PQgetlength(res, (int)i, 8), 0, &err);
+		Sagawire__StoredSteps *ss =
+		    (Sagawire__StoredSteps *)wire_unpack(&sagawire__stored_steps__descriptor,
+			(const uint8_t *)PQgetvalue(res, (int)i, 8),
+			(size_t)PQgetlength(res, (int)i, 8), 0, &err);
 		if (ss) {
 			s->steps_total = (uint32_t)ss->n_steps;
 			for (size_t k = 0; k < ss->n_steps; k++)
@@ -361,8 +363,8 @@ do_register(PGconn *c, rpc_req *r)
 	defn_saga **defs = NULL;
 	size_t n = 0;
 	char err[1024] = "";
-	int rv = defn_parse_set(q->descriptor_set.data, q->descriptor_set.len, &defs, &n, err,
-	    sizeof(err));
+	int rv = defn_parse_set(
+	    q->descriptor_set.data, q->descriptor_set.len, &defs, &n, err, sizeof(err));
 	if (rv != 0) {
 		slog_info("register refused: %s", err);
 		rpc_reply_error(r, rv, "%s", err);
@@ -384,8 +386,8 @@ do_register(PGconn *c, rpc_req *r)
 		out[i].name = names[i];
 		outp[i] = &out[i];
 	}
-	rv = store_register(c, q->descriptor_set.data, q->descriptor_set.len, defs, n, out, err,
-	    sizeof(err));
+	rv = store_register(
+	    c, q->descriptor_set.data, q->descriptor_set.len, defs, n, out, err, sizeof(err));
 	if (rv != 0) {
 		rpc_reply_error(r, rv, "cannot store definitions: %s", err);
 		goto done;
@@ -439,7 +441,8 @@ reader_main(void *arg)
 			PQfinish(c);
 			c = NULL;
 		}
-		if (c == NULL && (c = store_connect(RD.conninfo, "sagad-reader", err, sizeof(err))) == NULL) {
+		if (c == NULL &&
+		    (c = store_connect(RD.conninfo, "sagad-reader", err, sizeof(err))) == NULL) {
 			slog_error("reader: %s", err);
 			rpc_reply_error(j->req, SAGA_EDB, "database unavailable: %s", err);
 			free(j);
@@ -459,7 +462,8 @@ reader_main(void *arg)
 				do_register(c, j->req);
 				break;
 			default:
-				rpc_reply_error(j->req, SAGA_EINTERNAL, "reader got a request it does not serve");
+				rpc_reply_error(j->req, SAGA_EINTERNAL,
+				    "reader got a request it does not serve");
 			}
 		}
 		free(j);

@@ -9,7 +9,7 @@
 #include "config.h"
 #include "rpc.h"
 
-int  reader_start(const cfg *c, const char *conninfo, char *err, size_t errlen);
+int reader_start(const cfg *c, const char *conninfo, char *err, size_t errlen);
 void reader_stop(void);
 /* register, get, list. */
 void reader_submit(rpc_req *r);

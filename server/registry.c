@@ -11,8 +11,8 @@
  * tens, and lookups by the engine are cached per start in practice. A
  * hash would only matter with thousands of definitions. */
 static pthread_rwlock_t lock = PTHREAD_RWLOCK_INITIALIZER;
-static defn_saga      **defs;
-static size_t           n_defs, cap_defs;
+static defn_saga **defs;
+static size_t n_defs, cap_defs;
 
 int
 registry_init(void)

@@ -12,7 +12,7 @@
 
 #include "defn.h"
 
-int  registry_init(void);
+int registry_init(void);
 void registry_fini(void);
 
 /* Adds a definition (the registry takes ownership). Its name+version must

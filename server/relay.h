@@ -20,51 +20,51 @@
 #include "rpc.h"
 
 typedef struct relay_item {
-	uint8_t  id[16];
+	uint8_t id[16];
 	uint32_t gen;
 	uint16_t step;
-	uint8_t  kind; /* Sagawire__StepKind */
+	uint8_t kind; /* Sagawire__StepKind */
 } relay_item;
 
 typedef struct relay_part relay_part;
 
 typedef struct relay_pipe {
-	uint32_t    id;
-	relay_part *part;       /* NULL until its first poll */
-	uint32_t    capacity;
-	uint32_t    inflight;
-	uint64_t    max_bytes;  /* largest message it accepts (0 = unknown) */
-	rpc_req    *poll;       /* parked poll, or NULL */
-	uint32_t    poll_gen;   /* bumps per parked poll (poll timeout timers) */
-	void       *inflight_head; /* engine's intrusive list of steps in flight */
+	uint32_t id;
+	relay_part *part; /* NULL until its first poll */
+	uint32_t capacity;
+	uint32_t inflight;
+	uint64_t max_bytes;  /* largest message it accepts (0 = unknown) */
+	rpc_req *poll;       /* parked poll, or NULL */
+	uint32_t poll_gen;   /* bumps per parked poll (poll timeout timers) */
+	void *inflight_head; /* engine's intrusive list of steps in flight */
 	struct relay_pipe *hnext;
-	size_t      part_index; /* position in part->pipes */
+	size_t part_index; /* position in part->pipes */
 } relay_pipe;
 
 struct relay_part {
-	char        *name;
-	relay_item  *q;          /* ring buffer */
-	size_t       q_head, q_len, q_cap;
-	relay_pipe **pipes;      /* connections serving it */
-	size_t       n_pipes, cap_pipes;
-	size_t       rr;         /* round-robin cursor */
+	char *name;
+	relay_item *q; /* ring buffer */
+	size_t q_head, q_len, q_cap;
+	relay_pipe **pipes; /* connections serving it */
+	size_t n_pipes, cap_pipes;
+	size_t rr; /* round-robin cursor */
 	struct relay_part *hnext;
 };
 
-int  relay_init(void);
+int relay_init(void);
 void relay_fini(void);
 
 /* Participant by name; created on demand when create is set. */
 relay_part *relay_part_get(const char *name, int create);
-int         relay_push(relay_part *p, const relay_item *it);
-int         relay_pop(relay_part *p, relay_item *out);
+int relay_push(relay_part *p, const relay_item *it);
+int relay_pop(relay_part *p, relay_item *out);
 
 /* Connection by nng pipe id; created on demand when create is set. */
 relay_pipe *relay_pipe_get(uint32_t id, int create);
 /* Binds a connection to its participant (first poll). */
-int         relay_pipe_bind(relay_pipe *pp, relay_part *p);
+int relay_pipe_bind(relay_pipe *pp, relay_part *p);
 /* Forgets a connection (after the engine requeued its in-flight steps). */
-void        relay_pipe_remove(relay_pipe *pp);
+void relay_pipe_remove(relay_pipe *pp);
 
 /* Next connection of p with a parked poll and free capacity, round robin;
  * NULL if none. */

@@ -20,33 +20,33 @@
 enum { S_RECV = 1, S_HELD, S_SEND };
 
 typedef struct slot {
-	nng_ctx      ctx;
-	nng_aio     *aio;
-	int          state;
-	rpc_req      req;
+	nng_ctx ctx;
+	nng_aio *aio;
+	int state;
+	rpc_req req;
 	struct slot *next_free;
 } slot;
 
 /* Contexts always posted for receiving. More are added while requests are
  * held (polls, commits pending), up to max_pending in all. */
-#define MIN_RECEIVERS 32
+#define MIN_RECEIVERS      32
 #define MAX_IDLE_RECEIVERS 256
 
 static struct {
-	nng_socket      sock;
-	bool            open;
-	const cfg      *cfg;
-	rpc_pipe_fn     on_closed;
-	void           *arg;
+	nng_socket sock;
+	bool open;
+	const cfg *cfg;
+	rpc_pipe_fn on_closed;
+	void *arg;
 	pthread_mutex_t mu;
-	slot           *free_list;
-	slot          **all;
-	size_t          n_all, cap_all;
-	uint32_t        receiving, held;
-	atomic_bool     closing;
-	atomic_bool     draining;
-	atomic_uint     conns;
-	bool            warned_full;
+	slot *free_list;
+	slot **all;
+	size_t n_all, cap_all;
+	uint32_t receiving, held;
+	atomic_bool closing;
+	atomic_bool draining;
+	atomic_uint conns;
+	bool warned_full;
 } R = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 static void slot_cb(void *arg);
@@ -90,7 +90,8 @@ ensure_receivers_locked(void)
 	while (R.receiving < MIN_RECEIVERS && !atomic_load(&R.closing)) {
 		if (R.receiving + R.held >= R.cfg->max_pending) {
 			if (!R.warned_full) {
-				slog_warn("%u requests held (max_pending): not receiving more until some finish",
+				slog_warn("%u requests held (max_pending): not receiving more "
+					  "until some finish",
 				    R.held);
 				R.warned_full = true;
 			}
@@ -113,8 +114,8 @@ route(slot *s, nng_msg *m)
 	size_t len = nng_msg_len(m);
 	if (len > R.cfg->max_message_bytes) {
 		nng_msg_free(m);
-		slog_warn("request of %zu bytes on connection %u refused (max_message_bytes %u)", len,
-		    s->req.pipe_id, R.cfg->max_message_bytes);
+		slog_warn("request of %zu bytes on connection %u refused (max_message_bytes %u)",
+		    len, s->req.pipe_id, R.cfg->max_message_bytes);
 		rpc_reply_error(&s->req, SAGA_ETOOBIG,
 		    "request of %zu bytes exceeds the limit of %u bytes (max_message_bytes)", len,
 		    R.cfg->max_message_bytes);

@@ -24,8 +24,8 @@
 struct nng_msg;
 
 typedef struct rpc_req {
-	Sagawire__Request *req;     /* decoded request (owned; freed on reply) */
-	uint32_t           pipe_id; /* the connection it came on */
+	Sagawire__Request *req; /* decoded request (owned; freed on reply) */
+	uint32_t pipe_id;       /* the connection it came on */
 	/* private */
 	void *slot;
 } rpc_req;
@@ -33,7 +33,7 @@ typedef struct rpc_req {
 typedef void (*rpc_pipe_fn)(uint32_t pipe_id, void *arg);
 
 /* Opens the socket and listens on every URL in c->listen. */
-int  rpc_start(const cfg *c, rpc_pipe_fn on_pipe_closed, void *arg, char *err, size_t errlen);
+int rpc_start(const cfg *c, rpc_pipe_fn on_pipe_closed, void *arg, char *err, size_t errlen);
 /* Stops receiving new requests (replies can still be sent). */
 void rpc_stop_receiving(void);
 void rpc_close(void);
@@ -41,7 +41,8 @@ void rpc_close(void);
 /* Replies; each consumes the request. Safe from any thread. */
 void rpc_reply(rpc_req *r, const Sagawire__Response *resp);
 void rpc_reply_msg(rpc_req *r, struct nng_msg *m);
-void rpc_reply_error(rpc_req *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void rpc_reply_error(rpc_req *r, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Is the connection still open? (A request can be handled after its
  * connection's close was reported.) */

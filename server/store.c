@@ -15,19 +15,19 @@
 #include "wire.h"
 
 /* PostgreSQL type OIDs (stable, from pg_type.dat). */
-#define OID_BYTEA 17
-#define OID_INT2 21
-#define OID_INT4 23
-#define OID_TEXT 25
-#define OID_INT8 20
-#define OID_TIMESTAMPTZ 1184
-#define OID_UUID 2950
-#define OID_BYTEA_ARR 1001
-#define OID_INT2_ARR 1005
-#define OID_INT4_ARR 1007
-#define OID_TEXT_ARR 1009
+#define OID_BYTEA           17
+#define OID_INT2            21
+#define OID_INT4            23
+#define OID_TEXT            25
+#define OID_INT8            20
+#define OID_TIMESTAMPTZ     1184
+#define OID_UUID            2950
+#define OID_BYTEA_ARR       1001
+#define OID_INT2_ARR        1005
+#define OID_INT4_ARR        1007
+#define OID_TEXT_ARR        1009
 #define OID_TIMESTAMPTZ_ARR 1185
-#define OID_UUID_ARR 2951
+#define OID_UUID_ARR        2951
 
 /* Seconds from the Unix epoch to PostgreSQL's (2000-01-01). */
 #define PG_EPOCH_OFFSET_US (946684800LL * 1000000LL)
@@ -76,10 +76,10 @@ store_ts_to_pg(int64_t us, char out[8])
 
 /* A one-dimensional array in PostgreSQL's binary format. */
 typedef struct pgarr {
-	char  *buf;
+	char *buf;
 	size_t len, cap;
 	size_t count;
-	int    failed;
+	int failed;
 } pgarr;
 
 static void
@@ -293,12 +293,12 @@ commit_batch(PGconn *c, store_batch *b, char *err, size_t errlen)
 	}
 	pgarr a[NPARAMS];
 	static const uint32_t elem[NPARAMS] = { OID_UUID, OID_TEXT, OID_INT4, OID_INT2, OID_INT4,
-		OID_TEXT, OID_TEXT, OID_TIMESTAMPTZ, OID_TIMESTAMPTZ, OID_BYTEA, OID_BYTEA, OID_TEXT,
-		OID_UUID, OID_INT2, OID_INT4, OID_TIMESTAMPTZ, OID_BYTEA, OID_TEXT };
+		OID_TEXT, OID_TEXT, OID_TIMESTAMPTZ, OID_TIMESTAMPTZ, OID_BYTEA, OID_BYTEA,
+		OID_TEXT, OID_UUID, OID_INT2, OID_INT4, OID_TIMESTAMPTZ, OID_BYTEA, OID_TEXT };
 	static const Oid types[NPARAMS] = { OID_UUID_ARR, OID_TEXT_ARR, OID_INT4_ARR, OID_INT2_ARR,
 		OID_INT4_ARR, OID_TEXT_ARR, OID_TEXT_ARR, OID_TIMESTAMPTZ_ARR, OID_TIMESTAMPTZ_ARR,
-		OID_BYTEA_ARR, OID_BYTEA_ARR, OID_TEXT_ARR, OID_UUID_ARR, OID_INT2_ARR, OID_INT4_ARR,
-		OID_TIMESTAMPTZ_ARR, OID_BYTEA_ARR, OID_TEXT_ARR };
+		OID_BYTEA_ARR, OID_BYTEA_ARR, OID_TEXT_ARR, OID_UUID_ARR, OID_INT2_ARR,
+		OID_INT4_ARR, OID_TIMESTAMPTZ_ARR, OID_BYTEA_ARR, OID_TEXT_ARR };
 	for (int k = 0; k < NPARAMS; k++)
 		arr_begin(&a[k], elem[k], k < 12 ? n_ins : n_upd);
 
@@ -356,7 +356,8 @@ commit_batch(PGconn *c, store_batch *b, char *err, size_t errlen)
 			continue;
 		r->inserted = 0;
 		for (int t = 0; t < nt; t++) {
-			if (PQgetlength(res, t, 0) == 16 && memcmp(PQgetvalue(res, t, 0), r->id, 16) == 0) {
+			if (PQgetlength(res, t, 0) == 16 &&
+			    memcmp(PQgetvalue(res, t, 0), r->id, 16) == 0) {
 				r->inserted = 1;
 				break;
 			}
@@ -424,15 +425,15 @@ out:
 /* ---- writer thread ------------------------------------------------------ */
 
 static struct {
-	pthread_t       thread;
+	pthread_t thread;
 	pthread_mutex_t mu;
-	pthread_cond_t  cv;
-	store_batch    *head, *tail;
-	int             stop;
-	int             running;
-	char           *conninfo;
-	store_done_fn   done;
-	void           *arg;
+	pthread_cond_t cv;
+	store_batch *head, *tail;
+	int stop;
+	int running;
+	char *conninfo;
+	store_done_fn done;
+	void *arg;
 } W = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
 static void
@@ -489,7 +490,8 @@ writer_main(void *unused)
 				break;
 			}
 			if (tries % 20 == 0)
-				slog_error("writer: commit of %zu rows failed: %s (retrying)", b->n_rows, err);
+				slog_error("writer: commit of %zu rows failed: %s (retrying)",
+				    b->n_rows, err);
 			if (PQstatus(c) != CONNECTION_OK) {
 				PQfinish(c);
 				c = NULL;
@@ -555,8 +557,8 @@ int
 store_load_definitions(PGconn *c, char *err, size_t errlen)
 {
 	PGresult *r = PQexecParams(c,
-	    "SELECT name, version, descriptor_set FROM saga_definitions ORDER BY name, version",
-	    0, NULL, NULL, NULL, NULL, 1);
+	    "SELECT name, version, descriptor_set FROM saga_definitions ORDER BY name, version", 0,
+	    NULL, NULL, NULL, NULL, 1);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		pg_errmsg(c, r, err, errlen);
 		PQclear(r);
@@ -568,11 +570,11 @@ store_load_definitions(PGconn *c, char *err, size_t errlen)
 		uint32_t version = get32(PQgetvalue(r, i, 1));
 		defn_saga *d = NULL;
 		char perr[512];
-		rv = defn_parse_one((const uint8_t *)PQgetvalue(r, i, 2), (size_t)PQgetlength(r, i, 2),
-		    name, &d, perr, sizeof(perr));
+		rv = defn_parse_one((const uint8_t *)PQgetvalue(r, i, 2),
+		    (size_t)PQgetlength(r, i, 2), name, &d, perr, sizeof(perr));
 		if (rv != 0) {
-			snprintf(err, errlen, "stored definition %s version %u does not parse: %s", name,
-			    version, perr);
+			snprintf(err, errlen, "stored definition %s version %u does not parse: %s",
+			    name, version, perr);
 			break;
 		}
 		d->version = version;
@@ -624,8 +626,8 @@ store_register(PGconn *c, const uint8_t *set, size_t set_len, defn_saga **defs, 
 		const char *name = defs[i]->name;
 		const char *p1[1] = { name };
 		uint64_t fingerprint = defs[i]->fingerprint ^ (set_fp * 0x9e3779b97f4a7c15ULL);
-		PGresult *r = PQexecParams(c, "SELECT pg_advisory_xact_lock(hashtext($1))", 1, NULL,
-		    p1, NULL, NULL, 0);
+		PGresult *r = PQexecParams(
+		    c, "SELECT pg_advisory_xact_lock(hashtext($1))", 1, NULL, p1, NULL, NULL, 0);
 		if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 			pg_errmsg(c, r, err, errlen);
 			PQclear(r);
@@ -665,7 +667,8 @@ store_register(PGconn *c, const uint8_t *set, size_t set_len, defn_saga **defs, 
 		int fmts[5] = { 0, 1, 1, 1, 1 };
 		Oid types[5] = { OID_TEXT, OID_INT4, OID_INT8, OID_INT4, OID_BYTEA };
 		r = PQexecParams(c,
-		    "INSERT INTO saga_definitions (name, version, fingerprint, n_steps, descriptor_set)"
+		    "INSERT INTO saga_definitions (name, version, fingerprint, n_steps, "
+		    "descriptor_set)"
 		    " VALUES ($1, $2, $3, $4, $5)",
 		    5, types, vals, lens, fmts, 0);
 		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
@@ -704,7 +707,7 @@ fail_nr:
 
 /* ---- reading sagas ---------------------------------------------------------- */
 
-#define SAGA_COLS                                                                     \
+#define SAGA_COLS                                                                         \
 	"id, definition, version, state, rev, idempotency_key, business_key, created_at," \
 	" updated_at, input, steps, error"
 
@@ -728,8 +731,8 @@ row_to_saga(const PGresult *r, int i, store_saga *s)
 }
 
 int
-store_load_active(PGconn *c, int (*fn)(const store_saga *s, void *arg), void *arg, char *err,
-    size_t errlen)
+store_load_active(
+    PGconn *c, int (*fn)(const store_saga *s, void *arg), void *arg, char *err, size_t errlen)
 {
 	int rv;
 	/* A cursor keeps client memory to one chunk however many sagas
@@ -737,12 +740,13 @@ store_load_active(PGconn *c, int (*fn)(const store_saga *s, void *arg), void *ar
 	if ((rv = exec_ok(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", err, errlen)) != 0)
 		return rv;
 	if ((rv = exec_ok(c,
-	         "DECLARE active BINARY NO SCROLL CURSOR FOR SELECT " SAGA_COLS
-	         " FROM sagas WHERE state IN (1, 2) ORDER BY created_at",
-	         err, errlen)) != 0)
+		 "DECLARE active BINARY NO SCROLL CURSOR FOR SELECT " SAGA_COLS
+		 " FROM sagas WHERE state IN (1, 2) ORDER BY created_at",
+		 err, errlen)) != 0)
 		goto fail;
 	for (;;) {
-		PGresult *r = PQexecParams(c, "FETCH 2000 FROM active", 0, NULL, NULL, NULL, NULL, 1);
+		PGresult *r =
+		    PQexecParams(c, "FETCH 2000 FROM active", 0, NULL, NULL, NULL, NULL, 1);
 		if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 			pg_errmsg(c, r, err, errlen);
 			PQclear(r);
@@ -776,8 +780,8 @@ store_get(PGconn *c, const uint8_t id[16], int (*fn)(const store_saga *s, void *
 	Oid t = OID_UUID;
 	const char *v = (const char *)id;
 	int l = 16, f = 1;
-	PGresult *r = PQexecParams(c, "SELECT " SAGA_COLS " FROM sagas WHERE id = $1", 1, &t, &v, &l,
-	    &f, 1);
+	PGresult *r =
+	    PQexecParams(c, "SELECT " SAGA_COLS " FROM sagas WHERE id = $1", 1, &t, &v, &l, &f, 1);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		pg_errmsg(c, r, err, errlen);
 		PQclear(r);

@@ -23,46 +23,46 @@
 #include "sagawire.pb-c.h"
 
 typedef struct store_row {
-	uint8_t  id[16];
-	int      insert;       /* 1 = a new saga */
-	int16_t  state;        /* Sagawire__SagaState */
-	int32_t  rev;
-	int64_t  updated_us;
-	uint8_t *steps;        /* packed StoredSteps (owned by the row) */
-	size_t   steps_len;
-	char    *error;        /* owned; never NULL */
+	uint8_t id[16];
+	int insert;    /* 1 = a new saga */
+	int16_t state; /* Sagawire__SagaState */
+	int32_t rev;
+	int64_t updated_us;
+	uint8_t *steps; /* packed StoredSteps (owned by the row) */
+	size_t steps_len;
+	char *error; /* owned; never NULL */
 	/* Inserts only; borrowed from the saga, which outlives the batch. */
-	const char    *definition;
-	uint32_t       version;
-	const char    *idem_key;     /* NULL = none */
-	const char    *business_key; /* NULL = none */
-	int64_t        created_us;
+	const char *definition;
+	uint32_t version;
+	const char *idem_key;     /* NULL = none */
+	const char *business_key; /* NULL = none */
+	int64_t created_us;
 	const uint8_t *input;
-	size_t         input_len;
+	size_t input_len;
 	/* Set by the writer for inserts: 1 = the row is ours; 0 = another saga
 	 * already holds idem_key, whose id is in existing_id. */
-	int     inserted;
+	int inserted;
 	uint8_t existing_id[16];
 } store_row;
 
 typedef struct store_batch {
-	store_row          *rows;
-	size_t              n_rows, cap_rows;
-	void               *user;     /* the engine's post-commit work */
-	int64_t             commit_us; /* how long the commit took (for metrics) */
+	store_row *rows;
+	size_t n_rows, cap_rows;
+	void *user;        /* the engine's post-commit work */
+	int64_t commit_us; /* how long the commit took (for metrics) */
 	struct store_batch *next;
 } store_batch;
 
 store_batch *store_batch_new(void);
 /* Appends a zeroed row; NULL on ENOMEM. */
-store_row   *store_batch_add(store_batch *b);
-void         store_batch_free(store_batch *b);
+store_row *store_batch_add(store_batch *b);
+void store_batch_free(store_batch *b);
 
 typedef void (*store_done_fn)(store_batch *b, void *arg);
 
 /* Starts the writer thread on its own connection. done() is called on the
  * writer thread after each batch committed. */
-int  store_writer_start(const char *conninfo, store_done_fn done, void *arg);
+int store_writer_start(const char *conninfo, store_done_fn done, void *arg);
 void store_writer_submit(store_batch *b);
 /* Finishes queued batches, then stops. */
 void store_writer_stop(void);
@@ -77,37 +77,37 @@ int store_load_definitions(PGconn *conn, char *err, size_t errlen);
 /* Registers parsed definitions (takes ownership of defs[i] on success:
  * each goes to the registry or is freed if unchanged). out[i] receives
  * name/version/unchanged. */
-int store_register(PGconn *conn, const uint8_t *set, size_t set_len, defn_saga **defs,
-    size_t n, Sagawire__RegisteredDefinition *out, char *err, size_t errlen);
+int store_register(PGconn *conn, const uint8_t *set, size_t set_len, defn_saga **defs, size_t n,
+    Sagawire__RegisteredDefinition *out, char *err, size_t errlen);
 
 /* One unfinished saga as stored. Pointers valid during the callback. */
 typedef struct store_saga {
-	uint8_t        id[16];
-	const char    *definition;
-	uint32_t       version;
-	int            state;
-	int32_t        rev;
-	const char    *idem_key;     /* NULL = none */
-	const char    *business_key; /* NULL = none */
-	int64_t        created_us, updated_us;
+	uint8_t id[16];
+	const char *definition;
+	uint32_t version;
+	int state;
+	int32_t rev;
+	const char *idem_key;     /* NULL = none */
+	const char *business_key; /* NULL = none */
+	int64_t created_us, updated_us;
 	const uint8_t *input;
-	size_t         input_len;
+	size_t input_len;
 	const uint8_t *steps;
-	size_t         steps_len;
-	const char    *error;
+	size_t steps_len;
+	const char *error;
 } store_saga;
 
 /* Calls fn for every saga in state RUNNING or COMPENSATING, in creation
  * order, reading in chunks so memory stays bounded. */
-int store_load_active(PGconn *conn, int (*fn)(const store_saga *s, void *arg), void *arg,
-    char *err, size_t errlen);
+int store_load_active(
+    PGconn *conn, int (*fn)(const store_saga *s, void *arg), void *arg, char *err, size_t errlen);
 
 /* Reads one saga (any state). SAGA_ENOTFOUND if absent. */
 int store_get(PGconn *conn, const uint8_t id[16], int (*fn)(const store_saga *s, void *arg),
     void *arg, char *err, size_t errlen);
 
 /* Binary helpers shared with reader.c. */
-int64_t store_ts_from_pg(const char *p);       /* timestamptz binary -> unix us */
-void    store_ts_to_pg(int64_t us, char out[8]);
+int64_t store_ts_from_pg(const char *p); /* timestamptz binary -> unix us */
+void store_ts_to_pg(int64_t us, char out[8]);
 
 #endif

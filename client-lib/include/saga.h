@@ -61,21 +61,21 @@ extern "C" {
  * them as sagactl exit codes.
  * ------------------------------------------------------------------------ */
 typedef enum saga_err {
-	SAGA_OK          = 0,
-	SAGA_EINVAL      = 1,  /* an argument is invalid */
-	SAGA_ENOMEM      = 2,  /* out of memory */
-	SAGA_ENOTFOUND   = 3,  /* no such saga or definition */
-	SAGA_EEXIST      = 4,  /* already exists */
-	SAGA_ETIMEDOUT   = 5,  /* no answer in time */
-	SAGA_ECONN       = 6,  /* cannot reach sagad */
-	SAGA_EPROTO      = 7,  /* malformed or unexpected message */
-	SAGA_ETOOBIG     = 8,  /* message or field larger than allowed */
+	SAGA_OK = 0,
+	SAGA_EINVAL = 1,       /* an argument is invalid */
+	SAGA_ENOMEM = 2,       /* out of memory */
+	SAGA_ENOTFOUND = 3,    /* no such saga or definition */
+	SAGA_EEXIST = 4,       /* already exists */
+	SAGA_ETIMEDOUT = 5,    /* no answer in time */
+	SAGA_ECONN = 6,        /* cannot reach sagad */
+	SAGA_EPROTO = 7,       /* malformed or unexpected message */
+	SAGA_ETOOBIG = 8,      /* message or field larger than allowed */
 	SAGA_EDEFINITION = 9,  /* invalid saga definition */
-	SAGA_ESTATE      = 10, /* not allowed in the saga's current state */
-	SAGA_EDB         = 11, /* database error in sagad */
-	SAGA_ECLOSED     = 12, /* handle closed or shutting down */
-	SAGA_EINTERNAL   = 13, /* bug: please report */
-	SAGA_EBUSY       = 14, /* sagad is overloaded; try again */
+	SAGA_ESTATE = 10,      /* not allowed in the saga's current state */
+	SAGA_EDB = 11,         /* database error in sagad */
+	SAGA_ECLOSED = 12,     /* handle closed or shutting down */
+	SAGA_EINTERNAL = 13,   /* bug: please report */
+	SAGA_EBUSY = 14,       /* sagad is overloaded; try again */
 	SAGA_EUNSUPPORTED = 15 /* the server does not support the request */
 } saga_err;
 
@@ -90,8 +90,8 @@ SAGA_API const char *saga_version(void);
  * ------------------------------------------------------------------------ */
 typedef enum saga_log_level {
 	SAGA_LOG_ERROR = 0,
-	SAGA_LOG_WARN  = 1,
-	SAGA_LOG_INFO  = 2,
+	SAGA_LOG_WARN = 1,
+	SAGA_LOG_INFO = 2,
 	SAGA_LOG_DEBUG = 3
 } saga_log_level;
 
@@ -103,25 +103,25 @@ typedef void (*saga_log_fn)(saga_log_level level, const char *line, void *user);
  * Saga and step states, as reported by sagad.
  * ------------------------------------------------------------------------ */
 typedef enum saga_state {
-	SAGA_STATE_UNKNOWN      = 0,
-	SAGA_STATE_RUNNING      = 1, /* going forward */
+	SAGA_STATE_UNKNOWN = 0,
+	SAGA_STATE_RUNNING = 1,      /* going forward */
 	SAGA_STATE_COMPENSATING = 2, /* undoing completed steps */
-	SAGA_STATE_COMPLETED    = 3, /* terminal: every step succeeded */
-	SAGA_STATE_COMPENSATED  = 4, /* terminal: every completed step undone */
-	SAGA_STATE_FAILED       = 5  /* parked: a compensation gave up; needs an operator */
+	SAGA_STATE_COMPLETED = 3,    /* terminal: every step succeeded */
+	SAGA_STATE_COMPENSATED = 4,  /* terminal: every completed step undone */
+	SAGA_STATE_FAILED = 5        /* parked: a compensation gave up; needs an operator */
 } saga_state;
 
 typedef enum saga_step_state {
-	SAGA_STEP_UNKNOWN         = 0,
-	SAGA_STEP_PENDING         = 1, /* waiting for its dependencies, or never reached */
-	SAGA_STEP_RUNNING         = 2, /* action dispatched */
-	SAGA_STEP_RETRY_WAIT      = 3, /* action failed an attempt; backing off */
-	SAGA_STEP_SUCCEEDED       = 4, /* action done */
-	SAGA_STEP_FAILED          = 5, /* action failed for good */
-	SAGA_STEP_COMPENSATING    = 6, /* compensation dispatched */
+	SAGA_STEP_UNKNOWN = 0,
+	SAGA_STEP_PENDING = 1,         /* waiting for its dependencies, or never reached */
+	SAGA_STEP_RUNNING = 2,         /* action dispatched */
+	SAGA_STEP_RETRY_WAIT = 3,      /* action failed an attempt; backing off */
+	SAGA_STEP_SUCCEEDED = 4,       /* action done */
+	SAGA_STEP_FAILED = 5,          /* action failed for good */
+	SAGA_STEP_COMPENSATING = 6,    /* compensation dispatched */
 	SAGA_STEP_COMP_RETRY_WAIT = 7, /* compensation failed an attempt; backing off */
-	SAGA_STEP_COMPENSATED     = 8, /* undone (or nothing to undo) */
-	SAGA_STEP_COMP_FAILED     = 9  /* compensation gave up */
+	SAGA_STEP_COMPENSATED = 8,     /* undone (or nothing to undo) */
+	SAGA_STEP_COMP_FAILED = 9      /* compensation gave up */
 } saga_step_state;
 
 /* Lower-case names ("running", "comp_retry_wait", ...). Never NULL. */
@@ -142,7 +142,7 @@ typedef struct saga_client saga_client;
  * "tcp://127.0.0.1:7700" or "ipc:///run/sagad.sock". The connection is made
  * lazily and re-made after failures, so this succeeds even if sagad is not
  * up yet; calls then fail with SAGA_ECONN or SAGA_ETIMEDOUT. */
-SAGA_API int  saga_client_new(const char *url, saga_client **out);
+SAGA_API int saga_client_new(const char *url, saga_client **out);
 SAGA_API void saga_client_free(saga_client *c);
 
 /* Per-call timeout in milliseconds (default 10000). */
@@ -158,14 +158,14 @@ SAGA_API const char *saga_client_errmsg(const saga_client *c);
 /* ---- definitions ---- */
 
 typedef struct saga_registered {
-	char    *name;      /* saga name: the service's full name */
-	uint32_t version;   /* version now current for that name */
-	int      unchanged; /* nonzero: identical to the latest; no new version */
-	uint32_t steps;     /* number of steps */
+	char *name;       /* saga name: the service's full name */
+	uint32_t version; /* version now current for that name */
+	int unchanged;    /* nonzero: identical to the latest; no new version */
+	uint32_t steps;   /* number of steps */
 } saga_registered;
 
 typedef struct saga_register_result {
-	size_t           count;
+	size_t count;
 	saga_registered *defs;
 } saga_register_result;
 
@@ -174,14 +174,14 @@ typedef struct saga_register_result {
  * fails with SAGA_EDEFINITION and saga_client_errmsg() names the problem.
  * Registering a definition identical to the latest version is a no-op that
  * returns that version. */
-SAGA_API int saga_client_register(saga_client *c, const void *descriptor_set,
-    size_t len, saga_register_result **out);
+SAGA_API int saga_client_register(
+    saga_client *c, const void *descriptor_set, size_t len, saga_register_result **out);
 SAGA_API void saga_register_result_free(saga_register_result *r);
 
 /* ---- starting ---- */
 
 typedef struct saga_start_opts {
-	uint32_t    version;         /* 0 = latest version of the definition */
+	uint32_t version;            /* 0 = latest version of the definition */
 	const char *idempotency_key; /* NULL = none. Same key, same saga, always. */
 	const char *business_key;    /* NULL = none. Searchable label. */
 } saga_start_opts;
@@ -190,95 +190,92 @@ typedef struct saga_start_opts {
  * On success *saga_id (caller frees with saga_string_free) holds the new
  * saga's id, or the existing one's if the idempotency key was used before;
  * then *existing (if not NULL) is set nonzero. opts may be NULL. */
-SAGA_API int saga_client_start(saga_client *c, const char *definition,
-    const void *input, size_t len, const saga_start_opts *opts,
-    char **saga_id, int *existing);
+SAGA_API int saga_client_start(saga_client *c, const char *definition, const void *input,
+    size_t len, const saga_start_opts *opts, char **saga_id, int *existing);
 
 SAGA_API void saga_string_free(char *s);
 
 /* ---- status ---- */
 
 typedef struct saga_step_info {
-	char           *name;
-	char           *participant;
-	char           *compensation;   /* "" if the step has none */
-	size_t          n_depends_on;
-	char          **depends_on;
+	char *name;
+	char *participant;
+	char *compensation; /* "" if the step has none */
+	size_t n_depends_on;
+	char **depends_on;
 	saga_step_state state;
-	uint32_t        attempts;       /* action attempts made */
-	uint32_t        comp_attempts;  /* compensation attempts made */
-	int64_t         started_us;     /* unix microseconds; 0 = never */
-	int64_t         finished_us;
-	int64_t         comp_started_us;
-	int64_t         comp_finished_us;
-	int64_t         next_attempt_us; /* when a retry is due, if waiting */
-	uint32_t        completion_seq; /* 1-based order of completion; 0 = not completed */
-	char           *last_error;     /* "" if none */
-	uint8_t        *result;         /* action result bytes */
-	size_t          result_len;
+	uint32_t attempts;      /* action attempts made */
+	uint32_t comp_attempts; /* compensation attempts made */
+	int64_t started_us;     /* unix microseconds; 0 = never */
+	int64_t finished_us;
+	int64_t comp_started_us;
+	int64_t comp_finished_us;
+	int64_t next_attempt_us; /* when a retry is due, if waiting */
+	uint32_t completion_seq; /* 1-based order of completion; 0 = not completed */
+	char *last_error;        /* "" if none */
+	uint8_t *result;         /* action result bytes */
+	size_t result_len;
 } saga_step_info;
 
 typedef struct saga_info {
-	char           *saga_id;
-	char           *definition;
-	uint32_t        version;
-	saga_state      state;
-	char           *idempotency_key; /* "" if none */
-	char           *business_key;    /* "" if none */
-	int64_t         created_us;
-	int64_t         updated_us;
-	char           *error;           /* why it compensated or parked; "" if none */
-	uint8_t        *input;
-	size_t          input_len;
-	size_t          n_steps;
-	saga_step_info *steps;           /* in definition order */
+	char *saga_id;
+	char *definition;
+	uint32_t version;
+	saga_state state;
+	char *idempotency_key; /* "" if none */
+	char *business_key;    /* "" if none */
+	int64_t created_us;
+	int64_t updated_us;
+	char *error; /* why it compensated or parked; "" if none */
+	uint8_t *input;
+	size_t input_len;
+	size_t n_steps;
+	saga_step_info *steps; /* in definition order */
 } saga_info;
 
 /* Full status of one saga. SAGA_ENOTFOUND if there is no such saga. */
-SAGA_API int  saga_client_get(saga_client *c, const char *saga_id, saga_info **out);
+SAGA_API int saga_client_get(saga_client *c, const char *saga_id, saga_info **out);
 SAGA_API void saga_info_free(saga_info *info);
 
 /* Polls saga_client_get until the saga is final (completed, compensated or
  * failed) or timeout_ms passes (SAGA_ETIMEDOUT; *out is then the last status
  * seen). out may be NULL. */
-SAGA_API int saga_client_wait(saga_client *c, const char *saga_id,
-    int timeout_ms, saga_info **out);
+SAGA_API int saga_client_wait(saga_client *c, const char *saga_id, int timeout_ms, saga_info **out);
 
 /* ---- listing ---- */
 
 typedef struct saga_list_filter {
-	const saga_state *states;    /* NULL/0 = any */
-	size_t            n_states;
-	const char       *definition;   /* NULL = any */
-	const char       *business_key; /* NULL = any */
-	int64_t           created_after_us;  /* inclusive; 0 = unbounded */
-	int64_t           created_before_us; /* exclusive; 0 = unbounded */
-	uint32_t          limit;        /* 0 = 50; at most 1000 */
-	const char       *page_token;   /* NULL = first page */
+	const saga_state *states; /* NULL/0 = any */
+	size_t n_states;
+	const char *definition;    /* NULL = any */
+	const char *business_key;  /* NULL = any */
+	int64_t created_after_us;  /* inclusive; 0 = unbounded */
+	int64_t created_before_us; /* exclusive; 0 = unbounded */
+	uint32_t limit;            /* 0 = 50; at most 1000 */
+	const char *page_token;    /* NULL = first page */
 } saga_list_filter;
 
 typedef struct saga_summary {
-	char      *saga_id;
-	char      *definition;
-	uint32_t   version;
+	char *saga_id;
+	char *definition;
+	uint32_t version;
 	saga_state state;
-	char      *business_key;
-	int64_t    created_us;
-	int64_t    updated_us;
-	char      *error;
-	uint32_t   steps_total;
-	uint32_t   steps_done;
+	char *business_key;
+	int64_t created_us;
+	int64_t updated_us;
+	char *error;
+	uint32_t steps_total;
+	uint32_t steps_done;
 } saga_summary;
 
 typedef struct saga_list {
-	size_t        count;
-	saga_summary *sagas;           /* newest first */
-	char         *next_page_token; /* "" = last page */
+	size_t count;
+	saga_summary *sagas;   /* newest first */
+	char *next_page_token; /* "" = last page */
 } saga_list;
 
 /* Lists sagas matching the filter, newest first. filter may be NULL. */
-SAGA_API int  saga_client_list(saga_client *c, const saga_list_filter *filter,
-    saga_list **out);
+SAGA_API int saga_client_list(saga_client *c, const saga_list_filter *filter, saga_list **out);
 SAGA_API void saga_list_free(saga_list *l);
 
 /* ---- cancel ---- */
@@ -287,48 +284,44 @@ SAGA_API void saga_list_free(saga_list *l);
  * completed. reason may be NULL. *state_after (may be NULL) receives the
  * saga's state once the cancel is recorded. Cancelling a saga that is
  * already compensating succeeds; one that is final fails with SAGA_ESTATE. */
-SAGA_API int saga_client_cancel(saga_client *c, const char *saga_id,
-    const char *reason, saga_state *state_after);
+SAGA_API int saga_client_cancel(
+    saga_client *c, const char *saga_id, const char *reason, saga_state *state_after);
 
 /* ========================================================================
  * The worker (participant side)
  * ======================================================================== */
 typedef struct saga_worker saga_worker;
 
-typedef enum saga_step_kind {
-	SAGA_ACTION       = 1,
-	SAGA_COMPENSATION = 2
-} saga_step_kind;
+typedef enum saga_step_kind { SAGA_ACTION = 1, SAGA_COMPENSATION = 2 } saga_step_kind;
 
 /* The result of an earlier step, handed to a later one. */
 typedef struct saga_step_result {
-	const char    *step;
+	const char *step;
 	const uint8_t *data;
-	size_t         len;
+	size_t len;
 } saga_step_result;
 
 /* Everything a handler knows about the step it runs. Valid only during the
  * handler call. */
 typedef struct saga_step {
-	const char            *saga_id;         /* canonical UUID text */
-	const char            *definition;      /* saga name */
-	uint32_t               version;
-	const char            *step;            /* the step's name (its action rpc) */
-	const char            *rpc;             /* rpc being run: the action or the compensation */
-	saga_step_kind         kind;
-	uint32_t               attempt;         /* 1-based attempt of this kind */
-	const char            *idempotency_key; /* stable across attempts and redeliveries */
-	uint32_t               timeout_ms;      /* sagad gives up on this attempt after this */
-	const uint8_t         *input;           /* the saga input */
-	size_t                 input_len;
-	size_t                 n_results;
-	const saga_step_result *results;        /* results of the steps this one depends on;
+	const char *saga_id;    /* canonical UUID text */
+	const char *definition; /* saga name */
+	uint32_t version;
+	const char *step; /* the step's name (its action rpc) */
+	const char *rpc;  /* rpc being run: the action or the compensation */
+	saga_step_kind kind;
+	uint32_t attempt;            /* 1-based attempt of this kind */
+	const char *idempotency_key; /* stable across attempts and redeliveries */
+	uint32_t timeout_ms;         /* sagad gives up on this attempt after this */
+	const uint8_t *input;        /* the saga input */
+	size_t input_len;
+	size_t n_results;
+	const saga_step_result *results; /* results of the steps this one depends on;
 	                                           a compensation also gets its own step's result */
 } saga_step;
 
 /* Look up the result of a named earlier step; NULL if not present. */
-SAGA_API const saga_step_result *saga_step_find_result(const saga_step *s,
-    const char *step);
+SAGA_API const saga_step_result *saga_step_find_result(const saga_step *s, const char *step);
 
 /* A handler's answer. Exactly one of the saga_reply_* calls must be made
  * before the handler returns; if none is, the step is reported as a
@@ -345,7 +338,7 @@ SAGA_API int saga_reply_fail(saga_reply *r, const char *error);
 typedef void (*saga_handler_fn)(const saga_step *step, saga_reply *reply, void *user);
 
 /* A worker for `participant`, dialing sagad at url (NULL = SAGA_DEFAULT_URL). */
-SAGA_API int  saga_worker_new(const char *url, const char *participant, saga_worker **out);
+SAGA_API int saga_worker_new(const char *url, const char *participant, saga_worker **out);
 SAGA_API void saga_worker_free(saga_worker *w);
 
 /* Steps this worker runs at once (default 16, at most 4096). Each running
@@ -358,12 +351,11 @@ SAGA_API void saga_worker_set_log(saga_worker *w, saga_log_fn fn, void *user);
 SAGA_API const char *saga_worker_errmsg(const saga_worker *w);
 
 /* Handler for the action rpc `rpc` (the step's name). */
-SAGA_API int saga_worker_on_action(saga_worker *w, const char *rpc,
-    saga_handler_fn fn, void *user);
+SAGA_API int saga_worker_on_action(saga_worker *w, const char *rpc, saga_handler_fn fn, void *user);
 /* Handler for the compensation rpc `rpc` (as named in the step's
  * `compensation` option). */
-SAGA_API int saga_worker_on_compensation(saga_worker *w, const char *rpc,
-    saga_handler_fn fn, void *user);
+SAGA_API int saga_worker_on_compensation(
+    saga_worker *w, const char *rpc, saga_handler_fn fn, void *user);
 
 /* Serves steps until saga_worker_stop() is called (from any thread or a
  * signal handler) or a fatal error. Reconnects by itself when sagad goes

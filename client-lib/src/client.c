@@ -19,20 +19,20 @@
 #define LIST_MAX_LIMIT     1000
 
 /* Longest saga_client_free() waits for replies to timed-out calls. */
-#define CLOSE_GRACE_MS     1000
+#define CLOSE_GRACE_MS 1000
 
 struct saga_client {
-	sl_conn         conn;
-	char           *url;
-	int             timeout_ms;
-	size_t          max_message;
-	saga_log_fn     log;
-	void           *log_user;
-	char            errmsg[SL_ERRMSG_MAX];
+	sl_conn conn;
+	char *url;
+	int timeout_ms;
+	size_t max_message;
+	saga_log_fn log;
+	void *log_user;
+	char errmsg[SL_ERRMSG_MAX];
 	pthread_mutex_t mu;
-	pthread_cond_t  cv;          /* an abandoned request finished */
-	struct sl_req  *abandoned;   /* timed-out requests still in flight */
-	size_t          n_abandoned;
+	pthread_cond_t cv;        /* an abandoned request finished */
+	struct sl_req *abandoned; /* timed-out requests still in flight */
+	size_t n_abandoned;
 };
 
 /*
@@ -47,11 +47,11 @@ struct saga_client {
  */
 typedef struct sl_req {
 	struct sl_req *next;
-	saga_client   *c;
-	nng_ctx        ctx;
-	int            ctx_open;
-	nng_aio       *aio;
-	int            done; /* under c->mu */
+	saga_client *c;
+	nng_ctx ctx;
+	int ctx_open;
+	nng_aio *aio;
+	int done; /* under c->mu */
 } sl_req;
 
 /* Completion callback of a request's aio (an nng thread). */
@@ -173,8 +173,10 @@ saga_client_free(saga_client *c)
 	if (c == NULL)
 		return;
 	if (reap(c, CLOSE_GRACE_MS) > 0)
-		sl_log(c->log, c->log_user, SAGA_LOG_DEBUG, "closing with %zu timed-out requests "
-		    "still unanswered", c->n_abandoned);
+		sl_log(c->log, c->log_user, SAGA_LOG_DEBUG,
+		    "closing with %zu timed-out requests "
+		    "still unanswered",
+		    c->n_abandoned);
 	sl_conn_fini(&c->conn);
 	/* The socket is closed: whatever was still waiting has ended. */
 	while (c->abandoned != NULL) {
@@ -320,9 +322,11 @@ nng_failed:
 		goto timeout;
 	}
 	if (rv == NNG_ECONNRESET || rv == NNG_ECONNSHUT) {
-		sl_seterr(c->errmsg, "the connection to sagad at %s closed before it answered "
+		sl_seterr(c->errmsg,
+		    "the connection to sagad at %s closed before it answered "
 		    "(did sagad restart? a reply larger than max_message, %zu bytes, also does "
-		    "this)", c->url, c->max_message);
+		    "this)",
+		    c->url, c->max_message);
 		rv = SAGA_ECONN;
 		goto fail;
 	}
@@ -398,14 +402,14 @@ static saga_state
 state_from_wire(int s)
 {
 	return s >= SAGA_STATE_RUNNING && s <= SAGA_STATE_FAILED ? (saga_state)s
-	                                                        : SAGA_STATE_UNKNOWN;
+								 : SAGA_STATE_UNKNOWN;
 }
 
 static saga_step_state
 step_state_from_wire(int s)
 {
 	return s >= SAGA_STEP_PENDING && s <= SAGA_STEP_COMP_FAILED ? (saga_step_state)s
-	                                                            : SAGA_STEP_UNKNOWN;
+								    : SAGA_STEP_UNKNOWN;
 }
 
 static void
@@ -465,7 +469,7 @@ step_from_wire(saga_client *c, const Sagawire__StepInfo *w, saga_step_info *s)
 		}
 		for (size_t i = 0; i < w->n_depends_on; i++) {
 			if ((rv = dup_wire_str(c, w->depends_on[i], "step depends_on",
-			    &s->depends_on[i])) != SAGA_OK)
+				 &s->depends_on[i])) != SAGA_OK)
 				return rv;
 			s->n_depends_on++;
 		}
@@ -489,8 +493,8 @@ info_from_wire(saga_client *c, const Sagawire__SagaInfo *w, saga_info **out)
 	info->updated_us = w->updated_us;
 	if ((rv = dup_wire_str(c, w->saga_id, "saga id", &info->saga_id)) != SAGA_OK ||
 	    (rv = dup_wire_str(c, w->definition, "definition", &info->definition)) != 0 ||
-	    (rv = dup_wire_str(c, w->idempotency_key, "idempotency key",
-	        &info->idempotency_key)) != 0 ||
+	    (rv = dup_wire_str(c, w->idempotency_key, "idempotency key", &info->idempotency_key)) !=
+		0 ||
 	    (rv = dup_wire_str(c, w->business_key, "business key", &info->business_key)) != 0 ||
 	    (rv = dup_wire_str(c, w->error, "error", &info->error)) != 0 ||
 	    (rv = dup_wire_bytes(c, w->input, &info->input, &info->input_len)) != 0)
@@ -530,8 +534,8 @@ saga_register_result_free(saga_register_result *r)
 }
 
 int
-saga_client_register(saga_client *c, const void *descriptor_set, size_t len,
-    saga_register_result **out)
+saga_client_register(
+    saga_client *c, const void *descriptor_set, size_t len, saga_register_result **out)
 {
 	Sagawire__Request req = SAGAWIRE__REQUEST__INIT;
 	Sagawire__RegisterRequest body = SAGAWIRE__REGISTER_REQUEST__INIT;
@@ -554,7 +558,8 @@ saga_client_register(saga_client *c, const void *descriptor_set, size_t len,
 		return rv;
 	const Sagawire__RegisterResponse *w = resp->register_;
 	if ((r = calloc(1, sizeof(*r))) == NULL ||
-	    (w->n_definitions > 0 && (r->defs = calloc(w->n_definitions, sizeof(*r->defs))) == NULL)) {
+	    (w->n_definitions > 0 &&
+		(r->defs = calloc(w->n_definitions, sizeof(*r->defs))) == NULL)) {
 		sl_seterr(c->errmsg, "out of memory");
 		rv = SAGA_ENOMEM;
 		goto fail;
@@ -596,8 +601,8 @@ saga_client_start(saga_client *c, const char *definition, const void *input, siz
 		*existing = 0;
 	if ((rv = check_arg(c, definition, "the definition name", 1)) != SAGA_OK ||
 	    (opts != NULL &&
-	        ((rv = check_arg(c, opts->idempotency_key, "the idempotency key", 0)) != 0 ||
-	         (rv = check_arg(c, opts->business_key, "the business key", 0)) != 0)))
+		((rv = check_arg(c, opts->idempotency_key, "the idempotency key", 0)) != 0 ||
+		    (rv = check_arg(c, opts->business_key, "the business key", 0)) != 0)))
 		return rv;
 	body.definition = (char *)definition;
 	body.input.data = (uint8_t *)input;
@@ -813,7 +818,8 @@ saga_client_list(saga_client *c, const saga_list_filter *filter, saga_list **out
 		o->steps_done = s->steps_done;
 		if ((rv = dup_wire_str(c, s->saga_id, "saga id", &o->saga_id)) != SAGA_OK ||
 		    (rv = dup_wire_str(c, s->definition, "definition", &o->definition)) != 0 ||
-		    (rv = dup_wire_str(c, s->business_key, "business key", &o->business_key)) != 0 ||
+		    (rv = dup_wire_str(c, s->business_key, "business key", &o->business_key)) !=
+			0 ||
 		    (rv = dup_wire_str(c, s->error, "error", &o->error)) != 0)
 			goto fail;
 	}
@@ -833,8 +839,7 @@ fail:
 /* ---- cancel ------------------------------------------------------------ */
 
 int
-saga_client_cancel(saga_client *c, const char *saga_id, const char *reason,
-    saga_state *state_after)
+saga_client_cancel(saga_client *c, const char *saga_id, const char *reason, saga_state *state_after)
 {
 	Sagawire__Request req = SAGAWIRE__REQUEST__INIT;
 	Sagawire__CancelRequest body = SAGAWIRE__CANCEL_REQUEST__INIT;

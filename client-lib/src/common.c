@@ -8,7 +8,7 @@
 #include <time.h>
 
 #define STR_(x) #x
-#define STR(x) STR_(x)
+#define STR(x)  STR_(x)
 
 const char *
 saga_strerror(int err)

@@ -104,7 +104,8 @@ sl_conn_open(sl_conn *c, const char *url, size_t max_message, char *err)
 		/* An unknown scheme or unparsable address is the caller's
 		 * mistake; anything else is what nng says. */
 		rv = (rv == NNG_ENOTSUP || rv == NNG_EADDRINVAL || rv == NNG_EINVAL)
-		    ? SAGA_EINVAL : wire_err_from_nng(rv);
+		    ? SAGA_EINVAL
+		    : wire_err_from_nng(rv);
 		goto fail;
 	}
 	return SAGA_OK;
@@ -280,8 +281,8 @@ sl_body_name(Sagawire__Response__BodyCase c)
 }
 
 int
-sl_decode_reply(nng_msg *msg, Sagawire__Response__BodyCase want, Sagawire__Response **out,
-    char *err)
+sl_decode_reply(
+    nng_msg *msg, Sagawire__Response__BodyCase want, Sagawire__Response **out, char *err)
 {
 	size_t len = nng_msg_len(msg);
 	int rv = SAGA_EPROTO;
@@ -290,8 +291,10 @@ sl_decode_reply(nng_msg *msg, Sagawire__Response__BodyCase want, Sagawire__Respo
 	*out = NULL;
 	if ((r = wire_unpack_response(nng_msg_body(msg), len, &rv)) == NULL) {
 		if (rv == SAGA_ETOOBIG) {
-			sl_seterr(err, "reply from sagad (%zu bytes) is nested too deeply or "
-			    "too large to decode", len);
+			sl_seterr(err,
+			    "reply from sagad (%zu bytes) is nested too deeply or "
+			    "too large to decode",
+			    len);
 		} else {
 			rv = SAGA_EPROTO;
 			sl_seterr(err, "malformed reply from sagad (%zu bytes)", len);
@@ -302,8 +305,8 @@ sl_decode_reply(nng_msg *msg, Sagawire__Response__BodyCase want, Sagawire__Respo
 		uint32_t code = r->error->code;
 		char *m = sl_strdup_utf8(r->error->message, SL_ERRMSG_MAX - 64);
 		if (code == SAGA_OK || code > SAGA_EUNSUPPORTED) {
-			sl_seterr(err, "sagad answered with unknown error code %u: %s", code,
-			    m ? m : "");
+			sl_seterr(
+			    err, "sagad answered with unknown error code %u: %s", code, m ? m : "");
 			rv = SAGA_EPROTO;
 		} else {
 			sl_seterr(err, "%s", m ? m : "");

@@ -28,7 +28,7 @@
 /* Default largest message accepted from sagad. */
 #define SL_DEFAULT_MAX_MESSAGE ((size_t)16 << 20)
 /* Smallest max_message accepted: below this not even an error reply fits. */
-#define SL_MIN_MAX_MESSAGE ((size_t)1024)
+#define SL_MIN_MAX_MESSAGE     ((size_t)1024)
 
 /* Reconnect backoff of every socket (nng doubles from min to max). */
 #define SL_RECONN_MIN_MS 50
@@ -54,8 +54,7 @@ int sl_utf8_ok(const char *s);
 void sl_seterr(char *buf, const char *fmt, ...) SL_PRINTF(2, 3);
 
 /* Hands one formatted line to fn (nothing is formatted when fn is NULL). */
-void sl_log(saga_log_fn fn, void *user, saga_log_level level, const char *fmt, ...)
-    SL_PRINTF(4, 5);
+void sl_log(saga_log_fn fn, void *user, saga_log_level level, const char *fmt, ...) SL_PRINTF(4, 5);
 
 /* Sleeps up to ms milliseconds on cv (with mu held) or until signalled. */
 void sl_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms);
@@ -83,18 +82,18 @@ int sl_cond_init(pthread_cond_t *cv);
 #define SL_MAX_PIPES 8
 
 typedef struct sl_conn {
-	nng_socket      sock;
-	int             open;
-	const char     *url;      /* borrowed from the owner */
-	saga_log_fn     log;      /* borrowed; may be NULL */
-	void           *log_user;
+	nng_socket sock;
+	int open;
+	const char *url; /* borrowed from the owner */
+	saga_log_fn log; /* borrowed; may be NULL */
+	void *log_user;
 	pthread_mutex_t mu;
-	pthread_cond_t  cv;       /* signalled when a connection comes up */
-	pthread_mutex_t io_mu;    /* orders operation starts before nng_close */
-	nng_pipe        pipes[SL_MAX_PIPES]; /* connections up now */
-	unsigned        npipes;
-	unsigned        ups;      /* connections made since open */
-	int64_t         opened_ms; /* wire_mono_ms() at open */
+	pthread_cond_t cv;            /* signalled when a connection comes up */
+	pthread_mutex_t io_mu;        /* orders operation starts before nng_close */
+	nng_pipe pipes[SL_MAX_PIPES]; /* connections up now */
+	unsigned npipes;
+	unsigned ups;      /* connections made since open */
+	int64_t opened_ms; /* wire_mono_ms() at open */
 } sl_conn;
 
 /* How long a socket closed right after it was opened waits for its first
@@ -102,40 +101,40 @@ typedef struct sl_conn {
 #define SL_DIAL_SETTLE_MS 250
 
 /* Initializes the mutex/cv; call once before sl_conn_open. */
-int  sl_conn_init(sl_conn *c);
+int sl_conn_init(sl_conn *c);
 void sl_conn_fini(sl_conn *c);
 
 /* Opens the socket and starts dialing url. err (SL_ERRMSG_MAX) gets the
  * detail on failure: SAGA_EINVAL for a bad URL, or the mapped nng error. */
-int  sl_conn_open(sl_conn *c, const char *url, size_t max_message, char *err);
+int sl_conn_open(sl_conn *c, const char *url, size_t max_message, char *err);
 /* Changes the receive limit: new connections get it at once; the live
  * ones (which keep the limit they started with) are closed and re-dialed. */
-int  sl_conn_set_max_message(sl_conn *c, size_t max_message);
+int sl_conn_set_max_message(sl_conn *c, size_t max_message);
 /* Closes the socket (once; nng aborts every operation with NNG_ECLOSED). */
 void sl_conn_close(sl_conn *c);
 
 /* Waits until a connection is up or the monotonic deadline (ms) passes.
  * Returns nonzero if one is up. */
-int  sl_conn_wait_up(sl_conn *c, int64_t deadline_ms);
+int sl_conn_wait_up(sl_conn *c, int64_t deadline_ms);
 
 /* Opens a REQ context with the given resend time (NNG_DURATION_INFINITE =
  * never resend, and fail with NNG_ECONNRESET when the connection drops). */
-int  sl_ctx_open(sl_conn *c, nng_duration resend, nng_ctx *out);
+int sl_ctx_open(sl_conn *c, nng_duration resend, nng_ctx *out);
 
 /*
  * Starts an asynchronous send or receive on ctx unless the socket is
  * closing: nng 1.5.2 can panic when a context operation starts while
  * nng_close() runs in another thread. Returns 0 or NNG_ECLOSED.
  */
-int  sl_ctx_send(sl_conn *c, nng_ctx ctx, nng_aio *aio);
-int  sl_ctx_recv(sl_conn *c, nng_ctx ctx, nng_aio *aio);
+int sl_ctx_send(sl_conn *c, nng_ctx ctx, nng_aio *aio);
+int sl_ctx_recv(sl_conn *c, nng_ctx ctx, nng_aio *aio);
 
 /*
  * Sends msg on ctx and waits for the reply, with no time limit: nothing is
  * cancelled (see worker.c); sl_conn_close() ends it with NNG_ECLOSED. msg is
  * consumed in all cases. Returns the nng error (not a saga_err).
  */
-int  sl_ctx_call(sl_conn *c, nng_ctx ctx, nng_aio *aio, nng_msg *msg, nng_msg **reply);
+int sl_ctx_call(sl_conn *c, nng_ctx ctx, nng_aio *aio, nng_msg *msg, nng_msg **reply);
 
 /*
  * Decodes a reply from sagad (always with wire_unpack_response: bounded)
@@ -143,8 +142,8 @@ int  sl_ctx_call(sl_conn *c, nng_ctx ctx, nng_aio *aio, nng_msg *msg, nng_msg **
  * become SAGA_EPROTO) with its message in err; a body other than `want`
  * is SAGA_EPROTO. On success *out is the decoded reply (wire_free).
  */
-int  sl_decode_reply(nng_msg *msg, Sagawire__Response__BodyCase want,
-    Sagawire__Response **out, char *err);
+int sl_decode_reply(
+    nng_msg *msg, Sagawire__Response__BodyCase want, Sagawire__Response **out, char *err);
 
 /* Name of a reply body, for messages. */
 const char *sl_body_name(Sagawire__Response__BodyCase c);

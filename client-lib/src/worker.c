@@ -58,89 +58,89 @@
 #define REPLY_ERROR_MAX    (16 * 1024)
 
 typedef struct sl_handler {
-	char           *rpc;
-	saga_step_kind  kind;
+	char *rpc;
+	saga_step_kind kind;
 	saga_handler_fn fn;
-	void           *user;
+	void *user;
 } sl_handler;
 
 /* A decoded WorkBatch, shared by the jobs made from it. */
 typedef struct sl_batch {
 	Sagawire__Response *resp;
-	unsigned            refs; /* jobs not yet finished; under w->mu */
+	unsigned refs; /* jobs not yet finished; under w->mu */
 } sl_batch;
 
 typedef struct sl_job {
-	struct sl_job            *next;
-	sl_batch                 *batch;
+	struct sl_job *next;
+	sl_batch *batch;
 	const Sagawire__Dispatch *d;
 } sl_job;
 
 /* One outcome waiting to be reported; owns its strings and bytes. */
 typedef struct sl_result {
-	struct sl_result  *next;
-	uint8_t            saga_id[16];
-	uint32_t           step_index;
-	char              *step;
+	struct sl_result *next;
+	uint8_t saga_id[16];
+	uint32_t step_index;
+	char *step;
 	Sagawire__StepKind kind;
-	uint32_t           attempt;
-	Sagawire__Outcome  outcome;
-	uint8_t           *output;
-	size_t             output_len;
-	char              *error;
+	uint32_t attempt;
+	Sagawire__Outcome outcome;
+	uint8_t *output;
+	size_t output_len;
+	char *error;
 } sl_result;
 
 struct saga_reply {
-	int               replied;
+	int replied;
 	Sagawire__Outcome outcome;
-	uint8_t          *output;
-	size_t            output_len;
-	char             *error;
-	size_t            max_output;
+	uint8_t *output;
+	size_t output_len;
+	char *error;
+	size_t max_output;
 };
 
 struct saga_worker {
 	/* configuration: set before run() */
-	char        *url;
-	char        *participant;
-	char        *instance;      /* set by the user, or NULL */
-	char        *run_instance;  /* what run() announces */
-	uint32_t     capacity;
-	size_t       max_message;
-	saga_log_fn  log;
-	void        *log_user;
-	sl_handler  *handlers;
-	size_t       n_handlers;
-	char         errmsg[SL_ERRMSG_MAX];
+	char *url;
+	char *participant;
+	char *instance;     /* set by the user, or NULL */
+	char *run_instance; /* what run() announces */
+	uint32_t capacity;
+	size_t max_message;
+	saga_log_fn log;
+	void *log_user;
+	sl_handler *handlers;
+	size_t n_handlers;
+	char errmsg[SL_ERRMSG_MAX];
 
 	/* stop: written from signal handlers */
-	int          wake[2];       /* self-pipe: [0] read by run(), [1] written */
-	atomic_int   stop_requested;
-	atomic_int   running;
+	int wake[2]; /* self-pipe: [0] read by run(), [1] written */
+	atomic_int stop_requested;
+	atomic_int running;
 
 	/* run state, guarded by mu */
 	pthread_mutex_t mu;
-	pthread_cond_t  job_cv;     /* jobs queued, or closing */
-	pthread_cond_t  result_cv;  /* results queued, or reporter_exit */
-	pthread_cond_t  idle_cv;    /* a handler or a report finished */
-	pthread_cond_t  wake_cv;    /* ends backoff pauses at shutdown */
-	sl_job         *jobs, **jobs_tail;
-	size_t          n_jobs;
-	sl_result      *results, **results_tail;
-	size_t          n_results;
-	pthread_t      *threads;    /* handler threads, joined by join_handlers() */
-	uint32_t        n_threads;
-	uint32_t        n_busy;     /* handlers running a job */
-	int             closing;    /* handler threads exit; no new jobs start */
-	int             reporter_exit; /* reporter exits once the queue is empty */
-	int             sock_closing;  /* the socket is about to close */
-	size_t          report_busy;   /* results in a Report not yet acked */
-	int             fatal;         /* saga_err that ends run(), 0 = none */
+	pthread_cond_t job_cv;    /* jobs queued, or closing */
+	pthread_cond_t result_cv; /* results queued, or reporter_exit */
+	pthread_cond_t idle_cv;   /* a handler or a report finished */
+	pthread_cond_t wake_cv;   /* ends backoff pauses at shutdown */
+	sl_job *jobs, **jobs_tail;
+	size_t n_jobs;
+	sl_result *results, **results_tail;
+	size_t n_results;
+	pthread_t *threads; /* handler threads, joined by join_handlers() */
+	uint32_t n_threads;
+	uint32_t n_busy;    /* handlers running a job */
+	int closing;        /* handler threads exit; no new jobs start */
+	int reporter_exit;  /* reporter exits once the queue is empty */
+	int sock_closing;   /* the socket is about to close */
+	size_t report_busy; /* results in a Report not yet acked */
+	int fatal;          /* saga_err that ends run(), 0 = none */
 
-	sl_conn         conn;
-	nng_ctx         poll_ctx, report_ctx;
-	nng_aio        *poll_aio, *report_aio;
-	pthread_t       poller, reporter;
+	sl_conn conn;
+	nng_ctx poll_ctx, report_ctx;
+	nng_aio *poll_aio, *report_aio;
+	pthread_t poller, reporter;
 };
 
 #define LOG(w, lvl, ...) sl_log((w)->log, (w)->log_user, (lvl), __VA_ARGS__)
@@ -311,7 +311,8 @@ add_handler(saga_worker *w, saga_step_kind kind, const char *rpc, saga_handler_f
 	}
 	for (size_t i = 0; i < w->n_handlers; i++) {
 		if (w->handlers[i].kind == kind && strcmp(w->handlers[i].rpc, rpc) == 0) {
-			sl_seterr(w->errmsg, "%s %s already has a handler", kind_name((int)kind), rpc);
+			sl_seterr(
+			    w->errmsg, "%s %s already has a handler", kind_name((int)kind), rpc);
 			return SAGA_EEXIST;
 		}
 	}
@@ -488,8 +489,9 @@ run_job(saga_worker *w, const Sagawire__Dispatch *d)
 			.version = d->version,
 			.step = d->step,
 			.rpc = d->rpc,
-			.kind = d->kind == SAGAWIRE__STEP_KIND__STEP_COMPENSATION ? SAGA_COMPENSATION
-			                                                          : SAGA_ACTION,
+			.kind = d->kind == SAGAWIRE__STEP_KIND__STEP_COMPENSATION
+			    ? SAGA_COMPENSATION
+			    : SAGA_ACTION,
 			.attempt = d->attempt,
 			.idempotency_key = d->idempotency_key,
 			.timeout_ms = d->timeout_ms,
@@ -510,9 +512,10 @@ run_job(saga_worker *w, const Sagawire__Dispatch *d)
 			    d->step, kind_name(d->kind), d->rpc, d->attempt);
 			h->fn(&st, &reply, h->user);
 			if (!reply.replied) {
-				LOG(w, SAGA_LOG_WARN, "saga %s step %s: %s handler %s returned "
-				    "without replying; reporting a retryable error", id, d->step,
-				    kind_name(d->kind), d->rpc);
+				LOG(w, SAGA_LOG_WARN,
+				    "saga %s step %s: %s handler %s returned "
+				    "without replying; reporting a retryable error",
+				    id, d->step, kind_name(d->kind), d->rpc);
 				reply_error(&reply, SAGAWIRE__OUTCOME__OUTCOME_RETRY,
 				    "handler returned without replying");
 			}
@@ -525,8 +528,10 @@ run_job(saga_worker *w, const Sagawire__Dispatch *d)
 	}
 
 	if ((r = calloc(1, sizeof(*r))) == NULL || (r->step = strdup(d->step)) == NULL) {
-		LOG(w, SAGA_LOG_ERROR, "saga %s step %s: out of memory; the outcome is lost and "
-		    "sagad will retry the step after its timeout", id, d->step);
+		LOG(w, SAGA_LOG_ERROR,
+		    "saga %s step %s: out of memory; the outcome is lost and "
+		    "sagad will retry the step after its timeout",
+		    id, d->step);
 		free(r);
 		free(reply.output);
 		free(reply.error);
@@ -542,8 +547,9 @@ run_job(saga_worker *w, const Sagawire__Dispatch *d)
 	r->error = reply.error;
 	LOG(w, SAGA_LOG_DEBUG, "saga %s step %s: %s %s attempt %u -> %s", id, d->step,
 	    kind_name(d->kind), d->rpc, d->attempt,
-	    r->outcome == SAGAWIRE__OUTCOME__OUTCOME_SUCCESS ? "success" :
-	    r->outcome == SAGAWIRE__OUTCOME__OUTCOME_FAIL ? "fail" : "retry");
+	    r->outcome == SAGAWIRE__OUTCOME__OUTCOME_SUCCESS    ? "success"
+		: r->outcome == SAGAWIRE__OUTCOME__OUTCOME_FAIL ? "fail"
+								: "retry");
 	return r;
 }
 
@@ -691,8 +697,10 @@ spawn_handlers_locked(saga_worker *w)
 	while (w->n_threads - w->n_busy < w->n_jobs && w->n_threads < w->capacity) {
 		int rv = pthread_create(&w->threads[w->n_threads], NULL, handler_main, w);
 		if (rv != 0) {
-			LOG(w, SAGA_LOG_ERROR, "cannot start a handler thread (error %d); %u "
-			    "running", rv, w->n_threads);
+			LOG(w, SAGA_LOG_ERROR,
+			    "cannot start a handler thread (error %d); %u "
+			    "running",
+			    rv, w->n_threads);
 			if (w->n_threads == 0) {
 				pthread_mutex_unlock(&w->mu);
 				set_fatal(w, SAGA_ENOMEM, "cannot start any handler thread");
@@ -715,8 +723,10 @@ enqueue_batch(saga_worker *w, Sagawire__Response *resp)
 
 	if (b->n_dispatches == 0 || (batch = malloc(sizeof(*batch))) == NULL) {
 		if (b->n_dispatches > 0)
-			LOG(w, SAGA_LOG_ERROR, "out of memory: %zu steps dropped; sagad will "
-			    "redeliver them after their timeout", b->n_dispatches);
+			LOG(w, SAGA_LOG_ERROR,
+			    "out of memory: %zu steps dropped; sagad will "
+			    "redeliver them after their timeout",
+			    b->n_dispatches);
 		wire_free(&resp->base);
 		return;
 	}
@@ -728,13 +738,14 @@ enqueue_batch(saga_worker *w, Sagawire__Response *resp)
 			char id[WIRE_UUID_STRLEN] = "?";
 			if (d->saga_id.len == 16)
 				wire_uuid_format(d->saga_id.data, id);
-			LOG(w, SAGA_LOG_ERROR, "skipping an invalid dispatch from sagad (saga %s): %s",
-			    id, why);
+			LOG(w, SAGA_LOG_ERROR,
+			    "skipping an invalid dispatch from sagad (saga %s): %s", id, why);
 			continue;
 		}
 		sl_job *j = malloc(sizeof(*j));
 		if (j == NULL) {
-			LOG(w, SAGA_LOG_ERROR, "out of memory: a step is dropped; sagad will "
+			LOG(w, SAGA_LOG_ERROR,
+			    "out of memory: a step is dropped; sagad will "
 			    "redeliver it after its timeout");
 			continue;
 		}
@@ -820,15 +831,19 @@ poller_main(void *arg)
 		}
 		if (rv != SAGA_OK) {
 			backoff = next_backoff(backoff);
-			LOG(w, SAGA_LOG_WARN, "sagad answered a poll with an error: %s: %s; "
-			    "again in %lld ms", saga_strerror(rv), err, (long long)backoff);
+			LOG(w, SAGA_LOG_WARN,
+			    "sagad answered a poll with an error: %s: %s; "
+			    "again in %lld ms",
+			    saga_strerror(rv), err, (long long)backoff);
 			continue;
 		}
 		backoff = 0;
 		if (atomic_load(&w->stop_requested)) {
 			if (resp->work->n_dispatches > 0)
-				LOG(w, SAGA_LOG_INFO, "stopping: %zu steps just received are left "
-				    "for sagad to redeliver", resp->work->n_dispatches);
+				LOG(w, SAGA_LOG_INFO,
+				    "stopping: %zu steps just received are left "
+				    "for sagad to redeliver",
+				    resp->work->n_dispatches);
 			wire_free(&resp->base);
 			break;
 		}
@@ -901,8 +916,8 @@ send_report(saga_worker *w, sl_result **rs, size_t n)
 			return SAGA_ECLOSED;
 		if (rv != 0) {
 			backoff = next_backoff(backoff);
-			LOG(w, SAGA_LOG_WARN, "reporting %zu results failed: %s; again in %lld ms", n,
-			    nng_strerror(rv), (long long)backoff);
+			LOG(w, SAGA_LOG_WARN, "reporting %zu results failed: %s; again in %lld ms",
+			    n, nng_strerror(rv), (long long)backoff);
 			continue;
 		}
 		rv = sl_decode_reply(reply, SAGAWIRE__RESPONSE__BODY_ACK, &resp, err);
@@ -914,8 +929,10 @@ send_report(saga_worker *w, sl_result **rs, size_t n)
 			return SAGA_OK;
 		}
 		if (rv == SAGA_ETOOBIG && n > 1) {
-			LOG(w, SAGA_LOG_INFO, "sagad finds a report of %zu results too big; "
-			    "splitting it", n);
+			LOG(w, SAGA_LOG_INFO,
+			    "sagad finds a report of %zu results too big; "
+			    "splitting it",
+			    n);
 			size_t h = n / 2;
 			if ((rv = send_report(w, rs, h)) != SAGA_OK)
 				return rv;
@@ -925,10 +942,14 @@ send_report(saga_worker *w, sl_result **rs, size_t n)
 			char id[WIRE_UUID_STRLEN], *e;
 			wire_uuid_format(rs[0]->saga_id, id);
 			char text[256];
-			snprintf(text, sizeof(text), "participant %s: the step's result (%zu bytes) "
-			    "is larger than sagad accepts", w->participant, rs[0]->output_len);
-			LOG(w, SAGA_LOG_ERROR, "saga %s step %s: %s; reporting a retryable error "
-			    "instead", id, rs[0]->step, text);
+			snprintf(text, sizeof(text),
+			    "participant %s: the step's result (%zu bytes) "
+			    "is larger than sagad accepts",
+			    w->participant, rs[0]->output_len);
+			LOG(w, SAGA_LOG_ERROR,
+			    "saga %s step %s: %s; reporting a retryable error "
+			    "instead",
+			    id, rs[0]->step, text);
 			if ((e = strdup(text)) != NULL) {
 				free(rs[0]->error);
 				rs[0]->error = e;
@@ -940,8 +961,10 @@ send_report(saga_worker *w, sl_result **rs, size_t n)
 			continue;
 		}
 		backoff = next_backoff(backoff);
-		LOG(w, SAGA_LOG_WARN, "sagad refused a report of %zu results: %s: %s; sending it "
-		    "again in %lld ms", n, saga_strerror(rv), err, (long long)backoff);
+		LOG(w, SAGA_LOG_WARN,
+		    "sagad refused a report of %zu results: %s: %s; sending it "
+		    "again in %lld ms",
+		    n, saga_strerror(rv), err, (long long)backoff);
 	}
 }
 
@@ -975,8 +998,10 @@ reporter_main(void *arg)
 
 		int rv = send_report(w, batch, n);
 		if (rv != SAGA_OK)
-			LOG(w, SAGA_LOG_WARN, "%zu results were not acknowledged before the "
-			    "connection closed; sagad will redeliver those steps", n);
+			LOG(w, SAGA_LOG_WARN,
+			    "%zu results were not acknowledged before the "
+			    "connection closed; sagad will redeliver those steps",
+			    n);
 		for (size_t i = 0; i < n; i++)
 			result_free(batch[i]);
 
@@ -1132,13 +1157,16 @@ saga_worker_run(saga_worker *w)
 		goto out;
 	}
 	if (w->n_handlers == 0)
-		LOG(w, SAGA_LOG_WARN, "participant %s has no handlers: every step it receives "
-		    "is reported as a retryable error", w->participant);
+		LOG(w, SAGA_LOG_WARN,
+		    "participant %s has no handlers: every step it receives "
+		    "is reported as a retryable error",
+		    w->participant);
 	if ((rv = start(w)) != SAGA_OK)
 		goto out;
-	LOG(w, SAGA_LOG_INFO, "participant %s (instance %s, capacity %u, %zu handlers) "
-	    "serving sagad at %s", w->participant, w->run_instance, w->capacity, w->n_handlers,
-	    w->url);
+	LOG(w, SAGA_LOG_INFO,
+	    "participant %s (instance %s, capacity %u, %zu handlers) "
+	    "serving sagad at %s",
+	    w->participant, w->run_instance, w->capacity, w->n_handlers, w->url);
 
 	wait_for_stop(w);
 
@@ -1194,16 +1222,19 @@ saga_worker_run(saga_worker *w)
 	w->poll_aio = w->report_aio = NULL;
 
 	if (unflushed > 0)
-		LOG(w, SAGA_LOG_WARN, "stopping: %zu outcomes could not be reported in time; "
-		    "sagad will redeliver those steps", unflushed);
+		LOG(w, SAGA_LOG_WARN,
+		    "stopping: %zu outcomes could not be reported in time; "
+		    "sagad will redeliver those steps",
+		    unflushed);
 	if (stuck == 0) {
 		join_handlers(w);
 	} else {
 		/* They cannot be interrupted. saga_worker_free() (or the next
 		 * run) waits for them; their outcomes are dropped. */
-		LOG(w, SAGA_LOG_WARN, "stopping: %u handlers still running after %d ms; their "
-		    "outcomes are dropped and sagad will redeliver those steps", stuck,
-		    STOP_GRACE_MS);
+		LOG(w, SAGA_LOG_WARN,
+		    "stopping: %u handlers still running after %d ms; their "
+		    "outcomes are dropped and sagad will redeliver those steps",
+		    stuck, STOP_GRACE_MS);
 	}
 	drop_results(w);
 

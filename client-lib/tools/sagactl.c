@@ -23,9 +23,9 @@
 #define EXIT_USAGE       64 /* as in sysexits.h */
 #define EXIT_NOINPUT     66
 
-#define DEFAULT_WAIT_MS  60000
-#define MAX_INPUT_FILE   ((size_t)256 << 20)
-#define ERROR_COL_MAX    60
+#define DEFAULT_WAIT_MS 60000
+#define MAX_INPUT_FILE  ((size_t)256 << 20)
+#define ERROR_COL_MAX   60
 
 /* Global options. */
 static const char *opt_url;
@@ -78,66 +78,66 @@ static int cmd_cancel(int argc, char **argv);
 
 static const command commands[] = {
 	{ "register", cmd_register,
-	  "usage: sagactl register FILE.binpb\n"
-	  "\n"
-	  "Registers every saga service in FILE.binpb, a descriptor set made with\n"
-	  "  protoc --include_imports --descriptor_set_out=FILE.binpb x.proto\n"
-	  "(FILE may be - for standard input). Prints each definition with the\n"
-	  "version now current; \"(unchanged)\" when it was identical to the latest\n"
-	  "version and no new version was made. An invalid definition exits 9 and\n"
-	  "names the problem.\n" },
+	    "usage: sagactl register FILE.binpb\n"
+	    "\n"
+	    "Registers every saga service in FILE.binpb, a descriptor set made with\n"
+	    "  protoc --include_imports --descriptor_set_out=FILE.binpb x.proto\n"
+	    "(FILE may be - for standard input). Prints each definition with the\n"
+	    "version now current; \"(unchanged)\" when it was identical to the latest\n"
+	    "version and no new version was made. An invalid definition exits 9 and\n"
+	    "names the problem.\n" },
 	{ "start", cmd_start,
-	  "usage: sagactl start DEFINITION [options]\n"
-	  "\n"
-	  "Starts a saga and prints its id (\"(existing)\" when the idempotency key\n"
-	  "matched an earlier start: no new saga was made).\n"
-	  "\n"
-	  "  --version N          definition version (default: the latest)\n"
-	  "  --input STRING       the saga input bytes (a serialized protobuf message)\n"
-	  "  --input-file PATH    read the input from PATH (- = standard input)\n"
-	  "  --key KEY            idempotency key: the same key always gives the same saga\n"
-	  "  --business-key KEY   searchable label, e.g. an order id\n"
-	  "  --wait               wait for a final state, then print it like `get`;\n"
-	  "                       exit status as for `wait`\n"
-	  "  --wait-timeout MS    how long --wait waits (default 60000; 0 = no limit)\n" },
+	    "usage: sagactl start DEFINITION [options]\n"
+	    "\n"
+	    "Starts a saga and prints its id (\"(existing)\" when the idempotency key\n"
+	    "matched an earlier start: no new saga was made).\n"
+	    "\n"
+	    "  --version N          definition version (default: the latest)\n"
+	    "  --input STRING       the saga input bytes (a serialized protobuf message)\n"
+	    "  --input-file PATH    read the input from PATH (- = standard input)\n"
+	    "  --key KEY            idempotency key: the same key always gives the same saga\n"
+	    "  --business-key KEY   searchable label, e.g. an order id\n"
+	    "  --wait               wait for a final state, then print it like `get`;\n"
+	    "                       exit status as for `wait`\n"
+	    "  --wait-timeout MS    how long --wait waits (default 60000; 0 = no limit)\n" },
 	{ "get", cmd_get,
-	  "usage: sagactl get SAGA_ID\n"
-	  "\n"
-	  "Shows a saga (definition, state, keys, times in local time, error) and a\n"
-	  "table of its steps: state, attempts, compensation attempts, start time,\n"
-	  "duration, last error and result size. Exits 3 if there is no such saga.\n" },
+	    "usage: sagactl get SAGA_ID\n"
+	    "\n"
+	    "Shows a saga (definition, state, keys, times in local time, error) and a\n"
+	    "table of its steps: state, attempts, compensation attempts, start time,\n"
+	    "duration, last error and result size. Exits 3 if there is no such saga.\n" },
 	{ "wait", cmd_wait,
-	  "usage: sagactl wait SAGA_ID [--wait-timeout MS]\n"
-	  "\n"
-	  "Waits until the saga is completed, compensated or failed, then shows it\n"
-	  "like `get`. Exit status: 0 completed, 16 compensated, 17 failed (parked),\n"
-	  "5 if it is still not final after --wait-timeout (default 60000 ms;\n"
-	  "0 = no limit).\n" },
+	    "usage: sagactl wait SAGA_ID [--wait-timeout MS]\n"
+	    "\n"
+	    "Waits until the saga is completed, compensated or failed, then shows it\n"
+	    "like `get`. Exit status: 0 completed, 16 compensated, 17 failed (parked),\n"
+	    "5 if it is still not final after --wait-timeout (default 60000 ms;\n"
+	    "0 = no limit).\n" },
 	{ "list", cmd_list,
-	  "usage: sagactl list [options]\n"
-	  "\n"
-	  "Lists sagas, newest first: id, definition@version, state, steps\n"
-	  "done/total, creation time, business key. When more remain, the token\n"
-	  "of the next page is printed last.\n"
-	  "\n"
-	  "  --state S            only sagas in state S (running, compensating,\n"
-	  "                       completed, compensated, failed); repeatable\n"
-	  "  --definition D       only sagas of definition D\n"
-	  "  --business-key K     only sagas with business key K\n"
-	  "  --since TIME         created at or after TIME\n"
-	  "  --until TIME         created before TIME\n"
-	  "  --limit N            sagas per page (default 50, at most 1000)\n"
-	  "  --page TOKEN         continue from a previous listing\n"
-	  "  --all                follow the pages to the end\n"
-	  "\n"
-	  "TIME is RFC 3339 (2026-11-22T10:00:00Z, 2026-11-22T11:00:00+01:00,\n"
-	  "2026-11-22) or unix seconds.\n" },
+	    "usage: sagactl list [options]\n"
+	    "\n"
+	    "Lists sagas, newest first: id, definition@version, state, steps\n"
+	    "done/total, creation time, business key. When more remain, the token\n"
+	    "of the next page is printed last.\n"
+	    "\n"
+	    "  --state S            only sagas in state S (running, compensating,\n"
+	    "                       completed, compensated, failed); repeatable\n"
+	    "  --definition D       only sagas of definition D\n"
+	    "  --business-key K     only sagas with business key K\n"
+	    "  --since TIME         created at or after TIME\n"
+	    "  --until TIME         created before TIME\n"
+	    "  --limit N            sagas per page (default 50, at most 1000)\n"
+	    "  --page TOKEN         continue from a previous listing\n"
+	    "  --all                follow the pages to the end\n"
+	    "\n"
+	    "TIME is RFC 3339 (2026-11-22T10:00:00Z, 2026-11-22T11:00:00+01:00,\n"
+	    "2026-11-22) or unix seconds.\n" },
 	{ "cancel", cmd_cancel,
-	  "usage: sagactl cancel SAGA_ID [--reason TEXT]\n"
-	  "\n"
-	  "Cancels a running saga: it stops going forward and compensates the steps\n"
-	  "it completed. Prints the state after the cancel. Exits 10 if the saga is\n"
-	  "already final.\n" },
+	    "usage: sagactl cancel SAGA_ID [--reason TEXT]\n"
+	    "\n"
+	    "Cancels a running saga: it stops going forward and compensates the steps\n"
+	    "it completed. Prints the state after the cancel. Exits 10 if the saga is\n"
+	    "already final.\n" },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -277,7 +277,8 @@ fail(saga_client *c, int err, const char *what)
 		fprintf(stderr, "sagactl: sagad is overloaded; try again shortly\n");
 		break;
 	case SAGA_EDEFINITION:
-		fprintf(stderr, "sagactl: fix the saga's .proto, rebuild the descriptor set "
+		fprintf(stderr,
+		    "sagactl: fix the saga's .proto, rebuild the descriptor set "
 		    "and register it again\n");
 		break;
 	case SAGA_EUNSUPPORTED:
@@ -298,7 +299,8 @@ connect_client(void)
 	if (rv != SAGA_OK) {
 		if (rv == SAGA_EINVAL)
 			usage_error("invalid sagad URL '%s' (e.g. tcp://127.0.0.1:7700 or "
-			    "ipc:///run/sagad.sock)", url());
+				    "ipc:///run/sagad.sock)",
+			    url());
 		exit(fail(NULL, rv, "cannot create a client"));
 	}
 	if (opt_timeout_ms > 0)
@@ -435,14 +437,14 @@ parse_time(const char *what, const char *s)
 	int y, mo, d, h = 0, mi = 0, sec = 0, frac_us = 0, off = 0;
 	const char *p = s;
 	memset(&tm, 0, sizeof(tm));
-	if (len < 10 || !digits(p, 4, &y) || p[4] != '-' || !digits(p + 5, 2, &mo) ||
-	    p[7] != '-' || !digits(p + 8, 2, &d))
+	if (len < 10 || !digits(p, 4, &y) || p[4] != '-' || !digits(p + 5, 2, &mo) || p[7] != '-' ||
+	    !digits(p + 8, 2, &d))
 		goto bad;
 	p += 10;
 	if (*p != '\0') {
 		if ((*p != 'T' && *p != 't' && *p != ' ') || strlen(p) < 9 ||
-		    !digits(p + 1, 2, &h) || p[3] != ':' || !digits(p + 4, 2, &mi) ||
-		    p[6] != ':' || !digits(p + 7, 2, &sec))
+		    !digits(p + 1, 2, &h) || p[3] != ':' || !digits(p + 4, 2, &mi) || p[6] != ':' ||
+		    !digits(p + 7, 2, &sec))
 			goto bad;
 		p += 9;
 		if (*p == '.') {
@@ -483,7 +485,8 @@ parse_time(const char *what, const char *s)
 
 bad:
 	usage_error("%s: '%s' is not a time (use RFC 3339 like 2026-11-22T10:00:00Z, "
-	    "or unix seconds)", what, s);
+		    "or unix seconds)",
+	    what, s);
 }
 
 /* ---- text output ------------------------------------------------------- */
@@ -514,8 +517,7 @@ cell(const char *s, size_t max, int *cut)
 	return out;
 }
 
-static char *
-cellf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *cellf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static char *
 cellf(const char *fmt, ...)
@@ -631,7 +633,8 @@ print_info_text(const saga_info *s)
 			cellf("%s", local_time(st->started_us, tb2, sizeof(tb2))),
 			cellf("%s", dur),
 			st->result_len > 0 || st->state == SAGA_STEP_SUCCEEDED
-			    ? cellf("%zu B", st->result_len) : cellf("-"),
+			    ? cellf("%zu B", st->result_len)
+			    : cellf("-"),
 			cell(*st->last_error ? st->last_error : "-", ERROR_COL_MAX, &cut),
 		};
 		any_cut |= cut;
@@ -884,7 +887,7 @@ cmd_register(int argc, char **argv)
 /* How `start --wait` prefixes the JSON of the saga it waited for. */
 typedef struct started {
 	const char *id;
-	int         existing;
+	int existing;
 } started;
 
 /* Waits for a saga and prints it like `get`; returns the exit status (see
@@ -971,8 +974,8 @@ cmd_start(int argc, char **argv)
 	saga_client *c = connect_client();
 	char *id = NULL;
 	int existing = 0;
-	int rv = saga_client_start(c, def, input_file ? (const void *)buf : (const void *)input,
-	    len, &o, &id, &existing);
+	int rv = saga_client_start(
+	    c, def, input_file ? (const void *)buf : (const void *)input, len, &o, &id, &existing);
 	free(buf);
 	if (rv != SAGA_OK) {
 		char what[512];
@@ -1117,8 +1120,10 @@ cmd_list(int argc, char **argv)
 		if (match_opt(argc, argv, &i, "--state", &v)) {
 			saga_state s = saga_state_parse(v);
 			if (s == SAGA_STATE_UNKNOWN)
-				usage_error("list: '%s' is not a saga state (running, compensating, "
-				    "completed, compensated, failed)", v);
+				usage_error(
+				    "list: '%s' is not a saga state (running, compensating, "
+				    "completed, compensated, failed)",
+				    v);
 			if (f.n_states == MAX_STATES)
 				usage_error("list: too many --state options");
 			states[f.n_states++] = s;
@@ -1188,7 +1193,8 @@ cmd_list(int argc, char **argv)
 		if (!all || *token == '\0')
 			break;
 		if (f.page_token != NULL && strcmp(f.page_token, token) == 0) {
-			fprintf(stderr, "sagactl: sagad returned the same page token twice; "
+			fprintf(stderr,
+			    "sagactl: sagad returned the same page token twice; "
 			    "stopping\n");
 			break;
 		}

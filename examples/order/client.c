@@ -63,7 +63,7 @@ parse_u64(const char *s, uint64_t max, uint64_t *out)
 	v = strtoull(s, &end, 10);
 	if (errno != 0 || *end != '\0' || v > max)
 		return -1;
-	*out = (uint64_t) v;
+	*out = (uint64_t)v;
 	return 0;
 }
 
@@ -83,8 +83,8 @@ print_result(const saga_step_info *s)
 		shop__reserve_result__free_unpacked(rr, NULL);
 	} else if (strcmp(s->name, "ChargePayment") == 0 &&
 	    (cr = shop__charge_result__unpack(NULL, s->result_len, s->result)) != NULL) {
-		printf("      result: charge_id=%s amount_cents=%" PRIu64 "\n",
-		    cr->charge_id, (uint64_t) cr->amount_cents);
+		printf("      result: charge_id=%s amount_cents=%" PRIu64 "\n", cr->charge_id,
+		    (uint64_t)cr->amount_cents);
 		shop__charge_result__free_unpacked(cr, NULL);
 	} else if (strcmp(s->name, "BookShipping") == 0 &&
 	    (sr = shop__ship_result__unpack(NULL, s->result_len, s->result)) != NULL) {
@@ -100,19 +100,18 @@ print_info(const saga_info *info)
 {
 	size_t i;
 
-	printf("saga %s (%s v%" PRIu32 "): %s\n", info->saga_id,
-	    info->definition, info->version, saga_state_name(info->state));
+	printf("saga %s (%s v%" PRIu32 "): %s\n", info->saga_id, info->definition, info->version,
+	    saga_state_name(info->state));
 	if (info->error != NULL && info->error[0] != '\0')
 		printf("  error: %s\n", info->error);
 	for (i = 0; i < info->n_steps; i++) {
 		const saga_step_info *s = &info->steps[i];
 
-		printf("  step %-14s %-10s %-16s attempts=%" PRIu32,
-		    s->name, s->participant, saga_step_state_name(s->state),
-		    s->attempts);
+		printf("  step %-14s %-10s %-16s attempts=%" PRIu32, s->name, s->participant,
+		    saga_step_state_name(s->state), s->attempts);
 		if (s->compensation != NULL && s->compensation[0] != '\0')
-			printf(" undo=%s comp_attempts=%" PRIu32, s->compensation,
-			    s->comp_attempts);
+			printf(
+			    " undo=%s comp_attempts=%" PRIu32, s->compensation, s->comp_attempts);
 		putchar('\n');
 		if (s->last_error != NULL && s->last_error[0] != '\0')
 			printf("      last error: %s\n", s->last_error);
@@ -154,8 +153,8 @@ main(int argc, char **argv)
 	/* A one-shot tool: libsaga's info lines (connects, reconnects) are
 	 * noise here; --verbose shows everything. */
 	ex_set_log_level(SAGA_LOG_WARN);
-	snprintf(default_id, sizeof(default_id), "order-%lld-%ld",
-	    (long long) time(NULL), (long) getpid());
+	snprintf(default_id, sizeof(default_id), "order-%lld-%ld", (long long)time(NULL),
+	    (long)getpid());
 	req.order_id = default_id;
 	req.sku = "SKU-1";
 	req.quantity = 1;
@@ -165,33 +164,49 @@ main(int argc, char **argv)
 
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
-		case 'u': url = optarg; break;
-		case 'o': req.order_id = optarg; break;
-		case 's': req.sku = optarg; break;
-		case 'c': req.card = optarg; break;
-		case 'd': req.address = optarg; break;
-		case 'k': opts.idempotency_key = optarg; break;
-		case 'w': wait = 1; break;
-		case 'v': ex_set_log_level(SAGA_LOG_DEBUG); break;
+		case 'u':
+			url = optarg;
+			break;
+		case 'o':
+			req.order_id = optarg;
+			break;
+		case 's':
+			req.sku = optarg;
+			break;
+		case 'c':
+			req.card = optarg;
+			break;
+		case 'd':
+			req.address = optarg;
+			break;
+		case 'k':
+			opts.idempotency_key = optarg;
+			break;
+		case 'w':
+			wait = 1;
+			break;
+		case 'v':
+			ex_set_log_level(SAGA_LOG_DEBUG);
+			break;
 		case 'q':
 			if (parse_u64(optarg, UINT32_MAX, &v) != 0) {
 				fprintf(stderr, "%s: --quantity: not a number: %s\n", prog, optarg);
 				return 1;
 			}
-			req.quantity = (uint32_t) v;
+			req.quantity = (uint32_t)v;
 			break;
 		case 'a':
 			if (parse_u64(optarg, UINT64_MAX, &v) != 0) {
-				fprintf(stderr, "%s: --amount: not a number of cents: %s\n",
-				    prog, optarg);
+				fprintf(stderr, "%s: --amount: not a number of cents: %s\n", prog,
+				    optarg);
 				return 1;
 			}
 			req.amount_cents = v;
 			break;
 		case 't':
 			if (parse_u64(optarg, INT_MAX, &timeout_ms) != 0) {
-				fprintf(stderr, "%s: --timeout: not a number of ms: %s\n",
-				    prog, optarg);
+				fprintf(stderr, "%s: --timeout: not a number of ms: %s\n", prog,
+				    optarg);
 				return 1;
 			}
 			break;
@@ -220,26 +235,27 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s: %s\n", prog, saga_strerror(rv));
 		goto out;
 	}
-	saga_client_set_log(c, ex_log, (void *) prog);
+	saga_client_set_log(c, ex_log, (void *)prog);
 
-	rv = saga_client_start(c, "shop.OrderSaga", buf, len, &opts, &saga_id,
-	    &existing);
+	rv = saga_client_start(c, "shop.OrderSaga", buf, len, &opts, &saga_id, &existing);
 	if (rv != SAGA_OK) {
-		fprintf(stderr, "%s: cannot start shop.OrderSaga at %s: %s: %s\n",
-		    prog, url, saga_strerror(rv), saga_client_errmsg(c));
+		fprintf(stderr, "%s: cannot start shop.OrderSaga at %s: %s: %s\n", prog, url,
+		    saga_strerror(rv), saga_client_errmsg(c));
 		goto out;
 	}
 	printf("%s\n", saga_id);
 	fflush(stdout);
 	if (existing)
-		fprintf(stderr, "%s: idempotency key \"%s\" was used before: "
-		    "this is that saga, not a new one\n", prog, opts.idempotency_key);
+		fprintf(stderr,
+		    "%s: idempotency key \"%s\" was used before: "
+		    "this is that saga, not a new one\n",
+		    prog, opts.idempotency_key);
 	if (!wait) {
 		status = 0;
 		goto out;
 	}
 
-	rv = saga_client_wait(c, saga_id, (int) timeout_ms, &info);
+	rv = saga_client_wait(c, saga_id, (int)timeout_ms, &info);
 	if (info != NULL)
 		print_info(info);
 	if (rv != SAGA_OK) {

@@ -23,7 +23,7 @@ static volatile sig_atomic_t ex_log_max = SAGA_LOG_INFO;
 static void
 ex_on_signal(int sig)
 {
-	(void) sig;
+	(void)sig;
 	/* saga_worker_stop is async-signal-safe; a second signal is harmless. */
 	if (ex_worker != NULL)
 		saga_worker_stop(ex_worker);
@@ -40,17 +40,17 @@ ex_default_url(void)
 void
 ex_set_log_level(saga_log_level max)
 {
-	ex_log_max = (sig_atomic_t) max;
+	ex_log_max = (sig_atomic_t)max;
 }
 
 void
 ex_log(saga_log_level level, const char *line, void *user)
 {
 	static const char *const names[] = { "error", "warn", "info", "debug" };
-	const char *prog = user != NULL ? (const char *) user : "saga";
-	const char *name = (unsigned) level < 4 ? names[level] : "log";
+	const char *prog = user != NULL ? (const char *)user : "saga";
+	const char *name = (unsigned)level < 4 ? names[level] : "log";
 
-	if ((int) level > (int) ex_log_max)
+	if ((int)level > (int)ex_log_max)
 		return;
 	/* One fprintf per line: stdio locks the stream, so lines from the
 	 * library's threads do not interleave. */
@@ -79,8 +79,7 @@ ex_order_input(const saga_step *step, saga_reply *reply)
 
 	req = shop__order_request__unpack(NULL, step->input_len, step->input);
 	if (req == NULL) {
-		snprintf(msg, sizeof(msg),
-		    "bad input: %zu bytes that are not a shop.OrderRequest",
+		snprintf(msg, sizeof(msg), "bad input: %zu bytes that are not a shop.OrderRequest",
 		    step->input_len);
 		saga_reply_fail(reply, msg);
 		return NULL;
@@ -132,13 +131,13 @@ ex_parse_u32(const char *s, uint32_t *out)
 	v = strtoul(s, &end, 10);
 	if (errno != 0 || *end != '\0' || v > UINT32_MAX)
 		return -1;
-	*out = (uint32_t) v;
+	*out = (uint32_t)v;
 	return 0;
 }
 
 int
-ex_participant_main(int argc, char **argv, const char *participant,
-    const ex_handler *handlers, size_t n)
+ex_participant_main(
+    int argc, char **argv, const char *participant, const ex_handler *handlers, size_t n)
 {
 	static const struct option longopts[] = {
 		{ "url", required_argument, NULL, 'u' },
@@ -166,8 +165,8 @@ ex_participant_main(int argc, char **argv, const char *participant,
 			break;
 		case 'c':
 			if (ex_parse_u32(optarg, &capacity) != 0 || capacity == 0) {
-				fprintf(stderr, "%s: --capacity: not a positive number: %s\n",
-				    prog, optarg);
+				fprintf(stderr, "%s: --capacity: not a positive number: %s\n", prog,
+				    optarg);
 				return 2;
 			}
 			break;
@@ -189,15 +188,13 @@ ex_participant_main(int argc, char **argv, const char *participant,
 	}
 
 	if ((rv = saga_worker_new(url, participant, &w)) != SAGA_OK) {
-		fprintf(stderr, "%s: cannot create worker: %s\n", prog,
-		    saga_strerror(rv));
+		fprintf(stderr, "%s: cannot create worker: %s\n", prog, saga_strerror(rv));
 		return 1;
 	}
-	saga_worker_set_log(w, ex_log, (void *) prog);
-	if (capacity != 0 &&
-	    (rv = saga_worker_set_capacity(w, capacity)) != SAGA_OK) {
-		fprintf(stderr, "%s: --capacity %u: %s: %s\n", prog, capacity,
-		    saga_strerror(rv), saga_worker_errmsg(w));
+	saga_worker_set_log(w, ex_log, (void *)prog);
+	if (capacity != 0 && (rv = saga_worker_set_capacity(w, capacity)) != SAGA_OK) {
+		fprintf(stderr, "%s: --capacity %u: %s: %s\n", prog, capacity, saga_strerror(rv),
+		    saga_worker_errmsg(w));
 		goto out;
 	}
 	for (i = 0; i < n; i++) {
@@ -219,8 +216,7 @@ ex_participant_main(int argc, char **argv, const char *participant,
 	sigaction(SIGINT, &sa, &old_int);
 	sigaction(SIGTERM, &sa, &old_term);
 
-	fprintf(stderr, "%s: participant \"%s\" serving at %s\n", prog,
-	    participant, url);
+	fprintf(stderr, "%s: participant \"%s\" serving at %s\n", prog, participant, url);
 	rv = saga_worker_run(w);
 
 	sigaction(SIGINT, &old_int, NULL);
@@ -228,8 +224,8 @@ ex_participant_main(int argc, char **argv, const char *participant,
 	ex_worker = NULL;
 
 	if (rv != SAGA_OK) {
-		fprintf(stderr, "%s: worker stopped: %s: %s\n", prog,
-		    saga_strerror(rv), saga_worker_errmsg(w));
+		fprintf(stderr, "%s: worker stopped: %s: %s\n", prog, saga_strerror(rv),
+		    saga_worker_errmsg(w));
 		goto out;
 	}
 	fprintf(stderr, "%s: stopped\n", prog);

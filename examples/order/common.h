@@ -26,8 +26,8 @@
 
 /* One rpc a participant serves. */
 typedef struct ex_handler {
-	saga_step_kind  kind; /* SAGA_ACTION or SAGA_COMPENSATION */
-	const char     *rpc;  /* rpc name as in order.proto */
+	saga_step_kind kind; /* SAGA_ACTION or SAGA_COMPENSATION */
+	const char *rpc;     /* rpc name as in order.proto */
 	saga_handler_fn fn;
 } ex_handler;
 
@@ -35,8 +35,8 @@ typedef struct ex_handler {
  * SIGTERM. argv takes --url URL (default $SAGA_URL, else SAGA_DEFAULT_URL),
  * --capacity N, --verbose (libsaga debug lines) and --help. Returns the
  * process exit status. */
-int ex_participant_main(int argc, char **argv, const char *participant,
-    const ex_handler *handlers, size_t n);
+int ex_participant_main(
+    int argc, char **argv, const char *participant, const ex_handler *handlers, size_t n);
 
 /* The default sagad URL: $SAGA_URL if set and not empty, else
  * SAGA_DEFAULT_URL. */

@@ -23,14 +23,14 @@ reserve_stock(const saga_step *step, saga_reply *reply, void *user)
 	uint8_t *buf;
 	size_t len;
 
-	(void) user;
+	(void)user;
 	if ((req = ex_order_input(step, reply)) == NULL) {
 		ex_out("ReserveStock saga=%s: bad input, failed", step->saga_id);
 		return;
 	}
 	if (req->quantity == 0) {
-		ex_out("ReserveStock saga=%s order=%s: quantity 0, failed",
-		    step->saga_id, req->order_id);
+		ex_out("ReserveStock saga=%s order=%s: quantity 0, failed", step->saga_id,
+		    req->order_id);
 		saga_reply_fail(reply, "quantity must be at least 1");
 		goto out;
 	}
@@ -40,9 +40,8 @@ reserve_stock(const saga_step *step, saga_reply *reply, void *user)
 		saga_reply_retry(reply, "out of memory");
 		goto out;
 	}
-	ex_out("ReserveStock saga=%s order=%s attempt=%u: reserved %u x %s as %s",
-	    step->saga_id, req->order_id, step->attempt, req->quantity,
-	    req->sku, id);
+	ex_out("ReserveStock saga=%s order=%s attempt=%u: reserved %u x %s as %s", step->saga_id,
+	    req->order_id, step->attempt, req->quantity, req->sku, id);
 	saga_reply_success(reply, buf, len);
 	free(buf);
 out:
@@ -58,7 +57,7 @@ release_stock(const saga_step *step, saga_reply *reply, void *user)
 	char derived[256];
 	const char *id;
 
-	(void) user;
+	(void)user;
 	if ((req = ex_order_input(step, reply)) == NULL) {
 		ex_out("ReleaseStock saga=%s: bad input, failed", step->saga_id);
 		return;
@@ -68,8 +67,8 @@ release_stock(const saga_step *step, saga_reply *reply, void *user)
 	r = saga_step_find_result(step, "ReserveStock");
 	if (r == NULL) {
 		ex_out("ReleaseStock saga=%s order=%s attempt=%u: nothing reserved, "
-		    "nothing to release", step->saga_id, req->order_id,
-		    step->attempt);
+		       "nothing to release",
+		    step->saga_id, req->order_id, step->attempt);
 		saga_reply_success(reply, NULL, 0);
 		goto out;
 	}
@@ -77,10 +76,9 @@ release_stock(const saga_step *step, saga_reply *reply, void *user)
 	 * still be undone. */
 	snprintf(derived, sizeof(derived), "res_%s", req->order_id);
 	res = shop__reserve_result__unpack(NULL, r->len, r->data);
-	id = (res != NULL && res->reservation_id[0] != '\0') ?
-	    res->reservation_id : derived;
-	ex_out("ReleaseStock saga=%s order=%s attempt=%u: released %s",
-	    step->saga_id, req->order_id, step->attempt, id);
+	id = (res != NULL && res->reservation_id[0] != '\0') ? res->reservation_id : derived;
+	ex_out("ReleaseStock saga=%s order=%s attempt=%u: released %s", step->saga_id,
+	    req->order_id, step->attempt, id);
 	saga_reply_success(reply, NULL, 0);
 	if (res != NULL)
 		shop__reserve_result__free_unpacked(res, NULL);
@@ -96,6 +94,6 @@ main(int argc, char **argv)
 		{ SAGA_COMPENSATION, "ReleaseStock", release_stock },
 	};
 
-	return ex_participant_main(argc, argv, "inventory", handlers,
-	    sizeof(handlers) / sizeof(handlers[0]));
+	return ex_participant_main(
+	    argc, argv, "inventory", handlers, sizeof(handlers) / sizeof(handlers[0]));
 }

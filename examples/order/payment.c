@@ -29,27 +29,27 @@ charge_payment(const saga_step *step, saga_reply *reply, void *user)
 	uint8_t *buf;
 	size_t len;
 
-	(void) user;
+	(void)user;
 	if ((req = ex_order_input(step, reply)) == NULL) {
 		ex_out("ChargePayment saga=%s: bad input, failed", step->saga_id);
 		return;
 	}
 	if (req->amount_cents == 0) {
-		ex_out("ChargePayment saga=%s order=%s: amount 0, failed",
-		    step->saga_id, req->order_id);
+		ex_out("ChargePayment saga=%s order=%s: amount 0, failed", step->saga_id,
+		    req->order_id);
 		saga_reply_fail(reply, "amount_cents must be positive");
 		goto out;
 	}
 	if (strcmp(req->card, "declined") == 0) {
-		ex_out("ChargePayment saga=%s order=%s: card declined",
-		    step->saga_id, req->order_id);
+		ex_out(
+		    "ChargePayment saga=%s order=%s: card declined", step->saga_id, req->order_id);
 		saga_reply_fail(reply, "card declined");
 		goto out;
 	}
 	if (strcmp(req->card, "flaky") == 0 && step->attempt == 1) {
 		ex_out("ChargePayment saga=%s order=%s attempt=%u: processor "
-		    "timeout, asking for a retry", step->saga_id, req->order_id,
-		    step->attempt);
+		       "timeout, asking for a retry",
+		    step->saga_id, req->order_id, step->attempt);
 		saga_reply_retry(reply, "card processor timed out (simulated)");
 		goto out;
 	}
@@ -60,9 +60,8 @@ charge_payment(const saga_step *step, saga_reply *reply, void *user)
 		saga_reply_retry(reply, "out of memory");
 		goto out;
 	}
-	ex_out("ChargePayment saga=%s order=%s attempt=%u: charged %llu cents as %s",
-	    step->saga_id, req->order_id, step->attempt,
-	    (unsigned long long) req->amount_cents, id);
+	ex_out("ChargePayment saga=%s order=%s attempt=%u: charged %llu cents as %s", step->saga_id,
+	    req->order_id, step->attempt, (unsigned long long)req->amount_cents, id);
 	saga_reply_success(reply, buf, len);
 	free(buf);
 out:
@@ -76,7 +75,7 @@ refund_payment(const saga_step *step, saga_reply *reply, void *user)
 	Shop__ChargeResult *charge;
 	Shop__OrderRequest *req;
 
-	(void) user;
+	(void)user;
 	if ((req = ex_order_input(step, reply)) == NULL) {
 		ex_out("RefundPayment saga=%s: bad input, failed", step->saga_id);
 		return;
@@ -85,8 +84,8 @@ refund_payment(const saga_step *step, saga_reply *reply, void *user)
 	if (r == NULL) {
 		/* The charge never succeeded: there is nothing to give back. */
 		ex_out("RefundPayment saga=%s order=%s attempt=%u: nothing charged, "
-		    "nothing to refund", step->saga_id, req->order_id,
-		    step->attempt);
+		       "nothing to refund",
+		    step->saga_id, req->order_id, step->attempt);
 		saga_reply_success(reply, NULL, 0);
 		goto out;
 	}
@@ -94,8 +93,8 @@ refund_payment(const saga_step *step, saga_reply *reply, void *user)
 	if (charge == NULL || charge->charge_id[0] == '\0') {
 		ex_out("RefundPayment saga=%s order=%s: unreadable charge result, failed",
 		    step->saga_id, req->order_id);
-		saga_reply_fail(reply,
-		    "ChargePayment's result is not a shop.ChargeResult with a charge_id");
+		saga_reply_fail(
+		    reply, "ChargePayment's result is not a shop.ChargeResult with a charge_id");
 		if (charge != NULL)
 			shop__charge_result__free_unpacked(charge, NULL);
 		goto out;
@@ -103,9 +102,9 @@ refund_payment(const saga_step *step, saga_reply *reply, void *user)
 	/* A real service would call its payment provider here with
 	 * step->idempotency_key, so that a redelivered refund is not paid
 	 * twice. */
-	ex_out("RefundPayment saga=%s order=%s attempt=%u: refunded %s (%llu cents)",
-	    step->saga_id, req->order_id, step->attempt, charge->charge_id,
-	    (unsigned long long) charge->amount_cents);
+	ex_out("RefundPayment saga=%s order=%s attempt=%u: refunded %s (%llu cents)", step->saga_id,
+	    req->order_id, step->attempt, charge->charge_id,
+	    (unsigned long long)charge->amount_cents);
 	saga_reply_success(reply, NULL, 0);
 	shop__charge_result__free_unpacked(charge, NULL);
 out:
@@ -120,6 +119,6 @@ main(int argc, char **argv)
 		{ SAGA_COMPENSATION, "RefundPayment", refund_payment },
 	};
 
-	return ex_participant_main(argc, argv, "payment", handlers,
-	    sizeof(handlers) / sizeof(handlers[0]));
+	return ex_participant_main(
+	    argc, argv, "payment", handlers, sizeof(handlers) / sizeof(handlers[0]));
 }

@@ -22,7 +22,7 @@ book_shipping(const saga_step *step, saga_reply *reply, void *user)
 	uint8_t *buf;
 	size_t len;
 
-	(void) user;
+	(void)user;
 	if ((req = ex_order_input(step, reply)) == NULL) {
 		ex_out("BookShipping saga=%s: bad input, failed", step->saga_id);
 		return;
@@ -31,8 +31,8 @@ book_shipping(const saga_step *step, saga_reply *reply, void *user)
 		snprintf(msg, sizeof(msg), "cannot ship to %s",
 		    req->address[0] != '\0' ? req->address : "an empty address");
 		/* Business failure: no retry, the saga compensates. */
-		ex_out("BookShipping saga=%s order=%s attempt=%u: %s", step->saga_id,
-		    req->order_id, step->attempt, msg);
+		ex_out("BookShipping saga=%s order=%s attempt=%u: %s", step->saga_id, req->order_id,
+		    step->attempt, msg);
 		saga_reply_fail(reply, msg);
 		goto out;
 	}
@@ -42,8 +42,8 @@ book_shipping(const saga_step *step, saga_reply *reply, void *user)
 		saga_reply_retry(reply, "out of memory");
 		goto out;
 	}
-	ex_out("BookShipping saga=%s order=%s attempt=%u: booked to %s, tracking %s",
-	    step->saga_id, req->order_id, step->attempt, req->address, tracking);
+	ex_out("BookShipping saga=%s order=%s attempt=%u: booked to %s, tracking %s", step->saga_id,
+	    req->order_id, step->attempt, req->address, tracking);
 	saga_reply_success(reply, buf, len);
 	free(buf);
 out:
@@ -57,6 +57,6 @@ main(int argc, char **argv)
 		{ SAGA_ACTION, "BookShipping", book_shipping },
 	};
 
-	return ex_participant_main(argc, argv, "shipping", handlers,
-	    sizeof(handlers) / sizeof(handlers[0]));
+	return ex_participant_main(
+	    argc, argv, "shipping", handlers, sizeof(handlers) / sizeof(handlers[0]));
 }

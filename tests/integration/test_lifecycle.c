@@ -70,8 +70,8 @@ static const ths_jline *
 only_line(const ths_journal *j, const char *id, char kind, const char *rpc, const char *outcome)
 {
 	ck_assert_msg(ths_journal_count(j, id, kind, rpc, outcome) == 1,
-	    "journal: %d lines of %c %s %s for %s, want 1", ths_journal_count(j, id, kind, rpc,
-	    outcome), kind, rpc, outcome ? outcome : "*", id);
+	    "journal: %d lines of %c %s %s for %s, want 1",
+	    ths_journal_count(j, id, kind, rpc, outcome), kind, rpc, outcome ? outcome : "*", id);
 	return &j->lines[ths_journal_find(j, 0, id, kind, rpc, outcome)];
 }
 
@@ -88,8 +88,8 @@ assert_dep(const ths_jline *l, const char *step, const char *rpc, const char *id
 {
 	char *want = result_of(rpc, id);
 	const char *got = ths_jline_dep(l, step);
-	ck_assert_msg(got != NULL, "%c %s of %s did not receive the result of %s", l->kind,
-	    l->rpc, id, step);
+	ck_assert_msg(
+	    got != NULL, "%c %s of %s did not receive the result of %s", l->kind, l->rpc, id, step);
 	ck_assert_str_eq(got, want);
 	free(want);
 }
@@ -162,8 +162,8 @@ START_TEST(business_failure_compensates_exactly_the_completed_steps_newest_first
 	ck_assert_msg(info->state == SAGA_STATE_COMPENSATED, "saga is %s: %s",
 	    saga_state_name(info->state), info->error);
 	snprintf(want, sizeof(want), "step %s", steps[k]);
-	ck_assert_msg(ths_contains(info->error, want), "saga error '%s' does not name %s",
-	    info->error, want);
+	ck_assert_msg(
+	    ths_contains(info->error, want), "saga error '%s' does not name %s", info->error, want);
 	for (int i = 0; i < 3; i++) {
 		const saga_step_info *st = ths_step_ok(info, steps[i]);
 		if (i < k) {
@@ -250,8 +250,7 @@ START_TEST(exhausted_retries_compensate_the_uncertain_step_then_earlier_ones)
 	ck_assert_msg(ths_contains(info->error, "step B"), "error '%s'", info->error);
 	const saga_step_info *b = ths_step_ok(info, "B");
 	ck_assert_uint_eq(b->attempts, 3); /* max_attempts 3 */
-	ck_assert_msg(b->state == SAGA_STEP_COMPENSATED, "B is %s",
-	    saga_step_state_name(b->state));
+	ck_assert_msg(b->state == SAGA_STEP_COMPENSATED, "B is %s", saga_step_state_name(b->state));
 	ck_assert_int_eq(ths_step_ok(info, "A")->state, SAGA_STEP_COMPENSATED);
 	ck_assert_int_eq(ths_step_ok(info, "C")->state, SAGA_STEP_PENDING);
 
@@ -328,12 +327,12 @@ START_TEST(step_timing_out_on_every_attempt_is_compensated_as_uncertain)
 	    saga_state_name(info->state), info->error);
 	const saga_step_info *st = ths_step_ok(info, "T");
 	ck_assert_uint_eq(st->attempts, 2);
-	ck_assert_msg(ths_contains(st->last_error, "timed out") ||
-	    ths_contains(info->error, "timed out"),
+	ck_assert_msg(
+	    ths_contains(st->last_error, "timed out") || ths_contains(info->error, "timed out"),
 	    "neither last_error '%s' nor error '%s' says it timed out", st->last_error,
 	    info->error);
-	ck_assert_msg(st->state == SAGA_STEP_COMPENSATED, "T is %s",
-	    saga_step_state_name(st->state));
+	ck_assert_msg(
+	    st->state == SAGA_STEP_COMPENSATED, "T is %s", saga_step_state_name(st->state));
 	/* Both attempts reached the participant; their late replies change
 	 * nothing. */
 	ths_journal_wait_ok(t, id, 'a', "T", "ok", 2, WAIT_MS);
@@ -445,14 +444,13 @@ START_TEST(cancel_of_a_running_saga_compensates_it)
 
 	ths_wait_step_state_ok(t, id, "B", SAGA_STEP_RUNNING, WAIT_MS);
 	int rv = saga_client_cancel(ths_client(t), id, "operator says no", &after);
-	ck_assert_msg(rv == SAGA_OK, "cancel: %s: %s", saga_strerror(rv),
-	    saga_client_errmsg(ths_client(t)));
+	ck_assert_msg(
+	    rv == SAGA_OK, "cancel: %s: %s", saga_strerror(rv), saga_client_errmsg(ths_client(t)));
 	ck_assert_msg(after == SAGA_STATE_COMPENSATING || after == SAGA_STATE_COMPENSATED,
 	    "state after cancel: %s", saga_state_name(after));
 	/* cancelling again while it compensates is fine */
 	rv = saga_client_cancel(ths_client(t), id, NULL, &after);
-	ck_assert_msg(rv == SAGA_OK || rv == SAGA_ESTATE, "second cancel: %s",
-	    saga_strerror(rv));
+	ck_assert_msg(rv == SAGA_OK || rv == SAGA_ESTATE, "second cancel: %s", saga_strerror(rv));
 
 	saga_info *info = ths_wait_final_ok(t, id, WAIT_MS);
 	ck_assert_msg(info->state == SAGA_STATE_COMPENSATED, "saga is %s: %s",
@@ -491,8 +489,8 @@ START_TEST(cancel_refuses_final_unknown_and_malformed_sagas)
 	    SAGA_ENOTFOUND);
 	ck_assert_int_eq(saga_client_cancel(c, "not-a-saga-id", NULL, NULL), SAGA_EINVAL);
 	ck_assert_int_eq(saga_client_get(c, "not-a-saga-id", &info), SAGA_EINVAL);
-	ck_assert_int_eq(saga_client_get(c, "0190a5f2-6b7c-7d8e-9f00-112233445566", &info),
-	    SAGA_ENOTFOUND);
+	ck_assert_int_eq(
+	    saga_client_get(c, "0190a5f2-6b7c-7d8e-9f00-112233445566", &info), SAGA_ENOTFOUND);
 
 	/* and the completed saga is untouched */
 	ck_assert_int_eq(saga_client_get(c, id, &info), SAGA_OK);
@@ -539,8 +537,8 @@ race_start(void *arg)
 	r->rv = saga_client_new(r->url, &c);
 	if (r->rv == SAGA_OK) {
 		pthread_barrier_wait(r->go);
-		r->rv = saga_client_start(c, "ittest.Linear3", "tag=race", 8, &o, &r->id,
-		    &r->existing);
+		r->rv =
+		    saga_client_start(c, "ittest.Linear3", "tag=race", 8, &o, &r->id, &r->existing);
 		snprintf(r->err, sizeof(r->err), "%s", saga_client_errmsg(c));
 	} else {
 		pthread_barrier_wait(r->go);
@@ -585,8 +583,8 @@ START_TEST(same_idempotency_key_always_returns_the_same_saga)
 		pthread_join(th[i], NULL);
 	pthread_barrier_destroy(&go);
 	for (int i = 0; i < 2; i++)
-		ck_assert_msg(r[i].rv == SAGA_OK, "racer %d: %s: %s", i, saga_strerror(r[i].rv),
-		    r[i].err);
+		ck_assert_msg(
+		    r[i].rv == SAGA_OK, "racer %d: %s: %s", i, saga_strerror(r[i].rv), r[i].err);
 	ck_assert_str_eq(r[0].id, r[1].id);
 	ck_assert_msg((r[0].existing != 0) + (r[1].existing != 0) == 1,
 	    "existing flags %d and %d: exactly one start must be new", r[0].existing,
@@ -700,8 +698,9 @@ START_TEST(running_saga_keeps_the_version_it_started_with)
 	memset(&o, 0, sizeof(o));
 	o.version = 1;
 	char *pinned = NULL;
-	ck_assert_int_eq(saga_client_start(ths_client(t), "ittest.Linear3", "tag=pinned", 10, &o,
-	    &pinned, NULL), SAGA_OK);
+	ck_assert_int_eq(
+	    saga_client_start(ths_client(t), "ittest.Linear3", "tag=pinned", 10, &o, &pinned, NULL),
+	    SAGA_OK);
 
 	saga_info *info = ths_wait_final_ok(t, old, WAIT_MS);
 	ck_assert_int_eq(info->state, SAGA_STATE_COMPLETED);
@@ -789,8 +788,8 @@ lifecycle_suite(void)
 	tcase_add_unchecked_fixture(tc, cluster_up, cluster_down);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, linear_saga_completes_in_order_passing_results_forward);
-	tcase_add_loop_test(tc, business_failure_compensates_exactly_the_completed_steps_newest_first,
-	    0, 3);
+	tcase_add_loop_test(
+	    tc, business_failure_compensates_exactly_the_completed_steps_newest_first, 0, 3);
 	tcase_add_test(tc, retryable_errors_are_retried_until_success);
 	tcase_add_test(tc, exhausted_retries_compensate_the_uncertain_step_then_earlier_ones);
 	tcase_add_test(tc, compensation_retryable_errors_are_retried_until_success);

@@ -14,7 +14,7 @@
 #include "th_sagad.h"
 
 #define WAIT_MS 30000
-#define N 5
+#define N       5
 
 static th_pg *pg;
 
@@ -40,9 +40,9 @@ cluster_down(void)
  *   s[4] Linear3  running (started after the participants are gone)
  */
 typedef struct five {
-	ths      *t;
-	char     *id[N];
-	int64_t   created[N];
+	ths *t;
+	char *id[N];
+	int64_t created[N];
 } five;
 
 static void
@@ -68,10 +68,10 @@ make_five(five *f, const char *db)
 			o.business_key = "order-42";
 		if (i == 4)
 			ths_participant_signal(f->t, p, SIGTERM);
-		int rv = saga_client_start(c, defs[i], inputs[i], strlen(inputs[i]), &o, &f->id[i],
-		    NULL);
-		ck_assert_msg(rv == SAGA_OK, "start %d: %s: %s", i, saga_strerror(rv),
-		    saga_client_errmsg(c));
+		int rv = saga_client_start(
+		    c, defs[i], inputs[i], strlen(inputs[i]), &o, &f->id[i], NULL);
+		ck_assert_msg(
+		    rv == SAGA_OK, "start %d: %s: %s", i, saga_strerror(rv), saga_client_errmsg(c));
 		if (i < 4) {
 			info = ths_wait_final_ok(f->t, f->id[i], WAIT_MS);
 		} else {
@@ -123,57 +123,57 @@ START_TEST(list_filters_by_state_definition_business_key_and_time)
 	make_five(&f, "ls_filters");
 
 	memset(&flt, 0, sizeof(flt));
-	expect(&f, "no filter", &flt, (int[]){ 0, 1, 2, 3, 4 }, 5);
-	expect(&f, "NULL filter", NULL, (int[]){ 0, 1, 2, 3, 4 }, 5);
+	expect(&f, "no filter", &flt, (int[]) { 0, 1, 2, 3, 4 }, 5);
+	expect(&f, "NULL filter", NULL, (int[]) { 0, 1, 2, 3, 4 }, 5);
 
 	saga_state completed = SAGA_STATE_COMPLETED;
 	flt.states = &completed;
 	flt.n_states = 1;
-	expect(&f, "completed", &flt, (int[]){ 0, 2, 3 }, 3);
+	expect(&f, "completed", &flt, (int[]) { 0, 2, 3 }, 3);
 	saga_state compensated = SAGA_STATE_COMPENSATED;
 	flt.states = &compensated;
-	expect(&f, "compensated", &flt, (int[]){ 1 }, 1);
+	expect(&f, "compensated", &flt, (int[]) { 1 }, 1);
 	saga_state running = SAGA_STATE_RUNNING;
 	flt.states = &running;
-	expect(&f, "running", &flt, (int[]){ 4 }, 1);
+	expect(&f, "running", &flt, (int[]) { 4 }, 1);
 	saga_state failed = SAGA_STATE_FAILED;
 	flt.states = &failed;
 	expect(&f, "failed", &flt, NULL, 0);
 	saga_state two[] = { SAGA_STATE_COMPLETED, SAGA_STATE_COMPENSATED };
 	flt.states = two;
 	flt.n_states = 2;
-	expect(&f, "completed or compensated", &flt, (int[]){ 0, 1, 2, 3 }, 4);
+	expect(&f, "completed or compensated", &flt, (int[]) { 0, 1, 2, 3 }, 4);
 
 	memset(&flt, 0, sizeof(flt));
 	flt.definition = "ittest.Parallel";
-	expect(&f, "Parallel", &flt, (int[]){ 2 }, 1);
+	expect(&f, "Parallel", &flt, (int[]) { 2 }, 1);
 	flt.definition = "ittest.Linear3";
-	expect(&f, "Linear3", &flt, (int[]){ 0, 1, 3, 4 }, 4);
+	expect(&f, "Linear3", &flt, (int[]) { 0, 1, 3, 4 }, 4);
 	flt.definition = "ittest.Nothing";
 	expect(&f, "unknown definition", &flt, NULL, 0);
 	flt.definition = "ittest.Linear3";
 	flt.states = &completed;
 	flt.n_states = 1;
-	expect(&f, "Linear3 and completed", &flt, (int[]){ 0, 3 }, 2);
+	expect(&f, "Linear3 and completed", &flt, (int[]) { 0, 3 }, 2);
 
 	memset(&flt, 0, sizeof(flt));
 	flt.business_key = "order-42";
-	expect(&f, "business key", &flt, (int[]){ 3 }, 1);
+	expect(&f, "business key", &flt, (int[]) { 3 }, 1);
 	flt.business_key = "order-4";
 	expect(&f, "business key prefix", &flt, NULL, 0);
 
 	memset(&flt, 0, sizeof(flt));
 	flt.created_after_us = f.created[2]; /* inclusive */
-	expect(&f, "created from s2", &flt, (int[]){ 2, 3, 4 }, 3);
+	expect(&f, "created from s2", &flt, (int[]) { 2, 3, 4 }, 3);
 	memset(&flt, 0, sizeof(flt));
 	flt.created_before_us = f.created[2]; /* exclusive */
-	expect(&f, "created before s2", &flt, (int[]){ 0, 1 }, 2);
+	expect(&f, "created before s2", &flt, (int[]) { 0, 1 }, 2);
 	flt.created_after_us = f.created[1];
 	flt.created_before_us = f.created[3];
-	expect(&f, "created in [s1, s3)", &flt, (int[]){ 1, 2 }, 2);
+	expect(&f, "created in [s1, s3)", &flt, (int[]) { 1, 2 }, 2);
 	flt.states = &completed;
 	flt.n_states = 1;
-	expect(&f, "created in [s1, s3) and completed", &flt, (int[]){ 2 }, 1);
+	expect(&f, "created in [s1, s3) and completed", &flt, (int[]) { 2 }, 1);
 
 	/* the summaries say what the sagas are */
 	saga_list *l = NULL;

@@ -58,11 +58,13 @@ START_TEST(applies_all_on_empty_db_and_records_them)
 		ck_assert_str_eq(PQgetvalue(r, (int)i, 0), migrations[i].name);
 	PQclear(r);
 	/* 001 made the core tables. */
-	ck_assert_int_eq(th_pg_query_int(pg, "m_all",
-	    "SELECT count(*) FROM pg_tables WHERE tablename IN ('sagas', 'saga_definitions')"), 2);
+	ck_assert_int_eq(
+	    th_pg_query_int(pg, "m_all",
+		"SELECT count(*) FROM pg_tables WHERE tablename IN ('sagas', 'saga_definitions')"),
+	    2);
 	/* The lock is released: another session can take it at once. */
-	ck_assert_int_eq(th_pg_query_int(pg, "m_all",
-	    "SELECT pg_try_advisory_lock(1935763297)::int"), 1);
+	ck_assert_int_eq(
+	    th_pg_query_int(pg, "m_all", "SELECT pg_try_advisory_lock(1935763297)::int"), 1);
 	PQfinish(c);
 }
 END_TEST
@@ -96,8 +98,10 @@ START_TEST(later_migrations_apply_on_top_of_earlier_ones)
 	ck_assert_int_eq(applied, 1);
 	ck_assert_msg(migrate_apply_list(c, v2, 2, &applied, err, sizeof(err)) == 0, "%s", err);
 	ck_assert_int_eq(applied, 1);
-	ck_assert_int_eq(th_pg_query_int(pg, "m_later",
-	    "SELECT count(*) FROM information_schema.columns WHERE table_name = 'a'"), 2);
+	ck_assert_int_eq(
+	    th_pg_query_int(pg, "m_later",
+		"SELECT count(*) FROM information_schema.columns WHERE table_name = 'a'"),
+	    2);
 	PQfinish(c);
 }
 END_TEST
@@ -110,7 +114,8 @@ END_TEST
  * (table exists) and 002/003 would insert twice. 001 sleeps to make sure
  * the others arrive while it holds the lock. */
 static const migration race_list[] = {
-	{ 1, "001_ran.sql", "CREATE TABLE ran (v int); INSERT INTO ran VALUES (1); "
+	{ 1, "001_ran.sql",
+	    "CREATE TABLE ran (v int); INSERT INTO ran VALUES (1); "
 	    "SELECT pg_sleep(0.3);" },
 	{ 2, "002_two.sql", "INSERT INTO ran VALUES (2);" },
 	{ 3, "003_three.sql", "INSERT INTO ran VALUES (3);" },
@@ -118,12 +123,12 @@ static const migration race_list[] = {
 
 typedef struct racer {
 	pthread_barrier_t *go;
-	const migration   *list;
-	size_t             n;
-	const char        *db;
-	int                rv;
-	int                applied;
-	char               err[512];
+	const migration *list;
+	size_t n;
+	const char *db;
+	int rv;
+	int applied;
+	char err[512];
 } racer;
 
 static void *
@@ -149,7 +154,7 @@ run_racers(const char *db, const migration *list, size_t n, int *total)
 	pthread_barrier_init(&go, NULL, RACERS);
 	*total = 0;
 	for (int i = 0; i < RACERS; i++) {
-		r[i] = (racer){ .go = &go, .list = list, .n = n, .db = db };
+		r[i] = (racer) { .go = &go, .list = list, .n = n, .db = db };
 		pthread_create(&t[i], NULL, race, &r[i]);
 	}
 	for (int i = 0; i < RACERS; i++) {
@@ -168,7 +173,8 @@ START_TEST(concurrent_runs_apply_each_migration_exactly_once)
 	ck_assert_int_eq(total, 3);
 	ck_assert_int_eq(th_pg_query_int(pg, "m_race", "SELECT count(*) FROM ran"), 3);
 	ck_assert_int_eq(th_pg_query_int(pg, "m_race", "SELECT sum(v) FROM ran"), 6);
-	ck_assert_int_eq(th_pg_query_int(pg, "m_race", "SELECT count(*) FROM schema_migrations"), 3);
+	ck_assert_int_eq(
+	    th_pg_query_int(pg, "m_race", "SELECT count(*) FROM schema_migrations"), 3);
 }
 END_TEST
 
@@ -179,8 +185,9 @@ START_TEST(concurrent_runs_of_the_real_migrations_on_an_empty_db_succeed)
 	ck_assert_int_eq(th_pg_create_db(pg, "m_race_real"), 0);
 	run_racers("m_race_real", migrations, n_migrations, &total);
 	ck_assert_int_eq(total, (int)n_migrations);
-	ck_assert_int_eq(th_pg_query_int(pg, "m_race_real",
-	    "SELECT count(*) FROM schema_migrations"), (long long)n_migrations);
+	ck_assert_int_eq(
+	    th_pg_query_int(pg, "m_race_real", "SELECT count(*) FROM schema_migrations"),
+	    (long long)n_migrations);
 }
 END_TEST
 
@@ -204,14 +211,19 @@ START_TEST(database_with_newer_version_is_refused_naming_it)
 	ck_assert_msg(migrate_apply_list(c, newer, 3, &applied, err, sizeof(err)) == 0, "%s", err);
 	ck_assert_int_ne(migrate_apply_list(c, older, 3, &applied, err, sizeof(err)), 0);
 	ck_assert_int_eq(applied, 0);
-	ck_assert_msg(strstr(err, "database schema version 7 is newer than this sagad "
-	    "(knows up to 3)") != NULL, "%s", err);
+	ck_assert_msg(strstr(err,
+			  "database schema version 7 is newer than this sagad "
+			  "(knows up to 3)") != NULL,
+	    "%s", err);
 	/* Nothing of the older binary's pending 003 was applied. */
-	ck_assert_int_eq(th_pg_query_int(pg, "m_newer",
-	    "SELECT count(*) FROM pg_tables WHERE tablename = 'd'"), 0);
+	ck_assert_int_eq(
+	    th_pg_query_int(pg, "m_newer", "SELECT count(*) FROM pg_tables WHERE tablename = 'd'"),
+	    0);
 	/* The real binary refuses it too. */
-	ck_assert_int_eq(th_pg_exec(pg, "m_newer",
-	    "INSERT INTO schema_migrations (version, name) VALUES (999, '999_future.sql')"), 0);
+	ck_assert_int_eq(
+	    th_pg_exec(pg, "m_newer",
+		"INSERT INTO schema_migrations (version, name) VALUES (999, '999_future.sql')"),
+	    0);
 	ck_assert_int_ne(migrate_apply(c, &applied, err, sizeof(err)), 0);
 	ck_assert_msg(strstr(err, "version 999 is newer") != NULL, "%s", err);
 	PQfinish(c);
@@ -237,22 +249,25 @@ START_TEST(failing_migration_rolls_back_and_is_not_recorded)
 	ck_assert_ptr_nonnull(other);
 	ck_assert_int_eq(migrate_apply_list(c, bad, 3, &applied, err, sizeof(err)), SAGA_EDB);
 	ck_assert_int_eq(applied, 1);
-	ck_assert_msg(strstr(err, "002_half.sql") != NULL && strstr(err, "nosuch") != NULL, "%s",
-	    err);
-	ck_assert_int_eq(th_pg_query_int(pg, "m_fail", "SELECT count(*) FROM schema_migrations"), 1);
+	ck_assert_msg(
+	    strstr(err, "002_half.sql") != NULL && strstr(err, "nosuch") != NULL, "%s", err);
+	ck_assert_int_eq(
+	    th_pg_query_int(pg, "m_fail", "SELECT count(*) FROM schema_migrations"), 1);
 	/* The half-done part of 002 is gone, and 003 never ran. */
 	ck_assert_int_eq(th_pg_query_int(pg, "m_fail",
-	    "SELECT count(*) FROM pg_tables WHERE tablename IN ('half', 'c')"), 0);
+			     "SELECT count(*) FROM pg_tables WHERE tablename IN ('half', 'c')"),
+	    0);
 	/* The connection is usable and idle again. */
 	ck_assert_int_eq(PQtransactionStatus(c), PQTRANS_IDLE);
 
 	/* The lock was released although c stays open: another session
 	 * migrates without waiting (lock_timeout turns a wait into an error). */
 	PQclear(PQexec(other, "SET lock_timeout = '5s'"));
-	ck_assert_msg(migrate_apply_list(other, fixed, 3, &applied, err, sizeof(err)) == 0, "%s",
-	    err);
+	ck_assert_msg(
+	    migrate_apply_list(other, fixed, 3, &applied, err, sizeof(err)) == 0, "%s", err);
 	ck_assert_int_eq(applied, 2);
-	ck_assert_int_eq(th_pg_query_int(pg, "m_fail", "SELECT count(*) FROM schema_migrations"), 3);
+	ck_assert_int_eq(
+	    th_pg_query_int(pg, "m_fail", "SELECT count(*) FROM schema_migrations"), 3);
 	PQfinish(other);
 	PQfinish(c);
 }
@@ -266,8 +281,8 @@ START_TEST(migration_that_commits_itself_is_refused)
 
 	ck_assert_int_ne(migrate_apply_list(c, bad, 1, &applied, err, sizeof(err)), 0);
 	ck_assert_msg(strstr(err, "must not contain") != NULL, "%s", err);
-	ck_assert_int_eq(th_pg_query_int(pg, "m_commit", "SELECT count(*) FROM schema_migrations"),
-	    0);
+	ck_assert_int_eq(
+	    th_pg_query_int(pg, "m_commit", "SELECT count(*) FROM schema_migrations"), 0);
 	PQfinish(c);
 }
 END_TEST
@@ -281,15 +296,17 @@ START_TEST(bad_arguments_are_refused_before_touching_the_database)
 	};
 	int applied = -1;
 
-	ck_assert_int_eq(migrate_apply_list(c, unordered, 2, &applied, err, sizeof(err)),
-	    SAGA_EINVAL);
+	ck_assert_int_eq(
+	    migrate_apply_list(c, unordered, 2, &applied, err, sizeof(err)), SAGA_EINVAL);
 	ck_assert_int_eq(migrate_apply(NULL, &applied, err, sizeof(err)), SAGA_EDB);
 	PQclear(PQexec(c, "BEGIN"));
 	ck_assert_int_eq(migrate_apply(c, &applied, err, sizeof(err)), SAGA_EINVAL);
 	ck_assert_ptr_nonnull(strstr(err, "inside a transaction"));
 	PQclear(PQexec(c, "ROLLBACK"));
-	ck_assert_int_eq(th_pg_query_int(pg, "m_args",
-	    "SELECT count(*) FROM pg_tables WHERE tablename = 'schema_migrations'"), 0);
+	ck_assert_int_eq(
+	    th_pg_query_int(pg, "m_args",
+		"SELECT count(*) FROM pg_tables WHERE tablename = 'schema_migrations'"),
+	    0);
 	PQfinish(c);
 }
 END_TEST

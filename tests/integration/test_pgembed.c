@@ -90,8 +90,9 @@ START_TEST(start_on_relative_data_dir_creates_cluster_and_saga_db_with_working_c
 
 	/* Relative, as the default "./sagad-data" is. */
 	ck_assert_int_eq(chdir(root), 0);
-	ck_assert_msg(pgembed_start("./fresh", NULL, NULL, conninfo, sizeof(conninfo), err,
-	    sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(
+	    pgembed_start("./fresh", NULL, NULL, conninfo, sizeof(conninfo), err, sizeof(err)) == 0,
+	    "%s", err);
 
 	snprintf(want_host, sizeof(want_host), "host='%s/pg'", dd);
 	ck_assert_msg(strstr(conninfo, want_host) != NULL, "%s", conninfo);
@@ -99,8 +100,8 @@ START_TEST(start_on_relative_data_dir_creates_cluster_and_saga_db_with_working_c
 	ck_assert_int_eq(query_int(conninfo, "SELECT (current_database() = 'saga')::int"), 1);
 	ck_assert_int_eq(query_int(conninfo, "SELECT (current_user = 'saga')::int"), 1);
 	/* No TCP listener; durable by default. */
-	ck_assert_int_eq(query_int(conninfo, "SELECT (current_setting('listen_addresses') = '')::int"),
-	    1);
+	ck_assert_int_eq(
+	    query_int(conninfo, "SELECT (current_setting('listen_addresses') = '')::int"), 1);
 	ck_assert_int_eq(query_int(conninfo, "SELECT (current_setting('fsync') = 'on')::int"), 1);
 
 	snprintf(path, sizeof(path), "%s/pg", dd);
@@ -119,14 +120,15 @@ START_TEST(second_start_reuses_the_running_cluster)
 	char *dd = data_dir("reuse");
 	char first[1024];
 
-	ck_assert_msg(pgembed_start(dd, NULL, NULL, first, sizeof(first), err, sizeof(err)) == 0,
-	    "%s", err);
+	ck_assert_msg(
+	    pgembed_start(dd, NULL, NULL, first, sizeof(first), err, sizeof(err)) == 0, "%s", err);
 	long pid = postmaster_pid(dd);
 	ck_assert_int_gt(pid, 0);
 	ck_assert_int_eq(query_int(first, "CREATE TABLE t (x int)"), -1);
 
-	ck_assert_msg(pgembed_start(dd, NULL, NULL, conninfo, sizeof(conninfo), err,
-	    sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(
+	    pgembed_start(dd, NULL, NULL, conninfo, sizeof(conninfo), err, sizeof(err)) == 0, "%s",
+	    err);
 	ck_assert_str_eq(conninfo, first);
 	ck_assert_int_eq(postmaster_pid(dd), pid);
 	ck_assert_int_eq(query_int(conninfo, "SELECT count(*) FROM t"), 0);
@@ -138,8 +140,9 @@ START_TEST(stop_then_start_keeps_the_data)
 {
 	char *dd = data_dir("restart");
 
-	ck_assert_msg(pgembed_start(dd, NULL, NULL, conninfo, sizeof(conninfo), err,
-	    sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(
+	    pgembed_start(dd, NULL, NULL, conninfo, sizeof(conninfo), err, sizeof(err)) == 0, "%s",
+	    err);
 	query_int(conninfo, "CREATE TABLE kept (x int)");
 	query_int(conninfo, "INSERT INTO kept VALUES (42)");
 
@@ -149,8 +152,9 @@ START_TEST(stop_then_start_keeps_the_data)
 	/* Stopping a stopped cluster is fine. */
 	ck_assert_int_eq(pgembed_stop(dd, NULL, NULL), 0);
 
-	ck_assert_msg(pgembed_start(dd, NULL, NULL, conninfo, sizeof(conninfo), err,
-	    sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(
+	    pgembed_start(dd, NULL, NULL, conninfo, sizeof(conninfo), err, sizeof(err)) == 0, "%s",
+	    err);
 	ck_assert_int_eq(query_int(conninfo, "SELECT x FROM kept"), 42);
 	free(dd);
 }
@@ -169,14 +173,15 @@ START_TEST(bad_bindir_is_a_clear_error)
 {
 	char *dd = data_dir("badbin");
 	ck_assert_int_eq(pgembed_start(dd, "/nonexistent/pg/bin", NULL, conninfo, sizeof(conninfo),
-	    err, sizeof(err)), SAGA_EINVAL);
-	ck_assert_msg(strstr(err, "/nonexistent/pg/bin") != NULL && strstr(err, "initdb") != NULL,
-	    "%s", err);
+			     err, sizeof(err)),
+	    SAGA_EINVAL);
+	ck_assert_msg(
+	    strstr(err, "/nonexistent/pg/bin") != NULL && strstr(err, "initdb") != NULL, "%s", err);
 
 	/* From the environment, too: named, never silently replaced. */
 	setenv("SAGAD_PG_BINDIR", "/also/missing", 1);
-	ck_assert_int_ne(pgembed_start(dd, NULL, NULL, conninfo, sizeof(conninfo), err,
-	    sizeof(err)), 0);
+	ck_assert_int_ne(
+	    pgembed_start(dd, NULL, NULL, conninfo, sizeof(conninfo), err, sizeof(err)), 0);
 	ck_assert_msg(strstr(err, "SAGAD_PG_BINDIR /also/missing") != NULL, "%s", err);
 	unsetenv("SAGAD_PG_BINDIR");
 	free(dd);
@@ -187,10 +192,11 @@ START_TEST(too_long_data_dir_is_refused_before_creating_anything)
 {
 	char long_dir[300];
 	snprintf(long_dir, sizeof(long_dir), "%s/%0120d", root, 0);
-	ck_assert_int_eq(pgembed_start(long_dir, NULL, NULL, conninfo, sizeof(conninfo), err,
-	    sizeof(err)), SAGA_EINVAL);
-	ck_assert_msg(strstr(err, "too long") != NULL && strstr(err, "--data-dir") != NULL, "%s",
-	    err);
+	ck_assert_int_eq(
+	    pgembed_start(long_dir, NULL, NULL, conninfo, sizeof(conninfo), err, sizeof(err)),
+	    SAGA_EINVAL);
+	ck_assert_msg(
+	    strstr(err, "too long") != NULL && strstr(err, "--data-dir") != NULL, "%s", err);
 	ck_assert_int_ne(access(long_dir, F_OK), 0);
 }
 END_TEST
@@ -203,8 +209,9 @@ START_TEST(non_cluster_directory_in_the_way_is_refused)
 	ck_assert_int_eq(mkdir(path, 0700), 0);
 	snprintf(path, sizeof(path), "%s/pg/precious.txt", dd);
 	ck_assert_int_eq(th_write_file(path, "x", 1), 0);
-	ck_assert_int_eq(pgembed_start(dd, NULL, NULL, conninfo, sizeof(conninfo), err,
-	    sizeof(err)), SAGA_EINVAL);
+	ck_assert_int_eq(
+	    pgembed_start(dd, NULL, NULL, conninfo, sizeof(conninfo), err, sizeof(err)),
+	    SAGA_EINVAL);
 	ck_assert_msg(strstr(err, "not a PostgreSQL data directory") != NULL, "%s", err);
 	ck_assert_int_eq(access(path, F_OK), 0); /* untouched */
 	free(dd);
@@ -217,9 +224,10 @@ START_TEST(root_with_missing_pg_user_is_refused)
 		return; /* only root switches users */
 	char *dd = data_dir("nouser");
 	ck_assert_int_eq(pgembed_start(dd, NULL, "sagad-no-such-user", conninfo, sizeof(conninfo),
-	    err, sizeof(err)), SAGA_EINVAL);
-	ck_assert_msg(strstr(err, "create user 'sagad-no-such-user' or set --pg-user") != NULL,
-	    "%s", err);
+			     err, sizeof(err)),
+	    SAGA_EINVAL);
+	ck_assert_msg(
+	    strstr(err, "create user 'sagad-no-such-user' or set --pg-user") != NULL, "%s", err);
 	free(dd);
 }
 END_TEST
@@ -228,8 +236,8 @@ START_TEST(small_conninfo_buffer_is_an_error_not_an_overflow)
 {
 	char *dd = data_dir("small");
 	char tiny[16];
-	ck_assert_int_eq(pgembed_start(dd, NULL, NULL, tiny, sizeof(tiny), err, sizeof(err)),
-	    SAGA_EINVAL);
+	ck_assert_int_eq(
+	    pgembed_start(dd, NULL, NULL, tiny, sizeof(tiny), err, sizeof(err)), SAGA_EINVAL);
 	ck_assert_msg(strstr(err, "too small") != NULL, "%s", err);
 	free(dd);
 }
@@ -242,7 +250,8 @@ main(void)
 	TCase *tc = tcase_create("pgembed");
 	tcase_add_unchecked_fixture(tc, root_up, root_down);
 	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, start_on_relative_data_dir_creates_cluster_and_saga_db_with_working_conninfo);
+	tcase_add_test(
+	    tc, start_on_relative_data_dir_creates_cluster_and_saga_db_with_working_conninfo);
 	tcase_add_test(tc, second_start_reuses_the_running_cluster);
 	tcase_add_test(tc, stop_then_start_keeps_the_data);
 	tcase_add_test(tc, stop_without_a_cluster_is_a_no_op);

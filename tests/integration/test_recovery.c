@@ -66,8 +66,8 @@ assert_all_completed(ths *t, char **ids, int n)
 		ck_assert_int_lt(a, b);
 		ck_assert_int_lt(b, c);
 		snprintf(want, sizeof(want), "B@%s", ids[i]);
-		for (int at = c; at >= 0; at = ths_journal_find(j, (size_t)at + 1, ids[i], 'a', "C",
-		    NULL)) {
+		for (int at = c; at >= 0;
+		     at = ths_journal_find(j, (size_t)at + 1, ids[i], 'a', "C", NULL)) {
 			const char *got = ths_jline_dep(&j->lines[at], "B");
 			ck_assert_msg(got != NULL && strcmp(got, want) == 0,
 			    "C of %s received B's result '%s'", ids[i], got ? got : "(none)");
@@ -176,8 +176,8 @@ START_TEST(sagad_killed_twice_during_compensation_still_compensates)
 	for (int i = 0; i < N; i++) {
 		int ub = ths_journal_find(j, 0, ids[i], 'c', "UndoB", "ok");
 		int ua = ths_journal_find(j, 0, ids[i], 'c', "UndoA", "ok");
-		ck_assert_msg(ub >= 0 && ua >= 0, "saga %s: UndoB at %d, UndoA at %d", ids[i], ub,
-		    ua);
+		ck_assert_msg(
+		    ub >= 0 && ua >= 0, "saga %s: UndoB at %d, UndoA at %d", ids[i], ub, ua);
 		/* A is undone only after some run of UndoB finished */
 		ck_assert_int_lt(ub, ua);
 		ck_assert_int_eq(ths_journal_count(j, ids[i], 'c', "UndoC", NULL), 0);
@@ -202,8 +202,8 @@ START_TEST(sagad_stopped_gracefully_mid_step_resumes_after_restart)
 	for (int i = 0; i < N; i++)
 		ths_wait_step_state_ok(t, ids[i], "B", SAGA_STEP_RUNNING, WAIT_MS);
 	int st = ths_sagad_signal(t, SIGTERM);
-	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "sagad exit status %#x after SIGTERM",
-	    st);
+	ck_assert_msg(
+	    WIFEXITED(st) && WEXITSTATUS(st) == 0, "sagad exit status %#x after SIGTERM", st);
 	ths_sagad_start_ok(t, NULL);
 	assert_all_completed(t, ids, N);
 	free_ids(ids, N);

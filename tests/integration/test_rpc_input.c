@@ -107,8 +107,9 @@ START_TEST(invalid_definitions_are_refused_naming_the_problem)
 		char *data = th_read_file(path, &len);
 		ck_assert_msg(data != NULL, "cannot read fixture %s", path);
 		int rv = saga_client_register(c, data, len, &res);
-		ck_assert_msg(rv == SAGA_EDEFINITION, "%s: register returned %s (%s), not EDEFINITION",
-		    bad_defs[i].fixture, saga_strerror(rv), saga_client_errmsg(c));
+		ck_assert_msg(rv == SAGA_EDEFINITION,
+		    "%s: register returned %s (%s), not EDEFINITION", bad_defs[i].fixture,
+		    saga_strerror(rv), saga_client_errmsg(c));
 		ck_assert_ptr_null(res);
 		ck_assert_msg(ths_contains(saga_client_errmsg(c), bad_defs[i].needle),
 		    "%s: error message '%s' does not mention '%s'", bad_defs[i].fixture,
@@ -117,8 +118,8 @@ START_TEST(invalid_definitions_are_refused_naming_the_problem)
 	}
 	/* nothing of them was registered */
 	char *id = NULL;
-	ck_assert_int_eq(saga_client_start(c, "bad.BadSaga", "x", 1, NULL, &id, NULL),
-	    SAGA_ENOTFOUND);
+	ck_assert_int_eq(
+	    saga_client_start(c, "bad.BadSaga", "x", 1, NULL, &id, NULL), SAGA_ENOTFOUND);
 	assert_sagad_alive(t);
 	ths_register_sagas_ok(t);
 	assert_saga_completes(t, "tag=after-bad-defs");
@@ -159,8 +160,8 @@ START_TEST(garbage_descriptor_sets_are_refused)
 	uint8_t *big = calloc(1, big_len);
 	ck_assert_ptr_nonnull(big);
 	rv = saga_client_register(c, big, big_len, &res);
-	ck_assert_msg(rv == SAGA_ETOOBIG, "oversized set: %s (%s)", saga_strerror(rv),
-	    saga_client_errmsg(c));
+	ck_assert_msg(
+	    rv == SAGA_ETOOBIG, "oversized set: %s (%s)", saga_strerror(rv), saga_client_errmsg(c));
 	free(big);
 
 	assert_sagad_alive(t);
@@ -204,8 +205,8 @@ raw_call(ths *t, const void *buf, size_t len, int timeout_ms, int *nng_rv)
 
 /* The request must get an error Response with `code` mentioning needle. */
 static void
-expect_error(ths *t, const char *what, const void *buf, size_t len, uint32_t code,
-    const char *needle)
+expect_error(
+    ths *t, const char *what, const void *buf, size_t len, uint32_t code, const char *needle)
 {
 	int rv = 0;
 	Sagawire__Response *resp = raw_call(t, buf, len, 10000, &rv);
@@ -304,8 +305,8 @@ START_TEST(malformed_requests_get_error_replies_and_change_nothing)
 
 	/* well-formed, but no body sagad knows: field 99, varint 1 */
 	static const uint8_t unknown_body[] = { 0x98, 0x06, 0x01 };
-	expect_error(t, "unknown body", unknown_body, sizeof(unknown_body), SAGA_EUNSUPPORTED,
-	    NULL);
+	expect_error(
+	    t, "unknown body", unknown_body, sizeof(unknown_body), SAGA_EUNSUPPORTED, NULL);
 	/* an empty message: a Request with no body at all */
 	expect_error(t, "empty request", "", 0, SAGA_EUNSUPPORTED, NULL);
 

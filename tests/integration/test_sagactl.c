@@ -149,13 +149,20 @@ jvalue(jp *p)
 {
 	jws(p);
 	switch (*p->s) {
-	case '{': return jcontainer(p, '{', '}');
-	case '[': return jcontainer(p, '[', ']');
-	case '"': return jstring(p);
-	case 't': return strncmp(p->s, "true", 4) == 0 ? (p->s += 4, 0) : -1;
-	case 'f': return strncmp(p->s, "false", 5) == 0 ? (p->s += 5, 0) : -1;
-	case 'n': return strncmp(p->s, "null", 4) == 0 ? (p->s += 4, 0) : -1;
-	default: return jnumber(p);
+	case '{':
+		return jcontainer(p, '{', '}');
+	case '[':
+		return jcontainer(p, '[', ']');
+	case '"':
+		return jstring(p);
+	case 't':
+		return strncmp(p->s, "true", 4) == 0 ? (p->s += 4, 0) : -1;
+	case 'f':
+		return strncmp(p->s, "false", 5) == 0 ? (p->s += 5, 0) : -1;
+	case 'n':
+		return strncmp(p->s, "null", 4) == 0 ? (p->s += 4, 0) : -1;
+	default:
+		return jnumber(p);
 	}
 }
 
@@ -197,7 +204,8 @@ find_uuid(const char *s)
 		int ok = 1;
 		for (int k = 0; k < 36 && ok; k++) {
 			char c = s[i + (size_t)k];
-			int want_dash = k == dash[0] || k == dash[1] || k == dash[2] || k == dash[3];
+			int want_dash =
+			    k == dash[0] || k == dash[1] || k == dash[2] || k == dash[3];
 			ok = c != '\0' && (want_dash ? c == '-' : isxdigit((unsigned char)c));
 		}
 		if (ok)
@@ -215,7 +223,7 @@ world(const char *db)
 	return t;
 }
 
-#define CTL(t, out, ...) ths_sagactl((t), (const char *const[]){ __VA_ARGS__, NULL }, (out))
+#define CTL(t, out, ...) ths_sagactl((t), (const char *const[]) { __VA_ARGS__, NULL }, (out))
 
 START_TEST(sagactl_registers_starts_gets_lists_and_cancels)
 {
@@ -269,8 +277,8 @@ START_TEST(sagactl_registers_starts_gets_lists_and_cancels)
 	rc = CTL(t, &out, "get", id);
 	ck_assert_msg(rc == 0, "get: exit %d", rc);
 	ck_assert_msg(ths_contains(out, "completed"), "get printed '%s'", out);
-	ck_assert_msg(ths_contains(out, "UndoB") || ths_contains(out, " B"), "get printed '%s'",
-	    out);
+	ck_assert_msg(
+	    ths_contains(out, "UndoB") || ths_contains(out, " B"), "get printed '%s'", out);
 	free(out);
 	rc = CTL(t, &out, "--json", "get", id);
 	ck_assert_msg(rc == 0, "get --json: exit %d", rc);
@@ -293,8 +301,8 @@ START_TEST(sagactl_registers_starts_gets_lists_and_cancels)
 	rc = CTL(t, &out, "--json", "list");
 	ck_assert_msg(rc == 0, "list --json: exit %d", rc);
 	ck_assert_msg(json_ok(out), "list --json printed non-JSON: '%s'", out);
-	ck_assert_msg(ths_contains(out, id) && ths_contains(out, id2), "list --json printed '%s'",
-	    out);
+	ck_assert_msg(
+	    ths_contains(out, id) && ths_contains(out, id2), "list --json printed '%s'", out);
 	free(out);
 
 	/* cancel: a running saga, a finished one, an unknown one */

@@ -187,17 +187,17 @@ START_TEST(pg_starts_serves_restarts_and_is_removed)
 	th_pg *pg;
 	ck_assert_int_eq(th_pg_start(&pg), 0);
 	char *d = strdup(th_pg_dir(pg));
-	ck_assert_int_eq(th_pg_query_int(pg, "postgres",
-	    "SELECT (current_setting('fsync') = 'on')::int"), 1);
+	ck_assert_int_eq(
+	    th_pg_query_int(pg, "postgres", "SELECT (current_setting('fsync') = 'on')::int"), 1);
 	ck_assert_int_eq(th_pg_create_db(pg, "t1"), 0);
-	ck_assert_int_eq(th_pg_exec(pg, "t1", "CREATE TABLE x (v int); INSERT INTO x VALUES (7)"),
-	    0);
+	ck_assert_int_eq(
+	    th_pg_exec(pg, "t1", "CREATE TABLE x (v int); INSERT INTO x VALUES (7)"), 0);
 	/* create_db gives a fresh database every time. */
 	ck_assert_int_eq(th_pg_create_db(pg, "t2"), 0);
 	ck_assert_int_eq(th_pg_exec(pg, "t2", "CREATE TABLE x (v int)"), 0);
 	ck_assert_int_eq(th_pg_create_db(pg, "t2"), 0);
-	ck_assert_int_eq(th_pg_query_int(pg, "t2",
-	    "SELECT count(*) FROM pg_tables WHERE tablename = 'x'"), 0);
+	ck_assert_int_eq(
+	    th_pg_query_int(pg, "t2", "SELECT count(*) FROM pg_tables WHERE tablename = 'x'"), 0);
 	ck_assert(th_pg_query_int(pg, "t1", "SELECT nosuch") == TH_PG_ERR);
 	ck_assert_int_ne(th_pg_exec(pg, "t1", "SELEC 1"), 0);
 
@@ -227,12 +227,13 @@ START_TEST(pg_options_apply_and_clusters_run_side_by_side)
 	ck_assert_int_eq(th_pg_start_opts(&a, &o), 0);
 	ck_assert_int_eq(th_pg_start(&b), 0);
 	ck_assert_str_ne(th_pg_dir(a), th_pg_dir(b));
+	ck_assert_int_eq(
+	    th_pg_query_int(a, "postgres", "SELECT (current_setting('fsync') = 'off')::int"), 1);
+	ck_assert_int_eq(
+	    th_pg_query_int(a, "postgres", "SELECT current_setting('max_connections')::int"), 20);
 	ck_assert_int_eq(th_pg_query_int(a, "postgres",
-	    "SELECT (current_setting('fsync') = 'off')::int"), 1);
-	ck_assert_int_eq(th_pg_query_int(a, "postgres",
-	    "SELECT current_setting('max_connections')::int"), 20);
-	ck_assert_int_eq(th_pg_query_int(a, "postgres",
-	    "SELECT (current_setting('listen_addresses') = '')::int"), 1);
+			     "SELECT (current_setting('listen_addresses') = '')::int"),
+	    1);
 	char *ci = th_pg_conninfo(b, "postgres");
 	ck_assert_ptr_nonnull(strstr(ci, th_pg_dir(b)));
 	ck_assert_int_eq(PQping(ci), PQPING_OK);

@@ -91,8 +91,8 @@ long long th_pg_query_int(th_pg *pg, const char *dbname, const char *sql);
 pid_t th_spawn(const char *const argv[], const char *const env[], const char *log_path);
 /* th_spawn as OS user `user` when the test runs as root (how PostgreSQL
  * is run in CI); as the test's own user otherwise or when user is NULL. */
-pid_t th_spawn_as(const char *const argv[], const char *const env[], const char *log_path,
-    const char *user);
+pid_t th_spawn_as(
+    const char *const argv[], const char *const env[], const char *log_path, const char *user);
 int th_kill(pid_t pid, int sig);
 /* Waits up to timeout_ms for pid to exit; *status (may be NULL) gets the
  * waitpid status. 0 = exited, -1 = still running (or not our child). */
@@ -102,8 +102,8 @@ int th_wait_exit(pid_t pid, int timeout_ms, int *status);
 int th_stop(pid_t pid);
 /* th_spawn + th_wait_exit; SIGKILLs it on timeout. Returns 0 and the
  * waitpid status in *status, or -1 (not started, or timed out). */
-int th_run(const char *const argv[], const char *const env[], const char *log_path,
-    int timeout_ms, int *status);
+int th_run(const char *const argv[], const char *const env[], const char *log_path, int timeout_ms,
+    int *status);
 
 /* ---- files and waiting -------------------------------------------------- */
 

@@ -16,21 +16,21 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PG_PORT "5432"
+#define PG_PORT      "5432"
 /* Bumped when the template's initdb options change. */
 #define TEMPLATE_REV 1
 
 struct th_pg {
-	char       dir[256];  /* socket dir and base; removed by th_pg_free */
-	char       data[300]; /* dir/data */
-	char       log[300];  /* dir/postgres.log */
+	char dir[256];  /* socket dir and base; removed by th_pg_free */
+	char data[300]; /* dir/data */
+	char log[300];  /* dir/postgres.log */
 	th_pg_opts opts;
-	pid_t      pid;
+	pid_t pid;
 };
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static char g_bindir[4096];
-static int  g_major;
+static int g_major;
 
 /* As root, PostgreSQL runs as this user; NULL = as ourselves. */
 static const char *
@@ -183,8 +183,8 @@ ensure_template(char *tpl, size_t tpllen)
 	{
 		char initdb[4200];
 		snprintf(initdb, sizeof(initdb), "%s/initdb", g_bindir);
-		const char *argv[] = { initdb, "-D", data, "-U", "saga", "-A", "trust", "-E", "UTF8",
-			"--locale=C", "--nosync", NULL };
+		const char *argv[] = { initdb, "-D", data, "-U", "saga", "-A", "trust", "-E",
+			"UTF8", "--locale=C", "--nosync", NULL };
 		if (run(argv, 1, log, 120000) != 0)
 			goto fail;
 	}
@@ -294,7 +294,8 @@ th_pg_start_opts(th_pg **out, const th_pg_opts *opts)
 	pg->opts = *opts;
 	/* The socket path must fit sun_path (108 bytes) and be one element
 	 * of unix_socket_directories: fall back to /tmp for odd $TMPDIRs. */
-	if (base == NULL || base[0] == '\0' || strlen(base) > 60 || strpbrk(base, " ,\"'\\") != NULL)
+	if (base == NULL || base[0] == '\0' || strlen(base) > 60 ||
+	    strpbrk(base, " ,\"'\\") != NULL)
 		base = "/tmp";
 	snprintf(pg->dir, sizeof(pg->dir), "%s/th-pg-XXXXXX", base);
 	if (mkdtemp(pg->dir) == NULL) {

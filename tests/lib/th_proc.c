@@ -33,7 +33,8 @@ resolve_path(const char *name, char *out, size_t outlen)
 	while (*path) {
 		const char *end = strchr(path, ':');
 		size_t n = end != NULL ? (size_t)(end - path) : strlen(path);
-		if (n > 0 && (size_t)snprintf(out, outlen, "%.*s/%s", (int)n, path, name) < outlen &&
+		if (n > 0 &&
+		    (size_t)snprintf(out, outlen, "%.*s/%s", (int)n, path, name) < outlen &&
 		    access(out, X_OK) == 0)
 			return 0;
 		path += n;
@@ -90,8 +91,8 @@ close_others(int keep)
 }
 
 pid_t
-th_spawn_as(const char *const argv[], const char *const env[], const char *log_path,
-    const char *user)
+th_spawn_as(
+    const char *const argv[], const char *const env[], const char *log_path, const char *user)
 {
 	char path[4096];
 	char **envp = NULL;
@@ -144,8 +145,9 @@ th_spawn_as(const char *const argv[], const char *const env[], const char *log_p
 		sigset_t none;
 		int e;
 
-		if (drop && (setgroups((size_t)ngroups, groups) != 0 || setgid(gid) != 0 ||
-		    setuid(uid) != 0))
+		if (drop &&
+		    (setgroups((size_t)ngroups, groups) != 0 || setgid(gid) != 0 ||
+			setuid(uid) != 0))
 			goto child_fail;
 		/* After the uid change: changing credentials clears it. */
 		if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
@@ -169,7 +171,7 @@ th_spawn_as(const char *const argv[], const char *const env[], const char *log_p
 		 * exec by itself. */
 		close_others(ep[1]);
 		execve(path, (char *const *)argv, envp);
-child_fail:
+	child_fail:
 		e = errno;
 		(void)!write(ep[1], &e, sizeof(e));
 		_exit(127);

@@ -21,20 +21,20 @@
 #define MAX_PARTS 16
 
 struct ths {
-	th_pg       *pg;
-	char        *dir;
-	char         dbname[64];
-	char        *conninfo;
-	char         url[600];
-	char         journal[600];
-	char         sagad_log[600];
-	pid_t        sagad;
-	int          sagad_starts;
-	size_t       n_parts;
-	pid_t        parts[MAX_PARTS];
-	char         part_inst[MAX_PARTS][64];
+	th_pg *pg;
+	char *dir;
+	char dbname[64];
+	char *conninfo;
+	char url[600];
+	char journal[600];
+	char sagad_log[600];
+	pid_t sagad;
+	int sagad_starts;
+	size_t n_parts;
+	pid_t parts[MAX_PARTS];
+	char part_inst[MAX_PARTS][64];
 	saga_client *client;
-	char         postmaster_pidfile[700]; /* embedded PostgreSQL to kill on failure */
+	char postmaster_pidfile[700]; /* embedded PostgreSQL to kill on failure */
 };
 
 /* Every world made in this run is listed in the registry (one line: its
@@ -68,8 +68,8 @@ print_tail(const char *title, const char *path, int lines)
 			break;
 		}
 	}
-	fprintf(stderr, "---- %s (%s), last %d lines ----\n%s%s---- end of %s ----\n", title,
-	    path, lines, p, (len > 0 && s[len - 1] != '\n') ? "\n" : "", title);
+	fprintf(stderr, "---- %s (%s), last %d lines ----\n%s%s---- end of %s ----\n", title, path,
+	    lines, p, (len > 0 && s[len - 1] != '\n') ? "\n" : "", title);
 	free(s);
 }
 
@@ -168,8 +168,10 @@ const char *
 ths_env_ok(const char *name)
 {
 	const char *v = getenv(name);
-	ck_assert_msg(v != NULL && v[0] != '\0', "environment variable %s is not set (run the "
-	    "test through meson test)", name);
+	ck_assert_msg(v != NULL && v[0] != '\0',
+	    "environment variable %s is not set (run the "
+	    "test through meson test)",
+	    name);
 	return v;
 }
 
@@ -208,7 +210,8 @@ ths_new_ok(th_pg *pg, const char *dbname)
 	snprintf(t->journal, sizeof(t->journal), "%s/journal", t->dir);
 	snprintf(t->sagad_log, sizeof(t->sagad_log), "%s/sagad.log", t->dir);
 	if (pg != NULL) {
-		ck_assert_msg(th_pg_create_db(pg, dbname) == 0, "cannot create database %s", dbname);
+		ck_assert_msg(
+		    th_pg_create_db(pg, dbname) == 0, "cannot create database %s", dbname);
 		t->conninfo = th_pg_conninfo(pg, dbname);
 		ck_assert_ptr_nonnull(t->conninfo);
 	}
@@ -238,19 +241,42 @@ ths_free(ths *t)
 	free(t);
 }
 
-const char *ths_dir(const ths *t) { return t->dir; }
-const char *ths_url(const ths *t) { return t->url; }
-const char *ths_conninfo(const ths *t) { return t->conninfo; }
-const char *ths_journal_path(const ths *t) { return t->journal; }
-const char *ths_sagad_log(const ths *t) { return t->sagad_log; }
-pid_t ths_sagad_pid(const ths *t) { return t->sagad; }
+const char *
+ths_dir(const ths *t)
+{
+	return t->dir;
+}
+const char *
+ths_url(const ths *t)
+{
+	return t->url;
+}
+const char *
+ths_conninfo(const ths *t)
+{
+	return t->conninfo;
+}
+const char *
+ths_journal_path(const ths *t)
+{
+	return t->journal;
+}
+const char *
+ths_sagad_log(const ths *t)
+{
+	return t->sagad_log;
+}
+pid_t
+ths_sagad_pid(const ths *t)
+{
+	return t->sagad;
+}
 
 void
 ths_track_postmaster(ths *t, const char *pgdata)
 {
 	char p[800];
-	snprintf(t->postmaster_pidfile, sizeof(t->postmaster_pidfile), "%s/postmaster.pid",
-	    pgdata);
+	snprintf(t->postmaster_pidfile, sizeof(t->postmaster_pidfile), "%s/postmaster.pid", pgdata);
 	snprintf(p, sizeof(p), "%s/postmaster-pidfile", t->dir);
 	th_write_file(p, t->postmaster_pidfile, strlen(t->postmaster_pidfile));
 }
@@ -319,8 +345,8 @@ ths_sagad_start_args_ok(ths *t, const char *const args[], int wait_ms)
 	log_marker(t, mark);
 	t->sagad = th_spawn(argv, NULL, t->sagad_log);
 	ck_assert_msg(t->sagad > 0, "cannot start %s", argv[0]);
-	ck_assert_msg(ths_wait_ready(t, wait_ms) == 0, "sagad did not come up (log: %s)",
-	    t->sagad_log);
+	ck_assert_msg(
+	    ths_wait_ready(t, wait_ms) == 0, "sagad did not come up (log: %s)", t->sagad_log);
 }
 
 void
@@ -476,8 +502,8 @@ ths_start_ok(ths *t, const char *definition, const char *input)
 {
 	char *id = NULL;
 	int existing = -1;
-	int rv = saga_client_start(ths_client(t), definition, input, input ? strlen(input) : 0,
-	    NULL, &id, &existing);
+	int rv = saga_client_start(
+	    ths_client(t), definition, input, input ? strlen(input) : 0, NULL, &id, &existing);
 	ck_assert_msg(rv == SAGA_OK, "start %s '%s': %s: %s", definition, input ? input : "",
 	    saga_strerror(rv), saga_client_errmsg(ths_client(t)));
 	ck_assert_ptr_nonnull(id);
@@ -509,8 +535,8 @@ ths_step_ok(const saga_info *info, const char *name)
 }
 
 void
-ths_wait_step_state_ok(ths *t, const char *saga_id, const char *step, saga_step_state st,
-    int timeout_ms)
+ths_wait_step_state_ok(
+    ths *t, const char *saga_id, const char *step, saga_step_state st, int timeout_ms)
 {
 	long long deadline = th_now_ms() + timeout_ms;
 	saga_step_state last = SAGA_STEP_UNKNOWN;
@@ -523,8 +549,9 @@ ths_wait_step_state_ok(ths *t, const char *saga_id, const char *step, saga_step_
 		saga_info_free(info);
 		if (last == st)
 			return;
-		ck_assert_msg(th_now_ms() < deadline, "step %s of saga %s is %s, not %s after %d ms",
-		    step, saga_id, saga_step_state_name(last), saga_step_state_name(st), timeout_ms);
+		ck_assert_msg(th_now_ms() < deadline,
+		    "step %s of saga %s is %s, not %s after %d ms", step, saga_id,
+		    saga_step_state_name(last), saga_step_state_name(st), timeout_ms);
 		sleep_ms(10);
 	}
 }
@@ -539,14 +566,30 @@ parse_line(char *s, ths_jline *l)
 	memset(l, 0, sizeof(*l));
 	for (tok = strtok_r(s, " ", &save); tok != NULL; tok = strtok_r(NULL, " ", &save)) {
 		switch (field++) {
-		case 0: snprintf(l->saga_id, sizeof(l->saga_id), "%s", tok); break;
-		case 1: l->kind = tok[0]; break;
-		case 2: snprintf(l->rpc, sizeof(l->rpc), "%s", tok); break;
-		case 3: l->attempt = (unsigned)strtoul(tok, NULL, 10); break;
-		case 4: snprintf(l->instance, sizeof(l->instance), "%s", tok); break;
-		case 5: snprintf(l->outcome, sizeof(l->outcome), "%s", tok); break;
-		case 6: l->t0_us = strtoll(tok, NULL, 10); break;
-		case 7: l->t1_us = strtoll(tok, NULL, 10); break;
+		case 0:
+			snprintf(l->saga_id, sizeof(l->saga_id), "%s", tok);
+			break;
+		case 1:
+			l->kind = tok[0];
+			break;
+		case 2:
+			snprintf(l->rpc, sizeof(l->rpc), "%s", tok);
+			break;
+		case 3:
+			l->attempt = (unsigned)strtoul(tok, NULL, 10);
+			break;
+		case 4:
+			snprintf(l->instance, sizeof(l->instance), "%s", tok);
+			break;
+		case 5:
+			snprintf(l->outcome, sizeof(l->outcome), "%s", tok);
+			break;
+		case 6:
+			l->t0_us = strtoll(tok, NULL, 10);
+			break;
+		case 7:
+			l->t1_us = strtoll(tok, NULL, 10);
+			break;
 		default: {
 			char *eq = strchr(tok, '=');
 			if (eq == NULL || l->n_deps == THS_MAX_DEPS)
@@ -605,8 +648,8 @@ jmatch(const ths_jline *l, const char *saga_id, char kind, const char *rpc, cons
 }
 
 int
-ths_journal_count(const ths_journal *j, const char *saga_id, char kind, const char *rpc,
-    const char *outcome)
+ths_journal_count(
+    const ths_journal *j, const char *saga_id, char kind, const char *rpc, const char *outcome)
 {
 	int n = 0;
 	for (size_t i = 0; i < j->n; i++)
@@ -615,8 +658,8 @@ ths_journal_count(const ths_journal *j, const char *saga_id, char kind, const ch
 }
 
 int
-ths_journal_find(const ths_journal *j, size_t from, const char *saga_id, char kind,
-    const char *rpc, const char *outcome)
+ths_journal_find(const ths_journal *j, size_t from, const char *saga_id, char kind, const char *rpc,
+    const char *outcome)
 {
 	for (size_t i = from; i < j->n; i++)
 		if (jmatch(&j->lines[i], saga_id, kind, rpc, outcome))
@@ -634,8 +677,8 @@ ths_jline_dep(const ths_jline *l, const char *step)
 }
 
 void
-ths_journal_wait_ok(ths *t, const char *saga_id, char kind, const char *rpc,
-    const char *outcome, int n, int timeout_ms)
+ths_journal_wait_ok(ths *t, const char *saga_id, char kind, const char *rpc, const char *outcome,
+    int n, int timeout_ms)
 {
 	long long deadline = th_now_ms() + timeout_ms;
 	for (;;) {

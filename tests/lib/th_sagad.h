@@ -34,7 +34,7 @@ typedef struct ths ths;
  * every world whose test failed (its dir was not removed by ths_free),
  * stops what such a test left behind, and returns how many there were. */
 void ths_runner_begin(void);
-int  ths_runner_end(void);
+int ths_runner_end(void);
 
 /* The value of environment variable name; fails the test if unset. */
 const char *ths_env_ok(const char *name);
@@ -73,8 +73,8 @@ void ths_track_postmaster(ths *t, const char *pgdata);
  * names (NULL-terminated; NULL = every name sagas.proto uses: pA pB pC
  * pD pT) as replica `instance` with the given capacity. Its log is
  * <dir>/part-<instance>.log. Returns its pid. */
-pid_t ths_participant_ok(ths *t, const char *instance, uint32_t capacity,
-    const char *const names[]);
+pid_t ths_participant_ok(
+    ths *t, const char *instance, uint32_t capacity, const char *const names[]);
 /* Signals a participant and waits for it to exit (SIGKILL after 10 s);
  * returns the waitpid status. */
 int ths_participant_signal(ths *t, pid_t pid, int sig);
@@ -97,28 +97,28 @@ saga_info *ths_wait_final_ok(ths *t, const char *saga_id, int timeout_ms);
 /* The named step of a status, or fails the test. */
 const saga_step_info *ths_step_ok(const saga_info *info, const char *name);
 /* Polls get until step `step` of the saga is in state st (timeout_ms). */
-void ths_wait_step_state_ok(ths *t, const char *saga_id, const char *step,
-    saga_step_state st, int timeout_ms);
+void ths_wait_step_state_ok(
+    ths *t, const char *saga_id, const char *step, saga_step_state st, int timeout_ms);
 
 /* ---- the participants' journal (see test_participant.c) ------------------ */
 
 #define THS_MAX_DEPS 8
 
 typedef struct ths_jline {
-	char      saga_id[40];
-	char      kind;          /* 'a' action, 'c' compensation */
-	char      rpc[64];
-	unsigned  attempt;
-	char      instance[64];
-	char      outcome[16];   /* ok retry fail crash */
-	long long t0_us, t1_us;  /* handler entry, decision */
-	size_t    n_deps;
-	char      dep_step[THS_MAX_DEPS][64];
-	char      dep_val[THS_MAX_DEPS][128];
+	char saga_id[40];
+	char kind; /* 'a' action, 'c' compensation */
+	char rpc[64];
+	unsigned attempt;
+	char instance[64];
+	char outcome[16];       /* ok retry fail crash */
+	long long t0_us, t1_us; /* handler entry, decision */
+	size_t n_deps;
+	char dep_step[THS_MAX_DEPS][64];
+	char dep_val[THS_MAX_DEPS][128];
 } ths_jline;
 
 typedef struct ths_journal {
-	size_t     n;
+	size_t n;
 	ths_jline *lines; /* in file order */
 } ths_journal;
 
@@ -128,8 +128,8 @@ ths_journal *ths_journal_read_ok(ths *t);
 void ths_journal_free(ths_journal *j);
 /* Lines matching saga_id (NULL any), kind (0 any), rpc (NULL any) and
  * outcome (NULL any). */
-int ths_journal_count(const ths_journal *j, const char *saga_id, char kind, const char *rpc,
-    const char *outcome);
+int ths_journal_count(
+    const ths_journal *j, const char *saga_id, char kind, const char *rpc, const char *outcome);
 /* Index of the first matching line at or after `from`, or -1. */
 int ths_journal_find(const ths_journal *j, size_t from, const char *saga_id, char kind,
     const char *rpc, const char *outcome);

@@ -62,27 +62,27 @@
 #include "saga.h"
 
 #define MAX_WORKERS 16
-#define MAX_RPCS 64
+#define MAX_RPCS    64
 
 static const char *default_actions[] = { "A", "B", "C", "D", "T", NULL };
 static const char *default_comps[] = { "UndoA", "UndoB", "UndoC", "UndoD", "UndoT", NULL };
 
 static struct {
-	const char  *url;
-	const char  *instance;
-	const char  *journal;
-	uint32_t     capacity;
-	int          verbose;
-	int          journal_fd;
-	size_t       n_participants;
-	const char  *participants[MAX_WORKERS];
-	size_t       n_actions;
-	const char  *actions[MAX_RPCS];
-	size_t       n_comps;
-	const char  *comps[MAX_RPCS];
+	const char *url;
+	const char *instance;
+	const char *journal;
+	uint32_t capacity;
+	int verbose;
+	int journal_fd;
+	size_t n_participants;
+	const char *participants[MAX_WORKERS];
+	size_t n_actions;
+	const char *actions[MAX_RPCS];
+	size_t n_comps;
+	const char *comps[MAX_RPCS];
 	saga_worker *workers[MAX_WORKERS];
-	size_t       n_workers;
-	char         instance_buf[64];
+	size_t n_workers;
+	char instance_buf[64];
 } P;
 
 static volatile sig_atomic_t stopping;
@@ -256,7 +256,7 @@ handle(const saga_step *s, saga_reply *r, void *user)
 	if (s->kind == SAGA_ACTION) {
 		if (directive(input, "crash", s->step, s->rpc, &n) &&
 		    (!directive_value(input, "crashinst", inst, sizeof(inst)) ||
-		     strcmp(inst, P.instance) == 0)) {
+			strcmp(inst, P.instance) == 0)) {
 			/* The first crashing handler journals and exits; any
 			 * other one running at the same time waits here for
 			 * the exit, so a process records one crash. */
@@ -277,8 +277,9 @@ handle(const saga_step *s, saga_reply *r, void *user)
 		}
 		if (directive(input, "retry", s->step, s->rpc, &n) && (long)s->attempt <= n) {
 			journal(s, "retry", t0, now_us());
-			snprintf(result, sizeof(result), "transient error in %s attempt %u (retry=%s:%ld)",
-			    s->rpc, s->attempt, s->step, n);
+			snprintf(result, sizeof(result),
+			    "transient error in %s attempt %u (retry=%s:%ld)", s->rpc, s->attempt,
+			    s->step, n);
 			saga_reply_retry(r, result);
 			return;
 		}
@@ -292,8 +293,9 @@ handle(const saga_step *s, saga_reply *r, void *user)
 		sleep_ms(n);
 	if (directive(input, "compfail", s->step, s->rpc, &n) && (long)s->attempt <= n) {
 		journal(s, "retry", t0, now_us());
-		snprintf(result, sizeof(result), "transient error in %s attempt %u (compfail=%s:%ld)",
-		    s->rpc, s->attempt, s->step, n);
+		snprintf(result, sizeof(result),
+		    "transient error in %s attempt %u (compfail=%s:%ld)", s->rpc, s->attempt,
+		    s->step, n);
 		saga_reply_retry(r, result);
 		return;
 	}
@@ -316,8 +318,8 @@ static void
 log_line(saga_log_level level, const char *line, void *user)
 {
 	if (level <= SAGA_LOG_WARN || P.verbose)
-		fprintf(stderr, "test-participant[%s] %s: %s\n", P.instance, (const char *)user,
-		    line);
+		fprintf(
+		    stderr, "test-participant[%s] %s: %s\n", P.instance, (const char *)user, line);
 }
 
 static void *
@@ -429,7 +431,8 @@ main(int argc, char **argv)
 				die("on_action %s: %s: %s", P.actions[j], saga_strerror(rv),
 				    saga_worker_errmsg(w));
 		for (size_t j = 0; j < P.n_comps; j++)
-			if ((rv = saga_worker_on_compensation(w, P.comps[j], handle, NULL)) != SAGA_OK)
+			if ((rv = saga_worker_on_compensation(w, P.comps[j], handle, NULL)) !=
+			    SAGA_OK)
 				die("on_compensation %s: %s: %s", P.comps[j], saga_strerror(rv),
 				    saga_worker_errmsg(w));
 		P.workers[P.n_workers++] = w;
@@ -467,7 +470,7 @@ main(int argc, char **argv)
 	for (size_t i = 0; i < P.n_workers; i++)
 		saga_worker_free(P.workers[i]);
 	close(P.journal_fd);
-	fprintf(stderr, "test-participant[%s]: stopped%s\n", P.instance,
-	    stopping ? " (signal)" : "");
+	fprintf(
+	    stderr, "test-participant[%s]: stopped%s\n", P.instance, stopping ? " (signal)" : "");
 	return status;
 }

@@ -282,8 +282,8 @@ START_TEST(error_reply_surfaces_code_and_message)
 	fake_handler = reply_not_found;
 	saga_client *c = client(5000);
 	saga_info *i = (saga_info *)1;
-	ck_assert_int_eq(saga_client_get(c, "0190a0b0-c0d0-7e0f-8a0b-0c0d0e0f0a10", &i),
-	    SAGA_ENOTFOUND);
+	ck_assert_int_eq(
+	    saga_client_get(c, "0190a0b0-c0d0-7e0f-8a0b-0c0d0e0f0a10", &i), SAGA_ENOTFOUND);
 	ck_assert_ptr_null(i);
 	ck_assert_str_eq(saga_client_errmsg(c), "no saga 0190a0b0-c0d0-7e0f-8a0b-0c0d0e0f0a10");
 	saga_client_free(c);
@@ -320,7 +320,8 @@ START_TEST(wrong_body_case_is_protocol_error)
 	saga_client *c = client(5000);
 	saga_info *i = NULL;
 	ck_assert_int_eq(saga_client_get(c, "x", &i), SAGA_EPROTO);
-	ck_assert_ptr_nonnull(strstr(saga_client_errmsg(c), "a cancel reply instead of a get reply"));
+	ck_assert_ptr_nonnull(
+	    strstr(saga_client_errmsg(c), "a cancel reply instead of a get reply"));
 	saga_client_free(c);
 }
 END_TEST
@@ -389,7 +390,10 @@ reply_register(const Sagawire__Request *req)
 	Sagawire__RegisteredDefinition *dp[2] = { &d[0], &d[1] };
 	ck_assert_int_eq(req->body_case, SAGAWIRE__REQUEST__BODY_REGISTER);
 	ck_assert_uint_eq(req->register_->descriptor_set.len, 5);
-	ck_assert_mem_eq(req->register_->descriptor_set.data, "\x0a\x03" "abc", 5);
+	ck_assert_mem_eq(req->register_->descriptor_set.data,
+	    "\x0a\x03"
+	    "abc",
+	    5);
 	d[0].name = "shop.OrderSaga";
 	d[0].version = 2;
 	d[0].steps = 4;
@@ -409,7 +413,11 @@ START_TEST(register_round_trip)
 	fake_handler = reply_register;
 	saga_client *c = client(5000);
 	saga_register_result *res = NULL;
-	ck_assert_int_eq(saga_client_register(c, "\x0a\x03" "abc", 5, &res), SAGA_OK);
+	ck_assert_int_eq(saga_client_register(c,
+			     "\x0a\x03"
+			     "abc",
+			     5, &res),
+	    SAGA_OK);
 	ck_assert_uint_eq(res->count, 2);
 	ck_assert_str_eq(res->defs[0].name, "shop.OrderSaga");
 	ck_assert_uint_eq(res->defs[0].version, 2);
@@ -467,8 +475,8 @@ START_TEST(start_round_trip_sends_options)
 	saga_start_opts o = { .version = 7, .idempotency_key = "k-1", .business_key = "order-9" };
 	char *id = NULL;
 	int existing = -1;
-	ck_assert_int_eq(saga_client_start(c, "shop.OrderSaga", "in\0put", 6, &o, &id, &existing),
-	    SAGA_OK);
+	ck_assert_int_eq(
+	    saga_client_start(c, "shop.OrderSaga", "in\0put", 6, &o, &id, &existing), SAGA_OK);
 	ck_assert_str_eq(id, "0190a0b0-c0d0-7e0f-8a0b-0c0d0e0f0a10");
 	ck_assert_int_eq(existing, 1);
 	const Sagawire__StartRequest *s = last_req->start;
@@ -544,9 +552,14 @@ START_TEST(list_round_trip_sends_filter)
 	saga_client *c = client(5000);
 	saga_state states[] = { SAGA_STATE_FAILED, SAGA_STATE_RUNNING };
 	saga_list_filter f = {
-		.states = states, .n_states = 2, .definition = "shop.OrderSaga",
-		.business_key = "order-1", .created_after_us = 10, .created_before_us = 20,
-		.limit = 25, .page_token = "page-1",
+		.states = states,
+		.n_states = 2,
+		.definition = "shop.OrderSaga",
+		.business_key = "order-1",
+		.created_after_us = 10,
+		.created_before_us = 20,
+		.limit = 25,
+		.page_token = "page-1",
 	};
 	saga_list *l = NULL;
 	ck_assert_int_eq(saga_client_list(c, &f, &l), SAGA_OK);
@@ -619,7 +632,7 @@ reply_running_then_completed(const Sagawire__Request *req)
 	Sagawire__SagaInfo s = SAGAWIRE__SAGA_INFO__INIT;
 	s.saga_id = req->get->saga_id;
 	s.state = atomic_fetch_sub(&gets_until_final, 1) > 1 ? SAGAWIRE__SAGA_STATE__SAGA_RUNNING
-	                                                      : SAGAWIRE__SAGA_STATE__SAGA_COMPLETED;
+							     : SAGAWIRE__SAGA_STATE__SAGA_COMPLETED;
 	g.saga = &s;
 	r.body_case = SAGAWIRE__RESPONSE__BODY_GET;
 	r.get = &g;

@@ -16,13 +16,14 @@
 static const struct setting {
 	const char *flag;
 	const char *env;
-	int         is_str;
-	size_t      off;
+	int is_str;
+	size_t off;
 	const char *def;
 	const char *valid; /* a valid non-default value */
 } settings[] = {
 	{ "--db", "SAGAD_DB", 1, offsetof(cfg, db), "", "host=/tmp dbname=x" },
-	{ "--data-dir", "SAGAD_DATA_DIR", 1, offsetof(cfg, data_dir), "./sagad-data", "/var/lib/s" },
+	{ "--data-dir", "SAGAD_DATA_DIR", 1, offsetof(cfg, data_dir), "./sagad-data",
+	    "/var/lib/s" },
 	{ "--listen", "SAGAD_LISTEN", 1, offsetof(cfg, listen), "tcp://127.0.0.1:7700",
 	    "ipc:///tmp/s.sock" },
 	{ "--log-level", "SAGAD_LOG_LEVEL", 1, offsetof(cfg, log_level), "info", "debug" },
@@ -222,8 +223,10 @@ START_TEST(out_of_range_numbers_are_refused_naming_the_setting_and_range)
 	cfg c;
 	clean_env();
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		ck_assert_msg(parse(&c, bad[i].arg, NULL) == SAGA_EINVAL, "%s accepted", bad[i].arg);
-		ck_assert_msg(strstr(err, bad[i].want) != NULL, "%s: error \"%s\"", bad[i].arg, err);
+		ck_assert_msg(
+		    parse(&c, bad[i].arg, NULL) == SAGA_EINVAL, "%s accepted", bad[i].arg);
+		ck_assert_msg(
+		    strstr(err, bad[i].want) != NULL, "%s: error \"%s\"", bad[i].arg, err);
 	}
 	/* The limits themselves are fine. */
 	ck_assert_int_eq(parse(&c, "--readers=64", "--max-pending=16", NULL), 0);
@@ -358,9 +361,10 @@ START_TEST(help_lists_every_setting_with_flag_env_and_default)
 		snprintf(want, sizeof(want), "%s=", settings[i].flag);
 		ck_assert_msg(strstr(text, want) != NULL, "%s missing from help", settings[i].flag);
 		ck_assert_msg(strstr(text, settings[i].env) != NULL, "%s missing", settings[i].env);
-		snprintf(want, sizeof(want), "env %s, default \"%s\"", settings[i].env,
-		    settings[i].def);
-		ck_assert_msg(strstr(text, want) != NULL, "default of %s missing", settings[i].flag);
+		snprintf(
+		    want, sizeof(want), "env %s, default \"%s\"", settings[i].env, settings[i].def);
+		ck_assert_msg(
+		    strstr(text, want) != NULL, "default of %s missing", settings[i].flag);
 	}
 	ck_assert_ptr_nonnull(strstr(text, "range 1..100000"));
 	free(text);

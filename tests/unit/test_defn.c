@@ -94,7 +94,7 @@ expect_refused(const char *fixture, int want, const char *const *needles)
 	free(buf);
 }
 
-#define NEEDLES(...) ((const char *const[]){ __VA_ARGS__, NULL })
+#define NEEDLES(...) ((const char *const[]) { __VA_ARGS__, NULL })
 
 /* ---- building descriptor sets by hand ---------------------------------- */
 
@@ -116,8 +116,7 @@ talloc(size_t n)
 	return p;
 }
 
-static char *
-tprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *tprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static char *
 tprintf(const char *fmt, ...)
@@ -169,31 +168,33 @@ opt_field(uint32_t tag, const ProtobufCMessage *m, const uint8_t *extra, size_t 
 	if (n_extra)
 		memcpy(p + off + pl, extra, n_extra);
 	ProtobufCMessageUnknownField uf = {
-		.tag = tag, .wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED,
-		.len = off + pl + n_extra, .data = p,
+		.tag = tag,
+		.wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED,
+		.len = off + pl + n_extra,
+		.data = p,
 	};
 	return uf;
 }
 
 typedef struct tmethod {
-	const char           *name;
-	const char           *in, *out; /* NULL: .PKG.Req / .PKG.Res */
-	const Sagaspec__Step *step;     /* NULL: no (sagaspec.step) */
-	const uint8_t        *extra;    /* raw bytes appended to the step option */
-	size_t                n_extra;
-	unsigned              copies;   /* times the option appears; 0 = 1 */
+	const char *name;
+	const char *in, *out;       /* NULL: .PKG.Req / .PKG.Res */
+	const Sagaspec__Step *step; /* NULL: no (sagaspec.step) */
+	const uint8_t *extra;       /* raw bytes appended to the step option */
+	size_t n_extra;
+	unsigned copies;                         /* times the option appears; 0 = 1 */
 	const ProtobufCMessageUnknownField *raw; /* used instead of step if set */
-	int                   streaming;
+	int streaming;
 } tmethod;
 
 typedef struct tservice {
-	const char           *pkg, *name;
-	const tmethod        *m;
-	size_t                n;
+	const char *pkg, *name;
+	const tmethod *m;
+	size_t n;
 	const Sagaspec__Saga *saga; /* NULL: no (sagaspec.saga) */
-	const uint8_t        *saga_extra;
-	size_t                n_saga_extra;
-	const char           *desc_raw; /* raw description bytes (for bad UTF-8) */
+	const uint8_t *saga_extra;
+	size_t n_saga_extra;
+	const char *desc_raw; /* raw description bytes (for bad UTF-8) */
 } tservice;
 
 /* One file per service, package pkg, with messages Req and Res. */
@@ -224,8 +225,8 @@ build_set(const tservice *sv, size_t n_sv, size_t *len)
 			google__protobuf__service_options__init(so);
 			so->base.n_unknown_fields = 1;
 			so->base.unknown_fields = talloc(sizeof(ProtobufCMessageUnknownField));
-			so->base.unknown_fields[0] = opt_field(50701, &sv[i].saga->base,
-			    sv[i].saga_extra, sv[i].n_saga_extra);
+			so->base.unknown_fields[0] = opt_field(
+			    50701, &sv[i].saga->base, sv[i].saga_extra, sv[i].n_saga_extra);
 			s->options = so;
 		}
 		s->n_method = sv[i].n;
@@ -249,9 +250,10 @@ build_set(const tservice *sv, size_t n_sv, size_t *len)
 				mo->base.unknown_fields =
 				    talloc(copies * sizeof(ProtobufCMessageUnknownField));
 				for (unsigned k = 0; k < copies; k++) {
-					mo->base.unknown_fields[k] = tm->raw ? *tm->raw :
-					    opt_field(50700, &tm->step->base, tm->extra,
-					        tm->n_extra);
+					mo->base.unknown_fields[k] = tm->raw
+					    ? *tm->raw
+					    : opt_field(
+						  50700, &tm->step->base, tm->extra, tm->n_extra);
 				}
 				md->options = mo;
 			}
@@ -384,8 +386,8 @@ START_TEST(parallel_branches_have_join_dependencies)
 	ck_assert_uint_eq(d->steps[flight].dep_mask, 1u << start);
 	ck_assert_uint_eq(d->steps[hotel].dep_mask, 1u << start);
 	ck_assert_uint_eq(d->steps[car].dep_mask, 1u << start);
-	ck_assert_uint_eq(d->steps[start].dependents_mask,
-	    (1u << flight) | (1u << hotel) | (1u << car));
+	ck_assert_uint_eq(
+	    d->steps[start].dependents_mask, (1u << flight) | (1u << hotel) | (1u << car));
 
 	/* The join: deps sorted by index whatever order depends_on used. */
 	const defn_step *c = &d->steps[confirm];
@@ -475,27 +477,69 @@ variant_fingerprint(int k)
 	};
 	tservice sv = { .pkg = "fp", .name = "S", .m = ms, .n = 3, .saga = &sg };
 	switch (k) {
-	case 0: break;
-	case 1: b.participant = "pc"; break;
-	case 2: a.timeout_ms = 1234; break;
-	case 3: a.compensation_timeout_ms = 999; break;
-	case 4: r1.max_attempts = 7; break;
-	case 5: r1.initial_backoff_ms = 50; break;
-	case 6: r1.max_backoff_ms = 500; break;
-	case 7: r1.multiplier = 3; break;
-	case 8: r1.jitter = 0.25; break;
-	case 9: r2.max_attempts = 4; break;
-	case 10: r2.jitter = 0.5; break;
-	case 11: b.first = 1; break;
-	case 12: sg.description = "x"; break;
-	case 13: sg.input_type = "fp.Res"; break;
-	case 14: ms[1].name = "B2"; break;
-	case 15: sv.name = "S2"; break;
-	case 16: ms[1].out = ".fp.Req"; break;
-	case 17: ms[0].in = ".fp.Res"; break;
-	case 18: a.compensation = ""; sv.n = 2; break;
-	case 19: b.compensation = "UndoA"; break;
-	case 20: sv.pkg = "fp2"; break;
+	case 0:
+		break;
+	case 1:
+		b.participant = "pc";
+		break;
+	case 2:
+		a.timeout_ms = 1234;
+		break;
+	case 3:
+		a.compensation_timeout_ms = 999;
+		break;
+	case 4:
+		r1.max_attempts = 7;
+		break;
+	case 5:
+		r1.initial_backoff_ms = 50;
+		break;
+	case 6:
+		r1.max_backoff_ms = 500;
+		break;
+	case 7:
+		r1.multiplier = 3;
+		break;
+	case 8:
+		r1.jitter = 0.25;
+		break;
+	case 9:
+		r2.max_attempts = 4;
+		break;
+	case 10:
+		r2.jitter = 0.5;
+		break;
+	case 11:
+		b.first = 1;
+		break;
+	case 12:
+		sg.description = "x";
+		break;
+	case 13:
+		sg.input_type = "fp.Res";
+		break;
+	case 14:
+		ms[1].name = "B2";
+		break;
+	case 15:
+		sv.name = "S2";
+		break;
+	case 16:
+		ms[1].out = ".fp.Req";
+		break;
+	case 17:
+		ms[0].in = ".fp.Res";
+		break;
+	case 18:
+		a.compensation = "";
+		sv.n = 2;
+		break;
+	case 19:
+		b.compensation = "UndoA";
+		break;
+	case 20:
+		sv.pkg = "fp2";
+		break;
 	}
 	/* Spelling out what variant 0 leaves implicit changes nothing. */
 	if (k == 0) {
@@ -518,8 +562,8 @@ START_TEST(every_field_change_changes_fingerprint)
 	for (int k = 0; k < N_VARIANTS; k++) {
 		fp[k] = variant_fingerprint(k);
 		for (int j = 0; j < k; j++)
-			ck_assert_msg(fp[k] != fp[j], "variants %d and %d share a fingerprint",
-			    j, k);
+			ck_assert_msg(
+			    fp[k] != fp[j], "variants %d and %d share a fingerprint", j, k);
 	}
 	ck_assert_uint_eq(variant_fingerprint(0), fp[0]);
 }
@@ -605,8 +649,8 @@ START_TEST(parse_one_returns_only_the_named_saga)
 	defn_free(d);
 
 	d = (defn_saga *)1;
-	ck_assert_int_eq(defn_parse_one(buf, len, "three.Third", &d, err, sizeof(err)),
-	    SAGA_ENOTFOUND);
+	ck_assert_int_eq(
+	    defn_parse_one(buf, len, "three.Third", &d, err, sizeof(err)), SAGA_ENOTFOUND);
 	ck_assert_ptr_null(d);
 	ck_assert_ptr_nonnull(strstr(err, "three.Third"));
 }
@@ -618,8 +662,8 @@ START_TEST(parse_one_fails_on_an_invalid_set)
 	uint8_t *buf = load_fixture("bad_cycle", &len);
 	defn_saga *d = (defn_saga *)1;
 	char err[ERRLEN];
-	ck_assert_int_eq(defn_parse_one(buf, len, "bad.BadSaga", &d, err, sizeof(err)),
-	    SAGA_EDEFINITION);
+	ck_assert_int_eq(
+	    defn_parse_one(buf, len, "bad.BadSaga", &d, err, sizeof(err)), SAGA_EDEFINITION);
 	ck_assert_ptr_null(d);
 	free(buf);
 }
@@ -635,51 +679,46 @@ END_TEST
 
 /* ---- invalid definitions from fixtures --------------------------------- */
 
-#define REFUSED(tname, fixture, ...)                                         \
-	START_TEST(tname)                                                    \
-	{                                                                    \
+#define REFUSED(tname, fixture, ...)                                             \
+	START_TEST(tname)                                                        \
+	{                                                                        \
 		expect_refused(fixture, SAGA_EDEFINITION, NEEDLES(__VA_ARGS__)); \
-	}                                                                    \
+	}                                                                        \
 	END_TEST
 
-REFUSED(unknown_compensation_is_refused_naming_it, "bad_unknown_compensation",
-    "bad.BadSaga", "step ChargePayment", "unknown compensation rpc Refund")
-REFUSED(cycle_is_refused_naming_its_steps, "bad_cycle",
-    "bad.BadSaga", "cycle", "A -> C -> B -> A")
-REFUSED(missing_participant_is_refused_naming_the_step, "bad_missing_participant",
-    "bad.BadSaga", "step ChargePayment: missing participant")
-REFUSED(unknown_depends_on_is_refused_naming_it, "bad_unknown_depends_on",
-    "step ChargePayment", "unknown step ReserveStok")
-REFUSED(self_dependency_is_refused, "bad_self_dependency",
-    "step ChargePayment", "depends on itself")
-REFUSED(duplicate_depends_on_entry_is_refused, "bad_duplicate_depends_on",
-    "step ChargePayment", "ReserveStock twice")
-REFUSED(jitter_above_one_is_refused, "bad_jitter",
-    "step ChargePayment", "jitter 1.5", "outside [0, 1]")
-REFUSED(multiplier_below_one_is_refused, "bad_multiplier",
-    "step ChargePayment", "compensation_retry multiplier 0.5")
-REFUSED(nan_multiplier_is_refused, "bad_nan",
-    "step ChargePayment", "finite")
-REFUSED(max_backoff_below_initial_is_refused, "bad_backoff_order",
-    "step ChargePayment", "max_backoff_ms 1000 is below initial_backoff_ms 5000")
-REFUSED(participant_name_with_space_is_refused, "bad_participant_name",
-    "step ChargePayment", "participant \"pay ments\"")
+REFUSED(unknown_compensation_is_refused_naming_it, "bad_unknown_compensation", "bad.BadSaga",
+    "step ChargePayment", "unknown compensation rpc Refund")
+REFUSED(cycle_is_refused_naming_its_steps, "bad_cycle", "bad.BadSaga", "cycle", "A -> C -> B -> A")
+REFUSED(missing_participant_is_refused_naming_the_step, "bad_missing_participant", "bad.BadSaga",
+    "step ChargePayment: missing participant")
+REFUSED(unknown_depends_on_is_refused_naming_it, "bad_unknown_depends_on", "step ChargePayment",
+    "unknown step ReserveStok")
+REFUSED(
+    self_dependency_is_refused, "bad_self_dependency", "step ChargePayment", "depends on itself")
+REFUSED(duplicate_depends_on_entry_is_refused, "bad_duplicate_depends_on", "step ChargePayment",
+    "ReserveStock twice")
+REFUSED(
+    jitter_above_one_is_refused, "bad_jitter", "step ChargePayment", "jitter 1.5", "outside [0, 1]")
+REFUSED(multiplier_below_one_is_refused, "bad_multiplier", "step ChargePayment",
+    "compensation_retry multiplier 0.5")
+REFUSED(nan_multiplier_is_refused, "bad_nan", "step ChargePayment", "finite")
+REFUSED(max_backoff_below_initial_is_refused, "bad_backoff_order", "step ChargePayment",
+    "max_backoff_ms 1000 is below initial_backoff_ms 5000")
+REFUSED(participant_name_with_space_is_refused, "bad_participant_name", "step ChargePayment",
+    "participant \"pay ments\"")
 REFUSED(unannotated_rpc_is_refused, "bad_extra_rpc",
     "rpc SendEmail is neither a step nor a compensation of any step")
-REFUSED(compensation_that_is_a_step_is_refused, "bad_compensation_is_step",
-    "step ReserveStock", "compensation rpc ChargePayment is itself a step")
-REFUSED(unknown_saga_input_type_is_refused, "bad_input_type",
-    "input_type bad.Nope")
-REFUSED(streaming_rpc_is_refused, "bad_streaming",
-    "rpc ChargePayment", "streaming")
-REFUSED(first_with_depends_on_is_refused, "bad_first_with_depends_on",
-    "step ChargePayment", "first and depends_on")
-REFUSED(saga_without_steps_is_refused, "bad_no_steps",
-    "bad.BadSaga", "no rpc has the (sagaspec.step) option")
-REFUSED(unknown_step_option_field_is_refused, "bad_unknown_option_field",
-    "future.FutureSaga", "step ChargePayment", "unknown step option field 42")
-REFUSED(set_without_saga_service_is_refused, "no_saga",
-    "no saga service")
+REFUSED(compensation_that_is_a_step_is_refused, "bad_compensation_is_step", "step ReserveStock",
+    "compensation rpc ChargePayment is itself a step")
+REFUSED(unknown_saga_input_type_is_refused, "bad_input_type", "input_type bad.Nope")
+REFUSED(streaming_rpc_is_refused, "bad_streaming", "rpc ChargePayment", "streaming")
+REFUSED(first_with_depends_on_is_refused, "bad_first_with_depends_on", "step ChargePayment",
+    "first and depends_on")
+REFUSED(saga_without_steps_is_refused, "bad_no_steps", "bad.BadSaga",
+    "no rpc has the (sagaspec.step) option")
+REFUSED(unknown_step_option_field_is_refused, "bad_unknown_option_field", "future.FutureSaga",
+    "step ChargePayment", "unknown step option field 42")
+REFUSED(set_without_saga_service_is_refused, "no_saga", "no saga service")
 
 /* ---- invalid definitions built by hand --------------------------------- */
 
@@ -834,8 +873,10 @@ START_TEST(malformed_option_bytes_are_refused)
 	 * MethodOptions is then malformed, caught by the set's decoder. */
 	uint8_t short_len[] = { 0x05, 0x0a, 0x01, 'p' };
 	ProtobufCMessageUnknownField uf = {
-		.tag = 50700, .wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED,
-		.len = sizeof(short_len), .data = short_len,
+		.tag = 50700,
+		.wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED,
+		.len = sizeof(short_len),
+		.data = short_len,
 	};
 	tmethod ms[] = { { .name = "A", .raw = &uf } };
 	tservice sv = { .pkg = "t", .name = "S", .m = ms, .n = 1 };
@@ -869,14 +910,21 @@ START_TEST(unknown_saga_and_retry_option_fields_are_refused)
 	static const uint8_t field9[] = { 9 << 3, 1 }; /* field 9, varint 1 */
 	Sagaspec__Saga sg = SAGASPEC__SAGA__INIT;
 	tmethod ms[] = { { .name = "A", .step = mkstep("p") } };
-	tservice sv = { .pkg = "t", .name = "S", .m = ms, .n = 1, .saga = &sg,
-		.saga_extra = field9, .n_saga_extra = sizeof(field9) };
+	tservice sv = { .pkg = "t",
+		.name = "S",
+		.m = ms,
+		.n = 1,
+		.saga = &sg,
+		.saga_extra = field9,
+		.n_saga_extra = sizeof(field9) };
 	expect_built_refused(&sv, 1, NEEDLES("t.S", "unknown saga option field 9"));
 
 	/* Retry { max_attempts: 2, field 9: 1 } packed by hand. */
 	static const uint8_t retry_field[] = { (4 << 3) | 2, 4, 0x08, 2, 9 << 3, 1 };
-	tmethod ms2[] = { { .name = "A", .step = mkstep("p"), .extra = retry_field,
-		.n_extra = sizeof(retry_field) } };
+	tmethod ms2[] = { { .name = "A",
+	    .step = mkstep("p"),
+	    .extra = retry_field,
+	    .n_extra = sizeof(retry_field) } };
 	tservice sv2 = { .pkg = "t", .name = "S", .m = ms2, .n = 1 };
 	expect_built_refused(&sv2, 1, NEEDLES("step A", "unknown retry option field 9"));
 }
@@ -993,8 +1041,8 @@ START_TEST(garbage_bytes_are_refused_not_crashed)
 		memcpy(mut, good, len);
 		int flips = 1 + (int)(rng() % 4);
 		for (int k = 0; k < flips; k++) {
-			size_t at = (i % 4) ? len - 1 - (size_t)(rng() % tail) :
-			                      (size_t)(rng() % len);
+			size_t at =
+			    (i % 4) ? len - 1 - (size_t)(rng() % tail) : (size_t)(rng() % len);
 			mut[at] ^= (uint8_t)(1u << (rng() % 8));
 		}
 		parse_and_discard(mut, len);

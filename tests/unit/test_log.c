@@ -84,14 +84,26 @@ json_str(const char **p, char *out, size_t cap)
 		}
 		s++;
 		switch (*s) {
-		case '"': case '\\': case '/':
+		case '"':
+		case '\\':
+		case '/':
 			cp = (unsigned char)*s;
 			break;
-		case 'b': cp = '\b'; break;
-		case 'f': cp = '\f'; break;
-		case 'n': cp = '\n'; break;
-		case 'r': cp = '\r'; break;
-		case 't': cp = '\t'; break;
+		case 'b':
+			cp = '\b';
+			break;
+		case 'f':
+			cp = '\f';
+			break;
+		case 'n':
+			cp = '\n';
+			break;
+		case 'r':
+			cp = '\r';
+			break;
+		case 't':
+			cp = '\t';
+			break;
 		case 'u':
 			cp = 0;
 			for (int i = 1; i <= 4; i++) {
@@ -177,14 +189,15 @@ is_ts(const char *t)
 START_TEST(logfmt_line_has_ts_level_saga_step_and_quoted_msg)
 {
 	capture(SLOG_INFO, SLOG_LOGFMT);
-	slog_saga(SLOG_INFO, "0190b5a2-8c1e-7f00-a000-000000000001", "charge_card", "charged %d cents",
-	    1250);
+	slog_saga(SLOG_INFO, "0190b5a2-8c1e-7f00-a000-000000000001", "charge_card",
+	    "charged %d cents", 1250);
 	char *out = captured();
 	ck_assert_int_eq(count_lines(out), 1);
 	ck_assert(strncmp(out, "ts=", 3) == 0);
 	ck_assert_msg(is_ts(out + 3), "bad ts in %s", out);
 	const char *rest = strchr(out, ' ');
-	ck_assert_str_eq(rest, " level=info saga=0190b5a2-8c1e-7f00-a000-000000000001 "
+	ck_assert_str_eq(rest,
+	    " level=info saga=0190b5a2-8c1e-7f00-a000-000000000001 "
 	    "step=charge_card msg=\"charged 1250 cents\"\n");
 	free(out);
 }
@@ -357,8 +370,8 @@ writer(void *arg)
 }
 
 typedef struct reader_arg {
-	int    fd;
-	char  *buf;
+	int fd;
+	char *buf;
 	size_t len;
 } reader_arg;
 

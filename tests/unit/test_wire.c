@@ -91,7 +91,8 @@ START_TEST(allocation_quota_stops_blowup)
 		buf[2 * i + 1] = 0;
 	}
 	int err = 0;
-	ProtobufCMessage *m = wire_unpack(&sagawire__work_batch__descriptor, buf, n * 2, 4096, &err);
+	ProtobufCMessage *m =
+	    wire_unpack(&sagawire__work_batch__descriptor, buf, n * 2, 4096, &err);
 	ck_assert_ptr_null(m);
 	ck_assert_int_eq(err, SAGA_ETOOBIG);
 	m = wire_unpack(&sagawire__work_batch__descriptor, buf, n * 2, 16u << 20, &err);

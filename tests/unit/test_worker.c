@@ -27,44 +27,45 @@
 #define MAX_OWNED    256
 
 typedef struct got_result {
-	uint8_t  saga_id[16];
+	uint8_t saga_id[16];
 	uint32_t step_index;
-	char     step[64];
-	int      kind;
+	char step[64];
+	int kind;
 	uint32_t attempt;
-	int      outcome;
-	char     output[256];
-	size_t   output_len;
-	char     error[256];
+	int outcome;
+	char output[256];
+	size_t output_len;
+	char error[256];
 } got_result;
 
 typedef struct batch {
 	Sagawire__Dispatch **d;
-	size_t               n;
+	size_t n;
 } batch;
 
 static struct {
 	pthread_mutex_t mu;
-	pthread_cond_t  cv;
-	pthread_mutex_t io;             /* orders ctx operations before nng_close */
-	int             sock_closed;
-	nng_socket      sock;
-	pthread_t       threads[FAKE_THREADS];
-	int             closing;
-	batch           batches[MAX_BATCHES];
-	size_t          b_head, b_tail;
-	got_result      results[MAX_RESULTS];
-	size_t          n_results;
-	int             polls;
-	int             reports;
-	int             fail_reports;   /* answer this many reports with EBUSY */
-	uint32_t        poll_error;     /* answer polls with this error code */
-	uint32_t        last_capacity;
-	char            last_participant[64];
-	char            last_instance[64];
-	void           *owned[MAX_OWNED];
-	size_t          n_owned;
-} F = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER,
+	pthread_cond_t cv;
+	pthread_mutex_t io; /* orders ctx operations before nng_close */
+	int sock_closed;
+	nng_socket sock;
+	pthread_t threads[FAKE_THREADS];
+	int closing;
+	batch batches[MAX_BATCHES];
+	size_t b_head, b_tail;
+	got_result results[MAX_RESULTS];
+	size_t n_results;
+	int polls;
+	int reports;
+	int fail_reports;    /* answer this many reports with EBUSY */
+	uint32_t poll_error; /* answer polls with this error code */
+	uint32_t last_capacity;
+	char last_participant[64];
+	char last_instance[64];
+	void *owned[MAX_OWNED];
+	size_t n_owned;
+} F = { .mu = PTHREAD_MUTEX_INITIALIZER,
+	.cv = PTHREAD_COND_INITIALIZER,
 	.io = PTHREAD_MUTEX_INITIALIZER };
 
 /* Starts a ctx operation unless the socket is closing: nng 1.5.2 can panic
@@ -303,7 +304,7 @@ push(Sagawire__Dispatch **ds, size_t n)
 	Sagawire__Dispatch **copy = own(calloc(n, sizeof(*copy)));
 	memcpy(copy, ds, n * sizeof(*copy));
 	pthread_mutex_lock(&F.mu);
-	F.batches[F.b_tail++ % MAX_BATCHES] = (batch){ copy, n };
+	F.batches[F.b_tail++ % MAX_BATCHES] = (batch) { copy, n };
 	pthread_cond_broadcast(&F.cv);
 	pthread_mutex_unlock(&F.mu);
 }
@@ -397,21 +398,21 @@ worker_stop(void)
 
 static pthread_mutex_t seen_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct {
-	char           saga_id[64];
-	char           definition[64];
-	uint32_t       version;
-	char           step[64];
-	char           rpc[64];
+	char saga_id[64];
+	char definition[64];
+	uint32_t version;
+	char step[64];
+	char rpc[64];
 	saga_step_kind kind;
-	uint32_t       attempt;
-	char           key[64];
-	uint32_t       timeout_ms;
-	char           input[64];
-	size_t         n_results;
-	char           charge_result[64];
-	int            missing_is_null;
-	int            second_reply_rv;
-	int            too_big_rv;
+	uint32_t attempt;
+	char key[64];
+	uint32_t timeout_ms;
+	char input[64];
+	size_t n_results;
+	char charge_result[64];
+	int missing_is_null;
+	int second_reply_rv;
+	int too_big_rv;
 } seen;
 
 static void
@@ -515,7 +516,8 @@ h_slow(const saga_step *s, saga_reply *r, void *user)
 
 START_TEST(handler_gets_step_fields_and_results)
 {
-	static Sagawire__StepResult r1 = SAGAWIRE__STEP_RESULT__INIT, r2 = SAGAWIRE__STEP_RESULT__INIT;
+	static Sagawire__StepResult r1 = SAGAWIRE__STEP_RESULT__INIT,
+				    r2 = SAGAWIRE__STEP_RESULT__INIT;
 	static Sagawire__StepResult *rs[2] = { &r1, &r2 };
 	r1.step = "Reserve";
 	r1.result.data = (uint8_t *)"r1";
@@ -635,7 +637,8 @@ START_TEST(missing_handler_reports_retry_with_message)
 		const got_result *g = &F.results[i];
 		ck_assert_int_eq(g->outcome, SAGAWIRE__OUTCOME__OUTCOME_RETRY);
 		if (g->kind == ACTION)
-			ck_assert_str_eq(g->error, "participant payments has no handler for action Charge");
+			ck_assert_str_eq(
+			    g->error, "participant payments has no handler for action Charge");
 		else
 			ck_assert_str_eq(g->error,
 			    "participant payments has no handler for compensation Refund");
