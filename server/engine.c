@@ -54,6 +54,7 @@ typedef struct eng_step {
 typedef struct waiter {
 	rpc_req *req;
 	bool existing; /* a second start with the same idempotency key */
+	uint32_t id;   /* wait requests: matches their timeout timer */
 	struct waiter *next;
 } waiter;
 
@@ -73,9 +74,10 @@ struct eng_saga {
 	char *error;
 	uint32_t next_seq;
 	eng_step *steps;
-	waiter *waiters; /* start requests answered at its first commit */
-	eng_saga *hnext; /* id hash chain */
-	eng_saga *knext; /* idempotency-key hash chain */
+	waiter *waiters;       /* start requests answered at its first commit */
+	waiter *final_waiters; /* wait requests answered once final and durable */
+	eng_saga *hnext;       /* id hash chain */
+	eng_saga *knext;       /* idempotency-key hash chain */
 };
 
 /* ---- post-commit work ------------------------------------------------------ */
@@ -101,7 +103,7 @@ typedef struct post {
 
 /* ---- timers ------------------------------------------------------------------ */
 
-enum { T_STEP_TIMEOUT = 1, T_RETRY, T_POLL };
+enum { T_STEP_TIMEOUT = 1, T_RETRY, T_POLL, T_WAIT };
 
 typedef struct timer {
 	int64_t when_ms;
@@ -150,6 +152,7 @@ static struct {
 	size_t n_heap, cap_heap;
 
 	uint64_t rng;
+	uint32_t next_wait_id;
 	engine_stats stats;
 } E = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
@@ -1176,6 +1179,62 @@ handle_cancel(rpc_req *r)
 }
 
 static void
+reply_wait(rpc_req *r, const eng_saga *s)
+{
+	Sagawire__WaitResponse wr = SAGAWIRE__WAIT_RESPONSE__INIT;
+	wr.state = (Sagawire__SagaState)s->state;
+	wr.error = s->error ? s->error : (char *)"";
+	Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
+	resp.body_case = SAGAWIRE__RESPONSE__BODY_WAIT;
+	resp.wait = &wr;
+	rpc_reply(r, &resp);
+}
+
+/* Answers every wait on s (it is final and that is committed). */
+static void
+release_final_waiters(eng_saga *s)
+{
+	for (waiter *w = s->final_waiters, *n; w; w = n) {
+		n = w->next;
+		reply_wait(w->req, s);
+		free(w);
+	}
+	s->final_waiters = NULL;
+}
+
+static void
+handle_wait(rpc_req *r)
+{
+	Sagawire__WaitRequest *q = r->req->wait;
+	uint8_t id[16];
+	if (wire_uuid_parse(q->saga_id, id) != 0) {
+		rpc_reply_error(r, SAGA_EINVAL, "wait: '%.64s' is not a saga id", q->saga_id);
+		return;
+	}
+	eng_saga *s = saga_find(id);
+	if (s == NULL) {
+		/* Not in memory: final (and durable) or unknown. */
+		reader_submit_wait_check(r);
+		return;
+	}
+	waiter *w = calloc(1, sizeof(*w));
+	if (w == NULL) {
+		rpc_reply_error(r, SAGA_ENOMEM, "out of memory");
+		return;
+	}
+	w->req = r;
+	w->id = ++E.next_wait_id;
+	w->next = s->final_waiters;
+	s->final_waiters = w;
+	uint32_t to = q->timeout_ms ? q->timeout_ms : 30000;
+	if (to > 600000)
+		to = 600000;
+	timer t = { .when_ms = now_ms() + to, .type = T_WAIT, .gen = w->id };
+	memcpy(t.id, s->id, 16);
+	timer_add(&t);
+}
+
+static void
 handle_poll(rpc_req *r)
 {
 	Sagawire__WorkPoll *q = r->req->poll;
@@ -1337,6 +1396,9 @@ handle_request(rpc_req *r)
 	case SAGAWIRE__REQUEST__BODY_CANCEL:
 		handle_cancel(r);
 		break;
+	case SAGAWIRE__REQUEST__BODY_WAIT:
+		handle_wait(r);
+		break;
 	case SAGAWIRE__REQUEST__BODY_POLL:
 		handle_poll(r);
 		break;
@@ -1494,6 +1556,7 @@ handle_committed(store_batch *b)
 		if (s->writing > 0)
 			s->writing--;
 		if (saga_is_final(s) && s->writing == 0 && !s->in_batch) {
+			release_final_waiters(s);
 			saga_unlink(s);
 			saga_free(s);
 		}
@@ -1521,6 +1584,21 @@ fire(const timer *t)
 			resp.work = &wb;
 			rpc_reply(pp->poll, &resp);
 			pp->poll = NULL;
+		}
+		return;
+	}
+	if (t->type == T_WAIT) {
+		eng_saga *ws = saga_find(t->id);
+		if (ws == NULL)
+			return;
+		for (waiter **wl = &ws->final_waiters; *wl; wl = &(*wl)->next) {
+			if ((*wl)->id == t->gen) {
+				waiter *w = *wl;
+				*wl = w->next;
+				reply_wait(w->req, ws); /* not final yet: its current state */
+				free(w);
+				return;
+			}
 		}
 		return;
 	}
@@ -1846,6 +1924,10 @@ engine_fini(void)
 		for (eng_saga *s = E.ids[b], *n; s; s = n) {
 			n = s->hnext;
 			for (waiter *w = s->waiters, *wn; w; w = wn) {
+				wn = w->next;
+				free(w);
+			}
+			for (waiter *w = s->final_waiters, *wn; w; w = wn) {
 				wn = w->next;
 				free(w);
 			}

@@ -18,9 +18,11 @@
 #include "store.h"
 #include "wire.h"
 
+enum { JOB_REQ = 0, JOB_CANCEL_CHECK, JOB_WAIT_CHECK };
+
 typedef struct job {
 	rpc_req *req;
-	bool cancel_check;
+	int kind; /* JOB_* */
 	struct job *next;
 } job;
 
@@ -168,13 +170,42 @@ do_get(PGconn *c, rpc_req *r)
 
 typedef struct state_ctx {
 	int state;
+	char error[1024];
 } state_ctx;
 
 static int
 state_cb(const store_saga *s, void *arg)
 {
-	((state_ctx *)arg)->state = s->state;
+	state_ctx *st = arg;
+	st->state = s->state;
+	snprintf(st->error, sizeof(st->error), "%s", s->error ? s->error : "");
 	return 0;
+}
+
+static void
+do_wait_check(PGconn *c, rpc_req *r)
+{
+	uint8_t id[16];
+	const char *sid = r->req->wait->saga_id;
+	wire_uuid_parse(sid, id);
+	char err[512] = "";
+	state_ctx st = { 0 };
+	int rv = store_get(c, id, state_cb, &st, err, sizeof(err));
+	if (rv == SAGA_ENOTFOUND) {
+		rpc_reply_error(r, SAGA_ENOTFOUND, "no saga %s", sid);
+		return;
+	}
+	if (rv != 0) {
+		rpc_reply_error(r, rv, "cannot read saga %s: %s", sid, err);
+		return;
+	}
+	Sagawire__WaitResponse wr = SAGAWIRE__WAIT_RESPONSE__INIT;
+	wr.state = (Sagawire__SagaState)st.state;
+	wr.error = st.error;
+	Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
+	resp.body_case = SAGAWIRE__RESPONSE__BODY_WAIT;
+	resp.wait = &wr;
+	rpc_reply(r, &resp);
 }
 
 static void
@@ -448,8 +479,10 @@ reader_main(void *arg)
 			free(j);
 			continue;
 		}
-		if (j->cancel_check) {
+		if (j->kind == JOB_CANCEL_CHECK) {
 			do_cancel_check(c, j->req);
+		} else if (j->kind == JOB_WAIT_CHECK) {
+			do_wait_check(c, j->req);
 		} else {
 			switch (j->req->req->body_case) {
 			case SAGAWIRE__REQUEST__BODY_GET:
@@ -473,7 +506,7 @@ reader_main(void *arg)
 }
 
 static void
-enqueue(rpc_req *r, bool cancel_check)
+enqueue(rpc_req *r, int kind)
 {
 	job *j = calloc(1, sizeof(*j));
 	if (j == NULL) {
@@ -481,7 +514,7 @@ enqueue(rpc_req *r, bool cancel_check)
 		return;
 	}
 	j->req = r;
-	j->cancel_check = cancel_check;
+	j->kind = kind;
 	pthread_mutex_lock(&RD.mu);
 	if (RD.tail)
 		RD.tail->next = j;
@@ -495,13 +528,19 @@ enqueue(rpc_req *r, bool cancel_check)
 void
 reader_submit(rpc_req *r)
 {
-	enqueue(r, false);
+	enqueue(r, JOB_REQ);
 }
 
 void
 reader_submit_cancel_check(rpc_req *r)
 {
-	enqueue(r, true);
+	enqueue(r, JOB_CANCEL_CHECK);
+}
+
+void
+reader_submit_wait_check(rpc_req *r)
+{
+	enqueue(r, JOB_WAIT_CHECK);
 }
 
 int

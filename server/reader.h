@@ -16,5 +16,8 @@ void reader_submit(rpc_req *r);
 /* A cancel the engine could not apply (saga not active): answer with the
  * stored state (SAGA_ESTATE) or SAGA_ENOTFOUND. */
 void reader_submit_cancel_check(rpc_req *r);
+/* A wait on a saga not in the engine's memory: answer with its stored
+ * (final) state, or SAGA_ENOTFOUND. */
+void reader_submit_wait_check(rpc_req *r);
 
 #endif

@@ -671,8 +671,9 @@ sleep_ms(int64_t ms)
 		;
 }
 
-int
-saga_client_wait(saga_client *c, const char *saga_id, int timeout_ms, saga_info **out)
+/* Waiting by polling get: for a sagad without the wait request. */
+static int
+wait_polling(saga_client *c, const char *saga_id, int timeout_ms, saga_info **out)
 {
 	saga_info *last = NULL;
 	int64_t deadline = wire_mono_ms() + timeout_ms;
@@ -723,6 +724,80 @@ done:
 		*out = last;
 	else
 		saga_info_free(last);
+	return rv;
+}
+
+/*
+ * Waits with sagad's wait request: sagad answers as soon as the saga's
+ * final state is committed (or after the time given), so there is no
+ * polling and no added latency. Each request asks for at most 25 s, so a
+ * long wait survives a sagad restart in between.
+ */
+int
+saga_client_wait(saga_client *c, const char *saga_id, int timeout_ms, saga_info **out)
+{
+	int64_t deadline = wire_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+	int saved_timeout;
+	int rv;
+
+	if (out != NULL)
+		*out = NULL;
+	if (c == NULL)
+		return SAGA_EINVAL;
+	if ((rv = check_arg(c, saga_id, "the saga id", 1)) != SAGA_OK)
+		return rv;
+	saved_timeout = c->timeout_ms;
+	for (;;) {
+		Sagawire__Request req = SAGAWIRE__REQUEST__INIT;
+		Sagawire__WaitRequest body = SAGAWIRE__WAIT_REQUEST__INIT;
+		Sagawire__Response *resp = NULL;
+		int64_t left = timeout_ms < 0 ? 25000 : deadline - wire_mono_ms();
+		if (left < 1)
+			left = 1;
+		if (left > 25000)
+			left = 25000;
+		body.saga_id = (char *)saga_id;
+		body.timeout_ms = (uint32_t)left;
+		req.body_case = SAGAWIRE__REQUEST__BODY_WAIT;
+		req.wait = &body;
+		/* The call itself may take as long as the wait, plus slack. */
+		c->timeout_ms = (int)left + saved_timeout;
+		rv = call(c, &req, SAGAWIRE__RESPONSE__BODY_WAIT, &resp);
+		c->timeout_ms = saved_timeout;
+		if (rv == SAGA_EUNSUPPORTED) {
+			int64_t rest = timeout_ms < 0 ? -1 : deadline - wire_mono_ms();
+			return wait_polling(
+			    c, saga_id, (int)(rest < 0 && timeout_ms >= 0 ? 0 : rest), out);
+		}
+		if (rv == SAGA_OK) {
+			saga_state st = (saga_state)resp->wait->state;
+			wire_free(&resp->base);
+			if (saga_state_is_final(st))
+				break;
+			if (timeout_ms >= 0 && wire_mono_ms() >= deadline) {
+				/* As documented: *out is the last status seen. */
+				if (out != NULL)
+					saga_client_get(c, saga_id, out);
+				sl_seterr(c->errmsg, "saga %s is still %s after %d ms", saga_id,
+				    saga_state_name(st), timeout_ms);
+				rv = SAGA_ETIMEDOUT;
+				goto done;
+			}
+			continue;
+		}
+		if (rv != SAGA_ETIMEDOUT && rv != SAGA_ECONN && rv != SAGA_EBUSY &&
+		    rv != SAGA_ECLOSED)
+			goto done; /* not found, refused, malformed: waiting won't help */
+		if (timeout_ms >= 0 && wire_mono_ms() >= deadline) {
+			rv = SAGA_ETIMEDOUT;
+			goto done;
+		}
+		sleep_ms(100); /* sagad away: try again shortly */
+	}
+	rv = SAGA_OK;
+	if (out != NULL)
+		rv = saga_client_get(c, saga_id, out);
+done:
 	return rv;
 }
 

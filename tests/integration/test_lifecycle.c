@@ -474,6 +474,46 @@ START_TEST(cancel_of_a_running_saga_compensates_it)
 }
 END_TEST
 
+/* sagad's wait request: answered when the final state is durable, with
+ * the state at the end of the wait otherwise; also for sagas long gone
+ * from memory (read back from the database). */
+START_TEST(wait_answers_at_the_final_state_or_times_out_with_the_current_one)
+{
+	ths *t = world("it_wait");
+	saga_client *c = ths_client(t);
+	char *id = ths_start_ok(t, "ittest.Linear3", "sleep=B:1500");
+	saga_info *info = NULL;
+
+	/* while B sleeps: a short wait times out, reporting running */
+	long long t0 = th_now_ms();
+	ck_assert_int_eq(saga_client_wait(c, id, 300, &info), SAGA_ETIMEDOUT);
+	ck_assert_int_ge(th_now_ms() - t0, 250);
+	ck_assert_ptr_nonnull(info);
+	ck_assert_int_eq(info->state, SAGA_STATE_RUNNING);
+	ck_assert_msg(
+	    ths_contains(saga_client_errmsg(c), "still running"), "%s", saga_client_errmsg(c));
+	saga_info_free(info);
+
+	/* a long wait returns once it completes, not at its timeout */
+	t0 = th_now_ms();
+	ck_assert_int_eq(saga_client_wait(c, id, WAIT_MS, NULL), SAGA_OK);
+	ck_assert_int_lt(th_now_ms() - t0, 10000);
+	info = NULL;
+	ck_assert_int_eq(saga_client_get(c, id, &info), SAGA_OK);
+	ck_assert_int_eq(info->state, SAGA_STATE_COMPLETED);
+	saga_info_free(info);
+
+	/* final and gone from sagad's memory: answered from the database */
+	ck_assert_int_eq(saga_client_wait(c, id, 1000, NULL), SAGA_OK);
+	/* unknown and malformed ids */
+	ck_assert_int_eq(saga_client_wait(c, "01a20000-0000-7000-8000-000000000000", 1000, NULL),
+	    SAGA_ENOTFOUND);
+	ck_assert_int_eq(saga_client_wait(c, "not-an-id", 1000, NULL), SAGA_EINVAL);
+	free(id);
+	ths_free(t);
+}
+END_TEST
+
 START_TEST(cancel_refuses_final_unknown_and_malformed_sagas)
 {
 	ths *t = world("lc_cancel_bad");
@@ -799,6 +839,7 @@ lifecycle_suite(void)
 	tcase_add_test(tc, failed_join_compensates_both_branches_before_their_dependency);
 	tcase_add_test(tc, cancel_of_a_running_saga_compensates_it);
 	tcase_add_test(tc, cancel_refuses_final_unknown_and_malformed_sagas);
+	tcase_add_test(tc, wait_answers_at_the_final_state_or_times_out_with_the_current_one);
 	tcase_add_test(tc, same_idempotency_key_always_returns_the_same_saga);
 	tcase_add_test(tc, start_of_an_unknown_definition_is_refused_naming_it);
 	tcase_add_test(tc, running_saga_keeps_the_version_it_started_with);

@@ -624,30 +624,81 @@ END_TEST
 
 static atomic_int gets_until_final;
 
+/* Answers wait and get alike: running until the counter runs out. */
 static nng_msg *
 reply_running_then_completed(const Sagawire__Request *req)
 {
 	Sagawire__Response r = SAGAWIRE__RESPONSE__INIT;
+	int st = atomic_fetch_sub(&gets_until_final, 1) > 1 ? SAGAWIRE__SAGA_STATE__SAGA_RUNNING
+							    : SAGAWIRE__SAGA_STATE__SAGA_COMPLETED;
+	if (req->body_case == SAGAWIRE__REQUEST__BODY_WAIT) {
+		Sagawire__WaitResponse w = SAGAWIRE__WAIT_RESPONSE__INIT;
+		w.state = (Sagawire__SagaState)st;
+		r.body_case = SAGAWIRE__RESPONSE__BODY_WAIT;
+		r.wait = &w;
+		return pack(&r);
+	}
 	Sagawire__GetResponse g = SAGAWIRE__GET_RESPONSE__INIT;
 	Sagawire__SagaInfo s = SAGAWIRE__SAGA_INFO__INIT;
+	ck_assert_int_eq(req->body_case, SAGAWIRE__REQUEST__BODY_GET);
 	s.saga_id = req->get->saga_id;
-	s.state = atomic_fetch_sub(&gets_until_final, 1) > 1 ? SAGAWIRE__SAGA_STATE__SAGA_RUNNING
-							     : SAGAWIRE__SAGA_STATE__SAGA_COMPLETED;
+	s.state = (Sagawire__SagaState)st;
 	g.saga = &s;
 	r.body_case = SAGAWIRE__RESPONSE__BODY_GET;
 	r.get = &g;
 	return pack(&r);
 }
 
-START_TEST(wait_returns_when_state_becomes_final)
+/* A sagad from before the wait request: refuses it, serves get. */
+static nng_msg *
+reply_old_server(const Sagawire__Request *req)
 {
-	atomic_store(&gets_until_final, 4);
+	if (req->body_case == SAGAWIRE__REQUEST__BODY_WAIT) {
+		Sagawire__Response r = SAGAWIRE__RESPONSE__INIT;
+		Sagawire__Error e = SAGAWIRE__ERROR__INIT;
+		e.code = SAGA_EUNSUPPORTED;
+		e.message = "request has no body this sagad understands";
+		r.error = &e;
+		return pack(&r);
+	}
+	return reply_running_then_completed(req);
+}
+
+START_TEST(wait_uses_one_wait_request_then_reads_the_final_status)
+{
+	atomic_store(&gets_until_final, 1);
 	fake_handler = reply_running_then_completed;
 	saga_client *c = client(5000);
 	saga_info *i = NULL;
 	ck_assert_int_eq(saga_client_wait(c, "id-1", 5000, &i), SAGA_OK);
 	ck_assert_int_eq(i->state, SAGA_STATE_COMPLETED);
-	ck_assert_int_eq(atomic_load(&fake_requests), 4);
+	/* one wait (final at once), one get for *out */
+	ck_assert_int_eq(atomic_load(&fake_requests), 2);
+	ck_assert_int_eq(last_req->body_case, SAGAWIRE__REQUEST__BODY_GET);
+	saga_info_free(i);
+	/* without *out: the wait alone */
+	atomic_store(&gets_until_final, 1);
+	atomic_store(&fake_requests, 0);
+	ck_assert_int_eq(saga_client_wait(c, "id-1", 5000, NULL), SAGA_OK);
+	ck_assert_int_eq(atomic_load(&fake_requests), 1);
+	ck_assert_int_eq(last_req->body_case, SAGAWIRE__REQUEST__BODY_WAIT);
+	ck_assert_str_eq(last_req->wait->saga_id, "id-1");
+	ck_assert_uint_gt(last_req->wait->timeout_ms, 0);
+	ck_assert_uint_le(last_req->wait->timeout_ms, 5000);
+	saga_client_free(c);
+}
+END_TEST
+
+START_TEST(wait_falls_back_to_polling_an_older_sagad)
+{
+	atomic_store(&gets_until_final, 4);
+	fake_handler = reply_old_server;
+	saga_client *c = client(5000);
+	saga_info *i = NULL;
+	ck_assert_int_eq(saga_client_wait(c, "id-1", 5000, &i), SAGA_OK);
+	ck_assert_int_eq(i->state, SAGA_STATE_COMPLETED);
+	/* the refused wait, then gets until final */
+	ck_assert_int_eq(atomic_load(&fake_requests), 5);
 	saga_info_free(i);
 	saga_client_free(c);
 }
@@ -753,7 +804,8 @@ main(void)
 	tcase_add_test(tc, invalid_arguments_are_refused_before_sending);
 	tcase_add_test(tc, list_round_trip_sends_filter);
 	tcase_add_test(tc, cancel_round_trip);
-	tcase_add_test(tc, wait_returns_when_state_becomes_final);
+	tcase_add_test(tc, wait_uses_one_wait_request_then_reads_the_final_status);
+	tcase_add_test(tc, wait_falls_back_to_polling_an_older_sagad);
 	tcase_add_test(tc, wait_times_out_with_last_status);
 	tcase_add_test(tc, wait_stops_at_a_permanent_error);
 	suite_add_tcase(s, tc);
