@@ -20,6 +20,7 @@
 #include "relay.h"
 #include "saga.h"
 #include "store.h"
+#include "timerq.h"
 #include "wire.h"
 
 #define ST(x)       SAGAWIRE__STEP_STATE__STEP_##x
@@ -45,7 +46,8 @@ typedef struct eng_step {
 	uint8_t *result;
 	size_t result_len;
 	uint32_t completion_seq;
-	uint32_t gen;     /* outstanding queue items/timers carry it; bump = forget them */
+	uint32_t gen;     /* outstanding queue items carry it; bump = forget them */
+	tq_node t;        /* its timeout (RUNNING/COMPENSATING) or retry (*_RETRY_WAIT) */
 	uint32_t pipe_id; /* connection it is in flight on; 0 = none */
 	struct eng_step *pprev, *pnext; /* that connection's in-flight list */
 	eng_saga *saga;
@@ -53,8 +55,9 @@ typedef struct eng_step {
 
 typedef struct waiter {
 	rpc_req *req;
-	bool existing; /* a second start with the same idempotency key */
-	uint32_t id;   /* wait requests: matches their timeout timer */
+	bool existing;  /* a second start with the same idempotency key */
+	tq_node t;      /* wait requests: their timeout */
+	eng_saga *saga; /* wait requests: the saga waited on */
 	struct waiter *next;
 } waiter;
 
@@ -105,14 +108,7 @@ typedef struct post {
 
 enum { T_STEP_TIMEOUT = 1, T_RETRY, T_POLL, T_WAIT };
 
-typedef struct timer {
-	int64_t when_ms;
-	uint8_t type;
-	uint8_t kind;
-	uint16_t step;
-	uint32_t gen;
-	uint8_t id[16]; /* saga, or pipe id in the first 4 bytes for T_POLL */
-} timer;
+#define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
 
 /* ---- events --------------------------------------------------------------------- */
 
@@ -148,11 +144,9 @@ static struct {
 	post open_post;
 	uint32_t writing_batches; /* submitted, not yet committed */
 
-	timer *heap;
-	size_t n_heap, cap_heap;
+	timerq tq;
 
 	uint64_t rng;
-	uint32_t next_wait_id;
 	engine_stats stats;
 } E = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
@@ -294,10 +288,13 @@ saga_free(eng_saga *s)
 		return;
 	if (s->steps) {
 		for (uint32_t i = 0; i < s->def->n_steps; i++) {
+			tq_cancel(&E.tq, &s->steps[i].t);
 			free(s->steps[i].last_error);
 			free(s->steps[i].result);
 		}
 	}
+	for (waiter *w = s->final_waiters; w; w = w->next)
+		tq_cancel(&E.tq, &w->t);
 	free(s->steps);
 	free(s->idem_key);
 	free(s->business_key);
@@ -322,6 +319,7 @@ saga_alloc(const defn_saga *def)
 	for (uint32_t i = 0; i < def->n_steps; i++) {
 		s->steps[i].idx = (uint16_t)i;
 		s->steps[i].saga = s;
+		tq_node_init(&s->steps[i].t);
 		s->steps[i].state = ST(PENDING);
 	}
 	return s;
@@ -333,68 +331,25 @@ saga_is_final(const eng_saga *s)
 	return s->state == SS(COMPLETED) || s->state == SS(COMPENSATED) || s->state == SS(FAILED);
 }
 
-/* ---- timers: a binary min-heap -------------------------------------------------- */
+/* ---- timers ------------------------------------------------------------------ */
 
 static void
-heap_swap(size_t a, size_t b)
+arm(tq_node *t, int type, uint8_t kind, int64_t when_ms)
 {
-	timer t = E.heap[a];
-	E.heap[a] = E.heap[b];
-	E.heap[b] = t;
-}
-
-static void
-timer_add(const timer *t)
-{
-	if (E.n_heap == E.cap_heap) {
-		size_t ncap = E.cap_heap ? E.cap_heap * 2 : 1024;
-		timer *nh = realloc(E.heap, ncap * sizeof(*nh));
-		if (nh == NULL) {
-			/* Without the timer a step would wait forever: this is
-			 * the one allocation failure we cannot route around. */
-			slog_error("out of memory adding a timer; aborting");
-			abort();
-		}
-		E.heap = nh;
-		E.cap_heap = ncap;
-	}
-	size_t i = E.n_heap++;
-	E.heap[i] = *t;
-	while (i > 0 && E.heap[(i - 1) / 2].when_ms > E.heap[i].when_ms) {
-		heap_swap(i, (i - 1) / 2);
-		i = (i - 1) / 2;
-	}
-}
-
-static void
-timer_pop(timer *out)
-{
-	*out = E.heap[0];
-	E.heap[0] = E.heap[--E.n_heap];
-	size_t i = 0;
-	for (;;) {
-		size_t l = 2 * i + 1, r = l + 1, m = i;
-		if (l < E.n_heap && E.heap[l].when_ms < E.heap[m].when_ms)
-			m = l;
-		if (r < E.n_heap && E.heap[r].when_ms < E.heap[m].when_ms)
-			m = r;
-		if (m == i)
-			break;
-		heap_swap(i, m);
-		i = m;
+	t->type = (uint8_t)type;
+	t->kind = kind;
+	if (tq_arm(&E.tq, t, when_ms) != 0) {
+		/* Without the timer a step would wait forever: this is the one
+		 * allocation failure we cannot route around. */
+		slog_error("out of memory arming a timer; aborting");
+		abort();
 	}
 }
 
 static void
 step_timer(eng_step *st, int type, uint8_t kind, int64_t when_ms)
 {
-	timer t = { .when_ms = when_ms,
-		.type = (uint8_t)type,
-		.kind = kind,
-		.step = st->idx,
-		.gen = st->gen };
-	memcpy(t.id, st->saga->id, 16);
-	timer_add(&t);
+	arm(&st->t, type, kind, when_ms);
 }
 
 /* ---- batches: every change goes through saga_touch ------------------------------- */
@@ -655,6 +610,7 @@ begin_compensation(eng_saga *s)
 	for (uint32_t i = 0; i < s->def->n_steps; i++) {
 		eng_step *st = &s->steps[i];
 		if ((st->state == ST(RUNNING) && st->queued) || st->state == ST(RETRY_WAIT)) {
+			tq_cancel(&E.tq, &st->t);
 			st->gen++;
 			st->queued = false;
 			st->state = ST(FAILED);
@@ -785,7 +741,7 @@ apply_outcome(eng_saga *s, eng_step *st, uint8_t kind, int outcome, const uint8_
 {
 	const defn_step *ds = &s->def->steps[st->idx];
 	int64_t now = wire_now_us();
-	st->gen++; /* forget its timeout timer */
+	tq_cancel(&E.tq, &st->t); /* its timeout or retry timer */
 	unlink_inflight(st);
 	if (kind == KIND_ACTION) {
 		if (outcome == SAGAWIRE__OUTCOME__OUTCOME_SUCCESS) {
@@ -1000,6 +956,7 @@ pump(relay_part *p)
 			rpc_req *poll = pp->poll;
 			pp->poll = NULL;
 			pp->poll_gen++;
+			tq_cancel(&E.tq, &pp->poll_t);
 			int64_t t = now_ms();
 			for (uint32_t k = 0; k < n; k++) {
 				eng_step *st = sent[k];
@@ -1196,6 +1153,7 @@ release_final_waiters(eng_saga *s)
 {
 	for (waiter *w = s->final_waiters, *n; w; w = n) {
 		n = w->next;
+		tq_cancel(&E.tq, &w->t);
 		reply_wait(w->req, s);
 		free(w);
 	}
@@ -1223,15 +1181,14 @@ handle_wait(rpc_req *r)
 		return;
 	}
 	w->req = r;
-	w->id = ++E.next_wait_id;
+	w->saga = s;
+	tq_node_init(&w->t);
 	w->next = s->final_waiters;
 	s->final_waiters = w;
 	uint32_t to = q->timeout_ms ? q->timeout_ms : 30000;
 	if (to > 600000)
 		to = 600000;
-	timer t = { .when_ms = now_ms() + to, .type = T_WAIT, .gen = w->id };
-	memcpy(t.id, s->id, 16);
-	timer_add(&t);
+	arm(&w->t, T_WAIT, 0, now_ms() + to);
 }
 
 static void
@@ -1290,11 +1247,7 @@ handle_poll(rpc_req *r)
 	}
 	pp->poll = r;
 	pp->poll_gen++;
-	timer t = {
-		.when_ms = now_ms() + E.cfg->poll_timeout_ms, .type = T_POLL, .gen = pp->poll_gen
-	};
-	memcpy(t.id, &pp->id, 4);
-	timer_add(&t);
+	arm(&pp->poll_t, T_POLL, 0, now_ms() + E.cfg->poll_timeout_ms);
 	pump(p);
 }
 
@@ -1431,6 +1384,7 @@ handle_pipe_closed(uint32_t pipe_id)
 			    "connection to the participant lost");
 			continue;
 		}
+		tq_cancel(&E.tq, &st->t); /* not in flight: no timeout */
 		st->gen++;
 		st->queued = true;
 		queue_step(st->saga, st, kind);
@@ -1441,6 +1395,7 @@ handle_pipe_closed(uint32_t pipe_id)
 		rpc_reply_error(pp->poll, SAGA_ECLOSED, "connection closed");
 		pp->poll = NULL;
 	}
+	tq_cancel(&E.tq, &pp->poll_t); /* before the pipe's memory goes */
 	relay_part *p = pp->part;
 	if (p)
 		slog_info("participant %s disconnected (connection %u); %u step(s) to redeliver",
@@ -1571,13 +1526,12 @@ handle_committed(store_batch *b)
 /* ---- timers firing ------------------------------------------------------------------ */
 
 static void
-fire(const timer *t)
+fire(tq_node *t)
 {
 	if (t->type == T_POLL) {
-		uint32_t pid;
-		memcpy(&pid, t->id, 4);
-		relay_pipe *pp = relay_pipe_get(pid, 0);
-		if (pp && pp->poll && pp->poll_gen == t->gen) {
+		relay_pipe *pp = container_of(t, relay_pipe, poll_t);
+		if (pp->poll) {
+			/* Idle: answer empty; the participant polls again. */
 			Sagawire__WorkBatch wb = SAGAWIRE__WORK_BATCH__INIT;
 			Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
 			resp.body_case = SAGAWIRE__RESPONSE__BODY_WORK;
@@ -1588,26 +1542,20 @@ fire(const timer *t)
 		return;
 	}
 	if (t->type == T_WAIT) {
-		eng_saga *ws = saga_find(t->id);
-		if (ws == NULL)
-			return;
+		waiter *w = container_of(t, waiter, t);
+		eng_saga *ws = w->saga;
 		for (waiter **wl = &ws->final_waiters; *wl; wl = &(*wl)->next) {
-			if ((*wl)->id == t->gen) {
-				waiter *w = *wl;
+			if (*wl == w) {
 				*wl = w->next;
-				reply_wait(w->req, ws); /* not final yet: its current state */
-				free(w);
-				return;
+				break;
 			}
 		}
+		reply_wait(w->req, ws); /* not final yet: its current state */
+		free(w);
 		return;
 	}
-	eng_saga *s = saga_find(t->id);
-	if (s == NULL || t->step >= s->def->n_steps)
-		return;
-	eng_step *st = &s->steps[t->step];
-	if (st->gen != t->gen)
-		return;
+	eng_step *st = container_of(t, eng_step, t);
+	eng_saga *s = st->saga;
 	const defn_step *ds = &s->def->steps[st->idx];
 	if (t->type == T_STEP_TIMEOUT) {
 		uint8_t want = t->kind == KIND_ACTION ? ST(RUNNING) : ST(COMPENSATING);
@@ -1860,11 +1808,12 @@ engine_run(void)
 				break;
 			if (stopping && drained())
 				break;
-			if (E.n_heap == 0) {
+			tq_node *first = tq_peek(&E.tq);
+			if (first == NULL) {
 				pthread_cond_wait(&E.cv, &E.mu);
 				continue;
 			}
-			int64_t wait = E.heap[0].when_ms - now_ms();
+			int64_t wait = first->when_ms - now_ms();
 			if (wait <= 0)
 				break;
 			struct timespec ts;
@@ -1905,11 +1854,9 @@ engine_run(void)
 			free(ev);
 		}
 		int64_t t = now_ms();
-		while (E.n_heap > 0 && E.heap[0].when_ms <= t) {
-			timer tm;
-			timer_pop(&tm);
-			fire(&tm);
-		}
+		tq_node *due;
+		while ((due = tq_pop_due(&E.tq, t)) != NULL)
+			fire(due);
 		maybe_submit();
 		if (stopping && drained())
 			break;
@@ -1920,6 +1867,8 @@ void
 engine_fini(void)
 {
 	store_writer_stop();
+	/* Disarm every timer first, while what embeds them still exists. */
+	tq_free(&E.tq);
 	for (size_t b = 0; b < E.nbuckets; b++) {
 		for (eng_saga *s = E.ids[b], *n; s; s = n) {
 			n = s->hnext;
@@ -1936,7 +1885,6 @@ engine_fini(void)
 	}
 	free(E.ids);
 	free(E.keys);
-	free(E.heap);
 	free(E.open);
 	free(E.open_post.v);
 	free(E.conninfo);

@@ -122,6 +122,7 @@ relay_pipe_get(uint32_t id, int create)
 	if (pp == NULL)
 		return NULL;
 	pp->id = id;
+	tq_node_init(&pp->poll_t);
 	pp->hnext = pipes[b];
 	pipes[b] = pp;
 	return pp;
