@@ -248,9 +248,13 @@ write_stats(unsigned long long *last_sum, long long *last_rel)
 }
 
 static void
-add_names(char *list)
+add_names(const char *arg)
 {
-	char *save = NULL;
+	/* A copy (kept for the process's life): tokenizing argv in place
+	 * would change what ps shows. */
+	char *list = strdup(arg), *save = NULL;
+	if (list == NULL)
+		exit(1);
 	for (char *t = strtok_r(list, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
 		if (P.n_names == MAX_WORKERS) {
 			fprintf(stderr, "bench-participant: at most %d participant names\n",
@@ -278,7 +282,7 @@ main(int argc, char **argv)
 		if (strcmp(a, "--url") == 0)
 			P.url = v;
 		else if (strcmp(a, "--participant") == 0)
-			add_names(argv[i]);
+			add_names(v);
 		else if (strcmp(a, "--capacity") == 0)
 			P.capacity = (uint32_t)strtoul(v, NULL, 10);
 		else if (strcmp(a, "--instance") == 0)

@@ -1288,9 +1288,11 @@ run_reference(void)
 		long long t = now_ns();
 		if (sampled == 0 && t >= t_a) {
 			take_sample(&a);
+			a.self = proc_ticks(pid, NULL); /* the driver here is pgbench */
 			sampled = 1;
 		} else if (sampled == 1 && t >= t_b) {
 			take_sample(&b);
+			b.self = proc_ticks(pid, NULL);
 			sampled = 2;
 		}
 		if (g_stop || t > deadline) {
@@ -1366,11 +1368,22 @@ print_row(FILE *f, const result *r, int is_ref)
 	    ratio, p50, p95, p99, cpu, rss, x, wal, r->errors);
 }
 
+/* CPU the machine spent outside the processes of this run (other
+ * programs, the kernel's own threads), in % of one core: a run with much
+ * of it was disturbed. */
+static double
+cpu_other(const cpu_pct *c)
+{
+	double o = c->machine * (double)sysconf(_SC_NPROCESSORS_ONLN) -
+	    (c->sagad + c->pg + c->parts + c->self);
+	return o > 0 ? o : 0;
+}
+
 static void
 print_cpu_row(FILE *f, const result *r)
 {
-	fprintf(f, "%-12s %4d %7.0f %7.0f %7.0f %7.0f %9.0f\n", r->name, r->conc, r->cpu.sagad,
-	    r->cpu.pg, r->cpu.parts, r->cpu.self, r->cpu.machine);
+	fprintf(f, "%-12s %4d %7.0f %7.0f %7.0f %7.0f %7.0f %9.0f\n", r->name, r->conc,
+	    r->cpu.sagad, r->cpu.pg, r->cpu.parts, r->cpu.self, cpu_other(&r->cpu), r->cpu.machine);
 }
 
 static const result *
@@ -1415,10 +1428,12 @@ print_report(FILE *f)
 		    "average %.2f ms)\n",
 		    g_ref.lat_avg);
 
-	fprintf(f, "\nCPU during the measured window, %% of one core (machine: %% of all %ld):\n",
+	fprintf(f,
+	    "\nCPU during the measured window, %% of one core (driver: sagabench, or pgbench "
+	    "itself; other: the rest of the machine; machine: %% of all %ld):\n",
 	    ncpu);
-	fprintf(f, "%-12s %4s %7s %7s %7s %7s %9s\n", "scenario", "C", "sagad", "postgres",
-	    "partic.", "driver", "machine");
+	fprintf(f, "%-12s %4s %7s %7s %7s %7s %7s %9s\n", "scenario", "C", "sagad", "postgres",
+	    "partic.", "driver", "other", "machine");
 	print_cpu_row(f, &g_ref);
 	for (size_t i = 0; i < g_n_res; i++)
 		print_cpu_row(f, &g_res[i]);
@@ -1526,6 +1541,7 @@ json_result(FILE *f, const result *r)
 	json_num(f, "participants_cpu_pct", r->cpu.parts, 1);
 	json_num(f, "driver_cpu_pct", r->cpu.self, 1);
 	json_num(f, "machine_busy_pct", r->cpu.machine, 1);
+	json_num(f, "other_cpu_pct", cpu_other(&r->cpu), 1);
 	json_num(f, "sagad_peak_rss_mb", r->rss_peak_mb, 1);
 	json_num(f, "sagad_end_rss_mb", r->rss_end_mb, 1);
 	json_num(f, "pg_xact_per_saga", r->xact_per, 1);

@@ -25,9 +25,11 @@
 static pid_t
 postmaster_pid(const char *pgdata)
 {
-	char p[1024];
-	snprintf(p, sizeof(p), "%s/postmaster.pid", pgdata);
+	char *p = NULL;
+	if (asprintf(&p, "%s/postmaster.pid", pgdata) < 0)
+		return -1;
 	char *s = th_read_file(p, NULL);
+	free(p);
 	if (s == NULL)
 		return -1;
 	pid_t pid = (pid_t)strtol(s, NULL, 10);
