@@ -89,9 +89,6 @@ static const opt opts[] = {
 	    "cap on the capacity (steps at once) a connection may declare"),
 	U(readers, "SAGAD_READERS", 2, 1, 64,
 	    "threads (each with its own database connection) serving get and list"),
-	U(writers, "SAGAD_WRITERS", 4, 1, 64,
-	    "connections committing saga transitions concurrently (their commits share WAL "
-	    "flushes)"),
 };
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
 

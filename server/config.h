@@ -28,7 +28,6 @@ typedef struct cfg {
 	uint32_t dispatch_batch;  /* steps per WorkBatch message; default 64 */
 	uint32_t poll_timeout_ms; /* empty WorkBatch after this idle time; default 20000 */
 	uint32_t max_capacity;    /* cap on a connection's declared capacity; default 4096 */
-	uint32_t writers;         /* connections committing batches concurrently; default 4 */
 	uint32_t readers;         /* threads (and connections) serving get/list; default 2 */
 } cfg;
 

@@ -448,20 +448,8 @@ maybe_submit(void)
 {
 	if (E.n_open == 0 && E.open_post.n == 0)
 		return;
-	/* Up to `writers` batches commit at once, on separate connections:
-	 * PostgreSQL flushes their WAL together, and a change never waits
-	 * for an unrelated commit to finish. They may commit out of order.
-	 * That is safe because a row write is the saga's whole state and an
-	 * update applies only if it moves `rev` forward, and because a change
-	 * whose effects (dispatches, replies) depend on an earlier commit is
-	 * only made after that commit. The one exception is a new saga whose
-	 * INSERT is still in flight: a later UPDATE could overtake it. No path
-	 * makes such a change today; if one ever does, the batch waits. */
-	if (E.writing_batches >= E.cfg->writers && E.n_open < E.cfg->max_batch)
+	if (E.writing_batches > 0 && E.n_open < E.cfg->max_batch)
 		return;
-	for (size_t i = 0; i < E.n_open; i++)
-		if (!E.open[i]->persisted && E.open[i]->writing > 0)
-			return;
 	store_batch *b = store_batch_new();
 	post *p = calloc(1, sizeof(*p));
 	if (b == NULL || p == NULL) {
@@ -476,7 +464,7 @@ maybe_submit(void)
 			abort();
 		}
 		memcpy(r->id, s->id, 16);
-		r->insert = !s->persisted;
+		r->insert = !s->persisted && s->writing == 0;
 		r->state = (int16_t)s->state;
 		r->rev = s->rev;
 		r->updated_us = s->updated_us;
@@ -1791,7 +1779,7 @@ engine_init(const cfg *c, const char *conninfo, char *err, size_t errlen)
 	for (size_t b = 0; b < E.nbuckets; b++)
 		for (eng_saga *s = E.ids[b]; s; s = s->hnext)
 			advance(s);
-	return store_writer_start(conninfo, c->writers, committed_cb, NULL);
+	return store_writer_start(conninfo, committed_cb, NULL);
 }
 
 void

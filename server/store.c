@@ -424,11 +424,8 @@ out:
 
 /* ---- writer thread ------------------------------------------------------ */
 
-#define MAX_WRITERS 64
-
 static struct {
-	pthread_t threads[MAX_WRITERS];
-	uint32_t n;
+	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	store_batch *head, *tail;
@@ -509,7 +506,7 @@ writer_main(void *unused)
 }
 
 int
-store_writer_start(const char *conninfo, uint32_t n, store_done_fn done, void *arg)
+store_writer_start(const char *conninfo, store_done_fn done, void *arg)
 {
 	W.conninfo = strdup(conninfo);
 	if (W.conninfo == NULL)
@@ -517,18 +514,9 @@ store_writer_start(const char *conninfo, uint32_t n, store_done_fn done, void *a
 	W.done = done;
 	W.arg = arg;
 	W.stop = 0;
-	if (n < 1)
-		n = 1;
-	if (n > MAX_WRITERS)
-		n = MAX_WRITERS;
-	for (W.n = 0; W.n < n; W.n++) {
-		if (pthread_create(&W.threads[W.n], NULL, writer_main, NULL) != 0) {
-			if (W.n == 0) {
-				free(W.conninfo);
-				return SAGA_ENOMEM;
-			}
-			break;
-		}
+	if (pthread_create(&W.thread, NULL, writer_main, NULL) != 0) {
+		free(W.conninfo);
+		return SAGA_ENOMEM;
 	}
 	W.running = 1;
 	return 0;
@@ -555,11 +543,9 @@ store_writer_stop(void)
 		return;
 	pthread_mutex_lock(&W.mu);
 	W.stop = 1;
-	pthread_cond_broadcast(&W.cv);
+	pthread_cond_signal(&W.cv);
 	pthread_mutex_unlock(&W.mu);
-	for (uint32_t i = 0; i < W.n; i++)
-		pthread_join(W.threads[i], NULL);
-	W.n = 0;
+	pthread_join(W.thread, NULL);
 	W.running = 0;
 	free(W.conninfo);
 	W.conninfo = NULL;

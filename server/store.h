@@ -60,13 +60,11 @@ void store_batch_free(store_batch *b);
 
 typedef void (*store_done_fn)(store_batch *b, void *arg);
 
-/* Starts n writer threads, each on its own connection, taking batches from
- * one queue. done() is called on the writer's thread after each batch
- * committed; with n > 1 batches may commit out of submission order (see
- * engine.c, maybe_submit, for why that is safe). */
-int store_writer_start(const char *conninfo, uint32_t n, store_done_fn done, void *arg);
+/* Starts the writer thread on its own connection. done() is called on the
+ * writer thread after each batch committed. */
+int store_writer_start(const char *conninfo, store_done_fn done, void *arg);
 void store_writer_submit(store_batch *b);
-/* Finishes queued batches, then stops every writer. */
+/* Finishes queued batches, then stops. */
 void store_writer_stop(void);
 
 /* Connects (with application_name) and checks the server. Returns NULL and
