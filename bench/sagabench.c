@@ -548,41 +548,45 @@ typedef struct world {
 } world;
 
 /* Waits until sagad answers a list (timeout_ms); -1 if it died or never
- * answered. */
+ * answered. Each attempt uses a new client: a client's dialer backs off
+ * (up to 2 s) while nothing listens, which would blur the moment sagad
+ * starts answering. */
 static int
 wait_ready(const world *w, int timeout_ms)
 {
-	saga_client *c = NULL;
 	long long deadline = now_ns() + (long long)timeout_ms * 1000000LL;
-	int rv = -1;
+	char last[256] = "";
 
-	if (saga_client_new(w->url, &c) != SAGA_OK)
-		return -1;
-	saga_client_set_timeout(c, 1000);
 	while (!g_stop) {
+		saga_client *c = NULL;
 		saga_list_filter f;
 		saga_list *l = NULL;
+		int rv;
+
+		if (saga_client_new(w->url, &c) != SAGA_OK)
+			return -1;
+		saga_client_set_timeout(c, 250);
 		memset(&f, 0, sizeof(f));
 		f.limit = 1;
-		if (saga_client_list(c, &f, &l) == SAGA_OK) {
-			saga_list_free(l);
-			rv = 0;
-			break;
-		}
+		rv = saga_client_list(c, &f, &l);
+		if (rv != SAGA_OK)
+			snprintf(last, sizeof(last), "%s", saga_client_errmsg(c));
+		saga_list_free(l);
+		saga_client_free(c);
+		if (rv == SAGA_OK)
+			return 0;
 		if (g_sagad > 0 && th_wait_exit(g_sagad, 0, NULL) == 0) {
 			note("sagad exited during start-up (log: %s)", w->sagad_log);
 			g_sagad = -1;
-			break;
+			return -1;
 		}
 		if (now_ns() >= deadline) {
-			note("sagad did not answer within %d ms: %s", timeout_ms,
-			    saga_client_errmsg(c));
-			break;
+			note("sagad did not answer within %d ms: %s", timeout_ms, last);
+			return -1;
 		}
 		sleep_ms(5);
 	}
-	saga_client_free(c);
-	return rv;
+	return -1;
 }
 
 static int
@@ -995,6 +999,8 @@ out:
 	world_down(&w);
 	r->log_lines = log_lines(w.sagad_log, r->log_note, sizeof(r->log_note));
 	g_errors += (int)r->errors;
+	if (g_stop)
+		return;
 	if (r->errors > 0)
 		note("run %s: %ld errors: %s", name, r->errors, r->err);
 	else
