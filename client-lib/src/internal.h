@@ -32,7 +32,9 @@
 
 /* Reconnect backoff of every socket (nng doubles from min to max). */
 #define SL_RECONN_MIN_MS 50
-#define SL_RECONN_MAX_MS 2000
+/* Kept short: a participant should be back within half a second of sagad
+ * restarting (dispatch resumes when it reconnects). */
+#define SL_RECONN_MAX_MS 500
 
 #define SL_PRINTF(a, b) __attribute__((format(printf, a, b)))
 
