@@ -13,6 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 #include "saga.h"
 #include "sagawire.pb-c.h"
@@ -209,6 +214,61 @@ raw_call(ths *t, const void *buf, size_t len, int timeout_ms, int *nng_rv)
 	return resp;
 }
 
+/* Connects to sagad's tcp:// URL with a plain socket, does the SP
+ * handshake as a REQ peer and claims a message of `claim` bytes, sending
+ * as much of it as sagad takes. Returns 0 when sagad either answered or
+ * closed the connection (both fine), -1 on a local failure. */
+static int
+raw_sp_oversized(ths *t, size_t claim)
+{
+	const char *url = ths_url(t);
+	const char *colon = strrchr(url, ':');
+	ck_assert_msg(strncmp(url, "tcp://", 6) == 0 && colon != NULL, "not a tcp url: %s", url);
+	struct sockaddr_in a;
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_port = htons((uint16_t)atoi(colon + 1));
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0)
+		return -1;
+	struct timeval tv = { 5, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	/* SP header: 0 'S' 'P' version 0, protocol REQ (0x30), reserved */
+	static const uint8_t hello[8] = { 0x00, 'S', 'P', 0x00, 0x00, 0x30, 0x00, 0x00 };
+	uint8_t peer[8];
+	if (write(fd, hello, sizeof(hello)) != sizeof(hello) ||
+	    read(fd, peer, sizeof(peer)) != sizeof(peer)) {
+		close(fd);
+		return -1;
+	}
+	uint64_t len = claim + 4; /* request id + body */
+	uint8_t hdr[12];
+	for (int i = 0; i < 8; i++)
+		hdr[i] = (uint8_t)(len >> (56 - 8 * i));
+	hdr[8] = 0x80, hdr[9] = 0, hdr[10] = 0, hdr[11] = 1; /* request id */
+	if (write(fd, hdr, sizeof(hdr)) != sizeof(hdr)) {
+		close(fd);
+		return 0; /* closed already: fine */
+	}
+	static uint8_t zeros[65536];
+	for (size_t sent = 0; sent < claim;) {
+		ssize_t n =
+		    write(fd, zeros, claim - sent < sizeof(zeros) ? claim - sent : sizeof(zeros));
+		if (n <= 0)
+			break; /* sagad dropped us: fine */
+		sent += (size_t)n;
+	}
+	/* Whatever comes back (an error reply, or EOF), sagad is what the
+	 * caller checks next. */
+	uint8_t sink[256];
+	while (read(fd, sink, sizeof(sink)) > 0)
+		;
+	close(fd);
+	return 0;
+}
+
 /* The request must get an error Response with `code` mentioning needle. */
 static void
 expect_error(
@@ -323,21 +383,13 @@ START_TEST(malformed_requests_get_error_replies_and_change_nothing)
 	expect_error(t, "oversized request", buf, len, SAGA_ETOOBIG, "max_message_bytes");
 	free(buf);
 
-	/* far above: sagad may drop the connection instead of reading it,
-	 * but must not fall over */
-	{
-		int rv = 0;
-		len = 4u << 20;
-		buf = calloc(1, len);
-		ck_assert_ptr_nonnull(buf);
-		Sagawire__Response *r = raw_call(t, buf, len, 2000, &rv);
-		if (r != NULL) {
-			ck_assert_msg(r->error != NULL && r->error->code == SAGA_ETOOBIG,
-			    "4 MiB request: unexpected reply");
-			sagawire__response__free_unpacked(r, NULL);
-		}
-		free(buf);
-	}
+	/* far above: a peer claiming a 4 MiB message. sagad may drop the
+	 * connection instead of reading it, but must not fall over. Sent as
+	 * raw SP-over-TCP bytes, not with nng: an nng REQ socket whose
+	 * connection was dropped resends for ever, and in nng 1.5.2 such a
+	 * socket makes later nng_close calls in the same process hang (nng
+	 * issue 1543). */
+	ck_assert_int_eq(raw_sp_oversized(t, 4u << 20), 0);
 
 	/* start with ids and names that are not valid */
 	buf = pack_get("../../etc/passwd", &len);
