@@ -281,11 +281,6 @@ static const char *CONFLICT_SQL =
 
 #define NPARAMS 18
 
-static const Oid batch_types[NPARAMS] = { OID_UUID_ARR, OID_TEXT_ARR, OID_INT4_ARR, OID_INT2_ARR,
-	OID_INT4_ARR, OID_TEXT_ARR, OID_TEXT_ARR, OID_TIMESTAMPTZ_ARR, OID_TIMESTAMPTZ_ARR,
-	OID_BYTEA_ARR, OID_BYTEA_ARR, OID_TEXT_ARR, OID_UUID_ARR, OID_INT2_ARR, OID_INT4_ARR,
-	OID_TIMESTAMPTZ_ARR, OID_BYTEA_ARR, OID_TEXT_ARR };
-
 static int
 commit_batch(PGconn *c, store_batch *b, char *err, size_t errlen)
 {
@@ -300,7 +295,10 @@ commit_batch(PGconn *c, store_batch *b, char *err, size_t errlen)
 	static const uint32_t elem[NPARAMS] = { OID_UUID, OID_TEXT, OID_INT4, OID_INT2, OID_INT4,
 		OID_TEXT, OID_TEXT, OID_TIMESTAMPTZ, OID_TIMESTAMPTZ, OID_BYTEA, OID_BYTEA,
 		OID_TEXT, OID_UUID, OID_INT2, OID_INT4, OID_TIMESTAMPTZ, OID_BYTEA, OID_TEXT };
-
+	static const Oid types[NPARAMS] = { OID_UUID_ARR, OID_TEXT_ARR, OID_INT4_ARR, OID_INT2_ARR,
+		OID_INT4_ARR, OID_TEXT_ARR, OID_TEXT_ARR, OID_TIMESTAMPTZ_ARR, OID_TIMESTAMPTZ_ARR,
+		OID_BYTEA_ARR, OID_BYTEA_ARR, OID_TEXT_ARR, OID_UUID_ARR, OID_INT2_ARR,
+		OID_INT4_ARR, OID_TIMESTAMPTZ_ARR, OID_BYTEA_ARR, OID_TEXT_ARR };
 	for (int k = 0; k < NPARAMS; k++)
 		arr_begin(&a[k], elem[k], k < 12 ? n_ins : n_upd);
 
@@ -341,10 +339,7 @@ commit_batch(PGconn *c, store_batch *b, char *err, size_t errlen)
 		lens[k] = (int)a[k].len;
 		fmts[k] = 1;
 	}
-	/* Prepared once per connection (prepare_batch): parsing and planning
-	 * this CTE on every commit cost PostgreSQL more CPU than running it
-	 * for small batches. */
-	PGresult *res = PQexecPrepared(c, "saga_batch", NPARAMS, vals, lens, fmts, 1);
+	PGresult *res = PQexecParams(c, COMMIT_SQL, NPARAMS, types, vals, lens, fmts, 1);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		pg_errmsg(c, res, err, errlen);
 		PQclear(res);
@@ -429,17 +424,6 @@ out:
 
 /* ---- writer thread ------------------------------------------------------ */
 
-static int
-prepare_batch(PGconn *c, char *err, size_t errlen)
-{
-	PGresult *r = PQprepare(c, "saga_batch", COMMIT_SQL, NPARAMS, batch_types);
-	int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-	if (!ok)
-		pg_errmsg(c, r, err, errlen);
-	PQclear(r);
-	return ok ? 0 : SAGA_EDB;
-}
-
 static struct {
 	pthread_t thread;
 	pthread_mutex_t mu;
@@ -487,10 +471,6 @@ writer_main(void *unused)
 		for (int tries = 0;; tries++) {
 			if (c == NULL) {
 				c = store_connect(W.conninfo, "sagad-writer", err, sizeof(err));
-				if (c != NULL && prepare_batch(c, err, sizeof(err)) != 0) {
-					PQfinish(c);
-					c = NULL;
-				}
 				if (c == NULL) {
 					if (tries % 20 == 0)
 						slog_error("writer: %s (retrying)", err);
