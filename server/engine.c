@@ -112,16 +112,6 @@ enum { T_STEP_TIMEOUT = 1, T_RETRY, T_POLL, T_WAIT };
 
 /* ---- events --------------------------------------------------------------------- */
 
-enum { EV_REQ = 1, EV_PIPE_CLOSED, EV_COMMITTED };
-
-typedef struct event {
-	int type;
-	rpc_req *req;
-	uint32_t pipe_id;
-	store_batch *batch;
-	struct event *next;
-} event;
-
 /* ---- the engine ------------------------------------------------------------------ */
 
 static struct {
@@ -130,7 +120,6 @@ static struct {
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	event *ev_head, *ev_tail;
 	bool stop;
 
 	/* engine-thread state */
@@ -145,6 +134,7 @@ static struct {
 	uint32_t writing_batches; /* submitted, not yet committed */
 
 	timerq tq;
+	int64_t sleep_until; /* the timer thread's wake-up; arm() signals if earlier */
 
 	uint64_t rng;
 	engine_stats stats;
@@ -338,6 +328,8 @@ arm(tq_node *t, int type, uint8_t kind, int64_t when_ms)
 {
 	t->type = (uint8_t)type;
 	t->kind = kind;
+	if (when_ms < E.sleep_until)
+		pthread_cond_signal(&E.cv); /* the timer thread sleeps too long */
 	if (tq_arm(&E.tq, t, when_ms) != 0) {
 		/* Without the timer a step would wait forever: this is the one
 		 * allocation failure we cannot route around. */
@@ -1693,65 +1685,60 @@ nomem:
 
 /* ---- event queue and loop ------------------------------------------------------------- */
 
+/*
+ * Every entry point runs the state machine on the calling thread, under
+ * E.mu: nng's callback threads (requests, closed connections) and the
+ * writer (commits). Handing each event to an engine thread instead cost a
+ * thread wake-up per event, which on a small VM dominated the latency of a
+ * step (see docs/PERFORMANCE.md). The engine thread remains for timers and
+ * shutdown only. Nothing under E.mu waits for another thread: replies are
+ * queued to nng, batches to the writer, reads to the readers.
+ */
 static void
-post_event(event *ev)
+after_event(void)
 {
-	pthread_mutex_lock(&E.mu);
-	ev->next = NULL;
-	if (E.ev_tail)
-		E.ev_tail->next = ev;
-	else
-		E.ev_head = ev;
-	E.ev_tail = ev;
-	pthread_cond_signal(&E.cv);
-	pthread_mutex_unlock(&E.mu);
+	maybe_submit();
+	if (E.stop)
+		pthread_cond_signal(&E.cv); /* shutdown waits for drained() */
 }
 
 void
 engine_submit(rpc_req *r)
 {
-	event *ev = calloc(1, sizeof(*ev));
-	if (ev == NULL) {
-		rpc_reply_error(r, SAGA_ENOMEM, "out of memory");
-		return;
-	}
-	ev->type = EV_REQ;
-	ev->req = r;
-	post_event(ev);
+	pthread_mutex_lock(&E.mu);
+	if (E.stop && r->req->body_case == SAGAWIRE__REQUEST__BODY_START)
+		rpc_reply_error(r, SAGA_ECLOSED, "sagad is shutting down");
+	else
+		handle_request(r);
+	after_event();
+	pthread_mutex_unlock(&E.mu);
 }
 
 void
 engine_pipe_closed(uint32_t pipe_id, void *unused)
 {
 	(void)unused;
-	event *ev = calloc(1, sizeof(*ev));
-	if (ev == NULL) {
-		slog_error("out of memory: lost a pipe-closed event; its steps time out instead");
-		return;
-	}
-	ev->type = EV_PIPE_CLOSED;
-	ev->pipe_id = pipe_id;
-	post_event(ev);
+	pthread_mutex_lock(&E.mu);
+	handle_pipe_closed(pipe_id);
+	after_event();
+	pthread_mutex_unlock(&E.mu);
 }
 
 static void
 committed_cb(store_batch *b, void *arg)
 {
 	(void)arg;
-	event *ev = calloc(1, sizeof(*ev));
-	if (ev == NULL) {
-		slog_error("out of memory delivering a commit; aborting");
-		abort();
-	}
-	ev->type = EV_COMMITTED;
-	ev->batch = b;
-	post_event(ev);
+	pthread_mutex_lock(&E.mu);
+	handle_committed(b);
+	after_event();
+	pthread_mutex_unlock(&E.mu);
 }
 
 int
 engine_init(const cfg *c, const char *conninfo, char *err, size_t errlen)
 {
 	E.cfg = c;
+	E.sleep_until = INT64_MAX;
 	E.conninfo = strdup(conninfo);
 	E.nbuckets = 1024;
 	E.ids = calloc(E.nbuckets, sizeof(*E.ids));
@@ -1800,67 +1787,37 @@ drained(void)
 void
 engine_run(void)
 {
-	bool stopping = false;
+	pthread_mutex_lock(&E.mu);
 	for (;;) {
-		pthread_mutex_lock(&E.mu);
-		for (;;) {
-			if (E.ev_head != NULL || (E.stop && !stopping))
-				break;
-			if (stopping && drained())
-				break;
-			tq_node *first = tq_peek(&E.tq);
-			if (first == NULL) {
-				pthread_cond_wait(&E.cv, &E.mu);
-				continue;
-			}
-			int64_t wait = first->when_ms - now_ms();
-			if (wait <= 0)
-				break;
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += wait / 1000;
-			ts.tv_nsec += (wait % 1000) * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
-			pthread_cond_timedwait(&E.cv, &E.mu, &ts);
-		}
-		event *evs = E.ev_head;
-		E.ev_head = E.ev_tail = NULL;
-		if (E.stop)
-			stopping = true;
-		pthread_mutex_unlock(&E.mu);
-
-		while (evs) {
-			event *ev = evs;
-			evs = ev->next;
-			switch (ev->type) {
-			case EV_REQ:
-				if (stopping &&
-				    ev->req->req->body_case == SAGAWIRE__REQUEST__BODY_START)
-					rpc_reply_error(
-					    ev->req, SAGA_ECLOSED, "sagad is shutting down");
-				else
-					handle_request(ev->req);
-				break;
-			case EV_PIPE_CLOSED:
-				handle_pipe_closed(ev->pipe_id);
-				break;
-			case EV_COMMITTED:
-				handle_committed(ev->batch);
-				break;
-			}
-			free(ev);
-		}
 		int64_t t = now_ms();
 		tq_node *due;
 		while ((due = tq_pop_due(&E.tq, t)) != NULL)
 			fire(due);
 		maybe_submit();
-		if (stopping && drained())
+		if (E.stop && drained())
 			break;
+		tq_node *first = tq_peek(&E.tq);
+		if (first == NULL) {
+			E.sleep_until = INT64_MAX;
+			pthread_cond_wait(&E.cv, &E.mu);
+			continue;
+		}
+		int64_t wait = first->when_ms - now_ms();
+		if (wait <= 0)
+			continue;
+		E.sleep_until = first->when_ms;
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += wait / 1000;
+		ts.tv_nsec += (wait % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&E.cv, &E.mu, &ts);
 	}
+	E.sleep_until = INT64_MAX;
+	pthread_mutex_unlock(&E.mu);
 }
 
 void

@@ -238,7 +238,7 @@ raw_sp_oversized(ths *t, size_t claim)
 	/* SP header: 0 'S' 'P' version 0, protocol REQ (0x30), reserved */
 	static const uint8_t hello[8] = { 0x00, 'S', 'P', 0x00, 0x00, 0x30, 0x00, 0x00 };
 	uint8_t peer[8];
-	if (write(fd, hello, sizeof(hello)) != sizeof(hello) ||
+	if (send(fd, hello, sizeof(hello), MSG_NOSIGNAL) != sizeof(hello) ||
 	    read(fd, peer, sizeof(peer)) != sizeof(peer)) {
 		close(fd);
 		return -1;
@@ -248,14 +248,15 @@ raw_sp_oversized(ths *t, size_t claim)
 	for (int i = 0; i < 8; i++)
 		hdr[i] = (uint8_t)(len >> (56 - 8 * i));
 	hdr[8] = 0x80, hdr[9] = 0, hdr[10] = 0, hdr[11] = 1; /* request id */
-	if (write(fd, hdr, sizeof(hdr)) != sizeof(hdr)) {
+	if (send(fd, hdr, sizeof(hdr), MSG_NOSIGNAL) != sizeof(hdr)) {
 		close(fd);
 		return 0; /* closed already: fine */
 	}
 	static uint8_t zeros[65536];
 	for (size_t sent = 0; sent < claim;) {
-		ssize_t n =
-		    write(fd, zeros, claim - sent < sizeof(zeros) ? claim - sent : sizeof(zeros));
+		/* sagad may close mid-way: no SIGPIPE */
+		ssize_t n = send(fd, zeros,
+		    claim - sent < sizeof(zeros) ? claim - sent : sizeof(zeros), MSG_NOSIGNAL);
 		if (n <= 0)
 			break; /* sagad dropped us: fine */
 		sent += (size_t)n;
