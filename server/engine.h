@@ -1,7 +1,8 @@
 /*
- * engine: the saga state machine. One thread owns every unfinished saga in
- * memory; nng callbacks, the writer and the readers talk to it through an
- * event queue. An event changes sagas in memory and records what must
+ * engine: the saga state machine. It owns every unfinished saga in memory,
+ * behind one mutex, and runs on whichever thread delivers an event (nng's
+ * callbacks, the writer); engine_run() only fires timers and drives
+ * shutdown. An event changes sagas in memory and records what must
  * happen once those changes are durable (dispatches, replies); the changed
  * sagas go into the open batch, which is handed to the store writer as
  * soon as it is idle. Nothing leaves sagad (no dispatch, no reply that
@@ -27,7 +28,8 @@
 /* Loads unfinished sagas (registry must be loaded first) and starts the
  * writer. conninfo is used by the writer and for loading. */
 int engine_init(const cfg *c, const char *conninfo, char *err, size_t errlen);
-/* Runs the engine loop on the calling thread until engine_stop(). */
+/* Fires timers on the calling thread until engine_stop() and everything
+ * open is committed. */
 void engine_run(void);
 /* Asks the loop to finish: pending batches are committed, then it returns. */
 void engine_stop(void);
