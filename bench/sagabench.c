@@ -778,6 +778,9 @@ make_input(size_t len, size_t *out_len)
 	return b;
 }
 
+/* Drive with start + wait instead of saga_client_run (--two-calls). */
+static int g_two_calls;
+
 static void *
 drv_main(void *arg)
 {
@@ -792,6 +795,22 @@ drv_main(void *arg)
 
 		d->input[1] = (uint8_t)(d->s->flags | (fail ? FLAG_FAIL_LAST : 0));
 		t0 = now_ns();
+		if (!g_two_calls) {
+			/* One request: start, answered when final and durable. */
+			saga_state st = SAGA_STATE_UNKNOWN;
+			rv = saga_client_run(d->c, d->s->definition, d->input, d->input_len, NULL,
+			    WAIT_MS, &id, &st, NULL);
+			if (id == NULL) {
+				d->errors++;
+				set_err(d->err, sizeof(d->err), "run: %s: %s", saga_strerror(rv),
+				    saga_client_errmsg(d->c));
+				sleep_ms(100);
+				continue;
+			}
+			d->started++;
+			d->failing += fail;
+			goto finished;
+		}
 		rv = saga_client_start(
 		    d->c, d->s->definition, d->input, d->input_len, NULL, &id, NULL);
 		if (rv != SAGA_OK) {
@@ -804,6 +823,7 @@ drv_main(void *arg)
 		d->started++;
 		d->failing += fail;
 		rv = saga_client_wait(d->c, id, WAIT_MS, NULL);
+	finished:
 		t1 = now_ns();
 		if (rv != SAGA_OK) {
 			d->errors++;
@@ -1610,6 +1630,8 @@ usage(FILE *f)
 	    "--sagad-arg=--max-batch=500\n"
 	    "  --quick               short smoke run (about 1-2 minutes)\n"
 	    "  --keep                keep the temp dir (logs, PostgreSQL data)\n"
+	    "  --two-calls           drive with start then wait (two requests per saga)\n"
+	    "                        instead of saga_client_run (one)\n"
 	    "  --out FILE.json       also write the results as JSON\n");
 }
 
@@ -1672,6 +1694,10 @@ main(int argc, char **argv)
 		char *a = argv[i], *v = NULL, *eq;
 		if (strcmp(a, "--quick") == 0) {
 			O.quick = 1;
+			continue;
+		}
+		if (strcmp(a, "--two-calls") == 0) {
+			g_two_calls = 1;
 			continue;
 		}
 		if (strcmp(a, "--keep") == 0) {

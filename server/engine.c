@@ -56,6 +56,7 @@ typedef struct eng_step {
 typedef struct waiter {
 	rpc_req *req;
 	bool existing;  /* a second start with the same idempotency key */
+	bool start;     /* a start with wait_ms: answered with a StartResponse */
 	tq_node t;      /* wait requests: their timeout */
 	eng_saga *saga; /* wait requests: the saga waited on */
 	struct waiter *next;
@@ -1004,6 +1005,49 @@ valid_text(const char *s, size_t max)
 	return n <= max && wire_utf8_ok(s, n);
 }
 
+/* Answers a wait (or a start that waits) with the saga's state now. */
+static void
+reply_final(waiter *w, const eng_saga *s)
+{
+	Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
+	if (w->start) {
+		Sagawire__StartResponse sr = SAGAWIRE__START_RESPONSE__INIT;
+		sr.saga_id = (char *)s->ids;
+		sr.version = s->def->version;
+		sr.existing = w->existing;
+		sr.state = (Sagawire__SagaState)s->state;
+		sr.error = s->error ? s->error : (char *)"";
+		resp.body_case = SAGAWIRE__RESPONSE__BODY_START;
+		resp.start = &sr;
+		rpc_reply(w->req, &resp);
+		return;
+	}
+	Sagawire__WaitResponse wr = SAGAWIRE__WAIT_RESPONSE__INIT;
+	wr.state = (Sagawire__SagaState)s->state;
+	wr.error = s->error ? s->error : (char *)"";
+	resp.body_case = SAGAWIRE__RESPONSE__BODY_WAIT;
+	resp.wait = &wr;
+	rpc_reply(w->req, &resp);
+}
+
+/* Holds r until s is final and durable, or wait_ms passes. */
+static int
+add_final_waiter(eng_saga *s, rpc_req *r, bool start, bool existing, uint32_t wait_ms)
+{
+	waiter *w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return SAGA_ENOMEM;
+	w->req = r;
+	w->saga = s;
+	w->start = start;
+	w->existing = existing;
+	tq_node_init(&w->t);
+	w->next = s->final_waiters;
+	s->final_waiters = w;
+	arm(&w->t, T_WAIT, 0, now_ms() + (wait_ms > 600000 ? 600000 : wait_ms));
+	return 0;
+}
+
 static void
 handle_start(rpc_req *r)
 {
@@ -1038,6 +1082,11 @@ handle_start(rpc_req *r)
 	bool has_key = q->idempotency_key[0] != '\0';
 	if (has_key) {
 		eng_saga *s = saga_find_key(q->idempotency_key);
+		if (s != NULL && q->wait_ms > 0) {
+			if (add_final_waiter(s, r, true, true, q->wait_ms) != 0)
+				rpc_reply_error(r, SAGA_ENOMEM, "out of memory");
+			return;
+		}
 		if (s != NULL) {
 			if (s->persisted) {
 				Sagawire__StartResponse sr = SAGAWIRE__START_RESPONSE__INIT;
@@ -1086,8 +1135,18 @@ handle_start(rpc_req *r)
 	s->input_len = q->input.len;
 	if (saga_insert(s) != 0)
 		goto nomem;
-	w->req = r;
-	s->waiters = w;
+	if (q->wait_ms > 0) {
+		/* Answered when final (and durable) instead of when started. */
+		free(w);
+		w = NULL;
+		if (add_final_waiter(s, r, true, false, q->wait_ms) != 0) {
+			saga_unlink(s);
+			goto nomem;
+		}
+	} else {
+		w->req = r;
+		s->waiters = w;
+	}
 	slog_saga(SLOG_INFO, s->ids, NULL, "started %s v%u", def->name, def->version);
 	saga_touch(s);
 	advance(s);
@@ -1127,18 +1186,6 @@ handle_cancel(rpc_req *r)
 	saga_touch(s); /* make sure a batch carries the reply */
 }
 
-static void
-reply_wait(rpc_req *r, const eng_saga *s)
-{
-	Sagawire__WaitResponse wr = SAGAWIRE__WAIT_RESPONSE__INIT;
-	wr.state = (Sagawire__SagaState)s->state;
-	wr.error = s->error ? s->error : (char *)"";
-	Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
-	resp.body_case = SAGAWIRE__RESPONSE__BODY_WAIT;
-	resp.wait = &wr;
-	rpc_reply(r, &resp);
-}
-
 /* Answers every wait on s (it is final and that is committed). */
 static void
 release_final_waiters(eng_saga *s)
@@ -1146,7 +1193,7 @@ release_final_waiters(eng_saga *s)
 	for (waiter *w = s->final_waiters, *n; w; w = n) {
 		n = w->next;
 		tq_cancel(&E.tq, &w->t);
-		reply_wait(w->req, s);
+		reply_final(w, s);
 		free(w);
 	}
 	s->final_waiters = NULL;
@@ -1167,20 +1214,8 @@ handle_wait(rpc_req *r)
 		reader_submit_wait_check(r);
 		return;
 	}
-	waiter *w = calloc(1, sizeof(*w));
-	if (w == NULL) {
+	if (add_final_waiter(s, r, false, false, q->timeout_ms ? q->timeout_ms : 30000) != 0)
 		rpc_reply_error(r, SAGA_ENOMEM, "out of memory");
-		return;
-	}
-	w->req = r;
-	w->saga = s;
-	tq_node_init(&w->t);
-	w->next = s->final_waiters;
-	s->final_waiters = w;
-	uint32_t to = q->timeout_ms ? q->timeout_ms : 30000;
-	if (to > 600000)
-		to = 600000;
-	arm(&w->t, T_WAIT, 0, now_ms() + to);
 }
 
 static void
@@ -1435,6 +1470,16 @@ handle_committed(store_batch *b)
 				free(w);
 			}
 			s->waiters = NULL;
+			/* Starts that wait: the existing saga's state is not in
+			 * memory, so they get its id with the state unknown, and
+			 * the client waits on that id. */
+			for (waiter *w = s->final_waiters, *n; w; w = n) {
+				n = w->next;
+				tq_cancel(&E.tq, &w->t);
+				reply_start(w, ex, s->def->version, true);
+				free(w);
+			}
+			s->final_waiters = NULL;
 			slog_saga(SLOG_INFO, s->ids, NULL,
 			    "idempotency key already used by saga %s: not started", ex);
 			/* Its owed dispatches find no saga and are skipped. */
@@ -1542,7 +1587,7 @@ fire(tq_node *t)
 				break;
 			}
 		}
-		reply_wait(w->req, ws); /* not final yet: its current state */
+		reply_final(w, ws); /* not final yet: its current state */
 		free(w);
 		return;
 	}

@@ -193,6 +193,16 @@ typedef struct saga_start_opts {
 SAGA_API int saga_client_start(saga_client *c, const char *definition, const void *input,
     size_t len, const saga_start_opts *opts, char **saga_id, int *existing);
 
+/* Starts a saga and waits for its outcome in one request: sagad answers
+ * once the saga is final (completed, compensated or failed) and that is
+ * committed. Arguments as for saga_client_start; *state receives the
+ * final state. If timeout_ms (< 0 = no limit) passes first, returns
+ * SAGA_ETIMEDOUT with *saga_id set (the saga goes on) and *state its state
+ * then. *saga_id is the caller's to free (saga_string_free) whenever it is
+ * set. Saves a round trip per saga over start then wait. */
+SAGA_API int saga_client_run(saga_client *c, const char *definition, const void *input, size_t len,
+    const saga_start_opts *opts, int timeout_ms, char **saga_id, saga_state *state, int *existing);
+
 SAGA_API void saga_string_free(char *s);
 
 /* ---- status ---- */

@@ -514,6 +514,72 @@ START_TEST(wait_answers_at_the_final_state_or_times_out_with_the_current_one)
 }
 END_TEST
 
+/* saga_client_run: start and wait for the outcome in one request. */
+START_TEST(run_starts_and_returns_the_final_state_in_one_request)
+{
+	ths *t = world("it_run");
+	saga_client *c = ths_client(t);
+	char *id = NULL;
+	saga_state st = SAGA_STATE_UNKNOWN;
+	int existing = -1;
+	const char *ok = "tag=run-ok";
+
+	ck_assert_int_eq(saga_client_run(c, "ittest.Linear3", ok, strlen(ok), NULL, WAIT_MS, &id,
+			     &st, &existing),
+	    SAGA_OK);
+	ck_assert_int_eq(st, SAGA_STATE_COMPLETED);
+	ck_assert_int_eq(existing, 0);
+	saga_info *info = NULL;
+	ck_assert_int_eq(saga_client_get(c, id, &info), SAGA_OK);
+	ck_assert_int_eq(info->state, SAGA_STATE_COMPLETED); /* durable when answered */
+	saga_info_free(info);
+	saga_string_free(id);
+
+	const char *bad = "fail=C";
+	ck_assert_int_eq(
+	    saga_client_run(c, "ittest.Linear3", bad, strlen(bad), NULL, WAIT_MS, &id, &st, NULL),
+	    SAGA_OK);
+	ck_assert_int_eq(st, SAGA_STATE_COMPENSATED);
+	saga_string_free(id);
+
+	/* the same idempotency key: the same saga, final, marked existing */
+	saga_start_opts o = { 0 };
+	o.idempotency_key = "run-key";
+	char *id1 = NULL, *id2 = NULL;
+	ck_assert_int_eq(
+	    saga_client_run(c, "ittest.Linear3", ok, strlen(ok), &o, WAIT_MS, &id1, &st, &existing),
+	    SAGA_OK);
+	ck_assert_int_eq(existing, 0);
+	ck_assert_int_eq(
+	    saga_client_run(c, "ittest.Linear3", ok, strlen(ok), &o, WAIT_MS, &id2, &st, &existing),
+	    SAGA_OK);
+	ck_assert_int_eq(existing, 1);
+	ck_assert_str_eq(id1, id2);
+	ck_assert_int_eq(st, SAGA_STATE_COMPLETED);
+	saga_string_free(id1);
+	saga_string_free(id2);
+
+	/* the wait runs out first: the id and the state then */
+	const char *slow = "sleep=B:1500";
+	long long t0 = th_now_ms();
+	ck_assert_int_eq(
+	    saga_client_run(c, "ittest.Linear3", slow, strlen(slow), NULL, 300, &id, &st, NULL),
+	    SAGA_ETIMEDOUT);
+	ck_assert_int_lt(th_now_ms() - t0, 5000);
+	ck_assert_ptr_nonnull(id);
+	ck_assert_int_eq(st, SAGA_STATE_RUNNING);
+	ck_assert_int_eq(saga_client_wait(c, id, WAIT_MS, NULL), SAGA_OK);
+	saga_string_free(id);
+
+	/* an unknown definition is refused as by start */
+	ck_assert_int_eq(
+	    saga_client_run(c, "ittest.Nope", ok, strlen(ok), NULL, 1000, &id, &st, NULL),
+	    SAGA_ENOTFOUND);
+	ck_assert_ptr_null(id);
+	ths_free(t);
+}
+END_TEST
+
 START_TEST(cancel_refuses_final_unknown_and_malformed_sagas)
 {
 	ths *t = world("lc_cancel_bad");
@@ -840,6 +906,7 @@ lifecycle_suite(void)
 	tcase_add_test(tc, cancel_of_a_running_saga_compensates_it);
 	tcase_add_test(tc, cancel_refuses_final_unknown_and_malformed_sagas);
 	tcase_add_test(tc, wait_answers_at_the_final_state_or_times_out_with_the_current_one);
+	tcase_add_test(tc, run_starts_and_returns_the_final_state_in_one_request);
 	tcase_add_test(tc, same_idempotency_key_always_returns_the_same_saga);
 	tcase_add_test(tc, start_of_an_unknown_definition_is_refused_naming_it);
 	tcase_add_test(tc, running_saga_keeps_the_version_it_started_with);
