@@ -101,8 +101,6 @@ typedef struct action {
 typedef struct post {
 	action *v;
 	size_t n, cap;
-	eng_saga **sagas; /* sagas in this batch (for release) */
-	size_t n_sagas, cap_sagas;
 } post;
 
 /* ---- timers ------------------------------------------------------------------ */
@@ -138,7 +136,6 @@ static struct {
 	int64_t sleep_until; /* the timer thread's wake-up; arm() signals if earlier */
 
 	uint64_t rng;
-	engine_stats stats;
 } E = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
 static _Atomic uint64_t stat_active, stat_batches, stat_rows, stat_dispatched, stat_redelivered;
@@ -475,12 +472,8 @@ maybe_submit(void)
 		s->writing++;
 	}
 	*p = E.open_post;
-	p->sagas = E.open;
-	p->n_sagas = E.n_open;
-	p->cap_sagas = E.cap_open;
 	memset(&E.open_post, 0, sizeof(E.open_post));
-	E.open = NULL;
-	E.n_open = E.cap_open = 0;
+	E.n_open = 0; /* the array is kept for the next batch */
 	b->user = p;
 	E.writing_batches++;
 	atomic_fetch_add(&stat_batches, 1);
@@ -948,7 +941,6 @@ pump(relay_part *p)
 			resp_msg.work = &wb;
 			rpc_req *poll = pp->poll;
 			pp->poll = NULL;
-			pp->poll_gen++;
 			tq_cancel(&E.tq, &pp->poll_t);
 			int64_t t = now_ms();
 			for (uint32_t k = 0; k < n; k++) {
@@ -1273,7 +1265,6 @@ handle_poll(rpc_req *r)
 		rpc_reply(pp->poll, &resp);
 	}
 	pp->poll = r;
-	pp->poll_gen++;
 	arm(&pp->poll_t, T_POLL, 0, now_ms() + E.cfg->poll_timeout_ms);
 	pump(p);
 }
@@ -1554,7 +1545,6 @@ handle_committed(store_batch *b)
 		}
 	}
 	free(p->v);
-	free(p->sagas);
 	free(p);
 	store_batch_free(b);
 	pump_all();
@@ -1891,7 +1881,6 @@ engine_fini(void)
 	free(E.open_post.v);
 	free(E.conninfo);
 	relay_fini();
-	memset(&E.stats, 0, sizeof(E.stats));
 }
 
 void

@@ -36,7 +36,6 @@ typedef struct relay_pipe {
 	uint32_t inflight;
 	uint64_t max_bytes;  /* largest message it accepts (0 = unknown) */
 	rpc_req *poll;       /* parked poll, or NULL */
-	uint32_t poll_gen;   /* bumps per parked poll */
 	tq_node poll_t;      /* the parked poll's timeout (the engine's timer) */
 	void *inflight_head; /* engine's intrusive list of steps in flight */
 	struct relay_pipe *hnext;
