@@ -57,6 +57,11 @@ void wire_uuid_v7(uint8_t out[16]);
 int64_t wire_now_us(void);
 int64_t wire_mono_ms(void);
 
+/* 32-bit FNV-1a of a NUL-terminated string: for hash tables keyed by
+ * names (participants, idempotency keys). Not for anything adversarial
+ * that needs more than spread. */
+unsigned wire_hash_str(const char *s);
+
 /* Maps an nng error to a saga_err (the one place this is done). */
 int wire_err_from_nng(int nng_rv);
 

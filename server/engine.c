@@ -169,15 +169,6 @@ hash_id(const uint8_t id[16])
 	return (unsigned)(h ^ (h >> 29));
 }
 
-static unsigned
-hash_key(const char *s)
-{
-	unsigned h = 2166136261u;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h;
-}
-
 static eng_saga *
 saga_find(const uint8_t id[16])
 {
@@ -190,7 +181,7 @@ saga_find(const uint8_t id[16])
 static eng_saga *
 saga_find_key(const char *key)
 {
-	for (eng_saga *s = E.keys[hash_key(key) & (E.nbuckets - 1)]; s; s = s->knext)
+	for (eng_saga *s = E.keys[wire_hash_str(key) & (E.nbuckets - 1)]; s; s = s->knext)
 		if (strcmp(s->idem_key, key) == 0)
 			return s;
 	return NULL;
@@ -215,7 +206,7 @@ hash_grow(void)
 		}
 		for (eng_saga *s = E.keys[b], *n; s; s = n) {
 			n = s->knext;
-			size_t h = hash_key(s->idem_key) & (nb - 1);
+			size_t h = wire_hash_str(s->idem_key) & (nb - 1);
 			s->knext = nk[h];
 			nk[h] = s;
 		}
@@ -237,7 +228,7 @@ saga_insert(eng_saga *s)
 	s->hnext = E.ids[h];
 	E.ids[h] = s;
 	if (s->idem_key) {
-		h = hash_key(s->idem_key) & (E.nbuckets - 1);
+		h = wire_hash_str(s->idem_key) & (E.nbuckets - 1);
 		s->knext = E.keys[h];
 		E.keys[h] = s;
 	}
@@ -257,7 +248,7 @@ saga_unlink(eng_saga *s)
 		}
 	}
 	if (s->idem_key) {
-		pl = &E.keys[hash_key(s->idem_key) & (E.nbuckets - 1)];
+		pl = &E.keys[wire_hash_str(s->idem_key) & (E.nbuckets - 1)];
 		for (; *pl; pl = &(*pl)->knext) {
 			if (*pl == s) {
 				*pl = s->knext;

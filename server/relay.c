@@ -5,21 +5,13 @@
 #include <string.h>
 
 #include "saga.h"
+#include "wire.h"
 
 #define PART_BUCKETS 256
 #define PIPE_BUCKETS 4096
 
 static relay_part *parts[PART_BUCKETS];
 static relay_pipe *pipes[PIPE_BUCKETS];
-
-static unsigned
-hash_str(const char *s)
-{
-	unsigned h = 2166136261u;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h;
-}
 
 int
 relay_init(void)
@@ -56,7 +48,7 @@ relay_fini(void)
 relay_part *
 relay_part_get(const char *name, int create)
 {
-	unsigned b = hash_str(name) % PART_BUCKETS;
+	unsigned b = wire_hash_str(name) % PART_BUCKETS;
 	for (relay_part *p = parts[b]; p; p = p->hnext)
 		if (strcmp(p->name, name) == 0)
 			return p;
@@ -198,7 +190,7 @@ relay_part_next(relay_part *p)
 {
 	if (p->hnext)
 		return p->hnext;
-	for (size_t b = hash_str(p->name) % PART_BUCKETS + 1; b < PART_BUCKETS; b++)
+	for (size_t b = wire_hash_str(p->name) % PART_BUCKETS + 1; b < PART_BUCKETS; b++)
 		if (parts[b])
 			return parts[b];
 	return NULL;
