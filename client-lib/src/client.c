@@ -585,9 +585,15 @@ fail:
 
 /* ---- start ------------------------------------------------------------- */
 
-int
-saga_client_start(saga_client *c, const char *definition, const void *input, size_t len,
-    const saga_start_opts *opts, char **saga_id, int *existing)
+/*
+ * One start request. wait_ms 0: answered once the start is durable; > 0:
+ * answered when the saga is final, or after wait_ms (the call's own
+ * timeout is stretched by as much). *state (may be NULL) receives the
+ * state sagad reported (unknown for a plain start).
+ */
+static int
+start_call(saga_client *c, const char *definition, const void *input, size_t len,
+    const saga_start_opts *opts, uint32_t wait_ms, char **saga_id, int *existing, saga_state *state)
 {
 	Sagawire__Request req = SAGAWIRE__REQUEST__INIT;
 	Sagawire__StartRequest body = SAGAWIRE__START_REQUEST__INIT;
@@ -599,6 +605,8 @@ saga_client_start(saga_client *c, const char *definition, const void *input, siz
 	*saga_id = NULL;
 	if (existing != NULL)
 		*existing = 0;
+	if (state != NULL)
+		*state = SAGA_STATE_UNKNOWN;
 	if ((rv = check_arg(c, definition, "the definition name", 1)) != SAGA_OK ||
 	    (opts != NULL &&
 		((rv = check_arg(c, opts->idempotency_key, "the idempotency key", 0)) != 0 ||
@@ -607,6 +615,7 @@ saga_client_start(saga_client *c, const char *definition, const void *input, siz
 	body.definition = (char *)definition;
 	body.input.data = (uint8_t *)input;
 	body.input.len = len;
+	body.wait_ms = wait_ms;
 	if (opts != NULL) {
 		body.version = opts->version;
 		if (opts->idempotency_key != NULL)
@@ -614,86 +623,55 @@ saga_client_start(saga_client *c, const char *definition, const void *input, siz
 		if (opts->business_key != NULL)
 			body.business_key = (char *)opts->business_key;
 	}
-	req.body_case = SAGAWIRE__REQUEST__BODY_START;
-	req.start = &body;
-	if ((rv = call(c, &req, SAGAWIRE__RESPONSE__BODY_START, &resp)) != SAGA_OK)
-		return rv;
-	if (resp->start->saga_id == NULL || resp->start->saga_id[0] == '\0') {
-		sl_seterr(c->errmsg, "sagad's start reply has no saga id");
-		rv = SAGA_EPROTO;
-		goto fail;
-	}
-	if ((rv = dup_wire_str(c, resp->start->saga_id, "saga id", saga_id)) != SAGA_OK)
-		goto fail;
-	if (existing != NULL)
-		*existing = resp->start->existing ? 1 : 0;
-
-fail:
-	wire_free(&resp->base);
-	return rv;
-}
-
-int
-saga_client_run(saga_client *c, const char *definition, const void *input, size_t len,
-    const saga_start_opts *opts, int timeout_ms, char **saga_id, saga_state *state, int *existing)
-{
-	Sagawire__Request req = SAGAWIRE__REQUEST__INIT;
-	Sagawire__StartRequest body = SAGAWIRE__START_REQUEST__INIT;
-	Sagawire__Response *resp = NULL;
-	int64_t deadline = wire_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
-	int rv;
-
-	if (c == NULL || saga_id == NULL || state == NULL || (input == NULL && len > 0))
-		return SAGA_EINVAL;
-	*saga_id = NULL;
-	*state = SAGA_STATE_UNKNOWN;
-	if (existing != NULL)
-		*existing = 0;
-	if ((rv = check_arg(c, definition, "the definition name", 1)) != SAGA_OK ||
-	    (opts != NULL &&
-		((rv = check_arg(c, opts->idempotency_key, "the idempotency key", 0)) != 0 ||
-		    (rv = check_arg(c, opts->business_key, "the business key", 0)) != 0)))
-		return rv;
-	body.definition = (char *)definition;
-	body.input.data = (uint8_t *)input;
-	body.input.len = len;
-	if (opts != NULL) {
-		body.version = opts->version;
-		if (opts->idempotency_key != NULL)
-			body.idempotency_key = (char *)opts->idempotency_key;
-		if (opts->business_key != NULL)
-			body.business_key = (char *)opts->business_key;
-	}
-	/* At most 25 s in one request, as for saga_client_wait. */
-	int64_t wait = timeout_ms < 0 ? 25000 : timeout_ms;
-	if (wait > 25000)
-		wait = 25000;
-	if (wait < 1)
-		wait = 1;
-	body.wait_ms = (uint32_t)wait;
 	req.body_case = SAGAWIRE__REQUEST__BODY_START;
 	req.start = &body;
 	int saved_timeout = c->timeout_ms;
-	c->timeout_ms = (int)wait + saved_timeout;
+	c->timeout_ms = (int)wait_ms + saved_timeout;
 	rv = call(c, &req, SAGAWIRE__RESPONSE__BODY_START, &resp);
 	c->timeout_ms = saved_timeout;
 	if (rv != SAGA_OK)
 		return rv;
 	if (resp->start->saga_id == NULL || resp->start->saga_id[0] == '\0') {
 		sl_seterr(c->errmsg, "sagad's start reply has no saga id");
-		wire_free(&resp->base);
-		return SAGA_EPROTO;
+		rv = SAGA_EPROTO;
+		goto done;
 	}
-	if ((rv = dup_wire_str(c, resp->start->saga_id, "saga id", saga_id)) != SAGA_OK) {
-		wire_free(&resp->base);
-		return rv;
-	}
+	if ((rv = dup_wire_str(c, resp->start->saga_id, "saga id", saga_id)) != SAGA_OK)
+		goto done;
 	if (existing != NULL)
 		*existing = resp->start->existing ? 1 : 0;
-	*state = (saga_state)resp->start->state;
+	if (state != NULL)
+		*state = (saga_state)resp->start->state;
+done:
 	wire_free(&resp->base);
-	if (saga_state_is_final(*state))
-		return SAGA_OK;
+	return rv;
+}
+
+int
+saga_client_start(saga_client *c, const char *definition, const void *input, size_t len,
+    const saga_start_opts *opts, char **saga_id, int *existing)
+{
+	return start_call(c, definition, input, len, opts, 0, saga_id, existing, NULL);
+}
+
+int
+saga_client_run(saga_client *c, const char *definition, const void *input, size_t len,
+    const saga_start_opts *opts, int timeout_ms, char **saga_id, saga_state *state, int *existing)
+{
+	int64_t deadline = wire_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+	int rv;
+
+	if (state == NULL)
+		return SAGA_EINVAL;
+	/* At most 25 s in one request, as for saga_client_wait. */
+	int64_t wait = timeout_ms < 0 ? 25000 : timeout_ms;
+	if (wait > 25000)
+		wait = 25000;
+	if (wait < 1)
+		wait = 1;
+	rv = start_call(c, definition, input, len, opts, (uint32_t)wait, saga_id, existing, state);
+	if (rv != SAGA_OK || saga_state_is_final(*state))
+		return rv;
 	/* Not final yet (the wait ran out, an existing saga's state was not
 	 * at hand, or an older sagad answered at the start): wait on the id. */
 	int64_t left = timeout_ms < 0 ? -1 : deadline - wire_mono_ms();
