@@ -182,23 +182,29 @@ state_cb(const store_saga *s, void *arg)
 	return 0;
 }
 
+/* Reads the stored state of saga sid (already checked to parse) into st.
+ * Returns 0, or replies to r with the error (not found, database) and
+ * returns nonzero. */
+static int
+read_state(PGconn *c, rpc_req *r, const char *sid, state_ctx *st)
+{
+	uint8_t id[16];
+	char err[512] = "";
+	wire_uuid_parse(sid, id);
+	int rv = store_get(c, id, state_cb, st, err, sizeof(err));
+	if (rv == SAGA_ENOTFOUND)
+		rpc_reply_error(r, SAGA_ENOTFOUND, "no saga %s", sid);
+	else if (rv != 0)
+		rpc_reply_error(r, rv, "cannot read saga %s: %s", sid, err);
+	return rv;
+}
+
 static void
 do_wait_check(PGconn *c, rpc_req *r)
 {
-	uint8_t id[16];
-	const char *sid = r->req->wait->saga_id;
-	wire_uuid_parse(sid, id);
-	char err[512] = "";
 	state_ctx st = { 0 };
-	int rv = store_get(c, id, state_cb, &st, err, sizeof(err));
-	if (rv == SAGA_ENOTFOUND) {
-		rpc_reply_error(r, SAGA_ENOTFOUND, "no saga %s", sid);
+	if (read_state(c, r, r->req->wait->saga_id, &st) != 0)
 		return;
-	}
-	if (rv != 0) {
-		rpc_reply_error(r, rv, "cannot read saga %s: %s", sid, err);
-		return;
-	}
 	Sagawire__WaitResponse wr = SAGAWIRE__WAIT_RESPONSE__INIT;
 	wr.state = (Sagawire__SagaState)st.state;
 	wr.error = st.error;
@@ -211,19 +217,12 @@ do_wait_check(PGconn *c, rpc_req *r)
 static void
 do_cancel_check(PGconn *c, rpc_req *r)
 {
-	uint8_t id[16];
 	const char *sid = r->req->cancel->saga_id;
-	wire_uuid_parse(sid, id);
-	char err[512] = "";
 	state_ctx st = { 0 };
-	int rv = store_get(c, id, state_cb, &st, err, sizeof(err));
-	if (rv == SAGA_ENOTFOUND)
-		rpc_reply_error(r, SAGA_ENOTFOUND, "no saga %s", sid);
-	else if (rv != 0)
-		rpc_reply_error(r, rv, "cannot read saga %s: %s", sid, err);
-	else
-		rpc_reply_error(r, SAGA_ESTATE, "saga %s is already %s: nothing to cancel", sid,
-		    saga_state_name((saga_state)st.state));
+	if (read_state(c, r, sid, &st) != 0)
+		return;
+	rpc_reply_error(r, SAGA_ESTATE, "saga %s is already %s: nothing to cancel", sid,
+	    saga_state_name((saga_state)st.state));
 }
 
 /* ---- list ------------------------------------------------------------------ */
