@@ -15,19 +15,14 @@
 #include "wire.h"
 
 /* PostgreSQL type OIDs (stable, from pg_type.dat). */
-#define OID_BYTEA           17
-#define OID_INT2            21
-#define OID_INT4            23
-#define OID_TEXT            25
-#define OID_INT8            20
-#define OID_TIMESTAMPTZ     1184
-#define OID_UUID            2950
-#define OID_BYTEA_ARR       1001
-#define OID_INT2_ARR        1005
-#define OID_INT4_ARR        1007
-#define OID_TEXT_ARR        1009
-#define OID_TIMESTAMPTZ_ARR 1185
-#define OID_UUID_ARR        2951
+#define OID_BYTEA       17
+#define OID_INT2        21
+#define OID_INT4        23
+#define OID_TEXT        25
+#define OID_INT8        20
+#define OID_TIMESTAMPTZ 1184
+#define OID_UUID        2950
+#define OID_TEXT_ARR    1009
 
 /* Seconds from the Unix epoch to PostgreSQL's (2000-01-01). */
 #define PG_EPOCH_OFFSET_US (946684800LL * 1000000LL)
@@ -153,29 +148,6 @@ arr_add_str(pgarr *a, const char *s)
 }
 
 static void
-arr_add_i16(pgarr *a, int16_t v)
-{
-	uint16_t b = htons((uint16_t)v);
-	arr_add(a, &b, 2);
-}
-
-static void
-arr_add_i32(pgarr *a, int32_t v)
-{
-	char b[4];
-	put32(b, (uint32_t)v);
-	arr_add(a, b, 4);
-}
-
-static void
-arr_add_ts(pgarr *a, int64_t us)
-{
-	char b[8];
-	store_ts_to_pg(us, b);
-	arr_add(a, b, 8);
-}
-
-static void
 arr_free(pgarr *a)
 {
 	free(a->buf);
@@ -256,151 +228,191 @@ pg_errmsg(PGconn *c, const PGresult *r, char *err, size_t errlen)
 			*p = ' ';
 }
 
-/* ---- the batch statement -------------------------------------------------- */
+/* ---- the batch transaction ---------------------------------------------- */
 
-/* One statement, so one transaction: new sagas and changed sagas. Data
- * modifying CTEs always run to completion. */
-static const char *COMMIT_SQL =
-    "WITH ins AS ("
-    " INSERT INTO sagas (id, definition, version, state, rev, idempotency_key, business_key,"
-    "  created_at, updated_at, input, steps, error)"
-    " SELECT * FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::int2[], $5::int4[],"
-    "  $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[], $10::bytea[],"
-    "  $11::bytea[], $12::text[])"
-    " ON CONFLICT DO NOTHING RETURNING id),"
-    " upd AS ("
-    " UPDATE sagas s SET state = u.state, rev = u.rev, updated_at = u.updated_at,"
-    "  steps = u.steps, error = u.error"
-    " FROM unnest($13::uuid[], $14::int2[], $15::int4[], $16::timestamptz[], $17::bytea[],"
-    "  $18::text[]) AS u(id, state, rev, updated_at, steps, error)"
-    " WHERE s.id = u.id AND s.rev < u.rev RETURNING s.id)"
-    " SELECT id FROM ins";
+/*
+ * A batch is one transaction sent as one pipeline: BEGIN, one prepared
+ * INSERT or UPDATE per row, COMMIT, then a sync, all in one round trip.
+ * The statements are prepared once per connection, so PostgreSQL neither
+ * parses nor plans them per batch: measured with pgbench on this machine,
+ * 16 rows cost 0.28 ms this way against 0.66 ms as one data-modifying CTE
+ * over unnest() arrays (the previous form), 128 rows 0.96 ms against 2.8 ms,
+ * and a single row 0.17 ms against 0.40 ms (docs/PERFORMANCE.md).
+ *
+ * libpq's blocking send reads incoming results into its buffer while the
+ * socket is full, so a large pipeline cannot deadlock on socket buffers.
+ * Any error drops the connection (the writer reconnects and retries the
+ * whole batch; every row write is idempotent), so no failed transaction is
+ * ever left open.
+ */
+static const char *INSERT_SQL =
+    "INSERT INTO sagas (id, definition, version, state, rev, idempotency_key, business_key,"
+    " created_at, updated_at, input, steps, error)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    " ON CONFLICT DO NOTHING RETURNING id";
+static const Oid INSERT_TYPES[12] = { OID_UUID, OID_TEXT, OID_INT4, OID_INT2, OID_INT4, OID_TEXT,
+	OID_TEXT, OID_TIMESTAMPTZ, OID_TIMESTAMPTZ, OID_BYTEA, OID_BYTEA, OID_TEXT };
+
+static const char *UPDATE_SQL =
+    "UPDATE sagas SET state = $2, rev = $3, updated_at = $4, steps = $5, error = $6"
+    " WHERE id = $1 AND rev < $3";
+static const Oid UPDATE_TYPES[6] = { OID_UUID, OID_INT2, OID_INT4, OID_TIMESTAMPTZ, OID_BYTEA,
+	OID_TEXT };
 
 static const char *CONFLICT_SQL =
     "SELECT id, idempotency_key FROM sagas WHERE idempotency_key = ANY($1::text[])";
 
-#define NPARAMS 18
+/* Prepares the writer's statements on a new connection. */
+static int
+prepare_writer(PGconn *c, char *err, size_t errlen)
+{
+	PGresult *r = PQprepare(c, "ins", INSERT_SQL, 12, INSERT_TYPES);
+	if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+		PQclear(r);
+		r = PQprepare(c, "upd", UPDATE_SQL, 6, UPDATE_TYPES);
+	}
+	int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	if (!ok)
+		pg_errmsg(c, r, err, errlen);
+	PQclear(r);
+	return ok ? 0 : SAGA_EDB;
+}
+
+/* Queues one row's statement; binary parameters borrowed from the row. */
+static int
+send_row(PGconn *c, const store_row *r)
+{
+	char version[4], state[2], rev[4], created[8], updated[8];
+	uint16_t st = htons((uint16_t)r->state);
+	const char *err_text = r->error ? r->error : "";
+
+	memcpy(state, &st, 2);
+	put32(rev, (uint32_t)r->rev);
+	store_ts_to_pg(r->updated_us, updated);
+	if (r->insert) {
+		put32(version, r->version);
+		store_ts_to_pg(r->created_us, created);
+		const char *v[12] = { (const char *)r->id, r->definition, version, state, rev,
+			r->idem_key, r->business_key, created, updated, (const char *)r->input,
+			(const char *)r->steps, err_text };
+		int l[12] = { 16, 0, 4, 2, 4, 0, 0, 8, 8, (int)r->input_len, (int)r->steps_len, 0 };
+		static const int f[12] = { 1, 0, 1, 1, 1, 0, 0, 1, 1, 1, 1, 0 };
+		return PQsendQueryPrepared(c, "ins", 12, v, l, f, 1);
+	}
+	const char *v[6] = { (const char *)r->id, state, rev, updated, (const char *)r->steps,
+		err_text };
+	int l[6] = { 16, 2, 4, 8, (int)r->steps_len, 0 };
+	static const int f[6] = { 1, 1, 1, 1, 1, 0 };
+	return PQsendQueryPrepared(c, "upd", 6, v, l, f, 1);
+}
+
+/* Reads the result of the next command in the pipeline: want is the status
+ * it must have. For an INSERT row, sets r->inserted. */
+static int
+read_one(PGconn *c, ExecStatusType want, store_row *r, char *err, size_t errlen)
+{
+	PGresult *res = PQgetResult(c);
+	if (res == NULL) {
+		pg_errmsg(c, NULL, err, errlen);
+		return SAGA_EDB;
+	}
+	int ok = PQresultStatus(res) == want;
+	if (!ok)
+		pg_errmsg(c, res, err, errlen);
+	else if (r != NULL && r->insert)
+		r->inserted = PQntuples(res) == 1;
+	PQclear(res);
+	/* Each command's results end with a NULL; a sync has none. */
+	if (want != PGRES_PIPELINE_SYNC) {
+		while ((res = PQgetResult(c)) != NULL) {
+			if (ok) {
+				ok = 0;
+				pg_errmsg(c, res, err, errlen);
+			}
+			PQclear(res);
+		}
+	}
+	return ok ? 0 : SAGA_EDB;
+}
+
+/* Commits every row of b in one transaction. On error the connection is
+ * left in pipeline mode or mid-transaction: the caller must drop it. */
+static int
+commit_rows(PGconn *c, store_batch *b, char *err, size_t errlen)
+{
+	if (PQenterPipelineMode(c) != 1 ||
+	    PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) != 1)
+		goto send_failed;
+	for (size_t i = 0; i < b->n_rows; i++)
+		if (send_row(c, &b->rows[i]) != 1)
+			goto send_failed;
+	if (PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) != 1 ||
+	    PQpipelineSync(c) != 1)
+		goto send_failed;
+
+	int rv = read_one(c, PGRES_COMMAND_OK, NULL, err, errlen);
+	for (size_t i = 0; rv == 0 && i < b->n_rows; i++) {
+		store_row *r = &b->rows[i];
+		rv = read_one(c, r->insert ? PGRES_TUPLES_OK : PGRES_COMMAND_OK, r, err, errlen);
+	}
+	if (rv == 0)
+		rv = read_one(c, PGRES_COMMAND_OK, NULL, err, errlen);
+	if (rv == 0)
+		rv = read_one(c, PGRES_PIPELINE_SYNC, NULL, err, errlen);
+	if (rv == 0 && PQexitPipelineMode(c) != 1) {
+		pg_errmsg(c, NULL, err, errlen);
+		rv = SAGA_EDB;
+	}
+	return rv;
+
+send_failed:
+	pg_errmsg(c, NULL, err, errlen);
+	return SAGA_EDB;
+}
 
 static int
 commit_batch(PGconn *c, store_batch *b, char *err, size_t errlen)
 {
-	size_t n_ins = 0, n_upd = 0;
-	for (size_t i = 0; i < b->n_rows; i++) {
-		if (b->rows[i].insert)
-			n_ins++;
-		else
-			n_upd++;
-	}
-	pgarr a[NPARAMS];
-	static const uint32_t elem[NPARAMS] = { OID_UUID, OID_TEXT, OID_INT4, OID_INT2, OID_INT4,
-		OID_TEXT, OID_TEXT, OID_TIMESTAMPTZ, OID_TIMESTAMPTZ, OID_BYTEA, OID_BYTEA,
-		OID_TEXT, OID_UUID, OID_INT2, OID_INT4, OID_TIMESTAMPTZ, OID_BYTEA, OID_TEXT };
-	static const Oid types[NPARAMS] = { OID_UUID_ARR, OID_TEXT_ARR, OID_INT4_ARR, OID_INT2_ARR,
-		OID_INT4_ARR, OID_TEXT_ARR, OID_TEXT_ARR, OID_TIMESTAMPTZ_ARR, OID_TIMESTAMPTZ_ARR,
-		OID_BYTEA_ARR, OID_BYTEA_ARR, OID_TEXT_ARR, OID_UUID_ARR, OID_INT2_ARR,
-		OID_INT4_ARR, OID_TIMESTAMPTZ_ARR, OID_BYTEA_ARR, OID_TEXT_ARR };
-	for (int k = 0; k < NPARAMS; k++)
-		arr_begin(&a[k], elem[k], k < 12 ? n_ins : n_upd);
-
-	for (size_t i = 0; i < b->n_rows; i++) {
-		store_row *r = &b->rows[i];
-		if (r->insert) {
-			arr_add(&a[0], r->id, 16);
-			arr_add_str(&a[1], r->definition);
-			arr_add_i32(&a[2], (int32_t)r->version);
-			arr_add_i16(&a[3], r->state);
-			arr_add_i32(&a[4], r->rev);
-			arr_add_str(&a[5], r->idem_key);
-			arr_add_str(&a[6], r->business_key);
-			arr_add_ts(&a[7], r->created_us);
-			arr_add_ts(&a[8], r->updated_us);
-			arr_add(&a[9], r->input, r->input_len);
-			arr_add(&a[10], r->steps, r->steps_len);
-			arr_add_str(&a[11], r->error ? r->error : "");
-		} else {
-			arr_add(&a[12], r->id, 16);
-			arr_add_i16(&a[13], r->state);
-			arr_add_i32(&a[14], r->rev);
-			arr_add_ts(&a[15], r->updated_us);
-			arr_add(&a[16], r->steps, r->steps_len);
-			arr_add_str(&a[17], r->error ? r->error : "");
-		}
-	}
-	const char *vals[NPARAMS];
-	int lens[NPARAMS], fmts[NPARAMS];
-	int rv = 0;
-	for (int k = 0; k < NPARAMS; k++) {
-		if (a[k].failed) {
-			snprintf(err, errlen, "out of memory building batch");
-			rv = SAGA_ENOMEM;
-			goto out;
-		}
-		vals[k] = a[k].buf;
-		lens[k] = (int)a[k].len;
-		fmts[k] = 1;
-	}
-	PGresult *res = PQexecParams(c, COMMIT_SQL, NPARAMS, types, vals, lens, fmts, 1);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		pg_errmsg(c, res, err, errlen);
-		PQclear(res);
-		rv = SAGA_EDB;
-		goto out;
-	}
-	/* Mark inserted rows. RETURNING order is unspecified: match ids.
-	 * Batches are small enough (max_batch) that a sort would not pay. */
-	int nt = PQntuples(res);
-	size_t missing = 0;
-	for (size_t i = 0; i < b->n_rows; i++) {
-		store_row *r = &b->rows[i];
-		if (!r->insert)
-			continue;
-		r->inserted = 0;
-		for (int t = 0; t < nt; t++) {
-			if (PQgetlength(res, t, 0) == 16 &&
-			    memcmp(PQgetvalue(res, t, 0), r->id, 16) == 0) {
-				r->inserted = 1;
-				break;
-			}
-		}
-		if (!r->inserted)
-			missing++;
-	}
-	PQclear(res);
-	if (missing == 0)
-		goto out;
+	int rv = commit_rows(c, b, err, errlen);
+	if (rv != 0)
+		return rv;
 
 	/* Rows not inserted: either an earlier try of this very batch
 	 * committed them (unknown COMMIT outcome, then retried), or another
 	 * saga holds their idempotency key. */
-	pgarr keys;
-	arr_begin(&keys, OID_TEXT, missing);
-	size_t nk = 0;
+	size_t missing = 0;
 	for (size_t i = 0; i < b->n_rows; i++) {
 		store_row *r = &b->rows[i];
 		if (r->insert && !r->inserted) {
-			if (r->idem_key == NULL) {
+			if (r->idem_key == NULL)
 				r->inserted = 1; /* only our own id can have conflicted */
-				continue;
-			}
-			arr_add_str(&keys, r->idem_key);
-			nk++;
+			else
+				missing++;
 		}
 	}
-	if (nk == 0) {
-		arr_free(&keys);
-		goto out;
+	if (missing == 0)
+		return 0;
+	pgarr keys;
+	arr_begin(&keys, OID_TEXT, missing);
+	for (size_t i = 0; i < b->n_rows; i++) {
+		store_row *r = &b->rows[i];
+		if (r->insert && !r->inserted)
+			arr_add_str(&keys, r->idem_key);
 	}
-	put32(keys.buf + 12, (uint32_t)nk);
+	if (keys.failed) {
+		arr_free(&keys);
+		snprintf(err, errlen, "out of memory building the key lookup");
+		return SAGA_ENOMEM;
+	}
 	Oid kt = OID_TEXT_ARR;
 	const char *kv = keys.buf;
 	int kl = (int)keys.len, kf = 1;
-	res = PQexecParams(c, CONFLICT_SQL, 1, &kt, &kv, &kl, &kf, 1);
+	PGresult *res = PQexecParams(c, CONFLICT_SQL, 1, &kt, &kv, &kl, &kf, 1);
 	arr_free(&keys);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		pg_errmsg(c, res, err, errlen);
 		PQclear(res);
-		rv = SAGA_EDB;
-		goto out;
+		return SAGA_EDB;
 	}
 	for (size_t i = 0; i < b->n_rows; i++) {
 		store_row *r = &b->rows[i];
@@ -416,10 +428,7 @@ commit_batch(PGconn *c, store_batch *b, char *err, size_t errlen)
 		}
 	}
 	PQclear(res);
-out:
-	for (int k = 0; k < NPARAMS; k++)
-		arr_free(&a[k]);
-	return rv;
+	return 0;
 }
 
 /* ---- writer thread ------------------------------------------------------ */
@@ -471,6 +480,10 @@ writer_main(void *unused)
 		for (int tries = 0;; tries++) {
 			if (c == NULL) {
 				c = store_connect(W.conninfo, "sagad-writer", err, sizeof(err));
+				if (c != NULL && prepare_writer(c, err, sizeof(err)) != 0) {
+					PQfinish(c);
+					c = NULL;
+				}
 				if (c == NULL) {
 					if (tries % 20 == 0)
 						slog_error("writer: %s (retrying)", err);
@@ -492,10 +505,10 @@ writer_main(void *unused)
 			if (tries % 20 == 0)
 				slog_error("writer: commit of %zu rows failed: %s (retrying)",
 				    b->n_rows, err);
-			if (PQstatus(c) != CONNECTION_OK) {
-				PQfinish(c);
-				c = NULL;
-			}
+			/* Whatever failed, the connection may be mid-pipeline
+			 * or in an aborted transaction: start afresh. */
+			PQfinish(c);
+			c = NULL;
 			sleep_ms(backoff);
 			backoff = backoff < 2000 ? backoff * 2 : 2000;
 		}
