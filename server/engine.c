@@ -131,6 +131,7 @@ static struct {
 	size_t n_open, cap_open;
 	post open_post;
 	uint32_t writing_batches; /* submitted, not yet committed */
+	uint32_t completing;      /* committed, post-commit work not yet run */
 
 	timerq tq;
 	int64_t sleep_until; /* the timer thread's wake-up; arm() signals if earlier */
@@ -1434,7 +1435,7 @@ static void
 handle_committed(store_batch *b)
 {
 	post *p = b->user;
-	E.writing_batches--;
+	E.completing--;
 
 	/* 1. Rows: first inserts answer their start waiters; an insert that
 	 * lost to an existing idempotency key drops the saga we made. */
@@ -1750,6 +1751,20 @@ engine_pipe_closed(uint32_t pipe_id, void *unused)
 	pthread_mutex_unlock(&E.mu);
 }
 
+/* On the writer thread, right after a commit: the writer is free, so the
+ * open batch can go now; the committed one is completed afterwards. */
+static void
+writer_free_cb(store_batch *b, void *arg)
+{
+	(void)b;
+	(void)arg;
+	pthread_mutex_lock(&E.mu);
+	E.writing_batches--;
+	E.completing++;
+	maybe_submit();
+	pthread_mutex_unlock(&E.mu);
+}
+
 static void
 committed_cb(store_batch *b, void *arg)
 {
@@ -1792,7 +1807,7 @@ engine_init(const cfg *c, const char *conninfo, char *err, size_t errlen)
 	for (size_t b = 0; b < E.nbuckets; b++)
 		for (eng_saga *s = E.ids[b]; s; s = s->hnext)
 			advance(s);
-	return store_writer_start(conninfo, committed_cb, NULL);
+	return store_writer_start(conninfo, writer_free_cb, committed_cb, NULL);
 }
 
 void
@@ -1807,7 +1822,7 @@ engine_stop(void)
 static bool
 drained(void)
 {
-	return E.writing_batches == 0 && E.n_open == 0 && E.open_post.n == 0;
+	return E.writing_batches == 0 && E.completing == 0 && E.n_open == 0 && E.open_post.n == 0;
 }
 
 void

@@ -433,23 +433,97 @@ commit_batch(PGconn *c, store_batch *b, char *err, size_t errlen)
 
 /* ---- writer thread ------------------------------------------------------ */
 
+/*
+ * Two threads: the writer commits batches one after another; the completer
+ * runs the engine's post-commit work (replies, dispatches) for committed
+ * batches, in commit order. So the next commit need not wait for the
+ * previous batch's replies (a third of the writer's time at C=64 before
+ * this split). When nothing waits to be committed, the writer runs the
+ * completion itself, saving a thread hand-off when idle.
+ */
 static struct {
-	pthread_t thread;
+	pthread_t thread, completer;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	store_batch *head, *tail;
-	int stop;
+	pthread_cond_t cv;          /* batches to commit, or stop */
+	pthread_cond_t ccv;         /* batches to complete, or cstop */
+	store_batch *head, *tail;   /* to commit */
+	store_batch *chead, *ctail; /* committed, to complete */
+	int cbusy;                  /* someone is running completions */
+	int stop, cstop;
 	int running;
 	char *conninfo;
-	store_done_fn done;
+	store_done_fn committed, done;
 	void *arg;
-} W = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+} W = { .mu = PTHREAD_MUTEX_INITIALIZER,
+	.cv = PTHREAD_COND_INITIALIZER,
+	.ccv = PTHREAD_COND_INITIALIZER };
 
 static void
 sleep_ms(int ms)
 {
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
 	nanosleep(&ts, NULL);
+}
+
+/* Runs done() for every committed batch, in order. Call with W.mu held and
+ * W.cbusy just set by the caller. */
+static void
+run_completions_locked(void)
+{
+	store_batch *b;
+	while ((b = W.chead) != NULL) {
+		if ((W.chead = b->next) == NULL)
+			W.ctail = NULL;
+		b->next = NULL;
+		pthread_mutex_unlock(&W.mu);
+		W.done(b, W.arg);
+		pthread_mutex_lock(&W.mu);
+	}
+}
+
+static void *
+completer_main(void *unused)
+{
+	(void)unused;
+	pthread_mutex_lock(&W.mu);
+	for (;;) {
+		while ((W.chead == NULL || W.cbusy) && !W.cstop)
+			pthread_cond_wait(&W.ccv, &W.mu);
+		if (W.chead == NULL && W.cstop)
+			break;
+		if (W.cbusy)
+			continue;
+		W.cbusy = 1;
+		run_completions_locked();
+		W.cbusy = 0;
+	}
+	pthread_mutex_unlock(&W.mu);
+	return NULL;
+}
+
+/* A batch just committed: tell the engine at once (it may submit the next
+ * batch), then complete it here if the writer has nothing else to do. */
+static void
+committed(store_batch *b)
+{
+	if (W.committed)
+		W.committed(b, W.arg);
+	pthread_mutex_lock(&W.mu);
+	if (W.ctail)
+		W.ctail->next = b;
+	else
+		W.chead = b;
+	W.ctail = b;
+	if (!W.cbusy) {
+		if (W.head == NULL) {
+			W.cbusy = 1;
+			run_completions_locked();
+			W.cbusy = 0;
+		} else {
+			pthread_cond_signal(&W.ccv);
+		}
+	}
+	pthread_mutex_unlock(&W.mu);
 }
 
 static void *
@@ -512,22 +586,32 @@ writer_main(void *unused)
 			sleep_ms(backoff);
 			backoff = backoff < 2000 ? backoff * 2 : 2000;
 		}
-		W.done(b, W.arg);
+		committed(b);
 	}
 	PQfinish(c);
 	return NULL;
 }
 
 int
-store_writer_start(const char *conninfo, store_done_fn done, void *arg)
+store_writer_start(const char *conninfo, store_done_fn committed_fn, store_done_fn done, void *arg)
 {
 	W.conninfo = strdup(conninfo);
 	if (W.conninfo == NULL)
 		return SAGA_ENOMEM;
+	W.committed = committed_fn;
 	W.done = done;
 	W.arg = arg;
-	W.stop = 0;
+	W.stop = W.cstop = 0;
+	if (pthread_create(&W.completer, NULL, completer_main, NULL) != 0) {
+		free(W.conninfo);
+		return SAGA_ENOMEM;
+	}
 	if (pthread_create(&W.thread, NULL, writer_main, NULL) != 0) {
+		pthread_mutex_lock(&W.mu);
+		W.cstop = 1;
+		pthread_cond_signal(&W.ccv);
+		pthread_mutex_unlock(&W.mu);
+		pthread_join(W.completer, NULL);
 		free(W.conninfo);
 		return SAGA_ENOMEM;
 	}
@@ -559,6 +643,11 @@ store_writer_stop(void)
 	pthread_cond_signal(&W.cv);
 	pthread_mutex_unlock(&W.mu);
 	pthread_join(W.thread, NULL);
+	pthread_mutex_lock(&W.mu);
+	W.cstop = 1;
+	pthread_cond_signal(&W.ccv);
+	pthread_mutex_unlock(&W.mu);
+	pthread_join(W.completer, NULL);
 	W.running = 0;
 	free(W.conninfo);
 	W.conninfo = NULL;

@@ -60,9 +60,12 @@ void store_batch_free(store_batch *b);
 
 typedef void (*store_done_fn)(store_batch *b, void *arg);
 
-/* Starts the writer thread on its own connection. done() is called on the
- * writer thread after each batch committed. */
-int store_writer_start(const char *conninfo, store_done_fn done, void *arg);
+/* Starts the writer thread on its own connection. After each batch
+ * commits, committed() is called on the writer thread at once (keep it
+ * short: the next commit waits for it), then done() on the writer or on a
+ * completion thread, one batch at a time, in commit order. */
+int store_writer_start(
+    const char *conninfo, store_done_fn committed, store_done_fn done, void *arg);
 void store_writer_submit(store_batch *b);
 /* Finishes queued batches, then stops. */
 void store_writer_stop(void);
