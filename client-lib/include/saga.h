@@ -345,6 +345,22 @@ SAGA_API int saga_reply_retry(saga_reply *r, const char *error);
 /* Business failure: no retry; the saga compensates. */
 SAGA_API int saga_reply_fail(saga_reply *r, const char *error);
 
+/* For testing handlers outside a worker: a reply to pass to a handler, and
+ * what the handler put in it. */
+typedef enum saga_outcome {
+	SAGA_OUTCOME_NONE = 0, /* no saga_reply_* call yet */
+	SAGA_OUTCOME_SUCCESS = 1,
+	SAGA_OUTCOME_RETRY = 2,
+	SAGA_OUTCOME_FAIL = 3
+} saga_outcome;
+/* A reply accepting results up to max_result bytes (0 = 16 MiB). */
+SAGA_API saga_reply *saga_reply_new(size_t max_result);
+SAGA_API void saga_reply_free(saga_reply *r);
+/* The outcome so far; result/len/error (each may be NULL) receive pointers
+ * valid until the reply is freed (error is "" for a success). */
+SAGA_API saga_outcome saga_reply_outcome(
+    const saga_reply *r, const uint8_t **result, size_t *len, const char **error);
+
 typedef void (*saga_handler_fn)(const saga_step *step, saga_reply *reply, void *user);
 
 /* A worker for `participant`, dialing sagad at url (NULL = SAGA_DEFAULT_URL). */

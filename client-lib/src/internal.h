@@ -9,6 +9,8 @@
  *             decoder of replies
  *   client.c  saga_client_*: one synchronous request/reply per call
  *   worker.c  saga_worker_*: long-poll, handler threads, batched reports
+ *   barrier.c saga_barrier_*: exactly-once effects in the participant's
+ *             PostgreSQL transaction
  */
 #ifndef SAGA_SL_INTERNAL_H
 #define SAGA_SL_INTERNAL_H
@@ -149,5 +151,10 @@ int sl_decode_reply(
 
 /* Name of a reply body, for messages. */
 const char *sl_body_name(Sagawire__Response__BodyCase c);
+
+/* ---- worker.c: replies, for barrier.c ------------------------------------- */
+
+/* Forgets the reply so that another saga_reply_* call can be made. */
+void sl_reply_reset(saga_reply *r);
 
 #endif

@@ -411,6 +411,54 @@ saga_reply_fail(saga_reply *r, const char *error)
 	return reply_error(r, SAGAWIRE__OUTCOME__OUTCOME_FAIL, error);
 }
 
+_Static_assert((int)SAGA_OUTCOME_SUCCESS == (int)SAGAWIRE__OUTCOME__OUTCOME_SUCCESS &&
+	(int)SAGA_OUTCOME_RETRY == (int)SAGAWIRE__OUTCOME__OUTCOME_RETRY &&
+	(int)SAGA_OUTCOME_FAIL == (int)SAGAWIRE__OUTCOME__OUTCOME_FAIL,
+    "saga_outcome and Sagawire__Outcome share their values");
+
+saga_reply *
+saga_reply_new(size_t max_result)
+{
+	saga_reply *r = calloc(1, sizeof(*r));
+	if (r != NULL)
+		r->max_output = max_result ? max_result : SL_DEFAULT_MAX_MESSAGE;
+	return r;
+}
+
+void
+saga_reply_free(saga_reply *r)
+{
+	if (r == NULL)
+		return;
+	sl_reply_reset(r);
+	free(r);
+}
+
+saga_outcome
+saga_reply_outcome(const saga_reply *r, const uint8_t **result, size_t *len, const char **error)
+{
+	if (result)
+		*result = r ? r->output : NULL;
+	if (len)
+		*len = r ? r->output_len : 0;
+	if (error)
+		*error = r && r->error ? r->error : "";
+	if (r == NULL || !r->replied)
+		return SAGA_OUTCOME_NONE;
+	return (saga_outcome)r->outcome;
+}
+
+void
+sl_reply_reset(saga_reply *r)
+{
+	free(r->output);
+	free(r->error);
+	r->output = NULL;
+	r->output_len = 0;
+	r->error = NULL;
+	r->replied = 0;
+}
+
 /* ---- results ----------------------------------------------------------- */
 
 static void

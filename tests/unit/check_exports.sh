@@ -1,9 +1,11 @@
 #!/bin/sh
 # Proves that libsaga exports exactly the saga_* functions declared in
-# saga.h, each at version LIBSAGA_0, and that libsaga.map lists them in
-# alphabetical order. Usage: check_exports.sh LIBSAGA.so libsaga.map saga.h
+# its public headers, each at version LIBSAGA_0, and that libsaga.map lists
+# them in alphabetical order.
+# Usage: check_exports.sh LIBSAGA.so libsaga.map saga.h [other headers...]
 set -eu
-lib=$1 map=$2 header=$3
+lib=$1 map=$2
+shift 2
 NM=${NM:-nm}
 status=0
 
@@ -28,9 +30,9 @@ mapped=$(sed -n 's/^[[:space:]]*\(saga_[a-z0-9_]*\);.*/\1/p' "$map")
 [ "$(printf '%s\n' "$mapped" | LC_ALL=C sort)" = "$mapped" ] ||
 	fail "libsaga.map is not in alphabetical order"
 
-declared=$(grep -o 'SAGA_API[^(]*(' "$header" | grep -o 'saga_[a-z0-9_]*($' | tr -d '(' | sort)
+declared=$(cat "$@" | grep -o 'SAGA_API[^(]*(' | grep -o 'saga_[a-z0-9_]*($' | tr -d '(' | sort)
 if [ "$exported" != "$declared" ]; then
-	fail "exports differ from the functions declared in saga.h (< declared, > exported):" \
+	fail "exports differ from the functions declared in the headers (< declared, > exported):" \
 	    $(printf '%s\n' "$declared" > "${TMPDIR:-/tmp}/decl.$$"
 	      printf '%s\n' "$exported" | diff "${TMPDIR:-/tmp}/decl.$$" - | grep '^[<>]' | tr ' ' '_' || true)
 	rm -f "${TMPDIR:-/tmp}/decl.$$"
