@@ -229,9 +229,18 @@ fi
 printf '%s\n' "sagad is up (pid $sagad_pid)"
 
 # ---- 4. participants --------------------------------------------------
+# Each participant keeps its data (stock, charges, shipments) and libsaga's
+# barrier table in its own database. For the demo they share one database,
+# `shop`, in sagad's embedded PostgreSQL (its socket is in $work/data/pg);
+# in production each service has its own PostgreSQL.
+shop_db="host=$work/data/pg port=5432 user=saga dbname=shop"
+say "creating the participants' database: shop"
+psql -X -q "host=$work/data/pg port=5432 user=saga dbname=postgres" \
+	-c "CREATE DATABASE shop" || die "cannot create database shop"
+
 say "starting the participants: ${participants[*]}"
 for p in "${participants[@]}"; do
-	"$examples_bin/order-$p" --url "$url" >"$work/$p.log" 2>&1 &
+	"$examples_bin/order-$p" --url "$url" --db "$shop_db" >"$work/$p.log" 2>&1 &
 	participant_pids+=("$!")
 	printf '%s\n' "order-$p (pid $!), log $work/$p.log"
 done
@@ -282,6 +291,14 @@ say "status of the completed saga: sagactl get $ok_id"
 
 say "status of the compensated saga: sagactl get $fail_id"
 "$sagactl_bin" --url "$url" get "$fail_id" || die "sagactl get $fail_id failed"
+
+say "the participants' own data: stock is back to 99 + 1, the second charge is refunded"
+psql -X "$shop_db" -c "SELECT sku, qty FROM stock WHERE sku = 'SKU-1'" \
+	-c "SELECT charge_id, amount_cents, refunded FROM charges ORDER BY charge_id" \
+	-c "SELECT step, kind, outcome, nulled FROM saga_barrier ORDER BY created_at" ||
+	die "cannot read the participants' tables"
+stock=$(psql -X -At "$shop_db" -c "SELECT qty FROM stock WHERE sku = 'SKU-1'")
+[[ "$stock" == 99 ]] || die "SKU-1 stock is $stock, expected 99 (one order kept, one released)"
 
 for p in "${participants[@]}"; do
 	say "what order-$p did ($work/$p.log)"

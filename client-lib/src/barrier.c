@@ -34,6 +34,9 @@
 #define OUT_FAILED    2
 #define OUT_PREVENTED 3
 
+/* Advisory lock key serializing saga_barrier_migrate ("sagabarr"). */
+#define BARRIER_LOCK_KEY 0x7361676162617272LL
+
 const char *
 saga_barrier_result_name(saga_barrier_result r)
 {
@@ -64,16 +67,28 @@ copy_err(PGconn *db, const PGresult *r, char *err, size_t errlen)
 			*p = ' ';
 }
 
+static void rollback(PGconn *db);
+
 int
 saga_barrier_migrate(PGconn *db, char *err, size_t errlen)
 {
 	if (db == NULL)
 		return SAGA_EINVAL;
-	PGresult *r = PQexec(db, BARRIER_SQL);
+	/* Replicas starting at once would race on CREATE TABLE IF NOT EXISTS
+	 * (a unique violation in pg_type): one at a time, under an advisory
+	 * lock held until the transaction ends. */
+	char sql[sizeof(BARRIER_SQL) + 128];
+	snprintf(sql, sizeof(sql),
+	    "BEGIN; SET LOCAL client_min_messages = warning;"
+	    " SELECT pg_advisory_xact_lock(%lld); %s; COMMIT",
+	    (long long)BARRIER_LOCK_KEY, BARRIER_SQL);
+	PGresult *r = PQexec(db, sql);
 	int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
 	if (!ok && err != NULL && errlen > 0)
 		copy_err(db, r, err, errlen);
 	PQclear(r);
+	if (PQtransactionStatus(db) != PQTRANS_IDLE)
+		rollback(db);
 	return ok ? SAGA_OK : SAGA_EDB;
 }
 

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,6 +20,26 @@
 static saga_worker *ex_worker;
 
 static volatile sig_atomic_t ex_log_max = SAGA_LOG_INFO;
+
+/* The participant's database, and each handler thread's connection. */
+static const char *ex_conninfo;
+static __thread PGconn *ex_conn;
+static __thread char ex_said[512];
+/* Closes a handler thread's connection when the thread ends. */
+static pthread_key_t ex_conn_key;
+static pthread_once_t ex_conn_once = PTHREAD_ONCE_INIT;
+
+static void
+ex_conn_close(void *c)
+{
+	PQfinish(c);
+}
+
+static void
+ex_conn_key_make(void)
+{
+	pthread_key_create(&ex_conn_key, ex_conn_close);
+}
 
 static void
 ex_on_signal(int sig)
@@ -105,12 +126,85 @@ ex_pack(const ProtobufCMessage *msg, size_t *len)
 	return buf;
 }
 
+PGconn *
+ex_db(saga_reply *reply)
+{
+	char msg[600];
+	if (ex_conn != NULL && PQstatus(ex_conn) == CONNECTION_OK)
+		return ex_conn;
+	pthread_once(&ex_conn_once, ex_conn_key_make);
+	if (ex_conn != NULL)
+		PQfinish(ex_conn);
+	ex_conn = PQconnectdb(ex_conninfo);
+	pthread_setspecific(ex_conn_key, ex_conn);
+	if (ex_conn == NULL || PQstatus(ex_conn) != CONNECTION_OK) {
+		snprintf(msg, sizeof(msg), "cannot reach the participant's database: %s",
+		    ex_conn ? PQerrorMessage(ex_conn) : "out of memory");
+		PQfinish(ex_conn);
+		ex_conn = NULL;
+		pthread_setspecific(ex_conn_key, NULL);
+		saga_reply_retry(reply, msg);
+		return NULL;
+	}
+	return ex_conn;
+}
+
+void
+ex_say(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(ex_said, sizeof(ex_said), fmt, ap);
+	va_end(ap);
+}
+
+PGresult *
+ex_sql(PGconn *db, saga_reply *reply, const char *sql, int n, const char *const *vals)
+{
+	char msg[600];
+	PGresult *r = PQexecParams(db, sql, n, NULL, vals, NULL, NULL, 0);
+	ExecStatusType st = PQresultStatus(r);
+	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+		return r;
+	snprintf(msg, sizeof(msg), "database: %s", PQresultErrorMessage(r));
+	msg[strcspn(msg, "\n")] = '\0';
+	PQclear(r);
+	saga_reply_retry(reply, msg);
+	return NULL;
+}
+
+void
+ex_run_barrier(const saga_step *step, saga_reply *reply, saga_barrier_fn fn, void *user)
+{
+	PGconn *db;
+	const char *error;
+
+	ex_said[0] = '\0';
+	if ((db = ex_db(reply)) == NULL) {
+		ex_out("%s saga=%s attempt=%u: no database, asking for a retry", step->rpc,
+		    step->saga_id, step->attempt);
+		return;
+	}
+	saga_barrier_result br = saga_barrier_run(db, step, reply, fn, user);
+	saga_outcome o = saga_reply_outcome(reply, NULL, NULL, &error);
+	if (br != SAGA_BARRIER_RAN || ex_said[0] == '\0' || o == SAGA_OUTCOME_RETRY)
+		snprintf(ex_said, sizeof(ex_said), "%s%s",
+		    o == SAGA_OUTCOME_SUCCESS    ? "success"
+			: o == SAGA_OUTCOME_FAIL ? "failed: "
+						 : "retry: ",
+		    o == SAGA_OUTCOME_SUCCESS ? "" : error);
+	ex_out("%s saga=%s attempt=%u: %s [barrier: %s]", step->rpc, step->saga_id, step->attempt,
+	    ex_said, saga_barrier_result_name(br));
+}
+
 static void
 ex_usage(FILE *out, const char *prog, const char *participant)
 {
 	fprintf(out,
-	    "usage: %s [--url URL] [--capacity N] [--verbose]\n"
+	    "usage: %s --db CONNINFO [--url URL] [--capacity N] [--verbose]\n"
 	    "Example participant \"%s\" of the shop.OrderSaga saga.\n"
+	    "  --db CONNINFO  its own PostgreSQL database (default $SHOP_DB); its\n"
+	    "                 tables and the barrier table are created if missing\n"
 	    "  --url URL      sagad address (default $SAGA_URL, else %s)\n"
 	    "  --capacity N   steps run at once (default: libsaga's, 16)\n"
 	    "  --verbose      also print libsaga's debug lines\n"
@@ -135,11 +229,47 @@ ex_parse_u32(const char *s, uint32_t *out)
 	return 0;
 }
 
+/* Applies the barrier table and the participant's schema. */
+static int
+ex_migrate(const char *prog, const char *schema_sql)
+{
+	char err[600];
+	PGconn *c = PQconnectdb(ex_conninfo);
+	int ok = 0;
+	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+		fprintf(stderr, "%s: --db: cannot connect: %s", prog,
+		    c ? PQerrorMessage(c) : "out of memory\n");
+	} else if (saga_barrier_migrate(c, err, sizeof(err)) != SAGA_OK) {
+		fprintf(stderr, "%s: --db: cannot create the barrier table: %s\n", prog, err);
+	} else {
+		/* Replicas may start at once: one creates the tables at a
+		 * time (CREATE TABLE IF NOT EXISTS alone races). */
+		PGresult *r = PQexec(c,
+		    "BEGIN; SET LOCAL client_min_messages = warning;"
+		    " SELECT pg_advisory_xact_lock(7001)");
+		PQclear(r);
+		r = PQexec(c, schema_sql);
+		if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+			PQclear(r);
+			r = PQexec(c, "COMMIT");
+		}
+		if (PQresultStatus(r) != PGRES_COMMAND_OK)
+			fprintf(stderr, "%s: --db: cannot create the tables: %s", prog,
+			    PQresultErrorMessage(r));
+		else
+			ok = 1;
+		PQclear(r);
+	}
+	PQfinish(c);
+	return ok;
+}
+
 int
-ex_participant_main(
-    int argc, char **argv, const char *participant, const ex_handler *handlers, size_t n)
+ex_participant_main(int argc, char **argv, const char *participant, const char *schema_sql,
+    const ex_handler *handlers, size_t n)
 {
 	static const struct option longopts[] = {
+		{ "db", required_argument, NULL, 'd' },
 		{ "url", required_argument, NULL, 'u' },
 		{ "capacity", required_argument, NULL, 'c' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -158,8 +288,12 @@ ex_participant_main(
 	if (strrchr(prog, '/') != NULL)
 		prog = strrchr(prog, '/') + 1;
 
-	while ((opt = getopt_long(argc, argv, "u:c:vh", longopts, NULL)) != -1) {
+	ex_conninfo = getenv("SHOP_DB");
+	while ((opt = getopt_long(argc, argv, "d:u:c:vh", longopts, NULL)) != -1) {
 		switch (opt) {
+		case 'd':
+			ex_conninfo = optarg;
+			break;
 		case 'u':
 			url = optarg;
 			break;
@@ -186,6 +320,16 @@ ex_participant_main(
 		ex_usage(stderr, prog, participant);
 		return 2;
 	}
+
+	if (ex_conninfo == NULL || ex_conninfo[0] == '\0') {
+		fprintf(stderr,
+		    "%s: no database: give --db CONNINFO (or set SHOP_DB), e.g. "
+		    "--db 'host=/tmp dbname=shop'\n",
+		    prog);
+		return 2;
+	}
+	if (!ex_migrate(prog, schema_sql))
+		return 1;
 
 	if ((rv = saga_worker_new(url, participant, &w)) != SAGA_OK) {
 		fprintf(stderr, "%s: cannot create worker: %s\n", prog, saga_strerror(rv));

@@ -4,9 +4,15 @@
  * --url/--capacity, wires libsaga's log lines to stderr, turns SIGINT and
  * SIGTERM into saga_worker_stop() and runs the worker.
  *
- * Only the public libsaga API (saga.h) and the code protoc-c generated from
- * order.proto are used here: this is what a participant outside this tree
- * looks like.
+ * Each participant keeps its data in its own PostgreSQL database (--db) and
+ * runs every handler through libsaga's barrier (saga_barrier.h), so a
+ * redelivered step never applies twice, a compensation of an action that
+ * never ran is a no-op, and a late action cannot apply after its
+ * compensation.
+ *
+ * Only the public libsaga API (saga.h, saga_barrier.h), libpq and the code
+ * protoc-c generated from order.proto are used here: this is what a
+ * participant outside this tree looks like.
  */
 #ifndef EX_COMMON_H
 #define EX_COMMON_H
@@ -15,6 +21,7 @@
 #include <stdint.h>
 
 #include <saga.h>
+#include <saga_barrier.h>
 
 #include "order.pb-c.h"
 
@@ -33,10 +40,30 @@ typedef struct ex_handler {
 
 /* Runs participant `participant` serving the n handlers until SIGINT or
  * SIGTERM. argv takes --url URL (default $SAGA_URL, else SAGA_DEFAULT_URL),
- * --capacity N, --verbose (libsaga debug lines) and --help. Returns the
- * process exit status. */
-int ex_participant_main(
-    int argc, char **argv, const char *participant, const ex_handler *handlers, size_t n);
+ * --db CONNINFO (default $SHOP_DB; required), --capacity N, --verbose
+ * (libsaga debug lines) and --help. Before serving, it applies the barrier
+ * table and schema_sql (the participant's own tables, idempotent) to the
+ * database. Returns the process exit status. */
+int ex_participant_main(int argc, char **argv, const char *participant, const char *schema_sql,
+    const ex_handler *handlers, size_t n);
+
+/* This thread's connection to the participant's database (each handler
+ * thread has its own, made on first use and kept). On failure replies
+ * retry with the reason and returns NULL: the handler must return. */
+PGconn *ex_db(saga_reply *reply);
+
+/* Runs fn through the barrier on this thread's connection and prints one
+ * line: "<rpc> saga=<id> attempt=<n>: <what> [barrier: <verdict>]", where
+ * what is the text fn left with ex_say() (or the reply's error). */
+void ex_run_barrier(const saga_step *step, saga_reply *reply, saga_barrier_fn fn, void *user);
+
+/* Inside a barrier fn: says what it did, for the line ex_run_barrier prints. */
+void ex_say(const char *fmt, ...) EX_PRINTF(1, 2);
+
+/* One SQL statement with text parameters inside a barrier fn. Returns the
+ * result (PGRES_COMMAND_OK or PGRES_TUPLES_OK) or NULL after replying
+ * retry with PostgreSQL's message. Free it with PQclear. */
+PGresult *ex_sql(PGconn *db, saga_reply *reply, const char *sql, int n, const char *const *vals);
 
 /* The default sagad URL: $SAGA_URL if set and not empty, else
  * SAGA_DEFAULT_URL. */

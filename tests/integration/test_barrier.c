@@ -397,6 +397,36 @@ START_TEST(connection_in_a_transaction_or_null_arguments_reply_retry_without_run
 }
 END_TEST
 
+static void *
+migrate_main(void *arg)
+{
+	PGconn *c = th_pg_connect(pg, "b_mig");
+	char e[512] = "";
+	*(int *)arg = c ? saga_barrier_migrate(c, e, sizeof(e)) : -1;
+	if (*(int *)arg != SAGA_OK)
+		fprintf(stderr, "migrate: %s\n", e);
+	PQfinish(c);
+	return NULL;
+}
+
+START_TEST(replicas_creating_the_table_at_once_all_succeed)
+{
+	ck_assert_int_eq(th_pg_create_db(pg, "b_mig"), 0);
+	enum { N = 6 };
+	pthread_t t[N];
+	int rv[N];
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, migrate_main, &rv[i]), 0);
+	for (int i = 0; i < N; i++) {
+		pthread_join(t[i], NULL);
+		ck_assert_int_eq(rv[i], SAGA_OK);
+	}
+	ck_assert_int_eq(th_pg_query_int(pg, "b_mig",
+			     "SELECT count(*) FROM pg_tables WHERE tablename = 'saga_barrier'"),
+	    1);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -414,6 +444,7 @@ main(void)
 	tcase_add_test(tc, compensation_racing_an_uncommitted_action_waits_for_it);
 	tcase_add_test(
 	    tc, connection_in_a_transaction_or_null_arguments_reply_retry_without_running);
+	tcase_add_test(tc, replicas_creating_the_table_at_once_all_succeed);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
