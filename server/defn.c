@@ -413,6 +413,10 @@ fingerprint(const defn_saga *d)
 	fnv_str(&f, d->name);
 	fnv_str(&f, d->input_type);
 	fnv_str(&f, d->description);
+	/* Only when set: definitions registered before the option existed
+	 * keep their fingerprint. */
+	if (d->deadline_ms)
+		fnv_u64(&f, 0xdead0000ull | d->deadline_ms);
 	fnv_u64(&f, d->n_steps);
 	for (uint32_t i = 0; i < d->n_steps; i++) {
 		const defn_step *s = &d->steps[i];
@@ -884,6 +888,7 @@ compile_service(pctx *c, const svcproto *svc, const char *full, defn_saga **out)
 	    (rv = copy_str(c, &d->description, desc)) != 0)
 		goto fail;
 
+	d->deadline_ms = sopt != NULL ? sopt->deadline_ms : 0;
 	d->fingerprint = fingerprint(d);
 	*out = d;
 	d = NULL;

@@ -45,6 +45,7 @@ typedef struct defn_saga {
 	uint32_t version;     /* 0 until registered; set by the caller */
 	char *input_type;     /* full name of the saga input message */
 	char *description;    /* "" if none */
+	uint32_t deadline_ms; /* whole-saga deadline; 0 = none */
 	uint32_t n_steps;     /* 1..DEFN_MAX_STEPS */
 	defn_step *steps;     /* in declaration order */
 	uint32_t *topo;       /* n_steps indices: a topological order (deps first) */

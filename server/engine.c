@@ -77,6 +77,8 @@ struct eng_saga {
 	size_t input_len;
 	char *error;
 	uint32_t next_seq;
+	int64_t deadline_us; /* unix us; 0 = none */
+	tq_node dl;          /* its deadline timer, while running */
 	eng_step *steps;
 	waiter *waiters;       /* start requests answered at its first commit */
 	waiter *final_waiters; /* wait requests answered once final and durable */
@@ -105,7 +107,7 @@ typedef struct post {
 
 /* ---- timers ------------------------------------------------------------------ */
 
-enum { T_STEP_TIMEOUT = 1, T_RETRY, T_POLL, T_WAIT };
+enum { T_STEP_TIMEOUT = 1, T_RETRY, T_POLL, T_WAIT, T_DEADLINE };
 
 #define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
 
@@ -275,6 +277,7 @@ saga_free(eng_saga *s)
 	}
 	for (waiter *w = s->final_waiters; w; w = w->next)
 		tq_cancel(&E.tq, &w->t);
+	tq_cancel(&E.tq, &s->dl);
 	free(s->steps);
 	free(s->idem_key);
 	free(s->business_key);
@@ -296,6 +299,7 @@ saga_alloc(const defn_saga *def)
 	}
 	s->def = def;
 	s->next_seq = 1;
+	tq_node_init(&s->dl);
 	for (uint32_t i = 0; i < def->n_steps; i++) {
 		s->steps[i].idx = (uint16_t)i;
 		s->steps[i].saga = s;
@@ -412,6 +416,7 @@ pack_steps(const eng_saga *s, uint8_t **out, size_t *len)
 	m.n_steps = n;
 	m.steps = pp;
 	m.next_seq = s->next_seq;
+	m.deadline_us = s->deadline_us;
 	size_t sz = sagawire__stored_steps__get_packed_size(&m);
 	uint8_t *buf = malloc(sz ? sz : 1);
 	if (buf == NULL)
@@ -1032,6 +1037,15 @@ add_final_waiter(eng_saga *s, rpc_req *r, bool start, bool existing, uint32_t wa
 	return 0;
 }
 
+/* Arms the deadline timer of a running saga (monotonic, from its wall-clock
+ * deadline: after a restart the time already gone counts). */
+static void
+arm_deadline(eng_saga *s)
+{
+	int64_t left_ms = (s->deadline_us - wire_now_us()) / 1000;
+	arm(&s->dl, T_DEADLINE, 0, now_ms() + (left_ms > 0 ? left_ms : 0));
+}
+
 static void
 handle_start(rpc_req *r)
 {
@@ -1119,6 +1133,11 @@ handle_start(rpc_req *r)
 	s->input_len = q->input.len;
 	if (saga_insert(s) != 0)
 		goto nomem;
+	uint32_t deadline_ms = q->deadline_ms ? q->deadline_ms : def->deadline_ms;
+	if (deadline_ms) {
+		s->deadline_us = s->created_us + (int64_t)deadline_ms * 1000;
+		arm_deadline(s);
+	}
 	if (q->wait_ms > 0) {
 		/* Answered when final (and durable) instead of when started. */
 		free(w);
@@ -1560,6 +1579,20 @@ fire(tq_node *t)
 		}
 		return;
 	}
+	if (t->type == T_DEADLINE) {
+		eng_saga *s = container_of(t, eng_saga, dl);
+		if (s->state != SS(RUNNING))
+			return;
+		int64_t over_ms = (s->deadline_us - s->created_us) / 1000;
+		set_error(&s->error, "deadline exceeded: not completed within %lld ms of its start",
+		    (long long)over_ms);
+		slog_saga(SLOG_INFO, s->ids, NULL, "deadline of %lld ms passed: compensating",
+		    (long long)over_ms);
+		begin_compensation(s);
+		saga_touch(s);
+		advance(s);
+		return;
+	}
 	if (t->type == T_WAIT) {
 		waiter *w = container_of(t, waiter, t);
 		eng_saga *ws = w->saga;
@@ -1641,6 +1674,7 @@ load_one(const store_saga *row, void *arg)
 	s->created_us = row->created_us;
 	s->updated_us = row->updated_us;
 	s->next_seq = ss->next_seq ? ss->next_seq : 1;
+	s->deadline_us = ss->deadline_us;
 	if (row->idem_key && (s->idem_key = strdup(row->idem_key)) == NULL)
 		goto nomem;
 	if (row->business_key && (s->business_key = strdup(row->business_key)) == NULL)
@@ -1703,6 +1737,8 @@ load_one(const store_saga *row, void *arg)
 		saga_free(s);
 		return SAGA_ENOMEM;
 	}
+	if (s->deadline_us && s->state == SS(RUNNING))
+		arm_deadline(s);
 	return 0;
 nomem:
 	wire_free(&ss->base);

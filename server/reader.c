@@ -75,6 +75,7 @@ build_info(const store_saga *s, get_ctx *g)
 	g->info.input.data = (uint8_t *)s->input;
 	g->info.input.len = s->input_len;
 	g->info.error = (char *)s->error;
+	g->info.deadline_us = g->stored->deadline_us;
 	uint32_t n = g->def->n_steps;
 	g->steps = calloc(n, sizeof(*g->steps));
 	g->stepp = calloc(n, sizeof(*g->stepp));

@@ -184,6 +184,9 @@ typedef struct saga_start_opts {
 	uint32_t version;            /* 0 = latest version of the definition */
 	const char *idempotency_key; /* NULL = none. Same key, same saga, always. */
 	const char *business_key;    /* NULL = none. Searchable label. */
+	uint32_t deadline_ms;        /* 0 = the definition's (sagaspec.saga).deadline_ms, if
+	                                any. Past it the saga stops going forward and
+	                                compensates. */
 } saga_start_opts;
 
 /* Starts a saga of `definition` with `input` (may be NULL if len is 0).
@@ -236,7 +239,8 @@ typedef struct saga_info {
 	char *business_key;    /* "" if none */
 	int64_t created_us;
 	int64_t updated_us;
-	char *error; /* why it compensated or parked; "" if none */
+	char *error;         /* why it compensated or parked; "" if none */
+	int64_t deadline_us; /* unix microseconds; 0 = no deadline */
 	uint8_t *input;
 	size_t input_len;
 	size_t n_steps;

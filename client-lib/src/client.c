@@ -491,6 +491,7 @@ info_from_wire(saga_client *c, const Sagawire__SagaInfo *w, saga_info **out)
 	info->state = state_from_wire(w->state);
 	info->created_us = w->created_us;
 	info->updated_us = w->updated_us;
+	info->deadline_us = w->deadline_us;
 	if ((rv = dup_wire_str(c, w->saga_id, "saga id", &info->saga_id)) != SAGA_OK ||
 	    (rv = dup_wire_str(c, w->definition, "definition", &info->definition)) != 0 ||
 	    (rv = dup_wire_str(c, w->idempotency_key, "idempotency key", &info->idempotency_key)) !=
@@ -618,6 +619,7 @@ start_call(saga_client *c, const char *definition, const void *input, size_t len
 	body.wait_ms = wait_ms;
 	if (opts != NULL) {
 		body.version = opts->version;
+		body.deadline_ms = opts->deadline_ms;
 		if (opts->idempotency_key != NULL)
 			body.idempotency_key = (char *)opts->idempotency_key;
 		if (opts->business_key != NULL)

@@ -97,6 +97,8 @@ static const command commands[] = {
 	    "  --input-file PATH    read the input from PATH (- = standard input)\n"
 	    "  --key KEY            idempotency key: the same key always gives the same saga\n"
 	    "  --business-key KEY   searchable label, e.g. an order id\n"
+	    "  --deadline MS        compensate if not completed within MS of the start\n"
+	    "                       (default: the definition's deadline_ms, if any)\n"
 	    "  --wait               wait for a final state, then print it like `get`;\n"
 	    "                       exit status as for `wait`\n"
 	    "  --wait-timeout MS    how long --wait waits (default 60000; 0 = no limit)\n" },
@@ -597,6 +599,8 @@ print_info_text(const saga_info *s)
 		printf("idem. key    %s\n", s->idempotency_key);
 	printf("created      %s\n", local_time(s->created_us, tb, sizeof(tb)));
 	printf("updated      %s\n", local_time(s->updated_us, tb, sizeof(tb)));
+	if (s->deadline_us)
+		printf("deadline     %s\n", local_time(s->deadline_us, tb, sizeof(tb)));
 	printf("input        %zu bytes\n", s->input_len);
 	if (*s->error) {
 		char *e = cell(s->error, 4096, NULL);
@@ -748,6 +752,7 @@ json_info(const saga_info *s)
 	json_kv_str(&f, "created", utc_time(s->created_us, tb, sizeof(tb)));
 	json_kv_int(&f, "updated_us", s->updated_us);
 	json_kv_str(&f, "updated", utc_time(s->updated_us, tb, sizeof(tb)));
+	json_kv_int(&f, "deadline_us", s->deadline_us);
 	json_kv_str(&f, "error", s->error);
 	json_key(&f, "input");
 	json_base64(s->input, s->input_len);
@@ -951,6 +956,8 @@ cmd_start(int argc, char **argv)
 			o.idempotency_key = v;
 		else if (match_opt(argc, argv, &i, "--business-key", &v))
 			o.business_key = v;
+		else if (match_opt(argc, argv, &i, "--deadline", &v))
+			o.deadline_ms = (uint32_t)parse_num("--deadline", v, UINT32_MAX);
 		else if (match_opt(argc, argv, &i, "--wait", NULL))
 			wait = 1;
 		else if (match_opt(argc, argv, &i, "--wait-timeout", &v))

@@ -139,7 +139,7 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	Shop__OrderRequest req = SHOP__ORDER_REQUEST__INIT;
-	saga_start_opts opts = { 0, NULL, NULL };
+	saga_start_opts opts = { 0 };
 	const char *url = ex_default_url();
 	saga_client *c = NULL;
 	saga_info *info = NULL;

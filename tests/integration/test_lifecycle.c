@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "saga.h"
 #include "th.h"
@@ -352,6 +353,80 @@ START_TEST(step_timing_out_on_every_attempt_is_compensated_as_uncertain)
 	ck_assert_int_eq(info->state, SAGA_STATE_COMPENSATED);
 	saga_info_free(info);
 	saga_string_free(id);
+	ths_free(t);
+}
+END_TEST
+
+/* ---- saga deadline ------------------------------------------------------ */
+
+START_TEST(deadline_of_the_definition_compensates_a_saga_still_running_at_it)
+{
+	ths *t = world("lc_deadline");
+	long long t0 = th_now_ms();
+	char *id = ths_start_ok(t, "ittest.Deadliney", "sleep=B:3000");
+	saga_info *info = NULL;
+
+	/* At the deadline it stops going forward: compensating while B (3 s)
+	 * is still in flight, whose outcome it then waits for. */
+	for (;;) {
+		ck_assert_int_eq(saga_client_get(ths_client(t), id, &info), SAGA_OK);
+		if (info->state != SAGA_STATE_RUNNING)
+			break;
+		saga_info_free(info);
+		ck_assert_int_lt(th_now_ms() - t0, 2500);
+		usleep(50 * 1000);
+	}
+	ck_assert_msg(info->state == SAGA_STATE_COMPENSATING, "saga is %s: %s",
+	    saga_state_name(info->state), info->error);
+	ck_assert_int_ge(th_now_ms() - t0, 650);
+	saga_info_free(info);
+	info = ths_wait_final_ok(t, id, WAIT_MS);
+
+	ck_assert_msg(info->state == SAGA_STATE_COMPENSATED, "saga is %s: %s",
+	    saga_state_name(info->state), info->error);
+	ck_assert_msg(ths_contains(info->error, "deadline exceeded"), "error '%s'", info->error);
+	ck_assert_int_eq(info->deadline_us - info->created_us, 700 * 1000);
+	ck_assert_int_eq(ths_step_ok(info, "A")->state, SAGA_STEP_COMPENSATED);
+	/* B was in flight: compensated as uncertain; A undone last. */
+	ck_assert_int_eq(ths_step_ok(info, "B")->state, SAGA_STEP_COMPENSATED);
+	ths_journal *j = ths_journal_read_ok(t);
+	ck_assert_int_lt(line_index(j, id, 'c', "UndoB"), line_index(j, id, 'c', "UndoA"));
+	ths_journal_free(j);
+	saga_info_free(info);
+	saga_string_free(id);
+	ths_free(t);
+}
+END_TEST
+
+START_TEST(deadline_given_at_start_overrides_and_a_saga_done_in_time_completes)
+{
+	ths *t = world("lc_deadline2");
+	saga_client *c = ths_client(t);
+	saga_start_opts o = { 0 };
+	char *slow = NULL, *quick = NULL;
+	saga_info *info = NULL;
+
+	o.deadline_ms = 400;
+	ck_assert_int_eq(
+	    saga_client_start(c, "ittest.Linear3", "sleep=B:3000", 12, &o, &slow, NULL), SAGA_OK);
+	o.deadline_ms = 20000; /* longer than Deadliney's own 700 ms */
+	ck_assert_int_eq(
+	    saga_client_start(c, "ittest.Deadliney", "sleep=B:1000", 12, &o, &quick, NULL),
+	    SAGA_OK);
+	info = ths_wait_final_ok(t, slow, WAIT_MS);
+	ck_assert_msg(info->state == SAGA_STATE_COMPENSATED && ths_contains(info->error, "400 ms"),
+	    "slow saga is %s: %s", saga_state_name(info->state), info->error);
+	ck_assert_int_eq(ths_step_ok(info, "C")->state, SAGA_STEP_PENDING);
+	saga_info_free(info);
+	info = ths_wait_final_ok(t, quick, WAIT_MS);
+	ck_assert_msg(info->state == SAGA_STATE_COMPENSATED || info->state == SAGA_STATE_COMPLETED,
+	    "%s", saga_state_name(info->state));
+	ck_assert_msg(info->state == SAGA_STATE_COMPLETED, "quick saga is %s: %s",
+	    saga_state_name(info->state), info->error);
+	ck_assert_int_eq(info->deadline_us - info->created_us, 20000LL * 1000);
+	saga_info_free(info);
+	saga_string_free(slow);
+	saga_string_free(quick);
 	ths_free(t);
 }
 END_TEST
@@ -781,7 +856,7 @@ START_TEST(running_saga_keeps_the_version_it_started_with)
 	ths_participant_ok(t, "main", 16, NULL);
 
 	saga_register_result *r1 = register_file(t, ths_env_ok("IT_SAGAS"));
-	ck_assert_uint_eq(r1->count, 3);
+	ck_assert_uint_eq(r1->count, 4);
 	ck_assert_uint_eq(registered(r1, "ittest.Linear3")->version, 1);
 	ck_assert_uint_eq(registered(r1, "ittest.Linear3")->steps, 3);
 	ck_assert_uint_eq(registered(r1, "ittest.Parallel")->steps, 4);
@@ -901,6 +976,8 @@ lifecycle_suite(void)
 	tcase_add_test(tc, compensation_retryable_errors_are_retried_until_success);
 	tcase_add_test(tc, compensation_exhausting_its_retries_parks_the_saga_failed);
 	tcase_add_test(tc, step_timing_out_on_every_attempt_is_compensated_as_uncertain);
+	tcase_add_test(tc, deadline_of_the_definition_compensates_a_saga_still_running_at_it);
+	tcase_add_test(tc, deadline_given_at_start_overrides_and_a_saga_done_in_time_completes);
 	tcase_add_test(tc, parallel_branches_run_concurrently_and_join);
 	tcase_add_test(tc, failed_join_compensates_both_branches_before_their_dependency);
 	tcase_add_test(tc, cancel_of_a_running_saga_compensates_it);

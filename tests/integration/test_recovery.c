@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/wait.h>
 
 #include "saga.h"
@@ -115,6 +116,29 @@ START_TEST(sagad_killed_while_steps_run_loses_no_saga)
 
 	assert_all_completed(t, ids, N);
 	free_ids(ids, N);
+	ths_free(t);
+}
+END_TEST
+
+START_TEST(deadline_that_passed_while_sagad_was_down_compensates_after_restart)
+{
+	ths *t = world("rc_deadline");
+	/* A runs, B sleeps past the 700 ms deadline; sagad is killed before
+	 * the deadline and comes back after it. */
+	char *id = ths_start_ok(t, "ittest.Deadliney", "sleep=B:1500");
+	ths_wait_step_state_ok(t, id, "B", SAGA_STEP_RUNNING, WAIT_MS);
+	int st = ths_sagad_signal(t, SIGKILL);
+	ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "sagad status %#x", st);
+	usleep(900 * 1000);
+	ths_sagad_start_ok(t, NULL);
+
+	saga_info *info = ths_wait_final_ok(t, id, WAIT_MS);
+	ck_assert_msg(info->state == SAGA_STATE_COMPENSATED, "saga is %s: %s",
+	    saga_state_name(info->state), info->error);
+	ck_assert_msg(ths_contains(info->error, "deadline exceeded"), "error '%s'", info->error);
+	ck_assert_int_eq(ths_step_ok(info, "A")->state, SAGA_STEP_COMPENSATED);
+	saga_info_free(info);
+	saga_string_free(id);
 	ths_free(t);
 }
 END_TEST
@@ -302,6 +326,7 @@ recovery_suite(void)
 	tcase_set_timeout(tc, 180);
 	tcase_add_test(tc, sagad_killed_while_steps_run_loses_no_saga);
 	tcase_add_test(tc, sagad_killed_right_after_starts_loses_no_acknowledged_saga);
+	tcase_add_test(tc, deadline_that_passed_while_sagad_was_down_compensates_after_restart);
 	tcase_add_test(tc, sagad_killed_twice_during_compensation_still_compensates);
 	tcase_add_test(tc, sagad_stopped_gracefully_mid_step_resumes_after_restart);
 	tcase_add_test(tc, participant_crash_redelivers_the_step_to_another_replica);
