@@ -427,6 +427,8 @@ fingerprint(const defn_saga *d)
 		fnv_str(&f, s->output_type);
 		fnv_u64(&f, s->timeout_ms);
 		fnv_u64(&f, s->comp_timeout_ms);
+		if (s->hb_timeout_ms) /* only when set: older fingerprints hold */
+			fnv_u64(&f, 0xbea70000ull | s->hb_timeout_ms);
 		fnv_retry(&f, &s->retry);
 		fnv_retry(&f, &s->comp_retry);
 		fnv_u64(&f, s->dep_mask);
@@ -729,6 +731,7 @@ compile_step(pctx *c, const svcproto *svc, const mthproto *const *mth, uint32_t 
 	s->timeout_ms = o->timeout_ms ? o->timeout_ms : DEFN_DEFAULT_TIMEOUT_MS;
 	s->comp_timeout_ms =
 	    o->compensation_timeout_ms ? o->compensation_timeout_ms : s->timeout_ms;
+	s->hb_timeout_ms = o->heartbeat_timeout_ms;
 	if ((rv = compile_retry(
 		 c, name, "retry", o->retry, DEFN_DEFAULT_MAX_ATTEMPTS, &s->retry)) != 0 ||
 	    (rv = compile_retry(c, name, "compensation_retry", o->compensation_retry,

@@ -32,6 +32,7 @@ typedef struct defn_step {
 	char *output_type;        /* full name of the action rpc's response type */
 	uint32_t timeout_ms;      /* > 0 */
 	uint32_t comp_timeout_ms; /* > 0 */
+	uint32_t hb_timeout_ms;   /* after a heartbeat; 0 = the attempt's timeout */
 	defn_retry retry;
 	defn_retry comp_retry;
 	uint32_t n_deps;

@@ -1280,11 +1280,29 @@ handle_poll(rpc_req *r)
 	pump(p);
 }
 
+/* A heartbeat of the attempt in flight restarts its timeout. Returns
+ * whether it was for that attempt. */
+static bool
+heartbeat(eng_saga *s, eng_step *st, uint8_t kind, uint32_t attempt)
+{
+	const defn_step *ds = &s->def->steps[st->idx];
+	bool live = kind == KIND_ACTION
+	    ? st->state == ST(RUNNING) && attempt == st->attempts
+	    : kind == KIND_COMP && st->state == ST(COMPENSATING) && attempt == st->comp_attempts;
+	if (!live || st->queued || attempt == 0)
+		return false;
+	uint32_t ms = ds->hb_timeout_ms ? ds->hb_timeout_ms
+	    : kind == KIND_ACTION       ? ds->timeout_ms
+					: ds->comp_timeout_ms;
+	step_timer(st, T_STEP_TIMEOUT, kind, now_ms() + ms);
+	return true;
+}
+
 static void
 handle_report(rpc_req *r)
 {
 	Sagawire__Report *q = r->req->report;
-	uint32_t accepted = 0, ignored = 0;
+	uint32_t accepted = 0, ignored = 0, beats = 0;
 	relay_pipe *pp = relay_pipe_get(r->pipe_id, 0);
 	const char *who = pp && pp->part ? pp->part->name : q->participant;
 	for (size_t i = 0; i < q->n_results; i++) {
@@ -1306,6 +1324,13 @@ handle_report(rpc_req *r)
 			continue;
 		}
 		int oc = res->outcome;
+		if (oc == SAGAWIRE__OUTCOME__OUTCOME_HEARTBEAT) {
+			if (heartbeat(s, st, (uint8_t)res->kind, res->attempt))
+				beats++;
+			else
+				ignored++;
+			continue;
+		}
 		if (oc != SAGAWIRE__OUTCOME__OUTCOME_SUCCESS &&
 		    oc != SAGAWIRE__OUTCOME__OUTCOME_RETRY &&
 		    oc != SAGAWIRE__OUTCOME__OUTCOME_FAIL) {
@@ -1354,7 +1379,9 @@ handle_report(rpc_req *r)
 		accepted++;
 	}
 	if (accepted == 0) {
+		/* Nothing to commit (heartbeats change no stored state). */
 		Sagawire__ReportAck ack = SAGAWIRE__REPORT_ACK__INIT;
+		ack.accepted = beats;
 		ack.ignored = ignored;
 		Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
 		resp.body_case = SAGAWIRE__RESPONSE__BODY_ACK;
@@ -1364,7 +1391,7 @@ handle_report(rpc_req *r)
 			pump(pp->part);
 		return;
 	}
-	action a = { .type = A_ACK, .req = r, .a = accepted, .b = ignored };
+	action a = { .type = A_ACK, .req = r, .a = accepted + beats, .b = ignored };
 	after_commit(&a);
 }
 

@@ -348,6 +348,13 @@ SAGA_API int saga_reply_success(saga_reply *r, const void *result, size_t len);
 SAGA_API int saga_reply_retry(saga_reply *r, const char *error);
 /* Business failure: no retry; the saga compensates. */
 SAGA_API int saga_reply_fail(saga_reply *r, const char *error);
+/* Before replying, from the handler: tells sagad this attempt is alive, so
+ * its timeout starts again (from now, for the step's heartbeat_timeout_ms,
+ * default its timeout_ms). A long step calls it regularly; one that stops
+ * heartbeating times out like any other. Heartbeats closer than 100 ms to
+ * the previous one are not sent. Returns SAGA_ESTATE after the reply; on a
+ * reply from saga_reply_new() it does nothing. */
+SAGA_API int saga_reply_heartbeat(saga_reply *r);
 
 /* For testing handlers outside a worker: a reply to pass to a handler, and
  * what the handler put in it. */

@@ -92,6 +92,10 @@ typedef struct sl_result {
 
 struct saga_reply {
 	int replied;
+	/* Set by run_job for heartbeats; NULL on replies from saga_reply_new. */
+	saga_worker *w;
+	const Sagawire__Dispatch *d;
+	int64_t last_beat_ms;
 	Sagawire__Outcome outcome;
 	uint8_t *output;
 	size_t output_len;
@@ -459,6 +463,50 @@ sl_reply_reset(saga_reply *r)
 	r->replied = 0;
 }
 
+#define HEARTBEAT_MIN_MS 100
+
+static void result_free(sl_result *r);
+
+int
+saga_reply_heartbeat(saga_reply *r)
+{
+	if (r == NULL)
+		return SAGA_EINVAL;
+	if (r->replied)
+		return SAGA_ESTATE;
+	if (r->w == NULL)
+		return SAGA_OK;
+	int64_t now = wire_mono_ms();
+	if (r->last_beat_ms && now - r->last_beat_ms < HEARTBEAT_MIN_MS)
+		return SAGA_OK;
+	r->last_beat_ms = now;
+	saga_worker *w = r->w;
+	const Sagawire__Dispatch *d = r->d;
+	sl_result *res = calloc(1, sizeof(*res));
+	if (res == NULL || (res->step = strdup(d->step)) == NULL) {
+		free(res);
+		return SAGA_ENOMEM;
+	}
+	memcpy(res->saga_id, d->saga_id.data, 16);
+	res->step_index = d->step_index;
+	res->kind = d->kind;
+	res->attempt = d->attempt;
+	res->outcome = SAGAWIRE__OUTCOME__OUTCOME_HEARTBEAT;
+	pthread_mutex_lock(&w->mu);
+	if (w->closing || w->reporter_exit) {
+		pthread_mutex_unlock(&w->mu);
+		result_free(res);
+		return SAGA_OK;
+	}
+	/* Queued like an outcome: the reporter sends it with the next Report. */
+	*w->results_tail = res;
+	w->results_tail = &res->next;
+	w->n_results++;
+	pthread_cond_signal(&w->result_cv);
+	pthread_mutex_unlock(&w->mu);
+	return SAGA_OK;
+}
+
 /* ---- results ----------------------------------------------------------- */
 
 static void
@@ -517,7 +565,7 @@ batch_release_locked(sl_batch *b)
 static sl_result *
 run_job(saga_worker *w, const Sagawire__Dispatch *d)
 {
-	saga_reply reply = { .max_output = w->max_message };
+	saga_reply reply = { .max_output = w->max_message, .w = w, .d = d };
 	saga_step_result *results = NULL;
 	char id[WIRE_UUID_STRLEN];
 	sl_result *r;

@@ -357,6 +357,59 @@ START_TEST(step_timing_out_on_every_attempt_is_compensated_as_uncertain)
 }
 END_TEST
 
+/* ---- heartbeats ---------------------------------------------------------- */
+
+START_TEST(heartbeating_step_runs_past_its_timeout_on_one_attempt)
+{
+	ths *t = world("lc_beat");
+	/* 2 s of work against a 600 ms timeout, a heartbeat every 200 ms. */
+	char *id = ths_start_ok(t, "ittest.Beaty", "sleep=A:2000;beat=A:200");
+	saga_info *info = ths_wait_final_ok(t, id, WAIT_MS);
+	ck_assert_msg(info->state == SAGA_STATE_COMPLETED, "saga is %s: %s",
+	    saga_state_name(info->state), info->error);
+	ck_assert_uint_eq(ths_step_ok(info, "A")->attempts, 1);
+	saga_info_free(info);
+	/* Without heartbeats the same work times out on both attempts. */
+	char *id2 = ths_start_ok(t, "ittest.Beaty", "sleep=A:2000");
+	info = ths_wait_final_ok(t, id2, WAIT_MS);
+	ck_assert_msg(info->state == SAGA_STATE_COMPENSATED, "saga is %s: %s",
+	    saga_state_name(info->state), info->error);
+	ck_assert_uint_eq(ths_step_ok(info, "A")->attempts, 2);
+	saga_info_free(info);
+	saga_string_free(id);
+	saga_string_free(id2);
+	ths_free(t);
+}
+END_TEST
+
+START_TEST(missed_heartbeat_times_the_attempt_out_long_before_its_timeout)
+{
+	ths *t = world("lc_beat_missed");
+	/* 3 heartbeats 150 ms apart, then silence for the rest of 3 s: each
+	 * attempt times out ~400 ms after its last heartbeat, not after 10 s. */
+	char *id = ths_start_ok(t, "ittest.HeartbeatTimeouty", "sleep=T:3000;beat=T:150;beats=T:3");
+	saga_info *info = ths_wait_final_ok(t, id, WAIT_MS);
+	ck_assert_msg(info->state == SAGA_STATE_COMPENSATED, "saga is %s: %s",
+	    saga_state_name(info->state), info->error);
+	const saga_step_info *st = ths_step_ok(info, "T");
+	ck_assert_uint_eq(st->attempts, 2);
+	ths_journal *j = ths_journal_read_ok(t);
+	ths_journal_wait_ok(t, id, 'a', "T", "ok", 2, WAIT_MS);
+	ths_journal_free(j);
+	j = ths_journal_read_ok(t);
+	int i1 = ths_journal_find(j, 0, id, 'a', "T", NULL);
+	int i2 = ths_journal_find(j, (size_t)i1 + 1, id, 'a', "T", NULL);
+	/* The second attempt started while the first still slept, ~0.85 s in. */
+	int64_t gap_ms = (j->lines[i2].t0_us - j->lines[i1].t0_us) / 1000;
+	ck_assert_msg(
+	    gap_ms >= 600 && gap_ms < 2500, "attempt 2 started %lld ms after 1", (long long)gap_ms);
+	ths_journal_free(j);
+	saga_info_free(info);
+	saga_string_free(id);
+	ths_free(t);
+}
+END_TEST
+
 /* ---- saga deadline ------------------------------------------------------ */
 
 START_TEST(deadline_of_the_definition_compensates_a_saga_still_running_at_it)
@@ -856,7 +909,7 @@ START_TEST(running_saga_keeps_the_version_it_started_with)
 	ths_participant_ok(t, "main", 16, NULL);
 
 	saga_register_result *r1 = register_file(t, ths_env_ok("IT_SAGAS"));
-	ck_assert_uint_eq(r1->count, 4);
+	ck_assert_uint_eq(r1->count, 6);
 	ck_assert_uint_eq(registered(r1, "ittest.Linear3")->version, 1);
 	ck_assert_uint_eq(registered(r1, "ittest.Linear3")->steps, 3);
 	ck_assert_uint_eq(registered(r1, "ittest.Parallel")->steps, 4);
@@ -976,6 +1029,8 @@ lifecycle_suite(void)
 	tcase_add_test(tc, compensation_retryable_errors_are_retried_until_success);
 	tcase_add_test(tc, compensation_exhausting_its_retries_parks_the_saga_failed);
 	tcase_add_test(tc, step_timing_out_on_every_attempt_is_compensated_as_uncertain);
+	tcase_add_test(tc, heartbeating_step_runs_past_its_timeout_on_one_attempt);
+	tcase_add_test(tc, missed_heartbeat_times_the_attempt_out_long_before_its_timeout);
 	tcase_add_test(tc, deadline_of_the_definition_compensates_a_saga_still_running_at_it);
 	tcase_add_test(tc, deadline_given_at_start_overrides_and_a_saga_done_in_time_completes);
 	tcase_add_test(tc, parallel_branches_run_concurrently_and_join);

@@ -17,6 +17,8 @@
  *   fail=STEP          business failure of STEP's action
  *   retry=STEP:N       retryable error on the first N attempts of the action
  *   sleep=STEP:MS      sleep MS before answering the action
+ *   beat=STEP:N        with sleep: heartbeat every N ms while sleeping, but
+ *   beats=STEP:K       only the first K times (default: all along)
  *   compfail=STEP:N    retryable error on the first N attempts of STEP's
  *                      compensation
  *   compsleep=STEP:MS  sleep MS before answering the compensation
@@ -266,8 +268,19 @@ handle(const saga_step *s, saga_reply *r, void *user)
 			    s->rpc, s->saga_id);
 			_exit(137);
 		}
-		if (directive(input, "sleep", s->step, s->rpc, &n) && n > 0)
-			sleep_ms(n);
+		if (directive(input, "sleep", s->step, s->rpc, &n) && n > 0) {
+			long every = 0, k = -1;
+			if (directive(input, "beat", s->step, s->rpc, &every) && every > 0) {
+				directive(input, "beats", s->step, s->rpc, &k);
+				for (long left = n, i = 0; left > 0; left -= every, i++) {
+					sleep_ms(left < every ? left : every);
+					if ((k < 0 || i < k) && left > every)
+						saga_reply_heartbeat(r);
+				}
+			} else {
+				sleep_ms(n);
+			}
+		}
 		if (directive(input, "fail", s->step, s->rpc, &n)) {
 			journal(s, "fail", t0, now_us());
 			snprintf(result, sizeof(result), "business failure of %s (fail=%s)", s->rpc,
