@@ -89,6 +89,14 @@ static const opt opts[] = {
 	    "cap on the capacity (steps at once) a connection may declare"),
 	U(readers, "SAGAD_READERS", 2, 1, 64,
 	    "threads (each with its own database connection) serving get and list"),
+	U(breaker_window_ms, "SAGAD_BREAKER_WINDOW_MS", 10000, 100, 3600000,
+	    "circuit breaker: window in which a participant's failed attempts are counted"),
+	U(breaker_min_calls, "SAGAD_BREAKER_MIN_CALLS", 20, 1, 1000000,
+	    "circuit breaker: attempts ended in a window before it may open"),
+	U(breaker_failure_pct, "SAGAD_BREAKER_FAILURE_PCT", 50, 0, 100,
+	    "circuit breaker: share of retryable errors and timeouts that opens it (0 = off)"),
+	U(breaker_cooloff_ms, "SAGAD_BREAKER_COOLOFF_MS", 5000, 10, 3600000,
+	    "circuit breaker: how long dispatching to the participant stops before a probe"),
 };
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
 

@@ -25,10 +25,14 @@ typedef struct cfg {
 	uint32_t
 	    max_pending;    /* requests held at once (polls, RPCs awaiting commit); default 65536 */
 	uint32_t max_batch; /* saga transitions per PostgreSQL transaction; default 2000 */
-	uint32_t dispatch_batch;  /* steps per WorkBatch message; default 64 */
-	uint32_t poll_timeout_ms; /* empty WorkBatch after this idle time; default 20000 */
-	uint32_t max_capacity;    /* cap on a connection's declared capacity; default 4096 */
-	uint32_t readers;         /* threads (and connections) serving get/list; default 2 */
+	uint32_t dispatch_batch;      /* steps per WorkBatch message; default 64 */
+	uint32_t poll_timeout_ms;     /* empty WorkBatch after this idle time; default 20000 */
+	uint32_t max_capacity;        /* cap on a connection's declared capacity; default 4096 */
+	uint32_t readers;             /* threads (and connections) serving get/list; default 2 */
+	uint32_t breaker_window_ms;   /* circuit breaker counting window; default 10000 */
+	uint32_t breaker_min_calls;   /* attempts in a window before it may open; default 20 */
+	uint32_t breaker_failure_pct; /* failure share that opens it; 0 = off; default 50 */
+	uint32_t breaker_cooloff_ms;  /* open this long before a probe; default 5000 */
 } cfg;
 
 /* Parses defaults, environment, then argv. The first non-flag argument is

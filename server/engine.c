@@ -107,7 +107,7 @@ typedef struct post {
 
 /* ---- timers ------------------------------------------------------------------ */
 
-enum { T_STEP_TIMEOUT = 1, T_RETRY, T_POLL, T_WAIT, T_DEADLINE };
+enum { T_STEP_TIMEOUT = 1, T_RETRY, T_POLL, T_WAIT, T_DEADLINE, T_BREAKER };
 
 #define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
 
@@ -117,6 +117,7 @@ enum { T_STEP_TIMEOUT = 1, T_RETRY, T_POLL, T_WAIT, T_DEADLINE };
 
 static struct {
 	const cfg *cfg;
+	breaker_cfg brk_cfg;
 	char *conninfo;
 
 	pthread_mutex_t mu;
@@ -877,10 +878,18 @@ pump(relay_part *p)
 {
 	enum { MAXB = 4096 };
 	while (p->q_len > 0) {
+		uint32_t allow = breaker_allow(&p->brk, &E.brk_cfg, now_ms());
+		if (allow == 0) {
+			if (p->brk.state == BRK_OPEN)
+				arm(&p->brk_t, T_BREAKER, 0, p->brk.open_until_ms);
+			return;
+		}
 		relay_pipe *pp = relay_next_pipe(p);
 		if (pp == NULL)
 			return;
 		uint32_t room = pp->capacity - pp->inflight;
+		if (room > allow)
+			room = allow;
 		if (room > E.cfg->dispatch_batch)
 			room = E.cfg->dispatch_batch;
 		if (room > MAXB)
@@ -956,6 +965,12 @@ pump(relay_part *p)
 				step_timer(st, T_STEP_TIMEOUT, kinds[k], t + to);
 			}
 			atomic_fetch_add(&stat_dispatched, n);
+			if (p->brk.state == BRK_HALF_OPEN)
+				slog_info(
+				    "participant %s: circuit breaker half-open: probing with one "
+				    "step",
+				    p->name);
+			breaker_dispatched(&p->brk, n);
 			rpc_reply(poll, &resp_msg);
 		}
 		free(ds), free(dp), free(keys), free(res), free(resp), free(sent), free(kinds);
@@ -1280,6 +1295,35 @@ handle_poll(rpc_req *r)
 	pump(p);
 }
 
+/* An attempt of a step of participant ds->participant ended: the
+ * breaker learns whether it failed (retryable error or timeout). */
+static void
+breaker_note(const defn_step *ds, bool failure)
+{
+	relay_part *p = relay_part_get(ds->participant, 0);
+	if (p == NULL)
+		return;
+	int ns = breaker_record(&p->brk, &E.brk_cfg, now_ms(), failure);
+	if (ns == BRK_OPEN) {
+		if (p->brk.times_opened > 1 && p->brk.last_calls == 0)
+			slog_warn("participant %s: circuit breaker open again: the probe failed; "
+				  "no dispatch for %u ms",
+			    p->name, E.brk_cfg.cooloff_ms);
+		else
+			slog_warn("participant %s: circuit breaker open: %u of %u attempts failed "
+				  "or timed out within %u ms; no dispatch for %u ms (steps wait)",
+			    p->name, p->brk.last_fails, p->brk.last_calls, E.brk_cfg.window_ms,
+			    E.brk_cfg.cooloff_ms);
+		arm(&p->brk_t, T_BREAKER, 0, p->brk.open_until_ms);
+	} else if (ns == BRK_CLOSED) {
+		tq_cancel(&E.tq, &p->brk_t);
+		slog_info("participant %s: circuit breaker closed: the probe succeeded; "
+			  "dispatching resumes",
+		    p->name);
+		pump(p);
+	}
+}
+
 /* A heartbeat of the attempt in flight restarts its timeout. Returns
  * whether it was for that attempt. */
 static bool
@@ -1376,6 +1420,7 @@ handle_report(rpc_req *r)
 			st->queued = false;
 		}
 		apply_outcome(s, st, kind, oc, res->output.data, res->output.len, err);
+		breaker_note(ds, oc == SAGAWIRE__OUTCOME__OUTCOME_RETRY);
 		accepted++;
 	}
 	if (accepted == 0) {
@@ -1393,6 +1438,60 @@ handle_report(rpc_req *r)
 	}
 	action a = { .type = A_ACK, .req = r, .a = accepted + beats, .b = ignored };
 	after_commit(&a);
+}
+
+static int
+cmp_part_name(const void *a, const void *b)
+{
+	return strcmp((*(Sagawire__ParticipantInfo *const *)a)->name,
+	    (*(Sagawire__ParticipantInfo *const *)b)->name);
+}
+
+/* Every participant sagad knows (connected, or with steps queued). */
+static void
+handle_participants(rpc_req *r)
+{
+	size_t n = 0;
+	for (relay_part *p = relay_part_first(); p; p = relay_part_next(p))
+		n++;
+	Sagawire__ParticipantInfo *v = calloc(n ? n : 1, sizeof(*v));
+	Sagawire__ParticipantInfo **vp = calloc(n ? n : 1, sizeof(*vp));
+	if (v == NULL || vp == NULL) {
+		free(v);
+		free(vp);
+		rpc_reply_error(r, SAGA_ENOMEM, "out of memory");
+		return;
+	}
+	int64_t now = now_ms(), wall = wire_now_us();
+	size_t i = 0;
+	for (relay_part *p = relay_part_first(); p; p = relay_part_next(p), i++) {
+		Sagawire__ParticipantInfo *x = &v[i];
+		sagawire__participant_info__init(x);
+		x->name = p->name;
+		x->connections = (uint32_t)p->n_pipes;
+		for (size_t k = 0; k < p->n_pipes; k++) {
+			x->capacity += p->pipes[k]->capacity;
+			x->in_flight += p->pipes[k]->inflight;
+		}
+		x->queued = (uint32_t)p->q_len; /* may include stale items */
+		x->breaker = (char *)breaker_state_name(p->brk.state);
+		if (p->brk.state == BRK_OPEN)
+			x->breaker_open_until_us = wall + (p->brk.open_until_ms - now) * 1000;
+		x->breaker_opened = p->brk.times_opened;
+		x->window_attempts = p->brk.calls;
+		x->window_failures = p->brk.fails;
+		vp[i] = x;
+	}
+	qsort(vp, n, sizeof(*vp), cmp_part_name);
+	Sagawire__ParticipantsResponse pr = SAGAWIRE__PARTICIPANTS_RESPONSE__INIT;
+	pr.n_participants = n;
+	pr.participants = vp;
+	Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
+	resp.body_case = SAGAWIRE__RESPONSE__BODY_PARTICIPANTS;
+	resp.participants = &pr;
+	rpc_reply(r, &resp);
+	free(v);
+	free(vp);
 }
 
 static void
@@ -1413,6 +1512,9 @@ handle_request(rpc_req *r)
 		break;
 	case SAGAWIRE__REQUEST__BODY_REPORT:
 		handle_report(r);
+		break;
+	case SAGAWIRE__REQUEST__BODY_PARTICIPANTS:
+		handle_participants(r);
 		break;
 	default:
 		rpc_reply_error(r, SAGA_EINTERNAL, "engine got a request it does not serve");
@@ -1606,6 +1708,10 @@ fire(tq_node *t)
 		}
 		return;
 	}
+	if (t->type == T_BREAKER) {
+		pump(container_of(t, relay_part, brk_t)); /* the cool-off is over: probe */
+		return;
+	}
 	if (t->type == T_DEADLINE) {
 		eng_saga *s = container_of(t, eng_saga, dl);
 		if (s->state != SS(RUNNING))
@@ -1647,6 +1753,7 @@ fire(tq_node *t)
 		slog_saga(SLOG_INFO, s->ids, ds->name, "%s %s",
 		    t->kind == KIND_ACTION ? "action" : "compensation", why);
 		apply_outcome(s, st, t->kind, SAGAWIRE__OUTCOME__OUTCOME_RETRY, NULL, 0, why);
+		breaker_note(ds, true);
 		return;
 	}
 	if (t->type == T_RETRY) {
@@ -1842,6 +1949,10 @@ int
 engine_init(const cfg *c, const char *conninfo, char *err, size_t errlen)
 {
 	E.cfg = c;
+	E.brk_cfg = (breaker_cfg) { .window_ms = c->breaker_window_ms,
+		.min_calls = c->breaker_min_calls,
+		.fail_pct = c->breaker_failure_pct,
+		.cooloff_ms = c->breaker_cooloff_ms };
 	E.sleep_until = INT64_MAX;
 	E.conninfo = strdup(conninfo);
 	E.nbuckets = 1024;

@@ -59,6 +59,8 @@ relay_part_get(const char *name, int create)
 		free(p);
 		return NULL;
 	}
+	breaker_init(&p->brk, 0);
+	tq_node_init(&p->brk_t);
 	p->hnext = parts[b];
 	parts[b] = p;
 	return p;

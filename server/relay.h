@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "breaker.h"
 #include "rpc.h"
 #include "timerq.h"
 
@@ -48,7 +49,9 @@ struct relay_part {
 	size_t q_head, q_len, q_cap;
 	relay_pipe **pipes; /* connections serving it */
 	size_t n_pipes, cap_pipes;
-	size_t rr; /* round-robin cursor */
+	size_t rr;     /* round-robin cursor */
+	breaker brk;   /* the engine's circuit breaker for this participant */
+	tq_node brk_t; /* the engine's timer: end of the breaker's cool-off */
 	struct relay_part *hnext;
 };
 

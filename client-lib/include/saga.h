@@ -301,6 +301,32 @@ SAGA_API void saga_list_free(saga_list *l);
 SAGA_API int saga_client_cancel(
     saga_client *c, const char *saga_id, const char *reason, saga_state *state_after);
 
+/* ---- participants ---- */
+
+/* What sagad knows of one participant: its connections and its circuit
+ * breaker (see README, "Circuit breaker"). */
+typedef struct saga_participant {
+	char *name;
+	uint32_t connections;          /* connected worker connections */
+	uint32_t capacity;             /* their declared capacity, summed */
+	uint32_t in_flight;            /* steps dispatched, not yet answered */
+	uint32_t queued;               /* steps waiting in sagad for a dispatch */
+	char *breaker;                 /* "closed", "open" or "half-open" */
+	int64_t breaker_open_until_us; /* while open: when a probe may go (unix us) */
+	uint32_t breaker_opened;       /* times it opened since sagad started */
+	uint32_t window_attempts;      /* attempts ended in the breaker's current window */
+	uint32_t window_failures;      /* of which retryable errors or timeouts */
+} saga_participant;
+
+typedef struct saga_participant_list {
+	size_t count;
+	saga_participant *participants; /* by name */
+} saga_participant_list;
+
+/* Every participant sagad knows: connected, or with steps waiting for one. */
+SAGA_API int saga_client_participants(saga_client *c, saga_participant_list **out);
+SAGA_API void saga_participant_list_free(saga_participant_list *l);
+
 /* ========================================================================
  * The worker (participant side)
  * ======================================================================== */

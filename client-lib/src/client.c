@@ -963,6 +963,69 @@ fail:
 	return rv;
 }
 
+/* ---- participants ------------------------------------------------------ */
+
+void
+saga_participant_list_free(saga_participant_list *l)
+{
+	if (l == NULL)
+		return;
+	for (size_t i = 0; i < l->count; i++) {
+		free(l->participants[i].name);
+		free(l->participants[i].breaker);
+	}
+	free(l->participants);
+	free(l);
+}
+
+int
+saga_client_participants(saga_client *c, saga_participant_list **out)
+{
+	Sagawire__Request req = SAGAWIRE__REQUEST__INIT;
+	Sagawire__ParticipantsRequest body = SAGAWIRE__PARTICIPANTS_REQUEST__INIT;
+	Sagawire__Response *resp = NULL;
+	saga_participant_list *l = NULL;
+	int rv;
+
+	if (c == NULL || out == NULL)
+		return SAGA_EINVAL;
+	*out = NULL;
+	req.body_case = SAGAWIRE__REQUEST__BODY_PARTICIPANTS;
+	req.participants = &body;
+	if ((rv = call(c, &req, SAGAWIRE__RESPONSE__BODY_PARTICIPANTS, &resp)) != SAGA_OK)
+		return rv;
+	const Sagawire__ParticipantsResponse *w = resp->participants;
+	if ((l = calloc(1, sizeof(*l))) == NULL ||
+	    (w->n_participants > 0 &&
+		(l->participants = calloc(w->n_participants, sizeof(*l->participants))) == NULL)) {
+		sl_seterr(c->errmsg, "out of memory");
+		rv = SAGA_ENOMEM;
+		goto fail;
+	}
+	for (size_t i = 0; i < w->n_participants; i++) {
+		const Sagawire__ParticipantInfo *x = w->participants[i];
+		saga_participant *o = &l->participants[i];
+		l->count++;
+		o->connections = x->connections;
+		o->capacity = x->capacity;
+		o->in_flight = x->in_flight;
+		o->queued = x->queued;
+		o->breaker_open_until_us = x->breaker_open_until_us;
+		o->breaker_opened = x->breaker_opened;
+		o->window_attempts = x->window_attempts;
+		o->window_failures = x->window_failures;
+		if ((rv = dup_wire_str(c, x->name, "participant name", &o->name)) != SAGA_OK ||
+		    (rv = dup_wire_str(c, x->breaker, "breaker state", &o->breaker)) != SAGA_OK)
+			goto fail;
+	}
+	*out = l;
+	l = NULL;
+fail:
+	saga_participant_list_free(l);
+	wire_free(&resp->base);
+	return rv;
+}
+
 /* ---- cancel ------------------------------------------------------------ */
 
 int

@@ -75,6 +75,7 @@ static int cmd_get(int argc, char **argv);
 static int cmd_wait(int argc, char **argv);
 static int cmd_list(int argc, char **argv);
 static int cmd_cancel(int argc, char **argv);
+static int cmd_participants(int argc, char **argv);
 
 static const command commands[] = {
 	{ "register", cmd_register,
@@ -140,6 +141,12 @@ static const command commands[] = {
 	    "Cancels a running saga: it stops going forward and compensates the steps\n"
 	    "it completed. Prints the state after the cancel. Exits 10 if the saga is\n"
 	    "already final.\n" },
+	{ "participants", cmd_participants,
+	    "usage: sagactl participants\n"
+	    "\n"
+	    "Lists the participants sagad knows: connections, capacity, steps in flight\n"
+	    "and waiting, and the circuit breaker (closed, open until a time, or\n"
+	    "half-open while one probe step runs) with its current window's counts.\n" },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -1106,6 +1113,59 @@ cmd_cancel(int argc, char **argv)
 	} else {
 		printf("saga %s is now %s\n", id, saga_state_name(after));
 	}
+	saga_client_free(c);
+	return 0;
+}
+
+static int
+cmd_participants(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		if (!match_global(argc, argv, &i))
+			unknown_arg("participants", argv[i]);
+	saga_client *c = connect_client();
+	saga_participant_list *l = NULL;
+	int rv = saga_client_participants(c, &l);
+	if (rv != SAGA_OK) {
+		rv = fail(c, rv, "cannot list participants");
+		saga_client_free(c);
+		return rv;
+	}
+	char tb[64];
+	if (opt_json) {
+		printf("[");
+		for (size_t i = 0; i < l->count; i++) {
+			const saga_participant *p = &l->participants[i];
+			int f = 1;
+			printf("%s{", i ? "," : "");
+			json_kv_str(&f, "name", p->name);
+			json_kv_int(&f, "connections", p->connections);
+			json_kv_int(&f, "capacity", p->capacity);
+			json_kv_int(&f, "in_flight", p->in_flight);
+			json_kv_int(&f, "queued", p->queued);
+			json_kv_str(&f, "breaker", p->breaker);
+			json_kv_int(&f, "breaker_open_until_us", p->breaker_open_until_us);
+			json_kv_int(&f, "breaker_opened", p->breaker_opened);
+			json_kv_int(&f, "window_attempts", p->window_attempts);
+			json_kv_int(&f, "window_failures", p->window_failures);
+			printf("}");
+		}
+		printf("]\n");
+	} else {
+		printf("%-24s %5s %8s %9s %7s  %-10s %s\n", "PARTICIPANT", "CONNS", "CAPACITY",
+		    "IN_FLIGHT", "QUEUED", "BREAKER", "WINDOW (failed/ended), OPENED");
+		for (size_t i = 0; i < l->count; i++) {
+			const saga_participant *p = &l->participants[i];
+			printf("%-24s %5u %8u %9u %7u  %-10s %u/%u, %u times", p->name,
+			    p->connections, p->capacity, p->in_flight, p->queued, p->breaker,
+			    p->window_failures, p->window_attempts, p->breaker_opened);
+			if (p->breaker_open_until_us)
+				printf(", probe at %s",
+				    local_time(p->breaker_open_until_us, tb, sizeof(tb)));
+			printf("\n");
+		}
+	}
+	saga_participant_list_free(l);
 	saga_client_free(c);
 	return 0;
 }

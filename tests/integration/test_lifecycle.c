@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include <check.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -353,6 +354,90 @@ START_TEST(step_timing_out_on_every_attempt_is_compensated_as_uncertain)
 	ck_assert_int_eq(info->state, SAGA_STATE_COMPENSATED);
 	saga_info_free(info);
 	saga_string_free(id);
+	ths_free(t);
+}
+END_TEST
+
+/* ---- circuit breaker ------------------------------------------------------ */
+
+START_TEST(breaker_stops_dispatch_to_a_failing_participant_then_probes_and_resumes)
+{
+	ths *t = ths_new_ok(pg, "lc_breaker");
+	const char *args[] = { "--breaker-min-calls", "4", "--breaker-failure-pct", "50",
+		"--breaker-cooloff-ms", "1500", NULL };
+	ths_sagad_start_ok(t, args);
+	ths_participant_ok(t, "main", 16, NULL);
+	ths_register_sagas_ok(t);
+	enum { N = 4 };
+	char *ids[N];
+	char input[64];
+
+	/* Each B fails its first attempt: 4 of 4 failures open pB's breaker.
+	 * The retries, due 300 ms later, wait for the cool-off instead. */
+	for (int i = 0; i < N; i++) {
+		snprintf(input, sizeof(input), "retry=B:1;tag=%d", i);
+		ids[i] = ths_start_ok(t, "ittest.Breakery", input);
+	}
+	/* The status shows it open, with the retries waiting in sagad. */
+	long long t0 = th_now_ms();
+	for (;;) {
+		saga_participant_list *pl = NULL;
+		ck_assert_int_eq(saga_client_participants(ths_client(t), &pl), SAGA_OK);
+		const saga_participant *pb = NULL;
+		for (size_t k = 0; k < pl->count; k++)
+			if (strcmp(pl->participants[k].name, "pB") == 0)
+				pb = &pl->participants[k];
+		ck_assert_ptr_nonnull(pb);
+		int open = strcmp(pb->breaker, "open") == 0;
+		if (open) {
+			ck_assert_uint_eq(pb->breaker_opened, 1);
+			ck_assert_uint_ge(pb->connections, 1);
+			ck_assert_int_gt(pb->breaker_open_until_us, 0);
+		}
+		saga_participant_list_free(pl);
+		if (open)
+			break;
+		ck_assert_int_lt(th_now_ms() - t0, 3000);
+		usleep(20 * 1000);
+	}
+	for (int i = 0; i < N; i++) {
+		saga_info *info = ths_wait_final_ok(t, ids[i], WAIT_MS);
+		ck_assert_msg(info->state == SAGA_STATE_COMPLETED, "saga %d is %s: %s", i,
+		    saga_state_name(info->state), info->error);
+		ck_assert_uint_eq(ths_step_ok(info, "B")->attempts, 2);
+		saga_info_free(info);
+	}
+	/* No second attempt went out before the cool-off ended. */
+	ths_journal *j = ths_journal_read_ok(t);
+	int64_t last_first = 0, first_second = INT64_MAX;
+	for (int i = 0; i < N; i++) {
+		int a1 = ths_journal_find(j, 0, ids[i], 'a', "B", "retry");
+		int a2 = ths_journal_find(j, 0, ids[i], 'a', "B", "ok");
+		ck_assert_int_ge(a1, 0);
+		ck_assert_int_ge(a2, 0);
+		if (j->lines[a1].t1_us > last_first)
+			last_first = j->lines[a1].t1_us;
+		if (j->lines[a2].t0_us < first_second)
+			first_second = j->lines[a2].t0_us;
+	}
+	ck_assert_msg(first_second - last_first >= 1300 * 1000,
+	    "a retry went out %lld ms after the 4th failure, within the 1500 ms cool-off",
+	    (long long)((first_second - last_first) / 1000));
+	ths_journal_free(j);
+	char *log = th_read_file(ths_sagad_log(t), NULL);
+	ck_assert_ptr_nonnull(log);
+	ck_assert_msg(ths_contains(log, "participant pB: circuit breaker open: 4 of 4"), "no open");
+	ck_assert_msg(ths_contains(log, "participant pB: circuit breaker half-open"), "no probe");
+	ck_assert_msg(ths_contains(log, "participant pB: circuit breaker closed"), "not closed");
+	free(log);
+	saga_participant_list *pl = NULL;
+	ck_assert_int_eq(saga_client_participants(ths_client(t), &pl), SAGA_OK);
+	for (size_t k = 0; k < pl->count; k++)
+		if (strcmp(pl->participants[k].name, "pB") == 0)
+			ck_assert_str_eq(pl->participants[k].breaker, "closed");
+	saga_participant_list_free(pl);
+	for (int i = 0; i < N; i++)
+		saga_string_free(ids[i]);
 	ths_free(t);
 }
 END_TEST
@@ -909,7 +994,7 @@ START_TEST(running_saga_keeps_the_version_it_started_with)
 	ths_participant_ok(t, "main", 16, NULL);
 
 	saga_register_result *r1 = register_file(t, ths_env_ok("IT_SAGAS"));
-	ck_assert_uint_eq(r1->count, 6);
+	ck_assert_uint_eq(r1->count, 7);
 	ck_assert_uint_eq(registered(r1, "ittest.Linear3")->version, 1);
 	ck_assert_uint_eq(registered(r1, "ittest.Linear3")->steps, 3);
 	ck_assert_uint_eq(registered(r1, "ittest.Parallel")->steps, 4);
@@ -1030,6 +1115,7 @@ lifecycle_suite(void)
 	tcase_add_test(tc, compensation_exhausting_its_retries_parks_the_saga_failed);
 	tcase_add_test(tc, step_timing_out_on_every_attempt_is_compensated_as_uncertain);
 	tcase_add_test(tc, heartbeating_step_runs_past_its_timeout_on_one_attempt);
+	tcase_add_test(tc, breaker_stops_dispatch_to_a_failing_participant_then_probes_and_resumes);
 	tcase_add_test(tc, missed_heartbeat_times_the_attempt_out_long_before_its_timeout);
 	tcase_add_test(tc, deadline_of_the_definition_compensates_a_saga_still_running_at_it);
 	tcase_add_test(tc, deadline_given_at_start_overrides_and_a_saga_done_in_time_completes);

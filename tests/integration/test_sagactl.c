@@ -383,6 +383,19 @@ START_TEST(sagactl_registers_starts_gets_lists_and_cancels)
 	ck_assert_msg(ths_contains(info->error, "from the cli"), "error '%s'", info->error);
 	saga_info_free(info);
 
+	/* participants: the test participant's workers, breakers closed */
+	rc = CTL(t, &out, "participants");
+	ck_assert_msg(rc == 0, "participants: exit %d", rc);
+	ck_assert_msg(ths_contains(out, "PARTICIPANT") && ths_contains(out, "pB") &&
+		ths_contains(out, "closed"),
+	    "participants printed '%s'", out);
+	free(out);
+	rc = CTL(t, &out, "--json", "participants");
+	ck_assert_msg(rc == 0, "participants --json: exit %d", rc);
+	ck_assert_msg(json_ok(out) && ths_contains(out, "\"breaker\":\"closed\""),
+	    "participants --json printed '%s'", out);
+	free(out);
+
 	/* usage errors and an unreachable sagad */
 	rc = CTL(t, &out, "frobnicate");
 	ck_assert_int_eq(rc, 64);
