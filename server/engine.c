@@ -62,6 +62,21 @@ typedef struct waiter {
 	struct waiter *next;
 } waiter;
 
+/* One entry of a saga's history (sagawire.Event). */
+typedef struct eng_event {
+	int64_t at_us;
+	uint8_t type;  /* Sagawire__EventType */
+	uint16_t step; /* index + 1; 0 = the saga */
+	uint32_t attempt;
+	char *detail; /* never NULL */
+} eng_event;
+
+/* A saga keeps at most this many events: past it, the oldest after the
+ * first HISTORY_KEEP_FIRST are dropped (the start stays, the end is
+ * recent), so a saga retried for days cannot grow without bound. */
+#define HISTORY_MAX        200
+#define HISTORY_KEEP_FIRST 20
+
 struct eng_saga {
 	uint8_t id[16];
 	char ids[WIRE_UUID_STRLEN];
@@ -79,6 +94,8 @@ struct eng_saga {
 	uint32_t next_seq;
 	int64_t deadline_us; /* unix us; 0 = none */
 	tq_node dl;          /* its deadline timer, while running */
+	eng_event *ev;       /* its history, oldest first */
+	uint32_t n_ev, cap_ev;
 	eng_step *steps;
 	waiter *waiters;       /* start requests answered at its first commit */
 	waiter *final_waiters; /* wait requests answered once final and durable */
@@ -88,7 +105,7 @@ struct eng_saga {
 
 /* ---- post-commit work ------------------------------------------------------ */
 
-enum { A_DISPATCH = 1, A_ACK, A_CANCEL_REPLY };
+enum { A_DISPATCH = 1, A_ACK, A_CANCEL_REPLY, A_OPERATE_REPLY };
 
 typedef struct action {
 	uint8_t type;
@@ -279,6 +296,9 @@ saga_free(eng_saga *s)
 	for (waiter *w = s->final_waiters; w; w = w->next)
 		tq_cancel(&E.tq, &w->t);
 	tq_cancel(&E.tq, &s->dl);
+	for (uint32_t i = 0; i < s->n_ev; i++)
+		free(s->ev[i].detail);
+	free(s->ev);
 	free(s->steps);
 	free(s->idem_key);
 	free(s->business_key);
@@ -418,6 +438,18 @@ pack_steps(const eng_saga *s, uint8_t **out, size_t *len)
 	m.steps = pp;
 	m.next_seq = s->next_seq;
 	m.deadline_us = s->deadline_us;
+	Sagawire__Event evs[HISTORY_MAX], *evp[HISTORY_MAX];
+	for (uint32_t i = 0; i < s->n_ev; i++) {
+		sagawire__event__init(&evs[i]);
+		evs[i].at_us = s->ev[i].at_us;
+		evs[i].type = (Sagawire__EventType)s->ev[i].type;
+		evs[i].step = s->ev[i].step;
+		evs[i].attempt = s->ev[i].attempt;
+		evs[i].detail = s->ev[i].detail;
+		evp[i] = &evs[i];
+	}
+	m.n_events = s->n_ev;
+	m.events = evp;
 	size_t sz = sagawire__stored_steps__get_packed_size(&m);
 	uint8_t *buf = malloc(sz ? sz : 1);
 	if (buf == NULL)
@@ -481,6 +513,46 @@ maybe_submit(void)
 
 /* ---- transitions ------------------------------------------------------------------- */
 
+#define EV(x) SAGAWIRE__EVENT_TYPE__EVENT_##x
+
+static void event(eng_saga *s, int type, const eng_step *st, uint32_t attempt, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* Appends to the saga's history; the caller's transition stores it. */
+static void
+event(eng_saga *s, int type, const eng_step *st, uint32_t attempt, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (s->n_ev == HISTORY_MAX) {
+		free(s->ev[HISTORY_KEEP_FIRST].detail);
+		memmove(&s->ev[HISTORY_KEEP_FIRST], &s->ev[HISTORY_KEEP_FIRST + 1],
+		    (s->n_ev - HISTORY_KEEP_FIRST - 1) * sizeof(*s->ev));
+		s->n_ev--;
+	}
+	if (s->n_ev == s->cap_ev) {
+		uint32_t ncap = s->cap_ev ? s->cap_ev * 2 : 8;
+		if (ncap > HISTORY_MAX)
+			ncap = HISTORY_MAX;
+		eng_event *nv = realloc(s->ev, ncap * sizeof(*nv));
+		if (nv == NULL)
+			return; /* history is best effort; the state is not */
+		s->ev = nv;
+		s->cap_ev = ncap;
+	}
+	char *d = strdup(buf);
+	if (d == NULL)
+		return;
+	s->ev[s->n_ev++] = (eng_event) { .at_us = wire_now_us(),
+		.type = (uint8_t)type,
+		.step = st ? (uint16_t)(st->idx + 1) : 0,
+		.attempt = attempt,
+		.detail = d };
+}
+
 static void set_error(char **dst, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
@@ -527,6 +599,7 @@ start_action(eng_saga *s, eng_step *st)
 	st->attempts++;
 	if (st->started_us == 0)
 		st->started_us = wire_now_us();
+	event(s, EV(ATTEMPT), st, st->attempts, "%s", "");
 	owe_dispatch(st, KIND_ACTION);
 	saga_touch(s);
 	slog_saga(SLOG_DEBUG, s->ids, s->def->steps[st->idx].name, "dispatch action attempt %u",
@@ -541,6 +614,7 @@ start_compensation(eng_saga *s, eng_step *st)
 		/* Nothing to undo. */
 		st->state = ST(COMPENSATED);
 		st->comp_finished_us = wire_now_us();
+		event(s, EV(COMPENSATED_STEP), st, 0, "no compensation: nothing to undo");
 		saga_touch(s);
 		return;
 	}
@@ -548,6 +622,7 @@ start_compensation(eng_saga *s, eng_step *st)
 	st->comp_attempts++;
 	if (st->comp_started_us == 0)
 		st->comp_started_us = wire_now_us();
+	event(s, EV(COMP_ATTEMPT), st, st->comp_attempts, "%s", ds->compensation);
 	owe_dispatch(st, KIND_COMP);
 	saga_touch(s);
 	slog_saga(SLOG_DEBUG, s->ids, ds->name, "dispatch compensation %s attempt %u",
@@ -603,6 +678,7 @@ begin_compensation(eng_saga *s)
 			st->next_attempt_us = 0;
 		}
 	}
+	event(s, EV(COMPENSATING), NULL, 0, "%s", s->error ? s->error : "");
 	slog_saga(SLOG_INFO, s->ids, NULL, "compensating: %s", s->error ? s->error : "");
 }
 
@@ -625,12 +701,16 @@ static void
 finish_saga(eng_saga *s, uint8_t state)
 {
 	saga_set_state(s, state);
-	if (state == SS(COMPLETED))
+	if (state == SS(COMPLETED)) {
+		event(s, EV(COMPLETED), NULL, 0, "%s", "");
 		slog_saga(SLOG_INFO, s->ids, NULL, "completed");
-	else if (state == SS(COMPENSATED))
+	} else if (state == SS(COMPENSATED)) {
+		event(s, EV(COMPENSATED), NULL, 0, "%s", "");
 		slog_saga(SLOG_INFO, s->ids, NULL, "compensated");
-	else
+	} else {
+		event(s, EV(PARKED), NULL, 0, "%s", s->error ? s->error : "");
 		slog_saga(SLOG_WARN, s->ids, NULL, "parked: %s", s->error ? s->error : "");
+	}
 }
 
 /* Moves a saga as far as it can go. Called after every change. */
@@ -743,6 +823,8 @@ apply_outcome(eng_saga *s, eng_step *st, uint8_t kind, int outcome, const uint8_
 				st->state = ST(SUCCEEDED);
 				st->finished_us = now;
 				st->completion_seq = s->next_seq++;
+				event(s, EV(SUCCEEDED), st, st->attempts, "%zu bytes of result",
+				    out_len);
 				saga_touch(s);
 				slog_saga(SLOG_DEBUG, s->ids, ds->name, "action succeeded");
 				advance(s);
@@ -755,6 +837,8 @@ apply_outcome(eng_saga *s, eng_step *st, uint8_t kind, int outcome, const uint8_
 			st->uncertain = false;
 			st->finished_us = now;
 			set_error(&s->error, "step %s failed: %s", ds->name, st->last_error);
+			event(s, EV(FAILED), st, st->attempts, "business failure: %s",
+			    st->last_error);
 			slog_saga(
 			    SLOG_INFO, s->ids, ds->name, "business failure: %s", st->last_error);
 		} else if (s->state == SS(RUNNING) && st->attempts < ds->retry.max_attempts) {
@@ -762,6 +846,8 @@ apply_outcome(eng_saga *s, eng_step *st, uint8_t kind, int outcome, const uint8_
 			st->state = ST(RETRY_WAIT);
 			st->next_attempt_us = now + (int64_t)delay * 1000;
 			step_timer(st, T_RETRY, KIND_ACTION, now_ms() + delay);
+			event(s, EV(ATTEMPT_FAILED), st, st->attempts, "%s; retry in %u ms",
+			    st->last_error, delay);
 			slog_saga(SLOG_INFO, s->ids, ds->name,
 			    "attempt %u failed: %s; retry in %u ms", st->attempts, st->last_error,
 			    delay);
@@ -772,6 +858,8 @@ apply_outcome(eng_saga *s, eng_step *st, uint8_t kind, int outcome, const uint8_
 			if (s->state == SS(RUNNING))
 				set_error(&s->error, "step %s failed after %u attempts: %s",
 				    ds->name, st->attempts, st->last_error);
+			event(s, EV(FAILED), st, st->attempts, "failed after %u attempts: %s",
+			    st->attempts, st->last_error);
 			slog_saga(SLOG_INFO, s->ids, ds->name, "failed after %u attempts: %s",
 			    st->attempts, st->last_error);
 		}
@@ -783,6 +871,7 @@ apply_outcome(eng_saga *s, eng_step *st, uint8_t kind, int outcome, const uint8_
 	if (outcome == SAGAWIRE__OUTCOME__OUTCOME_SUCCESS) {
 		st->state = ST(COMPENSATED);
 		st->comp_finished_us = now;
+		event(s, EV(COMPENSATED_STEP), st, st->comp_attempts, "%s", ds->compensation);
 		saga_touch(s);
 		slog_saga(SLOG_DEBUG, s->ids, ds->name, "compensated");
 		advance(s);
@@ -796,6 +885,8 @@ apply_outcome(eng_saga *s, eng_step *st, uint8_t kind, int outcome, const uint8_
 		st->state = ST(COMP_RETRY_WAIT);
 		st->next_attempt_us = now + (int64_t)delay * 1000;
 		step_timer(st, T_RETRY, KIND_COMP, now_ms() + delay);
+		event(s, EV(COMP_ATTEMPT_FAILED), st, st->comp_attempts, "%s; retry in %u ms",
+		    st->last_error, delay);
 		slog_saga(SLOG_INFO, s->ids, ds->name,
 		    "compensation attempt %u failed: %s; retry in %u ms", st->comp_attempts,
 		    st->last_error, delay);
@@ -804,6 +895,8 @@ apply_outcome(eng_saga *s, eng_step *st, uint8_t kind, int outcome, const uint8_
 		st->comp_finished_us = now;
 		set_error(&s->error, "compensation %s of step %s failed after %u attempts: %s",
 		    ds->compensation, ds->name, st->comp_attempts, st->last_error);
+		event(s, EV(COMP_FAILED), st, st->comp_attempts, "failed after %u attempts: %s",
+		    st->comp_attempts, st->last_error);
 	}
 	saga_touch(s);
 	advance(s);
@@ -1165,6 +1258,7 @@ handle_start(rpc_req *r)
 		w->req = r;
 		s->waiters = w;
 	}
+	event(s, EV(STARTED), NULL, 0, "%s@%u", def->name, def->version);
 	slog_saga(SLOG_INFO, s->ids, NULL, "started %s v%u", def->name, def->version);
 	saga_touch(s);
 	advance(s);
@@ -1440,6 +1534,150 @@ handle_report(rpc_req *r)
 	after_commit(&a);
 }
 
+static const char *
+step_state_text(uint8_t st)
+{
+	return saga_step_state_name((saga_step_state)st);
+}
+
+/* Applies an operator action to s (held by the engine). Returns 0 and
+ * queues the reply after the commit, or replies with the error. */
+static int
+operate(rpc_req *r, eng_saga *s)
+{
+	Sagawire__OperateRequest *q = r->req->operate;
+	int idx = q->step ? defn_step_index(s->def, q->step) : -1;
+	if (idx < 0) {
+		rpc_reply_error(r, SAGA_EINVAL, "saga %s (%s) has no step '%.128s'", s->ids,
+		    s->def->name, q->step ? q->step : "");
+		return -1;
+	}
+	const char *reason = q->reason && *q->reason ? q->reason : "";
+	if (!valid_text(reason, 512)) {
+		rpc_reply_error(
+		    r, SAGA_EINVAL, "the reason must be UTF-8 text of at most 512 bytes");
+		return -1;
+	}
+	eng_step *st = &s->steps[idx];
+	const defn_step *ds = &s->def->steps[idx];
+	bool parked = s->state == SS(FAILED);
+	int64_t now = wire_now_us();
+	if (q->op == SAGAWIRE__OPERATION__OP_RETRY_STEP) {
+		if (st->state == ST(COMP_FAILED) || st->state == ST(COMP_RETRY_WAIT)) {
+			tq_cancel(&E.tq, &st->t);
+			st->comp_attempts = 0;
+			st->next_attempt_us = 0;
+			if (parked)
+				saga_set_state(s, SS(COMPENSATING));
+			event(s, EV(OPERATOR), st, 0, "retry the compensation %s%s%s",
+			    ds->compensation, *reason ? ": " : "", reason);
+			start_compensation(s, st);
+		} else if (st->state == ST(RETRY_WAIT) && s->state == SS(RUNNING)) {
+			tq_cancel(&E.tq, &st->t);
+			st->attempts = 0;
+			st->next_attempt_us = 0;
+			event(s, EV(OPERATOR), st, 0, "retry the action%s%s", *reason ? ": " : "",
+			    reason);
+			start_action(s, st);
+		} else {
+			rpc_reply_error(r, SAGA_ESTATE,
+			    "step %s of saga %s is %s: only a step waiting to retry, or whose "
+			    "compensation failed, can be retried",
+			    ds->name, s->ids, step_state_text(st->state));
+			return -1;
+		}
+	} else if (q->op == SAGAWIRE__OPERATION__OP_SKIP_STEP) {
+		if (*reason == '\0') {
+			rpc_reply_error(r, SAGA_EINVAL,
+			    "skipping a step needs a reason (it is recorded in the saga's "
+			    "history)");
+			return -1;
+		}
+		if (st->state == ST(COMP_FAILED) || st->state == ST(COMP_RETRY_WAIT)) {
+			tq_cancel(&E.tq, &st->t);
+			st->state = ST(COMPENSATED);
+			st->comp_finished_us = now;
+			st->next_attempt_us = 0;
+			set_error(&st->last_error, "compensated by hand (operator): %s", reason);
+			if (parked)
+				saga_set_state(s, SS(COMPENSATING));
+			event(s, EV(OPERATOR), st, 0, "skip: compensated by hand: %s", reason);
+			saga_touch(s);
+		} else if (st->state == ST(RETRY_WAIT) && s->state == SS(RUNNING)) {
+			tq_cancel(&E.tq, &st->t);
+			st->state = ST(SUCCEEDED);
+			st->finished_us = now;
+			st->next_attempt_us = 0;
+			st->completion_seq = s->next_seq++;
+			set_error(&st->last_error, "done by hand (operator): %s", reason);
+			event(s, EV(OPERATOR), st, 0, "skip: done by hand: %s", reason);
+			saga_touch(s);
+		} else {
+			rpc_reply_error(r, SAGA_ESTATE,
+			    "step %s of saga %s is %s: only a step waiting to retry, or a "
+			    "compensation waiting to retry or failed, can be skipped",
+			    ds->name, s->ids, step_state_text(st->state));
+			return -1;
+		}
+	} else {
+		rpc_reply_error(r, SAGA_EINVAL, "unknown operation %d", (int)q->op);
+		return -1;
+	}
+	slog_saga(SLOG_WARN, s->ids, ds->name, "operator: %s%s%s",
+	    q->op == SAGAWIRE__OPERATION__OP_RETRY_STEP ? "retry" : "skip", *reason ? ": " : "",
+	    reason);
+	advance(s);
+	action a = { .type = A_OPERATE_REPLY, .req = r, .a = s->state };
+	memcpy(a.id, s->id, 16);
+	after_commit(&a);
+	saga_touch(s);
+	return 0;
+}
+
+static void
+handle_operate(rpc_req *r)
+{
+	Sagawire__OperateRequest *q = r->req->operate;
+	uint8_t id[16];
+	if (q->saga_id == NULL || wire_uuid_parse(q->saga_id, id) != 0) {
+		rpc_reply_error(r, SAGA_EINVAL, "operate: '%.64s' is not a saga id",
+		    q->saga_id ? q->saga_id : "");
+		return;
+	}
+	eng_saga *s = saga_find(id);
+	if (s == NULL || (saga_is_final(s) && s->state != SS(FAILED))) {
+		/* Parked sagas are not held in memory: a reader fetches it. */
+		reader_submit_operate_load(r);
+		return;
+	}
+	operate(r, s);
+}
+
+static int load_one(const store_saga *row, void *arg);
+static void after_event(void);
+
+void
+engine_operate_loaded(rpc_req *r, const store_saga *row)
+{
+	pthread_mutex_lock(&E.mu);
+	eng_saga *s = saga_find(row->id);
+	bool loaded = false;
+	if (s == NULL) {
+		if (load_one(row, NULL) != 0 || (s = saga_find(row->id)) == NULL) {
+			rpc_reply_error(r, SAGA_EINTERNAL, "cannot take saga back from its row");
+			pthread_mutex_unlock(&E.mu);
+			return;
+		}
+		loaded = true;
+	}
+	if (operate(r, s) != 0 && loaded && !s->in_batch && s->writing == 0) {
+		saga_unlink(s);
+		saga_free(s);
+	}
+	after_event();
+	pthread_mutex_unlock(&E.mu);
+}
+
 static int
 cmp_part_name(const void *a, const void *b)
 {
@@ -1515,6 +1753,9 @@ handle_request(rpc_req *r)
 		break;
 	case SAGAWIRE__REQUEST__BODY_PARTICIPANTS:
 		handle_participants(r);
+		break;
+	case SAGAWIRE__REQUEST__BODY_OPERATE:
+		handle_operate(r);
 		break;
 	default:
 		rpc_reply_error(r, SAGA_EINTERNAL, "engine got a request it does not serve");
@@ -1656,6 +1897,16 @@ handle_committed(store_batch *b)
 			Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
 			resp.body_case = SAGAWIRE__RESPONSE__BODY_ACK;
 			resp.ack = &ack;
+			rpc_reply(a->req, &resp);
+			break;
+		}
+		case A_OPERATE_REPLY: {
+			eng_saga *s = saga_find(a->id);
+			Sagawire__OperateResponse orr = SAGAWIRE__OPERATE_RESPONSE__INIT;
+			orr.state = s ? (Sagawire__SagaState)s->state : (Sagawire__SagaState)a->a;
+			Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
+			resp.body_case = SAGAWIRE__RESPONSE__BODY_OPERATE;
+			resp.operate = &orr;
 			rpc_reply(a->req, &resp);
 			break;
 		}
@@ -1809,6 +2060,23 @@ load_one(const store_saga *row, void *arg)
 	s->updated_us = row->updated_us;
 	s->next_seq = ss->next_seq ? ss->next_seq : 1;
 	s->deadline_us = ss->deadline_us;
+	if (ss->n_events > 0) {
+		size_t ne = ss->n_events < HISTORY_MAX ? ss->n_events : HISTORY_MAX;
+		if ((s->ev = calloc(ne, sizeof(*s->ev))) == NULL)
+			goto nomem;
+		s->cap_ev = (uint32_t)ne;
+		for (size_t i = ss->n_events - ne; i < ss->n_events; i++) {
+			const Sagawire__Event *e = ss->events[i];
+			char *d = strdup(e->detail ? e->detail : "");
+			if (d == NULL)
+				goto nomem;
+			s->ev[s->n_ev++] = (eng_event) { .at_us = e->at_us,
+				.type = (uint8_t)e->type,
+				.step = (uint16_t)e->step,
+				.attempt = e->attempt,
+				.detail = d };
+		}
+	}
 	if (row->idem_key && (s->idem_key = strdup(row->idem_key)) == NULL)
 		goto nomem;
 	if (row->business_key && (s->business_key = strdup(row->business_key)) == NULL)

@@ -37,6 +37,10 @@ void engine_fini(void);
 
 /* Hands a start, cancel, poll or report request to the engine. */
 void engine_submit(rpc_req *r);
+/* An operator action (OperateRequest) on a parked saga the engine did not
+ * hold, read by a reader: the engine takes it back and acts. */
+struct store_saga;
+void engine_operate_loaded(rpc_req *r, const struct store_saga *row);
 /* A connection closed: its in-flight steps are redelivered elsewhere. */
 void engine_pipe_closed(uint32_t pipe_id, void *unused);
 

@@ -12,13 +12,14 @@
 #include <time.h>
 
 #include "defn.h"
+#include "engine.h"
 #include "log.h"
 #include "registry.h"
 #include "saga.h"
 #include "store.h"
 #include "wire.h"
 
-enum { JOB_REQ = 0, JOB_CANCEL_CHECK, JOB_WAIT_CHECK };
+enum { JOB_REQ = 0, JOB_CANCEL_CHECK, JOB_WAIT_CHECK, JOB_OPERATE_LOAD };
 
 typedef struct job {
 	rpc_req *req;
@@ -76,6 +77,8 @@ build_info(const store_saga *s, get_ctx *g)
 	g->info.input.len = s->input_len;
 	g->info.error = (char *)s->error;
 	g->info.deadline_us = g->stored->deadline_us;
+	g->info.n_events = g->stored->n_events;
+	g->info.events = g->stored->events;
 	uint32_t n = g->def->n_steps;
 	g->steps = calloc(n, sizeof(*g->steps));
 	g->stepp = calloc(n, sizeof(*g->stepp));
@@ -224,6 +227,37 @@ do_cancel_check(PGconn *c, rpc_req *r)
 		return;
 	rpc_reply_error(r, SAGA_ESTATE, "saga %s is already %s: nothing to cancel", sid,
 	    saga_state_name((saga_state)st.state));
+}
+
+/* An operator action on a saga not in the engine's memory: only a parked
+ * (failed) saga can be acted on; the engine takes it back from its row. */
+static int
+operate_cb(const store_saga *s, void *arg)
+{
+	rpc_req *r = arg;
+	const char *sid = r->req->operate->saga_id;
+	if (s->state != SAGAWIRE__SAGA_STATE__SAGA_FAILED) {
+		rpc_reply_error(r, SAGA_ESTATE,
+		    "saga %s is %s: only a running or parked (failed) saga can be operated on", sid,
+		    saga_state_name((saga_state)s->state));
+		return 0;
+	}
+	engine_operate_loaded(r, s);
+	return 0;
+}
+
+static void
+do_operate_load(PGconn *c, rpc_req *r)
+{
+	const char *sid = r->req->operate->saga_id;
+	uint8_t id[16];
+	char err[512] = "";
+	wire_uuid_parse(sid, id);
+	int rv = store_get(c, id, operate_cb, r, err, sizeof(err));
+	if (rv == SAGA_ENOTFOUND)
+		rpc_reply_error(r, SAGA_ENOTFOUND, "no saga %s", sid);
+	else if (rv != 0)
+		rpc_reply_error(r, rv, "cannot read saga %s: %s", sid, err);
 }
 
 /* ---- list ------------------------------------------------------------------ */
@@ -483,6 +517,8 @@ reader_main(void *arg)
 			do_cancel_check(c, j->req);
 		} else if (j->kind == JOB_WAIT_CHECK) {
 			do_wait_check(c, j->req);
+		} else if (j->kind == JOB_OPERATE_LOAD) {
+			do_operate_load(c, j->req);
 		} else {
 			switch (j->req->req->body_case) {
 			case SAGAWIRE__REQUEST__BODY_GET:
@@ -541,6 +577,12 @@ void
 reader_submit_wait_check(rpc_req *r)
 {
 	enqueue(r, JOB_WAIT_CHECK);
+}
+
+void
+reader_submit_operate_load(rpc_req *r)
+{
+	enqueue(r, JOB_OPERATE_LOAD);
 }
 
 int

@@ -19,5 +19,8 @@ void reader_submit_cancel_check(rpc_req *r);
 /* A wait on a saga not in the engine's memory: answer with its stored
  * (final) state, or SAGA_ENOTFOUND. */
 void reader_submit_wait_check(rpc_req *r);
+/* Operator action on a saga the engine does not hold: reads it and, if it
+ * is parked, hands it to engine_operate_loaded(). */
+void reader_submit_operate_load(rpc_req *r);
 
 #endif

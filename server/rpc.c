@@ -146,6 +146,7 @@ route(slot *s, nng_msg *m)
 	case SAGAWIRE__REQUEST__BODY_CANCEL:
 	case SAGAWIRE__REQUEST__BODY_WAIT:
 	case SAGAWIRE__REQUEST__BODY_PARTICIPANTS:
+	case SAGAWIRE__REQUEST__BODY_OPERATE:
 	case SAGAWIRE__REQUEST__BODY_POLL:
 		if (atomic_load(&R.draining)) {
 			rpc_reply_error(&s->req, SAGA_ECLOSED, "sagad is shutting down");

@@ -230,6 +230,18 @@ typedef struct saga_step_info {
 	size_t result_len;
 } saga_step_info;
 
+/* One entry of a saga's history. */
+typedef struct saga_event {
+	int64_t at_us;    /* unix microseconds */
+	char *type;       /* "started", "attempt", "succeeded", "attempt failed", "failed",
+	                     "compensating", "compensation attempt", "compensated step",
+	                     "compensation attempt failed", "compensation failed",
+	                     "completed", "compensated", "parked", "operator" */
+	char *step;       /* the step's name; "" for the saga itself */
+	uint32_t attempt; /* 0 if not about an attempt */
+	char *detail;     /* error, reason, or "" */
+} saga_event;
+
 typedef struct saga_info {
 	char *saga_id;
 	char *definition;
@@ -241,6 +253,9 @@ typedef struct saga_info {
 	int64_t updated_us;
 	char *error;         /* why it compensated or parked; "" if none */
 	int64_t deadline_us; /* unix microseconds; 0 = no deadline */
+	size_t n_events;
+	saga_event *events; /* its history, oldest first (sagad keeps the first 20 and
+	                       the last 180 of a longer one) */
 	uint8_t *input;
 	size_t input_len;
 	size_t n_steps;
@@ -300,6 +315,23 @@ SAGA_API void saga_list_free(saga_list *l);
  * already compensating succeeds; one that is final fails with SAGA_ESTATE. */
 SAGA_API int saga_client_cancel(
     saga_client *c, const char *saga_id, const char *reason, saga_state *state_after);
+
+/* ---- operator actions ---- */
+
+/* Retries a step now, its attempts counted from 1 again: a step waiting to
+ * retry (running saga), or a compensation waiting to retry or failed (a
+ * parked saga goes back to compensating). reason (may be NULL) goes into the
+ * saga's history. SAGA_ESTATE if the step is in no such state,
+ * SAGA_ENOTFOUND if there is no such saga, SAGA_EINVAL for an unknown step.
+ * *state_after (may be NULL) receives the saga's state once recorded. */
+SAGA_API int saga_client_retry_step(saga_client *c, const char *saga_id, const char *step,
+    const char *reason, saga_state *state_after);
+/* Marks a step done by hand instead of running it again: a step waiting to
+ * retry becomes succeeded (no result), a compensation waiting to retry or
+ * failed becomes compensated; the saga then moves on. reason is required
+ * and goes into the saga's history. Errors as for saga_client_retry_step. */
+SAGA_API int saga_client_skip_step(saga_client *c, const char *saga_id, const char *step,
+    const char *reason, saga_state *state_after);
 
 /* ---- participants ---- */
 

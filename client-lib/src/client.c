@@ -439,7 +439,23 @@ saga_info_free(saga_info *info)
 	for (size_t i = 0; i < info->n_steps; i++)
 		step_info_clear(&info->steps[i]);
 	free(info->steps);
+	for (size_t i = 0; i < info->n_events; i++) {
+		free(info->events[i].type);
+		free(info->events[i].step);
+		free(info->events[i].detail);
+	}
+	free(info->events);
 	free(info);
+}
+
+static const char *
+event_type_name(int t)
+{
+	static const char *const names[] = { "unknown", "started", "attempt", "succeeded",
+		"attempt failed", "failed", "compensating", "compensation attempt",
+		"compensated step", "compensation attempt failed", "compensation failed",
+		"completed", "compensated", "parked", "operator" };
+	return t > 0 && (size_t)t < sizeof(names) / sizeof(names[0]) ? names[t] : "unknown";
 }
 
 static int
@@ -510,6 +526,30 @@ info_from_wire(saga_client *c, const Sagawire__SagaInfo *w, saga_info **out)
 			/* Counted before filling so a partial step is freed. */
 			info->n_steps++;
 			if ((rv = step_from_wire(c, w->steps[i], &info->steps[i])) != SAGA_OK)
+				goto fail;
+		}
+	}
+	if (w->n_events > 0) {
+		if ((info->events = calloc(w->n_events, sizeof(*info->events))) == NULL) {
+			sl_seterr(c->errmsg, "out of memory");
+			rv = SAGA_ENOMEM;
+			goto fail;
+		}
+		for (size_t i = 0; i < w->n_events; i++) {
+			const Sagawire__Event *e = w->events[i];
+			saga_event *o = &info->events[i];
+			info->n_events++;
+			o->at_us = e->at_us;
+			o->attempt = e->attempt;
+			const char *step = e->step > 0 && e->step <= info->n_steps
+			    ? info->steps[e->step - 1].name
+			    : "";
+			if ((o->type = sl_strdup(event_type_name((int)e->type))) == NULL ||
+			    (o->step = sl_strdup(step)) == NULL) {
+				rv = SAGA_ENOMEM;
+				goto fail;
+			}
+			if ((rv = dup_wire_str(c, e->detail, "event detail", &o->detail)) != 0)
 				goto fail;
 		}
 	}
@@ -961,6 +1001,56 @@ fail:
 	if (resp != NULL)
 		wire_free(&resp->base);
 	return rv;
+}
+
+/* ---- operator actions ---------------------------------------------------- */
+
+static int
+operate_call(saga_client *c, int op, const char *saga_id, const char *step, const char *reason,
+    saga_state *state_after)
+{
+	Sagawire__Request req = SAGAWIRE__REQUEST__INIT;
+	Sagawire__OperateRequest body = SAGAWIRE__OPERATE_REQUEST__INIT;
+	Sagawire__Response *resp = NULL;
+	int rv;
+
+	if (c == NULL)
+		return SAGA_EINVAL;
+	if (state_after != NULL)
+		*state_after = SAGA_STATE_UNKNOWN;
+	if ((rv = check_arg(c, saga_id, "the saga id", 1)) != SAGA_OK ||
+	    (rv = check_arg(c, step, "the step name", 1)) != SAGA_OK ||
+	    (rv = check_arg(c, reason, "the reason", 0)) != SAGA_OK)
+		return rv;
+	body.saga_id = (char *)saga_id;
+	body.op = (Sagawire__Operation)op;
+	body.step = (char *)step;
+	if (reason != NULL)
+		body.reason = (char *)reason;
+	req.body_case = SAGAWIRE__REQUEST__BODY_OPERATE;
+	req.operate = &body;
+	if ((rv = call(c, &req, SAGAWIRE__RESPONSE__BODY_OPERATE, &resp)) != SAGA_OK)
+		return rv;
+	if (state_after != NULL)
+		*state_after = state_from_wire(resp->operate->state);
+	wire_free(&resp->base);
+	return SAGA_OK;
+}
+
+int
+saga_client_retry_step(saga_client *c, const char *saga_id, const char *step, const char *reason,
+    saga_state *state_after)
+{
+	return operate_call(
+	    c, SAGAWIRE__OPERATION__OP_RETRY_STEP, saga_id, step, reason, state_after);
+}
+
+int
+saga_client_skip_step(saga_client *c, const char *saga_id, const char *step, const char *reason,
+    saga_state *state_after)
+{
+	return operate_call(
+	    c, SAGAWIRE__OPERATION__OP_SKIP_STEP, saga_id, step, reason, state_after);
 }
 
 /* ---- participants ------------------------------------------------------ */

@@ -76,6 +76,9 @@ static int cmd_wait(int argc, char **argv);
 static int cmd_list(int argc, char **argv);
 static int cmd_cancel(int argc, char **argv);
 static int cmd_participants(int argc, char **argv);
+static int cmd_history(int argc, char **argv);
+static int cmd_retry(int argc, char **argv);
+static int cmd_skip(int argc, char **argv);
 
 static const command commands[] = {
 	{ "register", cmd_register,
@@ -141,6 +144,26 @@ static const command commands[] = {
 	    "Cancels a running saga: it stops going forward and compensates the steps\n"
 	    "it completed. Prints the state after the cancel. Exits 10 if the saga is\n"
 	    "already final.\n" },
+	{ "history", cmd_history,
+	    "usage: sagactl history SAGA_ID\n"
+	    "\n"
+	    "Every event of a saga in order: started, each attempt and its outcome,\n"
+	    "retries, compensation, operator actions, the end. With the time of each\n"
+	    "and how long after the previous event and after the start it came.\n" },
+	{ "retry", cmd_retry,
+	    "usage: sagactl retry SAGA_ID STEP [--reason TEXT]\n"
+	    "\n"
+	    "Runs a step again now, its attempts counted from 1: a step waiting to\n"
+	    "retry, or a compensation waiting to retry or failed (a parked saga goes\n"
+	    "back to compensating). Recorded in the saga's history. Exits 10 if the\n"
+	    "step is in no such state.\n" },
+	{ "skip", cmd_skip,
+	    "usage: sagactl skip SAGA_ID STEP --reason TEXT\n"
+	    "\n"
+	    "Marks a step done by hand instead of running it: a step waiting to retry\n"
+	    "becomes succeeded, a compensation waiting to retry or failed becomes\n"
+	    "compensated (say what you did in --reason: it goes into the history).\n"
+	    "The saga then moves on. Exits 10 if the step is in no such state.\n" },
 	{ "participants", cmd_participants,
 	    "usage: sagactl participants\n"
 	    "\n"
@@ -796,6 +819,21 @@ json_info(const saga_info *s)
 		json_base64(st->result, st->result_len);
 		putchar('}');
 	}
+	printf("]");
+	json_key(&f, "events");
+	putchar('[');
+	for (size_t i = 0; i < s->n_events; i++) {
+		const saga_event *e = &s->events[i];
+		int g = 1;
+		printf("%s{", i ? "," : "");
+		json_kv_int(&g, "at_us", e->at_us);
+		json_kv_str(&g, "at", utc_time(e->at_us, tb, sizeof(tb)));
+		json_kv_str(&g, "type", e->type);
+		json_kv_str(&g, "step", e->step);
+		json_kv_int(&g, "attempt", e->attempt);
+		json_kv_str(&g, "detail", e->detail);
+		putchar('}');
+	}
 	printf("]}");
 }
 
@@ -1115,6 +1153,126 @@ cmd_cancel(int argc, char **argv)
 	}
 	saga_client_free(c);
 	return 0;
+}
+
+/* "12.3ms", "4.567s", "3m02s" */
+static const char *
+span(int64_t us, char *buf, size_t n)
+{
+	if (us < 0)
+		us = 0;
+	if (us < 1000000)
+		snprintf(buf, n, "%.1fms", (double)us / 1000.0);
+	else if (us < 60000000)
+		snprintf(buf, n, "%.3fs", (double)us / 1e6);
+	else
+		snprintf(buf, n, "%lldm%02llds", (long long)(us / 60000000),
+		    (long long)(us / 1000000 % 60));
+	return buf;
+}
+
+static int
+cmd_history(int argc, char **argv)
+{
+	const char *id = one_id("history", argc, argv, NULL, NULL);
+	saga_client *c = connect_client();
+	saga_info *info = NULL;
+	int rv = saga_client_get(c, id, &info);
+	if (rv != SAGA_OK) {
+		char what[256];
+		snprintf(what, sizeof(what), "cannot get saga %s", id);
+		rv = not_found_hint(fail(c, rv, what));
+		saga_client_free(c);
+		return rv;
+	}
+	if (opt_json) {
+		json_info(info);
+		putchar('\n');
+	} else {
+		char tb[64], d1[32], d2[32];
+		printf("saga %s (%s@%u): %s\n", info->saga_id, info->definition, info->version,
+		    saga_state_name(info->state));
+		printf("%-29s %10s %10s  %-27s %-16s %3s  %s\n", "TIME", "+PREV", "+START", "EVENT",
+		    "STEP", "ATT", "DETAIL");
+		int64_t start = info->n_events ? info->events[0].at_us : 0, prev = start;
+		for (size_t i = 0; i < info->n_events; i++) {
+			const saga_event *e = &info->events[i];
+			char att[16] = "-";
+			if (e->attempt)
+				snprintf(att, sizeof(att), "%u", e->attempt);
+			char *detail = cell(e->detail, 4096, NULL);
+			printf("%-29s %10s %10s  %-27s %-16s %3s  %s\n",
+			    local_time(e->at_us, tb, sizeof(tb)),
+			    span(e->at_us - prev, d1, sizeof(d1)),
+			    span(e->at_us - start, d2, sizeof(d2)), e->type,
+			    *e->step ? e->step : "-", att, *detail ? detail : "-");
+			free(detail);
+			prev = e->at_us;
+		}
+	}
+	saga_info_free(info);
+	saga_client_free(c);
+	return 0;
+}
+
+/* retry/skip SAGA_ID STEP [--reason TEXT] */
+static int
+operate_cmd(const char *cmd, int argc, char **argv, int skip)
+{
+	const char *id = NULL, *step = NULL, *reason = NULL, *v;
+	for (int i = 1; i < argc; i++) {
+		if (match_global(argc, argv, &i))
+			continue;
+		if (match_opt(argc, argv, &i, "--reason", &v))
+			reason = v;
+		else if (id == NULL && argv[i][0] != '-')
+			id = argv[i];
+		else if (step == NULL && argv[i][0] != '-')
+			step = argv[i];
+		else
+			unknown_arg(cmd, argv[i]);
+	}
+	if (id == NULL || step == NULL)
+		usage_error("%s: which saga and step? (sagactl %s SAGA_ID STEP%s)", cmd, cmd,
+		    skip ? " --reason TEXT" : "");
+	if (skip && (reason == NULL || *reason == '\0'))
+		usage_error("skip: say why with --reason TEXT (it goes into the saga's history)");
+	saga_client *c = connect_client();
+	saga_state after = SAGA_STATE_UNKNOWN;
+	int rv = skip ? saga_client_skip_step(c, id, step, reason, &after)
+		      : saga_client_retry_step(c, id, step, reason, &after);
+	if (rv != SAGA_OK) {
+		char what[256];
+		snprintf(what, sizeof(what), "cannot %s step %s of saga %s", cmd, step, id);
+		rv = not_found_hint(fail(c, rv, what));
+		saga_client_free(c);
+		return rv;
+	}
+	if (opt_json) {
+		int f = 1;
+		putchar('{');
+		json_kv_str(&f, "saga_id", id);
+		json_kv_str(&f, "step", step);
+		json_kv_str(&f, "state", saga_state_name(after));
+		printf("}\n");
+	} else {
+		printf("saga %s: step %s %s; the saga is now %s\n", id, step,
+		    skip ? "skipped" : "retried", saga_state_name(after));
+	}
+	saga_client_free(c);
+	return 0;
+}
+
+static int
+cmd_retry(int argc, char **argv)
+{
+	return operate_cmd("retry", argc, argv, 0);
+}
+
+static int
+cmd_skip(int argc, char **argv)
+{
+	return operate_cmd("skip", argc, argv, 1);
 }
 
 static int

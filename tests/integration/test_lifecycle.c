@@ -358,6 +358,137 @@ START_TEST(step_timing_out_on_every_attempt_is_compensated_as_uncertain)
 }
 END_TEST
 
+/* ---- operator actions and history ---------------------------------------- */
+
+/* The index of the first event of type (and step, if given) at or after
+ * from; -1 if none. */
+static int
+event_at(const saga_info *info, size_t from, const char *type, const char *step)
+{
+	for (size_t i = from; i < info->n_events; i++)
+		if (strcmp(info->events[i].type, type) == 0 &&
+		    (step == NULL || strcmp(info->events[i].step, step) == 0))
+			return (int)i;
+	return -1;
+}
+
+START_TEST(parked_saga_is_completed_by_an_operator_retry_after_the_fix)
+{
+	ths *t = world("lc_op_retry");
+	saga_client *c = ths_client(t);
+	char broken[1024], input[1200];
+	snprintf(broken, sizeof(broken), "%s/undo-broken", ths_dir(t));
+	ck_assert_int_eq(th_write_file(broken, "x", 1), 0);
+	/* C fails; UndoB fails until the file is gone: 5 attempts, parked. */
+	snprintf(input, sizeof(input), "fail=C;compfailwhile=%s", broken);
+	char *id = ths_start_ok(t, "ittest.Linear3", input);
+	saga_info *info = ths_wait_final_ok(t, id, WAIT_MS);
+	ck_assert_msg(info->state == SAGA_STATE_FAILED, "saga is %s: %s",
+	    saga_state_name(info->state), info->error);
+	ck_assert_int_eq(ths_step_ok(info, "B")->state, SAGA_STEP_COMP_FAILED);
+	ck_assert_uint_eq(ths_step_ok(info, "B")->comp_attempts, 5);
+	ck_assert_int_ge(event_at(info, 0, "parked", NULL), 0);
+	saga_info_free(info);
+
+	saga_state after = SAGA_STATE_UNKNOWN;
+	/* Refused: C failed for certain; no such step; no such saga. */
+	ck_assert_int_eq(saga_client_retry_step(c, id, "C", NULL, &after), SAGA_ESTATE);
+	ck_assert_msg(ths_contains(saga_client_errmsg(c), "failed"), "%s", saga_client_errmsg(c));
+	ck_assert_int_eq(saga_client_retry_step(c, id, "Nope", NULL, &after), SAGA_EINVAL);
+	ck_assert_int_eq(
+	    saga_client_retry_step(c, "0190a0b0-0000-7000-8000-000000000009", "B", NULL, &after),
+	    SAGA_ENOTFOUND);
+	ck_assert_int_eq(saga_client_skip_step(c, id, "B", NULL, &after), SAGA_EINVAL);
+
+	/* The fix, then the retry: UndoB then UndoA run and it compensates. */
+	ck_assert_int_eq(unlink(broken), 0);
+	int rv = saga_client_retry_step(c, id, "B", "undo service fixed", &after);
+	ck_assert_msg(rv == SAGA_OK, "retry: %s: %s", saga_strerror(rv), saga_client_errmsg(c));
+	ck_assert_msg(after == SAGA_STATE_COMPENSATING || after == SAGA_STATE_COMPENSATED, "%s",
+	    saga_state_name(after));
+	info = ths_wait_final_ok(t, id, WAIT_MS);
+	ck_assert_msg(info->state == SAGA_STATE_COMPENSATED, "saga is %s: %s",
+	    saga_state_name(info->state), info->error);
+	ck_assert_uint_eq(ths_step_ok(info, "B")->comp_attempts, 1);
+	ck_assert_int_eq(ths_step_ok(info, "A")->state, SAGA_STEP_COMPENSATED);
+	/* The history tells it in order. */
+	int started = event_at(info, 0, "started", NULL);
+	int failed = event_at(info, 0, "failed", "C");
+	int parked = event_at(info, 0, "parked", NULL);
+	int op = event_at(info, 0, "operator", "B");
+	int undone_b = event_at(info, (size_t)(op < 0 ? 0 : op), "compensated step", "B");
+	int end = event_at(info, 0, "compensated", NULL);
+	ck_assert_msg(started == 0 && failed > started && parked > failed && op > parked &&
+		undone_b > op && end > undone_b,
+	    "history order: started %d, C failed %d, parked %d, operator %d, B undone %d, end %d",
+	    started, failed, parked, op, undone_b, end);
+	ck_assert_msg(ths_contains(info->events[op].detail, "undo service fixed"), "%s",
+	    info->events[op].detail);
+	ck_assert_int_eq(event_at(info, 0, "compensation attempt failed", "B") > 0, 1);
+	saga_info_free(info);
+	ths_journal *j = ths_journal_read_ok(t);
+	ck_assert_int_lt(ths_journal_find(j, 0, id, 'c', "UndoB", "ok"),
+	    ths_journal_find(j, 0, id, 'c', "UndoA", "ok"));
+	ths_journal_free(j);
+	saga_string_free(id);
+	ths_free(t);
+}
+END_TEST
+
+START_TEST(skipping_a_failed_compensation_moves_the_saga_on_and_is_recorded)
+{
+	ths *t = world("lc_op_skip");
+	saga_client *c = ths_client(t);
+	char broken[1024], input[1200];
+	snprintf(broken, sizeof(broken), "%s/undo-broken", ths_dir(t));
+	ck_assert_int_eq(th_write_file(broken, "x", 1), 0);
+	snprintf(input, sizeof(input), "fail=C;compfailwhile=%s", broken);
+	char *id = ths_start_ok(t, "ittest.Linear3", input);
+	saga_info *info = ths_wait_final_ok(t, id, WAIT_MS);
+	ck_assert_int_eq(info->state, SAGA_STATE_FAILED);
+	saga_info_free(info);
+
+	/* B undone by hand: the saga goes on to UndoA, which is still broken,
+	 * and parks again at A. */
+	saga_state after;
+	int rv = saga_client_skip_step(c, id, "B", "refunded by hand, ticket 42", &after);
+	ck_assert_msg(rv == SAGA_OK, "skip: %s: %s", saga_strerror(rv), saga_client_errmsg(c));
+	long long t0 = th_now_ms();
+	for (;;) {
+		ck_assert_int_eq(saga_client_get(c, id, &info), SAGA_OK);
+		if (info->state == SAGA_STATE_FAILED &&
+		    ths_step_ok(info, "A")->state == SAGA_STEP_COMP_FAILED)
+			break;
+		saga_info_free(info);
+		ck_assert_int_lt(th_now_ms() - t0, WAIT_MS);
+		usleep(50 * 1000);
+	}
+	ck_assert_int_eq(ths_step_ok(info, "B")->state, SAGA_STEP_COMPENSATED);
+	ck_assert_msg(ths_contains(ths_step_ok(info, "B")->last_error, "ticket 42"), "%s",
+	    ths_step_ok(info, "B")->last_error);
+	saga_info_free(info);
+
+	ck_assert_int_eq(unlink(broken), 0);
+	ck_assert_int_eq(saga_client_retry_step(c, id, "A", NULL, &after), SAGA_OK);
+	info = ths_wait_final_ok(t, id, WAIT_MS);
+	ck_assert_msg(info->state == SAGA_STATE_COMPENSATED, "saga is %s: %s",
+	    saga_state_name(info->state), info->error);
+	int op1 = event_at(info, 0, "operator", "B");
+	int op2 = event_at(info, 0, "operator", "A");
+	ck_assert_msg(op1 > 0 && op2 > op1, "operator events at %d and %d", op1, op2);
+	ck_assert_msg(
+	    ths_contains(info->events[op1].detail, "skip"), "%s", info->events[op1].detail);
+	saga_info_free(info);
+	/* UndoB never succeeded at the participant: it was skipped. */
+	ths_journal *j = ths_journal_read_ok(t);
+	ck_assert_int_eq(ths_journal_count(j, id, 'c', "UndoB", "ok"), 0);
+	ck_assert_int_eq(ths_journal_count(j, id, 'c', "UndoA", "ok"), 1);
+	ths_journal_free(j);
+	saga_string_free(id);
+	ths_free(t);
+}
+END_TEST
+
 /* ---- circuit breaker ------------------------------------------------------ */
 
 START_TEST(breaker_stops_dispatch_to_a_failing_participant_then_probes_and_resumes)
@@ -1115,6 +1246,8 @@ lifecycle_suite(void)
 	tcase_add_test(tc, compensation_exhausting_its_retries_parks_the_saga_failed);
 	tcase_add_test(tc, step_timing_out_on_every_attempt_is_compensated_as_uncertain);
 	tcase_add_test(tc, heartbeating_step_runs_past_its_timeout_on_one_attempt);
+	tcase_add_test(tc, parked_saga_is_completed_by_an_operator_retry_after_the_fix);
+	tcase_add_test(tc, skipping_a_failed_compensation_moves_the_saga_on_and_is_recorded);
 	tcase_add_test(tc, breaker_stops_dispatch_to_a_failing_participant_then_probes_and_resumes);
 	tcase_add_test(tc, missed_heartbeat_times_the_attempt_out_long_before_its_timeout);
 	tcase_add_test(tc, deadline_of_the_definition_compensates_a_saga_still_running_at_it);

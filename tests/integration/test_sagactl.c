@@ -383,6 +383,25 @@ START_TEST(sagactl_registers_starts_gets_lists_and_cancels)
 	ck_assert_msg(ths_contains(info->error, "from the cli"), "error '%s'", info->error);
 	saga_info_free(info);
 
+	/* history of the completed saga; retry/skip refusals */
+	rc = CTL(t, &out, "history", id);
+	ck_assert_msg(rc == 0, "history: exit %d", rc);
+	ck_assert_msg(ths_contains(out, "started") && ths_contains(out, "attempt") &&
+		ths_contains(out, "succeeded") && ths_contains(out, "completed") &&
+		ths_contains(out, "+START"),
+	    "history printed '%s'", out);
+	free(out);
+	rc = CTL(t, &out, "--json", "history", id);
+	ck_assert_msg(rc == 0 && json_ok(out) && ths_contains(out, "\"events\":[{"),
+	    "history --json: exit %d, '%s'", rc, out);
+	free(out);
+	rc = CTL(t, &out, "retry", id, "B");
+	ck_assert_int_eq(rc, SAGA_ESTATE); /* completed: nothing to retry */
+	free(out);
+	rc = CTL(t, &out, "skip", id, "B");
+	ck_assert_int_eq(rc, 64); /* a skip needs --reason */
+	free(out);
+
 	/* participants: the test participant's workers, breakers closed */
 	rc = CTL(t, &out, "participants");
 	ck_assert_msg(rc == 0, "participants: exit %d", rc);

@@ -22,6 +22,8 @@
  *   compfail=STEP:N    retryable error on the first N attempts of STEP's
  *                      compensation
  *   compsleep=STEP:MS  sleep MS before answering the compensation
+ *   compfailwhile=PATH every compensation fails (retryable) while the file
+ *                      PATH exists (a test "fixes" it by removing the file)
  *   crash=STEP         _exit(137) on receiving STEP's action; only in the
  *   crashinst=ID       instance ID, if crashinst is given. A process
  *                      journals one crash line however many handlers
@@ -309,6 +311,14 @@ handle(const saga_step *s, saga_reply *r, void *user)
 		snprintf(result, sizeof(result),
 		    "transient error in %s attempt %u (compfail=%s:%ld)", s->rpc, s->attempt,
 		    s->step, n);
+		saga_reply_retry(r, result);
+		return;
+	}
+	char path[1024];
+	if (directive_value(input, "compfailwhile", path, sizeof(path)) && access(path, F_OK) == 0) {
+		journal(s, "retry", t0, now_us());
+		snprintf(result, sizeof(result), "compensation %s broken while %.300s exists", s->rpc,
+		    path);
 		saga_reply_retry(r, result);
 		return;
 	}
