@@ -315,10 +315,11 @@ handle(const saga_step *s, saga_reply *r, void *user)
 		return;
 	}
 	char path[1024];
-	if (directive_value(input, "compfailwhile", path, sizeof(path)) && access(path, F_OK) == 0) {
+	if (directive_value(input, "compfailwhile", path, sizeof(path)) &&
+	    access(path, F_OK) == 0) {
 		journal(s, "retry", t0, now_us());
-		snprintf(result, sizeof(result), "compensation %s broken while %.300s exists", s->rpc,
-		    path);
+		snprintf(result, sizeof(result), "compensation %s broken while %.300s exists",
+		    s->rpc, path);
 		saga_reply_retry(r, result);
 		return;
 	}
