@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -502,7 +503,14 @@ reader_main(void *arg)
 			RD.tail = NULL;
 		pthread_mutex_unlock(&RD.mu);
 
-		if (c != NULL && PQstatus(c) != CONNECTION_OK) {
+		/* A connection the server closed while idle (restart,
+		 * pg_terminate_backend) looks fine until used. An idle reader
+		 * connection has nothing to receive, so a readable socket means
+		 * the server's goodbye or EOF: start afresh, so that this
+		 * request gets a new connection instead of an error. */
+		struct pollfd pfd = { .fd = c ? PQsocket(c) : -1, .events = POLLIN };
+		if (c != NULL &&
+		    (PQstatus(c) != CONNECTION_OK || pfd.fd < 0 || poll(&pfd, 1, 0) != 0)) {
 			PQfinish(c);
 			c = NULL;
 		}
