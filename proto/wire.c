@@ -51,7 +51,7 @@ find_field(const ProtobufCMessageDescriptor *d, uint32_t id)
 
 static int
 walk(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, unsigned depth,
-    unsigned max_depth, size_t *fields, size_t max_fields)
+    unsigned max_depth, size_t *fields, size_t max_fields, int strings)
 {
 	size_t pos = 0;
 	int rv;
@@ -91,9 +91,16 @@ walk(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, unsign
 			const ProtobufCFieldDescriptor *f = d ? find_field(d, id) : NULL;
 			if (f != NULL && f->type == PROTOBUF_C_TYPE_MESSAGE) {
 				rv = walk(f->descriptor, buf + pos, (size_t)v, depth + 1, max_depth,
-				    fields, max_fields);
+				    fields, max_fields, strings);
 				if (rv != 0)
 					return rv;
+			} else if (strings && f != NULL && f->type == PROTOBUF_C_TYPE_STRING &&
+			    !wire_utf8_ok((const char *)buf + pos, (size_t)v)) {
+				/* protobuf-c hands strings on as C strings: an
+				 * embedded NUL would silently cut one short
+				 * ("a.Saga\0junk" read as "a.Saga"), and
+				 * invalid UTF-8 is not a proto3 string. */
+				return SAGA_EPROTO;
 			}
 			pos += (size_t)v;
 			break;
@@ -114,7 +121,7 @@ wire_check(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, 
 	size_t fields = 0;
 	if (buf == NULL && len > 0)
 		return SAGA_EINVAL;
-	return walk(d, buf, len, 1, max_depth, &fields, max_fields);
+	return walk(d, buf, len, 1, max_depth, &fields, max_fields, 0);
 }
 
 /* ---- quota allocator --------------------------------------------------- */
@@ -168,12 +175,17 @@ static ProtobufCAllocator free_only = {
 	.allocator_data = NULL,
 };
 
-ProtobufCMessage *
-wire_unpack(
-    const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, size_t limit, int *err)
+static ProtobufCMessage *
+unpack(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, size_t limit, int *err,
+    int strings)
 {
 	int rv;
-	if ((rv = wire_check(d, buf, len, WIRE_MAX_DEPTH, WIRE_MAX_FIELDS)) != 0) {
+	size_t fields = 0;
+	if (buf == NULL && len > 0)
+		rv = SAGA_EINVAL;
+	else
+		rv = walk(d, buf, len, 1, WIRE_MAX_DEPTH, &fields, WIRE_MAX_FIELDS, strings);
+	if (rv != 0) {
 		if (err)
 			*err = rv;
 		return NULL;
@@ -186,6 +198,13 @@ wire_unpack(
 	return m;
 }
 
+ProtobufCMessage *
+wire_unpack(
+    const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, size_t limit, int *err)
+{
+	return unpack(d, buf, len, limit, err, 0);
+}
+
 void
 wire_free(ProtobufCMessage *m)
 {
@@ -196,7 +215,9 @@ wire_free(ProtobufCMessage *m)
 Sagawire__Request *
 wire_unpack_request(const uint8_t *buf, size_t len, int *err)
 {
-	return (Sagawire__Request *)wire_unpack(&sagawire__request__descriptor, buf, len, 0, err);
+	/* What sagad reads from the network: every string must be valid
+	 * UTF-8 without NUL bytes (see walk()). */
+	return (Sagawire__Request *)unpack(&sagawire__request__descriptor, buf, len, 0, err, 1);
 }
 
 Sagawire__Response *
@@ -354,6 +375,21 @@ wire_err_from_nng(int rv)
 	default:
 		return SAGA_EINTERNAL;
 	}
+}
+
+void
+wire_utf8_trim(char *s)
+{
+	size_t n = strlen(s), i = n;
+	/* back over at most 3 continuation bytes to the sequence's lead */
+	while (i > 0 && n - i < 4 && ((unsigned char)s[i - 1] & 0xc0) == 0x80)
+		i--;
+	if (i == 0 || ((unsigned char)s[i - 1] & 0x80) == 0)
+		return; /* ends in ASCII, or no lead found */
+	unsigned char c = (unsigned char)s[i - 1];
+	size_t want = (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 1;
+	if (n - (i - 1) < want)
+		s[i - 1] = '\0';
 }
 
 int

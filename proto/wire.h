@@ -36,7 +36,9 @@ ProtobufCMessage *wire_unpack(
     const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, size_t quota, int *err);
 void wire_free(ProtobufCMessage *m);
 
-/* Convenience for the envelope types. */
+/* Convenience for the envelope types. Requests (what sagad reads from the
+ * network) are also refused when a string field holds invalid UTF-8 or a
+ * NUL byte (protobuf-c would hand it on cut short at the NUL). */
 Sagawire__Request *wire_unpack_request(const uint8_t *buf, size_t len, int *err);
 Sagawire__Response *wire_unpack_response(const uint8_t *buf, size_t len, int *err);
 
@@ -68,5 +70,8 @@ int wire_err_from_nng(int nng_rv);
 /* Is the buffer valid UTF-8 (no NUL bytes either)? Strings from the
  * network are checked before use. */
 int wire_utf8_ok(const char *s, size_t len);
+/* Cuts s (NUL-terminated) before a UTF-8 sequence that a truncating
+ * snprintf left incomplete at its end, so the text stays valid UTF-8. */
+void wire_utf8_trim(char *s);
 
 #endif

@@ -527,6 +527,7 @@ event(eng_saga *s, int type, const eng_step *st, uint32_t attempt, const char *f
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	wire_utf8_trim(buf);
 	if (s->n_ev == HISTORY_MAX) {
 		free(s->ev[HISTORY_KEEP_FIRST].detail);
 		memmove(&s->ev[HISTORY_KEEP_FIRST], &s->ev[HISTORY_KEEP_FIRST + 1],
@@ -563,6 +564,7 @@ set_error(char **dst, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	wire_utf8_trim(buf);
 	char *d = strdup(buf);
 	if (d) {
 		free(*dst);

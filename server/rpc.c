@@ -271,6 +271,7 @@ rpc_reply_error(rpc_req *r, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	wire_utf8_trim(buf); /* a %.Ns may have cut a character in two */
 	Sagawire__Error e = SAGAWIRE__ERROR__INIT;
 	e.code = (uint32_t)code;
 	e.message = buf;

@@ -292,9 +292,12 @@ send_row(PGconn *c, const store_row *r)
 	if (r->insert) {
 		put32(version, r->version);
 		store_ts_to_pg(r->created_us, created);
+		/* A NULL pointer is SQL NULL to libpq, even with length 0: an
+		 * empty input is an empty bytea, not NULL (the column is NOT
+		 * NULL, and a refused row would stop the writer for good). */
 		const char *v[12] = { (const char *)r->id, r->definition, version, state, rev,
-			r->idem_key, r->business_key, created, updated, (const char *)r->input,
-			(const char *)r->steps, err_text };
+			r->idem_key, r->business_key, created, updated,
+			r->input ? (const char *)r->input : "", (const char *)r->steps, err_text };
 		int l[12] = { 16, 0, 4, 2, 4, 0, 0, 8, 8, (int)r->input_len, (int)r->steps_len, 0 };
 		static const int f[12] = { 1, 0, 1, 1, 1, 0, 0, 1, 1, 1, 1, 0 };
 		return PQsendQueryPrepared(c, "ins", 12, v, l, f, 1);

@@ -433,6 +433,151 @@ START_TEST(malformed_requests_get_error_replies_and_change_nothing)
 }
 END_TEST
 
+/* ---- every endpoint, every kind of bad field ------------------------------ */
+
+/* A protobuf message built by hand, so that it can be wrong on purpose. */
+typedef struct pb {
+	uint8_t b[8192];
+	size_t n;
+} pb;
+
+static void
+pb_varint(pb *p, uint64_t v)
+{
+	do {
+		ck_assert_uint_lt(p->n, sizeof(p->b));
+		p->b[p->n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+		v >>= 7;
+	} while (v);
+}
+
+static void
+pb_len(pb *p, uint32_t field, const void *d, size_t n)
+{
+	pb_varint(p, (uint64_t)field << 3 | 2);
+	pb_varint(p, n);
+	ck_assert_uint_le(p->n + n, sizeof(p->b));
+	memcpy(p->b + p->n, d, n);
+	p->n += n;
+}
+
+/* A Request whose body (field body) holds one string field (sfield). */
+static pb
+req_with_string(uint32_t body, uint32_t sfield, const char *v, size_t vlen)
+{
+	pb inner = { .n = 0 }, out = { .n = 0 };
+	pb_len(&inner, sfield, v, vlen);
+	pb_len(&out, body, inner.b, inner.n);
+	return out;
+}
+
+static void
+expect_any_error(ths *t, const char *what, const pb *m)
+{
+	int rv = 0;
+	Sagawire__Response *resp = raw_call(t, m->b, m->n, 10000, &rv);
+	ck_assert_msg(resp != NULL, "%s: no reply: %s", what, nng_strerror(rv));
+	ck_assert_msg(resp->error != NULL && resp->error->code != 0, "%s: no error reply", what);
+	ck_assert_msg(resp->error->message != NULL && resp->error->message[0] != '\0',
+	    "%s: error without a message", what);
+	sagawire__response__free_unpacked(resp, NULL);
+}
+
+START_TEST(every_endpoint_refuses_wrong_types_nesting_invalid_utf8_and_nul_bytes)
+{
+	ths *t = world("ri_fields");
+	ths_register_sagas_ok(t);
+	char *before_id = ths_start_ok(t, "ittest.Linear3", "tag=before");
+	saga_info *before = ths_wait_final_ok(t, before_id, WAIT_MS);
+	/* body field of each request, and a string field inside it */
+	static const struct {
+		const char *name;
+		uint32_t body, sfield;
+	} ep[] = {
+		{ "register", 10, 0 },
+		{ "start", 11, 1 },
+		{ "get", 12, 1 },
+		{ "list", 13, 2 },
+		{ "cancel", 14, 1 },
+		{ "wait", 15, 1 },
+		{ "participants", 16, 0 },
+		{ "operate", 17, 1 },
+		{ "poll", 20, 1 },
+		{ "report", 21, 1 },
+	};
+	char what[128];
+	for (size_t i = 0; i < sizeof(ep) / sizeof(ep[0]); i++) {
+		/* wrong type: the body as a varint instead of a message */
+		pb m = { .n = 0 };
+		pb_varint(&m, (uint64_t)ep[i].body << 3 | 0);
+		pb_varint(&m, 5);
+		snprintf(what, sizeof(what), "%s as a varint", ep[i].name);
+		expect_any_error(t, what, &m);
+		/* wrong type inside: a string field sent as a fixed64 */
+		pb in = { .n = 0 };
+		pb_varint(&in, (uint64_t)(ep[i].sfield ? ep[i].sfield : 1) << 3 | 1);
+		for (int k = 0; k < 8; k++)
+			in.b[in.n++] = 0x41;
+		m.n = 0;
+		pb_len(&m, ep[i].body, in.b, in.n);
+		snprintf(what, sizeof(what), "%s with a fixed64 where a string is", ep[i].name);
+		if (ep[i].body != 16) /* participants has no fields: unknown ones are ignored */
+			expect_any_error(t, what, &m);
+		/* deep nesting: 200 messages inside one another as the body */
+		pb deep = { .n = 0 };
+		for (int k = 0; k < 200; k++) {
+			pb next = { .n = 0 };
+			pb_len(&next, 1, deep.b, deep.n);
+			deep = next;
+		}
+		m.n = 0;
+		pb_len(&m, ep[i].body, deep.b, deep.n);
+		snprintf(what, sizeof(what), "%s nested 200 deep", ep[i].name);
+		if (ep[i].body != 16 && ep[i].body != 20)
+			expect_any_error(t, what, &m);
+		if (ep[i].sfield == 0)
+			continue;
+		/* invalid UTF-8 and an embedded NUL in a string */
+		static const char bad_utf8[] = "ittest.Linear3\xff\xfe";
+		m = req_with_string(ep[i].body, ep[i].sfield, bad_utf8, sizeof(bad_utf8) - 1);
+		snprintf(what, sizeof(what), "%s with invalid UTF-8", ep[i].name);
+		expect_any_error(t, what, &m);
+		static const char with_nul[] = "ittest.Linear3\0evil";
+		m = req_with_string(ep[i].body, ep[i].sfield, with_nul, sizeof(with_nul) - 1);
+		snprintf(what, sizeof(what), "%s with a NUL byte", ep[i].name);
+		expect_any_error(t, what, &m);
+	}
+
+	/* sagad is up and works, the stored saga is untouched, nothing new */
+	assert_sagad_alive(t);
+	saga_info *after = NULL;
+	ck_assert_int_eq(saga_client_get(ths_client(t), before_id, &after), SAGA_OK);
+	ck_assert_int_eq(after->state, before->state);
+	ck_assert_int_eq(after->updated_us, before->updated_us);
+	saga_info_free(after);
+	saga_list *l = NULL;
+	ck_assert_int_eq(saga_client_list(ths_client(t), NULL, &l), SAGA_OK);
+	ck_assert_uint_eq(l->count, 1);
+	saga_list_free(l);
+	assert_saga_completes(t, "tag=after");
+	/* An empty input is a valid input (it once stopped the writer: the
+	 * row's NOT NULL input column got NULL). */
+	char *empty = NULL;
+	ck_assert_int_eq(
+	    saga_client_start(ths_client(t), "ittest.Linear3", NULL, 0, NULL, &empty, NULL),
+	    SAGA_OK);
+	saga_info *ei = ths_wait_final_ok(t, empty, WAIT_MS);
+	ck_assert_int_eq(ei->state, SAGA_STATE_COMPLETED);
+	ck_assert_uint_eq(ei->input_len, 0);
+	saga_info_free(ei);
+	saga_string_free(empty);
+	assert_saga_completes(t, "tag=after-empty");
+	saga_info_free(before);
+	saga_string_free(before_id);
+	ths_free(t);
+}
+END_TEST
+
 START_TEST(oversized_saga_input_is_refused)
 {
 	ths *t = world("ri_big_input");
@@ -486,6 +631,7 @@ rpc_input_suite(void)
 	tcase_add_test(tc, garbage_descriptor_sets_are_refused);
 	tcase_add_test(tc, malformed_requests_get_error_replies_and_change_nothing);
 	tcase_add_test(tc, oversized_saga_input_is_refused);
+	tcase_add_test(tc, every_endpoint_refuses_wrong_types_nesting_invalid_utf8_and_nul_bytes);
 	suite_add_tcase(s, tc);
 	return s;
 }

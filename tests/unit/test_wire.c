@@ -132,6 +132,42 @@ START_TEST(utf8_validation_rejects_bad_sequences)
 }
 END_TEST
 
+START_TEST(utf8_trim_cuts_only_an_incomplete_last_character)
+{
+	char a[] = "caf\xc3\xa9", b[] = "caf\xc3", c[] = "x\xe2\x82", d[] = "plain",
+	     e[] = "\xf0\x9f\x98\x80", f[] = "\xf0\x9f\x98";
+	wire_utf8_trim(a);
+	wire_utf8_trim(b);
+	wire_utf8_trim(c);
+	wire_utf8_trim(d);
+	wire_utf8_trim(e);
+	wire_utf8_trim(f);
+	ck_assert_str_eq(a, "caf\xc3\xa9");
+	ck_assert_str_eq(b, "caf");
+	ck_assert_str_eq(c, "x");
+	ck_assert_str_eq(d, "plain");
+	ck_assert_str_eq(e, "\xf0\x9f\x98\x80");
+	ck_assert_str_eq(f, "");
+}
+END_TEST
+
+START_TEST(strings_with_nul_or_invalid_utf8_are_refused_before_unpack)
+{
+	/* GetRequest{saga_id} inside Request field 12 */
+	static const uint8_t nul[] = { 0x62, 0x05, 0x0a, 0x03, 'a', 0x00, 'b' };
+	static const uint8_t bad[] = { 0x62, 0x04, 0x0a, 0x02, 0xff, 0xfe };
+	static const uint8_t good[] = { 0x62, 0x05, 0x0a, 0x03, 'a', 'b', 'c' };
+	int err = 0;
+	ck_assert_ptr_null(wire_unpack_request(nul, sizeof(nul), &err));
+	ck_assert_int_eq(err, SAGA_EPROTO);
+	ck_assert_ptr_null(wire_unpack_request(bad, sizeof(bad), &err));
+	Sagawire__Request *q = wire_unpack_request(good, sizeof(good), &err);
+	ck_assert_ptr_nonnull(q);
+	ck_assert_str_eq(q->get->saga_id, "abc");
+	wire_free(&q->base);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -143,6 +179,8 @@ main(void)
 	tcase_add_test(tc, allocation_quota_stops_blowup);
 	tcase_add_test(tc, uuid_format_parse_roundtrip_and_v7_order);
 	tcase_add_test(tc, utf8_validation_rejects_bad_sequences);
+	tcase_add_test(tc, utf8_trim_cuts_only_an_incomplete_last_character);
+	tcase_add_test(tc, strings_with_nul_or_invalid_utf8_are_refused_before_unpack);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
