@@ -89,6 +89,9 @@ static const opt opts[] = {
 	    "cap on the capacity (steps at once) a connection may declare"),
 	U(readers, "SAGAD_READERS", 2, 1, 64,
 	    "threads (each with its own database connection) serving get and list"),
+	S(failpoints, "SAGAD_FAILPOINTS", "", NULL, "SPEC",
+	    "for fault tests only: faults sagad injects into itself, e.g. after-commit:3 "
+	    "(server/failpoint.h); empty = none"),
 	U(breaker_window_ms, "SAGAD_BREAKER_WINDOW_MS", 10000, 100, 3600000,
 	    "circuit breaker: window in which a participant's failed attempts are counted"),
 	U(breaker_min_calls, "SAGAD_BREAKER_MIN_CALLS", 20, 1, 1000000,

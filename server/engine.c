@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "defn.h"
+#include "failpoint.h"
 #include "log.h"
 #include "reader.h"
 #include "registry.h"
@@ -914,7 +915,9 @@ item_step(const relay_item *it, eng_saga **sp)
 	if (s == NULL || it->step >= s->def->n_steps)
 		return NULL;
 	eng_step *st = &s->steps[it->step];
-	if (st->gen != it->gen || !st->queued)
+	/* A duplicate (failpoint dup-dispatch) follows a dispatch already
+	 * made: the step is in flight, not queued. */
+	if (st->gen != it->gen || (!st->queued && !it->dup))
 		return NULL;
 	uint8_t want = it->kind == KIND_ACTION ? ST(RUNNING) : ST(COMPENSATING);
 	if (st->state != want)
@@ -1029,7 +1032,7 @@ pump(relay_part *p)
 			}
 			bytes += sz + 8;
 			dp[n] = &ds[n];
-			sent[n] = st;
+			sent[n] = it.dup ? NULL : st; /* a duplicate changes no state */
 			kinds[n] = it.kind;
 			n++;
 		}
@@ -1046,6 +1049,16 @@ pump(relay_part *p)
 			int64_t t = now_ms();
 			for (uint32_t k = 0; k < n; k++) {
 				eng_step *st = sent[k];
+				if (st == NULL)
+					continue;
+				if (fp_hit(FP_DUP_DISPATCH)) {
+					relay_item dup = { .gen = st->gen,
+						.step = st->idx,
+						.kind = kinds[k],
+						.dup = 1 };
+					memcpy(dup.id, st->saga->id, 16);
+					relay_push(p, &dup);
+				}
 				const defn_step *dstep = &st->saga->def->steps[st->idx];
 				st->queued = false;
 				st->pipe_id = pp->id;
@@ -1067,6 +1080,7 @@ pump(relay_part *p)
 				    p->name);
 			breaker_dispatched(&p->brk, n);
 			rpc_reply(poll, &resp_msg);
+			fp_kill(FP_AFTER_DISPATCH);
 		}
 		free(ds), free(dp), free(keys), free(res), free(resp), free(sent), free(kinds);
 		if (n == 0)
@@ -1534,6 +1548,7 @@ handle_report(rpc_req *r)
 	}
 	action a = { .type = A_ACK, .req = r, .a = accepted + beats, .b = ignored };
 	after_commit(&a);
+	fp_kill(FP_BEFORE_REPORT_COMMIT);
 }
 
 static const char *
@@ -1827,6 +1842,17 @@ handle_committed(store_batch *b)
 {
 	post *p = b->user;
 	E.completing--;
+	bool owes = false, comp = false;
+	for (size_t i = 0; i < p->n; i++) {
+		if (p->v[i].type == A_DISPATCH) {
+			owes = true;
+			comp = comp || p->v[i].kind == KIND_COMP;
+		}
+	}
+	if (owes)
+		fp_kill(FP_AFTER_COMMIT);
+	if (comp)
+		fp_kill(FP_MID_COMPENSATION);
 
 	/* 1. Rows: first inserts answer their start waiters; an insert that
 	 * lost to an existing idempotency key drops the saga we made. */
@@ -2218,6 +2244,10 @@ committed_cb(store_batch *b, void *arg)
 int
 engine_init(const cfg *c, const char *conninfo, char *err, size_t errlen)
 {
+	if (fp_init(c->failpoints, err, errlen) != 0)
+		return SAGA_EINVAL;
+	if (c->failpoints[0])
+		slog_warn("failpoints set (fault testing): %s", c->failpoints);
 	E.cfg = c;
 	E.brk_cfg = (breaker_cfg) { .window_ms = c->breaker_window_ms,
 		.min_calls = c->breaker_min_calls,

@@ -26,6 +26,7 @@ typedef struct relay_item {
 	uint32_t gen;
 	uint16_t step;
 	uint8_t kind; /* Sagawire__StepKind */
+	uint8_t dup;  /* a deliberate duplicate (failpoint dup-dispatch) */
 } relay_item;
 
 typedef struct relay_part relay_part;

@@ -20,6 +20,9 @@
  *      zero; a "fail" or "flaky" saga compensated, an "ok" one completed
  *      unless a fault it names outlasted its retries;
  *   4. compensations ran newest first (reverse order of the actions).
+ * sagad also kills itself at chosen points (server/failpoint.h: between a
+ * commit and its dispatch, after a dispatch, between a report and its
+ * commit, mid-compensation) and sends every 7th step twice.
  * And the faults are shown to have fired (duplicates suppressed, null
  * compensations, refused late actions, the kills), so the test cannot
  * pass by luck.
@@ -92,7 +95,9 @@ START_TEST(every_saga_ends_once_and_whole_under_crashes_kills_and_duplicates)
 	ths *t = ths_new_ok(pg, "faults_sagad");
 	/* The breaker (tested on its own) would hold retries back and change
 	 * which of the timed faults below fire. */
-	const char *sagad_args[] = { "--breaker-failure-pct", "0", NULL };
+	/* dup-dispatch:7 also sends every 7th step twice, as a resend would. */
+	const char *sagad_args[] = { "--breaker-failure-pct", "0", "--failpoints", "dup-dispatch:7",
+		NULL };
 	ths_sagad_start_ok(t, sagad_args);
 	ths_register_sagas_ok(t);
 	ck_assert_int_eq(th_pg_create_db(pg, "faults_part"), 0);
@@ -103,11 +108,21 @@ START_TEST(every_saga_ends_once_and_whole_under_crashes_kills_and_duplicates)
 	}
 
 	char **ids = calloc((size_t)n, sizeof(*ids));
-	int sagad_kills = 0, part_kills = 0, terminations = 0, pg_crashes = 0;
+	int sagad_kills = 0, part_kills = 0, terminations = 0, pg_crashes = 0, self_kills = 0;
+	/* sagad killing itself at chosen points (server/failpoint.h) */
+	static const char *const points[] = { "after-commit:4", "after-dispatch:4",
+		"before-report-commit:4", "mid-compensation:1" };
+	int armed = 0, n_arms = 0; /* sagad runs with a kill point set */
 	for (int i = 0; i < n; i++) {
 		const char *in = input_of(i);
 		saga_client *c = ths_client(t);
 		int rv;
+		if (armed && ths_sagad_wait_exit(t, 0, NULL) == 0) {
+			/* it reached its point and died: bring it back */
+			ths_sagad_start_ok(t, sagad_args);
+			armed = 0;
+			self_kills++;
+		}
 		/* Starts during a fault may fail; they are retried with the same
 		 * idempotency key, so each saga is started exactly once. */
 		char key[64];
@@ -119,34 +134,62 @@ START_TEST(every_saga_ends_once_and_whole_under_crashes_kills_and_duplicates)
 			    c, "ittest.Faulty", in, strlen(in), &o, &ids[i], NULL)) != SAGA_OK) {
 			ck_assert_msg(th_now_ms() - t0 < 60000, "start %d: %s: %s", i,
 			    saga_strerror(rv), saga_client_errmsg(c));
+			if (armed && ths_sagad_wait_exit(t, 0, NULL) == 0) {
+				ths_sagad_start_ok(t, sagad_args); /* died at its point */
+				armed = 0;
+				self_kills++;
+			}
 			usleep(100 * 1000);
 		}
-		/* Every 30 sagas the next fault of the cycle: a soak run gets
-		 * each of them many times, at different points. */
-		int fault = i % 30 == 29 ? (i / 30) % 4 : -1;
+		/* Every 20 sagas the next fault of the cycle: a CI run (120) gets
+		 * each once, a soak run each many times, at different points. */
+		int fault = i % 20 == 19 ? (i / 20) % 5 : -1;
+		if (fault >= 0 && armed) {
+			/* died at its point since the last look, or never got there
+			 * (then stopped the hard way) */
+			if (ths_sagad_wait_exit(t, 3000, NULL) == 0)
+				self_kills++;
+			else
+				ths_sagad_signal(t, SIGKILL);
+			ths_sagad_start_ok(t, sagad_args);
+			armed = 0;
+		}
+		if (fault == 1) { /* sagad will die by itself at a chosen point */
+			const char *fp_args[] = { "--breaker-failure-pct", "0", "--failpoints",
+				points[n_arms++ % 4], NULL };
+			ths_sagad_signal(t, SIGKILL);
+			ths_sagad_start_nowait(t, fp_args); /* may die before it answers */
+			armed = 1;
+			continue;
+		}
 		if (fault == 0) { /* sagad dies mid-flight */
 			int st = ths_sagad_signal(t, SIGKILL);
 			ck_assert(WIFSIGNALED(st));
 			ths_sagad_start_ok(t, sagad_args);
 			sagad_kills++;
-		} else if (fault == 1) { /* a replica dies mid-step */
+		} else if (fault == 2) { /* a replica dies mid-step */
 			ck_assert_int_eq(th_kill(p.pid[0], SIGKILL), 0);
 			th_wait_exit(p.pid[0], 5000, NULL);
 			part_start(&p, 0);
 			part_kills++;
-		} else if (fault == 2) { /* sagad's database connections die */
+		} else if (fault == 3) { /* sagad's database connections die */
 			long long k = q("postgres",
 			    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
 			    "WHERE application_name LIKE 'sagad%'");
 			ck_assert_int_gt(k, 0);
 			terminations += (int)k;
-		} else if (fault == 3) {                     /* PostgreSQL crashes under load */
+		} else if (fault == 4) {                     /* PostgreSQL crashes under load */
 			ck_assert_int_eq(th_pg_stop(pg), 0); /* -m immediate */
 			usleep(300 * 1000);
 			ck_assert_int_eq(th_pg_restart(pg), 0);
 			pg_crashes++;
 		}
 	}
+
+	if (armed && ths_sagad_wait_exit(t, 3000, NULL) == 0)
+		self_kills++;
+	if (armed)
+		ths_sagad_start_ok(t, sagad_args);
 
 	/* 1. every saga final */
 	long long t0 = th_now_ms();
@@ -225,6 +268,17 @@ START_TEST(every_saga_ends_once_and_whole_under_crashes_kills_and_duplicates)
 	    q("faults_part", "SELECT count(*) FROM barrier_stats WHERE result = 'refused'") == 0 &&
 	    th_now_ms() - t0 < 15000)
 		usleep(100 * 1000);
+	/* which kill points fired, from sagad's log */
+	char *slog = th_read_file(ths_sagad_log(t), NULL);
+	int fired[4] = { 0 };
+	for (int k = 0; k < 4; k++) {
+		char pat[64];
+		snprintf(pat, sizeof(pat), "failpoint %.*s reached", (int)strcspn(points[k], ":"),
+		    points[k]);
+		for (const char *at = slog; at && (at = strstr(at, pat)) != NULL; at++)
+			fired[k]++;
+	}
+	free(slog);
 	long long dups =
 	    q("faults_part", "SELECT count(*) FROM barrier_stats WHERE result = 'duplicate'");
 	long long nulls = q(
@@ -233,17 +287,21 @@ START_TEST(every_saga_ends_once_and_whole_under_crashes_kills_and_duplicates)
 	    q("faults_part", "SELECT count(*) FROM barrier_stats WHERE result = 'refused'");
 	long long compensated = q("faults_sagad", "SELECT count(*) FROM sagas WHERE state = 4");
 	fprintf(stderr,
-	    "faults: %d sagas (%lld completed, %lld compensated); sagad killed %d, participant "
-	    "killed %d, %d database connections terminated, PostgreSQL crashed %d; barrier: %lld "
-	    "duplicates suppressed, %lld null compensations, %lld late actions refused\n",
-	    n, completed_w, compensated, sagad_kills, part_kills, terminations, pg_crashes, dups,
-	    nulls, refused);
+	    "faults: %d sagas (%lld completed, %lld compensated); sagad killed %d, sagad died at "
+	    "a failpoint %d (after-commit %d, after-dispatch %d, before-report-commit %d, "
+	    "mid-compensation %d), participant killed %d, %d database connections terminated, "
+	    "PostgreSQL crashed %d; barrier: %lld duplicates suppressed, %lld null compensations, "
+	    "%lld late actions refused\n",
+	    n, completed_w, compensated, sagad_kills, self_kills, fired[0], fired[1], fired[2],
+	    fired[3], part_kills, terminations, pg_crashes, dups, nulls, refused);
 	ck_assert_int_gt(dups, 0);
 	ck_assert_int_gt(nulls, 0);
 	ck_assert_int_gt(refused, 0);
 	ck_assert_int_ge(sagad_kills, 1);
 	ck_assert_int_ge(part_kills, 1);
 	ck_assert_int_ge(pg_crashes, 1);
+	ck_assert_int_ge(self_kills, 1);
+	ck_assert_int_eq(fired[0] + fired[1] + fired[2] + fired[3], self_kills);
 	ck_assert_int_gt(terminations, 0);
 
 	for (int i = 0; i < 2; i++)

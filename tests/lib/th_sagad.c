@@ -329,6 +329,24 @@ ths_wait_ready(ths *t, int timeout_ms)
 	return rv;
 }
 
+static void
+sagad_spawn(ths *t, const char *const args[])
+{
+	const char *argv[64];
+	size_t n = 0;
+	char mark[64];
+
+	ck_assert_msg(t->sagad <= 0, "sagad is already running");
+	argv[n++] = ths_env_ok("SAGAD_BIN");
+	for (size_t i = 0; args != NULL && args[i] != NULL && n < 63; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	snprintf(mark, sizeof(mark), "sagad start #%d", ++t->sagad_starts);
+	log_marker(t, mark);
+	t->sagad = th_spawn(argv, NULL, t->sagad_log);
+	ck_assert_msg(t->sagad > 0, "cannot start %s", argv[0]);
+}
+
 void
 ths_sagad_start_args_ok(ths *t, const char *const args[], int wait_ms)
 {
@@ -347,6 +365,31 @@ ths_sagad_start_args_ok(ths *t, const char *const args[], int wait_ms)
 	ck_assert_msg(t->sagad > 0, "cannot start %s", argv[0]);
 	ck_assert_msg(
 	    ths_wait_ready(t, wait_ms) == 0, "sagad did not come up (log: %s)", t->sagad_log);
+}
+
+/* The arguments every test sagad gets, then extra. */
+static void
+std_args(ths *t, const char *const extra[], const char *args[64])
+{
+	size_t n = 0;
+	ck_assert_ptr_nonnull(t->conninfo);
+	args[n++] = "--db";
+	args[n++] = t->conninfo;
+	args[n++] = "--listen";
+	args[n++] = t->url;
+	args[n++] = "--log-level";
+	args[n++] = "debug";
+	for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 63; i++)
+		args[n++] = extra[i];
+	args[n] = NULL;
+}
+
+void
+ths_sagad_start_nowait(ths *t, const char *const extra[])
+{
+	const char *args[64];
+	std_args(t, extra, args);
+	sagad_spawn(t, args);
 }
 
 void
@@ -386,6 +429,20 @@ ths_sagad_signal(ths *t, int sig)
 	}
 	t->sagad = -1;
 	return st;
+}
+
+int
+ths_sagad_wait_exit(ths *t, int timeout_ms, int *status)
+{
+	int st = -1;
+	if (t->sagad <= 0)
+		return -1;
+	if (th_wait_exit(t->sagad, timeout_ms, &st) != 0)
+		return -1; /* still running */
+	if (status)
+		*status = st;
+	t->sagad = -1;
+	return 0;
 }
 
 /* ---- participants ------------------------------------------------------- */

@@ -63,6 +63,13 @@ void ths_sagad_start_args_ok(ths *t, const char *const args[], int wait_ms);
 /* Sends sig to sagad and waits for it to exit (10 s, then SIGKILL).
  * Returns the waitpid status. */
 int ths_sagad_signal(ths *t, int sig);
+/* Waits up to timeout_ms (0 = just look) for sagad to exit by itself (a
+ * failpoint): 0 if it did (*status, may be NULL, gets the waitpid status;
+ * it can be started again), -1 if it still runs. */
+int ths_sagad_wait_exit(ths *t, int timeout_ms, int *status);
+/* Starts sagad like ths_sagad_start_ok without waiting for it to answer
+ * (one that may die at a failpoint before it does). */
+void ths_sagad_start_nowait(ths *t, const char *const extra[]);
 /* Waits until the sagad at the world's URL answers a list (timeout_ms). */
 int ths_wait_ready(ths *t, int timeout_ms);
 /* A PostgreSQL that sagad started itself (the embedded default) and that
