@@ -9,8 +9,11 @@
  *   - every sagad connection to PostgreSQL killed (pg_terminate_backend);
  *   - PostgreSQL stopped with -m immediate under load, and started again;
  *   - timeouts with late answers (input "slow"), attempts that apply nothing
- *     (input "flaky"), and an attempt arriving after its own compensation
- *     (input "late"), besides business failures (input "fail").
+ *     (input "flaky"), an attempt arriving after its own compensation
+ *     (input "late"), a step that never answers (input "never"), the
+ *     participant dying inside a step's transaction (input "crashpre") and
+ *     after its commit, before its report (input "crashpost"), besides
+ *     business failures (input "fail").
  *
  * Then invariants are checked over every saga and every effect:
  *   1. every started saga reached a final state (completed or compensated:
@@ -37,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "saga.h"
@@ -52,6 +56,8 @@ typedef struct parts {
 	char *conninfo;
 	const char *url;
 	char log[2][1024];
+	char once[1024]; /* where crashpre/crashpost mark their one death */
+	int crash_restarts;
 } parts;
 
 static void
@@ -60,14 +66,48 @@ part_start(parts *p, int i)
 	char inst[16];
 	snprintf(inst, sizeof(inst), "r%d", i);
 	const char *argv[] = { ths_env_ok("FAULT_PARTICIPANT_BIN"), "--url", p->url, "--db",
-		p->conninfo, "--instance", inst, NULL };
+		p->conninfo, "--instance", inst, "--once-dir", p->once, NULL };
 	p->pid[i] = th_spawn(argv, NULL, p->log[i]);
 	ck_assert_int_gt(p->pid[i], 0);
+}
+
+/* A replica that died by itself (crashpre, crashpost) is started again. */
+static void
+revive(parts *p)
+{
+	for (int i = 0; i < 2; i++) {
+		if (th_wait_exit(p->pid[i], 0, NULL) == 0) {
+			part_start(p, i);
+			p->crash_restarts++;
+		}
+	}
+}
+
+/* Files in dir whose name ends with suffix. */
+static int
+count_suffix(const char *dir, const char *suffix)
+{
+	char cmd[1200];
+	snprintf(cmd, sizeof(cmd), "ls '%s' | grep -c -- '%s$'", dir, suffix);
+	FILE *f = popen(cmd, "r");
+	int n = 0;
+	if (f != NULL) {
+		if (fscanf(f, "%d", &n) != 1)
+			n = 0;
+		pclose(f);
+	}
+	return n;
 }
 
 static const char *
 input_of(int i)
 {
+	if (i == 19)
+		return "never";
+	if (i % 40 == 21)
+		return "crashpre";
+	if (i % 40 == 23)
+		return "crashpost";
 	if (i % 10 == 3)
 		return "fail";
 	if (i % 10 == 5)
@@ -102,6 +142,8 @@ START_TEST(every_saga_ends_once_and_whole_under_crashes_kills_and_duplicates)
 	ths_register_sagas_ok(t);
 	ck_assert_int_eq(th_pg_create_db(pg, "faults_part"), 0);
 	parts p = { .conninfo = th_pg_conninfo(pg, "faults_part"), .url = ths_url(t) };
+	snprintf(p.once, sizeof(p.once), "%s/once", ths_dir(t));
+	ck_assert_int_eq(mkdir(p.once, 0755), 0);
 	for (int i = 0; i < 2; i++) {
 		snprintf(p.log[i], sizeof(p.log[i]), "%s/fault-participant-%d.log", ths_dir(t), i);
 		part_start(&p, i);
@@ -117,6 +159,7 @@ START_TEST(every_saga_ends_once_and_whole_under_crashes_kills_and_duplicates)
 		const char *in = input_of(i);
 		saga_client *c = ths_client(t);
 		int rv;
+		revive(&p);
 		if (armed && ths_sagad_wait_exit(t, 0, NULL) == 0) {
 			/* it reached its point and died: bring it back */
 			ths_sagad_start_ok(t, sagad_args);
@@ -198,6 +241,7 @@ START_TEST(every_saga_ends_once_and_whole_under_crashes_kills_and_duplicates)
 		    q("faults_sagad", "SELECT count(*) FROM sagas WHERE state IN (1, 2)");
 		if (open == 0)
 			break;
+		revive(&p);
 		ck_assert_msg(th_now_ms() - t0 < 120000, "%lld sagas still open", open);
 		usleep(200 * 1000);
 	}
@@ -215,13 +259,14 @@ START_TEST(every_saga_ends_once_and_whole_under_crashes_kills_and_duplicates)
 		/* "slow" and "late" race a late first attempt against the retries:
 		 * under load either may win, and either ending is whole (checked
 		 * below from the effects). The others have one right ending. */
-		if (strcmp(in, "fail") == 0 || strcmp(in, "flaky") == 0)
+		if (strcmp(in, "fail") == 0 || strcmp(in, "flaky") == 0 || strcmp(in, "never") == 0)
 			ck_assert_msg(info->state == SAGA_STATE_COMPENSATED, "saga %d (%s) is %s",
 			    i, in, saga_state_name(info->state));
 		/* An "ok" saga completes, unless a fault outlasted a step's retry
 		 * budget (4 attempts in under a second): a database crash or a
 		 * timeout, which its error must then name. */
-		if (strcmp(in, "ok") == 0 && info->state != SAGA_STATE_COMPLETED)
+		if ((strcmp(in, "ok") == 0 || strncmp(in, "crash", 5) == 0) &&
+		    info->state != SAGA_STATE_COMPLETED)
 			ck_assert_msg(info->state == SAGA_STATE_COMPENSATED &&
 				(ths_contains(info->error, "database unreachable") ||
 				    ths_contains(info->error, "timed out")),
@@ -294,6 +339,14 @@ START_TEST(every_saga_ends_once_and_whole_under_crashes_kills_and_duplicates)
 	    "%lld late actions refused\n",
 	    n, completed_w, compensated, sagad_kills, self_kills, fired[0], fired[1], fired[2],
 	    fired[3], part_kills, terminations, pg_crashes, dups, nulls, refused);
+	int died_pre = count_suffix(p.once, "-crashpre"),
+	    died_post = count_suffix(p.once, "-crashpost");
+	fprintf(stderr,
+	    "faults: participant died by itself %d times: %d inside a step's transaction, %d "
+	    "after its commit and before its report\n",
+	    p.crash_restarts, died_pre, died_post);
+	ck_assert_int_gt(died_pre, 0);
+	ck_assert_int_gt(died_post, 0);
 	ck_assert_int_gt(dups, 0);
 	ck_assert_int_gt(nulls, 0);
 	ck_assert_int_gt(refused, 0);

@@ -23,10 +23,20 @@
  *             later attempts answer retryable errors: F2 fails, its null
  *             compensation runs, and then the first attempt arrives late
  *             and is refused
+ *   never     F2 never answers (its handler sleeps for an hour, outside the
+ *             barrier): every attempt times out, F2 is compensated (null)
+ *   crashpre  the process dies (_exit) inside F2's transaction, before it
+ *             commits, the first time any replica runs it
+ *   crashpost the process dies right after F2's transaction committed,
+ *             before it reports, the first time any replica runs it: the
+ *             redelivery meets the barrier
+ * "The first time" is kept in DIR (--once-dir): a file per saga and point,
+ * created with O_EXCL, so only one delivery dies and the test can count.
  *
- * usage: fault-participant --url URL --db CONNINFO --instance ID
+ * usage: fault-participant --url URL --db CONNINFO --instance ID --once-dir DIR
  */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -38,7 +48,7 @@
 #include "saga.h"
 #include "saga_barrier.h"
 
-static const char *conninfo, *instance;
+static const char *conninfo, *instance, *once_dir;
 static saga_worker *worker;
 static __thread PGconn *db;
 
@@ -62,6 +72,20 @@ conn(void)
 		db = NULL;
 	}
 	return db;
+}
+
+/* True the first time (over all replicas) saga s reaches point `what`. */
+static int
+first_time(const saga_step *s, const char *what)
+{
+	char path[1024];
+	snprintf(path, sizeof(path), "%s/%s-%s", once_dir, s->saga_id, what);
+	int fd = open(path, O_CREAT | O_EXCL | O_WRONLY, 0644);
+	if (fd < 0)
+		return 0;
+	fsync(fd);
+	close(fd);
+	return 1;
 }
 
 static int
@@ -94,6 +118,9 @@ apply(PGconn *c, const saga_step *s, saga_reply *r, void *user)
 		saga_reply_retry(r, PQerrorMessage(c));
 		return;
 	}
+	if (action && input_is(s, "crashpre") && strcmp(s->step, "F2") == 0 &&
+	    first_time(s, "crashpre"))
+		_exit(137); /* the effect is written, not committed */
 	saga_reply_success(r, s->step, strlen(s->step));
 }
 
@@ -114,6 +141,8 @@ handle(const saga_step *s, saga_reply *r, void *user)
 		saga_reply_retry(r, "F2 is flaky today");
 		return;
 	}
+	if (f2 && input_is(s, "never"))
+		sleep_ms(3600 * 1000); /* no answer, ever (outside the barrier) */
 	if (f2 && input_is(s, "late")) {
 		if (s->attempt > 1) {
 			saga_reply_retry(r, "F2 is busy");
@@ -126,7 +155,10 @@ handle(const saga_step *s, saga_reply *r, void *user)
 		saga_reply_retry(r, "participant database unreachable");
 		return;
 	}
-	record(c, saga_barrier_run(c, s, r, apply, NULL));
+	saga_barrier_result br = saga_barrier_run(c, s, r, apply, NULL);
+	if (f2 && br == SAGA_BARRIER_RAN && input_is(s, "crashpost") && first_time(s, "crashpost"))
+		_exit(137); /* committed, not reported */
+	record(c, br);
 }
 
 static void
@@ -148,9 +180,13 @@ main(int argc, char **argv)
 			conninfo = argv[i + 1];
 		else if (strcmp(argv[i], "--instance") == 0)
 			instance = argv[i + 1];
+		else if (strcmp(argv[i], "--once-dir") == 0)
+			once_dir = argv[i + 1];
 	}
-	if (url == NULL || conninfo == NULL || instance == NULL) {
-		fprintf(stderr, "usage: fault-participant --url URL --db CONNINFO --instance ID\n");
+	if (url == NULL || conninfo == NULL || instance == NULL || once_dir == NULL) {
+		fprintf(stderr,
+		    "usage: fault-participant --url URL --db CONNINFO --instance ID "
+		    "--once-dir DIR\n");
 		return 2;
 	}
 	PGconn *c = PQconnectdb(conninfo);
