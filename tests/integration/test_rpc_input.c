@@ -22,6 +22,7 @@
 #include "saga.h"
 #include "sagawire.pb-c.h"
 #include "th.h"
+#include "wire.h"
 #include "th_sagad.h"
 
 #define WAIT_MS 30000
@@ -578,6 +579,88 @@ START_TEST(every_endpoint_refuses_wrong_types_nesting_invalid_utf8_and_nul_bytes
 }
 END_TEST
 
+/* A raw client replays reports (duplicates, stale and future attempts,
+ * other participants' steps): each is acknowledged as ignored and no saga
+ * changes. */
+START_TEST(replayed_and_forged_reports_are_ignored_and_change_nothing)
+{
+	ths *t = world("ri_replay");
+	ths_register_sagas_ok(t);
+	char *done_id = ths_start_ok(t, "ittest.Linear3", "tag=done");
+	saga_info *done = ths_wait_final_ok(t, done_id, WAIT_MS);
+	ck_assert_int_eq(done->state, SAGA_STATE_COMPLETED);
+	char *run_id = ths_start_ok(t, "ittest.Linear3", "sleep=B:3000");
+	ths_wait_step_state_ok(t, run_id, "B", SAGA_STEP_RUNNING, WAIT_MS);
+	saga_info *running = NULL;
+	ck_assert_int_eq(saga_client_get(ths_client(t), run_id, &running), SAGA_OK);
+
+	uint8_t done_uuid[16], run_uuid[16];
+	ck_assert_int_eq(wire_uuid_parse(done_id, done_uuid), 0);
+	ck_assert_int_eq(wire_uuid_parse(run_id, run_uuid), 0);
+	Sagawire__Result r[4];
+	Sagawire__Result *rp[4];
+	for (int i = 0; i < 4; i++) {
+		sagawire__result__init(&r[i]);
+		rp[i] = &r[i];
+	}
+	/* a duplicate of the completed saga's B success, and a forged failure */
+	r[0].saga_id.data = done_uuid, r[0].saga_id.len = 16, r[0].step_index = 1, r[0].step = "B";
+	r[0].kind = SAGAWIRE__STEP_KIND__STEP_ACTION, r[0].attempt = 1;
+	r[0].outcome = SAGAWIRE__OUTCOME__OUTCOME_SUCCESS;
+	r[1] = r[0];
+	r[1].outcome = SAGAWIRE__OUTCOME__OUTCOME_FAIL, r[1].error = "forged";
+	/* the running saga's B: an attempt from the future, and A replayed */
+	r[2] = r[0];
+	r[2].saga_id.data = run_uuid, r[2].attempt = 9,
+	r[2].outcome = SAGAWIRE__OUTCOME__OUTCOME_FAIL;
+	r[3] = r[0];
+	r[3].saga_id.data = run_uuid, r[3].step_index = 0, r[3].step = "A";
+	Sagawire__Report rep = SAGAWIRE__REPORT__INIT;
+	rep.participant = "pB";
+	rep.n_results = 4;
+	rep.results = rp;
+	Sagawire__Request q = SAGAWIRE__REQUEST__INIT;
+	q.body_case = SAGAWIRE__REQUEST__BODY_REPORT;
+	q.report = &rep;
+	size_t len = sagawire__request__get_packed_size(&q);
+	uint8_t *buf = malloc(len);
+	sagawire__request__pack(&q, buf);
+	for (int round = 0; round < 3; round++) { /* replayed three times */
+		int rv = 0;
+		Sagawire__Response *resp = raw_call(t, buf, len, 10000, &rv);
+		ck_assert_msg(resp != NULL, "no reply: %s", nng_strerror(rv));
+		ck_assert_ptr_null(resp->error);
+		ck_assert_int_eq(resp->body_case, SAGAWIRE__RESPONSE__BODY_ACK);
+		ck_assert_uint_eq(resp->ack->accepted, 0);
+		ck_assert_uint_eq(resp->ack->ignored, 4);
+		sagawire__response__free_unpacked(resp, NULL);
+	}
+	free(buf);
+
+	saga_info *after = NULL;
+	ck_assert_int_eq(saga_client_get(ths_client(t), done_id, &after), SAGA_OK);
+	ck_assert_int_eq(after->state, SAGA_STATE_COMPLETED);
+	ck_assert_int_eq(after->updated_us, done->updated_us);
+	saga_info_free(after);
+	ck_assert_int_eq(saga_client_get(ths_client(t), run_id, &after), SAGA_OK);
+	ck_assert_int_eq(after->state, SAGA_STATE_RUNNING);
+	ck_assert_int_eq(ths_step_ok(after, "A")->state, SAGA_STEP_SUCCEEDED);
+	ck_assert_uint_eq(ths_step_ok(after, "A")->attempts, 1);
+	ck_assert_int_eq(ths_step_ok(after, "B")->state, SAGA_STEP_RUNNING);
+	ck_assert_uint_eq(ths_step_ok(after, "B")->attempts, 1);
+	saga_info_free(after);
+	/* and the running saga still completes normally */
+	after = ths_wait_final_ok(t, run_id, WAIT_MS);
+	ck_assert_int_eq(after->state, SAGA_STATE_COMPLETED);
+	saga_info_free(after);
+	saga_info_free(running);
+	saga_info_free(done);
+	saga_string_free(done_id);
+	saga_string_free(run_id);
+	ths_free(t);
+}
+END_TEST
+
 START_TEST(oversized_saga_input_is_refused)
 {
 	ths *t = world("ri_big_input");
@@ -631,6 +714,7 @@ rpc_input_suite(void)
 	tcase_add_test(tc, garbage_descriptor_sets_are_refused);
 	tcase_add_test(tc, malformed_requests_get_error_replies_and_change_nothing);
 	tcase_add_test(tc, oversized_saga_input_is_refused);
+	tcase_add_test(tc, replayed_and_forged_reports_are_ignored_and_change_nothing);
 	tcase_add_test(tc, every_endpoint_refuses_wrong_types_nesting_invalid_utf8_and_nul_bytes);
 	suite_add_tcase(s, tc);
 	return s;
