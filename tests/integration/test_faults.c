@@ -114,7 +114,7 @@ input_of(int i)
 		return "slow";
 	if (i % 20 == 7)
 		return "flaky";
-	if (i % 40 == 9 || i % 40 == 39) /* 119: after the faults of a CI run */
+	if (i % 40 == 9 || i % 40 == 39) /* 159: after the faults of a CI run */
 		return "late";
 	return "ok";
 }
@@ -130,7 +130,7 @@ q(const char *db, const char *sql)
 START_TEST(every_saga_ends_once_and_whole_under_crashes_kills_and_duplicates)
 {
 	const char *env_n = getenv("FAULTS_SAGAS");
-	int n = env_n && atoi(env_n) > 0 ? atoi(env_n) : 120;
+	int n = env_n && atoi(env_n) > 0 ? atoi(env_n) : 160;
 	ck_assert_msg(th_pg_start(&pg) == 0, "cannot start PostgreSQL");
 	ths *t = ths_new_ok(pg, "faults_sagad");
 	/* The breaker (tested on its own) would hold retries back and change
@@ -184,9 +184,11 @@ START_TEST(every_saga_ends_once_and_whole_under_crashes_kills_and_duplicates)
 			}
 			usleep(100 * 1000);
 		}
-		/* Every 20 sagas the next fault of the cycle: a CI run (120) gets
-		 * each once, a soak run each many times, at different points. */
-		int fault = i % 20 == 19 ? (i / 20) % 5 : -1;
+		/* Every 20 sagas the next fault of a cycle of 8, every other one
+		 * a kill point (they rotate): a CI run (160 sagas) gets each fault
+		 * and each of the 4 kill points once, a soak run many times. */
+		static const int cycle[8] = { 1, 4, 1, 0, 1, 2, 1, 3 };
+		int fault = i % 20 == 19 ? cycle[(i / 20) % 8] : -1;
 		if (fault >= 0 && armed) {
 			/* died at its point since the last look, or never got there
 			 * (then stopped the hard way) */
@@ -354,6 +356,8 @@ START_TEST(every_saga_ends_once_and_whole_under_crashes_kills_and_duplicates)
 	ck_assert_int_ge(part_kills, 1);
 	ck_assert_int_ge(pg_crashes, 1);
 	ck_assert_int_ge(self_kills, 1);
+	for (int k = 0; k < 4 && n >= 160; k++) /* each kill point was armed at least once */
+		ck_assert_msg(fired[k] >= 1, "kill point %s never fired", points[k]);
 	ck_assert_int_eq(fired[0] + fired[1] + fired[2] + fired[3], self_kills);
 	ck_assert_int_gt(terminations, 0);
 
