@@ -37,6 +37,7 @@
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -63,7 +64,10 @@ sleep_ms(long ms)
 static PGconn *
 conn(void)
 {
-	if (db != NULL && PQstatus(db) == CONNECTION_OK)
+	/* An idle connection with something to read was closed by the
+	 * server (restart, pg_terminate_backend): start afresh. */
+	struct pollfd pfd = { .fd = db ? PQsocket(db) : -1, .events = POLLIN };
+	if (db != NULL && PQstatus(db) == CONNECTION_OK && pfd.fd >= 0 && poll(&pfd, 1, 0) == 0)
 		return db;
 	PQfinish(db);
 	db = PQconnectdb(conninfo);
