@@ -89,6 +89,8 @@ static const opt opts[] = {
 	    "cap on the capacity (steps at once) a connection may declare"),
 	U(readers, "SAGAD_READERS", 2, 1, 64,
 	    "threads (each with its own database connection) serving get and list"),
+	S(http_listen, "SAGAD_HTTP_LISTEN", "", NULL, "URL",
+	    "http://HOST:PORT to serve /healthz, /readyz and /metrics on; empty = off"),
 	S(failpoints, "SAGAD_FAILPOINTS", "", NULL, "SPEC",
 	    "for fault tests only: faults sagad injects into itself, e.g. after-commit:3 "
 	    "(server/failpoint.h); empty = none"),

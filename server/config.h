@@ -29,6 +29,7 @@ typedef struct cfg {
 	uint32_t poll_timeout_ms;     /* empty WorkBatch after this idle time; default 20000 */
 	uint32_t max_capacity;        /* cap on a connection's declared capacity; default 4096 */
 	uint32_t readers;             /* threads (and connections) serving get/list; default 2 */
+	char *http_listen;            /* http://HOST:PORT for /metrics etc.; "" = off */
 	char *failpoints;             /* test only: server/failpoint.h; "" = none */
 	uint32_t breaker_window_ms;   /* circuit breaker counting window; default 10000 */
 	uint32_t breaker_min_calls;   /* attempts in a window before it may open; default 20 */

@@ -50,6 +50,7 @@ typedef struct eng_step {
 	uint32_t gen;     /* outstanding queue items carry it; bump = forget them */
 	tq_node t;        /* its timeout (RUNNING/COMPENSATING) or retry (*_RETRY_WAIT) */
 	uint32_t pipe_id; /* connection it is in flight on; 0 = none */
+	int64_t sent_ms;  /* when the attempt in flight was dispatched (metrics) */
 	struct eng_step *pprev, *pnext; /* that connection's in-flight list */
 	eng_saga *saga;
 } eng_step;
@@ -161,6 +162,79 @@ static struct {
 } E = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
 static _Atomic uint64_t stat_active, stat_batches, stat_rows, stat_dispatched, stat_redelivered;
+
+/* ---- metrics (under E.mu unless atomic) ---------------------------------------- */
+
+/* Histogram bucket bounds in milliseconds (Prometheus "le"), shared by
+ * commit times and step latencies. */
+static const double HIST_LE_MS[] = { 1, 2, 5, 10, 25, 50, 100, 250, 1000, 5000, 30000 };
+#define N_HIST (sizeof(HIST_LE_MS) / sizeof(HIST_LE_MS[0]))
+
+typedef struct hist {
+	uint64_t bucket[N_HIST]; /* non-cumulative */
+	uint64_t count;
+	double sum_ms;
+} hist;
+
+static void
+hist_add(hist *h, double ms)
+{
+	size_t i = 0;
+	while (i < N_HIST && ms > HIST_LE_MS[i])
+		i++;
+	if (i < N_HIST)
+		h->bucket[i]++;
+	h->count++;
+	h->sum_ms += ms;
+}
+
+/* Sagas by definition name and outcome. */
+#define MAX_DEF_STATS 256
+typedef struct def_stat {
+	char *name;
+	uint64_t started, completed, compensated, parked;
+} def_stat;
+static def_stat def_stats[MAX_DEF_STATS];
+static size_t n_def_stats;
+static hist commit_hist;
+
+static int64_t now_ms(void);
+
+/* Step latency (dispatch to outcome) by participant. */
+typedef struct part_stat {
+	char *name;
+	hist latency;
+} part_stat;
+static part_stat part_stats[MAX_DEF_STATS];
+static size_t n_part_stats;
+
+static void
+note_latency(const defn_step *ds, eng_step *st)
+{
+	if (st->sent_ms == 0)
+		return;
+	part_stat *ps = NULL;
+	for (size_t i = 0; i < n_part_stats && ps == NULL; i++)
+		if (strcmp(part_stats[i].name, ds->participant) == 0)
+			ps = &part_stats[i];
+	if (ps == NULL && n_part_stats < MAX_DEF_STATS &&
+	    (part_stats[n_part_stats].name = strdup(ds->participant)) != NULL)
+		ps = &part_stats[n_part_stats++];
+	if (ps != NULL)
+		hist_add(&ps->latency, (double)(now_ms() - st->sent_ms));
+	st->sent_ms = 0;
+}
+
+static def_stat *
+def_stat_of(const char *name)
+{
+	for (size_t i = 0; i < n_def_stats; i++)
+		if (strcmp(def_stats[i].name, name) == 0)
+			return &def_stats[i];
+	if (n_def_stats == MAX_DEF_STATS || (def_stats[n_def_stats].name = strdup(name)) == NULL)
+		return NULL;
+	return &def_stats[n_def_stats++];
+}
 
 /* ---- small helpers ------------------------------------------------------------------ */
 
@@ -704,6 +778,11 @@ static void
 finish_saga(eng_saga *s, uint8_t state)
 {
 	saga_set_state(s, state);
+	def_stat *ds = def_stat_of(s->def->name);
+	if (ds)
+		*(state == SS(COMPLETED)           ? &ds->completed
+			: state == SS(COMPENSATED) ? &ds->compensated
+						   : &ds->parked) += 1;
 	if (state == SS(COMPLETED)) {
 		event(s, EV(COMPLETED), NULL, 0, "%s", "");
 		slog_saga(SLOG_INFO, s->ids, NULL, "completed");
@@ -1068,6 +1147,7 @@ pump(relay_part *p)
 					st->pnext->pprev = st;
 				pp->inflight_head = st;
 				pp->inflight++;
+				st->sent_ms = t;
 				uint32_t to = kinds[k] == KIND_ACTION ? dstep->timeout_ms
 								      : dstep->comp_timeout_ms;
 				step_timer(st, T_STEP_TIMEOUT, kinds[k], t + to);
@@ -1275,6 +1355,9 @@ handle_start(rpc_req *r)
 		s->waiters = w;
 	}
 	event(s, EV(STARTED), NULL, 0, "%s@%u", def->name, def->version);
+	def_stat *dst = def_stat_of(def->name);
+	if (dst)
+		dst->started++;
 	slog_saga(SLOG_INFO, s->ids, NULL, "started %s v%u", def->name, def->version);
 	saga_touch(s);
 	advance(s);
@@ -1529,6 +1612,7 @@ handle_report(rpc_req *r)
 			/* A late answer while a redelivery waits: drop it. */
 			st->queued = false;
 		}
+		note_latency(ds, st);
 		apply_outcome(s, st, kind, oc, res->output.data, res->output.len, err);
 		breaker_note(ds, oc == SAGAWIRE__OUTCOME__OUTCOME_RETRY);
 		accepted++;
@@ -2031,6 +2115,7 @@ fire(tq_node *t)
 		    t->kind == KIND_ACTION ? st->attempts : st->comp_attempts);
 		slog_saga(SLOG_INFO, s->ids, ds->name, "%s %s",
 		    t->kind == KIND_ACTION ? "action" : "compensation", why);
+		note_latency(ds, st);
 		apply_outcome(s, st, t->kind, SAGAWIRE__OUTCOME__OUTCOME_RETRY, NULL, 0, why);
 		breaker_note(ds, true);
 		return;
@@ -2225,6 +2310,7 @@ writer_free_cb(store_batch *b, void *arg)
 	(void)b;
 	(void)arg;
 	pthread_mutex_lock(&E.mu);
+	hist_add(&commit_hist, (double)b->commit_us / 1000.0);
 	E.writing_batches--;
 	E.completing++;
 	maybe_submit();
@@ -2357,6 +2443,11 @@ engine_fini(void)
 	}
 	free(E.ids);
 	free(E.keys);
+	for (size_t i = 0; i < n_def_stats; i++)
+		free(def_stats[i].name);
+	for (size_t i = 0; i < n_part_stats; i++)
+		free(part_stats[i].name);
+	n_def_stats = n_part_stats = 0;
 	free(E.open);
 	free(E.open_post.v);
 	free(E.conninfo);
@@ -2371,4 +2462,182 @@ engine_get_stats(engine_stats *s)
 	s->rows = atomic_load(&stat_rows);
 	s->dispatched = atomic_load(&stat_dispatched);
 	s->redelivered = atomic_load(&stat_redelivered);
+}
+
+/* ---- metrics ---------------------------------------------------------------------- */
+
+typedef struct sbuf {
+	char *p;
+	size_t n, cap;
+	int failed;
+} sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+sb_printf(sbuf *b, const char *fmt, ...)
+{
+	for (int tries = 0; tries < 2 && !b->failed; tries++) {
+		va_list ap;
+		va_start(ap, fmt);
+		int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
+		va_end(ap);
+		if (k < 0) {
+			b->failed = 1;
+			return;
+		}
+		if (b->p && b->n + (size_t)k < b->cap) {
+			b->n += (size_t)k;
+			return;
+		}
+		size_t ncap = (b->cap ? b->cap * 2 : 8192) + (size_t)k;
+		char *np = realloc(b->p, ncap);
+		if (np == NULL) {
+			b->failed = 1;
+			return;
+		}
+		b->p = np;
+		b->cap = ncap;
+	}
+}
+
+/* Label values: names are checked UTF-8 text; escape \, " and newlines. */
+static void
+sb_label(sbuf *b, const char *v)
+{
+	for (; *v; v++) {
+		if (*v == '\\' || *v == '"')
+			sb_printf(b, "\\%c", *v);
+		else if (*v == '\n')
+			sb_printf(b, "\\n");
+		else
+			sb_printf(b, "%c", *v);
+	}
+}
+
+static void
+sb_hist(sbuf *b, const char *name, const char *label, const char *value, const hist *h)
+{
+	uint64_t cum = 0;
+	for (size_t i = 0; i < N_HIST; i++) {
+		cum += h->bucket[i];
+		sb_printf(b, "%s_bucket{", name);
+		if (label) {
+			sb_printf(b, "%s=\"", label);
+			sb_label(b, value);
+			sb_printf(b, "\",");
+		}
+		sb_printf(b, "le=\"%g\"} %llu\n", HIST_LE_MS[i] / 1000.0, (unsigned long long)cum);
+	}
+	const char *open = label ? "{" : "";
+	sb_printf(b, "%s_bucket{", name);
+	if (label) {
+		sb_printf(b, "%s=\"", label);
+		sb_label(b, value);
+		sb_printf(b, "\",");
+	}
+	sb_printf(b, "le=\"+Inf\"} %llu\n", (unsigned long long)h->count);
+	for (int k = 0; k < 2; k++) {
+		sb_printf(b, "%s_%s%s", name, k ? "count" : "sum", open);
+		if (label) {
+			sb_printf(b, "%s=\"", label);
+			sb_label(b, value);
+			sb_printf(b, "\"}");
+		}
+		if (k)
+			sb_printf(b, " %llu\n", (unsigned long long)h->count);
+		else
+			sb_printf(b, " %.6f\n", h->sum_ms / 1000.0);
+	}
+}
+
+int
+engine_metrics(char **out, size_t *len)
+{
+	sbuf b = { 0 };
+	pthread_mutex_lock(&E.mu);
+	static const struct {
+		const char *name, *help;
+		size_t off;
+	} counters[] = {
+		{ "sagad_sagas_started_total", "Sagas started.", offsetof(def_stat, started) },
+		{ "sagad_sagas_completed_total", "Sagas that completed.",
+		    offsetof(def_stat, completed) },
+		{ "sagad_sagas_compensated_total", "Sagas that were compensated.",
+		    offsetof(def_stat, compensated) },
+		{ "sagad_sagas_parked_total", "Sagas parked as failed (need an operator).",
+		    offsetof(def_stat, parked) },
+	};
+	for (size_t c = 0; c < sizeof(counters) / sizeof(counters[0]); c++) {
+		sb_printf(&b, "# HELP %s %s\n# TYPE %s counter\n", counters[c].name,
+		    counters[c].help, counters[c].name);
+		for (size_t i = 0; i < n_def_stats; i++) {
+			sb_printf(&b, "%s{definition=\"", counters[c].name);
+			sb_label(&b, def_stats[i].name);
+			sb_printf(&b, "\"} %llu\n",
+			    (unsigned long long)*(
+				const uint64_t *)(const void *)((const char *)&def_stats[i] +
+				counters[c].off));
+		}
+	}
+	size_t backlog = 0;
+	for (relay_part *p = relay_part_first(); p; p = relay_part_next(p))
+		backlog += p->q_len;
+	sb_printf(&b,
+	    "# HELP sagad_sagas_in_flight Unfinished sagas held by sagad.\n"
+	    "# TYPE sagad_sagas_in_flight gauge\nsagad_sagas_in_flight %zu\n"
+	    "# HELP sagad_outbox_backlog Steps owed a dispatch, waiting for a participant.\n"
+	    "# TYPE sagad_outbox_backlog gauge\nsagad_outbox_backlog %zu\n"
+	    "# HELP sagad_steps_dispatched_total Step attempts dispatched.\n"
+	    "# TYPE sagad_steps_dispatched_total counter\nsagad_steps_dispatched_total %llu\n"
+	    "# HELP sagad_steps_redelivered_total Steps sent again after a connection closed or "
+	    "a restart.\n"
+	    "# TYPE sagad_steps_redelivered_total counter\nsagad_steps_redelivered_total %llu\n",
+	    E.n_sagas, backlog, (unsigned long long)atomic_load(&stat_dispatched),
+	    (unsigned long long)atomic_load(&stat_redelivered));
+	static const char *const part_gauges[][2] = {
+		{ "sagad_participant_connections", "Connected worker connections." },
+		{ "sagad_participant_capacity", "Declared capacity of the connected workers." },
+		{ "sagad_participant_in_flight",
+		    "Steps dispatched to the participant, unanswered." },
+		{ "sagad_breaker_state", "Circuit breaker: 0 closed, 1 open, 2 half-open." },
+		{ "sagad_breaker_opened_total", "Times the circuit breaker opened." },
+	};
+	for (size_t g = 0; g < sizeof(part_gauges) / sizeof(part_gauges[0]); g++) {
+		sb_printf(&b, "# HELP %s %s\n# TYPE %s %s\n", part_gauges[g][0], part_gauges[g][1],
+		    part_gauges[g][0], g == 4 ? "counter" : "gauge");
+		for (relay_part *p = relay_part_first(); p; p = relay_part_next(p)) {
+			uint64_t v = 0;
+			for (size_t k = 0; k < p->n_pipes; k++)
+				v += g == 0  ? 1
+				    : g == 1 ? p->pipes[k]->capacity
+				    : g == 2 ? p->pipes[k]->inflight
+					     : 0;
+			if (g == 3)
+				v = p->brk.state;
+			if (g == 4)
+				v = p->brk.times_opened;
+			sb_printf(&b, "%s{participant=\"", part_gauges[g][0]);
+			sb_label(&b, p->name);
+			sb_printf(&b, "\"} %llu\n", (unsigned long long)v);
+		}
+	}
+	sb_printf(&b,
+	    "# HELP sagad_step_latency_seconds Time from a step's dispatch to its "
+	    "outcome or timeout.\n# TYPE sagad_step_latency_seconds histogram\n");
+	for (size_t i = 0; i < n_part_stats; i++)
+		sb_hist(&b, "sagad_step_latency_seconds", "participant", part_stats[i].name,
+		    &part_stats[i].latency);
+	sb_printf(&b,
+	    "# HELP sagad_db_commit_seconds Time to commit one batch of saga "
+	    "transitions in PostgreSQL.\n# TYPE sagad_db_commit_seconds histogram\n");
+	sb_hist(&b, "sagad_db_commit_seconds", NULL, NULL, &commit_hist);
+	pthread_mutex_unlock(&E.mu);
+	if (b.failed) {
+		free(b.p);
+		return SAGA_ENOMEM;
+	}
+	*out = b.p;
+	*len = b.n;
+	return 0;
 }

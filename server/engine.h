@@ -54,4 +54,7 @@ typedef struct engine_stats {
 } engine_stats;
 void engine_get_stats(engine_stats *s);
 
+/* Every metric in Prometheus text format (malloc'ed, *len bytes). */
+int engine_metrics(char **out, size_t *len);
+
 #endif

@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "engine.h"
+#include "http.h"
 #include "log.h"
 #include "migrate.h"
 #include "pgembed.h"
@@ -166,11 +167,17 @@ main(int argc, char **argv)
 		slog_error("%s", err);
 		goto out_readers;
 	}
+	if ((rv = http_start(c.http_listen, conninfo, err, sizeof(err))) != 0) {
+		slog_error("%s", err);
+		rpc_close();
+		goto out_readers;
+	}
 	pthread_t sigthr;
 	pthread_create(&sigthr, NULL, signal_main, NULL);
 	slog_info("sagad %s ready", saga_version());
 
 	engine_run();
+	http_stop();
 	pthread_join(sigthr, NULL);
 	slog_info("stopped");
 	rv = 0;

@@ -8,6 +8,10 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
+#include <sys/time.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -569,6 +573,118 @@ START_TEST(breaker_stops_dispatch_to_a_failing_participant_then_probes_and_resum
 	saga_participant_list_free(pl);
 	for (int i = 0; i < N; i++)
 		saga_string_free(ids[i]);
+	ths_free(t);
+}
+END_TEST
+
+/* ---- HTTP: health, readiness, metrics ---------------------------------- */
+
+static int
+free_tcp_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t l = sizeof(a);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &l), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+/* GET path from 127.0.0.1:port; returns the whole response (malloc'ed). */
+static char *
+http_get(int port, const char *path)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET,
+		.sin_port = htons((uint16_t)port),
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct timeval tv = { 5, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	char req[256];
+	int n = snprintf(
+	    req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+	ck_assert_int_eq(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
+	size_t cap = 1 << 20, len = 0;
+	char *buf = calloc(1, cap);
+	ssize_t k;
+	while (len < cap - 1 && (k = read(fd, buf + len, cap - 1 - len)) > 0)
+		len += (size_t)k;
+	close(fd);
+	return buf;
+}
+
+START_TEST(health_readiness_and_metrics_are_served_over_http)
+{
+	ths *t = ths_new_ok(pg, "lc_http");
+	int port = free_tcp_port();
+	char url[64];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+	const char *args[] = { "--http-listen", url, NULL };
+	ths_sagad_start_ok(t, args);
+	ths_participant_ok(t, "main", 16, NULL);
+	ths_register_sagas_ok(t);
+	char *ok = ths_start_ok(t, "ittest.Linear3", "tag=m1");
+	char *bad = ths_start_ok(t, "ittest.Linear3", "fail=C");
+	saga_info *i1 = ths_wait_final_ok(t, ok, WAIT_MS), *i2 = ths_wait_final_ok(t, bad, WAIT_MS);
+	ck_assert_int_eq(i1->state, SAGA_STATE_COMPLETED);
+	ck_assert_int_eq(i2->state, SAGA_STATE_COMPENSATED);
+	saga_info_free(i1);
+	saga_info_free(i2);
+
+	char *r = http_get(port, "/healthz");
+	ck_assert_msg(
+	    strncmp(r, "HTTP/1.1 200", 12) == 0 && ths_contains(r, "\r\n\r\nok"), "%s", r);
+	free(r);
+	r = http_get(port, "/readyz");
+	ck_assert_msg(strncmp(r, "HTTP/1.1 200", 12) == 0 && ths_contains(r, "ready"), "%s", r);
+	free(r);
+	r = http_get(port, "/nope");
+	ck_assert_msg(strncmp(r, "HTTP/1.1 404", 12) == 0, "%s", r);
+	free(r);
+	r = http_get(port, "/metrics");
+	ck_assert_msg(strncmp(r, "HTTP/1.1 200", 12) == 0, "%.200s", r);
+	/* Every sample line is NAME{labels} VALUE or NAME VALUE; and the
+	 * figures are the ones these two sagas produced. */
+	const char *body = strstr(r, "\r\n\r\n");
+	ck_assert_ptr_nonnull(body);
+	int samples = 0;
+	for (char *line = strtok((char *)body + 4, "\n"); line; line = strtok(NULL, "\n")) {
+		if (line[0] == '#')
+			continue;
+		char *sp = strrchr(line, ' ');
+		ck_assert_msg(sp != NULL && strncmp(line, "sagad_", 6) == 0, "bad line '%s'", line);
+		char *end;
+		strtod(sp + 1, &end);
+		ck_assert_msg(*end == '\0', "bad value in '%s'", line);
+		samples++;
+		if (strncmp(line, "sagad_sagas_started_total{definition=\"ittest.Linear3\"}", 54) ==
+		    0)
+			ck_assert_str_eq(sp + 1, "2");
+		if (strncmp(line, "sagad_sagas_completed_total{definition=\"ittest.Linear3\"}",
+			56) == 0)
+			ck_assert_str_eq(sp + 1, "1");
+		if (strncmp(line, "sagad_sagas_compensated_total{definition=\"ittest.Linear3\"}",
+			58) == 0)
+			ck_assert_str_eq(sp + 1, "1");
+		if (strncmp(line, "sagad_breaker_state{participant=\"pA\"}", 37) == 0)
+			ck_assert_str_eq(sp + 1, "0");
+		if (strncmp(line, "sagad_step_latency_seconds_count{participant=\"pA\"}", 50) == 0)
+			ck_assert_str_eq(sp + 1, "3"); /* A in both sagas, UndoA in the second */
+	}
+	ck_assert_int_gt(samples, 20);
+	free(r);
+	r = http_get(port, "/metrics");
+	ck_assert_msg(
+	    ths_contains(r, "sagad_sagas_completed_total{definition=\"ittest.Linear3\"} 1") &&
+		ths_contains(r, "sagad_db_commit_seconds_count ") &&
+		ths_contains(r, "sagad_participant_connections{participant=\"pB\"} 1") &&
+		ths_contains(r, "sagad_sagas_in_flight 0"),
+	    "%s", r);
+	free(r);
+	saga_string_free(ok);
+	saga_string_free(bad);
 	ths_free(t);
 }
 END_TEST
@@ -1246,6 +1362,7 @@ lifecycle_suite(void)
 	tcase_add_test(tc, compensation_exhausting_its_retries_parks_the_saga_failed);
 	tcase_add_test(tc, step_timing_out_on_every_attempt_is_compensated_as_uncertain);
 	tcase_add_test(tc, heartbeating_step_runs_past_its_timeout_on_one_attempt);
+	tcase_add_test(tc, health_readiness_and_metrics_are_served_over_http);
 	tcase_add_test(tc, parked_saga_is_completed_by_an_operator_retry_after_the_fix);
 	tcase_add_test(tc, skipping_a_failed_compensation_moves_the_saga_on_and_is_recorded);
 	tcase_add_test(tc, breaker_stops_dispatch_to_a_failing_participant_then_probes_and_resumes);

@@ -1,0 +1,120 @@
+/* http: /healthz, /readyz and /metrics. See http.h. */
+#include "http.h"
+
+#include <libpq-fe.h>
+#include <nng/nng.h>
+#include <nng/supplemental/http/http.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "log.h"
+#include "saga.h"
+
+static nng_http_server *server;
+static char *conninfo;
+
+static void
+reply(nng_aio *aio, uint16_t status, const char *type, const void *body, size_t len)
+{
+	nng_http_res *res;
+	if (nng_http_res_alloc(&res) != 0) {
+		nng_aio_finish(aio, NNG_ENOMEM);
+		return;
+	}
+	nng_http_res_set_status(res, status);
+	nng_http_res_set_header(res, "Content-Type", type);
+	if (nng_http_res_copy_data(res, body, len) != 0) {
+		nng_http_res_free(res);
+		nng_aio_finish(aio, NNG_ENOMEM);
+		return;
+	}
+	nng_aio_set_output(aio, 0, res);
+	nng_aio_finish(aio, 0);
+}
+
+static void
+healthz(nng_aio *aio)
+{
+	reply(aio, 200, "text/plain", "ok\n", 3);
+}
+
+static void
+readyz(nng_aio *aio)
+{
+	/* A fresh connection attempt: what a load balancer wants to know is
+	 * whether the database answers now. */
+	if (PQping(conninfo) == PQPING_OK)
+		reply(aio, 200, "text/plain", "ready\n", 6);
+	else
+		reply(aio, 503, "text/plain", "database unreachable\n", 21);
+}
+
+static void
+metrics(nng_aio *aio)
+{
+	char *text = NULL;
+	size_t len = 0;
+	if (engine_metrics(&text, &len) != 0) {
+		reply(aio, 500, "text/plain", "out of memory\n", 14);
+		return;
+	}
+	reply(aio, 200, "text/plain; version=0.0.4", text, len);
+	free(text);
+}
+
+int
+http_start(const char *url, const char *ci, char *err, size_t errlen)
+{
+	static const struct {
+		const char *path;
+		void (*fn)(nng_aio *);
+	} routes[] = { { "/healthz", healthz }, { "/readyz", readyz }, { "/metrics", metrics } };
+	nng_url *u = NULL;
+	int rv;
+
+	if (url == NULL || *url == '\0')
+		return 0;
+	if ((conninfo = strdup(ci)) == NULL)
+		return SAGA_ENOMEM;
+	if ((rv = nng_url_parse(&u, url)) != 0 || strcmp(u->u_scheme, "http") != 0) {
+		snprintf(err, errlen, "--http-listen %s: not an http://HOST:PORT URL", url);
+		nng_url_free(u);
+		return SAGA_EINVAL;
+	}
+	if ((rv = nng_http_server_hold(&server, u)) != 0)
+		goto fail;
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		nng_http_handler *h;
+		if ((rv = nng_http_handler_alloc(&h, routes[i].path, routes[i].fn)) != 0)
+			goto fail;
+		nng_http_handler_set_method(h, "GET");
+		if ((rv = nng_http_server_add_handler(server, h)) != 0) {
+			nng_http_handler_free(h);
+			goto fail;
+		}
+	}
+	if ((rv = nng_http_server_start(server)) != 0)
+		goto fail;
+	nng_url_free(u);
+	slog_info("http: /healthz, /readyz and /metrics on %s", url);
+	return 0;
+fail:
+	snprintf(err, errlen, "--http-listen %s: %s", url, nng_strerror(rv));
+	nng_url_free(u);
+	http_stop();
+	return SAGA_EINVAL;
+}
+
+void
+http_stop(void)
+{
+	if (server != NULL) {
+		nng_http_server_stop(server);
+		nng_http_server_release(server);
+		server = NULL;
+	}
+	free(conninfo);
+	conninfo = NULL;
+}
