@@ -188,52 +188,43 @@ hist_add(hist *h, double ms)
 	h->sum_ms += ms;
 }
 
-/* Sagas by definition name and outcome. */
-#define MAX_DEF_STATS 256
-typedef struct def_stat {
+/* Counts by definition name (sagas and their outcomes) and by participant
+ * name (step latency): one entry type and one lookup for both tables. */
+#define MAX_NAMED_STATS 256
+typedef struct named_stat {
 	char *name;
 	uint64_t started, completed, compensated, parked;
-} def_stat;
-static def_stat def_stats[MAX_DEF_STATS];
-static size_t n_def_stats;
+	hist latency;
+} named_stat;
+static named_stat def_stats[MAX_NAMED_STATS], part_stats[MAX_NAMED_STATS];
+static size_t n_def_stats, n_part_stats;
 static hist commit_hist;
+
+/* The entry for name in table t (n used), added if absent; NULL when the
+ * table is full or out of memory. */
+static named_stat *
+stat_of(named_stat *t, size_t *n, const char *name)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (strcmp(t[i].name, name) == 0)
+			return &t[i];
+	if (*n == MAX_NAMED_STATS || (t[*n].name = strdup(name)) == NULL)
+		return NULL;
+	return &t[(*n)++];
+}
 
 static int64_t now_ms(void);
 
-/* Step latency (dispatch to outcome) by participant. */
-typedef struct part_stat {
-	char *name;
-	hist latency;
-} part_stat;
-static part_stat part_stats[MAX_DEF_STATS];
-static size_t n_part_stats;
-
+/* Step latency (dispatch to outcome or timeout) by participant. */
 static void
 note_latency(const defn_step *ds, eng_step *st)
 {
 	if (st->sent_ms == 0)
 		return;
-	part_stat *ps = NULL;
-	for (size_t i = 0; i < n_part_stats && ps == NULL; i++)
-		if (strcmp(part_stats[i].name, ds->participant) == 0)
-			ps = &part_stats[i];
-	if (ps == NULL && n_part_stats < MAX_DEF_STATS &&
-	    (part_stats[n_part_stats].name = strdup(ds->participant)) != NULL)
-		ps = &part_stats[n_part_stats++];
+	named_stat *ps = stat_of(part_stats, &n_part_stats, ds->participant);
 	if (ps != NULL)
 		hist_add(&ps->latency, (double)(now_ms() - st->sent_ms));
 	st->sent_ms = 0;
-}
-
-static def_stat *
-def_stat_of(const char *name)
-{
-	for (size_t i = 0; i < n_def_stats; i++)
-		if (strcmp(def_stats[i].name, name) == 0)
-			return &def_stats[i];
-	if (n_def_stats == MAX_DEF_STATS || (def_stats[n_def_stats].name = strdup(name)) == NULL)
-		return NULL;
-	return &def_stats[n_def_stats++];
 }
 
 /* ---- small helpers ------------------------------------------------------------------ */
@@ -778,7 +769,7 @@ static void
 finish_saga(eng_saga *s, uint8_t state)
 {
 	saga_set_state(s, state);
-	def_stat *ds = def_stat_of(s->def->name);
+	named_stat *ds = stat_of(def_stats, &n_def_stats, s->def->name);
 	if (ds)
 		*(state == SS(COMPLETED)           ? &ds->completed
 			: state == SS(COMPENSATED) ? &ds->compensated
@@ -1355,7 +1346,7 @@ handle_start(rpc_req *r)
 		s->waiters = w;
 	}
 	event(s, EV(STARTED), NULL, 0, "%s@%u", def->name, def->version);
-	def_stat *dst = def_stat_of(def->name);
+	named_stat *dst = stat_of(def_stats, &n_def_stats, def->name);
 	if (dst)
 		dst->started++;
 	slog_saga(SLOG_INFO, s->ids, NULL, "started %s v%u", def->name, def->version);
@@ -1635,12 +1626,6 @@ handle_report(rpc_req *r)
 	fp_kill(FP_BEFORE_REPORT_COMMIT);
 }
 
-static const char *
-step_state_text(uint8_t st)
-{
-	return saga_step_state_name((saga_step_state)st);
-}
-
 /* Applies an operator action to s (held by the engine). Returns 0 and
  * queues the reply after the commit, or replies with the error. */
 static int
@@ -1684,7 +1669,7 @@ operate(rpc_req *r, eng_saga *s)
 			rpc_reply_error(r, SAGA_ESTATE,
 			    "step %s of saga %s is %s: only a step waiting to retry, or whose "
 			    "compensation failed, can be retried",
-			    ds->name, s->ids, step_state_text(st->state));
+			    ds->name, s->ids, saga_step_state_name((saga_step_state)st->state));
 			return -1;
 		}
 	} else if (q->op == SAGAWIRE__OPERATION__OP_SKIP_STEP) {
@@ -1717,7 +1702,7 @@ operate(rpc_req *r, eng_saga *s)
 			rpc_reply_error(r, SAGA_ESTATE,
 			    "step %s of saga %s is %s: only a step waiting to retry, or a "
 			    "compensation waiting to retry or failed, can be skipped",
-			    ds->name, s->ids, step_state_text(st->state));
+			    ds->name, s->ids, saga_step_state_name((saga_step_state)st->state));
 			return -1;
 		}
 	} else {
@@ -2307,7 +2292,6 @@ engine_pipe_closed(uint32_t pipe_id, void *unused)
 static void
 writer_free_cb(store_batch *b, void *arg)
 {
-	(void)b;
 	(void)arg;
 	pthread_mutex_lock(&E.mu);
 	hist_add(&commit_hist, (double)b->commit_us / 1000.0);
@@ -2518,37 +2502,35 @@ sb_label(sbuf *b, const char *v)
 static void
 sb_hist(sbuf *b, const char *name, const char *label, const char *value, const hist *h)
 {
+	/* The label pair once: `participant="x"`, or nothing. */
+	sbuf l = { 0 };
+	if (label) {
+		sb_printf(&l, "%s=\"", label);
+		sb_label(&l, value);
+		sb_printf(&l, "\"");
+	}
+	if (l.failed) {
+		b->failed = 1;
+		free(l.p);
+		return;
+	}
+	const char *pair = l.p ? l.p : "", *comma = l.p ? "," : "";
 	uint64_t cum = 0;
 	for (size_t i = 0; i < N_HIST; i++) {
 		cum += h->bucket[i];
-		sb_printf(b, "%s_bucket{", name);
-		if (label) {
-			sb_printf(b, "%s=\"", label);
-			sb_label(b, value);
-			sb_printf(b, "\",");
-		}
-		sb_printf(b, "le=\"%g\"} %llu\n", HIST_LE_MS[i] / 1000.0, (unsigned long long)cum);
+		sb_printf(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, pair, comma,
+		    HIST_LE_MS[i] / 1000.0, (unsigned long long)cum);
 	}
-	const char *open = label ? "{" : "";
-	sb_printf(b, "%s_bucket{", name);
-	if (label) {
-		sb_printf(b, "%s=\"", label);
-		sb_label(b, value);
-		sb_printf(b, "\",");
+	sb_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, pair, comma,
+	    (unsigned long long)h->count);
+	if (l.p) {
+		sb_printf(b, "%s_sum{%s} %.6f\n", name, pair, h->sum_ms / 1000.0);
+		sb_printf(b, "%s_count{%s} %llu\n", name, pair, (unsigned long long)h->count);
+	} else {
+		sb_printf(b, "%s_sum %.6f\n", name, h->sum_ms / 1000.0);
+		sb_printf(b, "%s_count %llu\n", name, (unsigned long long)h->count);
 	}
-	sb_printf(b, "le=\"+Inf\"} %llu\n", (unsigned long long)h->count);
-	for (int k = 0; k < 2; k++) {
-		sb_printf(b, "%s_%s%s", name, k ? "count" : "sum", open);
-		if (label) {
-			sb_printf(b, "%s=\"", label);
-			sb_label(b, value);
-			sb_printf(b, "\"}");
-		}
-		if (k)
-			sb_printf(b, " %llu\n", (unsigned long long)h->count);
-		else
-			sb_printf(b, " %.6f\n", h->sum_ms / 1000.0);
-	}
+	free(l.p);
 }
 
 int
@@ -2560,13 +2542,13 @@ engine_metrics(char **out, size_t *len)
 		const char *name, *help;
 		size_t off;
 	} counters[] = {
-		{ "sagad_sagas_started_total", "Sagas started.", offsetof(def_stat, started) },
+		{ "sagad_sagas_started_total", "Sagas started.", offsetof(named_stat, started) },
 		{ "sagad_sagas_completed_total", "Sagas that completed.",
-		    offsetof(def_stat, completed) },
+		    offsetof(named_stat, completed) },
 		{ "sagad_sagas_compensated_total", "Sagas that were compensated.",
-		    offsetof(def_stat, compensated) },
+		    offsetof(named_stat, compensated) },
 		{ "sagad_sagas_parked_total", "Sagas parked as failed (need an operator).",
-		    offsetof(def_stat, parked) },
+		    offsetof(named_stat, parked) },
 	};
 	for (size_t c = 0; c < sizeof(counters) / sizeof(counters[0]); c++) {
 		sb_printf(&b, "# HELP %s %s\n# TYPE %s counter\n", counters[c].name,
