@@ -1091,20 +1091,32 @@ not_found_hint(int rv)
 	return rv;
 }
 
+/* `sagactl CMD SAGA_ID`: connects and reads the saga. On error, reports it
+ * and returns the exit status; otherwise *c and *info are the caller's. */
 static int
-cmd_get(int argc, char **argv)
+get_info(const char *cmd, int argc, char **argv, saga_client **c, saga_info **info)
 {
-	const char *id = one_id("get", argc, argv, NULL, NULL);
-	saga_client *c = connect_client();
-	saga_info *info = NULL;
-	int rv = saga_client_get(c, id, &info);
+	const char *id = one_id(cmd, argc, argv, NULL, NULL);
+	*c = connect_client();
+	int rv = saga_client_get(*c, id, info);
 	if (rv != SAGA_OK) {
 		char what[256];
 		snprintf(what, sizeof(what), "cannot get saga %s", id);
-		rv = not_found_hint(fail(c, rv, what));
-		saga_client_free(c);
-		return rv;
+		rv = not_found_hint(fail(*c, rv, what));
+		saga_client_free(*c);
+		*c = NULL;
 	}
+	return rv;
+}
+
+static int
+cmd_get(int argc, char **argv)
+{
+	saga_client *c = NULL;
+	saga_info *info = NULL;
+	int rv = get_info("get", argc, argv, &c, &info);
+	if (rv != SAGA_OK)
+		return rv;
 	if (opt_json) {
 		json_info(info);
 		putchar('\n');
@@ -1174,17 +1186,11 @@ span(int64_t us, char *buf, size_t n)
 static int
 cmd_history(int argc, char **argv)
 {
-	const char *id = one_id("history", argc, argv, NULL, NULL);
-	saga_client *c = connect_client();
+	saga_client *c = NULL;
 	saga_info *info = NULL;
-	int rv = saga_client_get(c, id, &info);
-	if (rv != SAGA_OK) {
-		char what[256];
-		snprintf(what, sizeof(what), "cannot get saga %s", id);
-		rv = not_found_hint(fail(c, rv, what));
-		saga_client_free(c);
+	int rv = get_info("history", argc, argv, &c, &info);
+	if (rv != SAGA_OK)
 		return rv;
-	}
 	if (opt_json) {
 		json_info(info);
 		putchar('\n');
