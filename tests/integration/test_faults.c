@@ -99,6 +99,20 @@ count_suffix(const char *dir, const char *suffix)
 	return n;
 }
 
+/* Gives an armed sagad up to ms to reach its kill point, keeping the
+ * replicas alive meanwhile (a crashpre/crashpost death must not stall the
+ * sagas that would take it there). 0 if it died there. */
+static int
+wait_for_kill_point(ths *t, parts *p, int ms)
+{
+	for (long long until = th_now_ms() + ms; th_now_ms() < until;) {
+		if (ths_sagad_wait_exit(t, 100, NULL) == 0)
+			return 0;
+		revive(p);
+	}
+	return -1;
+}
+
 static const char *
 input_of(int i)
 {
@@ -192,7 +206,7 @@ START_TEST(every_saga_ends_once_and_whole_under_crashes_kills_and_duplicates)
 		if (fault >= 0 && armed) {
 			/* died at its point since the last look, or never got there
 			 * (then stopped the hard way) */
-			if (ths_sagad_wait_exit(t, 3000, NULL) == 0)
+			if (wait_for_kill_point(t, &p, 10000) == 0)
 				self_kills++;
 			else
 				ths_sagad_signal(t, SIGKILL);
@@ -231,7 +245,7 @@ START_TEST(every_saga_ends_once_and_whole_under_crashes_kills_and_duplicates)
 		}
 	}
 
-	if (armed && ths_sagad_wait_exit(t, 3000, NULL) == 0)
+	if (armed && wait_for_kill_point(t, &p, 10000) == 0)
 		self_kills++;
 	if (armed)
 		ths_sagad_start_ok(t, sagad_args);
