@@ -604,6 +604,8 @@ start_sagad(const world *w)
 	argv[n++] = w->data_dir;
 	argv[n++] = "--log-level";
 	argv[n++] = "warn";
+	if (geteuid() == 0)
+		argv[n++] = "--allow-root";
 	for (size_t i = 0; i < O.n_sagad_args && n < 63; i++)
 		argv[n++] = O.sagad_args[i];
 	argv[n] = NULL;

@@ -12,8 +12,9 @@
 # prints both sagas' status and the participants' logs, then stops
 # everything it started (unless --keep).
 #
-# Root is needed only to install missing packages. When run as root, sagad
-# runs its PostgreSQL as the `postgres` user.
+# Root is needed only to install missing packages. When run as root, the
+# demo passes sagad --allow-root (it refuses root otherwise) and sagad runs
+# its PostgreSQL as the `postgres` user.
 set -euo pipefail
 
 usage() {
@@ -205,7 +206,9 @@ port="${SAGA_DEMO_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind
 url="tcp://127.0.0.1:$port"
 
 say "starting sagad (embedded PostgreSQL in $work/data, listening on $url)"
-"$sagad_bin" --data-dir "$work/data" --listen "$url" >"$work/sagad.log" 2>&1 &
+root_flag=()
+[[ $(id -u) -eq 0 ]] && root_flag=(--allow-root) # sagad refuses root otherwise
+"$sagad_bin" "${root_flag[@]}" --data-dir "$work/data" --listen "$url" >"$work/sagad.log" 2>&1 &
 sagad_pid=$!
 
 # First start runs initdb: allow it a minute.

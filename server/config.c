@@ -10,7 +10,7 @@
 #include "log.h"
 #include "saga.h"
 
-enum opt_type { OPT_STR, OPT_U32 };
+enum opt_type { OPT_STR, OPT_U32, OPT_BOOL };
 
 typedef int (*opt_check)(const char *v);
 
@@ -53,6 +53,10 @@ check_nonempty(const char *v)
 #define S(field, env, def, chk, meta, help)                                            \
 	{                                                                              \
 #field, env, OPT_STR, offsetof(cfg, field), def, 0, 0, chk, meta, help \
+	}
+#define B(field, env, def, help)                                                           \
+	{                                                                                  \
+#field, env, OPT_BOOL, offsetof(cfg, field), def, 0, 1, NULL, "BOOL", help \
 	}
 #define U(field, env, def, lo, hi, help)                                                  \
 	{                                                                                 \
@@ -102,10 +106,34 @@ static const opt opts[] = {
 	    "circuit breaker: share of retryable errors and timeouts that opens it (0 = off)"),
 	U(breaker_cooloff_ms, "SAGAD_BREAKER_COOLOFF_MS", 5000, 10, 3600000,
 	    "circuit breaker: how long dispatching to the participant stops before a probe"),
+	U(shutdown_grace_ms, "SAGAD_SHUTDOWN_GRACE_MS", 10000, 0, 600000,
+	    "on SIGTERM: how long to wait for the outcomes of steps already dispatched "
+	    "(new sagas are refused meanwhile)"),
+	B(allow_root, "SAGAD_ALLOW_ROOT", "false",
+	    "run even as root (refused by default: run sagad as an unprivileged user)"),
+	S(config, "SAGAD_CONFIG", "", NULL, "FILE",
+	    "config file of `name = value` lines (sagad print-config writes one); flags and "
+	    "SAGAD_* variables override it; empty = none"),
 };
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
 
-static const char *const commands[] = { "run", "migrate", "help", "version" };
+/* Settings a SIGHUP applies to the running daemon (main.c reload()). */
+static const char *const live_opts[] = { "log_level", "log_format", "breaker_window_ms",
+	"breaker_min_calls", "breaker_failure_pct", "breaker_cooloff_ms", "shutdown_grace_ms" };
+
+static const char *const commands[] = { "run", "migrate", "help", "version", "print-config" };
+
+/* Largest config file read: a whole documented file is ~8 KiB. */
+#define CONFIG_FILE_MAX (1u << 20)
+
+int
+cfg_is_live(const char *name)
+{
+	for (size_t i = 0; i < sizeof(live_opts) / sizeof(live_opts[0]); i++)
+		if (strcmp(live_opts[i], name) == 0)
+			return 1;
+	return 0;
+}
 
 static char **
 str_field(cfg *c, const opt *o)
@@ -163,6 +191,19 @@ parse_u32(const char *s, uint64_t *out)
 static int
 set_value(cfg *c, const opt *o, const char *v, const char *src, char *err, size_t errlen)
 {
+	if (o->type == OPT_BOOL) {
+		static const char *const yes[] = { "true", "yes", "on", "1" };
+		static const char *const no[] = { "false", "no", "off", "0" };
+		for (size_t i = 0; i < 4; i++) {
+			if (strcmp(v, yes[i]) == 0 || strcmp(v, no[i]) == 0) {
+				*u32_field(c, o) = strcmp(v, yes[i]) == 0;
+				return 0;
+			}
+		}
+		seterr(err, errlen, "%s: \"%s\" is not one of true, false (yes/no, on/off, 1/0)",
+		    src, v);
+		return SAGA_EINVAL;
+	}
 	if (o->type == OPT_U32) {
 		uint64_t n;
 		if (parse_u32(v, &n) != 0) {
@@ -208,8 +249,8 @@ set_command(cfg *c, const char *v, char *err, size_t errlen)
 			break;
 	if (i == sizeof(commands) / sizeof(commands[0])) {
 		seterr(err, errlen,
-		    "unknown command \"%s\"; commands: run, migrate, help, version "
-		    "(see sagad --help)",
+		    "unknown command \"%s\"; commands: run, migrate, help, version, "
+		    "print-config (see sagad --help)",
 		    v);
 		return SAGA_EINVAL;
 	}
@@ -234,6 +275,122 @@ find_flag(const char *name, size_t len)
 	return NULL;
 }
 
+/* The config file named by the flag (which wins) or SAGAD_CONFIG; NULL if
+ * none. Read before the environment and the flags, which override it. */
+static const char *
+config_path(int argc, char **argv)
+{
+	const char *path = getenv("SAGAD_CONFIG");
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			break;
+		if (strncmp(argv[i], "--config=", 9) == 0)
+			path = argv[i] + 9;
+		else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+			path = argv[++i];
+	}
+	return path != NULL && path[0] != '\0' ? path : NULL;
+}
+
+static char *
+trim(char *s)
+{
+	char *e;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+		*--e = '\0';
+	return s;
+}
+
+/* Applies every `name = value` line of the file at path. Stops at the
+ * first bad line: its number and what is wrong go into err. */
+static int
+load_file(cfg *c, const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	char *buf, *line, *next;
+	size_t n;
+	int lineno = 0, rv = 0;
+
+	if (f == NULL) {
+		seterr(err, errlen, "config file %s: %s", path, strerror(errno));
+		return SAGA_EINVAL;
+	}
+	buf = malloc(CONFIG_FILE_MAX + 1);
+	if (buf == NULL) {
+		fclose(f);
+		seterr(err, errlen, "out of memory");
+		return SAGA_ENOMEM;
+	}
+	n = fread(buf, 1, CONFIG_FILE_MAX + 1, f);
+	fclose(f);
+	if (n > CONFIG_FILE_MAX) {
+		seterr(err, errlen, "config file %s: larger than %u bytes", path, CONFIG_FILE_MAX);
+		free(buf);
+		return SAGA_EINVAL;
+	}
+	buf[n] = '\0';
+	if (memchr(buf, '\0', n) != NULL) {
+		seterr(err, errlen, "config file %s: contains a NUL byte (not a text file?)", path);
+		free(buf);
+		return SAGA_EINVAL;
+	}
+	for (line = buf; line != NULL && rv == 0; line = next) {
+		char src[600], key[64], *eq, *k, *v;
+		const opt *o;
+
+		next = strchr(line, '\n');
+		if (next != NULL)
+			*next++ = '\0';
+		lineno++;
+		line = trim(line);
+		if (line[0] == '\0' || line[0] == '#')
+			continue;
+		if ((eq = strchr(line, '=')) == NULL) {
+			seterr(err, errlen, "%s:%d: expected `name = value`, got \"%.80s\"", path,
+			    lineno, line);
+			rv = SAGA_EINVAL;
+			break;
+		}
+		*eq = '\0';
+		k = trim(line);
+		v = trim(eq + 1);
+		snprintf(key, sizeof(key), "%.63s", k);
+		for (char *p = key; *p; p++)
+			if (*p == '_')
+				*p = '-';
+		if ((o = find_flag(key, strlen(key))) == NULL) {
+			seterr(err, errlen, "%s:%d: unknown setting \"%.80s\" (see sagad --help)",
+			    path, lineno, k);
+			rv = SAGA_EINVAL;
+			break;
+		}
+		if (strcmp(o->name, "config") == 0) {
+			seterr(err, errlen, "%s:%d: a config file cannot name another one", path,
+			    lineno);
+			rv = SAGA_EINVAL;
+			break;
+		}
+		if (v[0] == '"') {
+			size_t vl = strlen(v);
+			if (vl < 2 || v[vl - 1] != '"') {
+				seterr(err, errlen, "%s:%d: %s: unterminated quoted value", path,
+				    lineno, key);
+				rv = SAGA_EINVAL;
+				break;
+			}
+			v[vl - 1] = '\0';
+			v++;
+		}
+		snprintf(src, sizeof(src), "%.400s:%d: %s", path, lineno, key);
+		rv = set_value(c, o, v, src, err, errlen);
+	}
+	free(buf);
+	return rv;
+}
+
 /*
  * The first error wins and is kept in err, but parsing goes on: `help` and
  * `version` must work even with a bad SAGAD_* variable in the environment,
@@ -244,6 +401,7 @@ cfg_parse(cfg *c, int argc, char **argv, char *err, size_t errlen)
 {
 	int rv = 0, r, positional_only = 0, have_command = 0;
 	char src[96];
+	const char *path;
 
 	memset(c, 0, sizeof(*c));
 	if (err != NULL && errlen > 0)
@@ -265,6 +423,9 @@ cfg_parse(cfg *c, int argc, char **argv, char *err, size_t errlen)
 		if ((r = set_value(c, &opts[i], opts[i].def, opts[i].name, err, errlen)) != 0)
 			goto fail;
 	}
+
+	if ((path = config_path(argc, argv)) != NULL)
+		KEEP(load_file(c, path, err, errlen));
 
 	for (size_t i = 0; i < N_OPTS; i++) {
 		const char *v = getenv(opts[i].env);
@@ -305,6 +466,8 @@ cfg_parse(cfg *c, int argc, char **argv, char *err, size_t errlen)
 			snprintf(src, sizeof(src), "--%.*s", (int)nlen, name);
 			if (eq != NULL) {
 				val = eq + 1;
+			} else if (o->type == OPT_BOOL) {
+				val = "true"; /* --allow-root alone */
 			} else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
 				val = argv[++i];
 			} else {
@@ -345,6 +508,44 @@ fail:
 	return r;
 }
 
+static void
+append_name(char *buf, size_t len, const char *name)
+{
+	size_t used;
+	if (buf == NULL || len == 0)
+		return;
+	used = strlen(buf);
+	snprintf(buf + used, len - used, "%s%s", used > 0 ? "," : "", name);
+}
+
+int
+cfg_reload(const cfg *running, cfg *fresh, int argc, char **argv, char *changed, size_t changed_len,
+    char *restart, size_t restart_len, char *err, size_t errlen)
+{
+	int rv;
+	if (changed != NULL && changed_len > 0)
+		changed[0] = '\0';
+	if (restart != NULL && restart_len > 0)
+		restart[0] = '\0';
+	if ((rv = cfg_parse(fresh, argc, argv, err, errlen)) != 0)
+		return rv;
+	for (size_t i = 0; i < N_OPTS; i++) {
+		const opt *o = &opts[i];
+		int same;
+		if (o->type == OPT_STR)
+			same = strcmp(*str_field((cfg *)running, o), *str_field(fresh, o)) == 0;
+		else
+			same = *u32_field((cfg *)running, o) == *u32_field(fresh, o);
+		if (same)
+			continue;
+		if (cfg_is_live(o->name))
+			append_name(changed, changed_len, o->name);
+		else
+			append_name(restart, restart_len, o->name);
+	}
+	return 0;
+}
+
 void
 cfg_free(cfg *c)
 {
@@ -373,8 +574,11 @@ cfg_usage(FILE *out)
 	    "  migrate   apply pending database schema migrations, then exit\n"
 	    "  help      show this help (also -h, --help)\n"
 	    "  version   print the version, then exit (also --version)\n"
+	    "  print-config  print a config file documenting every setting, then exit\n"
 	    "\n"
-	    "settings: a flag overrides the environment variable, which overrides the default\n");
+	    "settings: a flag overrides the environment variable, which overrides the config\n"
+	    "file (--config), which overrides the default. Settings marked [live] are\n"
+	    "applied again on SIGHUP; the others need a restart.\n");
 	for (size_t i = 0; i < N_OPTS; i++) {
 		const opt *o = &opts[i];
 		flag_name(o, fl, sizeof(fl));
@@ -382,6 +586,61 @@ cfg_usage(FILE *out)
 		    o->def);
 		if (o->type == OPT_U32)
 			fprintf(out, ", range %u..%u", (unsigned)o->min, (unsigned)o->max);
-		fprintf(out, "\n      %s\n", o->help);
+		fprintf(out, "%s\n      %s\n", cfg_is_live(o->name) ? " [live]" : "", o->help);
+	}
+}
+
+/* Writes text as # comment lines of at most ~76 columns. */
+static void
+comment_wrapped(FILE *out, const char *text)
+{
+	const char *p = text;
+	while (*p != '\0') {
+		size_t n = strlen(p), cut = n;
+		if (n > 74) {
+			cut = 74;
+			while (cut > 0 && p[cut] != ' ')
+				cut--;
+			if (cut == 0)
+				cut = 74;
+		}
+		fprintf(out, "# %.*s\n", (int)cut, p);
+		p += cut;
+		while (*p == ' ')
+			p++;
+	}
+}
+
+void
+cfg_write_documented(FILE *out)
+{
+	char fl[64];
+
+	fprintf(out,
+	    "# sagad configuration file (written by `sagad print-config`).\n"
+	    "#\n"
+	    "# Every setting is listed, commented out at its default. Lines are\n"
+	    "# `name = value`; a value may be \"double quoted\" to keep spaces or a #.\n"
+	    "# The SAGAD_* environment variable of a setting overrides this file and\n"
+	    "# its --flag overrides both. Use it with `sagad --config FILE` (or\n"
+	    "# SAGAD_CONFIG=FILE). SIGHUP reads the file again and applies the\n"
+	    "# settings marked \"live\"; the others need a restart (sagad logs which).\n");
+	for (size_t i = 0; i < N_OPTS; i++) {
+		const opt *o = &opts[i];
+		const char *d = o->def;
+		int quote = d[0] == '\0' || strpbrk(d, " #\"") != NULL;
+
+		if (strcmp(o->name, "config") == 0)
+			continue; /* a file cannot name another */
+		flag_name(o, fl, sizeof(fl));
+		fprintf(out, "\n");
+		comment_wrapped(out, o->help);
+		fprintf(out, "# env %s", o->env);
+		if (o->type == OPT_U32)
+			fprintf(out, ", range %u..%u", (unsigned)o->min, (unsigned)o->max);
+		if (o->type == OPT_BOOL)
+			fprintf(out, ", true or false");
+		fprintf(out, "; %s\n", cfg_is_live(o->name) ? "live (SIGHUP)" : "needs a restart");
+		fprintf(out, "#%s = %s%s%s\n", fl, quote ? "\"" : "", d, quote ? "\"" : "");
 	}
 }

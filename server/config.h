@@ -1,8 +1,16 @@
 /*
  * config: every setting of sagad in one table of {name, env, type, &var,
- * default, help}. Precedence: built-in default < environment (SAGAD_*) <
- * command-line flag (--name=value or --name value). `sagad --help` prints
- * the table.
+ * default, help}. Precedence: built-in default < config file (--config
+ * FILE or SAGAD_CONFIG) < environment (SAGAD_*) < command-line flag
+ * (--name=value or --name value). `sagad --help` prints the table and
+ * `sagad print-config` prints a config file documenting every setting
+ * (server/sagad.conf is that output).
+ *
+ * Config file syntax: one `name = value` per line, name as the flag
+ * without its dashes (log-level; log_level also works); blank lines and
+ * lines starting with # are ignored; a value may be "double quoted" to
+ * keep spaces or a #. Settings marked live take effect on SIGHUP
+ * (cfg_reload); the others need a restart.
  */
 #ifndef SAGAD_CONFIG_H
 #define SAGAD_CONFIG_H
@@ -35,6 +43,9 @@ typedef struct cfg {
 	uint32_t breaker_min_calls;   /* attempts in a window before it may open; default 20 */
 	uint32_t breaker_failure_pct; /* failure share that opens it; 0 = off; default 50 */
 	uint32_t breaker_cooloff_ms;  /* open this long before a probe; default 5000 */
+	char *config;                 /* the config file read; "" = none */
+	uint32_t allow_root;          /* 1 = run even as root; default 0 (refuse) */
+	uint32_t shutdown_grace_ms;   /* SIGTERM: wait this long for in-flight steps */
 } cfg;
 
 /* Parses defaults, environment, then argv. The first non-flag argument is
@@ -43,5 +54,22 @@ typedef struct cfg {
 int cfg_parse(cfg *c, int argc, char **argv, char *err, size_t errlen);
 void cfg_free(cfg *c);
 void cfg_usage(FILE *out);
+
+/* Writes a config file that lists every setting, commented out at its
+ * default, with its help text, range, environment variable and whether a
+ * SIGHUP applies it (`sagad print-config`). */
+void cfg_write_documented(FILE *out);
+
+/* For SIGHUP: parses again (file, environment, flags) into *fresh, then
+ * writes into changed/restart (each may be NULL) the comma-separated names
+ * of the settings whose value differs from *running: those marked live and
+ * the others (which need a restart). On a parse error returns nonzero and
+ * leaves *fresh empty; the running settings stay as they are. */
+int cfg_reload(const cfg *running, cfg *fresh, int argc, char **argv, char *changed,
+    size_t changed_len, char *restart, size_t restart_len, char *err, size_t errlen);
+
+/* Nonzero if the setting (as its field name, e.g. "log_level") is applied
+ * by a SIGHUP. */
+int cfg_is_live(const char *name);
 
 #endif

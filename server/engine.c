@@ -142,6 +142,8 @@ static struct {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool stop;
+	int64_t stop_until_ms; /* shutdown: wait for in-flight outcomes until then */
+	uint32_t grace_ms;     /* shutdown_grace_ms, changed by engine_reload() */
 
 	/* engine-thread state */
 	eng_saga **ids;  /* hash by id */
@@ -1045,6 +1047,8 @@ static void
 pump(relay_part *p)
 {
 	enum { MAXB = 4096 };
+	if (E.stop)
+		return; /* shutting down: what is queued stays owed for the next start */
 	while (p->q_len > 0) {
 		uint32_t allow = breaker_allow(&p->brk, &E.brk_cfg, now_ms());
 		if (allow == 0) {
@@ -2323,6 +2327,7 @@ engine_init(const cfg *c, const char *conninfo, char *err, size_t errlen)
 		.min_calls = c->breaker_min_calls,
 		.fail_pct = c->breaker_failure_pct,
 		.cooloff_ms = c->breaker_cooloff_ms };
+	E.grace_ms = c->shutdown_grace_ms;
 	E.sleep_until = INT64_MAX;
 	E.conninfo = strdup(conninfo);
 	E.nbuckets = 1024;
@@ -2354,19 +2359,73 @@ engine_init(const cfg *c, const char *conninfo, char *err, size_t errlen)
 	return store_writer_start(conninfo, writer_free_cb, committed_cb, NULL);
 }
 
+/* Steps dispatched and not yet answered, over every connection. */
+static size_t
+inflight_total(void)
+{
+	size_t n = 0;
+	for (relay_part *p = relay_part_first(); p; p = relay_part_next(p))
+		for (size_t k = 0; k < p->n_pipes; k++)
+			n += p->pipes[k]->inflight;
+	return n;
+}
+
+/*
+ * Shutdown, in order: new sagas and polls are refused (rpc.c), parked polls
+ * are answered empty so nothing more is dispatched, and the outcomes of
+ * steps already dispatched are let in until there are none or the grace
+ * period ends; then what is open is committed and engine_run() returns.
+ * Steps not answered by then stay owed in the database and are dispatched
+ * again on the next start (the participant's barrier makes the repeat
+ * harmless).
+ */
 void
 engine_stop(void)
 {
 	pthread_mutex_lock(&E.mu);
-	E.stop = true;
+	if (!E.stop) {
+		E.stop = true;
+		E.stop_until_ms = now_ms() + E.grace_ms;
+		for (relay_part *p = relay_part_first(); p; p = relay_part_next(p)) {
+			for (size_t k = 0; k < p->n_pipes; k++) {
+				relay_pipe *pp = p->pipes[k];
+				if (pp->poll == NULL)
+					continue;
+				Sagawire__WorkBatch wb = SAGAWIRE__WORK_BATCH__INIT;
+				Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
+				resp.body_case = SAGAWIRE__RESPONSE__BODY_WORK;
+				resp.work = &wb;
+				rpc_reply(pp->poll, &resp);
+				pp->poll = NULL;
+			}
+		}
+		slog_info(
+		    "shutting down: new sagas refused, nothing more dispatched; waiting up to "
+		    "%u ms for the outcomes of %zu step(s) in flight",
+		    E.grace_ms, inflight_total());
+	}
 	pthread_cond_signal(&E.cv);
+	pthread_mutex_unlock(&E.mu);
+}
+
+void
+engine_reload(const cfg *c)
+{
+	pthread_mutex_lock(&E.mu);
+	E.brk_cfg = (breaker_cfg) { .window_ms = c->breaker_window_ms,
+		.min_calls = c->breaker_min_calls,
+		.fail_pct = c->breaker_failure_pct,
+		.cooloff_ms = c->breaker_cooloff_ms };
+	E.grace_ms = c->shutdown_grace_ms;
 	pthread_mutex_unlock(&E.mu);
 }
 
 static bool
 drained(void)
 {
-	return E.writing_batches == 0 && E.completing == 0 && E.n_open == 0 && E.open_post.n == 0;
+	if (E.writing_batches != 0 || E.completing != 0 || E.n_open != 0 || E.open_post.n != 0)
+		return false;
+	return inflight_total() == 0 || now_ms() >= E.stop_until_ms;
 }
 
 void
@@ -2379,18 +2438,30 @@ engine_run(void)
 		while ((due = tq_pop_due(&E.tq, t)) != NULL)
 			fire(due);
 		maybe_submit();
-		if (E.stop && drained())
+		if (E.stop && drained()) {
+			size_t left = inflight_total();
+			if (left > 0)
+				slog_warn("shutdown grace period (%u ms) over with %zu step(s) in "
+					  "flight: they stay owed and are dispatched again on the "
+					  "next start",
+				    E.grace_ms, left);
+			else
+				slog_info("every dispatched step has its outcome recorded");
 			break;
+		}
 		tq_node *first = tq_peek(&E.tq);
-		if (first == NULL) {
+		int64_t until = first != NULL ? first->when_ms : INT64_MAX;
+		if (E.stop && E.stop_until_ms < until)
+			until = E.stop_until_ms;
+		if (until == INT64_MAX) {
 			E.sleep_until = INT64_MAX;
 			pthread_cond_wait(&E.cv, &E.mu);
 			continue;
 		}
-		int64_t wait = first->when_ms - now_ms();
+		int64_t wait = until - now_ms();
 		if (wait <= 0)
 			continue;
-		E.sleep_until = first->when_ms;
+		E.sleep_until = until;
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_sec += wait / 1000;

@@ -31,8 +31,12 @@ int engine_init(const cfg *c, const char *conninfo, char *err, size_t errlen);
 /* Fires timers on the calling thread until engine_stop() and everything
  * open is committed. */
 void engine_run(void);
-/* Asks the loop to finish: pending batches are committed, then it returns. */
+/* Asks the loop to finish: nothing more is dispatched, the outcomes of
+ * steps in flight are awaited (cfg shutdown_grace_ms), pending batches are
+ * committed, then engine_run() returns. */
 void engine_stop(void);
+/* Applies the settings a SIGHUP may change (breaker, grace period). */
+void engine_reload(const cfg *c);
 void engine_fini(void);
 
 /* Hands a start, cancel, poll or report request to the engine. */

@@ -4,9 +4,11 @@
  * Start-up order matters: database (embedded or given), migrations,
  * definitions, unfinished sagas (engine_init), and only then the network,
  * so no request is ever served from a half-loaded state. Shutdown
- * (SIGTERM/SIGINT) is the reverse: refuse new work, commit what is open,
- * stop. Steps still in flight stay owed in the database and are sent again
- * on the next start.
+ * (SIGTERM/SIGINT) is the reverse: refuse new work, stop dispatching, let
+ * the outcomes of steps in flight land (up to shutdown_grace_ms), commit
+ * what is open, stop. Steps still unanswered then stay owed in the
+ * database and are sent again on the next start. SIGHUP reloads the
+ * settings that can change live (config.h).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -31,9 +33,49 @@
 
 #define EXIT_USAGE 64
 
+#define EXIT_CONFIG 78 /* sysexits.h: configuration error */
+
 static sigset_t sigs;
 static const cfg *g_cfg; /* for the close watchdog */
 static int g_embedded;
+static cfg *g_running; /* the settings in force, for SIGHUP */
+static int g_argc;
+static char **g_argv;
+
+/* SIGHUP: read the config file, environment and flags again; apply the
+ * settings that can change live, and name the others that changed (they
+ * need a restart). A file that does not parse changes nothing. */
+static void
+reload(void)
+{
+	cfg fresh;
+	char err[1024] = "", changed[512], restart[512];
+
+	if (cfg_reload(g_running, &fresh, g_argc, g_argv, changed, sizeof(changed), restart,
+		sizeof(restart), err, sizeof(err)) != 0) {
+		slog_error("SIGHUP: settings not reloaded, the running ones stay: %s", err);
+		return;
+	}
+	slog_init(slog_parse_level(fresh.log_level), slog_parse_format(fresh.log_format), NULL);
+	engine_reload(&fresh);
+	/* Keep the applied values as the running ones, for the next diff. */
+	char *t = g_running->log_level;
+	g_running->log_level = fresh.log_level;
+	fresh.log_level = t;
+	t = g_running->log_format;
+	g_running->log_format = fresh.log_format;
+	fresh.log_format = t;
+	g_running->breaker_window_ms = fresh.breaker_window_ms;
+	g_running->breaker_min_calls = fresh.breaker_min_calls;
+	g_running->breaker_failure_pct = fresh.breaker_failure_pct;
+	g_running->breaker_cooloff_ms = fresh.breaker_cooloff_ms;
+	g_running->shutdown_grace_ms = fresh.shutdown_grace_ms;
+	if (restart[0] != '\0')
+		slog_warn("SIGHUP: changed but applied only at a restart: %s", restart);
+	slog_info("SIGHUP: settings reloaded%s%s", changed[0] ? "; applied: " : ", none changed",
+	    changed);
+	cfg_free(&fresh);
+}
 
 static void *
 signal_main(void *arg)
@@ -44,7 +86,7 @@ signal_main(void *arg)
 		if (sigwait(&sigs, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
-			slog_info("SIGHUP: nothing to reload yet");
+			reload();
 			continue;
 		}
 		slog_info("signal %d: shutting down", sig);
@@ -138,7 +180,26 @@ main(int argc, char **argv)
 		cfg_free(&c);
 		return 0;
 	}
+	if (strcmp(c.command, "print-config") == 0) {
+		cfg_write_documented(stdout);
+		cfg_free(&c);
+		return fflush(stdout) == 0 ? 0 : 1;
+	}
+	if (geteuid() == 0 && !c.allow_root) {
+		fprintf(stderr,
+		    "sagad: refusing to run as root. Run it as an unprivileged user (the\n"
+		    "systemd unit and the container image do), or pass --allow-root\n"
+		    "(SAGAD_ALLOW_ROOT=true) if you must, e.g. in a throwaway VM.\n");
+		cfg_free(&c);
+		return EXIT_CONFIG;
+	}
+	g_running = &c;
+	g_argc = argc;
+	g_argv = argv;
 	slog_init(slog_parse_level(c.log_level), slog_parse_format(c.log_format), NULL);
+	if (c.config[0] != '\0')
+		slog_info(
+		    "settings read from %s (flags and SAGAD_* variables override it)", c.config);
 
 	/* Signals go to one thread; every other thread blocks them. */
 	sigemptyset(&sigs);

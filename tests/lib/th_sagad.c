@@ -338,6 +338,8 @@ sagad_spawn(ths *t, const char *const args[])
 
 	ck_assert_msg(t->sagad <= 0, "sagad is already running");
 	argv[n++] = ths_env_ok("SAGAD_BIN");
+	if (geteuid() == 0)
+		argv[n++] = "--allow-root"; /* CI runs as root; sagad refuses it otherwise */
 	for (size_t i = 0; args != NULL && args[i] != NULL && n < 63; i++)
 		argv[n++] = args[i];
 	argv[n] = NULL;
@@ -350,19 +352,7 @@ sagad_spawn(ths *t, const char *const args[])
 void
 ths_sagad_start_args_ok(ths *t, const char *const args[], int wait_ms)
 {
-	const char *argv[64];
-	size_t n = 0;
-	char mark[64];
-
-	ck_assert_msg(t->sagad <= 0, "sagad is already running");
-	argv[n++] = ths_env_ok("SAGAD_BIN");
-	for (size_t i = 0; args != NULL && args[i] != NULL && n < 63; i++)
-		argv[n++] = args[i];
-	argv[n] = NULL;
-	snprintf(mark, sizeof(mark), "sagad start #%d", ++t->sagad_starts);
-	log_marker(t, mark);
-	t->sagad = th_spawn(argv, NULL, t->sagad_log);
-	ck_assert_msg(t->sagad > 0, "cannot start %s", argv[0]);
+	sagad_spawn(t, args);
 	ck_assert_msg(
 	    ths_wait_ready(t, wait_ms) == 0, "sagad did not come up (log: %s)", t->sagad_log);
 }

@@ -41,6 +41,19 @@ static const struct setting {
 	    "1000" },
 	{ "--max-capacity", "SAGAD_MAX_CAPACITY", 0, offsetof(cfg, max_capacity), "4096", "16" },
 	{ "--readers", "SAGAD_READERS", 0, offsetof(cfg, readers), "2", "4" },
+	{ "--http-listen", "SAGAD_HTTP_LISTEN", 1, offsetof(cfg, http_listen), "",
+	    "http://127.0.0.1:9090" },
+	{ "--breaker-window-ms", "SAGAD_BREAKER_WINDOW_MS", 0, offsetof(cfg, breaker_window_ms),
+	    "10000", "2000" },
+	{ "--breaker-min-calls", "SAGAD_BREAKER_MIN_CALLS", 0, offsetof(cfg, breaker_min_calls),
+	    "20", "3" },
+	{ "--breaker-failure-pct", "SAGAD_BREAKER_FAILURE_PCT", 0,
+	    offsetof(cfg, breaker_failure_pct), "50", "0" },
+	{ "--breaker-cooloff-ms", "SAGAD_BREAKER_COOLOFF_MS", 0, offsetof(cfg, breaker_cooloff_ms),
+	    "5000", "100" },
+	{ "--shutdown-grace-ms", "SAGAD_SHUTDOWN_GRACE_MS", 0, offsetof(cfg, shutdown_grace_ms),
+	    "10000", "0" },
+	{ "--allow-root", "SAGAD_ALLOW_ROOT", 2, offsetof(cfg, allow_root), "false", "true" },
 };
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
 
@@ -52,6 +65,7 @@ clean_env(void)
 {
 	for (size_t i = 0; i < N_SETTINGS; i++)
 		unsetenv(settings[i].env);
+	unsetenv("SAGAD_CONFIG");
 }
 
 static int
@@ -75,7 +89,10 @@ parse(cfg *c, const char *first, ...)
 static void
 value_of(cfg *c, const struct setting *s, char *buf, size_t len)
 {
-	if (s->is_str)
+	if (s->is_str == 2)
+		snprintf(
+		    buf, len, "%s", *(uint32_t *)(void *)((char *)c + s->off) ? "true" : "false");
+	else if (s->is_str)
 		snprintf(buf, len, "%s", *(char **)(void *)((char *)c + s->off));
 	else
 		snprintf(buf, len, "%u", *(uint32_t *)(void *)((char *)c + s->off));
@@ -371,6 +388,207 @@ START_TEST(help_lists_every_setting_with_flag_env_and_default)
 }
 END_TEST
 
+/* Writes text to a fresh temporary file; returns its path (static). */
+static const char *
+write_tmp(const char *text)
+{
+	static char path[64];
+	snprintf(path, sizeof(path), "/tmp/test_config_XXXXXX");
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	return path;
+}
+
+START_TEST(config_file_sets_settings_and_env_and_flags_override_it)
+{
+	cfg c;
+	char arg[128];
+	clean_env();
+	const char *path = write_tmp("# a comment\n"
+				     "\n"
+				     "  readers = 7\n"
+				     "log_level=debug\n"
+				     "db = \"host=/tmp dbname=a # not a comment\"\n"
+				     "max-batch = 10\r\n"
+				     "allow-root = yes\n"
+				     "breaker-cooloff-ms = 250\n");
+	snprintf(arg, sizeof(arg), "--config=%s", path);
+	ck_assert_msg(parse(&c, arg, NULL) == 0, "%s", err);
+	ck_assert_uint_eq(c.readers, 7);
+	ck_assert_str_eq(c.log_level, "debug");
+	ck_assert_str_eq(c.db, "host=/tmp dbname=a # not a comment");
+	ck_assert_uint_eq(c.max_batch, 10);
+	ck_assert_uint_eq(c.allow_root, 1);
+	ck_assert_uint_eq(c.breaker_cooloff_ms, 250);
+	ck_assert_str_eq(c.config, path);
+	cfg_free(&c);
+
+	/* File < env < flag; SAGAD_CONFIG names the file too. */
+	setenv("SAGAD_CONFIG", path, 1);
+	setenv("SAGAD_READERS", "8", 1);
+	ck_assert_msg(parse(&c, "--max-batch", "11", NULL) == 0, "%s", err);
+	ck_assert_uint_eq(c.readers, 8);
+	ck_assert_uint_eq(c.max_batch, 11);
+	ck_assert_str_eq(c.log_level, "debug");
+	cfg_free(&c);
+	clean_env();
+	unlink(path);
+}
+END_TEST
+
+START_TEST(config_file_errors_name_the_file_line_and_setting)
+{
+	static const struct {
+		const char *text, *want;
+	} cases[] = {
+		{ "readers = 2\nbogus = 1\n", ":2: unknown setting \"bogus\"" },
+		{ "\n\nreaders = 0\n", ":3: readers: 0 is out of range (1..64)" },
+		{ "readers\n", ":1: expected `name = value`" },
+		{ "db = \"host=x\n", ":1: db: unterminated quoted value" },
+		{ "allow-root = maybe\n", ":1: allow-root: \"maybe\" is not one of true, false" },
+		{ "config = /etc/other\n", ":1: a config file cannot name another one" },
+		{ "log-level = loud\n", ":1: log-level: \"loud\" is not one of error" },
+	};
+	cfg c;
+	char arg[128];
+	clean_env();
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *path = write_tmp(cases[i].text);
+		snprintf(arg, sizeof(arg), "--config=%s", path);
+		ck_assert_int_ne(parse(&c, arg, NULL), 0);
+		ck_assert_msg(strstr(err, path) != NULL && strstr(err, cases[i].want) != NULL,
+		    "case %zu: got \"%s\", want the path and \"%s\"", i, err, cases[i].want);
+		unlink(path);
+	}
+	ck_assert_int_ne(parse(&c, "--config", "/nonexistent/sagad.conf", NULL), 0);
+	ck_assert_msg(strstr(err, "/nonexistent/sagad.conf: No such file") != NULL, "%s", err);
+}
+END_TEST
+
+static char *
+documented(void)
+{
+	char *text = NULL;
+	size_t n = 0;
+	FILE *f = open_memstream(&text, &n);
+	ck_assert_ptr_nonnull(f);
+	cfg_write_documented(f);
+	fclose(f);
+	return text;
+}
+
+START_TEST(documented_config_lists_every_setting_and_parses_back_to_the_defaults)
+{
+	cfg c, d;
+	char arg[128], want[128], v1[256], v2[256];
+	char *text = documented();
+	clean_env();
+	for (size_t i = 0; i < N_SETTINGS; i++) {
+		snprintf(want, sizeof(want), "\n#%s = ", settings[i].flag + 2);
+		ck_assert_msg(strstr(text, want) != NULL, "%s missing from the documented file",
+		    settings[i].flag);
+		ck_assert_msg(strstr(text, settings[i].env) != NULL, "%s missing", settings[i].env);
+	}
+	ck_assert_ptr_nonnull(strstr(text, "live (SIGHUP)"));
+	ck_assert_ptr_nonnull(strstr(text, "needs a restart"));
+	/* Uncommented, every line is a valid setting at its default. */
+	for (char *p = strstr(text, "\n#"); p != NULL; p = strstr(p + 1, "\n#"))
+		if (p[2] != ' ' && p[2] != '\n')
+			p[1] = ' ';
+	const char *path = write_tmp(text);
+	snprintf(arg, sizeof(arg), "--config=%s", path);
+	ck_assert_msg(parse(&c, arg, NULL) == 0, "%s", err);
+	ck_assert_int_eq(parse(&d, NULL), 0);
+	for (size_t i = 0; i < N_SETTINGS; i++) {
+		value_of(&c, &settings[i], v1, sizeof(v1));
+		value_of(&d, &settings[i], v2, sizeof(v2));
+		ck_assert_msg(strcmp(v1, v2) == 0, "%s: %s from the file, default %s",
+		    settings[i].flag, v1, v2);
+	}
+	cfg_free(&c);
+	cfg_free(&d);
+	unlink(path);
+	free(text);
+}
+END_TEST
+
+START_TEST(shipped_config_file_is_the_documented_one)
+{
+	const char *path = getenv("SAGAD_CONF_SHIPPED");
+	ck_assert_msg(path != NULL, "SAGAD_CONF_SHIPPED not set");
+	FILE *f = fopen(path, "r");
+	ck_assert_msg(f != NULL, "%s", path);
+	char *shipped = calloc(1, 65536);
+	size_t n = fread(shipped, 1, 65535, f);
+	fclose(f);
+	char *text = documented();
+	ck_assert_msg(n == strlen(text) && memcmp(shipped, text, n) == 0,
+	    "%s is out of date: regenerate it with `sagad print-config > %s`", path, path);
+	free(text);
+	free(shipped);
+}
+END_TEST
+
+START_TEST(reload_applies_live_settings_and_names_those_needing_a_restart)
+{
+	cfg run, fresh;
+	char arg[128], changed[256], restart[256];
+	clean_env();
+	const char *path = write_tmp("log-level = info\nreaders = 2\n");
+	snprintf(arg, sizeof(arg), "--config=%s", path);
+	char *argv[] = { "sagad", arg, NULL };
+	ck_assert_int_eq(cfg_parse(&run, 2, argv, err, sizeof(err)), 0);
+
+	FILE *f = fopen(path, "w");
+	fputs("log-level = debug\nreaders = 3\nbreaker-min-calls = 5\n", f);
+	fclose(f);
+	ck_assert_int_eq(cfg_reload(&run, &fresh, 2, argv, changed, sizeof(changed), restart,
+			     sizeof(restart), err, sizeof(err)),
+	    0);
+	ck_assert_str_eq(changed, "log_level,breaker_min_calls");
+	ck_assert_str_eq(restart, "readers");
+	ck_assert_str_eq(fresh.log_level, "debug");
+	cfg_free(&fresh);
+
+	/* A broken file changes nothing and says why. */
+	f = fopen(path, "w");
+	fputs("log-level = loud\n", f);
+	fclose(f);
+	ck_assert_int_ne(cfg_reload(&run, &fresh, 2, argv, changed, sizeof(changed), restart,
+			     sizeof(restart), err, sizeof(err)),
+	    0);
+	ck_assert_ptr_nonnull(strstr(err, "loud"));
+	ck_assert_str_eq(run.log_level, "info");
+	ck_assert(cfg_is_live("log_format") && !cfg_is_live("listen"));
+	cfg_free(&run);
+	unlink(path);
+}
+END_TEST
+
+START_TEST(bool_flag_alone_means_true_and_accepts_the_usual_spellings)
+{
+	cfg c;
+	clean_env();
+	ck_assert_msg(parse(&c, "--allow-root", "run", NULL) == 0, "%s", err);
+	ck_assert_uint_eq(c.allow_root, 1);
+	ck_assert_str_eq(c.command, "run");
+	cfg_free(&c);
+	ck_assert_int_eq(parse(&c, "--allow-root=off", NULL), 0);
+	ck_assert_uint_eq(c.allow_root, 0);
+	cfg_free(&c);
+	setenv("SAGAD_ALLOW_ROOT", "1", 1);
+	ck_assert_int_eq(parse(&c, NULL), 0);
+	ck_assert_uint_eq(c.allow_root, 1);
+	cfg_free(&c);
+	setenv("SAGAD_ALLOW_ROOT", "2", 1);
+	ck_assert_int_ne(parse(&c, NULL), 0);
+	ck_assert_ptr_nonnull(strstr(err, "SAGAD_ALLOW_ROOT"));
+	clean_env();
+}
+END_TEST
+
 int
 main(void)
 {
@@ -390,6 +608,12 @@ main(void)
 	tcase_add_test(tc, command_is_the_first_non_flag_argument);
 	tcase_add_test(tc, help_and_version_flags_set_the_command_even_with_bad_settings);
 	tcase_add_test(tc, help_lists_every_setting_with_flag_env_and_default);
+	tcase_add_test(tc, config_file_sets_settings_and_env_and_flags_override_it);
+	tcase_add_test(tc, config_file_errors_name_the_file_line_and_setting);
+	tcase_add_test(tc, documented_config_lists_every_setting_and_parses_back_to_the_defaults);
+	tcase_add_test(tc, shipped_config_file_is_the_documented_one);
+	tcase_add_test(tc, reload_applies_live_settings_and_names_those_needing_a_restart);
+	tcase_add_test(tc, bool_flag_alone_means_true_and_accepts_the_usual_spellings);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
