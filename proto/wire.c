@@ -311,6 +311,107 @@ wire_uuid_v7(uint8_t out[16])
 	out[8] = (uint8_t)(0x80 | (out[8] & 0x3f)); /* variant 10 */
 }
 
+/* ---- trace context ----------------------------------------------------- */
+
+static int
+hex_bytes(const char *s, uint8_t *out, size_t n)
+{
+	int any = 0;
+	for (size_t i = 0; i < n; i++) {
+		int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+		/* upper case is invalid in a traceparent */
+		if (hi < 0 || lo < 0 || (s[2 * i] >= 'A' && s[2 * i] <= 'F') ||
+		    (s[2 * i + 1] >= 'A' && s[2 * i + 1] <= 'F'))
+			return -1;
+		out[i] = (uint8_t)(hi << 4 | lo);
+		any |= out[i];
+	}
+	return any ? 0 : 1; /* 1: all zero */
+}
+
+int
+wire_trace_parse(const char *s, wire_trace *out)
+{
+	uint8_t ver;
+	size_t len;
+	if (s == NULL)
+		return SAGA_EINVAL;
+	len = strlen(s);
+	if (len < WIRE_TRACEPARENT_LEN || s[2] != '-' || s[35] != '-' || s[52] != '-')
+		return SAGA_EINVAL;
+	if (hex_bytes(s, &ver, 1) < 0 || ver == 0xff)
+		return SAGA_EINVAL;
+	/* Version 00 is exactly 55 characters; a later one may append fields
+	 * after a dash, which are ignored. */
+	if ((ver == 0 && len != WIRE_TRACEPARENT_LEN) ||
+	    (len > WIRE_TRACEPARENT_LEN && s[WIRE_TRACEPARENT_LEN] != '-'))
+		return SAGA_EINVAL;
+	if (hex_bytes(s + 3, out->trace_id, 16) != 0 || hex_bytes(s + 36, out->parent_id, 8) != 0 ||
+	    hex_bytes(s + 53, &out->flags, 1) < 0)
+		return SAGA_EINVAL;
+	return 0;
+}
+
+static void
+to_hex(const uint8_t *b, size_t n, char *out)
+{
+	static const char hx[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = hx[b[i] >> 4];
+		out[2 * i + 1] = hx[b[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+void
+wire_trace_format(const wire_trace *t, char out[WIRE_TRACEPARENT_LEN + 1])
+{
+	memcpy(out, "00-", 3);
+	to_hex(t->trace_id, 16, out + 3);
+	out[35] = '-';
+	to_hex(t->parent_id, 8, out + 36);
+	out[52] = '-';
+	to_hex(&t->flags, 1, out + 53);
+}
+
+void
+wire_trace_id_hex(const wire_trace *t, char out[33])
+{
+	to_hex(t->trace_id, 16, out);
+}
+
+void
+wire_trace_child(const wire_trace *t, uint64_t salt, wire_trace *child)
+{
+	uint64_t x = 0;
+	memcpy(&x, t->parent_id, 8);
+	x ^= salt * 0x9e3779b97f4a7c15ULL;
+	/* splitmix64's finaliser: every input bit moves every output bit. */
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	x ^= x >> 31;
+	if (x == 0)
+		x = 1;
+	memcpy(child->trace_id, t->trace_id, 16);
+	memcpy(child->parent_id, &x, 8);
+	child->flags = t->flags;
+}
+
+void
+wire_trace_new(const uint8_t id[16], wire_trace *out)
+{
+	memcpy(out->trace_id, id, 16);
+	if (getrandom(out->parent_id, 8, 0) != 8) {
+		uint64_t x = (uint64_t)wire_now_us() ^ (uint64_t)getpid() << 40;
+		memcpy(out->parent_id, &x, 8);
+	}
+	if (out->parent_id[0] == 0)
+		out->parent_id[0] = 1; /* never all zero */
+	out->flags = 0x01;             /* sampled: sagad starts the trace */
+}
+
 /* ---- time, errors, text ------------------------------------------------ */
 
 int64_t

@@ -55,6 +55,28 @@ int wire_uuid_parse(const char *s, uint8_t out[16]);
 /* A version 7 (time-ordered) UUID: new sagas sort by creation in btrees. */
 void wire_uuid_v7(uint8_t out[16]);
 
+/* W3C trace context (https://www.w3.org/TR/trace-context/): the
+ * traceparent header "00-<32 hex trace id>-<16 hex parent id>-<2 hex
+ * flags>", lower-case. */
+#define WIRE_TRACEPARENT_LEN 55
+typedef struct wire_trace {
+	uint8_t trace_id[16];
+	uint8_t parent_id[8];
+	uint8_t flags;
+} wire_trace;
+/* Returns 0 if s is a valid traceparent (version 00, or a later version
+ * read as 00 as the spec asks; all-zero ids and version ff refused), else
+ * SAGA_EINVAL. */
+int wire_trace_parse(const char *s, wire_trace *out);
+void wire_trace_format(const wire_trace *t, char out[WIRE_TRACEPARENT_LEN + 1]);
+/* The trace id alone as 32 hex digits + NUL. */
+void wire_trace_id_hex(const wire_trace *t, char out[33]);
+/* Same trace and flags, parent id derived from t's and salt: stable for
+ * the same inputs, never zero. */
+void wire_trace_child(const wire_trace *t, uint64_t salt, wire_trace *child);
+/* A new trace: trace id `id` (a saga's UUID), random parent id, sampled. */
+void wire_trace_new(const uint8_t id[16], wire_trace *out);
+
 /* Wall-clock microseconds since the Unix epoch; monotonic milliseconds. */
 int64_t wire_now_us(void);
 int64_t wire_mono_ms(void);

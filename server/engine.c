@@ -98,12 +98,42 @@ struct eng_saga {
 	tq_node dl;          /* its deadline timer, while running */
 	eng_event *ev;       /* its history, oldest first */
 	uint32_t n_ev, cap_ev;
+	wire_trace trace; /* its W3C trace context (given at start or made there) */
 	eng_step *steps;
 	waiter *waiters;       /* start requests answered at its first commit */
 	waiter *final_waiters; /* wait requests answered once final and durable */
 	eng_saga *hnext;       /* id hash chain */
 	eng_saga *knext;       /* idempotency-key hash chain */
 };
+
+/* A log line about saga s (and its step ds, attempt, when not NULL/0),
+ * carrying the saga's trace id. The level is checked before anything is
+ * formatted. */
+#define elog(lvl, s, ds, attempt, ...)                                        \
+	do {                                                                  \
+		if ((lvl) <= slog_level)                                      \
+			elog_write((lvl), (s), (ds), (attempt), __VA_ARGS__); \
+	} while (0)
+
+static void elog_write(int level, const eng_saga *s, const defn_step *ds, uint32_t attempt,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void
+elog_write(
+    int level, const eng_saga *s, const defn_step *ds, uint32_t attempt, const char *fmt, ...)
+{
+	char tid[33];
+	va_list ap;
+	wire_trace_id_hex(&s->trace, tid);
+	slog_ctx c = { .saga = s->ids,
+		.step = ds != NULL ? ds->name : NULL,
+		.participant = ds != NULL ? ds->participant : NULL,
+		.attempt = attempt,
+		.trace = tid };
+	va_start(ap, fmt);
+	slog_vwrite(level, &c, fmt, ap);
+	va_end(ap);
+}
 
 /* ---- post-commit work ------------------------------------------------------ */
 
@@ -506,6 +536,9 @@ pack_steps(const eng_saga *s, uint8_t **out, size_t *len)
 	m.steps = pp;
 	m.next_seq = s->next_seq;
 	m.deadline_us = s->deadline_us;
+	char tp[WIRE_TRACEPARENT_LEN + 1];
+	wire_trace_format(&s->trace, tp);
+	m.traceparent = tp;
 	Sagawire__Event evs[HISTORY_MAX], *evp[HISTORY_MAX];
 	for (uint32_t i = 0; i < s->n_ev; i++) {
 		sagawire__event__init(&evs[i]);
@@ -672,8 +705,7 @@ start_action(eng_saga *s, eng_step *st)
 	event(s, EV(ATTEMPT), st, st->attempts, "%s", "");
 	owe_dispatch(st, KIND_ACTION);
 	saga_touch(s);
-	slog_saga(SLOG_DEBUG, s->ids, s->def->steps[st->idx].name, "dispatch action attempt %u",
-	    st->attempts);
+	elog(SLOG_DEBUG, s, &s->def->steps[st->idx], st->attempts, "dispatch action");
 }
 
 static void
@@ -695,8 +727,7 @@ start_compensation(eng_saga *s, eng_step *st)
 	event(s, EV(COMP_ATTEMPT), st, st->comp_attempts, "%s", ds->compensation);
 	owe_dispatch(st, KIND_COMP);
 	saga_touch(s);
-	slog_saga(SLOG_DEBUG, s->ids, ds->name, "dispatch compensation %s attempt %u",
-	    ds->compensation, st->comp_attempts);
+	elog(SLOG_DEBUG, s, ds, st->comp_attempts, "dispatch compensation %s", ds->compensation);
 }
 
 /* Takes a step out of the connection it is in flight on. */
@@ -749,7 +780,7 @@ begin_compensation(eng_saga *s)
 		}
 	}
 	event(s, EV(COMPENSATING), NULL, 0, "%s", s->error ? s->error : "");
-	slog_saga(SLOG_INFO, s->ids, NULL, "compensating: %s", s->error ? s->error : "");
+	elog(SLOG_INFO, s, NULL, 0, "compensating: %s", s->error ? s->error : "");
 }
 
 static bool
@@ -778,13 +809,13 @@ finish_saga(eng_saga *s, uint8_t state)
 						   : &ds->parked) += 1;
 	if (state == SS(COMPLETED)) {
 		event(s, EV(COMPLETED), NULL, 0, "%s", "");
-		slog_saga(SLOG_INFO, s->ids, NULL, "completed");
+		elog(SLOG_INFO, s, NULL, 0, "completed");
 	} else if (state == SS(COMPENSATED)) {
 		event(s, EV(COMPENSATED), NULL, 0, "%s", "");
-		slog_saga(SLOG_INFO, s->ids, NULL, "compensated");
+		elog(SLOG_INFO, s, NULL, 0, "compensated");
 	} else {
 		event(s, EV(PARKED), NULL, 0, "%s", s->error ? s->error : "");
-		slog_saga(SLOG_WARN, s->ids, NULL, "parked: %s", s->error ? s->error : "");
+		elog(SLOG_WARN, s, NULL, 0, "parked: %s", s->error ? s->error : "");
 	}
 }
 
@@ -901,7 +932,7 @@ apply_outcome(eng_saga *s, eng_step *st, uint8_t kind, int outcome, const uint8_
 				event(s, EV(SUCCEEDED), st, st->attempts, "%zu bytes of result",
 				    out_len);
 				saga_touch(s);
-				slog_saga(SLOG_DEBUG, s->ids, ds->name, "action succeeded");
+				elog(SLOG_DEBUG, s, ds, 0, "action succeeded");
 				advance(s);
 				return;
 			}
@@ -914,8 +945,7 @@ apply_outcome(eng_saga *s, eng_step *st, uint8_t kind, int outcome, const uint8_
 			set_error(&s->error, "step %s failed: %s", ds->name, st->last_error);
 			event(s, EV(FAILED), st, st->attempts, "business failure: %s",
 			    st->last_error);
-			slog_saga(
-			    SLOG_INFO, s->ids, ds->name, "business failure: %s", st->last_error);
+			elog(SLOG_INFO, s, ds, 0, "business failure: %s", st->last_error);
 		} else if (s->state == SS(RUNNING) && st->attempts < ds->retry.max_attempts) {
 			uint32_t delay = backoff_ms(&ds->retry, st->attempts);
 			st->state = ST(RETRY_WAIT);
@@ -923,9 +953,8 @@ apply_outcome(eng_saga *s, eng_step *st, uint8_t kind, int outcome, const uint8_
 			step_timer(st, T_RETRY, KIND_ACTION, now_ms() + delay);
 			event(s, EV(ATTEMPT_FAILED), st, st->attempts, "%s; retry in %u ms",
 			    st->last_error, delay);
-			slog_saga(SLOG_INFO, s->ids, ds->name,
-			    "attempt %u failed: %s; retry in %u ms", st->attempts, st->last_error,
-			    delay);
+			elog(SLOG_INFO, s, ds, st->attempts, "attempt failed: %s; retry in %u ms",
+			    st->last_error, delay);
 		} else {
 			st->state = ST(FAILED);
 			st->uncertain = true;
@@ -935,8 +964,8 @@ apply_outcome(eng_saga *s, eng_step *st, uint8_t kind, int outcome, const uint8_
 				    ds->name, st->attempts, st->last_error);
 			event(s, EV(FAILED), st, st->attempts, "failed after %u attempts: %s",
 			    st->attempts, st->last_error);
-			slog_saga(SLOG_INFO, s->ids, ds->name, "failed after %u attempts: %s",
-			    st->attempts, st->last_error);
+			elog(SLOG_INFO, s, ds, 0, "failed after %u attempts: %s", st->attempts,
+			    st->last_error);
 		}
 		saga_touch(s);
 		advance(s);
@@ -948,7 +977,7 @@ apply_outcome(eng_saga *s, eng_step *st, uint8_t kind, int outcome, const uint8_
 		st->comp_finished_us = now;
 		event(s, EV(COMPENSATED_STEP), st, st->comp_attempts, "%s", ds->compensation);
 		saga_touch(s);
-		slog_saga(SLOG_DEBUG, s->ids, ds->name, "compensated");
+		elog(SLOG_DEBUG, s, ds, 0, "compensated");
 		advance(s);
 		return;
 	}
@@ -962,9 +991,8 @@ apply_outcome(eng_saga *s, eng_step *st, uint8_t kind, int outcome, const uint8_
 		step_timer(st, T_RETRY, KIND_COMP, now_ms() + delay);
 		event(s, EV(COMP_ATTEMPT_FAILED), st, st->comp_attempts, "%s; retry in %u ms",
 		    st->last_error, delay);
-		slog_saga(SLOG_INFO, s->ids, ds->name,
-		    "compensation attempt %u failed: %s; retry in %u ms", st->comp_attempts,
-		    st->last_error, delay);
+		elog(SLOG_INFO, s, ds, st->comp_attempts,
+		    "compensation attempt failed: %s; retry in %u ms", st->last_error, delay);
 	} else {
 		st->state = ST(COMP_FAILED);
 		st->comp_finished_us = now;
@@ -998,9 +1026,16 @@ item_step(const relay_item *it, eng_saga **sp)
 	return st;
 }
 
+/* Text a Dispatch points into while it is packed. The key is
+ * "<36-char id>/<step name, at most 128>/compensation". */
+typedef struct dispatch_text {
+	char key[WIRE_UUID_STRLEN + 128 + 16];
+	char traceparent[WIRE_TRACEPARENT_LEN + 1];
+} dispatch_text;
+
 static void
-fill_dispatch(Sagawire__Dispatch *d, eng_saga *s, eng_step *st, uint8_t kind, char *keybuf,
-    size_t keylen, Sagawire__StepResult *res, Sagawire__StepResult **resp)
+fill_dispatch(Sagawire__Dispatch *d, eng_saga *s, eng_step *st, uint8_t kind, dispatch_text *txt,
+    Sagawire__StepResult *res, Sagawire__StepResult **resp)
 {
 	const defn_step *ds = &s->def->steps[st->idx];
 	sagawire__dispatch__init(d);
@@ -1012,9 +1047,16 @@ fill_dispatch(Sagawire__Dispatch *d, eng_saga *s, eng_step *st, uint8_t kind, ch
 	d->rpc = kind == KIND_ACTION ? ds->name : ds->compensation;
 	d->kind = (Sagawire__StepKind)kind;
 	d->attempt = kind == KIND_ACTION ? st->attempts : st->comp_attempts;
-	snprintf(keybuf, keylen, "%s/%s/%s", s->ids, ds->name,
+	snprintf(txt->key, sizeof(txt->key), "%s/%s/%s", s->ids, ds->name,
 	    kind == KIND_ACTION ? "action" : "compensation");
-	d->idempotency_key = keybuf;
+	d->idempotency_key = txt->key;
+	/* The parent id names this attempt: a redelivery of it carries the
+	 * same one, another attempt or the compensation another. */
+	wire_trace child;
+	wire_trace_child(
+	    &s->trace, (uint64_t)st->idx << 40 | (uint64_t)kind << 32 | d->attempt, &child);
+	wire_trace_format(&child, txt->traceparent);
+	d->traceparent = txt->traceparent;
 	d->timeout_ms = kind == KIND_ACTION ? ds->timeout_ms : ds->comp_timeout_ms;
 	d->input.data = s->input;
 	d->input.len = s->input_len;
@@ -1068,7 +1110,7 @@ pump(relay_part *p)
 			room = MAXB;
 		Sagawire__Dispatch *ds = calloc(room, sizeof(*ds));
 		Sagawire__Dispatch **dp = calloc(room, sizeof(*dp));
-		char(*keys)[128] = calloc(room, 128);
+		dispatch_text *keys = calloc(room, sizeof(*keys));
 		Sagawire__StepResult *res =
 		    calloc((size_t)room * (DEFN_MAX_STEPS + 1), sizeof(*res));
 		Sagawire__StepResult **resp =
@@ -1094,7 +1136,7 @@ pump(relay_part *p)
 			eng_step *st = item_step(&it, &s);
 			if (st == NULL)
 				continue;
-			fill_dispatch(&ds[n], s, st, it.kind, keys[n], sizeof(keys[n]),
+			fill_dispatch(&ds[n], s, st, it.kind, &keys[n],
 			    &res[(size_t)n * (DEFN_MAX_STEPS + 1)],
 			    &resp[(size_t)n * (DEFN_MAX_STEPS + 1)]);
 			size_t sz = sagawire__dispatch__get_packed_size(&ds[n]);
@@ -1265,6 +1307,16 @@ handle_start(rpc_req *r)
 		    q->input.len, E.cfg->max_message_bytes);
 		return;
 	}
+	wire_trace given;
+	bool has_trace = q->traceparent[0] != '\0';
+	if (has_trace && wire_trace_parse(q->traceparent, &given) != 0) {
+		rpc_reply_error(r, SAGA_EINVAL,
+		    "start: traceparent \"%.64s\" is not a W3C traceparent "
+		    "(00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>, lower case); leave it "
+		    "empty and sagad starts a trace",
+		    q->traceparent);
+		return;
+	}
 	const defn_saga *def = registry_get(q->definition, q->version);
 	if (def == NULL) {
 		if (q->version && registry_get(q->definition, 0))
@@ -1319,6 +1371,10 @@ handle_start(rpc_req *r)
 		goto nomem;
 	wire_uuid_v7(s->id);
 	wire_uuid_format(s->id, s->ids);
+	if (has_trace)
+		s->trace = given;
+	else
+		wire_trace_new(s->id, &s->trace); /* trace id = saga id: easy to find */
 	s->state = SS(RUNNING);
 	s->created_us = s->updated_us = wire_now_us();
 	if (has_key && (s->idem_key = strdup(q->idempotency_key)) == NULL)
@@ -1353,7 +1409,7 @@ handle_start(rpc_req *r)
 	named_stat *dst = stat_of(def_stats, &n_def_stats, def->name);
 	if (dst)
 		dst->started++;
-	slog_saga(SLOG_INFO, s->ids, NULL, "started %s v%u", def->name, def->version);
+	elog(SLOG_INFO, s, NULL, 0, "started %s v%u", def->name, def->version);
 	saga_touch(s);
 	advance(s);
 	return;
@@ -1549,7 +1605,7 @@ handle_report(rpc_req *r)
 		const defn_step *ds = &s->def->steps[st->idx];
 		uint8_t kind = (uint8_t)res->kind;
 		if (who == NULL || strcmp(who, ds->participant) != 0) {
-			slog_saga(SLOG_WARN, s->ids, ds->name,
+			elog(SLOG_WARN, s, ds, 0,
 			    "result from '%s' for a step of participant '%s' ignored",
 			    who ? who : "?", ds->participant);
 			ignored++;
@@ -1566,8 +1622,7 @@ handle_report(rpc_req *r)
 		if (oc != SAGAWIRE__OUTCOME__OUTCOME_SUCCESS &&
 		    oc != SAGAWIRE__OUTCOME__OUTCOME_RETRY &&
 		    oc != SAGAWIRE__OUTCOME__OUTCOME_FAIL) {
-			slog_saga(SLOG_WARN, s->ids, ds->name,
-			    "result with invalid outcome %d ignored", oc);
+			elog(SLOG_WARN, s, ds, 0, "result with invalid outcome %d ignored", oc);
 			ignored++;
 			continue;
 		}
@@ -1713,7 +1768,7 @@ operate(rpc_req *r, eng_saga *s)
 		rpc_reply_error(r, SAGA_EINVAL, "unknown operation %d", (int)q->op);
 		return -1;
 	}
-	slog_saga(SLOG_WARN, s->ids, ds->name, "operator: %s%s%s",
+	elog(SLOG_WARN, s, ds, 0, "operator: %s%s%s",
 	    q->op == SAGAWIRE__OPERATION__OP_RETRY_STEP ? "retry" : "skip", *reason ? ": " : "",
 	    reason);
 	advance(s);
@@ -1953,7 +2008,7 @@ handle_committed(store_batch *b)
 				free(w);
 			}
 			s->final_waiters = NULL;
-			slog_saga(SLOG_INFO, s->ids, NULL,
+			elog(SLOG_INFO, s, NULL, 0,
 			    "idempotency key already used by saga %s: not started", ex);
 			/* Its owed dispatches find no saga and are skipped. */
 			saga_unlink(s);
@@ -2071,7 +2126,7 @@ fire(tq_node *t)
 		int64_t over_ms = (s->deadline_us - s->created_us) / 1000;
 		set_error(&s->error, "deadline exceeded: not completed within %lld ms of its start",
 		    (long long)over_ms);
-		slog_saga(SLOG_INFO, s->ids, NULL, "deadline of %lld ms passed: compensating",
+		elog(SLOG_INFO, s, NULL, 0, "deadline of %lld ms passed: compensating",
 		    (long long)over_ms);
 		begin_compensation(s);
 		saga_touch(s);
@@ -2102,7 +2157,7 @@ fire(tq_node *t)
 		snprintf(why, sizeof(why), "timed out after %u ms (attempt %u)",
 		    t->kind == KIND_ACTION ? ds->timeout_ms : ds->comp_timeout_ms,
 		    t->kind == KIND_ACTION ? st->attempts : st->comp_attempts);
-		slog_saga(SLOG_INFO, s->ids, ds->name, "%s %s",
+		elog(SLOG_INFO, s, ds, 0, "%s %s",
 		    t->kind == KIND_ACTION ? "action" : "compensation", why);
 		note_latency(ds, st);
 		apply_outcome(s, st, t->kind, SAGAWIRE__OUTCOME__OUTCOME_RETRY, NULL, 0, why);
@@ -2162,6 +2217,8 @@ load_one(const store_saga *row, void *arg)
 	s->updated_us = row->updated_us;
 	s->next_seq = ss->next_seq ? ss->next_seq : 1;
 	s->deadline_us = ss->deadline_us;
+	if (ss->traceparent == NULL || wire_trace_parse(ss->traceparent, &s->trace) != 0)
+		wire_trace_new(s->id, &s->trace); /* a row from before trace context */
 	if (ss->n_events > 0) {
 		size_t ne = ss->n_events < HISTORY_MAX ? ss->n_events : HISTORY_MAX;
 		if ((s->ev = calloc(ne, sizeof(*s->ev))) == NULL)

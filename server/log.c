@@ -231,6 +231,25 @@ write_all(int fd, const char *buf, size_t len)
 void
 slog_write(int level, const char *saga, const char *step, const char *fmt, ...)
 {
+	slog_ctx c = { .saga = saga, .step = step };
+	va_list ap;
+	va_start(ap, fmt);
+	slog_vwrite(level, &c, fmt, ap);
+	va_end(ap);
+}
+
+void
+slog_write_ctx(int level, const slog_ctx *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	slog_vwrite(level, c, fmt, ap);
+	va_end(ap);
+}
+
+void
+slog_vwrite(int level, const slog_ctx *c, const char *fmt, va_list ap)
+{
 	char msg[MSG_MAX + 1];
 	char line[LINE_MAX_BYTES + MARK_MAX + 8];
 	char mark[MARK_MAX];
@@ -238,7 +257,7 @@ slog_write(int level, const char *saga, const char *step, const char *fmt, ...)
 	int n, json, cut = 0;
 	struct timespec ts;
 	struct tm tm;
-	va_list ap;
+	va_list aq;
 
 	if (level > slog_level)
 		return;
@@ -248,9 +267,9 @@ slog_write(int level, const char *saga, const char *step, const char *fmt, ...)
 		level = SLOG_DEBUG;
 	json = atomic_load(&log_format) == SLOG_JSON;
 
-	va_start(ap, fmt);
-	n = vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
+	va_copy(aq, ap);
+	n = vsnprintf(msg, sizeof(msg), fmt, aq);
+	va_end(aq);
 	if (n < 0) {
 		msg[0] = '\0';
 		n = 0;
@@ -286,10 +305,19 @@ slog_write(int level, const char *saga, const char *step, const char *fmt, ...)
 		put(line, &pos, LINE_MAX_BYTES, " level=");
 		put(line, &pos, LINE_MAX_BYTES, level_names[level]);
 	}
-	if (saga != NULL)
-		put_field(line, &pos, LINE_MAX_BYTES, "saga", saga, json);
-	if (step != NULL)
-		put_field(line, &pos, LINE_MAX_BYTES, "step", step, json);
+	if (c != NULL && c->saga != NULL)
+		put_field(line, &pos, LINE_MAX_BYTES, "saga", c->saga, json);
+	if (c != NULL && c->step != NULL)
+		put_field(line, &pos, LINE_MAX_BYTES, "step", c->step, json);
+	if (c != NULL && c->participant != NULL)
+		put_field(line, &pos, LINE_MAX_BYTES, "participant", c->participant, json);
+	if (c != NULL && c->attempt != 0) {
+		char ab[16];
+		snprintf(ab, sizeof(ab), "%u", c->attempt);
+		put_field(line, &pos, LINE_MAX_BYTES, "attempt", ab, json);
+	}
+	if (c != NULL && c->trace != NULL)
+		put_field(line, &pos, LINE_MAX_BYTES, "trace_id", c->trace, json);
 	put(line, &pos, LINE_MAX_BYTES, json ? ",\"msg\":\"" : " msg=\"");
 	if (escape(line, &pos, LINE_MAX_BYTES, msg, mlen, json))
 		cut = 1;

@@ -7,6 +7,8 @@
 #ifndef SAGAD_LOG_H
 #define SAGAD_LOG_H
 
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 
 enum slog_level { SLOG_ERROR = 0, SLOG_WARN = 1, SLOG_INFO = 2, SLOG_DEBUG = 3 };
@@ -26,6 +28,22 @@ int slog_parse_format(const char *s);
  * each line is written with one write(2). */
 void slog_write(int level, const char *saga, const char *step, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* What a line is about; every field may be NULL (0) and is then omitted.
+ * Lines about a saga carry its id and W3C trace id, so one grep (or a log
+ * pipeline joining on trace_id) finds everything a saga did. */
+typedef struct slog_ctx {
+	const char *saga;
+	const char *step;
+	const char *participant;
+	uint32_t attempt;
+	const char *trace; /* the saga's trace id, 32 hex digits */
+} slog_ctx;
+
+void slog_write_ctx(int level, const slog_ctx *c, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void slog_vwrite(int level, const slog_ctx *c, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 #define slog(lvl, ...)                                              \
 	do {                                                        \

@@ -78,6 +78,7 @@ build_info(const store_saga *s, get_ctx *g)
 	g->info.input.len = s->input_len;
 	g->info.error = (char *)s->error;
 	g->info.deadline_us = g->stored->deadline_us;
+	g->info.traceparent = g->stored->traceparent;
 	g->info.n_events = g->stored->n_events;
 	g->info.events = g->stored->events;
 	uint32_t n = g->def->n_steps;

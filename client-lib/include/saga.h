@@ -187,6 +187,10 @@ typedef struct saga_start_opts {
 	uint32_t deadline_ms;        /* 0 = the definition's (sagaspec.saga).deadline_ms, if
 	                                any. Past it the saga stops going forward and
 	                                compensates. */
+	const char *traceparent;     /* W3C trace context of the caller
+	                                ("00-<32 hex>-<16 hex>-<2 hex>"), so the saga joins the
+	                                caller's trace; NULL or "" = sagad starts a trace whose
+	                                trace id is the saga id. Every dispatch carries it. */
 } saga_start_opts;
 
 /* Starts a saga of `definition` with `input` (may be NULL if len is 0).
@@ -260,6 +264,7 @@ typedef struct saga_info {
 	size_t input_len;
 	size_t n_steps;
 	saga_step_info *steps; /* in definition order */
+	char *traceparent;     /* the W3C trace context the saga runs in */
 } saga_info;
 
 /* Full status of one saga. SAGA_ENOTFOUND if there is no such saga. */
@@ -390,6 +395,11 @@ typedef struct saga_step {
 	size_t n_results;
 	const saga_step_result *results; /* results of the steps this one depends on;
 	                                           a compensation also gets its own step's result */
+	const char *traceparent; /* W3C trace context for this attempt: the saga's trace id and
+	                            flags, and a parent id naming the attempt. Start the
+	                            handler's span as its child and the participant's
+	                            tracing joins the saga's trace. "" if sagad sent none
+	                            (or one that is not valid). */
 } saga_step;
 
 /* Look up the result of a named earlier step; NULL if not present. */

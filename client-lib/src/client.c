@@ -435,6 +435,7 @@ saga_info_free(saga_info *info)
 	free(info->idempotency_key);
 	free(info->business_key);
 	free(info->error);
+	free(info->traceparent);
 	free(info->input);
 	for (size_t i = 0; i < info->n_steps; i++)
 		step_info_clear(&info->steps[i]);
@@ -514,6 +515,7 @@ info_from_wire(saga_client *c, const Sagawire__SagaInfo *w, saga_info **out)
 		0 ||
 	    (rv = dup_wire_str(c, w->business_key, "business key", &info->business_key)) != 0 ||
 	    (rv = dup_wire_str(c, w->error, "error", &info->error)) != 0 ||
+	    (rv = dup_wire_str(c, w->traceparent, "traceparent", &info->traceparent)) != 0 ||
 	    (rv = dup_wire_bytes(c, w->input, &info->input, &info->input_len)) != 0)
 		goto fail;
 	if (w->n_steps > 0) {
@@ -651,7 +653,8 @@ start_call(saga_client *c, const char *definition, const void *input, size_t len
 	if ((rv = check_arg(c, definition, "the definition name", 1)) != SAGA_OK ||
 	    (opts != NULL &&
 		((rv = check_arg(c, opts->idempotency_key, "the idempotency key", 0)) != 0 ||
-		    (rv = check_arg(c, opts->business_key, "the business key", 0)) != 0)))
+		    (rv = check_arg(c, opts->business_key, "the business key", 0)) != 0 ||
+		    (rv = check_arg(c, opts->traceparent, "the traceparent", 0)) != 0)))
 		return rv;
 	body.definition = (char *)definition;
 	body.input.data = (uint8_t *)input;
@@ -664,6 +667,8 @@ start_call(saga_client *c, const char *definition, const void *input, size_t len
 			body.idempotency_key = (char *)opts->idempotency_key;
 		if (opts->business_key != NULL)
 			body.business_key = (char *)opts->business_key;
+		if (opts->traceparent != NULL)
+			body.traceparent = (char *)opts->traceparent;
 	}
 	req.body_case = SAGAWIRE__REQUEST__BODY_START;
 	req.start = &body;

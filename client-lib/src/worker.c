@@ -562,6 +562,14 @@ batch_release_locked(sl_batch *b)
  * (NULL only when out of memory: the step then times out in sagad and is
  * retried).
  */
+/* A traceparent worth handing to the handler's tracer. */
+static int
+trace_ok(const char *tp)
+{
+	wire_trace t;
+	return tp != NULL && wire_trace_parse(tp, &t) == 0;
+}
+
 static sl_result *
 run_job(saga_worker *w, const Sagawire__Dispatch *d)
 {
@@ -595,6 +603,7 @@ run_job(saga_worker *w, const Sagawire__Dispatch *d)
 			.input_len = d->input.len,
 			.n_results = d->n_results,
 			.results = results,
+			.traceparent = trace_ok(d->traceparent) ? d->traceparent : "",
 		};
 		const sl_handler *h = find_handler(w, d->kind, d->rpc);
 		if (h == NULL) {

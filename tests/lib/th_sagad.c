@@ -637,6 +637,9 @@ parse_line(char *s, ths_jline *l)
 		case 7:
 			l->t1_us = strtoll(tok, NULL, 10);
 			break;
+		case 8:
+			snprintf(l->traceparent, sizeof(l->traceparent), "%s", tok);
+			break;
 		default: {
 			char *eq = strchr(tok, '=');
 			if (eq == NULL || l->n_deps == THS_MAX_DEPS)
@@ -648,7 +651,7 @@ parse_line(char *s, ths_jline *l)
 		}
 		}
 	}
-	return field >= 8 ? 0 : -1;
+	return field >= 9 ? 0 : -1;
 }
 
 ths_journal *

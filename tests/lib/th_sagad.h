@@ -119,6 +119,7 @@ typedef struct ths_jline {
 	char instance[64];
 	char outcome[16];       /* ok retry fail crash */
 	long long t0_us, t1_us; /* handler entry, decision */
+	char traceparent[64];   /* as the handler got it; "-" if none */
 	size_t n_deps;
 	char dep_step[THS_MAX_DEPS][64];
 	char dep_val[THS_MAX_DEPS][128];

@@ -36,10 +36,12 @@
  * reply is made, so lines survive kill -9, processes never interleave and
  * journal order is the order in which outcomes were decided:
  *
- *   <saga_id> <a|c> <rpc> <attempt> <instance> <outcome> <start_us> <end_us> [<step>=<result>...]
+ *   <saga_id> <a|c> <rpc> <attempt> <instance> <outcome> <start_us> <end_us> <traceparent>
+ *   [<step>=<result>...]
  *
  * outcome is ok, retry, fail or crash; start_us/end_us are the handler's
- * wall-clock entry and decision times (unix microseconds); then one
+ * wall-clock entry and decision times (unix microseconds); the W3C
+ * traceparent libsaga handed the handler (- if none); then one
  * <step>=<result bytes> per result the dispatch carried (dependencies'
  * results; for a compensation also the step's own result). Result bytes
  * outside printable ASCII (and spaces) are written as '?'.
@@ -206,9 +208,9 @@ journal(const saga_step *s, const char *outcome, int64_t t0, int64_t t1)
 	char line[8192];
 	size_t pos = 0;
 
-	appendf(line, sizeof(line), &pos, "%s %c %s %u %s %s %lld %lld", s->saga_id,
+	appendf(line, sizeof(line), &pos, "%s %c %s %u %s %s %lld %lld %s", s->saga_id,
 	    s->kind == SAGA_COMPENSATION ? 'c' : 'a', s->rpc, s->attempt, P.instance, outcome,
-	    (long long)t0, (long long)t1);
+	    (long long)t0, (long long)t1, s->traceparent[0] ? s->traceparent : "-");
 	for (size_t i = 0; i < s->n_results; i++) {
 		appendf(line, sizeof(line), &pos, " %s=", s->results[i].step);
 		append_clean(line, sizeof(line) - 1, &pos, s->results[i].data, s->results[i].len);
