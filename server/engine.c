@@ -172,6 +172,7 @@ static struct {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool stop;
+	bool closed; /* engine_run() returned: no event may start a batch any more */
 	int64_t stop_until_ms; /* shutdown: wait for in-flight outcomes until then */
 	uint32_t grace_ms;     /* shutdown_grace_ms, changed by engine_reload() */
 
@@ -1805,6 +1806,11 @@ void
 engine_operate_loaded(rpc_req *r, const store_saga *row)
 {
 	pthread_mutex_lock(&E.mu);
+	if (E.closed) {
+		rpc_reply_error(r, SAGA_ECLOSED, "sagad is shutting down");
+		pthread_mutex_unlock(&E.mu);
+		return;
+	}
 	eng_saga *s = saga_find(row->id);
 	bool loaded = false;
 	if (s == NULL) {
@@ -2330,7 +2336,11 @@ void
 engine_submit(rpc_req *r)
 {
 	pthread_mutex_lock(&E.mu);
-	if (E.stop && r->req->body_case == SAGAWIRE__REQUEST__BODY_START)
+	/* Once closed, a late report is refused too: nothing would commit
+	 * it. The participant sends it again to the next sagad, or the step
+	 * is dispatched again there (it is still owed in the database). */
+	if (E.closed ||
+	    (E.stop && r->req->body_case == SAGAWIRE__REQUEST__BODY_START))
 		rpc_reply_error(r, SAGA_ECLOSED, "sagad is shutting down");
 	else
 		handle_request(r);
@@ -2343,6 +2353,10 @@ engine_pipe_closed(uint32_t pipe_id, void *unused)
 {
 	(void)unused;
 	pthread_mutex_lock(&E.mu);
+	if (E.closed) {
+		pthread_mutex_unlock(&E.mu);
+		return;
+	}
 	handle_pipe_closed(pipe_id);
 	after_event();
 	pthread_mutex_unlock(&E.mu);
@@ -2504,11 +2518,14 @@ engine_run(void)
 				    E.grace_ms, left);
 			else
 				slog_info("every dispatched step has its outcome recorded");
+			E.closed = true;
 			break;
 		}
 		tq_node *first = tq_peek(&E.tq);
 		int64_t until = first != NULL ? first->when_ms : INT64_MAX;
-		if (E.stop && E.stop_until_ms < until)
+		/* The end of the grace period wakes the loop once; after it,
+		 * the commits still open do (after_event). */
+		if (E.stop && E.stop_until_ms < until && E.stop_until_ms > t)
 			until = E.stop_until_ms;
 		if (until == INT64_MAX) {
 			E.sleep_until = INT64_MAX;

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -225,6 +226,228 @@ START_TEST(malformed_traceparent_is_refused_saying_what_one_looks_like)
 }
 END_TEST
 
+/* ---- SIGTERM under load -------------------------------------------------------- */
+
+#define LOAD_THREADS 4
+#define LOAD_MAX     4000
+
+static struct {
+	ths *t;
+	atomic_bool stop;
+	pthread_mutex_t mu;
+	char *ids[LOAD_MAX];
+	size_t n_ids;
+	atomic_int refused; /* starts refused while shutting down */
+	bool overflow;      /* more sagas than ids[] holds: the test is void */
+} load = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+/* Starts sagas until told to stop; keeps every id sagad acknowledged.
+ * Each thread has its own client (a client is not shared by threads). */
+static void *
+load_main(void *arg)
+{
+	const char *url = arg;
+	saga_client *c = NULL;
+	int i = 0;
+	if (saga_client_new(url, &c) != SAGA_OK)
+		return NULL;
+	saga_client_set_timeout(c, 3000);
+	while (!atomic_load(&load.stop)) {
+		char in[64], *id = NULL;
+		/* B sleeps: there are always steps in flight when SIGTERM comes. */
+		int n = snprintf(in, sizeof(in), "sleep=B:40;tag=%lu-%d",
+		    (unsigned long)pthread_self() % 1000, i++);
+		int rv = saga_client_start(c, "ittest.Linear3", in, (size_t)n, NULL, &id, NULL);
+		if (rv == SAGA_OK) {
+			pthread_mutex_lock(&load.mu);
+			if (load.n_ids < LOAD_MAX)
+				load.ids[load.n_ids++] = id;
+			else
+				saga_string_free(id), load.overflow = true;
+			pthread_mutex_unlock(&load.mu);
+			usleep(3000); /* a steady load, not a flood of thousands */
+		} else {
+			atomic_fetch_add(&load.refused, 1);
+			usleep(20000);
+		}
+	}
+	saga_client_free(c);
+	return NULL;
+}
+
+START_TEST(sigterm_under_load_lets_in_flight_outcomes_land_and_loses_nothing)
+{
+	const char *const extra[] = { "--shutdown-grace-ms", "8000", NULL };
+	ths *t = world_args("ops_sigterm", extra);
+	pthread_t th[LOAD_THREADS];
+
+	load.t = t;
+	atomic_store(&load.stop, false);
+	load.n_ids = 0;
+	for (int i = 0; i < LOAD_THREADS; i++)
+		ck_assert_int_eq(pthread_create(&th[i], NULL, load_main, (void *)ths_url(t)), 0);
+	usleep(1500 * 1000);
+	pthread_mutex_lock(&load.mu);
+	size_t before = load.n_ids;
+	pthread_mutex_unlock(&load.mu);
+	ck_assert_msg(before >= 20, "only %zu sagas started under load", before);
+
+	int st = ths_sagad_signal(t, SIGTERM);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "sagad exit status %d", st);
+	usleep(200 * 1000); /* starts against a stopped sagad fail */
+	atomic_store(&load.stop, true);
+	for (int i = 0; i < LOAD_THREADS; i++)
+		pthread_join(th[i], NULL);
+
+	fprintf(stderr, "sigterm under load: %zu sagas acknowledged, %d starts refused\n",
+	    load.n_ids, atomic_load(&load.refused));
+	ck_assert_msg(!load.overflow, "more than %d sagas started: raise LOAD_MAX", LOAD_MAX);
+	/* It stopped dispatching, waited for what was in flight and exited. */
+	size_t len = 0;
+	char *log = th_read_file(ths_sagad_log(t), &len);
+	ck_assert_ptr_nonnull(strstr(log, "shutting down: new sagas refused"));
+	ck_assert_msg(strstr(log, "every dispatched step has its outcome recorded") != NULL,
+	    "in-flight outcomes did not all land before the exit");
+	free(log);
+
+	/* Restarted, every saga it acknowledged is there and completes, and no
+	 * action ran twice: the outcomes that landed during the drain were
+	 * recorded, nothing was redone. */
+	ths_sagad_start_ok(t, extra);
+	for (size_t i = 0; i < load.n_ids; i++) {
+		saga_info *info = ths_wait_final_ok(t, load.ids[i], WAIT_MS);
+		ck_assert_msg(info->state == SAGA_STATE_COMPLETED, "saga %s ended %s", load.ids[i],
+		    saga_state_name(info->state));
+		saga_info_free(info);
+	}
+	ths_journal *j = ths_journal_read_ok(t);
+	for (size_t i = 0; i < load.n_ids; i++)
+		for (const char *r = "A\0B\0C\0"; *r; r += 2)
+			ck_assert_msg(ths_journal_count(j, load.ids[i], 'a', r, "ok") == 1,
+			    "saga %s: action %s ran %d times", load.ids[i], r,
+			    ths_journal_count(j, load.ids[i], 'a', r, "ok"));
+	ths_journal_free(j);
+	for (size_t i = 0; i < load.n_ids; i++)
+		saga_string_free(load.ids[i]);
+	ths_free(t);
+}
+END_TEST
+
+/* ---- config file, SIGHUP, root -------------------------------------------------- */
+
+static void
+write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+/* Polls sagad's log until it holds text (timeout_ms). */
+static int
+log_has(ths *t, const char *text, int timeout_ms)
+{
+	for (int waited = 0;; waited += 50) {
+		size_t len = 0;
+		char *log = th_read_file(ths_sagad_log(t), &len);
+		int found = log != NULL && strstr(log, text) != NULL;
+		free(log);
+		if (found)
+			return 1;
+		if (waited >= timeout_ms)
+			return 0;
+		usleep(50 * 1000);
+	}
+}
+
+START_TEST(sighup_reloads_the_config_file_applying_live_settings_only)
+{
+	ths *t = ths_new_ok(pg, "ops_sighup");
+	char conf[600];
+	snprintf(conf, sizeof(conf), "%s/sagad.conf", ths_dir(t));
+	write_text(conf, "log-level = info\nreaders = 2\n");
+	const char *args[] = { "--db", ths_conninfo(t), "--listen", ths_url(t), "--config", conf,
+		NULL };
+	ths_sagad_start_args_ok(t, args, 30000);
+	ths_participant_ok(t, "main", 4, NULL);
+	ths_register_sagas_ok(t);
+	ck_assert(log_has(t, "settings read from", 0));
+
+	char *quiet = ths_start_ok(t, "ittest.Linear3", "tag=quiet");
+	saga_info_free(ths_wait_final_ok(t, quiet, WAIT_MS));
+	char **lines;
+	size_t n = log_lines_with(t, quiet, &lines);
+	for (size_t i = 0; i < n; i++)
+		ck_assert_msg(
+		    strstr(lines[i], "level=debug") == NULL, "debug at info: %s", lines[i]);
+	free_lines(lines, n);
+
+	write_text(conf, "log-level = debug\nreaders = 5\n");
+	kill(ths_sagad_pid(t), SIGHUP);
+	ck_assert(log_has(t, "SIGHUP: settings reloaded; applied: log_level", 5000));
+	ck_assert(log_has(t, "changed but applied only at a restart: readers", 0));
+	char *loud = ths_start_ok(t, "ittest.Linear3", "tag=loud");
+	saga_info_free(ths_wait_final_ok(t, loud, WAIT_MS));
+	size_t dbg = 0;
+	n = log_lines_with(t, loud, &lines);
+	for (size_t i = 0; i < n; i++)
+		dbg += strstr(lines[i], "level=debug") != NULL;
+	free_lines(lines, n);
+	ck_assert_msg(dbg >= 3, "%zu debug lines after the reload", dbg);
+
+	/* A broken file changes nothing; sagad goes on. */
+	write_text(conf, "log-level = loud\n");
+	kill(ths_sagad_pid(t), SIGHUP);
+	ck_assert(log_has(t, "SIGHUP: settings not reloaded, the running ones stay", 5000));
+	char *after = ths_start_ok(t, "ittest.Linear3", "tag=after");
+	saga_info_free(ths_wait_final_ok(t, after, WAIT_MS));
+	saga_string_free(quiet);
+	saga_string_free(loud);
+	saga_string_free(after);
+	ths_free(t);
+}
+END_TEST
+
+START_TEST(root_is_refused_unless_allowed_and_print_config_documents_every_setting)
+{
+	char *out = NULL;
+	const char *bin = ths_env_ok("SAGAD_BIN");
+	char cmd[1200];
+	int st;
+
+	snprintf(cmd, sizeof(cmd), "%s print-config", bin);
+	FILE *p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	size_t cap = 1 << 16, len = 0;
+	out = calloc(1, cap);
+	len = fread(out, 1, cap - 1, p);
+	ck_assert_int_eq(pclose(p), 0);
+	ck_assert_uint_gt(len, 1000);
+	ck_assert_ptr_nonnull(strstr(out, "\n#shutdown-grace-ms = 10000\n"));
+	ck_assert_ptr_nonnull(strstr(out, "\n#allow-root = false\n"));
+	free(out);
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "not root: the refusal of root cannot be shown here\n");
+		return;
+	}
+	/* As root without --allow-root: refused before touching anything. */
+	snprintf(cmd, sizeof(cmd),
+	    "env -u SAGAD_ALLOW_ROOT %s --data-dir /nonexistent/never 2>&1 | grep -q "
+	    "'refusing to run as root'; exit ${PIPESTATUS[0]}",
+	    bin);
+	char *argv[] = { "bash", "-c", cmd, NULL };
+	pid_t pid = fork();
+	if (pid == 0) {
+		execvp("bash", argv);
+		_exit(127);
+	}
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 78, "exit status %d, want 78", st);
+}
+END_TEST
+
 static Suite *
 operations_suite(void)
 {
@@ -235,6 +458,9 @@ operations_suite(void)
 	tcase_add_test(tc, trace_context_given_at_start_reaches_every_handler_and_every_log_line);
 	tcase_add_test(tc, saga_started_without_a_trace_gets_one_named_after_it_in_json_logs);
 	tcase_add_test(tc, malformed_traceparent_is_refused_saying_what_one_looks_like);
+	tcase_add_test(tc, sigterm_under_load_lets_in_flight_outcomes_land_and_loses_nothing);
+	tcase_add_test(tc, sighup_reloads_the_config_file_applying_live_settings_only);
+	tcase_add_test(tc, root_is_refused_unless_allowed_and_print_config_documents_every_setting);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -386,18 +386,7 @@ void
 ths_sagad_start_ok(ths *t, const char *const extra[])
 {
 	const char *args[64];
-	size_t n = 0;
-
-	ck_assert_ptr_nonnull(t->conninfo);
-	args[n++] = "--db";
-	args[n++] = t->conninfo;
-	args[n++] = "--listen";
-	args[n++] = t->url;
-	args[n++] = "--log-level";
-	args[n++] = "debug";
-	for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 63; i++)
-		args[n++] = extra[i];
-	args[n] = NULL;
+	std_args(t, extra, args);
 	ths_sagad_start_args_ok(t, args, 30000);
 }
 
