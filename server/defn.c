@@ -241,8 +241,8 @@ find_nested(const msgproto *parent, const char *k, size_t kn)
 /* Is `full` (a valid type name, no leading dot) a message in the set? Any
  * dot may separate package from message ("a.b.C" is message C of package
  * a.b, or message b.C of package a), so each is tried. */
-static bool
-message_exists(const pctx *c, const char *full)
+static const msgproto *
+find_message(const pctx *c, const char *full)
 {
 	size_t fl = strlen(full);
 	for (size_t b = 0; b < fl; b++) {
@@ -274,9 +274,15 @@ message_exists(const pctx *c, const char *full)
 			hit = find_nested(hit, rest, cl);
 		}
 		if (hit != NULL)
-			return true;
+			return hit;
 	}
-	return false;
+	return NULL;
+}
+
+static bool
+message_exists(const pctx *c, const char *full)
+{
+	return find_message(c, full) != NULL;
 }
 
 /*
@@ -417,6 +423,8 @@ fingerprint(const defn_saga *d)
 	 * keep their fingerprint. */
 	if (d->deadline_ms)
 		fnv_u64(&f, 0xdead0000ull | d->deadline_ms);
+	if (d->business_key != NULL)
+		fnv_str(&f, d->business_key);
 	fnv_u64(&f, d->n_steps);
 	for (uint32_t i = 0; i < d->n_steps; i++) {
 		const defn_step *s = &d->steps[i];
@@ -459,6 +467,7 @@ defn_free(defn_saga *d)
 	free(d->name);
 	free(d->input_type);
 	free(d->description);
+	free(d->business_key);
 	free(d);
 }
 
@@ -779,6 +788,55 @@ check_other_rpcs(pctx *c, const svcproto *svc, const mthproto *const *mth, const
  * Compiles one service. *out is NULL (and 0 returned) if the service is not
  * a saga. The caller has set c->saga to the service's full name.
  */
+
+typedef Google__Protobuf__FieldDescriptorProto fieldproto;
+
+/* The saga option business_key names a field of the input message that
+ * sagad reads at every start: a singular top-level field of a string or
+ * integer type (anything else could not be a search key). */
+static int
+business_key_field(pctx *c, defn_saga *d, const msgproto *m, const char *name)
+{
+	if (m == NULL)
+		return pfail(c, SAGA_EDEFINITION, "business_key: input type not found");
+	for (size_t i = 0; i < m->n_field; i++) {
+		const fieldproto *f = m->field[i];
+		if (strcmp(nz(f->name), name) != 0)
+			continue;
+		bool ok =
+		    f->label != GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__LABEL__LABEL_REPEATED;
+		switch (f->type) {
+		case GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_STRING:
+		case GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_INT32:
+		case GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_INT64:
+		case GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_UINT32:
+		case GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_UINT64:
+		case GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_SINT32:
+		case GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_SINT64:
+		case GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_FIXED32:
+		case GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_FIXED64:
+		case GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_SFIXED32:
+		case GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_SFIXED64:
+			break;
+		default:
+			ok = false;
+		}
+		if (!ok || f->number <= 0)
+			return pfail(c, SAGA_EDEFINITION,
+			    "business_key: field %.128s of %.256s must be a single string or "
+			    "integer",
+			    name, d->input_type);
+		d->business_key = strdup(name);
+		if (d->business_key == NULL)
+			return pfail(c, SAGA_ENOMEM, "out of memory");
+		d->bk_number = (uint32_t)f->number;
+		d->bk_type = (uint8_t)f->type;
+		return 0;
+	}
+	return pfail(c, SAGA_EDEFINITION, "business_key: %.256s has no field named %.128s",
+	    d->input_type, name);
+}
+
 static int
 compile_service(pctx *c, const svcproto *svc, const char *full, defn_saga **out)
 {
@@ -892,6 +950,9 @@ compile_service(pctx *c, const svcproto *svc, const char *full, defn_saga **out)
 		goto fail;
 
 	d->deadline_ms = sopt != NULL ? sopt->deadline_ms : 0;
+	if (sopt != NULL && nz(sopt->business_key)[0] != '\0' &&
+	    (rv = business_key_field(c, d, find_message(c, in), sopt->business_key)) != 0)
+		goto fail;
 	d->fingerprint = fingerprint(d);
 	*out = d;
 	d = NULL;
@@ -1047,6 +1108,126 @@ defn_parse_one(
 	if (*out == NULL) {
 		pctx c = { .err = err, .errlen = errlen };
 		return pfail(&c, SAGA_ENOTFOUND, "saga %.200s is not in the descriptor set", name);
+	}
+	return 0;
+}
+
+/* ---- the business key of an input ------------------------------------------ */
+
+static int
+read_varint(const uint8_t *p, size_t n, size_t *pos, uint64_t *v)
+{
+	uint64_t x = 0;
+	for (int shift = 0; shift < 64; shift += 7) {
+		if (*pos >= n)
+			return -1;
+		uint8_t b = p[(*pos)++];
+		x |= (uint64_t)(b & 0x7f) << shift;
+		if ((b & 0x80) == 0) {
+			*v = x;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+int
+defn_business_key(const defn_saga *d, const uint8_t *in, size_t len, char *out, size_t outlen)
+{
+	size_t pos = 0;
+	out[0] = '\0';
+	if (d->business_key == NULL)
+		return 0;
+	while (pos < len) {
+		uint64_t tag, v = 0;
+		const uint8_t *bytes = NULL;
+		if (read_varint(in, len, &pos, &tag) != 0 || (tag >> 3) == 0 ||
+		    (tag >> 3) > 536870911)
+			return SAGA_EINVAL;
+		switch (tag & 7) {
+		case 0:
+			if (read_varint(in, len, &pos, &v) != 0)
+				return SAGA_EINVAL;
+			break;
+		case 1:
+			if (len - pos < 8)
+				return SAGA_EINVAL;
+			for (int i = 7; i >= 0; i--)
+				v = v << 8 | in[pos + (size_t)i];
+			pos += 8;
+			break;
+		case 2:
+			if (read_varint(in, len, &pos, &v) != 0 || v > len - pos)
+				return SAGA_EINVAL;
+			bytes = in + pos;
+			pos += (size_t)v;
+			break;
+		case 5:
+			if (len - pos < 4)
+				return SAGA_EINVAL;
+			for (int i = 3; i >= 0; i--)
+				v = v << 8 | in[pos + (size_t)i];
+			pos += 4;
+			break;
+		default: /* groups (3, 4) have no place in a proto3 input */
+			return SAGA_EINVAL;
+		}
+		if ((tag >> 3) != d->bk_number)
+			continue;
+		/* The last occurrence wins, as in any protobuf parser. */
+		switch (d->bk_type) {
+		case GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_STRING:
+			if ((tag & 7) != 2 || !wire_utf8_ok((const char *)bytes, (size_t)v) ||
+			    v >= outlen)
+				return SAGA_EINVAL;
+			memcpy(out, bytes, (size_t)v);
+			out[v] = '\0';
+			break;
+		case GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_INT32:
+		case GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_INT64:
+			if ((tag & 7) != 0)
+				return SAGA_EINVAL;
+			snprintf(out, outlen, "%lld",
+			    d->bk_type == GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_INT32
+				? (long long)(int32_t)(uint32_t)v
+				: (long long)(int64_t)v);
+			break;
+		case GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_UINT32:
+		case GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_UINT64:
+			if ((tag & 7) != 0)
+				return SAGA_EINVAL;
+			snprintf(out, outlen, "%llu",
+			    (unsigned long long)(d->bk_type ==
+					GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_UINT32
+				    ? (uint32_t)v
+				    : v));
+			break;
+		case GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_SINT32:
+		case GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_SINT64:
+			if ((tag & 7) != 0)
+				return SAGA_EINVAL;
+			snprintf(out, outlen, "%lld", (long long)((v >> 1) ^ (~(v & 1) + 1)));
+			break;
+		case GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_FIXED32:
+		case GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_SFIXED32:
+			if ((tag & 7) != 5)
+				return SAGA_EINVAL;
+			if (d->bk_type ==
+			    GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_FIXED32)
+				snprintf(out, outlen, "%lu", (unsigned long)(uint32_t)v);
+			else
+				snprintf(out, outlen, "%ld", (long)(int32_t)(uint32_t)v);
+			break;
+		default: /* fixed64, sfixed64 */
+			if ((tag & 7) != 1)
+				return SAGA_EINVAL;
+			if (d->bk_type ==
+			    GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_FIXED64)
+				snprintf(out, outlen, "%llu", (unsigned long long)v);
+			else
+				snprintf(out, outlen, "%lld", (long long)(int64_t)v);
+			break;
+		}
 	}
 	return 0;
 }

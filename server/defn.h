@@ -47,6 +47,9 @@ typedef struct defn_saga {
 	char *input_type;     /* full name of the saga input message */
 	char *description;    /* "" if none */
 	uint32_t deadline_ms; /* whole-saga deadline; 0 = none */
+	char *business_key;   /* input field giving the business key; NULL = none */
+	uint32_t bk_number;   /* its field number */
+	uint8_t bk_type;      /* its FieldDescriptorProto.Type (string or an integer) */
 	uint32_t n_steps;     /* 1..DEFN_MAX_STEPS */
 	defn_step *steps;     /* in declaration order */
 	uint32_t *topo;       /* n_steps indices: a topological order (deps first) */
@@ -87,6 +90,13 @@ int defn_parse_one(
 
 void defn_free(defn_saga *d);
 void defn_free_array(defn_saga **defs, size_t n);
+
+/* The business key an input carries, as text: the value of the field
+ * named by the definition's business_key option (the last occurrence; ""
+ * if absent or the definition names none). SAGA_EINVAL if the input is not
+ * a well-formed protobuf message at its top level, the field has the wrong
+ * wire type, or a string value is not UTF-8 or does not fit in outlen. */
+int defn_business_key(const defn_saga *d, const uint8_t *in, size_t len, char *out, size_t outlen);
 
 /* Index of the step named `name`, or -1. */
 int defn_step_index(const defn_saga *d, const char *name);

@@ -172,7 +172,7 @@ static struct {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool stop;
-	bool closed; /* engine_run() returned: no event may start a batch any more */
+	bool closed;           /* engine_run() returned: no event may start a batch any more */
 	int64_t stop_until_ms; /* shutdown: wait for in-flight outcomes until then */
 	uint32_t grace_ms;     /* shutdown_grace_ms, changed by engine_reload() */
 
@@ -1329,6 +1329,17 @@ handle_start(rpc_req *r)
 			    q->definition);
 		return;
 	}
+	/* The definition may name an input field as the business key. */
+	char bk[257] = "";
+	if (!q->business_key[0] && def->business_key != NULL &&
+	    defn_business_key(def, q->input.data, q->input.len, bk, sizeof(bk)) != 0) {
+		rpc_reply_error(r, SAGA_EINVAL,
+		    "start: the input is not a valid %s, so its business key field %s cannot be "
+		    "read (a string of at most 256 bytes or an integer); send the serialized "
+		    "message, or give the business key with the start",
+		    def->input_type, def->business_key);
+		return;
+	}
 	bool has_key = q->idempotency_key[0] != '\0';
 	if (has_key) {
 		eng_saga *s = saga_find_key(q->idempotency_key);
@@ -1381,6 +1392,8 @@ handle_start(rpc_req *r)
 	if (has_key && (s->idem_key = strdup(q->idempotency_key)) == NULL)
 		goto nomem;
 	if (q->business_key[0] && (s->business_key = strdup(q->business_key)) == NULL)
+		goto nomem;
+	if (!q->business_key[0] && bk[0] && (s->business_key = strdup(bk)) == NULL)
 		goto nomem;
 	if (q->input.len && (s->input = malloc(q->input.len)) == NULL)
 		goto nomem;
@@ -2339,8 +2352,7 @@ engine_submit(rpc_req *r)
 	/* Once closed, a late report is refused too: nothing would commit
 	 * it. The participant sends it again to the next sagad, or the step
 	 * is dispatched again there (it is still owed in the database). */
-	if (E.closed ||
-	    (E.stop && r->req->body_case == SAGAWIRE__REQUEST__BODY_START))
+	if (E.closed || (E.stop && r->req->body_case == SAGAWIRE__REQUEST__BODY_START))
 		rpc_reply_error(r, SAGA_ECLOSED, "sagad is shutting down");
 	else
 		handle_request(r);

@@ -264,6 +264,30 @@ do_operate_load(PGconn *c, rpc_req *r)
 
 /* ---- list ------------------------------------------------------------------ */
 
+/* Per-state counts of the sagas matching the first np parameters' filter
+ * (where: the SQL after WHERE), into counts[] indexed by state. */
+static int
+count_states(PGconn *c, const char *where, int np, const Oid *types, const char *const *vals,
+    const int *lens, const int *fmts, uint64_t counts[6], char *err, size_t errlen)
+{
+	char sql[1200];
+	snprintf(
+	    sql, sizeof(sql), "SELECT state, count(*) FROM sagas WHERE %s GROUP BY state", where);
+	PGresult *res = PQexecParams(c, sql, np, types, vals, lens, fmts, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		snprintf(err, errlen, "%s", PQresultErrorMessage(res));
+		PQclear(res);
+		return SAGA_EDB;
+	}
+	for (int i = 0; i < PQntuples(res); i++) {
+		long st = strtol(PQgetvalue(res, i, 0), NULL, 10);
+		if (st >= 0 && st < 6)
+			counts[st] = strtoull(PQgetvalue(res, i, 1), NULL, 10);
+	}
+	PQclear(res);
+	return 0;
+}
+
 static void
 do_list(PGconn *c, rpc_req *r)
 {
@@ -271,19 +295,65 @@ do_list(PGconn *c, rpc_req *r)
 	uint32_t limit = q->limit ? q->limit : 50;
 	if (limit > 1000)
 		limit = 1000;
-	char sql[1024];
-	size_t n = 0;
-	const char *vals[8];
-	int lens[8], fmts[8];
-	Oid types[8];
+	char sql[1024], where[600];
+	size_t n = 0, w = 0;
+	const char *vals[10];
+	int lens[10], fmts[10];
+	Oid types[10];
 	int np = 0;
-	char tsa[8], tsb[8], tsp[8], lim[4];
+	char tsa[8], tsb[8], tsp[8], lim[4], ver[4];
 	uint8_t pid[16];
 	char *states_arr = NULL;
+	uint64_t counts[6] = { 0 };
+
+	if (q->version != 0 && !q->definition[0]) {
+		rpc_reply_error(r, SAGA_EINVAL, "list: a version needs a definition");
+		return;
+	}
+	/* The filter the counts share: definition, version, key, time. */
+	w += (size_t)snprintf(where + w, sizeof(where) - w, "true");
+	if (q->definition[0]) {
+		vals[np] = q->definition, lens[np] = 0, fmts[np] = 0, types[np] = 25;
+		np++;
+		w += (size_t)snprintf(where + w, sizeof(where) - w, " AND definition = $%d", np);
+	}
+	if (q->version != 0) {
+		uint32_t v = htonl(q->version);
+		memcpy(ver, &v, 4);
+		vals[np] = ver, lens[np] = 4, fmts[np] = 1, types[np] = 23;
+		np++;
+		w += (size_t)snprintf(where + w, sizeof(where) - w, " AND version = $%d", np);
+	}
+	if (q->business_key[0]) {
+		vals[np] = q->business_key, lens[np] = 0, fmts[np] = 0, types[np] = 25;
+		np++;
+		w += (size_t)snprintf(where + w, sizeof(where) - w, " AND business_key = $%d", np);
+	}
+	if (q->created_after_us) {
+		store_ts_to_pg(q->created_after_us, tsa);
+		vals[np] = tsa, lens[np] = 8, fmts[np] = 1, types[np] = 1184;
+		np++;
+		w += (size_t)snprintf(where + w, sizeof(where) - w, " AND created_at >= $%d", np);
+	}
+	if (q->created_before_us) {
+		store_ts_to_pg(q->created_before_us, tsb);
+		vals[np] = tsb, lens[np] = 8, fmts[np] = 1, types[np] = 1184;
+		np++;
+		w += (size_t)snprintf(where + w, sizeof(where) - w, " AND created_at < $%d", np);
+	}
+	if (q->counts) {
+		char err[512];
+		if (count_states(c, where, np, types, vals, lens, fmts, counts, err, sizeof(err)) !=
+		    0) {
+			rpc_reply_error(r, SAGA_EDB, "database error: %s", err);
+			return;
+		}
+	}
 
 	n += (size_t)snprintf(sql + n, sizeof(sql) - n,
 	    "SELECT id, definition, version, state, business_key, created_at, updated_at, error,"
-	    " steps FROM sagas WHERE true");
+	    " steps FROM sagas WHERE %s",
+	    where);
 	if (q->n_states > 0) {
 		if (q->n_states > 16) {
 			rpc_reply_error(r, SAGA_EINVAL, "list: at most 16 states");
@@ -309,28 +379,6 @@ do_list(PGconn *c, rpc_req *r)
 		vals[np] = states_arr, lens[np] = (int)len, fmts[np] = 1, types[np] = 1005;
 		np++;
 		n += (size_t)snprintf(sql + n, sizeof(sql) - n, " AND state = ANY($%d)", np);
-	}
-	if (q->definition[0]) {
-		vals[np] = q->definition, lens[np] = 0, fmts[np] = 0, types[np] = 25;
-		np++;
-		n += (size_t)snprintf(sql + n, sizeof(sql) - n, " AND definition = $%d", np);
-	}
-	if (q->business_key[0]) {
-		vals[np] = q->business_key, lens[np] = 0, fmts[np] = 0, types[np] = 25;
-		np++;
-		n += (size_t)snprintf(sql + n, sizeof(sql) - n, " AND business_key = $%d", np);
-	}
-	if (q->created_after_us) {
-		store_ts_to_pg(q->created_after_us, tsa);
-		vals[np] = tsa, lens[np] = 8, fmts[np] = 1, types[np] = 1184;
-		np++;
-		n += (size_t)snprintf(sql + n, sizeof(sql) - n, " AND created_at >= $%d", np);
-	}
-	if (q->created_before_us) {
-		store_ts_to_pg(q->created_before_us, tsb);
-		vals[np] = tsb, lens[np] = 8, fmts[np] = 1, types[np] = 1184;
-		np++;
-		n += (size_t)snprintf(sql + n, sizeof(sql) - n, " AND created_at < $%d", np);
 	}
 	if (q->page_token[0]) {
 		/* token: "<created_us>.<uuid>" of the last saga on the previous page */
@@ -413,6 +461,17 @@ do_list(PGconn *c, rpc_req *r)
 	lr.n_sagas = count;
 	lr.sagas = sp;
 	lr.next_page_token = token;
+	Sagawire__StateCount sc[5], *scp[5];
+	if (q->counts) {
+		for (int k = 0; k < 5; k++) {
+			sagawire__state_count__init(&sc[k]);
+			sc[k].state = (Sagawire__SagaState)(k + 1);
+			sc[k].count = counts[k + 1];
+			scp[k] = &sc[k];
+		}
+		lr.n_counts = 5;
+		lr.counts = scp;
+	}
 	Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
 	resp.body_case = SAGAWIRE__RESPONSE__BODY_LIST;
 	resp.list = &lr;
@@ -482,6 +541,134 @@ done:
 		defn_free_array(defs, n);
 }
 
+/* ---- describe ---------------------------------------------------------------- */
+
+#define DESCRIBE_MAX 1000 /* versions (or definitions) described at once */
+
+static void
+step_of(const defn_saga *d, const defn_step *ds, Sagawire__DefinitionStep *o, char **deps)
+{
+	sagawire__definition_step__init(o);
+	o->name = ds->name;
+	o->participant = ds->participant;
+	o->compensation = ds->compensation ? ds->compensation : (char *)"";
+	for (uint32_t k = 0; k < ds->n_deps; k++)
+		deps[k] = d->steps[ds->deps[k]].name;
+	o->n_depends_on = ds->n_deps;
+	o->depends_on = deps;
+	o->timeout_ms = ds->timeout_ms;
+	o->max_attempts = ds->retry.max_attempts;
+	o->compensation_timeout_ms = ds->compensation ? ds->comp_timeout_ms : 0;
+	o->compensation_max_attempts = ds->compensation ? ds->comp_retry.max_attempts : 0;
+	o->heartbeat_timeout_ms = ds->hb_timeout_ms;
+	o->input_type = ds->input_type;
+	o->output_type = ds->output_type;
+}
+
+static void
+do_describe(PGconn *c, rpc_req *r)
+{
+	Sagawire__DescribeRequest *q = r->req->describe;
+	const char *name = q->definition[0] ? q->definition : NULL;
+	const defn_saga **defs = calloc(DESCRIBE_MAX, sizeof(*defs));
+	Sagawire__DefinitionInfo *infos = calloc(DESCRIBE_MAX, sizeof(*infos));
+	Sagawire__DefinitionInfo **ip = calloc(DESCRIBE_MAX, sizeof(*ip));
+	Sagawire__DefinitionStep *steps = NULL, **sp = NULL;
+	char **deps = NULL;
+	PGresult *res = NULL;
+	size_t n, total_steps = 0;
+	uint32_t want = 0;
+
+	if (defs == NULL || infos == NULL || ip == NULL) {
+		rpc_reply_error(r, SAGA_ENOMEM, "out of memory");
+		goto done;
+	}
+	if (name == NULL && q->version != 0) {
+		rpc_reply_error(r, SAGA_EINVAL, "describe: a version needs a definition");
+		goto done;
+	}
+	n = registry_list(name, defs, DESCRIBE_MAX);
+	if (n > DESCRIBE_MAX)
+		n = DESCRIBE_MAX;
+	if (name != NULL && n == 0) {
+		rpc_reply_error(r, SAGA_ENOTFOUND,
+		    "unknown saga definition %.256s (`sagactl describe` lists them; register one "
+		    "with `sagactl register FILE`)",
+		    name);
+		goto done;
+	}
+	if (name != NULL) {
+		want = q->version ? q->version : defs[0]->version;
+		if (registry_get(name, want) == NULL) {
+			rpc_reply_error(r, SAGA_ENOTFOUND,
+			    "saga definition %.256s has no version %u", name, want);
+			goto done;
+		}
+	}
+	/* Registration times, and the descriptor set of the version asked. */
+	const char *sql = name != NULL
+	    ? "SELECT name, version, created_at, CASE WHEN version = $2::int THEN descriptor_set "
+	      "END FROM saga_definitions WHERE name = $1"
+	    : "SELECT name, version, created_at, NULL::bytea FROM saga_definitions";
+	char wantbuf[16];
+	snprintf(wantbuf, sizeof(wantbuf), "%u", want);
+	const char *params[2] = { name, wantbuf };
+	res = PQexecParams(c, sql, name != NULL ? 2 : 0, NULL, params, NULL, NULL, 1);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		rpc_reply_error(r, SAGA_EDB, "database error: %s", PQresultErrorMessage(res));
+		goto done;
+	}
+	for (size_t i = 0; i < n; i++)
+		total_steps += defs[i]->n_steps;
+	steps = calloc(total_steps ? total_steps : 1, sizeof(*steps));
+	sp = calloc(total_steps ? total_steps : 1, sizeof(*sp));
+	deps = calloc(total_steps ? total_steps * DEFN_MAX_STEPS : 1, sizeof(*deps));
+	if (steps == NULL || sp == NULL || deps == NULL) {
+		rpc_reply_error(r, SAGA_ENOMEM, "out of memory");
+		goto done;
+	}
+	Sagawire__DescribeResponse dr = SAGAWIRE__DESCRIBE_RESPONSE__INIT;
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		const defn_saga *d = defs[i];
+		Sagawire__DefinitionInfo *o = &infos[i];
+		sagawire__definition_info__init(o);
+		o->name = d->name;
+		o->version = d->version;
+		o->input_type = d->input_type;
+		o->description = d->description;
+		o->deadline_ms = d->deadline_ms;
+		o->business_key = d->business_key ? d->business_key : (char *)"";
+		o->n_steps = d->n_steps;
+		o->steps = &sp[k];
+		for (uint32_t j = 0; j < d->n_steps; j++, k++) {
+			step_of(d, &d->steps[j], &steps[k], &deps[k * DEFN_MAX_STEPS]);
+			sp[k] = &steps[k];
+		}
+		for (int row = 0; row < PQntuples(res); row++) {
+			uint32_t v;
+			memcpy(&v, PQgetvalue(res, row, 1), 4);
+			if (ntohl(v) != d->version || strcmp(PQgetvalue(res, row, 0), d->name) != 0)
+				continue;
+			o->registered_us = store_ts_from_pg(PQgetvalue(res, row, 2));
+			if (!PQgetisnull(res, row, 3)) {
+				dr.descriptor_set.data = (uint8_t *)PQgetvalue(res, row, 3);
+				dr.descriptor_set.len = (size_t)PQgetlength(res, row, 3);
+			}
+		}
+		ip[i] = o;
+	}
+	dr.n_definitions = n;
+	dr.definitions = ip;
+	Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
+	resp.body_case = SAGAWIRE__RESPONSE__BODY_DESCRIBE;
+	resp.describe = &dr;
+	rpc_reply(r, &resp);
+done:
+	PQclear(res);
+	free(defs), free(infos), free(ip), free(steps), free(sp), free(deps);
+}
+
 /* ---- threads -------------------------------------------------------------------- */
 
 static void *
@@ -535,6 +722,9 @@ reader_main(void *arg)
 				break;
 			case SAGAWIRE__REQUEST__BODY_LIST:
 				do_list(c, j->req);
+				break;
+			case SAGAWIRE__REQUEST__BODY_DESCRIBE:
+				do_describe(c, j->req);
 				break;
 			case SAGAWIRE__REQUEST__BODY_REGISTER:
 				do_register(c, j->req);

@@ -59,21 +59,28 @@ out:
 	return rv;
 }
 
+static const defn_saga *
+registry_latest_locked(const char *name)
+{
+	const defn_saga *best = NULL;
+	for (size_t i = 0; i < n_defs; i++)
+		if (strcmp(defs[i]->name, name) == 0 &&
+		    (best == NULL || defs[i]->version > best->version))
+			best = defs[i];
+	return best;
+}
+
 const defn_saga *
 registry_get(const char *name, uint32_t version)
 {
 	const defn_saga *best = NULL;
 	pthread_rwlock_rdlock(&lock);
-	for (size_t i = 0; i < n_defs; i++) {
-		if (strcmp(defs[i]->name, name) != 0)
-			continue;
-		if (version != 0) {
-			if (defs[i]->version == version) {
-				best = defs[i];
-				break;
-			}
-		} else if (best == NULL || defs[i]->version > best->version) {
+	if (version == 0)
+		best = registry_latest_locked(name);
+	for (size_t i = 0; version != 0 && i < n_defs; i++) {
+		if (defs[i]->version == version && strcmp(defs[i]->name, name) == 0) {
 			best = defs[i];
+			break;
 		}
 	}
 	pthread_rwlock_unlock(&lock);
@@ -86,5 +93,35 @@ registry_count(void)
 	pthread_rwlock_rdlock(&lock);
 	size_t n = n_defs;
 	pthread_rwlock_unlock(&lock);
+	return n;
+}
+
+static int
+cmp_listed(const void *a, const void *b)
+{
+	const defn_saga *x = *(const defn_saga *const *)a, *y = *(const defn_saga *const *)b;
+	int r = strcmp(x->name, y->name);
+	if (r != 0)
+		return r;
+	return x->version < y->version ? 1 : x->version > y->version ? -1 : 0;
+}
+
+size_t
+registry_list(const char *name, const defn_saga **out, size_t max)
+{
+	size_t n = 0;
+	pthread_rwlock_rdlock(&lock);
+	for (size_t i = 0; i < n_defs; i++) {
+		const defn_saga *d = defs[i];
+		if (name != NULL && strcmp(d->name, name) != 0)
+			continue;
+		if (name == NULL && registry_latest_locked(d->name) != d)
+			continue;
+		if (n < max)
+			out[n] = d;
+		n++;
+	}
+	pthread_rwlock_unlock(&lock);
+	qsort(out, n < max ? n : max, sizeof(*out), cmp_listed);
 	return n;
 }

@@ -22,6 +22,12 @@ int registry_add(defn_saga *d);
 /* version 0 = latest. NULL if unknown. */
 const defn_saga *registry_get(const char *name, uint32_t version);
 
+/* Up to max definitions into out: every version of `name`, newest first,
+ * or (name NULL) the latest version of every name, by name. Returns how
+ * many there are (may exceed max). The pointers stay valid while sagad
+ * runs. */
+size_t registry_list(const char *name, const defn_saga **out, size_t max);
+
 /* Number of definitions (all versions). */
 size_t registry_count(void);
 

@@ -136,6 +136,7 @@ route(slot *s, nng_msg *m)
 	case SAGAWIRE__REQUEST__BODY_REGISTER:
 	case SAGAWIRE__REQUEST__BODY_GET:
 	case SAGAWIRE__REQUEST__BODY_LIST:
+	case SAGAWIRE__REQUEST__BODY_DESCRIBE:
 		if (atomic_load(&R.draining)) {
 			rpc_reply_error(&s->req, SAGA_ECLOSED, "sagad is shutting down");
 			return;

@@ -287,6 +287,11 @@ typedef struct saga_list_filter {
 	int64_t created_before_us; /* exclusive; 0 = unbounded */
 	uint32_t limit;            /* 0 = 50; at most 1000 */
 	const char *page_token;    /* NULL = first page */
+	uint32_t version;          /* with definition: only this version; 0 = any */
+	int counts;                /* nonzero: also count the matching sagas per state
+	                              (ignoring states, page and limit) into
+	                              saga_list.state_counts. Costs a scan of the
+	                              matching rows: use a filter on big tables. */
 } saga_list_filter;
 
 typedef struct saga_summary {
@@ -304,13 +309,61 @@ typedef struct saga_summary {
 
 typedef struct saga_list {
 	size_t count;
-	saga_summary *sagas;   /* newest first */
-	char *next_page_token; /* "" = last page */
+	saga_summary *sagas;      /* newest first */
+	char *next_page_token;    /* "" = last page */
+	int has_counts;           /* the filter asked for counts */
+	uint64_t state_counts[6]; /* indexed by saga_state (RUNNING..FAILED) */
 } saga_list;
 
 /* Lists sagas matching the filter, newest first. filter may be NULL. */
 SAGA_API int saga_client_list(saga_client *c, const saga_list_filter *filter, saga_list **out);
 SAGA_API void saga_list_free(saga_list *l);
+
+/* ---- definitions ---- */
+
+typedef struct saga_definition_step {
+	char *name;
+	char *participant;
+	char *compensation; /* "" = nothing to undo */
+	size_t n_depends_on;
+	char **depends_on;
+	uint32_t timeout_ms;
+	uint32_t max_attempts;
+	uint32_t compensation_timeout_ms;   /* 0 if no compensation */
+	uint32_t compensation_max_attempts; /* 0 if no compensation */
+	uint32_t heartbeat_timeout_ms;      /* 0 = the attempt's timeout */
+	char *input_type;                   /* the action rpc's request message */
+	char *output_type;                  /* its response message: the step's result */
+} saga_definition_step;
+
+typedef struct saga_definition {
+	char *name;
+	uint32_t version;
+	int64_t registered_us;
+	char *input_type; /* the saga input message */
+	char *description;
+	uint32_t deadline_ms;
+	char *business_key; /* input field giving the business key; "" = none */
+	size_t n_steps;
+	saga_definition_step *steps; /* in declaration order */
+} saga_definition;
+
+typedef struct saga_definition_list {
+	size_t count;
+	saga_definition *definitions;
+	uint8_t *descriptor_set; /* with a definition named: the FileDescriptorSet the
+	                            version asked for was registered with (decode its
+	                            inputs and results with it); else NULL */
+	size_t descriptor_set_len;
+} saga_definition_list;
+
+/* Describes registered definitions. definition NULL: the latest version of
+ * every definition, by name. Else every version of that definition, newest
+ * first, and the descriptor set of `version` (0 = the latest).
+ * SAGA_ENOTFOUND for an unknown definition or version. */
+SAGA_API int saga_client_describe(
+    saga_client *c, const char *definition, uint32_t version, saga_definition_list **out);
+SAGA_API void saga_definition_list_free(saga_definition_list *l);
 
 /* ---- cancel ---- */
 

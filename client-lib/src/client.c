@@ -966,6 +966,8 @@ saga_client_list(saga_client *c, const saga_list_filter *filter, saga_list **out
 		body.created_after_us = filter->created_after_us;
 		body.created_before_us = filter->created_before_us;
 		body.limit = filter->limit;
+		body.version = filter->version;
+		body.counts = filter->counts != 0;
 	}
 	req.body_case = SAGAWIRE__REQUEST__BODY_LIST;
 	req.list = &body;
@@ -997,6 +999,12 @@ saga_client_list(saga_client *c, const saga_list_filter *filter, saga_list **out
 	}
 	if ((rv = dup_wire_str(c, w->next_page_token, "page token", &l->next_page_token)) != 0)
 		goto fail;
+	l->has_counts = body.counts && w->n_counts > 0;
+	for (size_t i = 0; i < w->n_counts; i++) {
+		saga_state st = state_from_wire(w->counts[i]->state);
+		if (st != SAGA_STATE_UNKNOWN)
+			l->state_counts[st] = w->counts[i]->count;
+	}
 	*out = l;
 	l = NULL;
 
@@ -1005,6 +1013,133 @@ fail:
 	free(states);
 	if (resp != NULL)
 		wire_free(&resp->base);
+	return rv;
+}
+
+/* ---- describe -------------------------------------------------------------- */
+
+static void
+definition_clear(saga_definition *d)
+{
+	free(d->name);
+	free(d->input_type);
+	free(d->description);
+	free(d->business_key);
+	for (size_t i = 0; i < d->n_steps; i++) {
+		saga_definition_step *s = &d->steps[i];
+		free(s->name);
+		free(s->participant);
+		free(s->compensation);
+		free(s->input_type);
+		free(s->output_type);
+		for (size_t k = 0; k < s->n_depends_on; k++)
+			free(s->depends_on[k]);
+		free(s->depends_on);
+	}
+	free(d->steps);
+}
+
+void
+saga_definition_list_free(saga_definition_list *l)
+{
+	if (l == NULL)
+		return;
+	for (size_t i = 0; i < l->count; i++)
+		definition_clear(&l->definitions[i]);
+	free(l->definitions);
+	free(l->descriptor_set);
+	free(l);
+}
+
+static int
+defstep_from_wire(saga_client *c, const Sagawire__DefinitionStep *w, saga_definition_step *o)
+{
+	int rv;
+	o->timeout_ms = w->timeout_ms;
+	o->max_attempts = w->max_attempts;
+	o->compensation_timeout_ms = w->compensation_timeout_ms;
+	o->compensation_max_attempts = w->compensation_max_attempts;
+	o->heartbeat_timeout_ms = w->heartbeat_timeout_ms;
+	if ((rv = dup_wire_str(c, w->name, "step name", &o->name)) != 0 ||
+	    (rv = dup_wire_str(c, w->participant, "participant", &o->participant)) != 0 ||
+	    (rv = dup_wire_str(c, w->compensation, "compensation", &o->compensation)) != 0 ||
+	    (rv = dup_wire_str(c, w->input_type, "input type", &o->input_type)) != 0 ||
+	    (rv = dup_wire_str(c, w->output_type, "output type", &o->output_type)) != 0)
+		return rv;
+	if (w->n_depends_on > 0 &&
+	    (o->depends_on = calloc(w->n_depends_on, sizeof(*o->depends_on))) == NULL) {
+		sl_seterr(c->errmsg, "out of memory");
+		return SAGA_ENOMEM;
+	}
+	for (size_t k = 0; k < w->n_depends_on; k++) {
+		if ((rv = dup_wire_str(c, w->depends_on[k], "dependency", &o->depends_on[k])) != 0)
+			return rv;
+		o->n_depends_on++;
+	}
+	return SAGA_OK;
+}
+
+int
+saga_client_describe(
+    saga_client *c, const char *definition, uint32_t version, saga_definition_list **out)
+{
+	Sagawire__Request req = SAGAWIRE__REQUEST__INIT;
+	Sagawire__DescribeRequest body = SAGAWIRE__DESCRIBE_REQUEST__INIT;
+	Sagawire__Response *resp = NULL;
+	saga_definition_list *l = NULL;
+	int rv;
+
+	if (c == NULL || out == NULL)
+		return SAGA_EINVAL;
+	*out = NULL;
+	if ((rv = check_arg(c, definition, "the definition name", 0)) != SAGA_OK)
+		return rv;
+	if (definition != NULL)
+		body.definition = (char *)definition;
+	body.version = version;
+	req.body_case = SAGAWIRE__REQUEST__BODY_DESCRIBE;
+	req.describe = &body;
+	if ((rv = call(c, &req, SAGAWIRE__RESPONSE__BODY_DESCRIBE, &resp)) != SAGA_OK)
+		return rv;
+	const Sagawire__DescribeResponse *w = resp->describe;
+	if ((l = calloc(1, sizeof(*l))) == NULL ||
+	    (w->n_definitions > 0 &&
+		(l->definitions = calloc(w->n_definitions, sizeof(*l->definitions))) == NULL)) {
+		sl_seterr(c->errmsg, "out of memory");
+		rv = SAGA_ENOMEM;
+		goto fail;
+	}
+	for (size_t i = 0; i < w->n_definitions; i++) {
+		const Sagawire__DefinitionInfo *d = w->definitions[i];
+		saga_definition *o = &l->definitions[i];
+		l->count++;
+		o->version = d->version;
+		o->registered_us = d->registered_us;
+		o->deadline_ms = d->deadline_ms;
+		if ((rv = dup_wire_str(c, d->name, "definition", &o->name)) != 0 ||
+		    (rv = dup_wire_str(c, d->input_type, "input type", &o->input_type)) != 0 ||
+		    (rv = dup_wire_str(c, d->description, "description", &o->description)) != 0 ||
+		    (rv = dup_wire_str(c, d->business_key, "business key", &o->business_key)) != 0)
+			goto fail;
+		if (d->n_steps > 0 && (o->steps = calloc(d->n_steps, sizeof(*o->steps))) == NULL) {
+			sl_seterr(c->errmsg, "out of memory");
+			rv = SAGA_ENOMEM;
+			goto fail;
+		}
+		for (size_t k = 0; k < d->n_steps; k++) {
+			o->n_steps++;
+			if ((rv = defstep_from_wire(c, d->steps[k], &o->steps[k])) != SAGA_OK)
+				goto fail;
+		}
+	}
+	if ((rv = dup_wire_bytes(
+		 c, w->descriptor_set, &l->descriptor_set, &l->descriptor_set_len)) != SAGA_OK)
+		goto fail;
+	*out = l;
+	l = NULL;
+fail:
+	saga_definition_list_free(l);
+	wire_free(&resp->base);
 	return rv;
 }
 

@@ -719,6 +719,96 @@ REFUSED(saga_without_steps_is_refused, "bad_no_steps", "bad.BadSaga",
 REFUSED(unknown_step_option_field_is_refused, "bad_unknown_option_field", "future.FutureSaga",
     "step ChargePayment", "unknown step option field 42")
 REFUSED(set_without_saga_service_is_refused, "no_saga", "no saga service")
+REFUSED(business_key_of_a_bytes_field_is_refused, "bad_business_key", "bad.BadSaga",
+    "business_key: field blob of bad.Input must be a single string or integer")
+REFUSED(business_key_naming_no_field_is_refused, "bad_business_key_unknown",
+    "business_key: bad.Input has no field named order_id")
+
+/* ---- business keys ------------------------------------------------------ */
+
+START_TEST(business_key_is_read_from_the_named_input_field_of_any_integer_or_string_type)
+{
+	defn_saga *d = compile_fixture("keyed_ok");
+	char out[257];
+	uint8_t in[64];
+	size_t n = 0;
+
+	ck_assert_str_eq(d->business_key, "order_id");
+	/* Other fields around it are skipped, whatever their wire type; the
+	 * last occurrence wins. */
+	in[n++] = 0x10, n += put_varint(in + n, 7);                     /* i32 = 7 */
+	in[n++] = 0x0a, in[n++] = 3, memcpy(in + n, "A-1", 3), n += 3;  /* order_id */
+	in[n++] = 0x45, memset(in + n, 0xff, 4), n += 4;                /* f32 */
+	in[n++] = 0x49, memset(in + n, 0xff, 8), n += 8;                /* f64 */
+	in[n++] = 0x0a, in[n++] = 4, memcpy(in + n, "B-22", 4), n += 4; /* order_id again */
+	in[n++] = 0x62, in[n++] = 2, in[n++] = 0, in[n++] = 0xff;       /* blob */
+	ck_assert_int_eq(defn_business_key(d, in, n, out, sizeof(out)), 0);
+	ck_assert_str_eq(out, "B-22");
+	/* Absent: empty. */
+	ck_assert_int_eq(defn_business_key(d, in, 2, out, sizeof(out)), 0);
+	ck_assert_str_eq(out, "");
+
+	/* Each integer type as the key. */
+	static const struct {
+		uint8_t type;
+		uint32_t number;
+		uint8_t wt;
+		uint64_t raw;
+		const char *want;
+	} cases[] = {
+		{ 5, 2, 0, 0xfffffffffffffffbull, "-5" },                   /* int32 -5 */
+		{ 3, 3, 0, 0x8000000000000000ull, "-9223372036854775808" }, /* int64 */
+		{ 13, 4, 0, 4294967295ull, "4294967295" },                  /* uint32 */
+		{ 4, 5, 0, 18446744073709551615ull, "18446744073709551615" },
+		{ 17, 6, 0, 9, "-5" },                      /* sint32 zigzag */
+		{ 18, 7, 0, 10, "5" },                      /* sint64 zigzag */
+		{ 7, 8, 5, 0xfffffffe, "4294967294" },      /* fixed32 */
+		{ 6, 9, 1, 42, "42" },                      /* fixed64 */
+		{ 15, 10, 5, 0xfffffffe, "-2" },            /* sfixed32 */
+		{ 16, 11, 1, 0xfffffffffffffffeull, "-2" }, /* sfixed64 */
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		d->bk_type = cases[i].type;
+		d->bk_number = cases[i].number;
+		n = put_varint(in, (uint64_t)cases[i].number << 3 | cases[i].wt);
+		if (cases[i].wt == 0)
+			n += put_varint(in + n, cases[i].raw);
+		else
+			for (int b = 0; b < (cases[i].wt == 5 ? 4 : 8); b++)
+				in[n++] = (uint8_t)(cases[i].raw >> (8 * b));
+		ck_assert_int_eq(defn_business_key(d, in, n, out, sizeof(out)), 0);
+		ck_assert_msg(strcmp(out, cases[i].want) == 0, "case %zu: %s, want %s", i, out,
+		    cases[i].want);
+	}
+	defn_free(d);
+}
+END_TEST
+
+START_TEST(business_key_of_a_malformed_input_is_an_error_not_a_guess)
+{
+	defn_saga *d = compile_fixture("keyed_ok");
+	char out[8];
+	static const struct {
+		const char *bytes;
+		size_t len;
+	} bad[] = {
+		{ "fail=C", 6 },           /* text, not protobuf */
+		{ "\x0a\x05" "ab", 4 },       /* length past the end */
+		{ "\x08", 1 },             /* varint missing */
+		{ "\x0b", 1 },             /* a group */
+		{ "\x08\x01", 2 },         /* order_id as a varint */
+		{ "\x0a\x02\xc3" "\x28", 4 }, /* invalid UTF-8 */
+		{ "\x0a\x08"
+		  "12345678",
+		    10 }, /* longer than out */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(defn_business_key(d, (const uint8_t *)bad[i].bytes, bad[i].len, out,
+				  sizeof(out)) == SAGA_EINVAL,
+		    "case %zu accepted", i);
+	defn_free(d);
+}
+END_TEST
 
 /* ---- invalid definitions built by hand --------------------------------- */
 
@@ -1141,6 +1231,11 @@ defn_suite(void)
 	tcase_add_test(tc, saga_without_steps_is_refused);
 	tcase_add_test(tc, unknown_step_option_field_is_refused);
 	tcase_add_test(tc, set_without_saga_service_is_refused);
+	tcase_add_test(tc, business_key_of_a_bytes_field_is_refused);
+	tcase_add_test(tc, business_key_naming_no_field_is_refused);
+	tcase_add_test(
+	    tc, business_key_is_read_from_the_named_input_field_of_any_integer_or_string_type);
+	tcase_add_test(tc, business_key_of_a_malformed_input_is_an_error_not_a_guess);
 	tcase_add_test(tc, duplicate_step_names_are_refused);
 	tcase_add_test(tc, compensation_declared_twice_is_refused);
 	tcase_add_test(tc, rpc_sharing_a_step_name_is_refused);
