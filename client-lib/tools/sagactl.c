@@ -42,8 +42,14 @@ static const char usage_text[] =
     "  start DEFINITION        start a saga\n"
     "  get SAGA_ID             show a saga and its steps\n"
     "  wait SAGA_ID            wait until a saga is final, then show it\n"
-    "  list                    list sagas, newest first\n"
+    "  watch SAGA_ID           follow a saga's events live until it is final\n"
+    "  history SAGA_ID         every event of a saga, with times and durations\n"
+    "  list                    list sagas, newest first (filters, counts per state)\n"
     "  cancel SAGA_ID          cancel a running saga (it compensates)\n"
+    "  retry SAGA_ID STEP      run a waiting or failed step (or compensation) now\n"
+    "  skip SAGA_ID STEP       mark a waiting or failed step done by hand\n"
+    "  describe [DEFINITION]   registered definitions; one's versions and steps as a graph\n"
+    "  participants            connected participants, capacity, circuit breakers\n"
     "\n"
     "Options (before or after the command):\n"
     "  --url URL      sagad's address (default: $SAGA_URL, else " SAGA_DEFAULT_URL ")\n"
@@ -79,6 +85,8 @@ static int cmd_participants(int argc, char **argv);
 static int cmd_history(int argc, char **argv);
 static int cmd_retry(int argc, char **argv);
 static int cmd_skip(int argc, char **argv);
+static int cmd_watch(int argc, char **argv);
+static int cmd_describe(int argc, char **argv);
 
 static const command commands[] = {
 	{ "register", cmd_register,
@@ -103,6 +111,8 @@ static const command commands[] = {
 	    "  --business-key KEY   searchable label, e.g. an order id\n"
 	    "  --deadline MS        compensate if not completed within MS of the start\n"
 	    "                       (default: the definition's deadline_ms, if any)\n"
+	    "  --traceparent TP     W3C trace context to join (00-TRACEID-PARENTID-FLAGS);\n"
+	    "                       default: sagad starts a trace whose id is the saga id\n"
 	    "  --wait               wait for a final state, then print it like `get`;\n"
 	    "                       exit status as for `wait`\n"
 	    "  --wait-timeout MS    how long --wait waits (default 60000; 0 = no limit)\n" },
@@ -135,6 +145,9 @@ static const command commands[] = {
 	    "  --limit N            sagas per page (default 50, at most 1000)\n"
 	    "  --page TOKEN         continue from a previous listing\n"
 	    "  --all                follow the pages to the end\n"
+	    "  --version N          with --definition: only version N\n"
+	    "  --counts             first print how many matching sagas are in each state\n"
+	    "                       (a scan of the matching rows: filter on a big table)\n"
 	    "\n"
 	    "TIME is RFC 3339 (2026-11-22T10:00:00Z, 2026-11-22T11:00:00+01:00,\n"
 	    "2026-11-22) or unix seconds.\n" },
@@ -164,6 +177,27 @@ static const command commands[] = {
 	    "becomes succeeded, a compensation waiting to retry or failed becomes\n"
 	    "compensated (say what you did in --reason: it goes into the history).\n"
 	    "The saga then moves on. Exits 10 if the step is in no such state.\n" },
+	{ "watch", cmd_watch,
+	    "usage: sagactl watch SAGA_ID [--interval MS] [--wait-timeout MS]\n"
+	    "\n"
+	    "Follows a saga live: prints each event of its history as it happens\n"
+	    "(like `history`), until the saga is completed, compensated or failed.\n"
+	    "With --json, one JSON object per event and line, then the saga.\n"
+	    "Exit status as for `wait`: 0 completed, 16 compensated, 17 failed,\n"
+	    "5 if still running after --wait-timeout (default: no limit).\n"
+	    "\n"
+	    "  --interval MS   how often sagad is asked (default 500)\n" },
+	{ "describe", cmd_describe,
+	    "usage: sagactl describe [DEFINITION] [--version N]\n"
+	    "\n"
+	    "Without DEFINITION: every registered definition, its latest version and\n"
+	    "its number of steps. With DEFINITION: its versions, input type, business\n"
+	    "key field, deadline, a table of its steps (participant, compensation,\n"
+	    "timeout, attempts, dependencies, result type) and its flow as a graph in\n"
+	    "text, with the order compensations run in. Exits 3 for an unknown\n"
+	    "definition or version.\n"
+	    "\n"
+	    "  --version N     describe version N (default: the latest)\n" },
 	{ "participants", cmd_participants,
 	    "usage: sagactl participants\n"
 	    "\n"
@@ -631,6 +665,8 @@ print_info_text(const saga_info *s)
 	printf("updated      %s\n", local_time(s->updated_us, tb, sizeof(tb)));
 	if (s->deadline_us)
 		printf("deadline     %s\n", local_time(s->deadline_us, tb, sizeof(tb)));
+	if (*s->traceparent)
+		printf("trace        %s\n", s->traceparent);
 	printf("input        %zu bytes\n", s->input_len);
 	if (*s->error) {
 		char *e = cell(s->error, 4096, NULL);
@@ -766,6 +802,8 @@ json_kv_int(int *first, const char *k, int64_t v)
 	printf("%" PRId64, v);
 }
 
+static void json_event(const saga_event *e);
+
 static void
 json_info(const saga_info *s)
 {
@@ -783,6 +821,7 @@ json_info(const saga_info *s)
 	json_kv_int(&f, "updated_us", s->updated_us);
 	json_kv_str(&f, "updated", utc_time(s->updated_us, tb, sizeof(tb)));
 	json_kv_int(&f, "deadline_us", s->deadline_us);
+	json_kv_str(&f, "traceparent", s->traceparent);
 	json_kv_str(&f, "error", s->error);
 	json_key(&f, "input");
 	json_base64(s->input, s->input_len);
@@ -823,16 +862,9 @@ json_info(const saga_info *s)
 	json_key(&f, "events");
 	putchar('[');
 	for (size_t i = 0; i < s->n_events; i++) {
-		const saga_event *e = &s->events[i];
-		int g = 1;
-		printf("%s{", i ? "," : "");
-		json_kv_int(&g, "at_us", e->at_us);
-		json_kv_str(&g, "at", utc_time(e->at_us, tb, sizeof(tb)));
-		json_kv_str(&g, "type", e->type);
-		json_kv_str(&g, "step", e->step);
-		json_kv_int(&g, "attempt", e->attempt);
-		json_kv_str(&g, "detail", e->detail);
-		putchar('}');
+		if (i > 0)
+			putchar(',');
+		json_event(&s->events[i]);
 	}
 	printf("]}");
 }
@@ -1003,6 +1035,8 @@ cmd_start(int argc, char **argv)
 			o.business_key = v;
 		else if (match_opt(argc, argv, &i, "--deadline", &v))
 			o.deadline_ms = (uint32_t)parse_num("--deadline", v, UINT32_MAX);
+		else if (match_opt(argc, argv, &i, "--traceparent", &v))
+			o.traceparent = v;
 		else if (match_opt(argc, argv, &i, "--wait", NULL))
 			wait = 1;
 		else if (match_opt(argc, argv, &i, "--wait-timeout", &v))
@@ -1183,6 +1217,370 @@ span(int64_t us, char *buf, size_t n)
 	return buf;
 }
 
+static void
+print_event_head(void)
+{
+	printf("%-29s %10s %10s  %-27s %-16s %3s  %s\n", "TIME", "+PREV", "+START", "EVENT", "STEP",
+	    "ATT", "DETAIL");
+}
+
+static void
+print_event_row(const saga_event *e, int64_t start, int64_t prev)
+{
+	char tb[64], d1[32], d2[32], att[16] = "-";
+	if (e->attempt)
+		snprintf(att, sizeof(att), "%u", e->attempt);
+	char *detail = cell(e->detail, 4096, NULL);
+	printf("%-29s %10s %10s  %-27s %-16s %3s  %s\n", local_time(e->at_us, tb, sizeof(tb)),
+	    span(e->at_us - prev, d1, sizeof(d1)), span(e->at_us - start, d2, sizeof(d2)), e->type,
+	    *e->step ? e->step : "-", att, *detail ? detail : "-");
+	free(detail);
+}
+
+static void
+json_event(const saga_event *e)
+{
+	char tb[64];
+	int g = 1;
+	putchar('{');
+	json_kv_int(&g, "at_us", e->at_us);
+	json_kv_str(&g, "at", utc_time(e->at_us, tb, sizeof(tb)));
+	json_kv_str(&g, "type", e->type);
+	json_kv_str(&g, "step", e->step);
+	json_kv_int(&g, "attempt", e->attempt);
+	json_kv_str(&g, "detail", e->detail);
+	putchar('}');
+}
+
+/*
+ * watch: follows a saga until it is final, printing each event of its
+ * history as it happens (NDJSON with --json: one event object a line, then
+ * the saga). Polls: sagad keeps the first 20 and last 180 events, and
+ * events are matched by time and type, so a saga that logs more than 180
+ * between two polls loses lines here, not in sagad.
+ */
+static int
+cmd_watch(int argc, char **argv)
+{
+	const char *id = NULL, *v;
+	long long interval = 500, wait_ms = 0;
+	for (int i = 1; i < argc; i++) {
+		if (match_global(argc, argv, &i))
+			continue;
+		if (match_opt(argc, argv, &i, "--interval", &v))
+			interval = parse_num("--interval", v, 60000);
+		else if (match_opt(argc, argv, &i, "--wait-timeout", &v))
+			wait_ms = parse_num("--wait-timeout", v, INT_MAX);
+		else if (id == NULL && argv[i][0] != '-')
+			id = argv[i];
+		else
+			unknown_arg("watch", argv[i]);
+	}
+	if (id == NULL)
+		usage_error("watch: which saga? (sagactl watch SAGA_ID)");
+	if (interval < 50)
+		interval = 50;
+	saga_client *c = connect_client();
+	int64_t last_at = -1, start = 0, prev = 0,
+		deadline = wait_ms ? now_us() + wait_ms * 1000 : 0;
+	size_t printed_at_last = 0; /* events printed with at_us == last_at */
+	int first = 1, rv;
+	for (;;) {
+		saga_info *info = NULL;
+		if ((rv = saga_client_get(c, id, &info)) != SAGA_OK) {
+			char what[256];
+			snprintf(what, sizeof(what), "cannot get saga %s", id);
+			rv = not_found_hint(fail(c, rv, what));
+			break;
+		}
+		if (first && !opt_json) {
+			printf("saga %s (%s@%u)\n", info->saga_id, info->definition, info->version);
+			print_event_head();
+		}
+		if (first && info->n_events)
+			start = prev = info->events[0].at_us;
+		first = 0;
+		size_t same = 0;
+		for (size_t i = 0; i < info->n_events; i++) {
+			const saga_event *e = &info->events[i];
+			if (e->at_us < last_at)
+				continue;
+			if (e->at_us == last_at && ++same <= printed_at_last)
+				continue;
+			if (e->at_us > last_at) {
+				last_at = e->at_us;
+				same = 1;
+				printed_at_last = 0;
+			}
+			printed_at_last++;
+			if (opt_json) {
+				json_event(e);
+				putchar('\n');
+			} else {
+				print_event_row(e, start, prev);
+			}
+			prev = e->at_us;
+		}
+		fflush(stdout);
+		if (saga_state_is_final(info->state)) {
+			if (opt_json) {
+				json_info(info);
+				putchar('\n');
+			} else {
+				printf("\nsaga %s is %s%s%s\n", info->saga_id,
+				    saga_state_name(info->state), *info->error ? ": " : "",
+				    info->error);
+			}
+			rv = final_status(info);
+			saga_info_free(info);
+			break;
+		}
+		saga_info_free(info);
+		if (deadline && now_us() >= deadline) {
+			fprintf(stderr, "sagactl: saga %s is not final after --wait-timeout\n", id);
+			rv = SAGA_ETIMEDOUT;
+			break;
+		}
+		struct timespec ts = { interval / 1000, (interval % 1000) * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	saga_client_free(c);
+	return rv;
+}
+
+/* ---- describe ---------------------------------------------------------------- */
+
+/* Depth of each step: 0 without dependencies, else 1 + the deepest one. */
+static void
+step_levels(const saga_definition *d, int *level)
+{
+	for (size_t i = 0; i < d->n_steps; i++)
+		level[i] = -1;
+	for (size_t done = 0, pass = 0; done < d->n_steps && pass <= d->n_steps; pass++) {
+		for (size_t i = 0; i < d->n_steps; i++) {
+			if (level[i] >= 0)
+				continue;
+			int lv = 0, ready = 1;
+			for (size_t k = 0; k < d->steps[i].n_depends_on && ready; k++) {
+				for (size_t j = 0; j < d->n_steps; j++) {
+					if (strcmp(d->steps[j].name, d->steps[i].depends_on[k]) !=
+					    0)
+						continue;
+					if (level[j] < 0)
+						ready = 0;
+					else if (level[j] + 1 > lv)
+						lv = level[j] + 1;
+				}
+			}
+			if (ready) {
+				level[i] = lv;
+				done++;
+			}
+		}
+	}
+}
+
+/* The steps as a graph in text: a chain on one line, otherwise one line
+ * per level with what each step waits for. */
+static void
+print_graph(const saga_definition *d)
+{
+	int level[256], maxlv = 0, chain = 1;
+	if (d->n_steps > 256)
+		return;
+	step_levels(d, level);
+	for (size_t i = 0; i < d->n_steps; i++) {
+		if (level[i] > maxlv)
+			maxlv = level[i];
+		if (d->steps[i].n_depends_on > 1)
+			chain = 0;
+	}
+	for (int lv = 0; lv <= maxlv; lv++) {
+		int n = 0;
+		for (size_t i = 0; i < d->n_steps; i++)
+			n += level[i] == lv;
+		if (n != 1)
+			chain = 0;
+	}
+	printf("\nflow:\n");
+	if (chain) {
+		printf("  ");
+		for (int lv = 0; lv <= maxlv; lv++)
+			for (size_t i = 0; i < d->n_steps; i++)
+				if (level[i] == lv)
+					printf("%s%s", lv ? " --> " : "", d->steps[i].name);
+		printf("\n");
+	} else {
+		for (int lv = 0; lv <= maxlv; lv++) {
+			printf("  %d:", lv + 1);
+			for (size_t i = 0; i < d->n_steps; i++) {
+				if (level[i] != lv)
+					continue;
+				printf("  %s", d->steps[i].name);
+				if (d->steps[i].n_depends_on > 0) {
+					printf(" <- ");
+					for (size_t k = 0; k < d->steps[i].n_depends_on; k++)
+						printf("%s%s", k ? "+" : "",
+						    d->steps[i].depends_on[k]);
+				}
+			}
+			printf("\n");
+		}
+	}
+	printf("on failure, compensations run newest first:");
+	int any = 0;
+	for (int lv = maxlv; lv >= 0; lv--)
+		for (size_t i = d->n_steps; i-- > 0;)
+			if (level[i] == lv && *d->steps[i].compensation) {
+				printf("%s %s", any ? "," : "", d->steps[i].compensation);
+				any = 1;
+			}
+	printf("%s\n", any ? "" : " (none)");
+}
+
+static void
+json_definition(const saga_definition *d)
+{
+	char tb[64];
+	int f = 1;
+	putchar('{');
+	json_kv_str(&f, "name", d->name);
+	json_kv_int(&f, "version", d->version);
+	json_kv_int(&f, "registered_us", d->registered_us);
+	json_kv_str(&f, "registered", utc_time(d->registered_us, tb, sizeof(tb)));
+	json_kv_str(&f, "input_type", d->input_type);
+	json_kv_str(&f, "description", d->description);
+	json_kv_int(&f, "deadline_ms", d->deadline_ms);
+	json_kv_str(&f, "business_key", d->business_key);
+	json_key(&f, "steps");
+	putchar('[');
+	for (size_t i = 0; i < d->n_steps; i++) {
+		const saga_definition_step *st = &d->steps[i];
+		int g = 1;
+		printf("%s{", i ? "," : "");
+		json_kv_str(&g, "name", st->name);
+		json_kv_str(&g, "participant", st->participant);
+		json_kv_str(&g, "compensation", st->compensation);
+		json_key(&g, "depends_on");
+		putchar('[');
+		for (size_t k = 0; k < st->n_depends_on; k++) {
+			if (k > 0)
+				putchar(',');
+			json_str(st->depends_on[k]);
+		}
+		putchar(']');
+		json_kv_int(&g, "timeout_ms", st->timeout_ms);
+		json_kv_int(&g, "max_attempts", st->max_attempts);
+		json_kv_int(&g, "compensation_timeout_ms", st->compensation_timeout_ms);
+		json_kv_int(&g, "compensation_max_attempts", st->compensation_max_attempts);
+		json_kv_int(&g, "heartbeat_timeout_ms", st->heartbeat_timeout_ms);
+		json_kv_str(&g, "input_type", st->input_type);
+		json_kv_str(&g, "output_type", st->output_type);
+		putchar('}');
+	}
+	printf("]}");
+}
+
+static int
+cmd_describe(int argc, char **argv)
+{
+	const char *def = NULL, *v;
+	uint32_t version = 0;
+	for (int i = 1; i < argc; i++) {
+		if (match_global(argc, argv, &i))
+			continue;
+		if (match_opt(argc, argv, &i, "--version", &v))
+			version = (uint32_t)parse_num("--version", v, UINT32_MAX);
+		else if (def == NULL && argv[i][0] != '-')
+			def = argv[i];
+		else
+			unknown_arg("describe", argv[i]);
+	}
+	if (version != 0 && def == NULL)
+		usage_error("describe: --version needs a DEFINITION");
+	saga_client *c = connect_client();
+	saga_definition_list *l = NULL;
+	int rv = saga_client_describe(c, def, version, &l);
+	if (rv != SAGA_OK) {
+		char what[512];
+		snprintf(what, sizeof(what), "cannot describe %s", def ? def : "the definitions");
+		rv = fail(c, rv, what);
+		saga_client_free(c);
+		return rv;
+	}
+	char tb[64];
+	if (opt_json) {
+		printf("{\"definitions\":[");
+		for (size_t i = 0; i < l->count; i++) {
+			if (i > 0)
+				putchar(',');
+			json_definition(&l->definitions[i]);
+		}
+		printf("]}\n");
+	} else if (def == NULL) {
+		table t = { .cols = 5 };
+		char *head[] = { cellf("DEFINITION"), cellf("LATEST"), cellf("STEPS"),
+			cellf("REGISTERED"), cellf("DESCRIPTION") };
+		table_add(&t, head);
+		for (size_t i = 0; i < l->count; i++) {
+			const saga_definition *d = &l->definitions[i];
+			char *row[] = { cell(d->name, 80, NULL), cellf("v%" PRIu32, d->version),
+				cellf("%zu", d->n_steps),
+				cellf("%s", local_time(d->registered_us, tb, sizeof(tb))),
+				cell(*d->description ? d->description : "-", 60, NULL) };
+			table_add(&t, row);
+		}
+		table_print(&t);
+		if (l->count == 0)
+			printf(
+			    "(no definitions; register one with `sagactl register FILE.binpb`)\n");
+	} else {
+		const saga_definition *d = &l->definitions[0];
+		for (size_t i = 0; i < l->count; i++)
+			if (l->definitions[i].version == (version ? version : d->version))
+				d = &l->definitions[i];
+		printf("definition   %s\n", d->name);
+		printf("version      %" PRIu32 " of", d->version);
+		for (size_t i = l->count; i-- > 0;)
+			printf(" %" PRIu32, l->definitions[i].version);
+		printf(" (registered %s)\n", local_time(d->registered_us, tb, sizeof(tb)));
+		if (*d->description)
+			printf("description  %s\n", d->description);
+		printf("input        %s\n", d->input_type);
+		if (*d->business_key)
+			printf("business key input field %s\n", d->business_key);
+		if (d->deadline_ms)
+			printf("deadline     %" PRIu32 " ms\n", d->deadline_ms);
+		putchar('\n');
+		table t = { .cols = 7 };
+		char *head[] = { cellf("STEP"), cellf("PARTICIPANT"), cellf("COMPENSATION"),
+			cellf("TIMEOUT"), cellf("ATTEMPTS"), cellf("AFTER"), cellf("RESULT TYPE") };
+		table_add(&t, head);
+		for (size_t i = 0; i < d->n_steps; i++) {
+			const saga_definition_step *st = &d->steps[i];
+			char after[512] = "";
+			size_t n = 0;
+			for (size_t k = 0; k < st->n_depends_on && n < sizeof(after); k++)
+				n += (size_t)snprintf(after + n, sizeof(after) - n, "%s%s",
+				    k ? "," : "", st->depends_on[k]);
+			char *row[] = { cell(st->name, 64, NULL), cell(st->participant, 40, NULL),
+				cell(*st->compensation ? st->compensation : "-", 64, NULL),
+				cellf("%" PRIu32 " ms", st->timeout_ms),
+				st->compensation_max_attempts
+				    ? cellf("%" PRIu32 " (undo %" PRIu32 ")", st->max_attempts,
+					  st->compensation_max_attempts)
+				    : cellf("%" PRIu32, st->max_attempts),
+				cell(n ? after : "-", 80, NULL), cell(st->output_type, 80, NULL) };
+			table_add(&t, row);
+		}
+		table_print(&t);
+		print_graph(d);
+	}
+	saga_definition_list_free(l);
+	saga_client_free(c);
+	return 0;
+}
+
 static int
 cmd_history(int argc, char **argv)
 {
@@ -1195,25 +1593,13 @@ cmd_history(int argc, char **argv)
 		json_info(info);
 		putchar('\n');
 	} else {
-		char tb[64], d1[32], d2[32];
 		printf("saga %s (%s@%u): %s\n", info->saga_id, info->definition, info->version,
 		    saga_state_name(info->state));
-		printf("%-29s %10s %10s  %-27s %-16s %3s  %s\n", "TIME", "+PREV", "+START", "EVENT",
-		    "STEP", "ATT", "DETAIL");
+		print_event_head();
 		int64_t start = info->n_events ? info->events[0].at_us : 0, prev = start;
 		for (size_t i = 0; i < info->n_events; i++) {
-			const saga_event *e = &info->events[i];
-			char att[16] = "-";
-			if (e->attempt)
-				snprintf(att, sizeof(att), "%u", e->attempt);
-			char *detail = cell(e->detail, 4096, NULL);
-			printf("%-29s %10s %10s  %-27s %-16s %3s  %s\n",
-			    local_time(e->at_us, tb, sizeof(tb)),
-			    span(e->at_us - prev, d1, sizeof(d1)),
-			    span(e->at_us - start, d2, sizeof(d2)), e->type,
-			    *e->step ? e->step : "-", att, *detail ? detail : "-");
-			free(detail);
-			prev = e->at_us;
+			print_event_row(&info->events[i], start, prev);
+			prev = info->events[i].at_us;
 		}
 	}
 	saga_info_free(info);
@@ -1374,11 +1760,19 @@ cmd_list(int argc, char **argv)
 			f.page_token = v;
 		} else if (match_opt(argc, argv, &i, "--all", NULL)) {
 			all = 1;
+		} else if (match_opt(argc, argv, &i, "--version", &v)) {
+			f.version = (uint32_t)parse_num("--version", v, UINT32_MAX);
+		} else if (match_opt(argc, argv, &i, "--counts", NULL)) {
+			f.counts = 1;
 		} else {
 			unknown_arg("list", argv[i]);
 		}
 	}
 	f.states = states;
+	if (f.version != 0 && f.definition == NULL)
+		usage_error("list: --version needs --definition");
+	uint64_t counts[6] = { 0 };
+	int have_counts = 0;
 
 	saga_client *c = connect_client();
 	table t = { .cols = 6 };
@@ -1397,6 +1791,11 @@ cmd_list(int argc, char **argv)
 		saga_list *l = NULL;
 		if ((rv = saga_client_list(c, &f, &l)) != SAGA_OK)
 			break;
+		if (l->has_counts && !have_counts) {
+			memcpy(counts, l->state_counts, sizeof(counts));
+			have_counts = 1;
+		}
+		f.counts = 0; /* once is enough when following pages */
 		for (size_t i = 0; i < l->count; i++, total++) {
 			const saga_summary *s = &l->sagas[i];
 			if (opt_json) {
@@ -1444,8 +1843,21 @@ cmd_list(int argc, char **argv)
 	if (opt_json) {
 		printf("],\"next_page_token\":");
 		json_str(token != NULL ? token : "");
+		if (have_counts) {
+			int g = 1;
+			printf(",\"counts\":{");
+			for (int k = SAGA_STATE_RUNNING; k <= SAGA_STATE_FAILED; k++)
+				json_kv_int(&g, saga_state_name((saga_state)k), (int64_t)counts[k]);
+			putchar('}');
+		}
 		printf("}\n");
 	} else {
+		if (have_counts) {
+			for (int k = SAGA_STATE_RUNNING; k <= SAGA_STATE_FAILED; k++)
+				printf("%s%s %" PRIu64, k > SAGA_STATE_RUNNING ? ", " : "",
+				    saga_state_name((saga_state)k), counts[k]);
+			printf("\n\n");
+		}
 		table_print(&t);
 		if (total == 0)
 			printf("(no sagas)\n");
