@@ -293,6 +293,14 @@ env_args sagad SAGAD_DB
 expect_exit 78 "SAGAD_DB is not set" sagad-without-db.log "${env_cmd[@]}" "${sagad_cmd[@]}"
 env_args sagad SAGAD_DB "SAGAD_DB=host=$work/nowhere dbname=saga" WAIT_FOR_DB_SECONDS=2
 expect_exit 1 "was not ready after 2s" sagad-db-unreachable.log "${env_cmd[@]}" "${sagad_cmd[@]}"
+# A database given by the config file or by --db also satisfies the entry
+# point (it goes on to migrate, which finds nothing there).
+printf 'db = "host=%s/nowhere dbname=saga"\n' "$work" >"$work/with-db.conf"
+env_args sagad SAGAD_DB "SAGAD_CONFIG=$work/with-db.conf" WAIT_FOR_DB_SECONDS=0
+expect_exit 1 "was not ready after 0s" sagad-db-in-config.log "${env_cmd[@]}" "${sagad_cmd[@]}"
+env_args sagad SAGAD_DB WAIT_FOR_DB_SECONDS=0
+expect_exit 1 "was not ready after 0s" sagad-db-flag.log "${env_cmd[@]}" "${sagad_cmd[@]}" \
+	--db "host=$work/nowhere dbname=saga"
 env_args sagad ""
 expect_exit 64 "unknown command" sagad-unknown-command.log "${env_cmd[@]}" "${sagad_cmd[0]}" rnu
 
