@@ -177,6 +177,10 @@ env_args() {
 	shift
 	[[ $# -gt 0 ]] && shift
 	env_cmd=(env -i "PATH=$PATH" "HOME=${HOME:-/}")
+	# A sanitizer build's settings (meson test sets them) still apply.
+	for line in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS; do
+		[[ -n "${!line:-}" ]] && env_cmd+=("$line=${!line}")
+	done
 	while IFS= read -r line; do
 		[[ -n "$drop" && "${line%%=*}" == "$drop" ]] && continue
 		env_cmd+=("$line")
