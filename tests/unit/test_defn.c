@@ -792,12 +792,16 @@ START_TEST(business_key_of_a_malformed_input_is_an_error_not_a_guess)
 		const char *bytes;
 		size_t len;
 	} bad[] = {
-		{ "fail=C", 6 },           /* text, not protobuf */
-		{ "\x0a\x05" "ab", 4 },       /* length past the end */
-		{ "\x08", 1 },             /* varint missing */
-		{ "\x0b", 1 },             /* a group */
-		{ "\x08\x01", 2 },         /* order_id as a varint */
-		{ "\x0a\x02\xc3" "\x28", 4 }, /* invalid UTF-8 */
+		{ "fail=C", 6 }, /* text, not protobuf */
+		{ "\x0a\x05"
+		  "ab",
+		    4 },           /* length past the end */
+		{ "\x08", 1 },     /* varint missing */
+		{ "\x0b", 1 },     /* a group */
+		{ "\x08\x01", 2 }, /* order_id as a varint */
+		{ "\x0a\x02\xc3"
+		  "\x28",
+		    4 }, /* invalid UTF-8 */
 		{ "\x0a\x08"
 		  "12345678",
 		    10 }, /* longer than out */
