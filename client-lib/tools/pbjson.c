@@ -76,7 +76,9 @@ enum {
 
 #define MAX_FIELD_NUMBER 536870911u
 #define JSON_LEVELS      (2 * PBJSON_MAX_DEPTH + 8)
-#define PATH_CAP         400
+/* A path segment is at most ~140 bytes (a field name cut at 64, an index,
+ * a map key cut at 40 and escaped), at most 3 per message level. */
+#define PATH_CAP         (PBJSON_MAX_DEPTH * 3 * 144)
 /* Timestamp: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z. */
 #define TS_MIN_SECONDS   -62135596800LL
 #define TS_MAX_SECONDS   253402300799LL
@@ -255,7 +257,7 @@ static size_t
 path_field(ctx *c, const char *name)
 {
 	size_t mark = c->plen;
-	path_add(c, c->plen > 0 ? ".%s" : "%s", name);
+	path_add(c, c->plen > 0 ? ".%.64s" : "%.64s", name);
 	return mark;
 }
 
@@ -1415,6 +1417,8 @@ next_rec(ctx *c, const uint8_t *p, size_t len, size_t *pos, rec *r)
 		*pos += (size_t)l;
 		return 0;
 	}
+	case WT_EGROUP: /* the caller says whether one is expected */
+		return 0;
 	case WT_SGROUP: {
 		uint32_t stack[PBJSON_MAX_DEPTH];
 		unsigned sp = 0,
@@ -1495,6 +1499,7 @@ collect(ctx *c, const span *sp, size_t nsp, recs *rs)
 	for (size_t s = 0; s < nsp; s++) {
 		size_t pos = 0;
 		while (pos < sp[s].len) {
+			size_t at = pos;
 			if (rs->n == cap) {
 				size_t nc = cap ? 2 * cap : 8;
 				rec *nr = realloc(rs->r, nc * sizeof(*nr));
@@ -1506,7 +1511,7 @@ collect(ctx *c, const span *sp, size_t nsp, recs *rs)
 			TRY(next_rec(c, sp[s].p, sp[s].len, &pos, &rs->r[rs->n]));
 			if (rs->r[rs->n].wt == WT_EGROUP)
 				return fail(c, SAGA_EPROTO, "unexpected end-group tag at byte %zu",
-				    off_of(c, sp[s].p + pos - 1));
+				    off_of(c, sp[s].p + at));
 			rs->n++;
 		}
 	}
@@ -1849,20 +1854,22 @@ print_packed(ctx *c, const pj_field *f, const rec *r, size_t *idx)
 {
 	size_t pos = 0;
 	unsigned wt = type_wt(f->type);
+	size_t w = wt == WT_I64 ? 8 : 4;
+	if (wt != WT_VARINT && r->len % w != 0)
+		return fail(c, SAGA_EPROTO,
+		    "packed field of %zu bytes is not a whole number of %zu-byte values at byte "
+		    "%zu",
+		    r->len, w, off_of(c, r->p));
 	while (pos < r->len) {
 		uint64_t v = 0;
 		if (wt == WT_VARINT) {
-			if (!rd_varint(r->p, r->len, &pos, &v))
+			size_t at = pos;
+			if (!rd_varint(r->p, r->len, &pos, &v)) {
+				path_index(c, *idx);
 				return fail(c, SAGA_EPROTO, "malformed packed field at byte %zu",
-				    off_of(c, r->p + pos));
+				    off_of(c, r->p + at));
+			}
 		} else {
-			size_t w = wt == WT_I64 ? 8 : 4;
-			if (r->len - pos < w)
-				return fail(c, SAGA_EPROTO,
-				    "packed field of %zu bytes is not a whole number of %zu-byte "
-				    "values "
-				    "at byte %zu",
-				    r->len, w, off_of(c, r->p));
 			for (size_t k = w; k-- > 0;)
 				v = v << 8 | r->p[pos + k];
 			pos += w;
@@ -1891,19 +1898,19 @@ print_repeated(ctx *c, const pj_field *f, const recs *rs, size_t lo, size_t hi)
 		const rec *r = &rs->r[rs->ord[i].i];
 		if (!wt_ok(f, r->wt))
 			continue;
-		size_t mark = path_index(c, idx);
 		if (r->wt == WT_LEN && is_packable(f->type)) {
 			TRY(print_packed(c, f, r, &idx));
-		} else {
-			TRY(w_item(c));
-			if (f->type == T_MESSAGE || f->type == T_GROUP) {
-				span s = { r->p, r->len };
-				TRY(print_msg(c, f->msg, &s, 1));
-			} else {
-				TRY(w_rec_value(c, f, r));
-			}
-			idx++;
+			continue;
 		}
+		size_t mark = path_index(c, idx);
+		TRY(w_item(c));
+		if (f->type == T_MESSAGE || f->type == T_GROUP) {
+			span s = { r->p, r->len };
+			TRY(print_msg(c, f->msg, &s, 1));
+		} else {
+			TRY(w_rec_value(c, f, r));
+		}
+		idx++;
 		path_pop(c, mark);
 	}
 	return w_close(c, ']');
@@ -3365,7 +3372,9 @@ enc_unknown(ctx *c, const pj_msg *m, const jnode *n)
 			while (pos < dl) {
 				rec gr;
 				/* c->b may not move in here: nothing is written. */
-				TRY(next_rec(c, c->b + cstart, dl, &pos, &gr));
+				/* Bad content is a bad JSON value: EINVAL. */
+				if (next_rec(c, c->b + cstart, dl, &pos, &gr) != 0)
+					return c->rv = SAGA_EINVAL;
 				if (gr.wt == WT_EGROUP)
 					return fail(c, SAGA_EINVAL,
 					    "group content holds an unmatched end-group tag");
