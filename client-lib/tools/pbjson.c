@@ -1762,7 +1762,7 @@ w_scalar(ctx *c, const pj_field *f, uint64_t v)
 	case T_DOUBLE:
 		return w_double(c, f64(v), false);
 	case T_ENUM: {
-		if (f->en->null_value)
+		if (f->en->null_value && (uint32_t)v == 0) /* other numbers: unknown values */
 			return puts_(c, "null");
 		const pj_enumval *ev = enum_by_num(f->en, (int32_t)(uint32_t)v);
 		if (ev != NULL)
@@ -2328,40 +2328,42 @@ print_list(ctx *c, const pj_msg *m, const recs *rs)
 static int
 print_fieldmask(ctx *c, const recs *rs)
 {
-	size_t lo = recs_lower(rs, 1);
-	bool firstp = true;
-	TRY(put(c, "\"", 1));
+	/* The paths, camelCased and joined by commas, as one JSON string. */
+	size_t lo = recs_lower(rs, 1), total = 0, o = 0;
+	for (size_t i = lo; i < rs->n && rs->ord[i].num == 1; i++)
+		total += rs->r[rs->ord[i].i].len + 1;
+	char *s = malloc(total + 1);
+	if (s == NULL)
+		return oom(c);
 	for (size_t i = lo; i < rs->n && rs->ord[i].num == 1; i++) {
 		const rec *r = &rs->r[rs->ord[i].i];
 		if (r->wt != WT_LEN)
 			continue;
-		if (!utf8_ok(r->p, r->len))
-			return fail(c, SAGA_EPROTO, "invalid UTF-8 in a FieldMask path at byte %zu",
-			    off_of(c, r->p));
-		if (!firstp)
-			TRY(put(c, ",", 1));
-		firstp = false;
-		bool ok = r->len > 0;
+		bool ok = r->len > 0 && utf8_ok(r->p, r->len);
+		if (o > 0)
+			s[o++] = ',';
 		for (size_t k = 0; k < r->len && ok; k++) {
 			uint8_t ch = r->p[k];
 			if (ch == '_') {
 				ok = k + 1 < r->len && r->p[k + 1] >= 'a' && r->p[k + 1] <= 'z';
 				ch = ok ? (uint8_t)(r->p[++k] - 'a' + 'A') : ch;
 			} else {
-				ok = !(ch >= 'A' && ch <= 'Z') && ch != ',' && ch >= 0x20 &&
-				    ch != '"' && ch != '\\';
+				ok = !(ch >= 'A' && ch <= 'Z') && ch != ',';
 			}
-			if (ok)
-				TRY(put(c, &ch, 1));
+			s[o++] = (char)ch;
 		}
 		if (!ok) {
 			char buf[200];
+			free(s);
 			return fail(c, SAGA_EPROTO,
-			    "FieldMask path %s has no lowerCamelCase JSON form",
-			    snip((const char *)r->p, r->len, true, buf, sizeof(buf)));
+			    "FieldMask path %s (at byte %zu) has no lowerCamelCase JSON form",
+			    snip((const char *)r->p, r->len, true, buf, sizeof(buf)),
+			    off_of(c, r->p));
 		}
 	}
-	return put(c, "\"", 1);
+	int rv = w_str(c, (const uint8_t *)s, o);
+	free(s);
+	return rv;
 }
 
 static int

@@ -355,6 +355,10 @@ START_TEST(every_accepted_input_form_reads_as_the_canonical_one)
 		{ "{\"tMask\":\"a.fooBar,b\",\"tEmpty\":{},\"mValue\":{\"x\":[null]}}",
 		    "{\"tMask\":\"a.fooBar,b\",\"tEmpty\":{},\"mValue\":{\"x\":[null]}}" },
 		{ "{\"tMask\":\"\"}", "{\"tMask\":\"\"}" },
+		{ "{\"tMask\":\"a\\\"\\u0001.b\"}", "{\"tMask\":\"a\\\"\\u0001.b\"}" },
+		/* NullValue: 0 is null, another number an unknown value */
+		{ "{\"tNull\":5,\"mValue\":{\"a\":null}}",
+		    "{\"tNull\":5,\"mValue\":{\"a\":null}}" },
 		/* proto2: presence for every singular field, a group */
 		{ "{\"legacy\":{\"ok\":false,\"count\":0,\"item\":{}}}",
 		    "{\"legacy\":{\"count\":0,\"item\":{},\"ok\":false}}" },
@@ -718,7 +722,7 @@ START_TEST(bad_bytes_are_refused_with_path_and_offset)
 	bin_refused(
 	    AT, B(0xb2, 0x05, 0x00), SAGA_EINVAL, "tAny: google.protobuf.Any is not supported");
 	bin_refused(AT, B(0xaa, 0x05, 0x03, 0x0a, 0x01, 0x5f), SAGA_EPROTO,
-	    "tMask: FieldMask path \"_\" has no lowerCamelCase JSON form");
+	    "tMask: FieldMask path \"_\" (at byte 5) has no lowerCamelCase JSON form");
 	/* unknown type */
 	bin_refused("alltypes.Nope", (const uint8_t *)"", 0, SAGA_ENOTFOUND,
 	    "message type alltypes.Nope is not in");
