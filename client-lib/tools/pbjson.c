@@ -1495,6 +1495,7 @@ static int
 collect(ctx *c, const span *sp, size_t nsp, recs *rs)
 {
 	size_t cap = 0;
+	int rv = 0;
 	memset(rs, 0, sizeof(*rs));
 	for (size_t s = 0; s < nsp; s++) {
 		size_t pos = 0;
@@ -1503,26 +1504,36 @@ collect(ctx *c, const span *sp, size_t nsp, recs *rs)
 			if (rs->n == cap) {
 				size_t nc = cap ? 2 * cap : 8;
 				rec *nr = realloc(rs->r, nc * sizeof(*nr));
-				if (nr == NULL)
-					return oom(c);
+				if (nr == NULL) {
+					rv = oom(c);
+					goto fail;
+				}
 				rs->r = nr;
 				cap = nc;
 			}
-			TRY(next_rec(c, sp[s].p, sp[s].len, &pos, &rs->r[rs->n]));
-			if (rs->r[rs->n].wt == WT_EGROUP)
-				return fail(c, SAGA_EPROTO, "unexpected end-group tag at byte %zu",
+			if ((rv = next_rec(c, sp[s].p, sp[s].len, &pos, &rs->r[rs->n])) != 0)
+				goto fail;
+			if (rs->r[rs->n].wt == WT_EGROUP) {
+				rv = fail(c, SAGA_EPROTO, "unexpected end-group tag at byte %zu",
 				    off_of(c, sp[s].p + at));
+				goto fail;
+			}
 			rs->n++;
 		}
 	}
 	if (rs->n == 0)
 		return 0;
-	if ((rs->ord = malloc(rs->n * sizeof(*rs->ord))) == NULL)
-		return oom(c);
+	if ((rs->ord = malloc(rs->n * sizeof(*rs->ord))) == NULL) {
+		rv = oom(c);
+		goto fail;
+	}
 	for (size_t i = 0; i < rs->n; i++)
 		rs->ord[i] = (ordent) { rs->r[i].num, i };
 	qsort(rs->ord, rs->n, sizeof(*rs->ord), cmp_ord);
 	return 0;
+fail: /* callers free nothing on failure */
+	recs_free(rs);
+	return rv;
 }
 
 /* First index in rs->ord with a field number >= num. */
