@@ -7,10 +7,12 @@
 #
 # Builds build-fuzz/ with clang (-Dfuzz=true, b_sanitize=address,undefined),
 # then runs each target from its committed corpus (tests/fuzz/corpus/NAME)
-# plus new inputs in build-fuzz/corpus-NAME, for SECONDS each. A crash
-# leaves the input as build-fuzz/crash-* and exits non-zero. Targets:
+# plus new inputs in build-fuzz/corpus-NAME, for SECONDS each. A crash, a
+# leak, running out of memory or a timeout leaves the input as
+# build-fuzz/{crash,leak,oom,timeout}-* and exits non-zero. Targets:
 # request (sagad's RPC decoder), response (libsaga's reply decoder: work
-# batches, acks, ...), defn (the saga definition parser).
+# batches, acks, ...), defn (the saga definition parser), pbjson (sagactl's
+# protobuf <-> JSON transcoder).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
@@ -19,7 +21,7 @@ if [[ ${1:-} == --merge ]]; then merge=1; shift; fi
 secs=${1:-60}
 [[ $# -gt 0 ]] && shift
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(request response defn)
+[[ ${#targets[@]} -gt 0 ]] || targets=(request response defn pbjson)
 
 command -v clang >/dev/null || { echo "run.sh: clang is needed (apt-get install clang libclang-rt-14-dev)" >&2; exit 2; }
 if [[ ! -f build-fuzz/meson-private/coredata.dat ]]; then
@@ -35,8 +37,8 @@ for t in "${targets[@]}"; do
 		-artifact_prefix=build-fuzz/ -print_final_stats=1 \
 		"build-fuzz/corpus-$t" "tests/fuzz/corpus/$t" 2>&1 |
 		grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|INFO: -max_total_time|==[0-9]+==ERROR|SUMMARY)|Done ' || true
-	if ls build-fuzz/crash-* >/dev/null 2>&1; then
-		echo "run.sh: fuzz-$t crashed; inputs: $(ls build-fuzz/crash-*)" >&2
+	if ls build-fuzz/{crash,leak,oom,timeout}-* >/dev/null 2>&1; then
+		echo "run.sh: fuzz-$t failed; inputs: $(ls build-fuzz/{crash,leak,oom,timeout}-* 2>/dev/null)" >&2
 		exit 1
 	fi
 	if [[ $merge -eq 1 ]]; then
