@@ -9,6 +9,8 @@
  */
 #include <saga.h>
 
+#include "pbjson.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -21,6 +23,7 @@
 #define EXIT_COMPENSATED 16 /* wait: the saga was compensated */
 #define EXIT_PARKED      17 /* wait: the saga failed and is parked */
 #define EXIT_USAGE       64 /* as in sysexits.h */
+#define EXIT_DATAERR     65 /* the input JSON does not fit the definition's input type */
 #define EXIT_NOINPUT     66
 
 #define DEFAULT_WAIT_MS 60000
@@ -31,11 +34,12 @@
 static const char *opt_url;
 static int opt_timeout_ms;
 static int opt_json;
+static int opt_raw; /* --raw: inputs and results as bytes, not decoded */
 
 /* ---- usage ------------------------------------------------------------- */
 
 static const char usage_text[] =
-    "usage: sagactl [--url URL] [--timeout MS] [--json] COMMAND [ARGS]\n"
+    "usage: sagactl [--url URL] [--timeout MS] [--json] [--raw] COMMAND [ARGS]\n"
     "\n"
     "Commands:\n"
     "  register FILE.binpb     register the saga definitions in a descriptor set\n"
@@ -54,8 +58,9 @@ static const char usage_text[] =
     "Options (before or after the command):\n"
     "  --url URL      sagad's address (default: $SAGA_URL, else " SAGA_DEFAULT_URL ")\n"
     "  --timeout MS   time limit of each call to sagad (default 10000)\n"
-    "  --json         print one JSON document instead of text; byte fields\n"
-    "                 (input, results) are base64\n"
+    "  --json         print one JSON document instead of text (watch: one per line)\n"
+    "  --raw          show saga inputs and step results as bytes (base64 in JSON)\n"
+    "                 instead of decoding them with the definition's types\n"
     "  --help         this text; `sagactl COMMAND --help` for a command's options\n"
     "  --version      print the version of sagactl/libsaga\n"
     "\n"
@@ -66,6 +71,7 @@ static const char usage_text[] =
     "  16     wait: the saga ended compensated\n"
     "  17     wait: the saga failed and is parked (needs an operator)\n"
     "  64     usage error\n"
+    "  65     start: the input JSON does not fit the definition's input type\n"
     "  66     an input file cannot be read\n"
     "  74     the output cannot be written\n";
 
@@ -105,8 +111,12 @@ static const command commands[] = {
 	    "matched an earlier start: no new saga was made).\n"
 	    "\n"
 	    "  --version N          definition version (default: the latest)\n"
-	    "  --input STRING       the saga input bytes (a serialized protobuf message)\n"
-	    "  --input-file PATH    read the input from PATH (- = standard input)\n"
+	    "  --input JSON         the saga input as JSON, encoded with the input type of\n"
+	    "                       the definition (proto3 JSON mapping; `sagactl describe`\n"
+	    "                       shows the type), e.g. --input '{\"orderId\":\"A-1\"}'\n"
+	    "  --input-file PATH    read the JSON input from PATH (- = standard input)\n"
+	    "  --input-raw BYTES    the input bytes as given (already serialized)\n"
+	    "  --input-raw-file P   the input bytes from file P (- = standard input)\n"
 	    "  --key KEY            idempotency key: the same key always gives the same saga\n"
 	    "  --business-key KEY   searchable label, e.g. an order id\n"
 	    "  --deadline MS        compensate if not completed within MS of the start\n"
@@ -119,9 +129,12 @@ static const command commands[] = {
 	{ "get", cmd_get,
 	    "usage: sagactl get SAGA_ID\n"
 	    "\n"
-	    "Shows a saga (definition, state, keys, times in local time, error) and a\n"
-	    "table of its steps: state, attempts, compensation attempts, start time,\n"
-	    "duration, last error and result size. Exits 3 if there is no such saga.\n" },
+	    "Shows a saga (definition, state, keys, times in local time, trace, error,\n"
+	    "its input as JSON) and a table of its steps: state, attempts, compensation\n"
+	    "attempts, start time, duration, last error and result size, then each\n"
+	    "result as JSON. Inputs and results are decoded with the types the\n"
+	    "definition was registered with (--raw: as bytes). Exits 3 if there is no\n"
+	    "such saga.\n" },
 	{ "wait", cmd_wait,
 	    "usage: sagactl wait SAGA_ID [--wait-timeout MS]\n"
 	    "\n"
@@ -283,6 +296,10 @@ match_global(int argc, char **argv, int *i)
 	}
 	if (match_opt(argc, argv, i, "--json", NULL)) {
 		opt_json = 1;
+		return 1;
+	}
+	if (match_opt(argc, argv, i, "--raw", NULL)) {
+		opt_raw = 1;
 		return 1;
 	}
 	return 0;
@@ -648,8 +665,98 @@ table_print(table *t)
 	free(w);
 }
 
+/* ---- payloads as JSON ------------------------------------------------------ */
+
+/* The types of one definition version, from the descriptor set it was
+ * registered with (sagad keeps it; `describe` sends it). */
+typedef struct schema {
+	saga_definition_list *l;
+	const saga_definition *d; /* the version described */
+	pbjson *pb;
+	char why[512]; /* when pb is NULL: why there are no types */
+} schema;
+
 static void
-print_info_text(const saga_info *s)
+schema_free(schema *sc)
+{
+	pbjson_free(sc->pb);
+	saga_definition_list_free(sc->l);
+	memset(sc, 0, sizeof(*sc));
+}
+
+/* Loads the types of def@version (0 = latest). Returns 0 or the error of
+ * the describe call; a descriptor set that pbjson cannot read leaves pb
+ * NULL with the reason in why (payloads are then shown as bytes). */
+static int
+schema_load(saga_client *c, const char *def, uint32_t version, schema *sc)
+{
+	memset(sc, 0, sizeof(*sc));
+	int rv = saga_client_describe(c, def, version, &sc->l);
+	if (rv != SAGA_OK) {
+		snprintf(
+		    sc->why, sizeof(sc->why), "cannot describe %s: %s", def, saga_client_errmsg(c));
+		return rv;
+	}
+	for (size_t i = 0; i < sc->l->count; i++)
+		if (sc->d == NULL || sc->l->definitions[i].version == version)
+			sc->d = &sc->l->definitions[i];
+	if (sc->l->descriptor_set == NULL) {
+		snprintf(sc->why, sizeof(sc->why), "sagad sent no descriptor set for %s", def);
+		return 0;
+	}
+	char err[400];
+	if (pbjson_new(
+		sc->l->descriptor_set, sc->l->descriptor_set_len, &sc->pb, err, sizeof(err)) != 0)
+		snprintf(sc->why, sizeof(sc->why), "its descriptor set cannot be read: %s", err);
+	return 0;
+}
+
+/* bytes of message `type` as JSON (malloc'd; one line if indent is 0), or
+ * NULL with the reason in why. */
+static char *
+payload_json(const schema *sc, const char *type, const uint8_t *b, size_t n, int indent, char *why,
+    size_t whylen)
+{
+	char *out = NULL, err[400];
+	if (sc == NULL || sc->pb == NULL) {
+		snprintf(why, whylen, "%s", sc != NULL ? sc->why : "no types");
+		return NULL;
+	}
+	if (pbjson_to_json(sc->pb, type, b, n, indent, &out, err, sizeof(err)) != 0) {
+		snprintf(why, whylen, "not a valid %s: %s", type, err);
+		return NULL;
+	}
+	return out;
+}
+
+static const char *
+step_output_type(const schema *sc, const char *step)
+{
+	if (sc == NULL || sc->d == NULL)
+		return "";
+	for (size_t i = 0; i < sc->d->n_steps; i++)
+		if (strcmp(sc->d->steps[i].name, step) == 0)
+			return sc->d->steps[i].output_type;
+	return "";
+}
+
+/* The schema for a saga's definition version, unless --raw. NULL if it
+ * cannot be had (the payloads are then shown as bytes, with why). */
+static schema *
+schema_for_info(saga_client *c, const saga_info *s, schema *buf)
+{
+	if (opt_raw)
+		return NULL;
+	if (schema_load(c, s->definition, s->version, buf) != SAGA_OK) {
+		fprintf(stderr, "sagactl: %s; showing payloads as bytes\n", buf->why);
+		schema_free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+static void
+print_info_text(const saga_info *s, const schema *sc)
 {
 	char tb[64], tb2[64], db[32];
 	int64_t now = now_us();
@@ -667,7 +774,19 @@ print_info_text(const saga_info *s)
 		printf("deadline     %s\n", local_time(s->deadline_us, tb, sizeof(tb)));
 	if (*s->traceparent)
 		printf("trace        %s\n", s->traceparent);
-	printf("input        %zu bytes\n", s->input_len);
+	if (sc != NULL && sc->d != NULL) {
+		char why[600];
+		char *j = payload_json(
+		    sc, sc->d->input_type, s->input, s->input_len, 0, why, sizeof(why));
+		if (j != NULL)
+			printf("input        %s\n", j);
+		else
+			printf("input        %zu bytes (%s; --raw --json shows them)\n",
+			    s->input_len, why);
+		free(j);
+	} else {
+		printf("input        %zu bytes\n", s->input_len);
+	}
 	if (*s->error) {
 		char *e = cell(s->error, 4096, NULL);
 		printf("error        %s\n", e);
@@ -711,6 +830,22 @@ print_info_text(const saga_info *s)
 		table_add(&t, row);
 	}
 	table_print(&t);
+	int any_result = 0;
+	for (size_t i = 0; sc != NULL && sc->pb != NULL && i < s->n_steps; i++) {
+		const saga_step_info *st = &s->steps[i];
+		if (st->state != SAGA_STEP_SUCCEEDED && st->result_len == 0)
+			continue;
+		char why[600];
+		char *j = payload_json(sc, step_output_type(sc, st->name), st->result,
+		    st->result_len, 0, why, sizeof(why));
+		if (!any_result++)
+			printf("\nresults:\n");
+		if (j != NULL)
+			printf("  %s  %s\n", st->name, j);
+		else
+			printf("  %s  %zu bytes (%s)\n", st->name, st->result_len, why);
+		free(j);
+	}
 	if (any_cut) {
 		printf("\nlast errors in full:\n");
 		for (size_t i = 0; i < s->n_steps; i++) {
@@ -804,8 +939,32 @@ json_kv_int(int *first, const char *k, int64_t v)
 
 static void json_event(const saga_event *e);
 
+/* "key": the payload as a JSON value; if it cannot be decoded (or --raw),
+ * "key": null, "key_base64": the bytes and "key_error": why. */
 static void
-json_info(const saga_info *s)
+json_payload(
+    int *f, const char *key, const schema *sc, const char *type, const uint8_t *b, size_t n)
+{
+	char why[600] = "--raw", k[64];
+	char *j = sc != NULL ? payload_json(sc, type, b, n, 0, why, sizeof(why)) : NULL;
+	json_key(f, key);
+	if (j != NULL) {
+		fputs(j, stdout);
+		free(j);
+		return;
+	}
+	fputs("null", stdout);
+	snprintf(k, sizeof(k), "%s_base64", key);
+	json_key(f, k);
+	json_base64(b, n);
+	if (!opt_raw) {
+		snprintf(k, sizeof(k), "%s_error", key);
+		json_kv_str(f, k, why);
+	}
+}
+
+static void
+json_info(const saga_info *s, const schema *sc)
 {
 	char tb[64];
 	int f = 1;
@@ -823,8 +982,8 @@ json_info(const saga_info *s)
 	json_kv_int(&f, "deadline_us", s->deadline_us);
 	json_kv_str(&f, "traceparent", s->traceparent);
 	json_kv_str(&f, "error", s->error);
-	json_key(&f, "input");
-	json_base64(s->input, s->input_len);
+	json_payload(&f, "input", sc, sc != NULL && sc->d != NULL ? sc->d->input_type : "",
+	    s->input, s->input_len);
 	json_key(&f, "steps");
 	putchar('[');
 	for (size_t i = 0; i < s->n_steps; i++) {
@@ -854,8 +1013,9 @@ json_info(const saga_info *s)
 		json_kv_int(&g, "next_attempt_us", st->next_attempt_us);
 		json_kv_int(&g, "completion_seq", st->completion_seq);
 		json_kv_str(&g, "last_error", st->last_error);
-		json_key(&g, "result");
-		json_base64(st->result, st->result_len);
+		if (st->result_len > 0 || st->state == SAGA_STEP_SUCCEEDED)
+			json_payload(&g, "result", sc, step_output_type(sc, st->name), st->result,
+			    st->result_len);
 		putchar('}');
 	}
 	printf("]");
@@ -890,6 +1050,20 @@ json_summary(const saga_summary *s)
 }
 
 /* ---- commands ---------------------------------------------------------- */
+
+/* Prints a saga like `get` (JSON without a newline), its payloads
+ * decoded with its definition's types unless --raw. */
+static void
+show_info(saga_client *c, const saga_info *info, int json)
+{
+	schema buf, *sc = schema_for_info(c, info, &buf);
+	if (json)
+		json_info(info, sc);
+	else
+		print_info_text(info, sc);
+	if (sc != NULL)
+		schema_free(sc);
+}
 
 /* Exit status of a waited-for saga (see usage). */
 static int
@@ -994,10 +1168,10 @@ wait_and_print(saga_client *c, const char *id, long long wait_ms, const started 
 				printf("%s", st->existing ? "true" : "false");
 				json_key(&f, "saga");
 			}
-			json_info(info);
+			show_info(c, info, 1);
 			printf(st != NULL ? "}\n" : "\n");
 		} else {
-			print_info_text(info);
+			show_info(c, info, 0);
 		}
 	}
 	if (rv == SAGA_ETIMEDOUT) {
@@ -1012,10 +1186,49 @@ wait_and_print(saga_client *c, const char *id, long long wait_ms, const started 
 	return rv;
 }
 
+/* The JSON text of a start's input, encoded with the input type of the
+ * definition version being started. Exits EXIT_DATAERR (with the path of
+ * the offending value) if it does not fit. */
+static void
+encode_input(saga_client *c, const char *def, uint32_t version, const char *json, size_t len,
+    uint8_t **out, size_t *outlen)
+{
+	schema sc;
+	char err[600];
+	int rv = schema_load(c, def, version, &sc);
+	if (rv != SAGA_OK) {
+		char what[600];
+		snprintf(what, sizeof(what), "cannot start %s", def);
+		rv = fail(c, rv, what);
+		if (rv == SAGA_ENOTFOUND)
+			fprintf(stderr, "sagactl: is %s registered? see `sagactl describe`\n", def);
+		exit(rv);
+	}
+	if (sc.pb == NULL || sc.d == NULL) {
+		fprintf(stderr,
+		    "sagactl: cannot encode the input of %s: %s\n"
+		    "sagactl: give the serialized bytes with --input-raw or --input-raw-file\n",
+		    def, sc.why);
+		exit(EXIT_DATAERR);
+	}
+	if (pbjson_from_json(sc.pb, sc.d->input_type, json, len, out, outlen, err, sizeof(err)) !=
+	    0) {
+		fprintf(stderr,
+		    "sagactl: the input is not a valid %s: %s\n"
+		    "sagactl: `sagactl describe %s` shows the input type; the JSON uses the\n"
+		    "sagactl: fields' lowerCamelCase (or proto) names, 64-bit integers as "
+		    "strings\n",
+		    sc.d->input_type, err, def);
+		exit(EXIT_DATAERR);
+	}
+	schema_free(&sc);
+}
+
 static int
 cmd_start(int argc, char **argv)
 {
-	const char *def = NULL, *input = NULL, *input_file = NULL, *v;
+	const char *def = NULL, *input = NULL, *input_file = NULL, *raw = NULL, *raw_file = NULL,
+		   *v;
 	saga_start_opts o = { 0 };
 	int wait = 0;
 	long long wait_ms = DEFAULT_WAIT_MS;
@@ -1029,6 +1242,10 @@ cmd_start(int argc, char **argv)
 			input = v;
 		else if (match_opt(argc, argv, &i, "--input-file", &v))
 			input_file = v;
+		else if (match_opt(argc, argv, &i, "--input-raw", &v))
+			raw = v;
+		else if (match_opt(argc, argv, &i, "--input-raw-file", &v))
+			raw_file = v;
 		else if (match_opt(argc, argv, &i, "--key", &v))
 			o.idempotency_key = v;
 		else if (match_opt(argc, argv, &i, "--business-key", &v))
@@ -1048,27 +1265,38 @@ cmd_start(int argc, char **argv)
 	}
 	if (def == NULL)
 		usage_error("start: which definition? (sagactl start DEFINITION)");
-	if (input != NULL && input_file != NULL)
-		usage_error("start: give --input or --input-file, not both");
+	if ((input != NULL) + (input_file != NULL) + (raw != NULL) + (raw_file != NULL) > 1)
+		usage_error(
+		    "start: give one of --input, --input-file, --input-raw, --input-raw-file");
 
-	uint8_t *buf = NULL;
+	uint8_t *buf = NULL, *enc = NULL;
 	size_t len = 0;
-	if (input_file != NULL)
-		read_file(input_file, &buf, &len);
-	else if (input != NULL)
-		len = strlen(input);
+	const void *payload = NULL;
 	saga_client *c = connect_client();
+	if (input_file != NULL || raw_file != NULL)
+		read_file(input_file != NULL ? input_file : raw_file, &buf, &len);
+	if (input != NULL || input_file != NULL) {
+		const char *text = input != NULL ? input : (const char *)buf;
+		encode_input(
+		    c, def, o.version, text, input != NULL ? strlen(input) : len, &enc, &len);
+		payload = enc;
+	} else if (raw != NULL) {
+		payload = raw;
+		len = strlen(raw);
+	} else {
+		payload = buf;
+	}
 	char *id = NULL;
 	int existing = 0;
-	int rv = saga_client_start(
-	    c, def, input_file ? (const void *)buf : (const void *)input, len, &o, &id, &existing);
+	int rv = saga_client_start(c, def, payload, len, &o, &id, &existing);
 	free(buf);
+	free(enc);
 	if (rv != SAGA_OK) {
 		char what[512];
 		snprintf(what, sizeof(what), "cannot start %s", def);
 		rv = fail(c, rv, what);
 		if (rv == SAGA_ENOTFOUND)
-			fprintf(stderr, "sagactl: is %s registered? see `sagactl register`\n", def);
+			fprintf(stderr, "sagactl: is %s registered? see `sagactl describe`\n", def);
 		saga_client_free(c);
 		return rv;
 	}
@@ -1151,12 +1379,9 @@ cmd_get(int argc, char **argv)
 	int rv = get_info("get", argc, argv, &c, &info);
 	if (rv != SAGA_OK)
 		return rv;
-	if (opt_json) {
-		json_info(info);
+	show_info(c, info, opt_json);
+	if (opt_json)
 		putchar('\n');
-	} else {
-		print_info_text(info);
-	}
 	saga_info_free(info);
 	saga_client_free(c);
 	return 0;
@@ -1324,7 +1549,7 @@ cmd_watch(int argc, char **argv)
 		fflush(stdout);
 		if (saga_state_is_final(info->state)) {
 			if (opt_json) {
-				json_info(info);
+				show_info(c, info, 1);
 				putchar('\n');
 			} else {
 				printf("\nsaga %s is %s%s%s\n", info->saga_id,
@@ -1590,7 +1815,7 @@ cmd_history(int argc, char **argv)
 	if (rv != SAGA_OK)
 		return rv;
 	if (opt_json) {
-		json_info(info);
+		show_info(c, info, 1);
 		putchar('\n');
 	} else {
 		printf("saga %s (%s@%u): %s\n", info->saga_id, info->definition, info->version,

@@ -252,7 +252,7 @@ START_TEST(sagactl_registers_starts_gets_lists_and_cancels)
 	free(out);
 
 	/* start --wait: prints the id, waits for the end */
-	rc = CTL(t, &out, "start", "ittest.Linear3", "--input", "tag=cli", "--wait");
+	rc = CTL(t, &out, "start", "ittest.Linear3", "--input-raw", "tag=cli", "--wait");
 	ck_assert_msg(rc == 0, "start --wait: exit %d", rc);
 	char *id = find_uuid(out);
 	ck_assert_msg(id != NULL, "start printed no saga id: '%s'", out);
@@ -265,7 +265,7 @@ START_TEST(sagactl_registers_starts_gets_lists_and_cancels)
 	saga_info_free(info);
 
 	/* start --json */
-	rc = CTL(t, &out, "--json", "start", "ittest.Linear3", "--input", "tag=cli-json");
+	rc = CTL(t, &out, "--json", "start", "ittest.Linear3", "--input-raw", "tag=cli-json");
 	ck_assert_msg(rc == 0, "start --json: exit %d", rc);
 	ck_assert_msg(json_ok(out), "start --json printed non-JSON: '%s'", out);
 	char *id2 = find_uuid(out);
@@ -323,7 +323,7 @@ START_TEST(sagactl_registers_starts_gets_lists_and_cancels)
 	free(out);
 
 	/* unknown definition */
-	rc = CTL(t, &out, "start", "ittest.NoSuchSaga", "--input", "x");
+	rc = CTL(t, &out, "start", "ittest.NoSuchSaga", "--input-raw", "x");
 	ck_assert_int_eq(rc, SAGA_ENOTFOUND);
 	free(out);
 
@@ -331,23 +331,25 @@ START_TEST(sagactl_registers_starts_gets_lists_and_cancels)
 	rc = CTL(t, &out, "wait", id);
 	ck_assert_msg(rc == 0, "wait on a completed saga: exit %d", rc);
 	free(out);
-	rc = CTL(t, &out, "--json", "start", "ittest.Linear3", "--input", "fail=B", "--wait");
+	rc = CTL(t, &out, "--json", "start", "ittest.Linear3", "--input-raw", "fail=B", "--wait");
 	ck_assert_msg(rc == 16, "start --wait of a saga that compensates: exit %d", rc);
 	ck_assert_msg(json_ok(out), "start --wait --json printed non-JSON: '%s'", out);
 	ck_assert_msg(ths_contains(out, "compensated"), "start --wait --json printed '%s'", out);
 	free(out);
-	rc = CTL(t, &out, "start", "ittest.Linear3", "--input", "fail=C;compfail=B:99", "--wait");
+	rc = CTL(
+	    t, &out, "start", "ittest.Linear3", "--input-raw", "fail=C;compfail=B:99", "--wait");
 	ck_assert_msg(rc == 17, "start --wait of a saga that parks: exit %d", rc);
 	free(out);
 
 	/* idempotency key: the same saga twice */
-	rc = CTL(t, &out, "start", "ittest.Linear3", "--input", "tag=keyed", "--key", "cli-key",
+	rc = CTL(t, &out, "start", "ittest.Linear3", "--input-raw", "tag=keyed", "--key", "cli-key",
 	    "--business-key", "order-7");
 	ck_assert_int_eq(rc, 0);
 	char *k1 = find_uuid(out);
 	ck_assert_ptr_nonnull(k1);
 	free(out);
-	rc = CTL(t, &out, "start", "ittest.Linear3", "--input", "tag=keyed", "--key", "cli-key");
+	rc =
+	    CTL(t, &out, "start", "ittest.Linear3", "--input-raw", "tag=keyed", "--key", "cli-key");
 	ck_assert_int_eq(rc, 0);
 	char *k2 = find_uuid(out);
 	ck_assert_ptr_nonnull(k2);
@@ -439,6 +441,184 @@ START_TEST(sagactl_registers_starts_gets_lists_and_cancels)
 }
 END_TEST
 
+/* Counts the occurrences of needle in s. */
+static int
+count_of(const char *s, const char *needle)
+{
+	int n = 0;
+	for (const char *p = s; (p = strstr(p, needle)) != NULL; p++)
+		n++;
+	return n;
+}
+
+/* The typed input, in the order and form sagactl prints it back. */
+#define TYPED_JSON                                                                 \
+	"{\"note\":\";echo=A;\",\"orderId\":\"ord-42\",\"amountCents\":\"-1234\"," \
+	"\"tags\":[\"x\",\"y\"],\"kind\":\"KIND_BIG\",\"attrs\":{\"k\":\"v\"},"    \
+	"\"items\":[{\"sku\":\"s1\",\"qty\":2}],\"at\":\"2026-11-22T10:00:00Z\","  \
+	"\"blob\":\"AAEC/w==\",\"ratio\":0.25,\"rush\":true}"
+
+START_TEST(sagactl_speaks_json_payloads_describes_watches_and_counts)
+{
+	ths *t = world("ctl_json");
+	char *out = NULL;
+	int rc;
+	ths_register_sagas_ok(t);
+
+	/* describe: every definition, then one with its steps and flow */
+	rc = CTL(t, &out, "describe");
+	ck_assert_msg(rc == 0 && ths_contains(out, "ittest.Typed") &&
+		ths_contains(out, "ittest.Linear3") && ths_contains(out, "a typed input"),
+	    "describe: exit %d, '%s'", rc, out);
+	free(out);
+	rc = CTL(t, &out, "describe", "ittest.Typed");
+	ck_assert_msg(rc == 0 && ths_contains(out, "input        ittest.TypedInput") &&
+		ths_contains(out, "business key input field order_id") &&
+		ths_contains(out, "UndoA") && ths_contains(out, "flow:"),
+	    "describe ittest.Typed: exit %d, '%s'", rc, out);
+	free(out);
+	rc = CTL(t, &out, "describe", "ittest.Parallel");
+	ck_assert_msg(rc == 0 && ths_contains(out, "D <- B+C") &&
+		ths_contains(out, "compensations run newest first: UndoD"),
+	    "describe ittest.Parallel: exit %d, '%s'", rc, out);
+	free(out);
+	rc = CTL(t, &out, "describe", "ittest.Linear3");
+	ck_assert_msg(rc == 0 && ths_contains(out, "A --> B --> C"),
+	    "describe ittest.Linear3: exit %d, '%s'", rc, out);
+	free(out);
+	rc = CTL(t, &out, "--json", "describe", "ittest.Parallel");
+	ck_assert_msg(rc == 0 && json_ok(out) && ths_contains(out, "\"depends_on\":[\"B\",\"C\"]"),
+	    "describe --json: exit %d, '%s'", rc, out);
+	free(out);
+	rc = CTL(t, &out, "describe", "ittest.NoSuch");
+	ck_assert_int_eq(rc, SAGA_ENOTFOUND);
+	free(out);
+	rc = CTL(t, &out, "describe", "ittest.Typed", "--version", "9");
+	ck_assert_int_eq(rc, SAGA_ENOTFOUND);
+	free(out);
+
+	/* A JSON input is encoded with the definition's types; the saga's
+	 * input and A's result (an echo of it) are shown as the same JSON. */
+	rc = CTL(t, &out, "--json", "start", "ittest.Typed", "--input", TYPED_JSON, "--wait");
+	ck_assert_msg(rc == 0 && json_ok(out), "start --input JSON: exit %d, '%s'", rc, out);
+	ck_assert_msg(count_of(out, TYPED_JSON) == 2, "input and result not both %s in '%s'",
+	    TYPED_JSON, out);
+	char *id = find_uuid(out);
+	ck_assert_ptr_nonnull(id);
+	free(out);
+	/* The bytes are protobuf: sagad read the business key from them. */
+	rc = CTL(t, &out, "list", "--business-key", "ord-42");
+	ck_assert_msg(rc == 0 && ths_contains(out, id), "list --business-key: '%s'", out);
+	free(out);
+	rc = CTL(t, &out, "get", id);
+	ck_assert_msg(rc == 0 && ths_contains(out, "input        " TYPED_JSON) &&
+		ths_contains(out, "results:") && ths_contains(out, "  A  " TYPED_JSON),
+	    "get: exit %d, '%s'", rc, out);
+	free(out);
+	rc = CTL(t, &out, "--raw", "--json", "get", id);
+	ck_assert_msg(rc == 0 && json_ok(out) && ths_contains(out, "\"input\":null") &&
+		ths_contains(out, "\"input_base64\":\"") && !ths_contains(out, "orderId"),
+	    "--raw --json get: '%s'", out);
+	free(out);
+	rc = CTL(t, &out, "--raw", "get", id);
+	ck_assert_msg(rc == 0 && ths_contains(out, "input        ") && ths_contains(out, " bytes"),
+	    "--raw get: '%s'", out);
+	free(out);
+	/* From a file, by proto field names. */
+	char path[1024];
+	snprintf(path, sizeof(path), "%s/input.json", ths_dir(t));
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("{ \"order_id\": \"ord-43\", \"amount_cents\": 7 }\n", f);
+	fclose(f);
+	rc = CTL(t, &out, "start", "ittest.Typed", "--input-file", path, "--wait");
+	ck_assert_msg(rc == 0 && ths_contains(out, "\"orderId\":\"ord-43\",\"amountCents\":\"7\""),
+	    "start --input-file: exit %d, '%s'", rc, out);
+	free(out);
+
+	/* Input that does not fit the type: exit 65, nothing started. */
+	static const char *const bad[] = { "{\"amountCents\":\"abc\"}", "{\"nope\":1}",
+		"{\"kind\":\"KIND_HUGE\"}", "{\"tags\":\"x\"}", "{\"blob\":\"%%%\"}", "[1,2]",
+		"{\"at\":\"yesterday\"}", "{" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		rc = CTL(t, &out, "start", "ittest.Typed", "--input", bad[i]);
+		ck_assert_msg(rc == 65, "input %s: exit %d, want 65", bad[i], rc);
+		free(out);
+	}
+	rc = CTL(t, &out, "--json", "list", "--definition", "ittest.Typed", "--counts");
+	ck_assert_msg(rc == 0 && json_ok(out) && ths_contains(out, "\"completed\":2") &&
+		ths_contains(out, "\"running\":0"),
+	    "list --counts --json: '%s'", out);
+	free(out);
+
+	/* Bytes that are not a message of the input type fall back to bytes. */
+	char *lin = ths_start_ok(t, "ittest.Linear3", "tag=text");
+	saga_info_free(ths_wait_final_ok(t, lin, WAIT_MS));
+	rc = CTL(t, &out, "get", lin);
+	ck_assert_msg(rc == 0 && ths_contains(out, "not a valid ittest.Directives"),
+	    "get of a text input: '%s'", out);
+	free(out);
+	rc = CTL(t, &out, "--json", "get", lin);
+	ck_assert_msg(rc == 0 && json_ok(out) && ths_contains(out, "\"input_error\":\"not a valid"),
+	    "get --json of a text input: '%s'", out);
+	free(out);
+
+	/* list: counts, version filter */
+	rc = CTL(t, &out, "list", "--counts");
+	ck_assert_msg(rc == 0 && ths_contains(out, "completed 3") && ths_contains(out, "failed 0"),
+	    "list --counts: '%s'", out);
+	free(out);
+	rc = CTL(t, &out, "list", "--definition", "ittest.Typed", "--version", "2");
+	ck_assert_msg(rc == 0 && ths_contains(out, "(no sagas)"), "list --version 2: '%s'", out);
+	free(out);
+	rc = CTL(t, &out, "list", "--version", "1");
+	ck_assert_int_eq(rc, 64);
+	free(out);
+
+	/* watch: follows a running saga to its end; the exit status says how */
+	char *slow = ths_start_ok(t, "ittest.Linear3", "sleep=B:700;fail=C");
+	rc = CTL(t, &out, "watch", slow, "--interval", "100");
+	ck_assert_msg(rc == 16 && ths_contains(out, "started") && ths_contains(out, "failed") &&
+		ths_contains(out, "compensating") && ths_contains(out, "is compensated"),
+	    "watch: exit %d, '%s'", rc, out);
+	ck_assert_int_eq(count_of(out, "  started "), 1); /* no event twice */
+	free(out);
+	rc = CTL(t, &out, "--json", "watch", slow);
+	ck_assert_msg(rc == 16 && json_ok(out) && ths_contains(out, "\"type\":\"started\"") &&
+		ths_contains(out, "\"state\":\"compensated\""),
+	    "watch --json: exit %d, '%s'", rc, out);
+	free(out);
+
+	/* trace context given on the command line */
+	rc = CTL(t, &out, "start", "ittest.Linear3", "--input-raw", "tag=tp", "--traceparent",
+	    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "--wait");
+	ck_assert_msg(rc == 0 &&
+		ths_contains(
+		    out, "trace        00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+	    "start --traceparent: exit %d, '%s'", rc, out);
+	free(out);
+	rc = CTL(t, &out, "start", "ittest.Linear3", "--traceparent", "nope");
+	ck_assert_int_eq(rc, SAGA_EINVAL);
+	free(out);
+
+	/* --help on every command */
+	static const char *const cmds[] = { "register", "start", "get", "wait", "watch", "history",
+		"list", "cancel", "retry", "skip", "describe", "participants" };
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		char want[64];
+		rc = CTL(t, &out, cmds[i], "--help");
+		snprintf(want, sizeof(want), "usage: sagactl %s", cmds[i]);
+		ck_assert_msg(rc == 0 && strncmp(out, want, strlen(want)) == 0,
+		    "%s --help: exit %d, '%s'", cmds[i], rc, out);
+		free(out);
+	}
+	saga_string_free(lin);
+	saga_string_free(slow);
+	free(id);
+	ths_free(t);
+}
+END_TEST
+
 static Suite *
 sagactl_suite(void)
 {
@@ -448,6 +628,7 @@ sagactl_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, json_checker_checks);
 	tcase_add_test(tc, sagactl_registers_starts_gets_lists_and_cancels);
+	tcase_add_test(tc, sagactl_speaks_json_payloads_describes_watches_and_counts);
 	suite_add_tcase(s, tc);
 	return s;
 }

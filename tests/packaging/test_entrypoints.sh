@@ -364,14 +364,13 @@ for sp in "${participants[@]}"; do
 done
 
 # --- sagas ---------------------------------------------------------------
-printf 'order_id: "pkg-%s" sku: "SKU-1" quantity: 1 amount_cents: 1250 card: "4242" address: "1 Main St"\n' $$ |
-	"$PROTOC" --encode=shop.OrderRequest --proto_path="$SOURCE_ROOT/examples/order" \
-		--proto_path="$SOURCE_ROOT/proto" --proto_path=/usr/include order.proto >"$work/order.bin" ||
-	die "protoc --encode failed"
+# The input as JSON, encoded by sagactl with the registered definition's types.
 rc=0
-"$BUILT_SAGACTL" --url "$sagad_url" start shop.OrderSaga --input-file "$work/order.bin" \
+"$BUILT_SAGACTL" --url "$sagad_url" start shop.OrderSaga \
+	--input "{\"orderId\":\"pkg-$$\",\"sku\":\"SKU-1\",\"quantity\":1,\"amountCents\":\"1250\",\"card\":\"4242\",\"address\":\"1 Main St\"}" \
 	--wait --wait-timeout 60000 >"$work/sagactl-start.log" 2>&1 || rc=$?
-if [[ $rc -ne 0 ]] || ! grep -q completed "$work/sagactl-start.log"; then
+if [[ $rc -ne 0 ]] || ! grep -q completed "$work/sagactl-start.log" ||
+	! grep -q "\"orderId\":\"pkg-$$\"" "$work/sagactl-start.log"; then
 	die "sagactl start --wait exited $rc: $(cat "$work/sagactl-start.log")"
 fi
 ok "a saga started with sagactl start --wait completed"

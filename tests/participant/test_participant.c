@@ -22,6 +22,9 @@
  *   compfail=STEP:N    retryable error on the first N attempts of STEP's
  *                      compensation
  *   compsleep=STEP:MS  sleep MS before answering the compensation
+ *   echo=STEP          STEP's action returns the saga input as its result
+ *                      (for inputs that are protobuf messages: a string
+ *                      field holding ";echo=A;" is found among the bytes)
  *   compfailwhile=PATH every compensation fails (retryable) while the file
  *                      PATH exists (a test "fixes" it by removing the file)
  *   crash=STEP         _exit(137) on receiving STEP's action; only in the
@@ -301,6 +304,10 @@ handle(const saga_step *s, saga_reply *r, void *user)
 			return;
 		}
 		journal(s, "ok", t0, now_us());
+		if (directive(input, "echo", s->step, s->rpc, &n)) {
+			saga_reply_success(r, s->input, s->input_len);
+			return;
+		}
 		int len = snprintf(result, sizeof(result), "%s@%s", s->rpc, s->saga_id);
 		saga_reply_success(r, result, (size_t)len);
 		return;
