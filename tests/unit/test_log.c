@@ -203,6 +203,39 @@ START_TEST(logfmt_line_has_ts_level_saga_step_and_quoted_msg)
 }
 END_TEST
 
+START_TEST(saga_context_lines_carry_participant_attempt_and_trace_id_in_both_formats)
+{
+	slog_ctx c = { .saga = "s1",
+		.step = "ship",
+		.participant = "shipping",
+		.attempt = 3,
+		.trace = "4bf92f3577b34da6a3ce929d0e0e4736" };
+	capture(SLOG_INFO, SLOG_LOGFMT);
+	slog_write_ctx(SLOG_INFO, &c, "attempt %s", "failed");
+	char *out = captured();
+	ck_assert_ptr_nonnull(strstr(out,
+	    " level=info saga=s1 step=ship participant=shipping "
+	    "attempt=3 trace_id=4bf92f3577b34da6a3ce929d0e0e4736 "
+	    "msg=\"attempt failed\"\n"));
+	free(out);
+
+	capture(SLOG_INFO, SLOG_JSON);
+	slog_write_ctx(SLOG_INFO, &c, "x");
+	c.attempt = 0;
+	c.participant = NULL;
+	slog_write_ctx(SLOG_INFO, &c, "y");
+	out = captured();
+	ck_assert_int_eq(count_lines(out), 2);
+	ck_assert_ptr_nonnull(strstr(out,
+	    "\"level\":\"info\",\"saga\":\"s1\",\"step\":\"ship\","
+	    "\"participant\":\"shipping\",\"attempt\":\"3\","
+	    "\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"msg\":\"x\"}"));
+	ck_assert_ptr_nonnull(strstr(out,
+	    "\"step\":\"ship\",\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"msg\":\"y\"}"));
+	free(out);
+}
+END_TEST
+
 START_TEST(logfmt_omits_saga_and_step_when_null)
 {
 	capture(SLOG_DEBUG, SLOG_LOGFMT);
@@ -451,6 +484,8 @@ main(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, logfmt_line_has_ts_level_saga_step_and_quoted_msg);
 	tcase_add_test(tc, logfmt_omits_saga_and_step_when_null);
+	tcase_add_test(
+	    tc, saga_context_lines_carry_participant_attempt_and_trace_id_in_both_formats);
 	tcase_add_test(tc, logfmt_escapes_quotes_backslashes_and_control_chars);
 	tcase_add_test(tc, json_line_is_valid_json_with_escaped_fields);
 	tcase_add_test(tc, level_filter_drops_lines_below_the_configured_level);
