@@ -1494,6 +1494,19 @@ handle_wait(rpc_req *r)
 		rpc_reply_error(r, SAGA_ENOMEM, "out of memory");
 }
 
+/* Answers a connection's parked poll with an empty batch: the participant
+ * polls again (idle timeout, a replaced poll, shutdown). */
+static void
+answer_poll_empty(relay_pipe *pp)
+{
+	Sagawire__WorkBatch wb = SAGAWIRE__WORK_BATCH__INIT;
+	Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
+	resp.body_case = SAGAWIRE__RESPONSE__BODY_WORK;
+	resp.work = &wb;
+	rpc_reply(pp->poll, &resp);
+	pp->poll = NULL;
+}
+
 static void
 handle_poll(rpc_req *r)
 {
@@ -1539,15 +1552,10 @@ handle_poll(rpc_req *r)
 	}
 	pp->capacity = q->capacity > E.cfg->max_capacity ? E.cfg->max_capacity : q->capacity;
 	pp->max_bytes = q->max_message_bytes;
-	if (pp->poll != NULL) {
-		/* A second poll on the same connection (a REQ resend): the
-		 * newer one replaces it; the old one gets an empty answer. */
-		Sagawire__WorkBatch wb = SAGAWIRE__WORK_BATCH__INIT;
-		Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
-		resp.body_case = SAGAWIRE__RESPONSE__BODY_WORK;
-		resp.work = &wb;
-		rpc_reply(pp->poll, &resp);
-	}
+	/* A second poll on the same connection (a REQ resend): the newer one
+	 * replaces it; the old one gets an empty answer. */
+	if (pp->poll != NULL)
+		answer_poll_empty(pp);
 	pp->poll = r;
 	arm(&pp->poll_t, T_POLL, 0, now_ms() + E.cfg->poll_timeout_ms);
 	pump(p);
@@ -2123,15 +2131,8 @@ fire(tq_node *t)
 {
 	if (t->type == T_POLL) {
 		relay_pipe *pp = container_of(t, relay_pipe, poll_t);
-		if (pp->poll) {
-			/* Idle: answer empty; the participant polls again. */
-			Sagawire__WorkBatch wb = SAGAWIRE__WORK_BATCH__INIT;
-			Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
-			resp.body_case = SAGAWIRE__RESPONSE__BODY_WORK;
-			resp.work = &wb;
-			rpc_reply(pp->poll, &resp);
-			pp->poll = NULL;
-		}
+		if (pp->poll) /* idle */
+			answer_poll_empty(pp);
 		return;
 	}
 	if (t->type == T_BREAKER) {
@@ -2470,17 +2471,9 @@ engine_stop(void)
 		E.stop = true;
 		E.stop_until_ms = now_ms() + E.grace_ms;
 		for (relay_part *p = relay_part_first(); p; p = relay_part_next(p)) {
-			for (size_t k = 0; k < p->n_pipes; k++) {
-				relay_pipe *pp = p->pipes[k];
-				if (pp->poll == NULL)
-					continue;
-				Sagawire__WorkBatch wb = SAGAWIRE__WORK_BATCH__INIT;
-				Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
-				resp.body_case = SAGAWIRE__RESPONSE__BODY_WORK;
-				resp.work = &wb;
-				rpc_reply(pp->poll, &resp);
-				pp->poll = NULL;
-			}
+			for (size_t k = 0; k < p->n_pipes; k++)
+				if (p->pipes[k]->poll != NULL)
+					answer_poll_empty(p->pipes[k]);
 		}
 		slog_info(
 		    "shutting down: new sagas refused, nothing more dispatched; waiting up to "

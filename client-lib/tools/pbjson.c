@@ -890,17 +890,20 @@ cmp_enum(const void *a, const void *b)
 	return strcmp(((const pj_enum *)a)->name, ((const pj_enum *)b)->name);
 }
 
-static pj_msg *
-find_msg(const pbjson *p, const char *name)
+/* Binary search of n records of `size` bytes sorted by their first
+ * member, a `char *name` (pj_msg, pj_enum). A leading dot is ignored. */
+static void *
+find_named(void *base, size_t n, size_t size, const char *name)
 {
 	if (name[0] == '.')
 		name++;
-	size_t lo = 0, hi = p->nmsgs;
+	size_t lo = 0, hi = n;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		int r = strcmp(name, p->msgs[mid].name);
+		char *rec = (char *)base + mid * size;
+		int r = strcmp(name, *(char *const *)(void *)rec);
 		if (r == 0)
-			return &p->msgs[mid];
+			return rec;
 		if (r > 0)
 			lo = mid + 1;
 		else
@@ -909,23 +912,19 @@ find_msg(const pbjson *p, const char *name)
 	return NULL;
 }
 
+_Static_assert(offsetof(pj_msg, name) == 0, "find_named needs the name first");
+_Static_assert(offsetof(pj_enum, name) == 0, "find_named needs the name first");
+
+static pj_msg *
+find_msg(const pbjson *p, const char *name)
+{
+	return find_named(p->msgs, p->nmsgs, sizeof(*p->msgs), name);
+}
+
 static pj_enum *
 find_enum(const pbjson *p, const char *name)
 {
-	if (name[0] == '.')
-		name++;
-	size_t lo = 0, hi = p->nenums;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int r = strcmp(name, p->enums[mid].name);
-		if (r == 0)
-			return &p->enums[mid];
-		if (r > 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
+	return find_named(p->enums, p->nenums, sizeof(*p->enums), name);
 }
 
 /* protoc's ToJsonName: drop underscores, capitalize the letter after. */
