@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "saga.h"
 #include "th.h"
@@ -600,6 +601,43 @@ START_TEST(sagactl_speaks_json_payloads_describes_watches_and_counts)
 	rc = CTL(t, &out, "start", "ittest.Linear3", "--traceparent", "nope");
 	ck_assert_int_eq(rc, SAGA_EINVAL);
 	free(out);
+
+	/* retry and skip bring parked sagas back: B's compensation fails while
+	 * a file exists, so each saga parks; then one is retried after the
+	 * "fix" and the other's compensation is skipped (done by hand). */
+	char flag[1024], in1[1200], in2[1200];
+	snprintf(flag, sizeof(flag), "%s/broken", ths_dir(t));
+	FILE *bf = fopen(flag, "w");
+	ck_assert_ptr_nonnull(bf);
+	fclose(bf);
+	snprintf(in1, sizeof(in1), "fail=C;tag=r;compfailwhile=%s", flag);
+	snprintf(in2, sizeof(in2), "fail=C;tag=s;compfailwhile=%s", flag);
+	char *p1 = ths_start_ok(t, "ittest.Linear3", in1);
+	char *p2 = ths_start_ok(t, "ittest.Linear3", in2);
+	saga_info *pi = ths_wait_final_ok(t, p1, WAIT_MS);
+	ck_assert_int_eq(pi->state, SAGA_STATE_FAILED);
+	saga_info_free(pi);
+	pi = ths_wait_final_ok(t, p2, WAIT_MS);
+	ck_assert_int_eq(pi->state, SAGA_STATE_FAILED);
+	saga_info_free(pi);
+	rc = CTL(t, &out, "skip", p2, "B", "--reason", "refunded by hand");
+	ck_assert_msg(rc == 0, "skip: exit %d, '%s'", rc, out);
+	free(out);
+	unlink(flag);
+	rc = CTL(t, &out, "--json", "retry", p1, "B", "--reason", "fixed");
+	ck_assert_msg(rc == 0 && json_ok(out), "retry: exit %d, '%s'", rc, out);
+	free(out);
+	rc = CTL(t, &out, "wait", p1);
+	ck_assert_msg(rc == 16, "wait after retry: exit %d, '%s'", rc, out);
+	free(out);
+	rc = CTL(t, &out, "wait", p2);
+	ck_assert_msg(rc == 16, "wait after skip: exit %d, '%s'", rc, out);
+	free(out);
+	rc = CTL(t, &out, "history", p2);
+	ck_assert_msg(rc == 0 && ths_contains(out, "refunded by hand"), "history: '%s'", out);
+	free(out);
+	saga_string_free(p1);
+	saga_string_free(p2);
 
 	/* --help on every command */
 	static const char *const cmds[] = { "register", "start", "get", "wait", "watch", "history",
