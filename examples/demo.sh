@@ -260,6 +260,9 @@ say "registering the order saga: sagactl register $binpb"
 "$sagactl_bin" --url "$url" register "$binpb" ||
 	die "sagactl register $binpb failed"
 
+say "what sagad now knows about it: sagactl describe shop.OrderSaga"
+"$sagactl_bin" --url "$url" describe shop.OrderSaga || die "sagactl describe failed"
+
 # ---- 6. two orders ----------------------------------------------------
 # order-client prints the saga id first, then (with --wait) the outcome.
 # Exit status: 0 completed, 2 compensated, 1 anything else.
@@ -295,13 +298,27 @@ say "status of the completed saga: sagactl get $ok_id"
 say "status of the compensated saga: sagactl get $fail_id"
 "$sagactl_bin" --url "$url" get "$fail_id" || die "sagactl get $fail_id failed"
 
-say "the participants' own data: stock is back to 99 + 1, the second charge is refunded"
+say "its history: sagactl history $fail_id"
+"$sagactl_bin" --url "$url" history "$fail_id" || die "sagactl history $fail_id failed"
+
+json_order="demo-json-$$"
+say "a third order started from the command line, its input written as JSON"
+rc=0
+"$sagactl_bin" --url "$url" start shop.OrderSaga --wait --wait-timeout 60000 \
+	--input "{\"orderId\":\"$json_order\",\"sku\":\"SKU-1\",\"quantity\":1,\"amountCents\":\"999\",\"card\":\"4242\",\"address\":\"2 Elm St\"}" ||
+	rc=$?
+[[ $rc -eq 0 ]] || die "sagactl start --input JSON exited $rc"
+say "found by its business key (the definition names order_id): sagactl list --business-key $json_order"
+"$sagactl_bin" --url "$url" list --business-key "$json_order" --counts ||
+	die "sagactl list --business-key failed"
+
+say "the participants' own data: two orders kept one each of 100 in stock, the nowhere order's charge is refunded"
 psql -X "$shop_db" -c "SELECT sku, qty FROM stock WHERE sku = 'SKU-1'" \
 	-c "SELECT charge_id, amount_cents, refunded FROM charges ORDER BY charge_id" \
 	-c "SELECT step, kind, outcome, nulled FROM saga_barrier ORDER BY created_at" ||
 	die "cannot read the participants' tables"
 stock=$(psql -X -At "$shop_db" -c "SELECT qty FROM stock WHERE sku = 'SKU-1'")
-[[ "$stock" == 99 ]] || die "SKU-1 stock is $stock, expected 99 (one order kept, one released)"
+[[ "$stock" == 98 ]] || die "SKU-1 stock is $stock, expected 98 (two orders kept, one released)"
 
 for p in "${participants[@]}"; do
 	say "what order-$p did ($work/$p.log)"
