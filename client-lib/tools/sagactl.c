@@ -830,7 +830,10 @@ print_info_text(const saga_info *s, const schema *sc)
 		table_add(&t, row);
 	}
 	table_print(&t);
-	int any_result = 0;
+	int any_result = 0, w = 0;
+	for (size_t i = 0; i < s->n_steps; i++)
+		if ((int)strlen(s->steps[i].name) > w)
+			w = (int)strlen(s->steps[i].name);
 	for (size_t i = 0; sc != NULL && sc->pb != NULL && i < s->n_steps; i++) {
 		const saga_step_info *st = &s->steps[i];
 		if (st->state != SAGA_STEP_SUCCEEDED && st->result_len == 0)
@@ -841,9 +844,9 @@ print_info_text(const saga_info *s, const schema *sc)
 		if (!any_result++)
 			printf("\nresults:\n");
 		if (j != NULL)
-			printf("  %s  %s\n", st->name, j);
+			printf("  %-*s  %s\n", w, st->name, j);
 		else
-			printf("  %s  %zu bytes (%s)\n", st->name, st->result_len, why);
+			printf("  %-*s  %zu bytes (%s)\n", w, st->name, st->result_len, why);
 		free(j);
 	}
 	if (any_cut) {
