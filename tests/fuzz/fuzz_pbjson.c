@@ -67,7 +67,8 @@ run(const pbjson *p, const char *type, int json, int indent, const uint8_t *buf,
 		if (strcmp(j, j2) != 0)
 			broken("JSON changed on a round trip", type, j2);
 	} else {
-		if (pbjson_from_json(p, type, (const char *)buf, len, &b, &bl, err, sizeof(err)) != 0 ||
+		if (pbjson_from_json(p, type, (const char *)buf, len, &b, &bl, err, sizeof(err)) !=
+			0 ||
 		    !check)
 			goto out;
 		if (pbjson_to_json(p, type, b, bl, indent, &j, err, sizeof(err)) != 0)
