@@ -27,6 +27,15 @@
 
 static pbjson *P;
 
+static void *
+xmalloc(size_t n)
+{
+	void *p = malloc(n);
+	if (p == NULL)
+		abort();
+	return p;
+}
+
 /* ---- fixtures ---------------------------------------------------------- */
 
 static uint8_t *
@@ -42,8 +51,7 @@ load_fixture(const char *name, size_t *len)
 	long n = ftell(f);
 	ck_assert_int_ge(n, 0);
 	rewind(f);
-	uint8_t *buf = malloc((size_t)n + 1);
-	ck_assert_ptr_nonnull(buf);
+	uint8_t *buf = xmalloc((size_t)n + 1);
 	ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
 	fclose(f);
 	*len = (size_t)n;
@@ -81,8 +89,7 @@ teardown(void)
 static char *
 hex(const uint8_t *b, size_t n)
 {
-	char *s = malloc(3 * n + 1);
-	ck_assert_ptr_nonnull(s);
+	char *s = xmalloc(3 * n + 1);
 	s[0] = '\0';
 	for (size_t i = 0; i < n; i++)
 		sprintf(s + 3 * i, "%02x ", b[i]);
@@ -738,8 +745,7 @@ static uint8_t *
 nested_bytes(int levels, size_t *len)
 {
 	size_t cap = 4 * (size_t)levels + 16, n = 0;
-	uint8_t *b = malloc(cap), *t = malloc(cap);
-	ck_assert(b != NULL && t != NULL);
+	uint8_t *b = xmalloc(cap), *t = xmalloc(cap);
 	for (int i = 1; i < levels; i++) {
 		size_t k = 0;
 		t[k++] = 0x1a;
@@ -761,11 +767,11 @@ static char *
 nested_json(int levels)
 {
 	size_t cap = 12 * (size_t)levels + 8, o = 0;
-	char *s = malloc(cap);
-	ck_assert_ptr_nonnull(s);
-	for (int i = 1; i < levels; i++)
-		o += (size_t)sprintf(s + o, "{\"child\":");
-	o += (size_t)sprintf(s + o, "{}");
+	char *s = xmalloc(cap);
+	for (int i = 1; i < levels; i++, o += 9)
+		memcpy(s + o, "{\"child\":", 9);
+	memcpy(s + o, "{}", 2);
+	o += 2;
 	for (int i = 1; i < levels; i++)
 		s[o++] = '}';
 	s[o] = '\0';
@@ -795,13 +801,13 @@ START_TEST(nesting_deeper_than_100_levels_is_refused_both_ways)
 	free(b);
 	/* Far deeper JSON stops in the parser, without recursing. */
 	size_t deep = 1000000;
-	char *arr = malloc(2 * deep);
+	char *arr = xmalloc(2 * deep);
 	memset(arr, '[', deep);
 	memset(arr + deep, ']', deep);
 	json_refused("google.protobuf.Value", arr, 2 * deep, SAGA_ETOOBIG, "nested too deeply");
 	free(arr);
 	/* Struct: each JSON level is three message levels. */
-	char *s = malloc(8 * 40 + 8);
+	char *s = xmalloc(8 * 40 + 8);
 	size_t o = 0;
 	for (int i = 0; i < 40; i++)
 		o += (size_t)sprintf(s + o, "{\"a\":");
@@ -812,7 +818,7 @@ START_TEST(nesting_deeper_than_100_levels_is_refused_both_ways)
 	json_refused("google.protobuf.Struct", s, o, SAGA_ETOOBIG, "messages nest deeper than 100");
 	free(s);
 	/* Nested groups in an unknown field. */
-	uint8_t *g = malloc(4000);
+	uint8_t *g = xmalloc(4000);
 	for (int i = 0; i < 2000; i++) {
 		g[i] = 0x4b; /* field 9, start group */
 		g[3999 - i] = 0x4c;
