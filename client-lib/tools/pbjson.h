@@ -22,8 +22,10 @@
  *  - Enums print as the value's name (the first one declared, for aliases)
  *    or, for a number the enum does not declare, as that number; input
  *    takes a name or an int32 number. google.protobuf.NullValue is null.
- *  - Maps are JSON objects keyed by the key as text ("1", "true", ...).
- *    When the binary repeats a key, the last entry wins, as in protobuf.
+ *  - Maps are JSON objects keyed by the key as text ("1", "true", ...);
+ *    input keys of integer maps must be plain decimal (no sign "+", no
+ *    leading zeros, no exponent), so that distinct keys are distinct
+ *    values. When the binary repeats a key, the last entry wins.
  *  - Presence: fields of a proto3 file without `optional` and outside any
  *    oneof are printed only when not zero/empty (so -0.0 is printed);
  *    message fields, oneof members, proto3 `optional` fields and every
@@ -45,7 +47,9 @@
  *    Timestamp as an RFC 3339 string ("2024-01-02T03:04:05.500Z"; input
  *    takes any UTC offset), Duration as "1.5s", the wrappers (Int32Value,
  *    StringValue, ...) as their bare value, Struct / Value / ListValue as
- *    arbitrary JSON, FieldMask as "fooBar,baz.quxQuux". A type with such a
+ *    arbitrary JSON, FieldMask as "fooBar,baz.quxQuux" (a path that has
+ *    no such form, e.g. "Foo" or "a__b", is refused; input paths may not
+ *    contain "_"). A type with such a
  *    name but another shape is an ordinary message. google.protobuf.Any is
  *    refused with SAGA_EINVAL in both directions (its type URL would need
  *    types from outside this set).
@@ -73,8 +77,9 @@
  * Untrusted input, both directions: messages nest at most PBJSON_MAX_DEPTH
  * levels (each map entry counts as a level, as it is a message on the
  * wire; JSON nests at most 2 * PBJSON_MAX_DEPTH + 8), else SAGA_ETOOBIG;
- * no output grows beyond PBJSON_MAX_OUTPUT bytes (SAGA_ETOOBIG); memory is
- * bounded by a small multiple of the input size. Strings must be valid
+ * no output grows beyond PBJSON_MAX_OUTPUT bytes (SAGA_ETOOBIG); working
+ * memory is at most about 50 bytes per protobuf field (binary -> JSON) or
+ * 80 bytes per JSON value (JSON -> binary), plus the output. Strings must be valid
  * UTF-8 (no overlong forms, no surrogates) both in the binary and in the
  * JSON, where \u escapes must pair surrogates. Duplicate JSON keys, and a
  * field given under both of its names, are errors.
@@ -86,8 +91,9 @@
  *                  JSON cannot show (NaN in a google.protobuf.Value, Any)
  *   SAGA_EPROTO    bytes that are not a valid message of that type
  *                  (truncated, bad tag or length, invalid UTF-8 in a
- *                  string, Timestamp/Duration out of their range), or a
- *                  descriptor set that is not one
+ *                  string, Timestamp/Duration out of their range, a
+ *                  FieldMask path with no JSON form), or a descriptor set
+ *                  that is not one
  *   SAGA_ENOTFOUND the type, or the type of a field that the data uses, is
  *                  not in the set
  *   SAGA_ETOOBIG   nesting too deep, or output too large
