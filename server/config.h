@@ -25,7 +25,7 @@ typedef struct cfg {
 	char *data_dir;   /* default "./sagad-data" */
 	char *listen;     /* comma-separated nng URLs; default SAGA_DEFAULT_URL */
 	char *log_level;  /* error|warn|info|debug; default info */
-	char *log_format; /* logfmt|json; default logfmt */
+	char *log_format; /* json|logfmt; default json */
 	char *pg_bindir;  /* where initdb/pg_ctl live; "" = search */
 	char *pg_user;    /* OS user for the embedded cluster when run as root; default postgres */
 	uint32_t max_message_bytes; /* largest message accepted from the network; default 1 MiB */

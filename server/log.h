@@ -1,7 +1,8 @@
 /*
- * log: the daemon's one log call family. Lines are structured (logfmt by
- * default: ts=... level=... saga=... step=... msg="..."), one per event, on
- * stderr unless configured otherwise. The level is checked before anything
+ * log: the daemon's one log call family. Lines are structured, one per
+ * event, on stderr: a JSON object ({"ts":...,"level":...,"saga":...,
+ * "msg":...}, sagad's default) or logfmt (ts=... level=... saga=...
+ * msg="..."). Until slog_init() the format is logfmt. The level is checked before anything
  * is formatted, so debug logging costs one comparison when off.
  */
 #ifndef SAGAD_LOG_H

@@ -95,7 +95,8 @@ id_hex(const char *id, char out[33])
 
 START_TEST(trace_context_given_at_start_reaches_every_handler_and_every_log_line)
 {
-	ths *t = world_args("ops_trace", NULL);
+	const char *const extra[] = { "--log-format", "logfmt", NULL };
+	ths *t = world_args("ops_trace", extra);
 	saga_start_opts o = { .traceparent = GIVEN_TP };
 	char *id = NULL;
 	/* C fails: actions A B C and compensations UndoB UndoA all run. */
@@ -366,7 +367,7 @@ START_TEST(sighup_reloads_the_config_file_applying_live_settings_only)
 	ths *t = ths_new_ok(pg, "ops_sighup");
 	char conf[600];
 	snprintf(conf, sizeof(conf), "%s/sagad.conf", ths_dir(t));
-	write_text(conf, "log-level = info\nreaders = 2\n");
+	write_text(conf, "log-level = info\nlog-format = logfmt\nreaders = 2\n");
 	const char *args[] = { "--db", ths_conninfo(t), "--listen", ths_url(t), "--config", conf,
 		NULL };
 	ths_sagad_start_args_ok(t, args, 30000);
@@ -383,7 +384,7 @@ START_TEST(sighup_reloads_the_config_file_applying_live_settings_only)
 		    strstr(lines[i], "level=debug") == NULL, "debug at info: %s", lines[i]);
 	free_lines(lines, n);
 
-	write_text(conf, "log-level = debug\nreaders = 5\n");
+	write_text(conf, "log-level = debug\nlog-format = logfmt\nreaders = 5\n");
 	kill(ths_sagad_pid(t), SIGHUP);
 	ck_assert(log_has(t, "SIGHUP: settings reloaded; applied: log_level", 5000));
 	ck_assert(log_has(t, "changed but applied only at a restart: readers", 0));
@@ -397,7 +398,7 @@ START_TEST(sighup_reloads_the_config_file_applying_live_settings_only)
 	ck_assert_msg(dbg >= 3, "%zu debug lines after the reload", dbg);
 
 	/* A broken file changes nothing; sagad goes on. */
-	write_text(conf, "log-level = loud\n");
+	write_text(conf, "log-level = loud\nlog-format = logfmt\n");
 	kill(ths_sagad_pid(t), SIGHUP);
 	ck_assert(log_has(t, "SIGHUP: settings not reloaded, the running ones stay", 5000));
 	char *after = ths_start_ok(t, "ittest.Linear3", "tag=after");

@@ -27,7 +27,7 @@ static const struct setting {
 	{ "--listen", "SAGAD_LISTEN", 1, offsetof(cfg, listen), "tcp://127.0.0.1:7700",
 	    "ipc:///tmp/s.sock" },
 	{ "--log-level", "SAGAD_LOG_LEVEL", 1, offsetof(cfg, log_level), "info", "debug" },
-	{ "--log-format", "SAGAD_LOG_FORMAT", 1, offsetof(cfg, log_format), "logfmt", "json" },
+	{ "--log-format", "SAGAD_LOG_FORMAT", 1, offsetof(cfg, log_format), "json", "logfmt" },
 	{ "--pg-bindir", "SAGAD_PG_BINDIR", 1, offsetof(cfg, pg_bindir), "", "/opt/pg/bin" },
 	{ "--pg-user", "SAGAD_PG_USER", 1, offsetof(cfg, pg_user), "postgres", "pgsaga" },
 	{ "--max-message-bytes", "SAGAD_MAX_MESSAGE_BYTES", 0, offsetof(cfg, max_message_bytes),
