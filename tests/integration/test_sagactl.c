@@ -546,6 +546,38 @@ START_TEST(sagactl_speaks_json_payloads_describes_watches_and_counts)
 		ck_assert_msg(rc == 65, "input %s: exit %d, want 65", bad[i], rc);
 		free(out);
 	}
+	/* The errors say where and what to do. */
+	rc = CTL(t, &out, "start", "ittest.Typed", "--input", "{\"items\":[{\"qty\":-1}]}");
+	char *err = ths_sagactl_stderr(t);
+	ck_assert_msg(rc == 65 &&
+		ths_contains(err, "not a valid ittest.TypedInput: items[0].qty") &&
+		ths_contains(err, "sagactl describe ittest.Typed"),
+	    "stderr: %s", err);
+	free(err);
+	free(out);
+	rc = CTL(t, &out, "describe", "ittest.Nope");
+	err = ths_sagactl_stderr(t);
+	ck_assert_msg(rc == SAGA_ENOTFOUND && ths_contains(err, "`sagactl describe` lists them"),
+	    "stderr: %s", err);
+	free(err);
+	free(out);
+	rc = CTL(t, &out, "get", "0190a5f2-6b7c-7d8e-9f00-112233445566");
+	err = ths_sagactl_stderr(t);
+	ck_assert_msg(rc == SAGA_ENOTFOUND && ths_contains(err, "check the id with `sagactl list`"),
+	    "stderr: %s", err);
+	free(err);
+	free(out);
+	{
+		const char *args[] = { "--url", "tcp://127.0.0.1:1", "--timeout", "500", "describe",
+			NULL };
+		rc = ths_sagactl(t, args, &out);
+		err = ths_sagactl_stderr(t);
+		ck_assert_msg((rc == SAGA_ECONN || rc == SAGA_ETIMEDOUT) &&
+			ths_contains(err, "is sagad running at tcp://127.0.0.1:1?"),
+		    "exit %d, stderr: %s", rc, err);
+		free(err);
+		free(out);
+	}
 	rc = CTL(t, &out, "--json", "list", "--definition", "ittest.Typed", "--counts");
 	ck_assert_msg(rc == 0 && json_ok(out) && ths_contains(out, "\"completed\":2") &&
 		ths_contains(out, "\"running\":0"),

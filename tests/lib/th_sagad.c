@@ -28,6 +28,7 @@ struct ths {
 	char url[600];
 	char journal[600];
 	char sagad_log[600];
+	char ctl_err[800]; /* stderr of the last sagactl run */
 	pid_t sagad;
 	int sagad_starts;
 	size_t n_parts;
@@ -754,6 +755,7 @@ ths_sagactl(ths *t, const char *const args[], char **out)
 	seq++;
 	snprintf(outp, sizeof(outp), "%s/sagactl-%d.out", t->dir, seq);
 	snprintf(errp, sizeof(errp), "%s/sagactl-%d.err", t->dir, seq);
+	snprintf(t->ctl_err, sizeof(t->ctl_err), "%s", errp);
 
 	int ofd = open(outp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	int efd = open(errp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -791,6 +793,13 @@ ths_sagactl(ths *t, const char *const args[], char **out)
 	if (out != NULL)
 		*out = th_read_file(outp, NULL);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+char *
+ths_sagactl_stderr(const ths *t)
+{
+	char *e = t->ctl_err[0] ? th_read_file(t->ctl_err, NULL) : NULL;
+	return e != NULL ? e : strdup("");
 }
 
 int

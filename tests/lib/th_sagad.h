@@ -153,6 +153,8 @@ void ths_journal_wait_ok(ths *t, const char *saga_id, char kind, const char *rpc
  * *out (may be NULL; caller frees). Returns the exit status (or -1 if it
  * did not exit normally within 30 s). */
 int ths_sagactl(ths *t, const char *const args[], char **out);
+/* What the last ths_sagactl run wrote to stderr (caller frees). */
+char *ths_sagactl_stderr(const ths *t);
 
 /* Nonzero if haystack contains needle, ignoring case. */
 int ths_contains(const char *haystack, const char *needle);
