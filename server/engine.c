@@ -194,7 +194,7 @@ static struct {
 	uint64_t rng;
 } E = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
-static _Atomic uint64_t stat_active, stat_batches, stat_rows, stat_dispatched, stat_redelivered;
+static _Atomic uint64_t stat_dispatched, stat_redelivered; /* for /metrics */
 
 /* ---- metrics (under E.mu unless atomic) ---------------------------------------- */
 
@@ -353,7 +353,6 @@ saga_insert(eng_saga *s)
 		E.keys[h] = s;
 	}
 	E.n_sagas++;
-	atomic_store(&stat_active, E.n_sagas);
 	return 0;
 }
 
@@ -377,7 +376,6 @@ saga_unlink(eng_saga *s)
 		}
 	}
 	E.n_sagas--;
-	atomic_store(&stat_active, E.n_sagas);
 }
 
 static void
@@ -608,8 +606,6 @@ maybe_submit(void)
 	E.n_open = 0; /* the array is kept for the next batch */
 	b->user = p;
 	E.writing_batches++;
-	atomic_fetch_add(&stat_batches, 1);
-	atomic_fetch_add(&stat_rows, b->n_rows);
 	store_writer_submit(b);
 }
 
@@ -2586,16 +2582,6 @@ engine_fini(void)
 	free(E.open_post.v);
 	free(E.conninfo);
 	relay_fini();
-}
-
-void
-engine_get_stats(engine_stats *s)
-{
-	s->sagas_active = atomic_load(&stat_active);
-	s->batches = atomic_load(&stat_batches);
-	s->rows = atomic_load(&stat_rows);
-	s->dispatched = atomic_load(&stat_dispatched);
-	s->redelivered = atomic_load(&stat_redelivered);
 }
 
 /* ---- metrics ---------------------------------------------------------------------- */

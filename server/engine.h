@@ -48,16 +48,6 @@ void engine_operate_loaded(rpc_req *r, const struct store_saga *row);
 /* A connection closed: its in-flight steps are redelivered elsewhere. */
 void engine_pipe_closed(uint32_t pipe_id, void *unused);
 
-/* Counts for status/tests. */
-typedef struct engine_stats {
-	uint64_t sagas_active;
-	uint64_t batches;
-	uint64_t rows;
-	uint64_t dispatched;
-	uint64_t redelivered;
-} engine_stats;
-void engine_get_stats(engine_stats *s);
-
 /* Every metric in Prometheus text format (malloc'ed, *len bytes). */
 int engine_metrics(char **out, size_t *len);
 
