@@ -520,30 +520,40 @@ append_name(char *buf, size_t len, const char *name)
 }
 
 int
-cfg_reload(const cfg *running, cfg *fresh, int argc, char **argv, char *changed, size_t changed_len,
-    char *restart, size_t restart_len, char *err, size_t errlen)
+cfg_reload(cfg *running, int argc, char **argv, char *changed, size_t changed_len, char *restart,
+    size_t restart_len, char *err, size_t errlen)
 {
+	cfg fresh;
 	int rv;
 	if (changed != NULL && changed_len > 0)
 		changed[0] = '\0';
 	if (restart != NULL && restart_len > 0)
 		restart[0] = '\0';
-	if ((rv = cfg_parse(fresh, argc, argv, err, errlen)) != 0)
+	if ((rv = cfg_parse(&fresh, argc, argv, err, errlen)) != 0)
 		return rv;
 	for (size_t i = 0; i < N_OPTS; i++) {
 		const opt *o = &opts[i];
 		int same;
 		if (o->type == OPT_STR)
-			same = strcmp(*str_field((cfg *)running, o), *str_field(fresh, o)) == 0;
+			same = strcmp(*str_field(running, o), *str_field(&fresh, o)) == 0;
 		else
-			same = *u32_field((cfg *)running, o) == *u32_field(fresh, o);
+			same = *u32_field(running, o) == *u32_field(&fresh, o);
 		if (same)
 			continue;
-		if (cfg_is_live(o->name))
-			append_name(changed, changed_len, o->name);
-		else
+		if (!cfg_is_live(o->name)) {
 			append_name(restart, restart_len, o->name);
+			continue;
+		}
+		append_name(changed, changed_len, o->name);
+		if (o->type == OPT_STR) { /* swap: fresh frees the old value */
+			char *t = *str_field(running, o);
+			*str_field(running, o) = *str_field(&fresh, o);
+			*str_field(&fresh, o) = t;
+		} else {
+			*u32_field(running, o) = *u32_field(&fresh, o);
+		}
 	}
+	cfg_free(&fresh);
 	return 0;
 }
 

@@ -60,13 +60,14 @@ void cfg_usage(FILE *out);
  * SIGHUP applies it (`sagad print-config`). */
 void cfg_write_documented(FILE *out);
 
-/* For SIGHUP: parses again (file, environment, flags) into *fresh, then
- * writes into changed/restart (each may be NULL) the comma-separated names
- * of the settings whose value differs from *running: those marked live and
- * the others (which need a restart). On a parse error returns nonzero and
- * leaves *fresh empty; the running settings stay as they are. */
-int cfg_reload(const cfg *running, cfg *fresh, int argc, char **argv, char *changed,
-    size_t changed_len, char *restart, size_t restart_len, char *err, size_t errlen);
+/* For SIGHUP: parses again (file, environment, flags) and writes into
+ * changed/restart (each may be NULL) the comma-separated names of the
+ * settings whose value differs from *running: those marked live, whose new
+ * values it sets in *running, and the others (which need a restart and
+ * are left as they are). On a parse error returns nonzero and changes
+ * nothing. Only the live fields of *running are written. */
+int cfg_reload(cfg *running, int argc, char **argv, char *changed, size_t changed_len,
+    char *restart, size_t restart_len, char *err, size_t errlen);
 
 /* Nonzero if the setting (as its field name, e.g. "log_level") is applied
  * by a SIGHUP. */

@@ -48,33 +48,20 @@ static char **g_argv;
 static void
 reload(void)
 {
-	cfg fresh;
 	char err[1024] = "", changed[512], restart[512];
 
-	if (cfg_reload(g_running, &fresh, g_argc, g_argv, changed, sizeof(changed), restart,
+	if (cfg_reload(g_running, g_argc, g_argv, changed, sizeof(changed), restart,
 		sizeof(restart), err, sizeof(err)) != 0) {
 		slog_error("SIGHUP: settings not reloaded, the running ones stay: %s", err);
 		return;
 	}
-	slog_init(slog_parse_level(fresh.log_level), slog_parse_format(fresh.log_format), NULL);
-	engine_reload(&fresh);
-	/* Keep the applied values as the running ones, for the next diff. */
-	char *t = g_running->log_level;
-	g_running->log_level = fresh.log_level;
-	fresh.log_level = t;
-	t = g_running->log_format;
-	g_running->log_format = fresh.log_format;
-	fresh.log_format = t;
-	g_running->breaker_window_ms = fresh.breaker_window_ms;
-	g_running->breaker_min_calls = fresh.breaker_min_calls;
-	g_running->breaker_failure_pct = fresh.breaker_failure_pct;
-	g_running->breaker_cooloff_ms = fresh.breaker_cooloff_ms;
-	g_running->shutdown_grace_ms = fresh.shutdown_grace_ms;
+	slog_init(
+	    slog_parse_level(g_running->log_level), slog_parse_format(g_running->log_format), NULL);
+	engine_reload(g_running);
 	if (restart[0] != '\0')
 		slog_warn("SIGHUP: changed but applied only at a restart: %s", restart);
 	slog_info("SIGHUP: settings reloaded%s%s", changed[0] ? "; applied: " : ", none changed",
 	    changed);
-	cfg_free(&fresh);
 }
 
 static void *
