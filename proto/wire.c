@@ -241,18 +241,29 @@ wire_pack_msg(const ProtobufCMessage *m, nng_msg **out)
 
 /* ---- uuid -------------------------------------------------------------- */
 
+/* Lower-case hex of n bytes, then a NUL. */
+static void
+to_hex(const uint8_t *b, size_t n, char *out)
+{
+	static const char hx[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = hx[b[i] >> 4];
+		out[2 * i + 1] = hx[b[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
 void
 wire_uuid_format(const uint8_t id[16], char out[WIRE_UUID_STRLEN])
 {
-	static const char hex[] = "0123456789abcdef";
+	static const size_t group[] = { 4, 2, 2, 2, 6 }; /* bytes: 8-4-4-4-12 digits */
 	char *p = out;
-	for (int i = 0; i < 16; i++) {
-		if (i == 4 || i == 6 || i == 8 || i == 10)
+	for (size_t g = 0, off = 0; g < 5; off += group[g++]) {
+		if (g > 0)
 			*p++ = '-';
-		*p++ = hex[id[i] >> 4];
-		*p++ = hex[id[i] & 15];
+		to_hex(id + off, group[g], p);
+		p += 2 * group[g];
 	}
-	*p = '\0';
 }
 
 static int
@@ -350,17 +361,6 @@ wire_trace_parse(const char *s, wire_trace *out)
 	    hex_bytes(s + 53, &out->flags, 1) < 0)
 		return SAGA_EINVAL;
 	return 0;
-}
-
-static void
-to_hex(const uint8_t *b, size_t n, char *out)
-{
-	static const char hx[] = "0123456789abcdef";
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = hx[b[i] >> 4];
-		out[2 * i + 1] = hx[b[i] & 15];
-	}
-	out[2 * n] = '\0';
 }
 
 void

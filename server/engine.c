@@ -1387,9 +1387,8 @@ handle_start(rpc_req *r)
 	s->created_us = s->updated_us = wire_now_us();
 	if (has_key && (s->idem_key = strdup(q->idempotency_key)) == NULL)
 		goto nomem;
-	if (q->business_key[0] && (s->business_key = strdup(q->business_key)) == NULL)
-		goto nomem;
-	if (!q->business_key[0] && bk[0] && (s->business_key = strdup(bk)) == NULL)
+	const char *bkey = q->business_key[0] ? q->business_key : bk;
+	if (bkey[0] && (s->business_key = strdup(bkey)) == NULL)
 		goto nomem;
 	if (q->input.len && (s->input = malloc(q->input.len)) == NULL)
 		goto nomem;
@@ -2395,6 +2394,18 @@ committed_cb(store_batch *b, void *arg)
 	pthread_mutex_unlock(&E.mu);
 }
 
+/* The settings a SIGHUP may change (config.c live_opts), as the engine
+ * keeps them. Under E.mu once the engine runs. */
+static void
+set_live_settings(const cfg *c)
+{
+	E.brk_cfg = (breaker_cfg) { .window_ms = c->breaker_window_ms,
+		.min_calls = c->breaker_min_calls,
+		.fail_pct = c->breaker_failure_pct,
+		.cooloff_ms = c->breaker_cooloff_ms };
+	E.grace_ms = c->shutdown_grace_ms;
+}
+
 int
 engine_init(const cfg *c, const char *conninfo, char *err, size_t errlen)
 {
@@ -2403,11 +2414,7 @@ engine_init(const cfg *c, const char *conninfo, char *err, size_t errlen)
 	if (c->failpoints[0])
 		slog_warn("failpoints set (fault testing): %s", c->failpoints);
 	E.cfg = c;
-	E.brk_cfg = (breaker_cfg) { .window_ms = c->breaker_window_ms,
-		.min_calls = c->breaker_min_calls,
-		.fail_pct = c->breaker_failure_pct,
-		.cooloff_ms = c->breaker_cooloff_ms };
-	E.grace_ms = c->shutdown_grace_ms;
+	set_live_settings(c);
 	E.sleep_until = INT64_MAX;
 	E.conninfo = strdup(conninfo);
 	E.nbuckets = 1024;
@@ -2484,11 +2491,7 @@ void
 engine_reload(const cfg *c)
 {
 	pthread_mutex_lock(&E.mu);
-	E.brk_cfg = (breaker_cfg) { .window_ms = c->breaker_window_ms,
-		.min_calls = c->breaker_min_calls,
-		.fail_pct = c->breaker_failure_pct,
-		.cooloff_ms = c->breaker_cooloff_ms };
-	E.grace_ms = c->shutdown_grace_ms;
+	set_live_settings(c);
 	pthread_mutex_unlock(&E.mu);
 }
 

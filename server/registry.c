@@ -77,12 +77,10 @@ registry_get(const char *name, uint32_t version)
 	pthread_rwlock_rdlock(&lock);
 	if (version == 0)
 		best = registry_latest_locked(name);
-	for (size_t i = 0; version != 0 && i < n_defs; i++) {
-		if (defs[i]->version == version && strcmp(defs[i]->name, name) == 0) {
-			best = defs[i];
-			break;
-		}
-	}
+	else
+		for (size_t i = 0; i < n_defs && best == NULL; i++)
+			if (defs[i]->version == version && strcmp(defs[i]->name, name) == 0)
+				best = defs[i];
 	pthread_rwlock_unlock(&lock);
 	return best;
 }
