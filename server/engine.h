@@ -1,25 +1,21 @@
 /*
- * engine: the saga state machine. It owns every unfinished saga in memory,
- * behind one mutex, and runs on whichever thread delivers an event (nng's
- * callbacks, the writer); engine_run() only fires timers and drives
- * shutdown. An event changes sagas in memory and records what must
+ * engine: runs the saga state machine (sm.c). It owns every unfinished
+ * saga in memory, behind one mutex, and runs on whichever thread delivers
+ * an event (nng's callbacks, the writer); engine_run() only fires timers
+ * and drives shutdown. It carries out what the state machine says must
+ * happen, through dispatch.c (steps to participants) and the store's
+ * writer (batches). An event changes sagas in memory and records what must
  * happen once those changes are durable (dispatches, replies); the changed
  * sagas go into the open batch, which is handed to the store writer as
  * soon as it is idle. Nothing leaves sagad (no dispatch, no reply that
  * reports a change) before the batch that made it owed has committed.
  *
- * Saga states (sagawire.SagaState):
- *   RUNNING      steps run as their dependencies succeed
- *   COMPENSATING a step failed, or cancel: in-flight actions finish, then
- *                completed steps are undone, dependents before dependencies
- *   COMPLETED    terminal; all steps succeeded
- *   COMPENSATED  terminal; every completed step undone
- *   FAILED       parked: a compensation exhausted its attempts
- * Step states: see sagawire.StepState and docs/ARCHITECTURE.md.
+ * The saga and step states, and which moves between them are legal: sm.h.
  */
 #ifndef SAGAD_ENGINE_H
 #define SAGAD_ENGINE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -39,10 +35,29 @@ void engine_stop(void);
 void engine_reload(const cfg *c);
 void engine_fini(void);
 
-/* Hands a start, cancel, poll or report request to the engine. */
-void engine_submit(rpc_req *r);
-/* An operator action (OperateRequest) on a parked saga the engine did not
- * hold, read by a reader: the engine takes it back and acts. */
+/*
+ * Requests. The router (route.c) hands each request to one handler through
+ * engine_call(), which takes the engine's lock and refuses when the engine
+ * is closed (and new work when it is stopping). A handler answers the
+ * request (now, or after the commit of what it changed) and returns
+ * ENGINE_ANSWERED, or returns ENGINE_NOT_HELD without answering when the
+ * saga it names is not in memory (finished, parked or unknown): the router
+ * then hands it to a reader, which reads the saga's row.
+ */
+enum { ENGINE_ANSWERED = 0, ENGINE_NOT_HELD = 1 };
+typedef int (*engine_handler)(rpc_req *r);
+int engine_call(rpc_req *r, engine_handler h, bool new_work);
+
+int engine_start(rpc_req *r);        /* StartRequest */
+int engine_cancel(rpc_req *r);       /* CancelRequest; NOT_HELD */
+int engine_wait(rpc_req *r);         /* WaitRequest; NOT_HELD */
+int engine_operate(rpc_req *r);      /* OperateRequest; NOT_HELD */
+int engine_poll(rpc_req *r);         /* WorkPoll */
+int engine_report(rpc_req *r);       /* Report */
+int engine_participants(rpc_req *r); /* ParticipantsRequest */
+
+/* An operator action on a parked saga the engine did not hold, read from
+ * its row by a reader: the engine takes it back and acts. */
 struct store_saga;
 void engine_operate_loaded(rpc_req *r, const struct store_saga *row);
 /* A connection closed: its in-flight steps are redelivered elsewhere. */

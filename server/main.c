@@ -27,6 +27,7 @@
 #include "pgembed.h"
 #include "reader.h"
 #include "registry.h"
+#include "route.h"
 #include "rpc.h"
 #include "saga.h"
 #include "store.h"
@@ -209,16 +210,15 @@ main(int argc, char **argv)
 	}
 	if ((rv = reader_start(&c, conninfo, err, sizeof(err))) != 0) {
 		slog_error("readers: %s", err);
-		goto out_engine;
-	}
-	if ((rv = rpc_start(&c, engine_pipe_closed, NULL, err, sizeof(err))) != 0) {
-		slog_error("%s", err);
 		goto out_readers;
+	}
+	if ((rv = rpc_start(&c, route_request, engine_pipe_closed, NULL, err, sizeof(err))) != 0) {
+		slog_error("%s", err);
+		goto out_rpc;
 	}
 	if ((rv = http_start(c.http_listen, conninfo, err, sizeof(err))) != 0) {
 		slog_error("%s", err);
-		rpc_close();
-		goto out_readers;
+		goto out_rpc;
 	}
 	pthread_t sigthr;
 	pthread_create(&sigthr, NULL, signal_main, NULL);
@@ -234,11 +234,10 @@ main(int argc, char **argv)
 	g_embedded = embedded;
 	if (pthread_create(&wd, NULL, close_watchdog, NULL) == 0)
 		pthread_detach(wd);
+out_rpc:
 	rpc_close();
 out_readers:
 	reader_stop();
-out_engine:
-	rpc_close();
 	engine_fini();
 out:
 	if (embedded)

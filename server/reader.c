@@ -20,11 +20,9 @@
 #include "store.h"
 #include "wire.h"
 
-enum { JOB_REQ = 0, JOB_CANCEL_CHECK, JOB_WAIT_CHECK, JOB_OPERATE_LOAD };
-
 typedef struct job {
 	rpc_req *req;
-	int kind; /* JOB_* */
+	reader_fn fn;
 	struct job *next;
 } job;
 
@@ -152,8 +150,8 @@ get_cb(const store_saga *s, void *arg)
 	return 0;
 }
 
-static void
-do_get(PGconn *c, rpc_req *r)
+void
+reader_get(PGconn *c, rpc_req *r)
 {
 	uint8_t id[16];
 	const char *sid = r->req->get->saga_id;
@@ -205,8 +203,8 @@ read_state(PGconn *c, rpc_req *r, const char *sid, state_ctx *st)
 	return rv;
 }
 
-static void
-do_wait_check(PGconn *c, rpc_req *r)
+void
+reader_wait_check(PGconn *c, rpc_req *r)
 {
 	state_ctx st = { 0 };
 	if (read_state(c, r, r->req->wait->saga_id, &st) != 0)
@@ -220,8 +218,8 @@ do_wait_check(PGconn *c, rpc_req *r)
 	rpc_reply(r, &resp);
 }
 
-static void
-do_cancel_check(PGconn *c, rpc_req *r)
+void
+reader_cancel_check(PGconn *c, rpc_req *r)
 {
 	const char *sid = r->req->cancel->saga_id;
 	state_ctx st = { 0 };
@@ -248,8 +246,8 @@ operate_cb(const store_saga *s, void *arg)
 	return 0;
 }
 
-static void
-do_operate_load(PGconn *c, rpc_req *r)
+void
+reader_operate_load(PGconn *c, rpc_req *r)
 {
 	const char *sid = r->req->operate->saga_id;
 	uint8_t id[16];
@@ -288,8 +286,8 @@ count_states(PGconn *c, const char *where, int np, const Oid *types, const char 
 	return 0;
 }
 
-static void
-do_list(PGconn *c, rpc_req *r)
+void
+reader_list(PGconn *c, rpc_req *r)
 {
 	Sagawire__ListRequest *q = r->req->list;
 	uint32_t limit = q->limit ? q->limit : 50;
@@ -482,8 +480,8 @@ do_list(PGconn *c, rpc_req *r)
 
 /* ---- register ---------------------------------------------------------------- */
 
-static void
-do_register(PGconn *c, rpc_req *r)
+void
+reader_register(PGconn *c, rpc_req *r)
 {
 	Sagawire__RegisterRequest *q = r->req->register_;
 	defn_saga **defs = NULL;
@@ -565,8 +563,8 @@ step_of(const defn_saga *d, const defn_step *ds, Sagawire__DefinitionStep *o, ch
 	o->output_type = ds->output_type;
 }
 
-static void
-do_describe(PGconn *c, rpc_req *r)
+void
+reader_describe(PGconn *c, rpc_req *r)
 {
 	Sagawire__DescribeRequest *q = r->req->describe;
 	const char *name = q->definition[0] ? q->definition : NULL;
@@ -709,39 +707,15 @@ reader_main(void *arg)
 			free(j);
 			continue;
 		}
-		if (j->kind == JOB_CANCEL_CHECK) {
-			do_cancel_check(c, j->req);
-		} else if (j->kind == JOB_WAIT_CHECK) {
-			do_wait_check(c, j->req);
-		} else if (j->kind == JOB_OPERATE_LOAD) {
-			do_operate_load(c, j->req);
-		} else {
-			switch (j->req->req->body_case) {
-			case SAGAWIRE__REQUEST__BODY_GET:
-				do_get(c, j->req);
-				break;
-			case SAGAWIRE__REQUEST__BODY_LIST:
-				do_list(c, j->req);
-				break;
-			case SAGAWIRE__REQUEST__BODY_DESCRIBE:
-				do_describe(c, j->req);
-				break;
-			case SAGAWIRE__REQUEST__BODY_REGISTER:
-				do_register(c, j->req);
-				break;
-			default:
-				rpc_reply_error(j->req, SAGA_EINTERNAL,
-				    "reader got a request it does not serve");
-			}
-		}
+		j->fn(c, j->req);
 		free(j);
 	}
 	PQfinish(c);
 	return NULL;
 }
 
-static void
-enqueue(rpc_req *r, int kind)
+void
+reader_submit(rpc_req *r, reader_fn fn)
 {
 	job *j = calloc(1, sizeof(*j));
 	if (j == NULL) {
@@ -749,7 +723,7 @@ enqueue(rpc_req *r, int kind)
 		return;
 	}
 	j->req = r;
-	j->kind = kind;
+	j->fn = fn;
 	pthread_mutex_lock(&RD.mu);
 	if (RD.tail)
 		RD.tail->next = j;
@@ -758,30 +732,6 @@ enqueue(rpc_req *r, int kind)
 	RD.tail = j;
 	pthread_cond_signal(&RD.cv);
 	pthread_mutex_unlock(&RD.mu);
-}
-
-void
-reader_submit(rpc_req *r)
-{
-	enqueue(r, JOB_REQ);
-}
-
-void
-reader_submit_cancel_check(rpc_req *r)
-{
-	enqueue(r, JOB_CANCEL_CHECK);
-}
-
-void
-reader_submit_wait_check(rpc_req *r)
-{
-	enqueue(r, JOB_WAIT_CHECK);
-}
-
-void
-reader_submit_operate_load(rpc_req *r)
-{
-	enqueue(r, JOB_OPERATE_LOAD);
 }
 
 int

@@ -1,26 +1,36 @@
 /*
  * reader: threads with their own PostgreSQL connections that serve the
- * requests which read (get, list) or register definitions, so that slow
+ * requests which read (get, list, describe) or register definitions, and
+ * those about sagas the engine does not hold in memory, so that slow
  * queries never hold up the engine. Replies go straight back over rpc.
  */
 #ifndef SAGAD_READER_H
 #define SAGAD_READER_H
+
+#include <libpq-fe.h>
 
 #include "config.h"
 #include "rpc.h"
 
 int reader_start(const cfg *c, const char *conninfo, char *err, size_t errlen);
 void reader_stop(void);
-/* register, get, list. */
-void reader_submit(rpc_req *r);
-/* A cancel the engine could not apply (saga not active): answer with the
- * stored state (SAGA_ESTATE) or SAGA_ENOTFOUND. */
-void reader_submit_cancel_check(rpc_req *r);
-/* A wait on a saga not in the engine's memory: answer with its stored
- * (final) state, or SAGA_ENOTFOUND. */
-void reader_submit_wait_check(rpc_req *r);
-/* Operator action on a saga the engine does not hold: reads it and, if it
- * is parked, hands it to engine_operate_loaded(). */
-void reader_submit_operate_load(rpc_req *r);
+
+/* Work for a reader: fn(conn, r) runs on a reader thread with its own
+ * connection, and answers r. */
+typedef void (*reader_fn)(PGconn *c, rpc_req *r);
+void reader_submit(rpc_req *r, reader_fn fn);
+
+/* GetRequest, ListRequest, DescribeRequest, RegisterRequest. */
+void reader_get(PGconn *c, rpc_req *r);
+void reader_list(PGconn *c, rpc_req *r);
+void reader_describe(PGconn *c, rpc_req *r);
+void reader_register(PGconn *c, rpc_req *r);
+/* Requests the engine did not hold the saga for (ENGINE_NOT_HELD): */
+/* a cancel: answered with the stored state (SAGA_ESTATE) or SAGA_ENOTFOUND; */
+void reader_cancel_check(PGconn *c, rpc_req *r);
+/* a wait: answered with its stored (final) state, or SAGA_ENOTFOUND; */
+void reader_wait_check(PGconn *c, rpc_req *r);
+/* an operator action: a parked saga is handed to engine_operate_loaded(). */
+void reader_operate_load(PGconn *c, rpc_req *r);
 
 #endif

@@ -12,6 +12,14 @@
 
 static relay_part *parts[PART_BUCKETS];
 static relay_pipe *pipes[PIPE_BUCKETS];
+static tq_fn poll_fn, breaker_fn;
+
+void
+relay_set_timer_fns(tq_fn poll_expired, tq_fn breaker_expired)
+{
+	poll_fn = poll_expired;
+	breaker_fn = breaker_expired;
+}
 
 int
 relay_init(void)
@@ -60,7 +68,7 @@ relay_part_get(const char *name, int create)
 		return NULL;
 	}
 	breaker_init(&p->brk, 0);
-	tq_node_init(&p->brk_t);
+	tq_node_init(&p->brk_t, breaker_fn);
 	p->hnext = parts[b];
 	parts[b] = p;
 	return p;
@@ -116,7 +124,7 @@ relay_pipe_get(uint32_t id, int create)
 	if (pp == NULL)
 		return NULL;
 	pp->id = id;
-	tq_node_init(&pp->poll_t);
+	tq_node_init(&pp->poll_t, poll_fn);
 	pp->hnext = pipes[b];
 	pipes[b] = pp;
 	return pp;

@@ -1,10 +1,10 @@
 /*
- * relay: the participants side of dispatch. Keeps, per participant name, a
- * FIFO of steps ready to send, and per connection (nng pipe) the declared
- * capacity, the steps in flight on it and its parked poll. The engine owns
- * all of this and calls it from its thread only; relay itself sends
- * nothing and knows no saga: the engine picks a connection with
- * relay_next_pipe(), builds the WorkBatch and answers the parked poll.
+ * relay: the containers of dispatch (dispatch.c, its only user). Keeps,
+ * per participant name, a FIFO of steps ready to send, and per connection
+ * (nng pipe) the declared capacity, the steps in flight on it and its
+ * parked poll. relay itself sends nothing and knows no saga: dispatch.c
+ * picks a connection with relay_next_pipe(), builds the WorkBatch and
+ * answers the parked poll.
  *
  * Queue items name a step by saga id + step index + kind + generation, not
  * by pointer: a step whose dispatch became obsolete (cancelled, recovered,
@@ -36,10 +36,10 @@ typedef struct relay_pipe {
 	relay_part *part; /* NULL until its first poll */
 	uint32_t capacity;
 	uint32_t inflight;
-	uint64_t max_bytes;  /* largest message it accepts (0 = unknown) */
-	rpc_req *poll;       /* parked poll, or NULL */
-	tq_node poll_t;      /* the parked poll's timeout (the engine's timer) */
-	void *inflight_head; /* engine's intrusive list of steps in flight */
+	uint64_t max_bytes;               /* largest message it accepts (0 = unknown) */
+	rpc_req *poll;                    /* parked poll, or NULL */
+	tq_node poll_t;                   /* the parked poll's timeout */
+	struct dsp_flight *inflight_head; /* the steps in flight on it (dispatch.h) */
 	struct relay_pipe *hnext;
 	size_t part_index; /* position in part->pipes */
 } relay_pipe;
@@ -51,13 +51,16 @@ struct relay_part {
 	relay_pipe **pipes; /* connections serving it */
 	size_t n_pipes, cap_pipes;
 	size_t rr;     /* round-robin cursor */
-	breaker brk;   /* the engine's circuit breaker for this participant */
-	tq_node brk_t; /* the engine's timer: end of the breaker's cool-off */
+	breaker brk;   /* its circuit breaker */
+	tq_node brk_t; /* the end of the breaker's cool-off */
 	struct relay_part *hnext;
 };
 
 int relay_init(void);
 void relay_fini(void);
+/* What the timers of new participants (breaker cool-off) and connections
+ * (parked poll) call when they expire; NULL until set. */
+void relay_set_timer_fns(tq_fn poll_expired, tq_fn breaker_expired);
 
 /* Participant by name; created on demand when create is set. */
 relay_part *relay_part_get(const char *name, int create);

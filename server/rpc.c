@@ -11,9 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine.h"
 #include "log.h"
-#include "reader.h"
 #include "saga.h"
 #include "wire.h"
 
@@ -36,6 +34,7 @@ static struct {
 	nng_socket sock;
 	bool open;
 	const cfg *cfg;
+	rpc_route_fn route;
 	rpc_pipe_fn on_closed;
 	void *arg;
 	pthread_mutex_t mu;
@@ -109,7 +108,7 @@ ensure_receivers_locked(void)
 }
 
 static void
-route(slot *s, nng_msg *m)
+deliver(slot *s, nng_msg *m)
 {
 	size_t len = nng_msg_len(m);
 	if (len > R.cfg->max_message_bytes) {
@@ -132,38 +131,7 @@ route(slot *s, nng_msg *m)
 		return;
 	}
 	s->req.req = q;
-	switch (q->body_case) {
-	case SAGAWIRE__REQUEST__BODY_REGISTER:
-	case SAGAWIRE__REQUEST__BODY_GET:
-	case SAGAWIRE__REQUEST__BODY_LIST:
-	case SAGAWIRE__REQUEST__BODY_DESCRIBE:
-		if (atomic_load(&R.draining)) {
-			rpc_reply_error(&s->req, SAGA_ECLOSED, "sagad is shutting down");
-			return;
-		}
-		reader_submit(&s->req);
-		return;
-	case SAGAWIRE__REQUEST__BODY_START:
-	case SAGAWIRE__REQUEST__BODY_CANCEL:
-	case SAGAWIRE__REQUEST__BODY_WAIT:
-	case SAGAWIRE__REQUEST__BODY_PARTICIPANTS:
-	case SAGAWIRE__REQUEST__BODY_OPERATE:
-	case SAGAWIRE__REQUEST__BODY_POLL:
-		if (atomic_load(&R.draining)) {
-			rpc_reply_error(&s->req, SAGA_ECLOSED, "sagad is shutting down");
-			return;
-		}
-		engine_submit(&s->req);
-		return;
-	case SAGAWIRE__REQUEST__BODY_REPORT:
-		/* Reports are taken even while draining: they carry outcomes. */
-		engine_submit(&s->req);
-		return;
-	default:
-		rpc_reply_error(&s->req, SAGA_EUNSUPPORTED,
-		    "request has no body this sagad understands (newer client?)");
-		return;
-	}
+	R.route(&s->req);
 }
 
 static void
@@ -193,7 +161,7 @@ slot_cb(void *arg)
 		R.held++;
 		ensure_receivers_locked();
 		pthread_mutex_unlock(&R.mu);
-		route(s, m);
+		deliver(s, m);
 		return;
 	}
 	if (s->state == S_SEND) {
@@ -317,10 +285,12 @@ rpc_connections(void)
 }
 
 int
-rpc_start(const cfg *c, rpc_pipe_fn on_closed, void *arg, char *err, size_t errlen)
+rpc_start(
+    const cfg *c, rpc_route_fn route, rpc_pipe_fn on_closed, void *arg, char *err, size_t errlen)
 {
 	int rv;
 	R.cfg = c;
+	R.route = route;
 	R.on_closed = on_closed;
 	R.arg = arg;
 	if ((rv = nng_rep0_open(&R.sock)) != 0) {
@@ -378,6 +348,12 @@ void
 rpc_stop_receiving(void)
 {
 	atomic_store(&R.draining, true);
+}
+
+bool
+rpc_draining(void)
+{
+	return atomic_load(&R.draining);
 }
 
 void

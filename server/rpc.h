@@ -2,8 +2,8 @@
  * rpc: sagad's nng endpoint. One REP socket listens on every configured
  * URL and serves clients and participants alike. Each request is received
  * on its own nng context, decoded with bounds (wire_unpack), and handed to
- * the engine (start, cancel, poll, report) or to a reader thread (register,
- * get, list). Whoever handles it answers exactly once with rpc_reply*();
+ * the route function given at start (route.c: the engine or a reader
+ * thread). Whoever handles it answers exactly once with rpc_reply*();
  * that sends the reply and recycles the context. A request can be held for
  * a long time (a participant's poll waits for work) at no cost but its
  * context.
@@ -31,11 +31,17 @@ typedef struct rpc_req {
 } rpc_req;
 
 typedef void (*rpc_pipe_fn)(uint32_t pipe_id, void *arg);
+/* Takes a decoded request; it must be answered exactly once. */
+typedef void (*rpc_route_fn)(rpc_req *r);
 
-/* Opens the socket and listens on every URL in c->listen. */
-int rpc_start(const cfg *c, rpc_pipe_fn on_pipe_closed, void *arg, char *err, size_t errlen);
-/* Stops receiving new requests (replies can still be sent). */
+/* Opens the socket and listens on every URL in c->listen. Every decoded
+ * request goes to route; every closed connection to on_pipe_closed. */
+int rpc_start(const cfg *c, rpc_route_fn route, rpc_pipe_fn on_pipe_closed, void *arg, char *err,
+    size_t errlen);
+/* Shutdown has begun: new work is refused (by the router); replies can
+ * still be sent. */
 void rpc_stop_receiving(void);
+bool rpc_draining(void);
 void rpc_close(void);
 
 /* Replies; each consumes the request. Safe from any thread. */

@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 
+#include "log.h"
 #include "saga.h"
 
 static void
@@ -57,6 +58,8 @@ tq_arm(timerq *q, tq_node *t, int64_t when_ms)
 			sift_up(q, (size_t)t->idx);
 		else
 			sift_down(q, (size_t)t->idx);
+		if (t->idx == 0 && when_ms < old && q->on_sooner != NULL)
+			q->on_sooner(when_ms, q->arg);
 		return 0;
 	}
 	if (q->n == q->cap) {
@@ -72,7 +75,18 @@ tq_arm(timerq *q, tq_node *t, int64_t when_ms)
 	t->idx = (int32_t)q->n;
 	q->n++;
 	sift_up(q, q->n - 1);
+	if (t->idx == 0 && q->on_sooner != NULL)
+		q->on_sooner(when_ms, q->arg);
 	return 0;
+}
+
+void
+tq_arm_must(timerq *q, tq_node *t, int64_t when_ms)
+{
+	if (tq_arm(q, t, when_ms) != 0) {
+		slog_error("out of memory arming a timer; aborting");
+		abort();
+	}
 }
 
 void
@@ -107,6 +121,19 @@ tq_pop_due(timerq *q, int64_t now_ms)
 	tq_node *t = q->v[0];
 	tq_cancel(q, t);
 	return t;
+}
+
+size_t
+tq_run_due(timerq *q, int64_t now_ms)
+{
+	size_t n = 0;
+	tq_node *t;
+	while ((t = tq_pop_due(q, now_ms)) != NULL) {
+		n++;
+		if (t->fn != NULL)
+			t->fn(t);
+	}
+	return n;
 }
 
 void

@@ -38,10 +38,10 @@ printf '%s\n' "==> checking dependencies"
 tests/install-deps.sh
 
 builddir=build-test
-setup_args=()
+setup_args=('-Dfatal_invariants=true')
 if [[ $asan -eq 1 ]]; then
 	builddir=build-test-asan
-	setup_args=('-Db_sanitize=address,undefined' '-Db_lundef=false')
+	setup_args+=('-Db_sanitize=address,undefined' '-Db_lundef=false')
 	# meson 1.0 sets no sanitizer options for tests: make every report
 	# fail the test that caused it. A caller's own settings win.
 	export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=1:halt_on_error=1:detect_leaks=1}"
