@@ -2,8 +2,10 @@
  * store: everything sagad writes to and reads from PostgreSQL.
  *
  * The writer is one thread with one connection. The engine hands it
- * batches; each batch is ONE statement (so one transaction, one commit)
- * that inserts new sagas and updates changed ones, whatever their number:
+ * batches; each batch is one transaction, sent as one pipeline (libpq
+ * pipeline mode: BEGIN, a prepared INSERT per new saga and a prepared
+ * UPDATE per changed one, COMMIT; one round trip, one commit), whatever
+ * the number of sagas in it:
  * under load the engine gathers many sagas' transitions into one batch
  * while the previous one commits (group commit), and when idle a batch
  * holds a single transition and goes out at once. Batches are applied in
