@@ -5,12 +5,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
 
 static const char *const names[FP_N] = { "after-commit", "after-dispatch", "before-report-commit",
-	"mid-compensation", "dup-dispatch" };
+	"mid-compensation", "dup-dispatch", "slow-register" };
 static unsigned long every[FP_N];
 static atomic_ulong passes[FP_N];
 
@@ -34,7 +35,7 @@ fp_init(const char *spec, char *err, size_t errlen)
 			snprintf(err, errlen,
 			    "--failpoints: '%s' is not NAME:N with N > 0 and NAME one of "
 			    "after-commit, after-dispatch, before-report-commit, "
-			    "mid-compensation, dup-dispatch",
+			    "mid-compensation, dup-dispatch, slow-register",
 			    tok);
 			return -1;
 		}
@@ -59,4 +60,15 @@ fp_kill(enum fp_point p)
 		return;
 	slog_warn("failpoint %s reached (pass %lu): exiting as if killed", names[p], every[p]);
 	_exit(137);
+}
+
+void
+fp_delay(enum fp_point p)
+{
+	if (every[p] == 0)
+		return;
+	slog_warn("failpoint %s: waiting %lu ms", names[p], every[p]);
+	struct timespec ts = { (time_t)(every[p] / 1000), (long)(every[p] % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) != 0)
+		;
 }

@@ -14,6 +14,8 @@
  *   mid-compensation     a batch holding a compensation has committed
  *   dup-dispatch         duplicate delivery of a step (same attempt, same
  *                        idempotency key), as a resend would produce
+ *   slow-register        not a kill point: every register waits N ms
+ *                        before it is stored (so a test can act during one)
  */
 #ifndef SAGAD_FAILPOINT_H
 #define SAGAD_FAILPOINT_H
@@ -27,6 +29,7 @@ enum fp_point {
 	FP_BEFORE_REPORT_COMMIT,
 	FP_MID_COMPENSATION,
 	FP_DUP_DISPATCH,
+	FP_SLOW_REGISTER,
 	FP_N
 };
 
@@ -38,5 +41,8 @@ int fp_init(const char *spec, char *err, size_t errlen);
 bool fp_hit(enum fp_point p);
 /* Counts a pass and, if it is the Nth, logs and _exit(137)s. */
 void fp_kill(enum fp_point p);
+/* For the points that take a value (slow-register: milliseconds): sleeps
+ * that long, saying so in the log, if the point is set. */
+void fp_delay(enum fp_point p);
 
 #endif

@@ -229,13 +229,21 @@ main(int argc, char **argv)
 	pthread_join(sigthr, NULL);
 	slog_info("stopped");
 	rv = 0;
-	pthread_t wd;
-	g_cfg = &c;
-	g_embedded = embedded;
-	if (pthread_create(&wd, NULL, close_watchdog, NULL) == 0)
-		pthread_detach(wd);
 out_rpc:
+	/* Readers before the endpoint: one may be storing a register with its
+	 * request in hand, and rpc_close frees every request. A reader
+	 * finishes what it is doing and answers; what is queued is refused. */
+	reader_stop();
+	if (rv == 0) {
+		pthread_t wd;
+		g_cfg = &c;
+		g_embedded = embedded;
+		if (pthread_create(&wd, NULL, close_watchdog, NULL) == 0)
+			pthread_detach(wd);
+	}
 	rpc_close();
+	engine_fini();
+	goto out;
 out_readers:
 	reader_stop();
 	engine_fini();

@@ -14,6 +14,7 @@
 
 #include "defn.h"
 #include "engine.h"
+#include "failpoint.h"
 #include "log.h"
 #include "registry.h"
 #include "saga.h"
@@ -494,6 +495,7 @@ reader_register(PGconn *c, rpc_req *r)
 		rpc_reply_error(r, rv, "%s", err);
 		return;
 	}
+	fp_delay(FP_SLOW_REGISTER);
 	Sagawire__RegisteredDefinition *out = calloc(n, sizeof(*out));
 	Sagawire__RegisteredDefinition **outp = calloc(n, sizeof(*outp));
 	char **names = calloc(n, sizeof(*names));
@@ -687,7 +689,15 @@ reader_main(void *arg)
 		RD.head = j->next;
 		if (RD.head == NULL)
 			RD.tail = NULL;
+		bool stopping = RD.stop;
 		pthread_mutex_unlock(&RD.mu);
+		if (stopping) {
+			/* Shutting down: what had begun is finished, what waits
+			 * in the queue is refused (the client may try again). */
+			rpc_reply_error(j->req, SAGA_ECLOSED, "sagad is shutting down");
+			free(j);
+			continue;
+		}
 
 		/* A connection the server closed while idle (restart,
 		 * pg_terminate_backend) looks fine until used. An idle reader

@@ -13,6 +13,9 @@
 #include "rpc.h"
 
 int reader_start(const cfg *c, const char *conninfo, char *err, size_t errlen);
+/* Stops the readers: each finishes the request it is serving and answers
+ * it; requests still queued are refused (SAGA_ECLOSED). Call before
+ * rpc_close(), which frees every request. */
 void reader_stop(void);
 
 /* Work for a reader: fn(conn, r) runs on a reader thread with its own

@@ -410,6 +410,45 @@ START_TEST(sighup_reloads_the_config_file_applying_live_settings_only)
 }
 END_TEST
 
+/* SIGTERM while a register is being stored: the reader storing it uses the
+ * request after the signal; sagad must finish it (or refuse it) and exit
+ * 0, never crash. The failpoint makes the register last 2 s, so the signal
+ * lands inside it every time. */
+START_TEST(sigterm_while_a_register_is_stored_finishes_it_and_exits_cleanly)
+{
+	ths *t = ths_new_ok(pg, "ops_sigterm_register");
+	const char *extra[] = { "--failpoints", "slow-register:2000", NULL };
+	ths_sagad_start_ok(t, extra);
+	char log[1024];
+	snprintf(log, sizeof(log), "%s/register.log", ths_dir(t));
+	const char *argv[] = { ths_env_ok("SAGACTL_BIN"), "--url", ths_url(t), "--timeout", "20000",
+		"register", ths_env_ok("IT_SAGAS"), NULL };
+	pid_t reg = th_spawn(argv, NULL, log);
+	ck_assert_int_gt(reg, 0);
+	ck_assert_msg(log_has(t, "failpoint slow-register", 10000), "the register never began");
+	int st = ths_sagad_signal(t, SIGTERM);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	    "sagad did not exit 0 after SIGTERM during a register (status 0x%x%s)", st,
+	    WIFSIGNALED(st) ? ", killed by a signal" : "");
+	/* The register that had begun was finished and answered. */
+	int rst = 0;
+	ck_assert_int_eq(th_wait_exit(reg, 20000, &rst), 0);
+	char *out = th_read_file(log, NULL);
+	ck_assert_msg(WIFEXITED(rst) && WEXITSTATUS(rst) == 0,
+	    "sagactl register ended with status 0x%x: %s", rst, out ? out : "");
+	free(out);
+	/* And it is stored: a restarted sagad runs the saga. */
+	ths_sagad_start_ok(t, NULL);
+	ths_participant_ok(t, "p1", 4, NULL);
+	char *id = ths_start_ok(t, "ittest.Linear3", "tag=after-register");
+	saga_info *info = ths_wait_final_ok(t, id, WAIT_MS);
+	ck_assert_int_eq(info->state, SAGA_STATE_COMPLETED);
+	saga_info_free(info);
+	saga_string_free(id);
+	ths_free(t);
+}
+END_TEST
+
 START_TEST(root_is_refused_unless_allowed_and_print_config_documents_every_setting)
 {
 	char *out = NULL;
@@ -461,6 +500,7 @@ operations_suite(void)
 	tcase_add_test(tc, malformed_traceparent_is_refused_saying_what_one_looks_like);
 	tcase_add_test(tc, sigterm_under_load_lets_in_flight_outcomes_land_and_loses_nothing);
 	tcase_add_test(tc, sighup_reloads_the_config_file_applying_live_settings_only);
+	tcase_add_test(tc, sigterm_while_a_register_is_stored_finishes_it_and_exits_cleanly);
 	tcase_add_test(tc, root_is_refused_unless_allowed_and_print_config_documents_every_setting);
 	suite_add_tcase(s, tc);
 	return s;
