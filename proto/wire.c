@@ -11,7 +11,7 @@
 #include <fcntl.h>
 #include <sys/random.h>
 
-#include "../client-lib/include/saga.h"
+#include "saga_base.h"
 
 /* ---- schema walk ------------------------------------------------------- */
 

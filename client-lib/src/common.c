@@ -7,102 +7,57 @@
 #include <string.h>
 #include <time.h>
 
-#define STR_(x) #x
-#define STR(x)  STR_(x)
+#include "names.h"
+
+/* saga.h's states are sagawire's, value for value: libsaga hands the
+ * decoded values on as they are, and common/names.c names them. */
+#define SAME(a, b) _Static_assert((int)(a) == (int)(b), #a " must equal " #b)
+SAME(SAGA_STATE_UNKNOWN, SAGAWIRE__SAGA_STATE__SAGA_STATE_UNSPECIFIED);
+SAME(SAGA_STATE_RUNNING, SAGAWIRE__SAGA_STATE__SAGA_RUNNING);
+SAME(SAGA_STATE_COMPENSATING, SAGAWIRE__SAGA_STATE__SAGA_COMPENSATING);
+SAME(SAGA_STATE_COMPLETED, SAGAWIRE__SAGA_STATE__SAGA_COMPLETED);
+SAME(SAGA_STATE_COMPENSATED, SAGAWIRE__SAGA_STATE__SAGA_COMPENSATED);
+SAME(SAGA_STATE_FAILED, SAGAWIRE__SAGA_STATE__SAGA_FAILED);
+SAME(SAGA_STEP_UNKNOWN, SAGAWIRE__STEP_STATE__STEP_STATE_UNSPECIFIED);
+SAME(SAGA_STEP_PENDING, SAGAWIRE__STEP_STATE__STEP_PENDING);
+SAME(SAGA_STEP_RUNNING, SAGAWIRE__STEP_STATE__STEP_RUNNING);
+SAME(SAGA_STEP_RETRY_WAIT, SAGAWIRE__STEP_STATE__STEP_RETRY_WAIT);
+SAME(SAGA_STEP_SUCCEEDED, SAGAWIRE__STEP_STATE__STEP_SUCCEEDED);
+SAME(SAGA_STEP_FAILED, SAGAWIRE__STEP_STATE__STEP_FAILED);
+SAME(SAGA_STEP_COMPENSATING, SAGAWIRE__STEP_STATE__STEP_COMPENSATING);
+SAME(SAGA_STEP_COMP_RETRY_WAIT, SAGAWIRE__STEP_STATE__STEP_COMP_RETRY_WAIT);
+SAME(SAGA_STEP_COMPENSATED, SAGAWIRE__STEP_STATE__STEP_COMPENSATED);
+SAME(SAGA_STEP_COMP_FAILED, SAGAWIRE__STEP_STATE__STEP_COMP_FAILED);
+#undef SAME
 
 const char *
 saga_strerror(int err)
 {
-	switch (err) {
-	case SAGA_OK:
-		return "success";
-	case SAGA_EINVAL:
-		return "invalid argument";
-	case SAGA_ENOMEM:
-		return "out of memory";
-	case SAGA_ENOTFOUND:
-		return "not found";
-	case SAGA_EEXIST:
-		return "already exists";
-	case SAGA_ETIMEDOUT:
-		return "timed out";
-	case SAGA_ECONN:
-		return "cannot reach sagad";
-	case SAGA_EPROTO:
-		return "malformed or unexpected message";
-	case SAGA_ETOOBIG:
-		return "message or field too large";
-	case SAGA_EDEFINITION:
-		return "invalid saga definition";
-	case SAGA_ESTATE:
-		return "not allowed in the current state";
-	case SAGA_EDB:
-		return "database error in sagad";
-	case SAGA_ECLOSED:
-		return "closed or shutting down";
-	case SAGA_EINTERNAL:
-		return "internal error (a bug: please report it)";
-	case SAGA_EBUSY:
-		return "sagad is overloaded; try again";
-	case SAGA_EUNSUPPORTED:
-		return "not supported by the server";
-	}
-	return "unknown error";
+	return cm_strerror(err);
 }
 
 const char *
 saga_version(void)
 {
-	return STR(SAGA_VERSION_MAJOR) "." STR(SAGA_VERSION_MINOR) "." STR(SAGA_VERSION_PATCH);
+	return cm_version();
 }
-
-static const char *const state_names[] = {
-	[SAGA_STATE_RUNNING] = "running",
-	[SAGA_STATE_COMPENSATING] = "compensating",
-	[SAGA_STATE_COMPLETED] = "completed",
-	[SAGA_STATE_COMPENSATED] = "compensated",
-	[SAGA_STATE_FAILED] = "failed",
-};
-
-static const char *const step_state_names[] = {
-	[SAGA_STEP_PENDING] = "pending",
-	[SAGA_STEP_RUNNING] = "running",
-	[SAGA_STEP_RETRY_WAIT] = "retry_wait",
-	[SAGA_STEP_SUCCEEDED] = "succeeded",
-	[SAGA_STEP_FAILED] = "failed",
-	[SAGA_STEP_COMPENSATING] = "compensating",
-	[SAGA_STEP_COMP_RETRY_WAIT] = "comp_retry_wait",
-	[SAGA_STEP_COMPENSATED] = "compensated",
-	[SAGA_STEP_COMP_FAILED] = "comp_failed",
-};
-
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
 const char *
 saga_state_name(saga_state s)
 {
-	if ((unsigned)s < NELEM(state_names) && state_names[s] != NULL)
-		return state_names[s];
-	return "unknown";
+	return cm_saga_state_name((int)s);
 }
 
 const char *
 saga_step_state_name(saga_step_state s)
 {
-	if ((unsigned)s < NELEM(step_state_names) && step_state_names[s] != NULL)
-		return step_state_names[s];
-	return "unknown";
+	return cm_step_state_name((int)s);
 }
 
 saga_state
 saga_state_parse(const char *name)
 {
-	if (name == NULL)
-		return SAGA_STATE_UNKNOWN;
-	for (unsigned i = 0; i < NELEM(state_names); i++)
-		if (state_names[i] != NULL && strcmp(name, state_names[i]) == 0)
-			return (saga_state)i;
-	return SAGA_STATE_UNKNOWN;
+	return (saga_state)cm_saga_state_parse(name);
 }
 
 int
