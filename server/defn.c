@@ -18,6 +18,7 @@
 #include "descriptor.pb-c.h"
 #include "sagaspec.pb-c.h"
 #include "saga.h"
+#include "utf8.h"
 #include "wire.h"
 
 /* Extension numbers of the options in proto/sagaspec.proto. */
@@ -940,7 +941,7 @@ compile_service(pctx *c, const svcproto *svc, const char *full, defn_saga **out)
 	}
 	const char *desc = sopt != NULL ? nz(sopt->description) : "";
 	/* Shown by sagactl and stored in PostgreSQL text columns. */
-	if (!wire_utf8_ok(desc, strlen(desc))) {
+	if (!cm_utf8_ok(desc, strlen(desc))) {
 		rv = pfail(c, SAGA_EDEFINITION, "description is not valid UTF-8");
 		goto fail;
 	}
@@ -1177,7 +1178,7 @@ defn_business_key(const defn_saga *d, const uint8_t *in, size_t len, char *out, 
 		/* The last occurrence wins, as in any protobuf parser. */
 		switch (d->bk_type) {
 		case GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_STRING:
-			if ((tag & 7) != 2 || !wire_utf8_ok((const char *)bytes, (size_t)v) ||
+			if ((tag & 7) != 2 || !cm_utf8_ok((const char *)bytes, (size_t)v) ||
 			    v >= outlen)
 				return SAGA_EINVAL;
 			memcpy(out, bytes, (size_t)v);

@@ -22,6 +22,7 @@
 #include "saga.h"
 #include "store.h"
 #include "timerq.h"
+#include "utf8.h"
 #include "wire.h"
 
 #define ST(x)       SAGAWIRE__STEP_STATE__STEP_##x
@@ -625,7 +626,7 @@ event(eng_saga *s, int type, const eng_step *st, uint32_t attempt, const char *f
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	wire_utf8_trim(buf);
+	cm_utf8_trim(buf);
 	if (s->n_ev == HISTORY_MAX) {
 		free(s->ev[HISTORY_KEEP_FIRST].detail);
 		memmove(&s->ev[HISTORY_KEEP_FIRST], &s->ev[HISTORY_KEEP_FIRST + 1],
@@ -662,7 +663,7 @@ set_error(char **dst, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	wire_utf8_trim(buf);
+	cm_utf8_trim(buf);
 	char *d = strdup(buf);
 	if (d) {
 		free(*dst);
@@ -1229,7 +1230,7 @@ static bool
 valid_text(const char *s, size_t max)
 {
 	size_t n = strnlen(s, max + 1);
-	return n <= max && wire_utf8_ok(s, n);
+	return n <= max && cm_utf8_ok(s, n);
 }
 
 /* Answers a wait (or a start that waits) with the saga's state now. */

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "reader.h"
 #include "saga.h"
+#include "utf8.h"
 #include "wire.h"
 
 enum { S_RECV = 1, S_HELD, S_SEND };
@@ -272,7 +273,7 @@ rpc_reply_error(rpc_req *r, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	wire_utf8_trim(buf); /* a %.Ns may have cut a character in two */
+	cm_utf8_trim(buf); /* a %.Ns may have cut a character in two */
 	Sagawire__Error e = SAGAWIRE__ERROR__INIT;
 	e.code = (uint32_t)code;
 	e.message = buf;

@@ -1,4 +1,5 @@
-/* common: error and state names, strings, logging. See internal.h. */
+/* common: error and state names, strings, logging. See internal.h. The
+ * names and the UTF-8 code are common/'s, shared with sagad. */
 #include "internal.h"
 
 #include <errno.h>
@@ -8,6 +9,7 @@
 #include <time.h>
 
 #include "names.h"
+#include "utf8.h"
 
 /* saga.h's states are sagawire's, value for value: libsaga hands the
  * decoded values on as they are, and common/names.c names them. */
@@ -83,74 +85,7 @@ sl_strdup(const char *s)
 int
 sl_utf8_ok(const char *s)
 {
-	return s == NULL || wire_utf8_ok(s, strlen(s));
-}
-
-/* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
-static size_t
-utf8_seq(const unsigned char *s, size_t n)
-{
-	size_t len;
-	if (s[0] < 0x80)
-		return s[0] != 0;
-	else if ((s[0] & 0xe0) == 0xc0)
-		len = 2;
-	else if ((s[0] & 0xf0) == 0xe0)
-		len = 3;
-	else if ((s[0] & 0xf8) == 0xf0)
-		len = 4;
-	else
-		return 0;
-	if (len > n)
-		return 0;
-	return wire_utf8_ok((const char *)s, len) ? len : 0;
-}
-
-char *
-sl_strdup_utf8(const char *s, size_t max)
-{
-	if (s == NULL)
-		s = "";
-	size_t full = strlen(s), n = full < max ? full : max;
-	char *out = malloc(n + 1);
-	if (out == NULL)
-		return NULL;
-	const unsigned char *u = (const unsigned char *)s;
-	size_t i = 0, o = 0;
-	while (i < n) {
-		size_t k = utf8_seq(u + i, n - i);
-		if (k == 0) {
-			/* A character cut by max is dropped, not replaced:
-			 * the text was truncated there. */
-			if (n < full && utf8_seq(u + i, full - i) > n - i)
-				break;
-			out[o++] = '?';
-			i++;
-			continue;
-		}
-		memcpy(out + o, u + i, k);
-		o += k;
-		i += k;
-	}
-	out[o] = '\0';
-	return out;
-}
-
-/* Cuts buf (NUL-terminated, possibly truncated mid-character) back to the
- * last complete UTF-8 character. */
-static void
-utf8_trim_tail(char *buf)
-{
-	size_t n = strlen(buf);
-	size_t i = n;
-	/* Back over at most 3 continuation bytes to the lead byte. */
-	while (i > 0 && n - i < 4 && ((unsigned char)buf[i - 1] & 0xc0) == 0x80)
-		i--;
-	if (i > 0 && ((unsigned char)buf[i - 1] & 0x80) != 0) {
-		size_t lead = i - 1;
-		if (utf8_seq((unsigned char *)buf + lead, n - lead) != n - lead)
-			buf[lead] = '\0';
-	}
+	return s == NULL || cm_utf8_ok(s, strlen(s));
 }
 
 void
@@ -161,7 +96,7 @@ sl_seterr(char *buf, const char *fmt, ...)
 	int n = vsnprintf(buf, SL_ERRMSG_MAX, fmt, ap);
 	va_end(ap);
 	if (n >= SL_ERRMSG_MAX)
-		utf8_trim_tail(buf);
+		cm_utf8_trim(buf);
 }
 
 void
@@ -177,7 +112,7 @@ sl_log(saga_log_fn fn, void *user, saga_log_level level, const char *fmt, ...)
 	if (n < 0)
 		return;
 	if ((size_t)n >= sizeof(line))
-		utf8_trim_tail(line);
+		cm_utf8_trim(line);
 	fn(level, line, user);
 }
 

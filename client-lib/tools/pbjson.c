@@ -28,6 +28,7 @@
 
 #include "descriptor.pb-c.h"
 #include "saga.h"
+#include "utf8.h"
 #include "wire.h"
 
 typedef Google__Protobuf__FileDescriptorSet fdset;
@@ -333,50 +334,6 @@ puts_(ctx *c, const char *s)
 	} while (0)
 
 /* ---- small shared helpers ---------------------------------------------- */
-
-/* Strict UTF-8 (no overlong forms, surrogates or code points past
- * U+10FFFF). NUL is allowed: proto3 strings may hold it. */
-static bool
-utf8_ok(const uint8_t *s, size_t len)
-{
-	size_t i = 0;
-	while (i < len) {
-		uint8_t ch = s[i];
-		if (ch < 0x80) {
-			i++;
-			continue;
-		}
-		size_t n;
-		uint32_t cp, min;
-		if (ch >= 0xc2 && ch <= 0xdf) {
-			n = 1;
-			cp = ch & 0x1f;
-			min = 0x80;
-		} else if ((ch & 0xf0) == 0xe0) {
-			n = 2;
-			cp = ch & 0x0f;
-			min = 0x800;
-		} else if (ch >= 0xf0 && ch <= 0xf4) {
-			n = 3;
-			cp = ch & 0x07;
-			min = 0x10000;
-		} else {
-			return false;
-		}
-		if (len - i - 1 < n)
-			return false;
-		for (size_t k = 1; k <= n; k++) {
-			uint8_t b = s[i + k];
-			if ((b & 0xc0) != 0x80)
-				return false;
-			cp = (cp << 6) | (b & 0x3f);
-		}
-		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += n + 1;
-	}
-	return true;
-}
 
 static const char b64std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -1794,7 +1751,7 @@ w_scalar(ctx *c, const pj_field *f, uint64_t v)
 static int
 w_string_field(ctx *c, const uint8_t *p, size_t len)
 {
-	if (!utf8_ok(p, len))
+	if (!cm_utf8_valid(p, len))
 		return fail(c, SAGA_EPROTO, "invalid UTF-8 in a string at byte %zu", off_of(c, p));
 	return w_str(c, p, len);
 }
@@ -1973,7 +1930,7 @@ map_key(ctx *c, const pj_field *kf, mapent *e)
 	if (kf->type == T_STRING) {
 		e->k = kr ? kr->p : (const uint8_t *)"";
 		e->klen = kr ? kr->len : 0;
-		if (!utf8_ok(e->k, e->klen))
+		if (!cm_utf8_valid(e->k, e->klen))
 			rv = fail(c, SAGA_EPROTO, "invalid UTF-8 in a map key at byte %zu",
 			    off_of(c, e->k));
 	} else {
@@ -2349,7 +2306,7 @@ print_fieldmask(ctx *c, const recs *rs)
 		const rec *r = &rs->r[rs->ord[i].i];
 		if (r->wt != WT_LEN)
 			continue;
-		bool ok = r->len > 0 && utf8_ok(r->p, r->len);
+		bool ok = r->len > 0 && cm_utf8_valid(r->p, r->len);
 		if (o > 0)
 			s[o++] = ',';
 		for (size_t k = 0; k < r->len && ok; k++) {
@@ -2626,9 +2583,10 @@ jp_string(jparser *j, const char **out, size_t *outlen)
 		while (end < j->len && j->s[end] != '"' && j->s[end] != '\\' &&
 		    (unsigned char)j->s[end] >= 0x20)
 			end++;
-		if (!utf8_ok((const uint8_t *)j->s + j->pos, end - j->pos)) {
+		if (!cm_utf8_valid((const uint8_t *)j->s + j->pos, end - j->pos)) {
 			for (size_t k = j->pos; k < end; k++) /* point at the fault */
-				if (!utf8_ok((const uint8_t *)j->s + j->pos, k + 1 - j->pos) &&
+				if (!cm_utf8_valid(
+					(const uint8_t *)j->s + j->pos, k + 1 - j->pos) &&
 				    ((unsigned char)j->s[k] & 0xc0) != 0x80) {
 					j->pos = k;
 					break;

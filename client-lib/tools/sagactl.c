@@ -10,6 +10,7 @@
 #include <saga.h>
 
 #include "pbjson.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -583,9 +584,7 @@ cell(const char *s, size_t max, int *cut)
 	if (cut != NULL)
 		*cut = 0;
 	if (n > max) {
-		n = max;
-		while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
-			n--;
+		n = cm_utf8_cut(s, max);
 		if (cut != NULL)
 			*cut = 1;
 	}

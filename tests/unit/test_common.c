@@ -1,9 +1,10 @@
-/* Unit tests of common/: names of codes and states. */
+/* Unit tests of common/: names of codes and states, UTF-8. */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "names.h"
+#include "utf8.h"
 #include "sagawire.pb-c.h"
 
 START_TEST(every_error_code_has_its_own_text)
@@ -40,6 +41,75 @@ START_TEST(state_names_follow_the_wire_values)
 }
 END_TEST
 
+START_TEST(utf8_validation_rejects_bad_sequences)
+{
+	ck_assert(cm_utf8_ok("hello", 5));
+	ck_assert(cm_utf8_ok("h\xc3\xa9llo", 6));
+	ck_assert(!cm_utf8_ok("h\xc3", 2));
+	ck_assert(!cm_utf8_ok("a\0b", 3));
+	ck_assert(!cm_utf8_ok("\xed\xa0\x80", 3)); /* surrogate */
+	ck_assert(!cm_utf8_ok("\xc0\x80", 2));     /* overlong */
+}
+END_TEST
+
+START_TEST(utf8_trim_cuts_only_an_incomplete_last_character)
+{
+	char a[] = "caf\xc3\xa9", b[] = "caf\xc3", c[] = "x\xe2\x82", d[] = "plain",
+	     e[] = "\xf0\x9f\x98\x80", f[] = "\xf0\x9f\x98";
+	cm_utf8_trim(a);
+	cm_utf8_trim(b);
+	cm_utf8_trim(c);
+	cm_utf8_trim(d);
+	cm_utf8_trim(e);
+	cm_utf8_trim(f);
+	ck_assert_str_eq(a, "caf\xc3\xa9");
+	ck_assert_str_eq(b, "caf");
+	ck_assert_str_eq(c, "x");
+	ck_assert_str_eq(d, "plain");
+	ck_assert_str_eq(e, "\xf0\x9f\x98\x80");
+	ck_assert_str_eq(f, "");
+}
+END_TEST
+
+START_TEST(utf8_valid_allows_nul_ok_does_not)
+{
+	ck_assert(cm_utf8_valid("a\0b", 3));
+	ck_assert(!cm_utf8_ok("a\0b", 3));
+	ck_assert(cm_utf8_valid("\xf4\x8f\xbf\xbf", 4));  /* U+10FFFF */
+	ck_assert(!cm_utf8_valid("\xf4\x90\x80\x80", 4)); /* past it */
+	ck_assert(!cm_utf8_valid("\xe0\x9f\xbf", 3));     /* overlong */
+	ck_assert(!cm_utf8_valid("\x80", 1));
+	ck_assert_uint_eq(cm_utf8_char("\xe2\x82\xac", 3), 3);
+	ck_assert_uint_eq(cm_utf8_char("\xe2\x82\xac", 2), 0);
+	ck_assert_uint_eq(cm_utf8_char("", 1), 1);
+}
+END_TEST
+
+START_TEST(utf8_cut_drops_only_a_character_the_cut_split)
+{
+	const char *s = "ab\xe2\x82\xac";
+	ck_assert_uint_eq(cm_utf8_cut(s, 5), 5);
+	ck_assert_uint_eq(cm_utf8_cut(s, 4), 2);
+	ck_assert_uint_eq(cm_utf8_cut(s, 3), 2);
+	ck_assert_uint_eq(cm_utf8_cut(s, 2), 2);
+	ck_assert_uint_eq(cm_utf8_cut("a\xff", 2), 2); /* invalid, but not cut */
+}
+END_TEST
+
+START_TEST(utf8_dup_cleans_and_cuts)
+{
+	char *a = cm_utf8_dup("ok \xff\xfe \xc3\xa9", 100);
+	char *b = cm_utf8_dup("ab\xe2\x82\xac", 4);
+	char *c = cm_utf8_dup(NULL, 10);
+	ck_assert_str_eq(a, "ok ?? \xc3\xa9");
+	ck_assert_str_eq(b, "ab");
+	ck_assert_str_eq(c, "");
+	free(a);
+	free(b);
+	free(c);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -47,6 +117,11 @@ main(void)
 	TCase *tc = tcase_create("common");
 	tcase_add_test(tc, every_error_code_has_its_own_text);
 	tcase_add_test(tc, state_names_follow_the_wire_values);
+	tcase_add_test(tc, utf8_validation_rejects_bad_sequences);
+	tcase_add_test(tc, utf8_trim_cuts_only_an_incomplete_last_character);
+	tcase_add_test(tc, utf8_valid_allows_nul_ok_does_not);
+	tcase_add_test(tc, utf8_cut_drops_only_a_character_the_cut_split);
+	tcase_add_test(tc, utf8_dup_cleans_and_cuts);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
