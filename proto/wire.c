@@ -13,25 +13,9 @@
 
 #include "saga_base.h"
 #include "utf8.h"
+#include "varint.h"
 
 /* ---- schema walk ------------------------------------------------------- */
-
-static int
-read_varint(const uint8_t *buf, size_t len, size_t *pos, uint64_t *out)
-{
-	uint64_t v = 0;
-	for (unsigned shift = 0; shift < 64; shift += 7) {
-		if (*pos >= len)
-			return SAGA_EPROTO;
-		uint8_t b = buf[(*pos)++];
-		v |= (uint64_t)(b & 0x7f) << shift;
-		if ((b & 0x80) == 0) {
-			*out = v;
-			return 0;
-		}
-	}
-	return SAGA_EPROTO;
-}
 
 static const ProtobufCFieldDescriptor *
 find_field(const ProtobufCMessageDescriptor *d, uint32_t id)
@@ -61,7 +45,7 @@ walk(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, unsign
 		return SAGA_ETOOBIG;
 	while (pos < len) {
 		uint64_t key, v;
-		if ((rv = read_varint(buf, len, &pos, &key)) != 0)
+		if ((rv = cm_varint_read(buf, len, &pos, &key)) != 0)
 			return rv;
 		uint32_t id = (uint32_t)(key >> 3);
 		unsigned wt = (unsigned)(key & 7);
@@ -71,7 +55,7 @@ walk(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, unsign
 			return SAGA_ETOOBIG;
 		switch (wt) {
 		case 0:
-			if ((rv = read_varint(buf, len, &pos, &v)) != 0)
+			if ((rv = cm_varint_read(buf, len, &pos, &v)) != 0)
 				return rv;
 			break;
 		case 1:
@@ -85,7 +69,7 @@ walk(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, unsign
 			pos += 4;
 			break;
 		case 2: {
-			if ((rv = read_varint(buf, len, &pos, &v)) != 0)
+			if ((rv = cm_varint_read(buf, len, &pos, &v)) != 0)
 				return rv;
 			if (v > len - pos)
 				return SAGA_EPROTO;

@@ -29,6 +29,7 @@
 #include "descriptor.pb-c.h"
 #include "saga.h"
 #include "utf8.h"
+#include "varint.h"
 #include "wire.h"
 
 typedef Google__Protobuf__FileDescriptorSet fdset;
@@ -1294,23 +1295,6 @@ recs_free(recs *rs)
 	rs->n = 0;
 }
 
-static bool
-rd_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *v)
-{
-	uint64_t r = 0;
-	for (unsigned i = 0; i < 10; i++) {
-		if (*pos >= len)
-			return false;
-		uint8_t b = p[(*pos)++];
-		r |= (uint64_t)(b & 0x7f) << (7 * i);
-		if ((b & 0x80) == 0) {
-			*v = r;
-			return true;
-		}
-	}
-	return false;
-}
-
 static size_t
 off_of(const ctx *c, const uint8_t *p)
 {
@@ -1325,7 +1309,7 @@ next_rec(ctx *c, const uint8_t *p, size_t len, size_t *pos, rec *r)
 {
 	size_t at = *pos;
 	uint64_t tag;
-	if (!rd_varint(p, len, pos, &tag))
+	if (cm_varint_read(p, len, pos, &tag) != 0)
 		return fail(
 		    c, SAGA_EPROTO, "truncated or malformed tag at byte %zu", off_of(c, p + at));
 	if (tag > UINT32_MAX || (tag >> 3) == 0)
@@ -1339,7 +1323,7 @@ next_rec(ctx *c, const uint8_t *p, size_t len, size_t *pos, rec *r)
 	r->len = 0;
 	switch (r->wt) {
 	case WT_VARINT:
-		if (!rd_varint(p, len, pos, &r->v))
+		if (cm_varint_read(p, len, pos, &r->v) != 0)
 			return fail(c, SAGA_EPROTO,
 			    "truncated varint field %" PRIu32 " at byte %zu", r->num,
 			    off_of(c, p + at));
@@ -1364,7 +1348,7 @@ next_rec(ctx *c, const uint8_t *p, size_t len, size_t *pos, rec *r)
 		return 0;
 	case WT_LEN: {
 		uint64_t l;
-		if (!rd_varint(p, len, pos, &l) || l > len - *pos)
+		if (cm_varint_read(p, len, pos, &l) != 0 || l > len - *pos)
 			return fail(c, SAGA_EPROTO,
 			    "truncated length-delimited field %" PRIu32 " at byte %zu", r->num,
 			    off_of(c, p + at));
@@ -1387,14 +1371,14 @@ next_rec(ctx *c, const uint8_t *p, size_t len, size_t *pos, rec *r)
 		for (;;) {
 			size_t tat = *pos;
 			uint64_t t, skip;
-			if (!rd_varint(p, len, pos, &t) || t > UINT32_MAX || (t >> 3) == 0)
+			if (cm_varint_read(p, len, pos, &t) != 0 || t > UINT32_MAX || (t >> 3) == 0)
 				return fail(c, SAGA_EPROTO,
 				    "malformed group field %" PRIu32 " at byte %zu", r->num,
 				    off_of(c, p + at));
 			bool ok = true;
 			switch (t & 7) {
 			case WT_VARINT:
-				ok = rd_varint(p, len, pos, &skip);
+				ok = cm_varint_read(p, len, pos, &skip) == 0;
 				break;
 			case WT_I64:
 				ok = len - *pos >= 8;
@@ -1405,7 +1389,7 @@ next_rec(ctx *c, const uint8_t *p, size_t len, size_t *pos, rec *r)
 				*pos += ok ? 4 : 0;
 				break;
 			case WT_LEN:
-				ok = rd_varint(p, len, pos, &skip) && skip <= len - *pos;
+				ok = cm_varint_read(p, len, pos, &skip) == 0 && skip <= len - *pos;
 				*pos += ok ? (size_t)skip : 0;
 				break;
 			case WT_SGROUP:
@@ -1831,7 +1815,7 @@ print_packed(ctx *c, const pj_field *f, const rec *r, size_t *idx)
 		uint64_t v = 0;
 		if (wt == WT_VARINT) {
 			size_t at = pos;
-			if (!rd_varint(r->p, r->len, &pos, &v)) {
+			if (cm_varint_read(r->p, r->len, &pos, &v) != 0) {
 				path_index(c, *idx);
 				return fail(c, SAGA_EPROTO, "malformed packed field at byte %zu",
 				    off_of(c, r->p + at));
@@ -2805,16 +2789,8 @@ expected(ctx *c, const char *what, const jnode *n)
 static int
 put_varint(ctx *c, uint64_t v)
 {
-	uint8_t b[10];
-	size_t k = 0;
-	do {
-		b[k] = (uint8_t)(v & 0x7f);
-		v >>= 7;
-		if (v != 0)
-			b[k] |= 0x80;
-		k++;
-	} while (v != 0);
-	return put(c, b, k);
+	uint8_t b[CM_VARINT_MAX];
+	return put(c, b, cm_varint_write(b, v));
 }
 
 static int
@@ -2846,16 +2822,8 @@ static int
 len_end(ctx *c, size_t mark)
 {
 	size_t l = c->n - mark;
-	uint8_t v[10];
-	size_t k = 0;
-	uint64_t x = l;
-	do {
-		v[k] = (uint8_t)(x & 0x7f);
-		x >>= 7;
-		if (x != 0)
-			v[k] |= 0x80;
-		k++;
-	} while (x != 0);
+	uint8_t v[CM_VARINT_MAX];
+	size_t k = cm_varint_write(v, l);
 	if (k > 1) {
 		TRY(reserve(c, k - 1));
 		memmove(c->b + mark + k - 1, c->b + mark, l);

@@ -1,10 +1,11 @@
-/* Unit tests of common/: names of codes and states, UTF-8. */
+/* Unit tests of common/: names of codes and states, UTF-8, varints. */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "names.h"
 #include "utf8.h"
+#include "varint.h"
 #include "sagawire.pb-c.h"
 
 START_TEST(every_error_code_has_its_own_text)
@@ -110,6 +111,29 @@ START_TEST(utf8_dup_cleans_and_cuts)
 }
 END_TEST
 
+START_TEST(varints_read_back_what_was_written_and_stop_at_ten_bytes)
+{
+	static const uint64_t vals[] = { 0, 1, 127, 128, 300, UINT32_MAX, UINT64_MAX };
+	for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+		uint8_t b[CM_VARINT_MAX];
+		uint64_t v = 0;
+		size_t n = cm_varint_write(b, vals[i]), pos = 0;
+		ck_assert_int_eq(cm_varint_read(b, n, &pos, &v), 0);
+		ck_assert_uint_eq(pos, n);
+		ck_assert_uint_eq(v, vals[i]);
+		pos = 0;
+		ck_assert_int_eq(cm_varint_read(b, n - 1, &pos, &v), SAGA_EPROTO);
+		ck_assert_uint_eq(pos, 0);
+	}
+	static const uint8_t eleven[] = { 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+		0x80, 0x01 };
+	size_t pos = 0;
+	uint64_t v;
+	ck_assert_int_eq(cm_varint_read(eleven, sizeof(eleven), &pos, &v), SAGA_EPROTO);
+	ck_assert_uint_eq(cm_varint_write((uint8_t[CM_VARINT_MAX]) { 0 }, UINT64_MAX), 10);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -122,6 +146,7 @@ main(void)
 	tcase_add_test(tc, utf8_valid_allows_nul_ok_does_not);
 	tcase_add_test(tc, utf8_cut_drops_only_a_character_the_cut_split);
 	tcase_add_test(tc, utf8_dup_cleans_and_cuts);
+	tcase_add_test(tc, varints_read_back_what_was_written_and_stop_at_ten_bytes);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
