@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "jsonstr.h"
 #include "utf8.h"
 
 int slog_level = SLOG_INFO;
@@ -79,53 +80,10 @@ slog_parse_format(const char *s)
 static int
 escape(char *out, size_t *pos, size_t cap, const char *s, size_t n, int json)
 {
-	static const char hex[] = "0123456789abcdef";
-	const unsigned char *p = (const unsigned char *)s;
-	size_t o = *pos;
-
-	for (size_t i = 0; i < n;) {
-		char tmp[8];
-		size_t tl = 0, adv = 1;
-		unsigned char c = p[i];
-
-		if (c == '"' || c == '\\') {
-			tmp[tl++] = '\\';
-			tmp[tl++] = (char)c;
-		} else if (c == '\n' || c == '\r' || c == '\t') {
-			tmp[tl++] = '\\';
-			tmp[tl++] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
-		} else if (c < 0x20 || c == 0x7f) {
-			memcpy(tmp, "\\u00", 4);
-			tl = 4;
-			tmp[tl++] = hex[c >> 4];
-			tmp[tl++] = hex[c & 15];
-		} else if (c < 0x80) {
-			tmp[tl++] = (char)c;
-		} else if ((adv = cm_utf8_char(p + i, n - i)) != 0) {
-			memcpy(tmp, p + i, adv);
-			tl = adv;
-		} else {
-			adv = 1;
-			if (json) {
-				memcpy(tmp, "\\ufffd", 6);
-				tl = 6;
-			} else {
-				tmp[tl++] = '\\';
-				tmp[tl++] = 'x';
-				tmp[tl++] = hex[c >> 4];
-				tmp[tl++] = hex[c & 15];
-			}
-		}
-		if (cap - o < tl) {
-			*pos = o;
-			return 1;
-		}
-		memcpy(out + o, tmp, tl);
-		o += tl;
-		i += adv;
-	}
-	*pos = o;
-	return 0;
+	size_t used;
+	*pos += cm_json_escape(
+	    out + *pos, cap - *pos, s, n, CM_JSON_DEL | (json ? CM_JSON_FFFD : CM_JSON_XNN), &used);
+	return used < n;
 }
 
 static void

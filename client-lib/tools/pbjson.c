@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "descriptor.pb-c.h"
+#include "jsonstr.h"
 #include "saga.h"
 #include "utf8.h"
 #include "varint.h"
@@ -1560,44 +1561,12 @@ w_item(ctx *c)
 static int
 w_str(ctx *c, const uint8_t *s, size_t len)
 {
-	TRY(put(c, "\"", 1));
-	size_t run = 0;
-	for (size_t i = 0; i < len; i++) {
-		uint8_t ch = s[i];
-		if (ch >= 0x20 && ch != '"' && ch != '\\')
-			continue;
-		TRY(put(c, s + run, i - run));
-		run = i + 1;
-		char esc[8];
-		switch (ch) {
-		case '"':
-			TRY(put(c, "\\\"", 2));
-			break;
-		case '\\':
-			TRY(put(c, "\\\\", 2));
-			break;
-		case '\n':
-			TRY(put(c, "\\n", 2));
-			break;
-		case '\r':
-			TRY(put(c, "\\r", 2));
-			break;
-		case '\t':
-			TRY(put(c, "\\t", 2));
-			break;
-		case '\b':
-			TRY(put(c, "\\b", 2));
-			break;
-		case '\f':
-			TRY(put(c, "\\f", 2));
-			break;
-		default:
-			snprintf(esc, sizeof(esc), "\\u%04x", ch);
-			TRY(put(c, esc, 6));
-		}
-	}
-	TRY(put(c, s + run, len - run));
-	return put(c, "\"", 1);
+	size_t n = cm_json_escaped_len((const char *)s, len, CM_JSON_BF);
+	TRY(reserve(c, n + 2));
+	c->b[c->n++] = '"';
+	c->n += cm_json_escape((char *)c->b + c->n, n, (const char *)s, len, CM_JSON_BF, NULL);
+	c->b[c->n++] = '"';
+	return 0;
 }
 
 static int

@@ -9,6 +9,7 @@
  */
 #include <saga.h>
 
+#include "jsonstr.h"
 #include "pbjson.h"
 #include "utf8.h"
 
@@ -865,31 +866,13 @@ print_info_text(const saga_info *s, const schema *sc)
 static void
 json_str(const char *s)
 {
-	static const char hex[] = "0123456789abcdef";
+	char buf[256];
+	size_t n = strlen(s), used;
 	putchar('"');
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		switch (*p) {
-		case '"':
-			fputs("\\\"", stdout);
-			break;
-		case '\\':
-			fputs("\\\\", stdout);
-			break;
-		case '\n':
-			fputs("\\n", stdout);
-			break;
-		case '\r':
-			fputs("\\r", stdout);
-			break;
-		case '\t':
-			fputs("\\t", stdout);
-			break;
-		default:
-			if (*p < 0x20 || *p == 0x7f)
-				printf("\\u00%c%c", hex[*p >> 4], hex[*p & 15]);
-			else
-				putchar(*p);
-		}
+	while (n > 0) {
+		fwrite(buf, 1, cm_json_escape(buf, sizeof(buf), s, n, CM_JSON_DEL, &used), stdout);
+		s += used;
+		n -= used;
 	}
 	putchar('"');
 }

@@ -1,8 +1,10 @@
-/* Unit tests of common/: names of codes and states, UTF-8, varints. */
+/* Unit tests of common/: names of codes and states, UTF-8, varints, JSON
+ * string escaping. */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonstr.h"
 #include "names.h"
 #include "utf8.h"
 #include "varint.h"
@@ -134,6 +136,48 @@ START_TEST(varints_read_back_what_was_written_and_stop_at_ten_bytes)
 }
 END_TEST
 
+static char *
+esc(const char *s, size_t n, unsigned flags)
+{
+	static char out[256];
+	size_t used, k = cm_json_escape(out, sizeof(out) - 1, s, n, flags, &used);
+	ck_assert_uint_eq(used, n);
+	ck_assert_uint_eq(k, cm_json_escaped_len(s, n, flags));
+	out[k] = '\0';
+	return out;
+}
+
+START_TEST(json_escaping_keeps_each_callers_form)
+{
+	static const char in[] = "q\" b\\ \n\r\t \b\f \x01\x7f \xc3\xa9 \xff\0";
+	size_t n = sizeof(in) - 1;
+	/* pbjson */
+	ck_assert_str_eq(esc(in, n, CM_JSON_BF),
+	    "q\\\" b\\\\ \\n\\r\\t \\b\\f \\u0001\x7f \xc3\xa9 \xff\\u0000");
+	/* sagactl */
+	ck_assert_str_eq(esc(in, n, CM_JSON_DEL),
+	    "q\\\" b\\\\ \\n\\r\\t \\u0008\\u000c \\u0001\\u007f \xc3\xa9 \xff\\u0000");
+	/* sagad's JSON and logfmt logs */
+	ck_assert_str_eq(esc(in, n, CM_JSON_DEL | CM_JSON_FFFD),
+	    "q\\\" b\\\\ \\n\\r\\t \\u0008\\u000c \\u0001\\u007f \xc3\xa9 \\ufffd\\u0000");
+	ck_assert_str_eq(esc(in, n, CM_JSON_DEL | CM_JSON_XNN),
+	    "q\\\" b\\\\ \\n\\r\\t \\u0008\\u000c \\u0001\\u007f \xc3\xa9 \\xff\\u0000");
+}
+END_TEST
+
+START_TEST(json_escaping_stops_before_a_character_that_does_not_fit)
+{
+	char out[8];
+	size_t used;
+	/* "ab" then a 3-byte character: 4 bytes of room take only "ab". */
+	ck_assert_uint_eq(cm_json_escape(out, 4, "ab\xe2\x82\xac", 5, 0, &used), 2);
+	ck_assert_uint_eq(used, 2);
+	ck_assert_uint_eq(cm_json_escape(out, 7, "a\n\x01", 3, 0, &used), 3);
+	ck_assert_uint_eq(used, 2);
+	ck_assert_uint_eq(cm_json_escape(out, 0, "a", 1, 0, NULL), 0);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -147,6 +191,8 @@ main(void)
 	tcase_add_test(tc, utf8_cut_drops_only_a_character_the_cut_split);
 	tcase_add_test(tc, utf8_dup_cleans_and_cuts);
 	tcase_add_test(tc, varints_read_back_what_was_written_and_stop_at_ten_bytes);
+	tcase_add_test(tc, json_escaping_keeps_each_callers_form);
+	tcase_add_test(tc, json_escaping_stops_before_a_character_that_does_not_fit);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
