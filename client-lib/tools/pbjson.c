@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base64.h"
 #include "descriptor.pb-c.h"
 #include "jsonstr.h"
 #include "saga.h"
@@ -337,89 +338,11 @@ puts_(ctx *c, const char *s)
 
 /* ---- small shared helpers ---------------------------------------------- */
 
-static const char b64std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static int
-b64val(unsigned char ch)
-{
-	if (ch >= 'A' && ch <= 'Z')
-		return ch - 'A';
-	if (ch >= 'a' && ch <= 'z')
-		return ch - 'a' + 26;
-	if (ch >= '0' && ch <= '9')
-		return ch - '0' + 52;
-	if (ch == '+' || ch == '-')
-		return 62;
-	if (ch == '/' || ch == '_')
-		return 63;
-	return -1;
-}
-
-/* Decodes standard or URL-safe base64, padded or not, into out (room for
- * len / 4 * 3 + 3 bytes). On failure *bad is the offset of the fault. */
-static bool
-b64_decode(const char *s, size_t len, uint8_t *out, size_t *outlen, size_t *bad)
-{
-	size_t n = len, pad = 0;
-	while (n > 0 && s[n - 1] == '=' && pad < 2) {
-		n--;
-		pad++;
-	}
-	if (pad > 0 && len % 4 != 0) {
-		*bad = n;
-		return false;
-	}
-	if (n % 4 == 1) {
-		*bad = n - 1;
-		return false;
-	}
-	uint32_t acc = 0;
-	unsigned bits = 0;
-	size_t o = 0;
-	for (size_t i = 0; i < n; i++) {
-		int v = b64val((unsigned char)s[i]);
-		if (v < 0) {
-			*bad = i;
-			return false;
-		}
-		acc = ((acc << 6) | (uint32_t)v) & 0xffffff;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[o++] = (uint8_t)(acc >> bits);
-		}
-	}
-	*outlen = o;
-	return true;
-}
-
 static int
 put_b64(ctx *c, const uint8_t *p, size_t len)
 {
-	TRY(reserve(c, (len + 2) / 3 * 4));
-	char *o = (char *)c->b + c->n;
-	size_t i = 0;
-	for (; i + 3 <= len; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-		*o++ = b64std[v >> 18];
-		*o++ = b64std[(v >> 12) & 63];
-		*o++ = b64std[(v >> 6) & 63];
-		*o++ = b64std[v & 63];
-	}
-	if (len - i == 1) {
-		uint32_t v = (uint32_t)p[i] << 16;
-		*o++ = b64std[v >> 18];
-		*o++ = b64std[(v >> 12) & 63];
-		*o++ = '=';
-		*o++ = '=';
-	} else if (len - i == 2) {
-		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
-		*o++ = b64std[v >> 18];
-		*o++ = b64std[(v >> 12) & 63];
-		*o++ = b64std[(v >> 6) & 63];
-		*o++ = '=';
-	}
-	c->n = (size_t)(o - (char *)c->b);
+	TRY(reserve(c, CM_BASE64_LEN(len)));
+	c->n += cm_base64_encode((char *)c->b + c->n, p, len);
 	return 0;
 }
 
@@ -3026,7 +2949,7 @@ enc_bytes(ctx *c, uint32_t num, const jnode *n, bool omit_empty)
 	TRY(put_tag(c, num, WT_LEN));
 	TRY(len_begin(c, &mark));
 	TRY(reserve(c, n->len / 4 * 3 + 3));
-	if (!b64_decode(n->s, n->len, c->b + c->n, &dl, &bad)) {
+	if (cm_base64_decode(n->s, n->len, c->b + c->n, &dl, &bad) != 0) {
 		char buf[200];
 		return fail(c, SAGA_EINVAL, "invalid base64 at character %zu of %s", bad,
 		    snip(n->s, n->len, true, buf, sizeof(buf)));
@@ -3270,7 +3193,7 @@ enc_unknown(ctx *c, const pj_msg *m, const jnode *n)
 			TRY(put_tag(c, (uint32_t)num, WT_SGROUP));
 			size_t cstart = c->n;
 			TRY(reserve(c, vn->len / 4 * 3 + 3));
-			if (!b64_decode(vn->s, vn->len, c->b + c->n, &dl, &bad)) {
+			if (cm_base64_decode(vn->s, vn->len, c->b + c->n, &dl, &bad) != 0) {
 				char buf[200];
 				return fail(c, SAGA_EINVAL, "invalid base64 at character %zu of %s",
 				    bad, snip(vn->s, vn->len, true, buf, sizeof(buf)));

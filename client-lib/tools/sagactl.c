@@ -9,6 +9,7 @@
  */
 #include <saga.h>
 
+#include "base64.h"
 #include "jsonstr.h"
 #include "pbjson.h"
 #include "utf8.h"
@@ -880,20 +881,10 @@ json_str(const char *s)
 static void
 json_base64(const uint8_t *b, size_t n)
 {
-	static const char tbl[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	char buf[CM_BASE64_LEN(192)];
 	putchar('"');
-	for (size_t i = 0; i < n; i += 3) {
-		uint32_t v = (uint32_t)b[i] << 16;
-		if (i + 1 < n)
-			v |= (uint32_t)b[i + 1] << 8;
-		if (i + 2 < n)
-			v |= b[i + 2];
-		putchar(tbl[v >> 18 & 63]);
-		putchar(tbl[v >> 12 & 63]);
-		putchar(i + 1 < n ? tbl[v >> 6 & 63] : '=');
-		putchar(i + 2 < n ? tbl[v & 63] : '=');
-	}
+	for (size_t i = 0; i < n; i += 192) /* whole groups of 3 but the last */
+		fwrite(buf, 1, cm_base64_encode(buf, b + i, n - i < 192 ? n - i : 192), stdout);
 	putchar('"');
 }
 

@@ -1,9 +1,10 @@
 /* Unit tests of common/: names of codes and states, UTF-8, varints, JSON
- * string escaping. */
+ * string escaping, base64. */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base64.h"
 #include "jsonstr.h"
 #include "names.h"
 #include "utf8.h"
@@ -178,6 +179,32 @@ START_TEST(json_escaping_stops_before_a_character_that_does_not_fit)
 }
 END_TEST
 
+START_TEST(base64_round_trips_and_reads_both_alphabets)
+{
+	static const char *const enc[] = { "", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "+/8=" };
+	static const char *const dec[] = { "", "f", "fo", "foo", "foob", "\xfb\xff" };
+	for (size_t i = 0; i < sizeof(enc) / sizeof(enc[0]); i++) {
+		char out[16];
+		uint8_t back[16];
+		size_t n = strlen(dec[i]), k = cm_base64_encode(out, (const uint8_t *)dec[i], n),
+		       bl, bad;
+		ck_assert_uint_eq(k, CM_BASE64_LEN(n));
+		ck_assert_mem_eq(out, enc[i], k);
+		ck_assert_int_eq(cm_base64_decode(out, k, back, &bl, &bad), 0);
+		ck_assert_uint_eq(bl, n);
+		ck_assert_mem_eq(back, dec[i], n);
+	}
+	uint8_t b[16];
+	size_t bl, bad = 0;
+	ck_assert_int_eq(cm_base64_decode("-_8", 3, b, &bl, &bad), 0); /* URL-safe, unpadded */
+	ck_assert_uint_eq(bl, 2);
+	ck_assert_int_eq(b[0], 0xfb);
+	ck_assert_int_eq(cm_base64_decode("Zm9v!", 5, b, &bl, &bad), SAGA_EINVAL);
+	ck_assert_uint_eq(bad, 4);
+	ck_assert_int_eq(cm_base64_decode("Zg=", 3, b, &bl, &bad), SAGA_EINVAL);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -193,6 +220,7 @@ main(void)
 	tcase_add_test(tc, varints_read_back_what_was_written_and_stop_at_ten_bytes);
 	tcase_add_test(tc, json_escaping_keeps_each_callers_form);
 	tcase_add_test(tc, json_escaping_stops_before_a_character_that_does_not_fit);
+	tcase_add_test(tc, base64_round_trips_and_reads_both_alphabets);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
