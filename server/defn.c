@@ -17,7 +17,7 @@
 
 #include "descriptor.pb-c.h"
 #include "sagaspec.pb-c.h"
-#include "saga.h"
+#include "saga_base.h"
 #include "utf8.h"
 #include "varint.h"
 #include "wire.h"

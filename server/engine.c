@@ -19,7 +19,8 @@
 #include "reader.h"
 #include "registry.h"
 #include "relay.h"
-#include "saga.h"
+#include "names.h"
+#include "saga_base.h"
 #include "store.h"
 #include "timerq.h"
 #include "utf8.h"
@@ -1746,7 +1747,7 @@ operate(rpc_req *r, eng_saga *s)
 			rpc_reply_error(r, SAGA_ESTATE,
 			    "step %s of saga %s is %s: only a step waiting to retry, or whose "
 			    "compensation failed, can be retried",
-			    ds->name, s->ids, saga_step_state_name((saga_step_state)st->state));
+			    ds->name, s->ids, cm_step_state_name((int)st->state));
 			return -1;
 		}
 	} else if (q->op == SAGAWIRE__OPERATION__OP_SKIP_STEP) {
@@ -1779,7 +1780,7 @@ operate(rpc_req *r, eng_saga *s)
 			rpc_reply_error(r, SAGA_ESTATE,
 			    "step %s of saga %s is %s: only a step waiting to retry, or a "
 			    "compensation waiting to retry or failed, can be skipped",
-			    ds->name, s->ids, saga_step_state_name((saga_step_state)st->state));
+			    ds->name, s->ids, cm_step_state_name((int)st->state));
 			return -1;
 		}
 	} else {

@@ -14,7 +14,8 @@
 #include "engine.h"
 #include "log.h"
 #include "reader.h"
-#include "saga.h"
+#include "names.h"
+#include "saga_base.h"
 #include "utf8.h"
 #include "wire.h"
 
@@ -127,9 +128,9 @@ route(slot *s, nng_msg *m)
 	nng_msg_free(m);
 	if (q == NULL) {
 		slog_warn("malformed request (%zu bytes) on connection %u: %s", len, s->req.pipe_id,
-		    saga_strerror(err));
+		    cm_strerror(err));
 		rpc_reply_error(&s->req, err ? err : SAGA_EPROTO,
-		    "malformed request: not a valid sagawire.Request (%s)", saga_strerror(err));
+		    "malformed request: not a valid sagawire.Request (%s)", cm_strerror(err));
 		return;
 	}
 	s->req.req = q;
