@@ -29,7 +29,7 @@
 #include "base64.h"
 #include "descriptor.pb-c.h"
 #include "jsonstr.h"
-#include "saga.h"
+#include "saga_base.h"
 #include "utf8.h"
 #include "varint.h"
 #include "wire.h"
