@@ -431,10 +431,14 @@ json_enum(ctx *c, const pj_field *f, const jnode *n, uint64_t *v)
 }
 
 /* A numeric, bool or enum value: *v is what goes on the wire (varint
- * value or fixed bits), *zero whether it is the type's default. */
+ * value or fixed bits), *zero whether it is the type's default. Both are
+ * set whatever it returns: the compiler cannot see that the helpers it
+ * returns the errors of never return 0 on a path that left them unset. */
 static int
 json_scalar(ctx *c, const pj_field *f, const jnode *n, uint64_t *v, bool *zero)
 {
+	*v = 0;
+	*zero = true;
 	switch (f->type) {
 	case T_BOOL:
 		if (n->t != J_TRUE && n->t != J_FALSE)

@@ -979,7 +979,11 @@ print_value(ctx *c, const pj_msg *m, const recs *rs)
 	const rec *last = NULL;
 	for (size_t i = 0; i < rs->n; i++) {
 		const rec *r = &rs->r[i];
-		if (r->num < 1 || r->num > 6 || !pj_wt_ok(pj_field_by_num(m, r->num), r->wt))
+		if (r->num < 1 || r->num > 6)
+			continue;
+		/* Never NULL (wkt_of checked the shape), but a lookup may fail. */
+		const pj_field *rf = pj_field_by_num(m, r->num);
+		if (rf == NULL || !pj_wt_ok(rf, r->wt))
 			continue;
 		if (r->num != kind) {
 			kind = r->num;
