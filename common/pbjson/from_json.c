@@ -12,7 +12,7 @@
 #include "base64.h"
 #include "varint.h"
 
-/* ---- numbers, lookups, dates -------------------------------------------- */
+/* ---- numbers, lookups, dates ------------------------------------------- */
 
 enum { NUM_OK, NUM_SYNTAX, NUM_FRAC, NUM_RANGE };
 

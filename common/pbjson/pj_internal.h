@@ -85,7 +85,7 @@ enum {
 /* Duration: +-10000 years. */
 #define DUR_MAX_SECONDS  315576000000LL
 
-/* ---- the type pool (pool.c) ------------------------------------------ */
+/* ---- the type pool (pool.c) -------------------------------------------- */
 
 struct pj_msg;
 struct pj_enum;
@@ -148,7 +148,7 @@ struct pbjson {
 	size_t nenums;
 };
 
-/* ---- context: errors, path, depth, output (util.c) ------------------- */
+/* ---- context: errors, path, depth, output (util.c) --------------------- */
 
 typedef struct ctx {
 	const pbjson *p;
@@ -199,7 +199,7 @@ int pj_reserve(ctx *c, size_t len);
 int pj_put(ctx *c, const void *s, size_t len);
 int pj_puts(ctx *c, const char *s);
 
-/* ---- small shared helpers (util.c) ------------------------------------ */
+/* ---- small shared helpers (util.c) ------------------------------------- */
 
 bool pj_isdig(char ch);
 /* Is s[0..len) a JSON number? */
@@ -219,7 +219,7 @@ int pj_unresolved(ctx *c, const pj_field *f);
  * failing c with SAGA_ENOTFOUND (pool.c). */
 const pj_msg *pj_root_type(ctx *c, const pbjson *p, const char *type);
 
-/* ---- binary records (to_json.c) --------------------------------------- */
+/* ---- binary records (to_json.c) ---------------------------------------- */
 
 typedef struct rec {
 	uint32_t num;

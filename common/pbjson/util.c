@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- context: errors, path, depth, output ----------------------------- */
+/* ---- context: errors, path, depth, output ------------------------------ */
 
 void
 pj_sanitize(char *s)
