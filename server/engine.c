@@ -21,9 +21,9 @@
 #include "relay.h"
 #include "names.h"
 #include "saga_base.h"
+#include "utf8.h"
 #include "store.h"
 #include "timerq.h"
-#include "utf8.h"
 #include "wire.h"
 
 #define ST(x)       SAGAWIRE__STEP_STATE__STEP_##x
