@@ -75,20 +75,22 @@ static const char *const step_states[] = {
 	[9] = "comp_failed",     /* STEP_COMP_FAILED */
 };
 
+static const char *
+name_in(const char *const *names, size_t n, int v)
+{
+	return (unsigned)v < n && names[v] != NULL ? names[v] : "unknown";
+}
+
 const char *
 cm_saga_state_name(int state)
 {
-	if ((unsigned)state < NELEM(saga_states) && saga_states[state] != NULL)
-		return saga_states[state];
-	return "unknown";
+	return name_in(saga_states, NELEM(saga_states), state);
 }
 
 const char *
 cm_step_state_name(int state)
 {
-	if ((unsigned)state < NELEM(step_states) && step_states[state] != NULL)
-		return step_states[state];
-	return "unknown";
+	return name_in(step_states, NELEM(step_states), state);
 }
 
 int

@@ -181,14 +181,7 @@ json_definition(const saga_definition *d)
 		ctl_json_kv_str(&g, "name", st->name);
 		ctl_json_kv_str(&g, "participant", st->participant);
 		ctl_json_kv_str(&g, "compensation", st->compensation);
-		ctl_json_key(&g, "depends_on");
-		putchar('[');
-		for (size_t k = 0; k < st->n_depends_on; k++) {
-			if (k > 0)
-				putchar(',');
-			ctl_json_str(st->depends_on[k]);
-		}
-		putchar(']');
+		ctl_json_kv_strs(&g, "depends_on", st->depends_on, st->n_depends_on);
 		ctl_json_kv_int(&g, "timeout_ms", st->timeout_ms);
 		ctl_json_kv_int(&g, "max_attempts", st->max_attempts);
 		ctl_json_kv_int(&g, "compensation_timeout_ms", st->compensation_timeout_ms);

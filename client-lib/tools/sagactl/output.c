@@ -244,6 +244,19 @@ ctl_json_kv_int(int *first, const char *k, int64_t v)
 	printf("%" PRId64, v);
 }
 
+void
+ctl_json_kv_strs(int *first, const char *k, char *const *v, size_t n)
+{
+	ctl_json_key(first, k);
+	putchar('[');
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0)
+			putchar(',');
+		ctl_json_str(v[i]);
+	}
+	putchar(']');
+}
+
 /* ---- a saga as `get` shows it ------------------------------------------ */
 
 /* "key": the payload as a JSON value; if it cannot be decoded (or --raw),
@@ -302,14 +315,7 @@ json_info(const saga_info *s, const schema *sc)
 		ctl_json_kv_str(&g, "name", st->name);
 		ctl_json_kv_str(&g, "participant", st->participant);
 		ctl_json_kv_str(&g, "compensation", st->compensation);
-		ctl_json_key(&g, "depends_on");
-		putchar('[');
-		for (size_t k = 0; k < st->n_depends_on; k++) {
-			if (k > 0)
-				putchar(',');
-			ctl_json_str(st->depends_on[k]);
-		}
-		putchar(']');
+		ctl_json_kv_strs(&g, "depends_on", st->depends_on, st->n_depends_on);
 		ctl_json_kv_str(&g, "state", saga_step_state_name(st->state));
 		ctl_json_kv_int(&g, "attempts", st->attempts);
 		ctl_json_kv_int(&g, "comp_attempts", st->comp_attempts);

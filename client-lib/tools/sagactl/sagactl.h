@@ -90,11 +90,12 @@ void ctl_table_add(table *t, char **row);
 void ctl_table_print(table *t);
 
 /* JSON on stdout: a string; "key": for the members of an object (first
- * says whether to omit the comma); "key": value. */
+ * says whether to omit the comma); "key": value; "key": [strings]. */
 void ctl_json_str(const char *s);
 void ctl_json_key(int *first, const char *k);
 void ctl_json_kv_str(int *first, const char *k, const char *v);
 void ctl_json_kv_int(int *first, const char *k, int64_t v);
+void ctl_json_kv_strs(int *first, const char *k, char *const *v, size_t n);
 
 /* A saga as `get` shows it (JSON without a newline), its payloads
  * decoded with its definition's types unless --raw. */
