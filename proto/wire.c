@@ -11,26 +11,11 @@
 #include <fcntl.h>
 #include <sys/random.h>
 
-#include "../client-lib/include/saga.h"
+#include "saga_base.h"
+#include "utf8.h"
+#include "varint.h"
 
 /* ---- schema walk ------------------------------------------------------- */
-
-static int
-read_varint(const uint8_t *buf, size_t len, size_t *pos, uint64_t *out)
-{
-	uint64_t v = 0;
-	for (unsigned shift = 0; shift < 64; shift += 7) {
-		if (*pos >= len)
-			return SAGA_EPROTO;
-		uint8_t b = buf[(*pos)++];
-		v |= (uint64_t)(b & 0x7f) << shift;
-		if ((b & 0x80) == 0) {
-			*out = v;
-			return 0;
-		}
-	}
-	return SAGA_EPROTO;
-}
 
 static const ProtobufCFieldDescriptor *
 find_field(const ProtobufCMessageDescriptor *d, uint32_t id)
@@ -60,7 +45,7 @@ walk(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, unsign
 		return SAGA_ETOOBIG;
 	while (pos < len) {
 		uint64_t key, v;
-		if ((rv = read_varint(buf, len, &pos, &key)) != 0)
+		if ((rv = cm_varint_read(buf, len, &pos, &key)) != 0)
 			return rv;
 		uint32_t id = (uint32_t)(key >> 3);
 		unsigned wt = (unsigned)(key & 7);
@@ -70,7 +55,7 @@ walk(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, unsign
 			return SAGA_ETOOBIG;
 		switch (wt) {
 		case 0:
-			if ((rv = read_varint(buf, len, &pos, &v)) != 0)
+			if ((rv = cm_varint_read(buf, len, &pos, &v)) != 0)
 				return rv;
 			break;
 		case 1:
@@ -84,7 +69,7 @@ walk(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, unsign
 			pos += 4;
 			break;
 		case 2: {
-			if ((rv = read_varint(buf, len, &pos, &v)) != 0)
+			if ((rv = cm_varint_read(buf, len, &pos, &v)) != 0)
 				return rv;
 			if (v > len - pos)
 				return SAGA_EPROTO;
@@ -95,7 +80,7 @@ walk(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, unsign
 				if (rv != 0)
 					return rv;
 			} else if (strings && f != NULL && f->type == PROTOBUF_C_TYPE_STRING &&
-			    !wire_utf8_ok((const char *)buf + pos, (size_t)v)) {
+			    !cm_utf8_ok((const char *)buf + pos, (size_t)v)) {
 				/* protobuf-c hands strings on as C strings: an
 				 * embedded NUL would silently cut one short
 				 * ("a.Saga\0junk" read as "a.Saga"), and
@@ -412,7 +397,7 @@ wire_trace_new(const uint8_t id[16], wire_trace *out)
 	out->flags = 0x01;             /* sampled: sagad starts the trace */
 }
 
-/* ---- time, errors, text ------------------------------------------------ */
+/* ---- time, hashes, errors --------------------------------------------- */
 
 int64_t
 wire_now_us(void)
@@ -476,61 +461,4 @@ wire_err_from_nng(int rv)
 	default:
 		return SAGA_EINTERNAL;
 	}
-}
-
-void
-wire_utf8_trim(char *s)
-{
-	size_t n = strlen(s), i = n;
-	/* back over at most 3 continuation bytes to the sequence's lead */
-	while (i > 0 && n - i < 4 && ((unsigned char)s[i - 1] & 0xc0) == 0x80)
-		i--;
-	if (i == 0 || ((unsigned char)s[i - 1] & 0x80) == 0)
-		return; /* ends in ASCII, or no lead found */
-	unsigned char c = (unsigned char)s[i - 1];
-	size_t want = (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 1;
-	if (n - (i - 1) < want)
-		s[i - 1] = '\0';
-}
-
-int
-wire_utf8_ok(const char *str, size_t len)
-{
-	const unsigned char *s = (const unsigned char *)str;
-	size_t i = 0;
-	while (i < len) {
-		unsigned char c = s[i];
-		if (c == 0)
-			return 0;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		size_t n;
-		uint32_t cp;
-		if ((c & 0xe0) == 0xc0) {
-			n = 1;
-			cp = c & 0x1f;
-		} else if ((c & 0xf0) == 0xe0) {
-			n = 2;
-			cp = c & 0x0f;
-		} else if ((c & 0xf8) == 0xf0) {
-			n = 3;
-			cp = c & 0x07;
-		} else {
-			return 0;
-		}
-		if (len - i <= n)
-			return 0;
-		for (size_t k = 1; k <= n; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return 0;
-			cp = cp << 6 | (s[i + k] & 0x3f);
-		}
-		if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return 0;
-		i += n + 1;
-	}
-	return 1;
 }

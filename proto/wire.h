@@ -89,11 +89,4 @@ unsigned wire_hash_str(const char *s);
 /* Maps an nng error to a saga_err (the one place this is done). */
 int wire_err_from_nng(int nng_rv);
 
-/* Is the buffer valid UTF-8 (no NUL bytes either)? Strings from the
- * network are checked before use. */
-int wire_utf8_ok(const char *s, size_t len);
-/* Cuts s (NUL-terminated) before a UTF-8 sequence that a truncating
- * snprintf left incomplete at its end, so the text stays valid UTF-8. */
-void wire_utf8_trim(char *s);
-
 #endif

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "log.h"
-#include "saga.h"
+#include "saga_base.h"
 
 enum opt_type { OPT_STR, OPT_U32, OPT_BOOL };
 

@@ -17,7 +17,9 @@
 
 #include "descriptor.pb-c.h"
 #include "sagaspec.pb-c.h"
-#include "saga.h"
+#include "saga_base.h"
+#include "utf8.h"
+#include "varint.h"
 #include "wire.h"
 
 /* Extension numbers of the options in proto/sagaspec.proto. */
@@ -317,16 +319,8 @@ unpack_option(pctx *c, const ProtobufCMessage *opts, uint32_t tag,
 
 	uint64_t v = 0;
 	size_t pos = 0;
-	unsigned shift = 0;
-	for (;;) {
-		if (pos >= uf->len || shift >= 64)
-			return pfail(c, SAGA_EDEFINITION, "%smalformed option %s", where, what);
-		uint8_t b = uf->data[pos++];
-		v |= (uint64_t)(b & 0x7f) << shift;
-		shift += 7;
-		if ((b & 0x80) == 0)
-			break;
-	}
+	if (cm_varint_read(uf->data, uf->len, &pos, &v) != 0)
+		return pfail(c, SAGA_EDEFINITION, "%smalformed option %s", where, what);
 	if (v != uf->len - pos)
 		return pfail(c, SAGA_EDEFINITION, "%smalformed option %s (length %llu, %zu bytes)",
 		    where, what, (unsigned long long)v, uf->len - pos);
@@ -940,7 +934,7 @@ compile_service(pctx *c, const svcproto *svc, const char *full, defn_saga **out)
 	}
 	const char *desc = sopt != NULL ? nz(sopt->description) : "";
 	/* Shown by sagactl and stored in PostgreSQL text columns. */
-	if (!wire_utf8_ok(desc, strlen(desc))) {
+	if (!cm_utf8_ok(desc, strlen(desc))) {
 		rv = pfail(c, SAGA_EDEFINITION, "description is not valid UTF-8");
 		goto fail;
 	}
@@ -1114,23 +1108,6 @@ defn_parse_one(
 
 /* ---- the business key of an input ------------------------------------------ */
 
-static int
-read_varint(const uint8_t *p, size_t n, size_t *pos, uint64_t *v)
-{
-	uint64_t x = 0;
-	for (int shift = 0; shift < 64; shift += 7) {
-		if (*pos >= n)
-			return -1;
-		uint8_t b = p[(*pos)++];
-		x |= (uint64_t)(b & 0x7f) << shift;
-		if ((b & 0x80) == 0) {
-			*v = x;
-			return 0;
-		}
-	}
-	return -1;
-}
-
 int
 defn_business_key(const defn_saga *d, const uint8_t *in, size_t len, char *out, size_t outlen)
 {
@@ -1141,12 +1118,12 @@ defn_business_key(const defn_saga *d, const uint8_t *in, size_t len, char *out, 
 	while (pos < len) {
 		uint64_t tag, v = 0;
 		const uint8_t *bytes = NULL;
-		if (read_varint(in, len, &pos, &tag) != 0 || (tag >> 3) == 0 ||
+		if (cm_varint_read(in, len, &pos, &tag) != 0 || (tag >> 3) == 0 ||
 		    (tag >> 3) > 536870911)
 			return SAGA_EINVAL;
 		switch (tag & 7) {
 		case 0:
-			if (read_varint(in, len, &pos, &v) != 0)
+			if (cm_varint_read(in, len, &pos, &v) != 0)
 				return SAGA_EINVAL;
 			break;
 		case 1:
@@ -1157,7 +1134,7 @@ defn_business_key(const defn_saga *d, const uint8_t *in, size_t len, char *out, 
 			pos += 8;
 			break;
 		case 2:
-			if (read_varint(in, len, &pos, &v) != 0 || v > len - pos)
+			if (cm_varint_read(in, len, &pos, &v) != 0 || v > len - pos)
 				return SAGA_EINVAL;
 			bytes = in + pos;
 			pos += (size_t)v;
@@ -1177,7 +1154,7 @@ defn_business_key(const defn_saga *d, const uint8_t *in, size_t len, char *out, 
 		/* The last occurrence wins, as in any protobuf parser. */
 		switch (d->bk_type) {
 		case GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_STRING:
-			if ((tag & 7) != 2 || !wire_utf8_ok((const char *)bytes, (size_t)v) ||
+			if ((tag & 7) != 2 || !cm_utf8_ok((const char *)bytes, (size_t)v) ||
 			    v >= outlen)
 				return SAGA_EINVAL;
 			memcpy(out, bytes, (size_t)v);

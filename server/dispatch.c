@@ -10,7 +10,8 @@
 #include "failpoint.h"
 #include "log.h"
 #include "relay.h"
-#include "saga.h"
+#include "saga_base.h"
+#include "utf8.h"
 
 static struct {
 	const cfg *cfg;
@@ -261,7 +262,7 @@ static bool
 valid_text(const char *s, size_t max)
 {
 	size_t n = strnlen(s, max + 1);
-	return n <= max && wire_utf8_ok(s, n);
+	return n <= max && cm_utf8_ok(s, n);
 }
 
 void

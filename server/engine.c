@@ -16,7 +16,7 @@
 #include "engine_int.h"
 #include "failpoint.h"
 #include "registry.h"
-#include "saga.h"
+#include "saga_base.h"
 #include "sagarow.h"
 #include "store.h"
 

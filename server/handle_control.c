@@ -7,7 +7,7 @@
 #include "defn.h"
 #include "engine.h"
 #include "engine_int.h"
-#include "saga.h"
+#include "saga_base.h"
 
 #define SS(x) SAGAWIRE__SAGA_STATE__SAGA_##x
 

@@ -7,7 +7,7 @@
 #include "engine.h"
 #include "engine_int.h"
 #include "failpoint.h"
-#include "saga.h"
+#include "saga_base.h"
 
 #define OC(x) SAGAWIRE__OUTCOME__OUTCOME_##x
 

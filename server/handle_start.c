@@ -9,7 +9,8 @@
 #include "engine.h"
 #include "engine_int.h"
 #include "registry.h"
-#include "saga.h"
+#include "saga_base.h"
+#include "utf8.h"
 
 #define SS(x) SAGAWIRE__SAGA_STATE__SAGA_##x
 
@@ -17,7 +18,7 @@ bool
 eng_valid_text(const char *s, size_t max)
 {
 	size_t n = strnlen(s, max + 1);
-	return n <= max && wire_utf8_ok(s, n);
+	return n <= max && cm_utf8_ok(s, n);
 }
 
 void

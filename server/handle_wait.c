@@ -4,7 +4,7 @@
 
 #include "engine.h"
 #include "engine_int.h"
-#include "saga.h"
+#include "saga_base.h"
 
 #define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
 

@@ -10,7 +10,7 @@
 
 #include "engine.h"
 #include "log.h"
-#include "saga.h"
+#include "saga_base.h"
 
 static nng_http_server *server;
 static char *conninfo;

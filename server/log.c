@@ -10,6 +10,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "jsonstr.h"
+#include "utf8.h"
+
 int slog_level = SLOG_INFO;
 
 static atomic_int log_fd = 2;
@@ -66,43 +69,6 @@ slog_parse_format(const char *s)
 	return -1;
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 if the
- * bytes there are not one (overlong, surrogate, truncated, > U+10FFFF). */
-static size_t
-utf8_seq(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0];
-	size_t len;
-	unsigned char lo = 0x80, hi = 0xbf;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		len = 2;
-	else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		if (c == 0xe0)
-			lo = 0xa0;
-		else if (c == 0xed)
-			hi = 0x9f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		if (c == 0xf0)
-			lo = 0x90;
-		else if (c == 0xf4)
-			hi = 0x8f;
-	} else
-		return 0;
-	if (n < len)
-		return 0;
-	if (s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i < len; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	return len;
-}
-
 /*
  * Appends s[0..n) escaped for the inside of a double-quoted logfmt or JSON
  * string to out[*pos..cap). Stops at a whole character when the next one
@@ -114,53 +80,10 @@ utf8_seq(const unsigned char *s, size_t n)
 static int
 escape(char *out, size_t *pos, size_t cap, const char *s, size_t n, int json)
 {
-	static const char hex[] = "0123456789abcdef";
-	const unsigned char *p = (const unsigned char *)s;
-	size_t o = *pos;
-
-	for (size_t i = 0; i < n;) {
-		char tmp[8];
-		size_t tl = 0, adv = 1;
-		unsigned char c = p[i];
-
-		if (c == '"' || c == '\\') {
-			tmp[tl++] = '\\';
-			tmp[tl++] = (char)c;
-		} else if (c == '\n' || c == '\r' || c == '\t') {
-			tmp[tl++] = '\\';
-			tmp[tl++] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
-		} else if (c < 0x20 || c == 0x7f) {
-			memcpy(tmp, "\\u00", 4);
-			tl = 4;
-			tmp[tl++] = hex[c >> 4];
-			tmp[tl++] = hex[c & 15];
-		} else if (c < 0x80) {
-			tmp[tl++] = (char)c;
-		} else if ((adv = utf8_seq(p + i, n - i)) != 0) {
-			memcpy(tmp, p + i, adv);
-			tl = adv;
-		} else {
-			adv = 1;
-			if (json) {
-				memcpy(tmp, "\\ufffd", 6);
-				tl = 6;
-			} else {
-				tmp[tl++] = '\\';
-				tmp[tl++] = 'x';
-				tmp[tl++] = hex[c >> 4];
-				tmp[tl++] = hex[c & 15];
-			}
-		}
-		if (cap - o < tl) {
-			*pos = o;
-			return 1;
-		}
-		memcpy(out + o, tmp, tl);
-		o += tl;
-		i += adv;
-	}
-	*pos = o;
-	return 0;
+	size_t used;
+	*pos += cm_json_escape(
+	    out + *pos, cap - *pos, s, n, CM_JSON_DEL | (json ? CM_JSON_FFFD : CM_JSON_XNN), &used);
+	return used < n;
 }
 
 static void
@@ -277,13 +200,7 @@ slog_vwrite(int level, const slog_ctx *c, const char *fmt, va_list ap)
 	mlen = (size_t)n;
 	if (mlen > MSG_MAX) {
 		/* Do not leave half a UTF-8 character at the cut. */
-		size_t l = MSG_MAX;
-		mlen = MSG_MAX;
-		while (l > 0 && mlen - l < 3 && ((unsigned char)msg[l - 1] & 0xc0) == 0x80)
-			l--;
-		if (l > 0 && (unsigned char)msg[l - 1] >= 0xc0 &&
-		    utf8_seq((unsigned char *)msg + l - 1, mlen - (l - 1)) == 0)
-			mlen = l - 1;
+		mlen = cm_utf8_cut(msg, MSG_MAX);
 		cut = 1;
 	}
 

@@ -29,7 +29,8 @@
 #include "registry.h"
 #include "route.h"
 #include "rpc.h"
-#include "saga.h"
+#include "names.h"
+#include "saga_base.h"
 #include "store.h"
 
 #define EXIT_USAGE 64
@@ -164,7 +165,7 @@ main(int argc, char **argv)
 		return 0;
 	}
 	if (strcmp(c.command, "version") == 0) {
-		printf("sagad %s\n", saga_version());
+		printf("sagad %s\n", cm_version());
 		cfg_free(&c);
 		return 0;
 	}
@@ -222,7 +223,7 @@ main(int argc, char **argv)
 	}
 	pthread_t sigthr;
 	pthread_create(&sigthr, NULL, signal_main, NULL);
-	slog_info("sagad %s ready", saga_version());
+	slog_info("sagad %s ready", cm_version());
 
 	engine_run();
 	http_stop();

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "log.h"
-#include "saga.h"
+#include "saga_base.h"
 
 /* pg_advisory_lock key shared by every sagad (and every version of it):
  * "saga" in ASCII. Changing it would let an old and a new binary migrate

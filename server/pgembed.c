@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "saga.h"
+#include "saga_base.h"
 
 #ifndef SAGAD_PG_BINDIR
 #define SAGAD_PG_BINDIR ""

@@ -17,7 +17,8 @@
 #include "failpoint.h"
 #include "log.h"
 #include "registry.h"
-#include "saga.h"
+#include "names.h"
+#include "saga_base.h"
 #include "store.h"
 #include "wire.h"
 
@@ -170,7 +171,7 @@ reader_get(PGconn *c, rpc_req *r)
 	else if (rv == SAGA_EDB)
 		rpc_reply_error(r, SAGA_EDB, "database error: %s", err);
 	else
-		rpc_reply_error(r, rv, "cannot read saga %s: %s", sid, saga_strerror(rv));
+		rpc_reply_error(r, rv, "cannot read saga %s: %s", sid, cm_strerror(rv));
 }
 
 typedef struct state_ctx {
@@ -227,7 +228,7 @@ reader_cancel_check(PGconn *c, rpc_req *r)
 	if (read_state(c, r, sid, &st) != 0)
 		return;
 	rpc_reply_error(r, SAGA_ESTATE, "saga %s is already %s: nothing to cancel", sid,
-	    saga_state_name((saga_state)st.state));
+	    cm_saga_state_name((int)st.state));
 }
 
 /* An operator action on a saga not in the engine's memory: only a parked
@@ -240,7 +241,7 @@ operate_cb(const store_saga *s, void *arg)
 	if (s->state != SAGAWIRE__SAGA_STATE__SAGA_FAILED) {
 		rpc_reply_error(r, SAGA_ESTATE,
 		    "saga %s is %s: only a running or parked (failed) saga can be operated on", sid,
-		    saga_state_name((saga_state)s->state));
+		    cm_saga_state_name((int)s->state));
 		return 0;
 	}
 	engine_operate_loaded(r, s);

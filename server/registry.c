@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "saga.h"
+#include "saga_base.h"
 
 /* A small sorted-by-nothing array is enough: definitions number in the
  * tens, and lookups by the engine are cached per start in practice. A

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "saga.h"
+#include "saga_base.h"
 #include "wire.h"
 
 #define PART_BUCKETS 256

@@ -5,7 +5,7 @@
 
 #include "engine.h"
 #include "reader.h"
-#include "saga.h"
+#include "saga_base.h"
 
 #define B(x) SAGAWIRE__REQUEST__BODY_##x
 

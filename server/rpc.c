@@ -12,7 +12,9 @@
 #include <string.h>
 
 #include "log.h"
-#include "saga.h"
+#include "names.h"
+#include "saga_base.h"
+#include "utf8.h"
 #include "wire.h"
 
 enum { S_RECV = 1, S_HELD, S_SEND };
@@ -125,9 +127,9 @@ deliver(slot *s, nng_msg *m)
 	nng_msg_free(m);
 	if (q == NULL) {
 		slog_warn("malformed request (%zu bytes) on connection %u: %s", len, s->req.pipe_id,
-		    saga_strerror(err));
+		    cm_strerror(err));
 		rpc_reply_error(&s->req, err ? err : SAGA_EPROTO,
-		    "malformed request: not a valid sagawire.Request (%s)", saga_strerror(err));
+		    "malformed request: not a valid sagawire.Request (%s)", cm_strerror(err));
 		return;
 	}
 	s->req.req = q;
@@ -240,7 +242,7 @@ rpc_reply_error(rpc_req *r, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	wire_utf8_trim(buf); /* a %.Ns may have cut a character in two */
+	cm_utf8_trim(buf); /* a %.Ns may have cut a character in two */
 	Sagawire__Error e = SAGAWIRE__ERROR__INIT;
 	e.code = (uint32_t)code;
 	e.message = buf;

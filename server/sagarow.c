@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "saga.h"
+#include "saga_base.h"
 
 int
 sagarow_pack(const sm_saga *s, const wire_trace *trace, uint8_t **out, size_t *len)

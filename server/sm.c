@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "saga.h"
+#include "names.h"
+#include "saga_base.h"
+#include "utf8.h"
 #include "wire.h"
 
 #define ST(x) SAGAWIRE__STEP_STATE__STEP_##x
@@ -83,7 +85,7 @@ sm_saga_move(sm_saga *s, uint8_t to)
 {
 	if (!sm_saga_move_legal(s->state, to)) {
 		invariant("saga %s: illegal move %s -> %s", s->ids,
-		    saga_state_name((saga_state)s->state), saga_state_name((saga_state)to));
+		    cm_saga_state_name((int)s->state), cm_saga_state_name((int)to));
 		return -1;
 	}
 	s->state = to;
@@ -95,8 +97,8 @@ sm_step_move(sm_saga *s, sm_step *st, uint8_t to)
 {
 	if (!sm_step_move_legal(st->state, to)) {
 		invariant("saga %s step %s: illegal move %s -> %s", s->ids,
-		    s->def->steps[st->idx].name, saga_step_state_name((saga_step_state)st->state),
-		    saga_step_state_name((saga_step_state)to));
+		    s->def->steps[st->idx].name, cm_step_state_name((int)st->state),
+		    cm_step_state_name((int)to));
 		return -1;
 	}
 	st->state = to;
@@ -230,7 +232,7 @@ event(sm_saga *s, sm_env *e, int type, const sm_step *st, uint32_t attempt, cons
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	wire_utf8_trim(buf);
+	cm_utf8_trim(buf);
 	if (s->n_ev == SM_HISTORY_MAX) {
 		free(s->ev[SM_HISTORY_KEEP_FIRST].detail);
 		memmove(&s->ev[SM_HISTORY_KEEP_FIRST], &s->ev[SM_HISTORY_KEEP_FIRST + 1],
@@ -274,7 +276,7 @@ set_error(char **dst, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	wire_utf8_trim(buf);
+	cm_utf8_trim(buf);
 	char *d = strdup(buf);
 	if (d) {
 		free(*dst);
@@ -811,7 +813,7 @@ sm_operate(
 			snprintf(err, errlen,
 			    "step %s of saga %s is %s: only a step waiting to retry, or whose "
 			    "compensation failed, can be retried",
-			    ds->name, s->ids, saga_step_state_name((saga_step_state)st->state));
+			    ds->name, s->ids, cm_step_state_name((int)st->state));
 			return SAGA_ESTATE;
 		}
 	} else if (op == SAGAWIRE__OPERATION__OP_SKIP_STEP) {
@@ -844,7 +846,7 @@ sm_operate(
 			snprintf(err, errlen,
 			    "step %s of saga %s is %s: only a step waiting to retry, or a "
 			    "compensation waiting to retry or failed, can be skipped",
-			    ds->name, s->ids, saga_step_state_name((saga_step_state)st->state));
+			    ds->name, s->ids, cm_step_state_name((int)st->state));
 			return SAGA_ESTATE;
 		}
 	} else {

@@ -10,8 +10,9 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "names.h"
 #include "registry.h"
-#include "saga.h"
+#include "saga_base.h"
 #include "wire.h"
 
 /* PostgreSQL type OIDs (stable, from pg_type.dat). */
@@ -864,7 +865,7 @@ store_load_active(
 			row_to_saga(r, i, &s);
 			if ((rv = fn(&s, arg)) != 0) {
 				PQclear(r);
-				snprintf(err, errlen, "loading saga failed: %s", saga_strerror(rv));
+				snprintf(err, errlen, "loading saga failed: %s", cm_strerror(rv));
 				goto fail;
 			}
 		}

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 
 #include "log.h"
-#include "saga.h"
+#include "saga_base.h"
 
 static void
 place(timerq *q, size_t i, tq_node *t)

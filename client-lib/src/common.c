@@ -1,4 +1,5 @@
-/* common: error and state names, strings, logging. See internal.h. */
+/* common: error and state names, strings, logging. See internal.h. The
+ * names and the UTF-8 code are common/'s, shared with sagad. */
 #include "internal.h"
 
 #include <errno.h>
@@ -7,102 +8,58 @@
 #include <string.h>
 #include <time.h>
 
-#define STR_(x) #x
-#define STR(x)  STR_(x)
+#include "names.h"
+#include "utf8.h"
+
+/* saga.h's states are sagawire's, value for value: libsaga hands the
+ * decoded values on as they are, and common/names.c names them. */
+#define SAME(a, b) _Static_assert((int)(a) == (int)(b), #a " must equal " #b)
+SAME(SAGA_STATE_UNKNOWN, SAGAWIRE__SAGA_STATE__SAGA_STATE_UNSPECIFIED);
+SAME(SAGA_STATE_RUNNING, SAGAWIRE__SAGA_STATE__SAGA_RUNNING);
+SAME(SAGA_STATE_COMPENSATING, SAGAWIRE__SAGA_STATE__SAGA_COMPENSATING);
+SAME(SAGA_STATE_COMPLETED, SAGAWIRE__SAGA_STATE__SAGA_COMPLETED);
+SAME(SAGA_STATE_COMPENSATED, SAGAWIRE__SAGA_STATE__SAGA_COMPENSATED);
+SAME(SAGA_STATE_FAILED, SAGAWIRE__SAGA_STATE__SAGA_FAILED);
+SAME(SAGA_STEP_UNKNOWN, SAGAWIRE__STEP_STATE__STEP_STATE_UNSPECIFIED);
+SAME(SAGA_STEP_PENDING, SAGAWIRE__STEP_STATE__STEP_PENDING);
+SAME(SAGA_STEP_RUNNING, SAGAWIRE__STEP_STATE__STEP_RUNNING);
+SAME(SAGA_STEP_RETRY_WAIT, SAGAWIRE__STEP_STATE__STEP_RETRY_WAIT);
+SAME(SAGA_STEP_SUCCEEDED, SAGAWIRE__STEP_STATE__STEP_SUCCEEDED);
+SAME(SAGA_STEP_FAILED, SAGAWIRE__STEP_STATE__STEP_FAILED);
+SAME(SAGA_STEP_COMPENSATING, SAGAWIRE__STEP_STATE__STEP_COMPENSATING);
+SAME(SAGA_STEP_COMP_RETRY_WAIT, SAGAWIRE__STEP_STATE__STEP_COMP_RETRY_WAIT);
+SAME(SAGA_STEP_COMPENSATED, SAGAWIRE__STEP_STATE__STEP_COMPENSATED);
+SAME(SAGA_STEP_COMP_FAILED, SAGAWIRE__STEP_STATE__STEP_COMP_FAILED);
+#undef SAME
 
 const char *
 saga_strerror(int err)
 {
-	switch (err) {
-	case SAGA_OK:
-		return "success";
-	case SAGA_EINVAL:
-		return "invalid argument";
-	case SAGA_ENOMEM:
-		return "out of memory";
-	case SAGA_ENOTFOUND:
-		return "not found";
-	case SAGA_EEXIST:
-		return "already exists";
-	case SAGA_ETIMEDOUT:
-		return "timed out";
-	case SAGA_ECONN:
-		return "cannot reach sagad";
-	case SAGA_EPROTO:
-		return "malformed or unexpected message";
-	case SAGA_ETOOBIG:
-		return "message or field too large";
-	case SAGA_EDEFINITION:
-		return "invalid saga definition";
-	case SAGA_ESTATE:
-		return "not allowed in the current state";
-	case SAGA_EDB:
-		return "database error in sagad";
-	case SAGA_ECLOSED:
-		return "closed or shutting down";
-	case SAGA_EINTERNAL:
-		return "internal error (a bug: please report it)";
-	case SAGA_EBUSY:
-		return "sagad is overloaded; try again";
-	case SAGA_EUNSUPPORTED:
-		return "not supported by the server";
-	}
-	return "unknown error";
+	return cm_strerror(err);
 }
 
 const char *
 saga_version(void)
 {
-	return STR(SAGA_VERSION_MAJOR) "." STR(SAGA_VERSION_MINOR) "." STR(SAGA_VERSION_PATCH);
+	return cm_version();
 }
-
-static const char *const state_names[] = {
-	[SAGA_STATE_RUNNING] = "running",
-	[SAGA_STATE_COMPENSATING] = "compensating",
-	[SAGA_STATE_COMPLETED] = "completed",
-	[SAGA_STATE_COMPENSATED] = "compensated",
-	[SAGA_STATE_FAILED] = "failed",
-};
-
-static const char *const step_state_names[] = {
-	[SAGA_STEP_PENDING] = "pending",
-	[SAGA_STEP_RUNNING] = "running",
-	[SAGA_STEP_RETRY_WAIT] = "retry_wait",
-	[SAGA_STEP_SUCCEEDED] = "succeeded",
-	[SAGA_STEP_FAILED] = "failed",
-	[SAGA_STEP_COMPENSATING] = "compensating",
-	[SAGA_STEP_COMP_RETRY_WAIT] = "comp_retry_wait",
-	[SAGA_STEP_COMPENSATED] = "compensated",
-	[SAGA_STEP_COMP_FAILED] = "comp_failed",
-};
-
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
 const char *
 saga_state_name(saga_state s)
 {
-	if ((unsigned)s < NELEM(state_names) && state_names[s] != NULL)
-		return state_names[s];
-	return "unknown";
+	return cm_saga_state_name((int)s);
 }
 
 const char *
 saga_step_state_name(saga_step_state s)
 {
-	if ((unsigned)s < NELEM(step_state_names) && step_state_names[s] != NULL)
-		return step_state_names[s];
-	return "unknown";
+	return cm_step_state_name((int)s);
 }
 
 saga_state
 saga_state_parse(const char *name)
 {
-	if (name == NULL)
-		return SAGA_STATE_UNKNOWN;
-	for (unsigned i = 0; i < NELEM(state_names); i++)
-		if (state_names[i] != NULL && strcmp(name, state_names[i]) == 0)
-			return (saga_state)i;
-	return SAGA_STATE_UNKNOWN;
+	return (saga_state)cm_saga_state_parse(name);
 }
 
 int
@@ -128,74 +85,7 @@ sl_strdup(const char *s)
 int
 sl_utf8_ok(const char *s)
 {
-	return s == NULL || wire_utf8_ok(s, strlen(s));
-}
-
-/* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
-static size_t
-utf8_seq(const unsigned char *s, size_t n)
-{
-	size_t len;
-	if (s[0] < 0x80)
-		return s[0] != 0;
-	else if ((s[0] & 0xe0) == 0xc0)
-		len = 2;
-	else if ((s[0] & 0xf0) == 0xe0)
-		len = 3;
-	else if ((s[0] & 0xf8) == 0xf0)
-		len = 4;
-	else
-		return 0;
-	if (len > n)
-		return 0;
-	return wire_utf8_ok((const char *)s, len) ? len : 0;
-}
-
-char *
-sl_strdup_utf8(const char *s, size_t max)
-{
-	if (s == NULL)
-		s = "";
-	size_t full = strlen(s), n = full < max ? full : max;
-	char *out = malloc(n + 1);
-	if (out == NULL)
-		return NULL;
-	const unsigned char *u = (const unsigned char *)s;
-	size_t i = 0, o = 0;
-	while (i < n) {
-		size_t k = utf8_seq(u + i, n - i);
-		if (k == 0) {
-			/* A character cut by max is dropped, not replaced:
-			 * the text was truncated there. */
-			if (n < full && utf8_seq(u + i, full - i) > n - i)
-				break;
-			out[o++] = '?';
-			i++;
-			continue;
-		}
-		memcpy(out + o, u + i, k);
-		o += k;
-		i += k;
-	}
-	out[o] = '\0';
-	return out;
-}
-
-/* Cuts buf (NUL-terminated, possibly truncated mid-character) back to the
- * last complete UTF-8 character. */
-static void
-utf8_trim_tail(char *buf)
-{
-	size_t n = strlen(buf);
-	size_t i = n;
-	/* Back over at most 3 continuation bytes to the lead byte. */
-	while (i > 0 && n - i < 4 && ((unsigned char)buf[i - 1] & 0xc0) == 0x80)
-		i--;
-	if (i > 0 && ((unsigned char)buf[i - 1] & 0x80) != 0) {
-		size_t lead = i - 1;
-		if (utf8_seq((unsigned char *)buf + lead, n - lead) != n - lead)
-			buf[lead] = '\0';
-	}
+	return s == NULL || cm_utf8_ok(s, strlen(s));
 }
 
 void
@@ -206,7 +96,7 @@ sl_seterr(char *buf, const char *fmt, ...)
 	int n = vsnprintf(buf, SL_ERRMSG_MAX, fmt, ap);
 	va_end(ap);
 	if (n >= SL_ERRMSG_MAX)
-		utf8_trim_tail(buf);
+		cm_utf8_trim(buf);
 }
 
 void
@@ -222,7 +112,7 @@ sl_log(saga_log_fn fn, void *user, saga_log_level level, const char *fmt, ...)
 	if (n < 0)
 		return;
 	if ((size_t)n >= sizeof(line))
-		utf8_trim_tail(line);
+		cm_utf8_trim(line);
 	fn(level, line, user);
 }
 

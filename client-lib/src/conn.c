@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
+
 int
 sl_conn_init(sl_conn *c)
 {
@@ -303,7 +305,7 @@ sl_decode_reply(
 	}
 	if (r->error != NULL) {
 		uint32_t code = r->error->code;
-		char *m = sl_strdup_utf8(r->error->message, SL_ERRMSG_MAX - 64);
+		char *m = cm_utf8_dup(r->error->message, SL_ERRMSG_MAX - 64);
 		if (code == SAGA_OK || code > SAGA_EUNSUPPORTED) {
 			sl_seterr(
 			    err, "sagad answered with unknown error code %u: %s", code, m ? m : "");

@@ -3,7 +3,8 @@
  * Nothing here is exported: the library is built with hidden visibility and
  * libsaga.map lets only saga_* through.
  *
- *   common.c  error and state names, strings, logging, error details
+ *   common.c  error and state names (over common/names.c), strings, logging,
+ *             error details
  *   conn.c    the nng REQ socket shared by client and worker (dial, size
  *             limit, reconnect timing, connection tracking) and the one
  *             decoder of replies
@@ -44,11 +45,6 @@
 
 /* strdup that maps NULL to "". Returns NULL only when out of memory. */
 char *sl_strdup(const char *s);
-
-/* Copies at most max bytes of s into a new string, cutting at a UTF-8
- * character boundary and replacing bytes that are not valid UTF-8 with '?',
- * so that the result is always a valid protobuf string. NULL = "". */
-char *sl_strdup_utf8(const char *s, size_t max);
 
 /* Is s (NUL-terminated, NULL allowed) valid UTF-8? */
 int sl_utf8_ok(const char *s);

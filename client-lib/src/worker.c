@@ -41,6 +41,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "utf8.h"
+
 #define DEFAULT_CAPACITY   16
 #define MAX_CAPACITY       4096
 /* sagad answers an idle poll after ~20 s; a resend after 60 s only happens
@@ -396,7 +398,7 @@ reply_error(saga_reply *r, Sagawire__Outcome outcome, const char *error)
 		return SAGA_ESTATE;
 	/* Invalid UTF-8 is replaced rather than refused: the handler would
 	 * otherwise end up not replying at all. */
-	if ((r->error = sl_strdup_utf8(error, REPLY_ERROR_MAX)) == NULL)
+	if ((r->error = cm_utf8_dup(error, REPLY_ERROR_MAX)) == NULL)
 		return SAGA_ENOMEM;
 	r->outcome = outcome;
 	r->replied = 1;
@@ -1183,7 +1185,7 @@ make_instance(saga_worker *w)
 		snprintf(buf, sizeof(buf), "%s:%ld", host, (long)getpid());
 	}
 	free(w->run_instance);
-	if ((w->run_instance = sl_strdup_utf8(buf, sizeof(buf))) == NULL)
+	if ((w->run_instance = cm_utf8_dup(buf, sizeof(buf))) == NULL)
 		return SAGA_ENOMEM;
 	return SAGA_OK;
 }

@@ -1,5 +1,5 @@
 /*
- * Fuzz target: pbjson (client-lib/tools/pbjson.c), both directions, with
+ * Fuzz target: pbjson (common/pbjson/), both directions, with
  * the types of tests/fixtures/alltypes.proto (embedded at build time).
  *
  * Input: one mode byte, then the payload.

@@ -1,8 +1,10 @@
 /*
- * Proves that the public header stands alone as strict C99: this file is
+ * Proves that the public headers stand alone as strict C99: this file is
  * built with -std=c99 -pedantic -Werror, includes nothing of ours but
- * saga.h, and touches every type and a few functions of it.
+ * saga_base.h (first, so that it must stand alone too) and saga.h (which
+ * includes it again), and touches every type and a few functions of them.
  */
+#include "saga_base.h"
 #include "saga.h"
 
 #include <stdio.h>
@@ -67,6 +69,12 @@ main(void)
 	(void)l;
 	(void)k;
 
+	if (SAGA_VERSION_MAJOR != 0 || SAGA_VERSION_MINOR != 1 || SAGA_VERSION_PATCH != 0 ||
+	    SAGA_OK != 0 || SAGA_EUNSUPPORTED != 15 ||
+	    strcmp(SAGA_DEFAULT_URL, "tcp://127.0.0.1:7700") != 0) {
+		fprintf(stderr, "unexpected values in saga_base.h\n");
+		return 1;
+	}
 	if (strcmp(saga_version(), "0.1.0") != 0 ||
 	    strcmp(saga_step_state_name(ss), "comp_failed") != 0 ||
 	    saga_state_parse("failed") != SAGA_STATE_FAILED ||

@@ -1,7 +1,9 @@
 /*
- * Proves that the public header compiles as C++ (-pedantic -Werror) and
- * that its functions link with C linkage from C++.
+ * Proves that the public headers compile as C++ (-pedantic -Werror) and
+ * that their functions link with C linkage from C++. saga_base.h comes
+ * first, so that it must stand alone.
  */
+#include "saga_base.h"
 #include "saga.h"
 
 #include <cstdio>
@@ -27,7 +29,10 @@ main()
 	(void)o;
 	(void)info;
 	(void)step;
-	if (std::strcmp(saga_state_name(SAGA_STATE_COMPENSATED), "compensated") != 0 ||
+	saga_err e = SAGA_ETIMEDOUT;
+	if (std::strcmp(saga_strerror(e), "timed out") != 0 ||
+	    std::strcmp(SAGA_DEFAULT_URL, "tcp://127.0.0.1:7700") != 0 ||
+	    std::strcmp(saga_state_name(SAGA_STATE_COMPENSATED), "compensated") != 0 ||
 	    !saga_state_is_final(SAGA_STATE_COMPLETED)) {
 		std::fprintf(stderr, "unexpected values from libsaga\n");
 		return 1;

@@ -1,5 +1,5 @@
 /*
- * Unit tests of client-lib/tools/pbjson.c: protobuf <-> JSON driven by a
+ * Unit tests of common/pbjson/: protobuf <-> JSON driven by a
  * descriptor set. Types come from tests/fixtures/alltypes.proto, compiled
  * by protoc as users compile theirs; alltypes_values.binpb is what
  * `protoc --encode` writes for alltypes_values.txtpb, the reference for
@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "pbjson.h"
-#include "saga.h"
+#include "saga_base.h"
 
 #define ERRLEN 512
 #define AT     "alltypes.AllTypes"

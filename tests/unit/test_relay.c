@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "relay.h"
-#include "saga.h"
+#include "saga_base.h"
 
 static relay_item
 item(uint8_t tag, uint32_t gen)

@@ -21,8 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "saga.h"
+#include "saga_base.h"
 #include "sm.h"
+#include "utf8.h"
 #include "wire.h"
 
 #define ST(x) SAGAWIRE__STEP_STATE__STEP_##x
@@ -2524,9 +2525,9 @@ START_TEST(long_errors_are_cut_at_a_character_boundary)
 	bfail(h, "A", why);
 	const char *le = stp(h, "A")->last_error, *d = detail(h, EV(FAILED));
 	ck_assert_uint_eq(strlen(le), SM_MAX_ERROR - 2);
-	ck_assert(wire_utf8_ok(le, strlen(le)));
-	ck_assert(wire_utf8_ok(d, strlen(d)));
-	ck_assert(wire_utf8_ok(h->s->error, strlen(h->s->error)));
+	ck_assert(cm_utf8_ok(le, strlen(le)));
+	ck_assert(cm_utf8_ok(d, strlen(d)));
+	ck_assert(cm_utf8_ok(h->s->error, strlen(h->s->error)));
 	ck_assert_uint_lt(strlen(h->s->error), SM_MAX_ERROR);
 	ck_assert_uint_lt(strlen(d), SM_MAX_ERROR);
 	h_free(h);

@@ -1,4 +1,5 @@
-/* Unit tests of proto/wire.c: bounded decoding, UUIDs, UTF-8. */
+/* Unit tests of proto/wire.c: bounded decoding, UUIDs, the refusal of
+ * invalid UTF-8 (the UTF-8 code itself: test_common.c). */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,36 +122,6 @@ START_TEST(uuid_format_parse_roundtrip_and_v7_order)
 }
 END_TEST
 
-START_TEST(utf8_validation_rejects_bad_sequences)
-{
-	ck_assert(wire_utf8_ok("hello", 5));
-	ck_assert(wire_utf8_ok("h\xc3\xa9llo", 6));
-	ck_assert(!wire_utf8_ok("h\xc3", 2));
-	ck_assert(!wire_utf8_ok("a\0b", 3));
-	ck_assert(!wire_utf8_ok("\xed\xa0\x80", 3)); /* surrogate */
-	ck_assert(!wire_utf8_ok("\xc0\x80", 2));     /* overlong */
-}
-END_TEST
-
-START_TEST(utf8_trim_cuts_only_an_incomplete_last_character)
-{
-	char a[] = "caf\xc3\xa9", b[] = "caf\xc3", c[] = "x\xe2\x82", d[] = "plain",
-	     e[] = "\xf0\x9f\x98\x80", f[] = "\xf0\x9f\x98";
-	wire_utf8_trim(a);
-	wire_utf8_trim(b);
-	wire_utf8_trim(c);
-	wire_utf8_trim(d);
-	wire_utf8_trim(e);
-	wire_utf8_trim(f);
-	ck_assert_str_eq(a, "caf\xc3\xa9");
-	ck_assert_str_eq(b, "caf");
-	ck_assert_str_eq(c, "x");
-	ck_assert_str_eq(d, "plain");
-	ck_assert_str_eq(e, "\xf0\x9f\x98\x80");
-	ck_assert_str_eq(f, "");
-}
-END_TEST
-
 START_TEST(strings_with_nul_or_invalid_utf8_are_refused_before_unpack)
 {
 	/* GetRequest{saga_id} inside Request field 12 */
@@ -178,8 +149,6 @@ main(void)
 	tcase_add_test(tc, deep_nesting_is_refused_before_unpack);
 	tcase_add_test(tc, allocation_quota_stops_blowup);
 	tcase_add_test(tc, uuid_format_parse_roundtrip_and_v7_order);
-	tcase_add_test(tc, utf8_validation_rejects_bad_sequences);
-	tcase_add_test(tc, utf8_trim_cuts_only_an_incomplete_last_character);
 	tcase_add_test(tc, strings_with_nul_or_invalid_utf8_are_refused_before_unpack);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);

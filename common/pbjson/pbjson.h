@@ -84,7 +84,7 @@
  * JSON, where \u escapes must pair surrogates. Duplicate JSON keys, and a
  * field given under both of its names, are errors.
  *
- * Errors. Every function returns 0 or a saga_err (saga.h):
+ * Errors. Every function returns 0 or a saga_err (saga_base.h):
  *   SAGA_EINVAL    bad argument; JSON that is not JSON, a value that does
  *                  not fit its field (wrong JSON type, integer out of range,
  *                  bad base64, unknown enum name, unknown key, ...); a value

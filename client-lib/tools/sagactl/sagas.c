@@ -1,0 +1,710 @@
+/* sagas: the saga commands (start, get, wait, list, cancel, history,
+ * retry, skip, watch, participants). See sagactl.h. */
+#include "sagactl.h"
+
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define DEFAULT_WAIT_MS 60000
+
+/* ---- start, get, wait, cancel ------------------------------------------ */
+
+/* Exit status of a waited-for saga (see usage). */
+static int
+final_status(const saga_info *s)
+{
+	switch (s->state) {
+	case SAGA_STATE_COMPLETED:
+		return 0;
+	case SAGA_STATE_COMPENSATED:
+		return EXIT_COMPENSATED;
+	case SAGA_STATE_FAILED:
+		return EXIT_PARKED;
+	default:
+		return SAGA_ETIMEDOUT;
+	}
+}
+
+/* How `start --wait` prefixes the JSON of the saga it waited for. */
+typedef struct started {
+	const char *id;
+	int existing;
+} started;
+
+/* Waits for a saga and prints it like `get`; returns the exit status (see
+ * usage). st is set when called by start --wait. */
+static int
+wait_and_print(saga_client *c, const char *id, long long wait_ms, const started *st)
+{
+	saga_info *info = NULL;
+	int rv = saga_client_wait(c, id, wait_ms == 0 ? -1 : (int)wait_ms, &info);
+	if (rv != SAGA_OK && rv != SAGA_ETIMEDOUT) {
+		char what[256];
+		snprintf(what, sizeof(what), "cannot wait for saga %s", id);
+		return ctl_fail(c, rv, what);
+	}
+	if (info != NULL) {
+		if (ctl_opt_json) {
+			if (st != NULL) {
+				int f = 1;
+				putchar('{');
+				ctl_json_kv_str(&f, "saga_id", st->id);
+				ctl_json_key(&f, "existing");
+				printf("%s", st->existing ? "true" : "false");
+				ctl_json_key(&f, "saga");
+			}
+			ctl_show_info(c, info, 1);
+			printf(st != NULL ? "}\n" : "\n");
+		} else {
+			ctl_show_info(c, info, 0);
+		}
+	}
+	if (rv == SAGA_ETIMEDOUT) {
+		char what[256];
+		snprintf(what, sizeof(what), "saga %s is not final", id);
+		ctl_fail(c, rv, what);
+		saga_info_free(info);
+		return SAGA_ETIMEDOUT;
+	}
+	rv = final_status(info);
+	saga_info_free(info);
+	return rv;
+}
+
+/* The JSON text of a start's input, encoded with the input type of the
+ * definition version being started. Exits EXIT_DATAERR (with the path of
+ * the offending value) if it does not fit. */
+static void
+encode_input(saga_client *c, const char *def, uint32_t version, const char *json, size_t len,
+    uint8_t **out, size_t *outlen)
+{
+	schema sc;
+	char err[600];
+	int rv = ctl_schema_load(c, def, version, &sc);
+	if (rv != SAGA_OK) {
+		char what[600];
+		snprintf(what, sizeof(what), "cannot start %s", def);
+		rv = ctl_fail(c, rv, what);
+		if (rv == SAGA_ENOTFOUND)
+			fprintf(stderr, "sagactl: is %s registered? see `sagactl describe`\n", def);
+		exit(rv);
+	}
+	if (sc.pb == NULL || sc.d == NULL) {
+		fprintf(stderr,
+		    "sagactl: cannot encode the input of %s: %s\n"
+		    "sagactl: give the serialized bytes with --input-raw or --input-raw-file\n",
+		    def, sc.why);
+		exit(EXIT_DATAERR);
+	}
+	if (pbjson_from_json(sc.pb, sc.d->input_type, json, len, out, outlen, err, sizeof(err)) !=
+	    0) {
+		fprintf(stderr,
+		    "sagactl: the input is not a valid %s: %s\n"
+		    "sagactl: `sagactl describe %s` shows the input type; the JSON uses the\n"
+		    "sagactl: fields' lowerCamelCase (or proto) names, 64-bit integers as "
+		    "strings\n",
+		    sc.d->input_type, err, def);
+		exit(EXIT_DATAERR);
+	}
+	ctl_schema_free(&sc);
+}
+
+int
+ctl_cmd_start(int argc, char **argv)
+{
+	const char *def = NULL, *input = NULL, *input_file = NULL, *raw = NULL, *raw_file = NULL,
+		   *v;
+	saga_start_opts o = { 0 };
+	int wait = 0;
+	long long wait_ms = DEFAULT_WAIT_MS;
+
+	for (int i = 1; i < argc; i++) {
+		if (ctl_match_global(argc, argv, &i))
+			continue;
+		if (ctl_match_opt(argc, argv, &i, "--version", &v))
+			o.version = (uint32_t)ctl_parse_num("--version", v, UINT32_MAX);
+		else if (ctl_match_opt(argc, argv, &i, "--input", &v))
+			input = v;
+		else if (ctl_match_opt(argc, argv, &i, "--input-file", &v))
+			input_file = v;
+		else if (ctl_match_opt(argc, argv, &i, "--input-raw", &v))
+			raw = v;
+		else if (ctl_match_opt(argc, argv, &i, "--input-raw-file", &v))
+			raw_file = v;
+		else if (ctl_match_opt(argc, argv, &i, "--key", &v))
+			o.idempotency_key = v;
+		else if (ctl_match_opt(argc, argv, &i, "--business-key", &v))
+			o.business_key = v;
+		else if (ctl_match_opt(argc, argv, &i, "--deadline", &v))
+			o.deadline_ms = (uint32_t)ctl_parse_num("--deadline", v, UINT32_MAX);
+		else if (ctl_match_opt(argc, argv, &i, "--traceparent", &v))
+			o.traceparent = v;
+		else if (ctl_match_opt(argc, argv, &i, "--wait", NULL))
+			wait = 1;
+		else if (ctl_match_opt(argc, argv, &i, "--wait-timeout", &v))
+			wait_ms = ctl_parse_num("--wait-timeout", v, INT_MAX);
+		else if (def == NULL && argv[i][0] != '-')
+			def = argv[i];
+		else
+			ctl_unknown_arg("start", argv[i]);
+	}
+	if (def == NULL)
+		ctl_usage_error("start: which definition? (sagactl start DEFINITION)");
+	if ((input != NULL) + (input_file != NULL) + (raw != NULL) + (raw_file != NULL) > 1)
+		ctl_usage_error(
+		    "start: give one of --input, --input-file, --input-raw, --input-raw-file");
+
+	uint8_t *buf = NULL, *enc = NULL;
+	size_t len = 0;
+	const void *payload = NULL;
+	saga_client *c = ctl_connect();
+	if (input_file != NULL || raw_file != NULL)
+		ctl_read_file(input_file != NULL ? input_file : raw_file, &buf, &len);
+	if (input != NULL || input_file != NULL) {
+		const char *text = input != NULL ? input : (const char *)buf;
+		encode_input(
+		    c, def, o.version, text, input != NULL ? strlen(input) : len, &enc, &len);
+		payload = enc;
+	} else if (raw != NULL) {
+		payload = raw;
+		len = strlen(raw);
+	} else {
+		payload = buf;
+	}
+	char *id = NULL;
+	int existing = 0;
+	int rv = saga_client_start(c, def, payload, len, &o, &id, &existing);
+	free(buf);
+	free(enc);
+	if (rv != SAGA_OK) {
+		char what[512];
+		snprintf(what, sizeof(what), "cannot start %s", def);
+		rv = ctl_fail(c, rv, what);
+		if (rv == SAGA_ENOTFOUND)
+			fprintf(stderr, "sagactl: is %s registered? see `sagactl describe`\n", def);
+		saga_client_free(c);
+		return rv;
+	}
+	if (!wait) {
+		if (ctl_opt_json) {
+			int f = 1;
+			putchar('{');
+			ctl_json_kv_str(&f, "saga_id", id);
+			ctl_json_key(&f, "existing");
+			printf("%s}\n", existing ? "true" : "false");
+		} else {
+			printf("%s%s\n", id, existing ? " (existing)" : "");
+		}
+	} else {
+		started st = { id, existing };
+		if (!ctl_opt_json) {
+			printf("%s%s\n\n", id, existing ? " (existing)" : "");
+			fflush(stdout);
+		}
+		rv = wait_and_print(c, id, wait_ms, &st);
+	}
+	saga_string_free(id);
+	saga_client_free(c);
+	return rv;
+}
+
+/* Parses the one SAGA_ID argument of get/wait/cancel and their options. */
+static const char *
+one_id(const char *cmd, int argc, char **argv, long long *wait_ms, const char **reason)
+{
+	const char *id = NULL, *v;
+	for (int i = 1; i < argc; i++) {
+		if (ctl_match_global(argc, argv, &i))
+			continue;
+		if (wait_ms != NULL && ctl_match_opt(argc, argv, &i, "--wait-timeout", &v))
+			*wait_ms = ctl_parse_num("--wait-timeout", v, INT_MAX);
+		else if (reason != NULL && ctl_match_opt(argc, argv, &i, "--reason", &v))
+			*reason = v;
+		else if (id == NULL && argv[i][0] != '-')
+			id = argv[i];
+		else
+			ctl_unknown_arg(cmd, argv[i]);
+	}
+	if (id == NULL)
+		ctl_usage_error("%s: which saga? (sagactl %s SAGA_ID)", cmd, cmd);
+	return id;
+}
+
+static int
+not_found_hint(int rv)
+{
+	if (rv == SAGA_ENOTFOUND)
+		fprintf(stderr, "sagactl: check the id with `sagactl list`\n");
+	return rv;
+}
+
+/* `sagactl CMD SAGA_ID`: connects and reads the saga. On error, reports it
+ * and returns the exit status; otherwise *c and *info are the caller's. */
+static int
+get_info(const char *cmd, int argc, char **argv, saga_client **c, saga_info **info)
+{
+	const char *id = one_id(cmd, argc, argv, NULL, NULL);
+	*c = ctl_connect();
+	int rv = saga_client_get(*c, id, info);
+	if (rv != SAGA_OK) {
+		char what[256];
+		snprintf(what, sizeof(what), "cannot get saga %s", id);
+		rv = not_found_hint(ctl_fail(*c, rv, what));
+		saga_client_free(*c);
+		*c = NULL;
+	}
+	return rv;
+}
+
+int
+ctl_cmd_get(int argc, char **argv)
+{
+	saga_client *c = NULL;
+	saga_info *info = NULL;
+	int rv = get_info("get", argc, argv, &c, &info);
+	if (rv != SAGA_OK)
+		return rv;
+	ctl_show_info(c, info, ctl_opt_json);
+	if (ctl_opt_json)
+		putchar('\n');
+	saga_info_free(info);
+	saga_client_free(c);
+	return 0;
+}
+
+int
+ctl_cmd_wait(int argc, char **argv)
+{
+	long long wait_ms = DEFAULT_WAIT_MS;
+	const char *id = one_id("wait", argc, argv, &wait_ms, NULL);
+	saga_client *c = ctl_connect();
+	int rv = not_found_hint(wait_and_print(c, id, wait_ms, NULL));
+	saga_client_free(c);
+	return rv;
+}
+
+int
+ctl_cmd_cancel(int argc, char **argv)
+{
+	const char *reason = NULL;
+	const char *id = one_id("cancel", argc, argv, NULL, &reason);
+	saga_client *c = ctl_connect();
+	saga_state after = SAGA_STATE_UNKNOWN;
+	int rv = saga_client_cancel(c, id, reason, &after);
+	if (rv != SAGA_OK) {
+		char what[256];
+		snprintf(what, sizeof(what), "cannot cancel saga %s", id);
+		rv = not_found_hint(ctl_fail(c, rv, what));
+		saga_client_free(c);
+		return rv;
+	}
+	if (ctl_opt_json) {
+		int f = 1;
+		putchar('{');
+		ctl_json_kv_str(&f, "saga_id", id);
+		ctl_json_kv_str(&f, "state", saga_state_name(after));
+		printf("}\n");
+	} else {
+		printf("saga %s is now %s\n", id, saga_state_name(after));
+	}
+	saga_client_free(c);
+	return 0;
+}
+
+/* ---- watch, history ---------------------------------------------------- */
+
+/*
+ * watch: follows a saga until it is final, printing each event of its
+ * history as it happens (NDJSON with --json: one event object a line, then
+ * the saga). Polls: sagad keeps the first 20 and last 180 events, and
+ * events are matched by time and type, so a saga that logs more than 180
+ * between two polls loses lines here, not in sagad.
+ */
+int
+ctl_cmd_watch(int argc, char **argv)
+{
+	const char *id = NULL, *v;
+	long long interval = 500, wait_ms = 0;
+	for (int i = 1; i < argc; i++) {
+		if (ctl_match_global(argc, argv, &i))
+			continue;
+		if (ctl_match_opt(argc, argv, &i, "--interval", &v))
+			interval = ctl_parse_num("--interval", v, 60000);
+		else if (ctl_match_opt(argc, argv, &i, "--wait-timeout", &v))
+			wait_ms = ctl_parse_num("--wait-timeout", v, INT_MAX);
+		else if (id == NULL && argv[i][0] != '-')
+			id = argv[i];
+		else
+			ctl_unknown_arg("watch", argv[i]);
+	}
+	if (id == NULL)
+		ctl_usage_error("watch: which saga? (sagactl watch SAGA_ID)");
+	if (interval < 50)
+		interval = 50;
+	saga_client *c = ctl_connect();
+	int64_t last_at = -1, start = 0, prev = 0,
+		deadline = wait_ms ? ctl_now_us() + wait_ms * 1000 : 0;
+	size_t printed_at_last = 0; /* events printed with at_us == last_at */
+	int first = 1, rv;
+	for (;;) {
+		saga_info *info = NULL;
+		if ((rv = saga_client_get(c, id, &info)) != SAGA_OK) {
+			char what[256];
+			snprintf(what, sizeof(what), "cannot get saga %s", id);
+			rv = not_found_hint(ctl_fail(c, rv, what));
+			break;
+		}
+		if (first && !ctl_opt_json) {
+			printf("saga %s (%s@%u)\n", info->saga_id, info->definition, info->version);
+			ctl_print_event_head();
+		}
+		if (first && info->n_events)
+			start = prev = info->events[0].at_us;
+		first = 0;
+		size_t same = 0;
+		for (size_t i = 0; i < info->n_events; i++) {
+			const saga_event *e = &info->events[i];
+			if (e->at_us < last_at)
+				continue;
+			if (e->at_us == last_at && ++same <= printed_at_last)
+				continue;
+			if (e->at_us > last_at) {
+				last_at = e->at_us;
+				same = 1;
+				printed_at_last = 0;
+			}
+			printed_at_last++;
+			if (ctl_opt_json) {
+				ctl_json_event(e);
+				putchar('\n');
+			} else {
+				ctl_print_event_row(e, start, prev);
+			}
+			prev = e->at_us;
+		}
+		fflush(stdout);
+		if (saga_state_is_final(info->state)) {
+			if (ctl_opt_json) {
+				ctl_show_info(c, info, 1);
+				putchar('\n');
+			} else {
+				printf("\nsaga %s is %s%s%s\n", info->saga_id,
+				    saga_state_name(info->state), *info->error ? ": " : "",
+				    info->error);
+			}
+			rv = final_status(info);
+			saga_info_free(info);
+			break;
+		}
+		saga_info_free(info);
+		if (deadline && ctl_now_us() >= deadline) {
+			fprintf(stderr, "sagactl: saga %s is not final after --wait-timeout\n", id);
+			rv = SAGA_ETIMEDOUT;
+			break;
+		}
+		struct timespec ts = { interval / 1000, (interval % 1000) * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	saga_client_free(c);
+	return rv;
+}
+
+int
+ctl_cmd_history(int argc, char **argv)
+{
+	saga_client *c = NULL;
+	saga_info *info = NULL;
+	int rv = get_info("history", argc, argv, &c, &info);
+	if (rv != SAGA_OK)
+		return rv;
+	if (ctl_opt_json) {
+		ctl_show_info(c, info, 1);
+		putchar('\n');
+	} else {
+		printf("saga %s (%s@%u): %s\n", info->saga_id, info->definition, info->version,
+		    saga_state_name(info->state));
+		ctl_print_event_head();
+		int64_t start = info->n_events ? info->events[0].at_us : 0, prev = start;
+		for (size_t i = 0; i < info->n_events; i++) {
+			ctl_print_event_row(&info->events[i], start, prev);
+			prev = info->events[i].at_us;
+		}
+	}
+	saga_info_free(info);
+	saga_client_free(c);
+	return 0;
+}
+
+/* ---- retry, skip ------------------------------------------------------- */
+
+/* retry/skip SAGA_ID STEP [--reason TEXT] */
+static int
+operate_cmd(const char *cmd, int argc, char **argv, int skip)
+{
+	const char *id = NULL, *step = NULL, *reason = NULL, *v;
+	for (int i = 1; i < argc; i++) {
+		if (ctl_match_global(argc, argv, &i))
+			continue;
+		if (ctl_match_opt(argc, argv, &i, "--reason", &v))
+			reason = v;
+		else if (id == NULL && argv[i][0] != '-')
+			id = argv[i];
+		else if (step == NULL && argv[i][0] != '-')
+			step = argv[i];
+		else
+			ctl_unknown_arg(cmd, argv[i]);
+	}
+	if (id == NULL || step == NULL)
+		ctl_usage_error("%s: which saga and step? (sagactl %s SAGA_ID STEP%s)", cmd, cmd,
+		    skip ? " --reason TEXT" : "");
+	if (skip && (reason == NULL || *reason == '\0'))
+		ctl_usage_error(
+		    "skip: say why with --reason TEXT (it goes into the saga's history)");
+	saga_client *c = ctl_connect();
+	saga_state after = SAGA_STATE_UNKNOWN;
+	int rv = skip ? saga_client_skip_step(c, id, step, reason, &after)
+		      : saga_client_retry_step(c, id, step, reason, &after);
+	if (rv != SAGA_OK) {
+		char what[256];
+		snprintf(what, sizeof(what), "cannot %s step %s of saga %s", cmd, step, id);
+		rv = not_found_hint(ctl_fail(c, rv, what));
+		saga_client_free(c);
+		return rv;
+	}
+	if (ctl_opt_json) {
+		int f = 1;
+		putchar('{');
+		ctl_json_kv_str(&f, "saga_id", id);
+		ctl_json_kv_str(&f, "step", step);
+		ctl_json_kv_str(&f, "state", saga_state_name(after));
+		printf("}\n");
+	} else {
+		printf("saga %s: step %s %s; the saga is now %s\n", id, step,
+		    skip ? "skipped" : "retried", saga_state_name(after));
+	}
+	saga_client_free(c);
+	return 0;
+}
+
+int
+ctl_cmd_retry(int argc, char **argv)
+{
+	return operate_cmd("retry", argc, argv, 0);
+}
+
+int
+ctl_cmd_skip(int argc, char **argv)
+{
+	return operate_cmd("skip", argc, argv, 1);
+}
+
+/* ---- participants ------------------------------------------------------ */
+
+int
+ctl_cmd_participants(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		if (!ctl_match_global(argc, argv, &i))
+			ctl_unknown_arg("participants", argv[i]);
+	saga_client *c = ctl_connect();
+	saga_participant_list *l = NULL;
+	int rv = saga_client_participants(c, &l);
+	if (rv != SAGA_OK) {
+		rv = ctl_fail(c, rv, "cannot list participants");
+		saga_client_free(c);
+		return rv;
+	}
+	char tb[64];
+	if (ctl_opt_json) {
+		printf("[");
+		for (size_t i = 0; i < l->count; i++) {
+			const saga_participant *p = &l->participants[i];
+			int f = 1;
+			printf("%s{", i ? "," : "");
+			ctl_json_kv_str(&f, "name", p->name);
+			ctl_json_kv_int(&f, "connections", p->connections);
+			ctl_json_kv_int(&f, "capacity", p->capacity);
+			ctl_json_kv_int(&f, "in_flight", p->in_flight);
+			ctl_json_kv_int(&f, "queued", p->queued);
+			ctl_json_kv_str(&f, "breaker", p->breaker);
+			ctl_json_kv_int(&f, "breaker_open_until_us", p->breaker_open_until_us);
+			ctl_json_kv_int(&f, "breaker_opened", p->breaker_opened);
+			ctl_json_kv_int(&f, "window_attempts", p->window_attempts);
+			ctl_json_kv_int(&f, "window_failures", p->window_failures);
+			printf("}");
+		}
+		printf("]\n");
+	} else {
+		printf("%-24s %5s %8s %9s %7s  %-10s %s\n", "PARTICIPANT", "CONNS", "CAPACITY",
+		    "IN_FLIGHT", "QUEUED", "BREAKER", "WINDOW (failed/ended), OPENED");
+		for (size_t i = 0; i < l->count; i++) {
+			const saga_participant *p = &l->participants[i];
+			printf("%-24s %5u %8u %9u %7u  %-10s %u/%u, %u times", p->name,
+			    p->connections, p->capacity, p->in_flight, p->queued, p->breaker,
+			    p->window_failures, p->window_attempts, p->breaker_opened);
+			if (p->breaker_open_until_us)
+				printf(", probe at %s",
+				    ctl_local_time(p->breaker_open_until_us, tb, sizeof(tb)));
+			printf("\n");
+		}
+	}
+	saga_participant_list_free(l);
+	saga_client_free(c);
+	return 0;
+}
+
+/* ---- list -------------------------------------------------------------- */
+
+#define MAX_STATES 16
+#define MAX_PAGES  100000
+
+int
+ctl_cmd_list(int argc, char **argv)
+{
+	saga_state states[MAX_STATES];
+	saga_list_filter f = { 0 };
+	const char *v;
+	int all = 0;
+
+	for (int i = 1; i < argc; i++) {
+		if (ctl_match_global(argc, argv, &i))
+			continue;
+		if (ctl_match_opt(argc, argv, &i, "--state", &v)) {
+			saga_state s = saga_state_parse(v);
+			if (s == SAGA_STATE_UNKNOWN)
+				ctl_usage_error(
+				    "list: '%s' is not a saga state (running, compensating, "
+				    "completed, compensated, failed)",
+				    v);
+			if (f.n_states == MAX_STATES)
+				ctl_usage_error("list: too many --state options");
+			states[f.n_states++] = s;
+		} else if (ctl_match_opt(argc, argv, &i, "--definition", &v)) {
+			f.definition = v;
+		} else if (ctl_match_opt(argc, argv, &i, "--business-key", &v)) {
+			f.business_key = v;
+		} else if (ctl_match_opt(argc, argv, &i, "--since", &v)) {
+			f.created_after_us = ctl_parse_time("--since", v);
+		} else if (ctl_match_opt(argc, argv, &i, "--until", &v)) {
+			f.created_before_us = ctl_parse_time("--until", v);
+		} else if (ctl_match_opt(argc, argv, &i, "--limit", &v)) {
+			f.limit = (uint32_t)ctl_parse_num("--limit", v, 1000);
+			if (f.limit == 0)
+				ctl_usage_error("list: --limit must be from 1 to 1000");
+		} else if (ctl_match_opt(argc, argv, &i, "--page", &v)) {
+			f.page_token = v;
+		} else if (ctl_match_opt(argc, argv, &i, "--all", NULL)) {
+			all = 1;
+		} else if (ctl_match_opt(argc, argv, &i, "--version", &v)) {
+			f.version = (uint32_t)ctl_parse_num("--version", v, UINT32_MAX);
+		} else if (ctl_match_opt(argc, argv, &i, "--counts", NULL)) {
+			f.counts = 1;
+		} else {
+			ctl_unknown_arg("list", argv[i]);
+		}
+	}
+	f.states = states;
+	if (f.version != 0 && f.definition == NULL)
+		ctl_usage_error("list: --version needs --definition");
+	uint64_t counts[6] = { 0 };
+	int have_counts = 0;
+
+	saga_client *c = ctl_connect();
+	table t = { .cols = 6 };
+	char *token = NULL;
+	size_t total = 0;
+	int rv = SAGA_OK;
+
+	if (ctl_opt_json) {
+		printf("{\"sagas\":[");
+	} else {
+		char *head[] = { ctl_cellf("ID"), ctl_cellf("DEFINITION"), ctl_cellf("STATE"),
+			ctl_cellf("STEPS"), ctl_cellf("CREATED"), ctl_cellf("BUSINESS KEY") };
+		ctl_table_add(&t, head);
+	}
+	for (int page = 0; page < MAX_PAGES; page++) {
+		saga_list *l = NULL;
+		if ((rv = saga_client_list(c, &f, &l)) != SAGA_OK)
+			break;
+		if (l->has_counts && !have_counts) {
+			memcpy(counts, l->state_counts, sizeof(counts));
+			have_counts = 1;
+		}
+		f.counts = 0; /* once is enough when following pages */
+		for (size_t i = 0; i < l->count; i++, total++) {
+			const saga_summary *s = &l->sagas[i];
+			if (ctl_opt_json) {
+				if (total > 0)
+					putchar(',');
+				ctl_json_summary(s);
+				continue;
+			}
+			char tb[64];
+			char *row[] = { ctl_cell(s->saga_id, 64, NULL),
+				ctl_cellf("%.150s@%" PRIu32, s->definition, s->version),
+				ctl_cellf("%s", saga_state_name(s->state)),
+				ctl_cellf("%" PRIu32 "/%" PRIu32, s->steps_done, s->steps_total),
+				ctl_cellf("%s", ctl_local_time(s->created_us, tb, sizeof(tb))),
+				ctl_cell(*s->business_key ? s->business_key : "-", 64, NULL) };
+			ctl_table_add(&t, row);
+		}
+		free(token);
+		token = strdup(l->next_page_token);
+		saga_list_free(l);
+		if (token == NULL) {
+			rv = SAGA_ENOMEM;
+			break;
+		}
+		if (!all || *token == '\0')
+			break;
+		if (f.page_token != NULL && strcmp(f.page_token, token) == 0) {
+			fprintf(stderr,
+			    "sagactl: sagad returned the same page token twice; "
+			    "stopping\n");
+			break;
+		}
+		f.page_token = token;
+	}
+	if (rv != SAGA_OK) {
+		if (ctl_opt_json)
+			printf("]}\n");
+		else
+			ctl_table_print(&t);
+		rv = ctl_fail(c, rv, "cannot list sagas");
+		free(token);
+		saga_client_free(c);
+		return rv;
+	}
+	if (ctl_opt_json) {
+		printf("],\"next_page_token\":");
+		ctl_json_str(token != NULL ? token : "");
+		if (have_counts) {
+			int g = 1;
+			printf(",\"counts\":{");
+			for (int k = SAGA_STATE_RUNNING; k <= SAGA_STATE_FAILED; k++)
+				ctl_json_kv_int(
+				    &g, saga_state_name((saga_state)k), (int64_t)counts[k]);
+			putchar('}');
+		}
+		printf("}\n");
+	} else {
+		if (have_counts) {
+			for (int k = SAGA_STATE_RUNNING; k <= SAGA_STATE_FAILED; k++)
+				printf("%s%s %" PRIu64, k > SAGA_STATE_RUNNING ? ", " : "",
+				    saga_state_name((saga_state)k), counts[k]);
+			printf("\n\n");
+		}
+		ctl_table_print(&t);
+		if (total == 0)
+			printf("(no sagas)\n");
+		if (token != NULL && *token != '\0')
+			printf("\nmore: sagactl list --page %s (or --all)\n", token);
+	}
+	free(token);
+	saga_client_free(c);
+	return 0;
+}
