@@ -1,7 +1,7 @@
 /*
  * engine_int: what the engine's own files share (engine.c: the saga table,
- * effects, batches, commits, the loop; handle_*.c: one file per kind of
- * request). Not for other modules: they use engine.h.
+ * effects, recovery, the loop; batch.c: batches and commits; handle_*.c:
+ * one file per kind of request). Not for other modules: they use engine.h.
  *
  * Everything here runs under E.mu.
  */
@@ -149,12 +149,17 @@ void eng_env(sm_env *e, sm_out *o);
  * batch if it changed. Returns how many dispatches were queued at once. */
 uint32_t eng_apply(eng_saga *s, const sm_out *o);
 
-/* ---- batches (engine.c) ----------------------------------------------------------------------- */
+/* ---- batches (batch.c) ----------------------------------------------------------------------- */
 
 /* Puts s in the open batch (its latest state goes once per batch). */
 void eng_touch(eng_saga *s);
 /* Work to do once the open batch has committed. */
 void eng_after_commit(const action *a);
+/* Hands the open batch to the writer if it is idle (or the batch is full). */
+void eng_maybe_submit(void);
+/* A batch committed: answer, dispatch and release what it carried. */
+struct store_batch;
+void eng_committed(struct store_batch *b);
 
 /* ---- requests (handle_*.c) ----------------------------------------------------------------------- */
 
@@ -173,6 +178,7 @@ int eng_operate(rpc_req *r, eng_saga *s);
 /* Takes a saga back from its row (recovery, a parked saga an operator acts
  * on): s is in the table, what it owes queued or re-armed. 0, or a
  * saga_err (a missing definition, an unreadable row: logged). */
+struct store_saga;
 int eng_load(const struct store_saga *row, eng_saga **out);
 
 #endif
