@@ -47,6 +47,9 @@ static struct {
 	atomic_bool closing;
 	atomic_bool draining;
 	atomic_uint conns;
+	atomic_uint refused_pending;    /* refused since the last log line */
+	_Atomic uint64_t refused_total; /* for /metrics */
+	_Atomic int64_t refused_logged_ms;
 	bool warned_full;
 } R = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
@@ -251,16 +254,48 @@ rpc_reply_error(rpc_req *r, int code, const char *fmt, ...)
 	rpc_reply(r, &resp);
 }
 
+/* A refused connection is logged at once the first time, then at most
+ * every 10 s with the count since: a flood (and the reconnect storm of
+ * clients refused) must not become a flood of log lines. */
+static void
+note_refused(unsigned open_now)
+{
+	atomic_fetch_add(&R.refused_total, 1);
+	unsigned pending = atomic_fetch_add(&R.refused_pending, 1) + 1;
+	int64_t now = wire_mono_ms(), last = atomic_load(&R.refused_logged_ms);
+	if (last != 0 && now - last < 10000)
+		return;
+	if (!atomic_compare_exchange_strong(&R.refused_logged_ms, &last, now))
+		return; /* another thread logs */
+	pending = atomic_exchange(&R.refused_pending, 0);
+	if (last == 0)
+		slog_warn("connection refused: %u open (max_connections %u); further refusals are "
+			  "counted and logged every 10 s",
+		    open_now, R.cfg->max_connections);
+	else
+		slog_warn(
+		    "%u connection(s) refused in the last %lld s: %u open (max_connections %u)",
+		    pending, (long long)((now - last) / 1000), open_now, R.cfg->max_connections);
+}
+
+/*
+ * The connection count. nng runs ADD_PRE for every pipe it negotiated,
+ * and REM_POST for every pipe that had ADD_PRE, whether or not it ever got
+ * to ADD_POST (a peer of the wrong protocol is refused in between, a peer
+ * may leave in between). So the count goes up in ADD_PRE and down in
+ * REM_POST, never in ADD_POST: counting there once let every refused
+ * wrong-protocol peer take one off, until the count wrapped below zero and
+ * every later connection was refused (nng 1.5.2 has no cap of its own).
+ * Closing a pipe in ADD_PRE is nng's way of refusing it.
+ */
 static void
 pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
 	(void)arg;
-	if (ev == NNG_PIPE_EV_ADD_POST) {
+	if (ev == NNG_PIPE_EV_ADD_PRE) {
 		unsigned n = atomic_fetch_add(&R.conns, 1) + 1;
 		if (n > R.cfg->max_connections) {
-			/* nng 1.5.2 has no connection cap of its own. */
-			slog_warn("connection refused: %u open (max_connections %u)", n - 1,
-			    R.cfg->max_connections);
+			note_refused(n - 1);
 			nng_pipe_close(p);
 		}
 	} else if (ev == NNG_PIPE_EV_REM_POST) {
@@ -286,6 +321,12 @@ rpc_connections(void)
 	return atomic_load(&R.conns);
 }
 
+uint64_t
+rpc_connections_refused(void)
+{
+	return atomic_load(&R.refused_total);
+}
+
 int
 rpc_start(
     const cfg *c, rpc_route_fn route, rpc_pipe_fn on_closed, void *arg, char *err, size_t errlen)
@@ -305,7 +346,7 @@ rpc_start(
 	 * caller gets a clear SAGA_ETOOBIG reply instead. */
 	size_t hard = (size_t)c->max_message_bytes * 2 + 65536;
 	nng_socket_set_size(R.sock, NNG_OPT_RECVMAXSZ, hard);
-	nng_pipe_notify(R.sock, NNG_PIPE_EV_ADD_POST, pipe_cb, NULL);
+	nng_pipe_notify(R.sock, NNG_PIPE_EV_ADD_PRE, pipe_cb, NULL);
 	nng_pipe_notify(R.sock, NNG_PIPE_EV_REM_POST, pipe_cb, NULL);
 
 	char *urls = strdup(c->listen);

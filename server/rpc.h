@@ -54,7 +54,9 @@ void rpc_reply_error(rpc_req *r, int code, const char *fmt, ...)
  * connection's close was reported.) */
 bool rpc_pipe_alive(uint32_t pipe_id);
 
-/* Connections currently open. */
+/* Connections currently open; connections refused (max_connections) since
+ * start. */
 uint32_t rpc_connections(void);
+uint64_t rpc_connections_refused(void);
 
 #endif

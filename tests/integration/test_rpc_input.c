@@ -271,6 +271,39 @@ raw_sp_oversized(ths *t, size_t claim)
 	return 0;
 }
 
+/* Connects to sagad's tcp:// URL with a plain socket and does the SP
+ * handshake claiming protocol `proto` (0x30 REQ, 0x31 REP, ...). Returns
+ * the connected fd (the caller closes it), or -1. */
+static int
+raw_sp_connect(ths *t, uint16_t proto)
+{
+	const char *url = ths_url(t);
+	const char *colon = strrchr(url, ':');
+	ck_assert_msg(strncmp(url, "tcp://", 6) == 0 && colon != NULL, "not a tcp url: %s", url);
+	struct sockaddr_in a;
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_port = htons((uint16_t)atoi(colon + 1));
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	struct timeval tv = { 5, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	uint8_t hello[8] = { 0x00, 'S', 'P', 0x00, (uint8_t)(proto >> 8), (uint8_t)proto, 0, 0 };
+	uint8_t peer[8];
+	if (send(fd, hello, sizeof(hello), MSG_NOSIGNAL) != sizeof(hello) ||
+	    read(fd, peer, sizeof(peer)) != sizeof(peer)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 /* The request must get an error Response with `code` mentioning needle. */
 static void
 expect_error(
@@ -703,6 +736,67 @@ START_TEST(oversized_saga_input_is_refused)
 }
 END_TEST
 
+/* The connection cap counts what it should: peers speaking the wrong SP
+ * protocol (nng runs the pipe's first callback, then refuses it, then
+ * reports it closed) and a burst above the cap must leave the count where
+ * it was, so that once they are gone a client gets in at once. Before the
+ * fix three wrong-protocol peers wrapped the count below zero and every
+ * later connection was refused for good. The refusals are logged a few
+ * times, not once per attempt. */
+START_TEST(connection_cap_lets_clients_in_after_a_flood_and_wrong_protocol_peers)
+{
+	static const char *const extra[] = { "--max-connections", "8", NULL };
+	ths *t = ths_new_ok(pg, "ri_conn_cap");
+	ths_sagad_start_ok(t, extra);
+	/* 1. Peers that speak another protocol (REP, PAIR, PUB). */
+	static const uint16_t wrong[] = { 0x31, 0x11, 0x20 };
+	for (int i = 0; i < 30; i++) {
+		int fd = raw_sp_connect(t, wrong[i % 3]);
+		if (fd >= 0)
+			close(fd);
+	}
+	/* 2. A burst of REQ peers four times the cap, held open, then gone. */
+	int fds[32];
+	for (int i = 0; i < 32; i++)
+		fds[i] = raw_sp_connect(t, 0x30);
+	usleep(300 * 1000);
+	for (int i = 0; i < 32; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	/* 3. Once they are gone, clients get in: a few new connections at
+	 * once, each answered. */
+	for (int i = 0; i < 6; i++) {
+		uint8_t *buf = NULL;
+		size_t len = 0;
+		Sagawire__Request q = SAGAWIRE__REQUEST__INIT;
+		Sagawire__ListRequest lr = SAGAWIRE__LIST_REQUEST__INIT;
+		q.body_case = SAGAWIRE__REQUEST__BODY_LIST;
+		q.list = &lr;
+		len = sagawire__request__get_packed_size(&q);
+		buf = malloc(len ? len : 1);
+		sagawire__request__pack(&q, buf);
+		int rv = 0;
+		Sagawire__Response *resp = raw_call(t, buf, len, 10000, &rv);
+		ck_assert_msg(resp != NULL, "client %d after the flood got no answer: %s", i,
+		    nng_strerror(rv));
+		ck_assert_msg(resp->error == NULL, "client %d: %s", i, resp->error->message);
+		sagawire__response__free_unpacked(resp, NULL);
+		free(buf);
+	}
+	assert_sagad_alive(t);
+	/* 4. The refusals are in the log, counted, not one line each. */
+	char *log = th_read_file(ths_sagad_log(t), NULL);
+	ck_assert_ptr_nonnull(log);
+	int lines = 0;
+	for (const char *p = log; (p = strstr(p, "connection refused")) != NULL; p++)
+		lines++;
+	ck_assert_msg(lines >= 1 && lines <= 4, "%d log lines about refused connections", lines);
+	ck_assert_msg(strstr(log, "4294967") == NULL, "the connection count wrapped: %s", log);
+	free(log);
+	ths_free(t);
+}
+END_TEST
+
 static Suite *
 rpc_input_suite(void)
 {
@@ -716,6 +810,7 @@ rpc_input_suite(void)
 	tcase_add_test(tc, oversized_saga_input_is_refused);
 	tcase_add_test(tc, replayed_and_forged_reports_are_ignored_and_change_nothing);
 	tcase_add_test(tc, every_endpoint_refuses_wrong_types_nesting_invalid_utf8_and_nul_bytes);
+	tcase_add_test(tc, connection_cap_lets_clients_in_after_a_flood_and_wrong_protocol_peers);
 	suite_add_tcase(s, tc);
 	return s;
 }
