@@ -63,6 +63,37 @@ eng_after_commit(const action *a)
 /* Hands the open batch to the writer if it is idle (or the batch is full).
  * Group commit falls out of this: while one batch commits, the next
  * gathers every change made meanwhile. */
+/* Every shard the batch writes, with the epoch of this sagad's lease on
+ * it: the batch commits only if they are all still its own. */
+static void
+fence(store_batch *b)
+{
+	uint64_t mask = 0;
+	for (size_t i = 0; i < b->n_rows; i++)
+		mask |= 1ULL << shd_of(b->rows[i].id);
+	if (mask == 0 || E.instance == NULL)
+		return;
+	size_t ns = 0, ne = 0;
+	b->fence_shards[ns++] = '{';
+	b->fence_epochs[ne++] = '{';
+	for (unsigned s = 0; s < SHD_N; s++) {
+		if (!(mask >> s & 1))
+			continue;
+		if (E.shards[s].state == SHARD_NONE)
+			slog_error(
+			    "invariant broken (a bug: please report it): a saga of shard %u, "
+			    "which this sagad does not hold, is being written",
+			    s);
+		ns += (size_t)snprintf(b->fence_shards + ns, sizeof(b->fence_shards) - ns, "%s%u",
+		    ns > 1 ? "," : "", s);
+		ne += (size_t)snprintf(b->fence_epochs + ne, sizeof(b->fence_epochs) - ne, "%s%lld",
+		    ne > 1 ? "," : "", (long long)E.shards[s].epoch);
+	}
+	snprintf(b->fence_shards + ns, sizeof(b->fence_shards) - ns, "}");
+	snprintf(b->fence_epochs + ne, sizeof(b->fence_epochs) - ne, "}");
+	b->fence_owner = E.instance;
+}
+
 void
 eng_maybe_submit(void)
 {
@@ -101,6 +132,7 @@ eng_maybe_submit(void)
 		s->in_batch = false;
 		s->writing++;
 	}
+	fence(b);
 	*p = E.open_post;
 	memset(&E.open_post, 0, sizeof(E.open_post));
 	E.n_open = 0; /* the array is kept for the next batch */

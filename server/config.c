@@ -110,6 +110,13 @@ static const opt opts[] = {
 	U(shutdown_grace_ms, "SAGAD_SHUTDOWN_GRACE_MS", 10000, 0, 600000,
 	    "on SIGTERM: how long to wait for the outcomes of steps already dispatched "
 	    "(new sagas are refused meanwhile)"),
+	S(instance_id, "SAGAD_INSTANCE_ID", "", NULL, "ID",
+	    "this sagad's name among several sharing one database (its shards are leased under "
+	    "it); empty = HOST/LISTEN-URLS; must differ between instances and stay the same "
+	    "across restarts of one"),
+	U(lease_ms, "SAGAD_LEASE_MS", 8000, 1000, 600000,
+	    "shard lease: renewed every quarter of it; the shards of an instance that stops "
+	    "renewing are taken over after it"),
 	B(allow_root, "SAGAD_ALLOW_ROOT", "false",
 	    "run even as root (refused by default: run sagad as an unprivileged user)"),
 	S(config, "SAGAD_CONFIG", "", NULL, "FILE",

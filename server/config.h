@@ -46,6 +46,8 @@ typedef struct cfg {
 	char *config;                 /* the config file read; "" = none */
 	uint32_t allow_root;          /* 1 = run even as root; default 0 (refuse) */
 	uint32_t shutdown_grace_ms;   /* SIGTERM: wait this long for in-flight steps */
+	char *instance_id;            /* this sagad among several on one database; "" = derived */
+	uint32_t lease_ms;            /* shard lease: a dead instance's shards move after it */
 } cfg;
 
 /* Parses defaults, environment, then argv. The first non-flag argument is

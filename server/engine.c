@@ -426,7 +426,7 @@ op_claim(const dsp_item *it, Sagawire__Dispatch *d, dsp_text *txt, Sagawire__Ste
 	if (st->gen != it->gen || (!st->queued && !it->dup))
 		return NULL;
 	uint8_t want = it->kind == SM_ACTION ? ST(RUNNING) : ST(COMPENSATING);
-	if (st->state != want)
+	if (st->state != want || eng_may_dispatch(it) != 1)
 		return NULL;
 	fill_dispatch(d, s, it->step, it->kind, txt, res, resp);
 	return &s->x[it->step].f;
@@ -505,16 +505,6 @@ fail:
 	return rv;
 }
 
-static int
-load_cb(const store_saga *row, void *arg)
-{
-	(void)arg;
-	eng_saga *s;
-	int rv = eng_load(row, &s);
-	/* A saga that cannot be read is logged and left in its row. */
-	return rv == SAGA_ENOMEM ? rv : 0;
-}
-
 /* ---- event entry points and the loop --------------------------------------------------------------- */
 
 /*
@@ -562,6 +552,14 @@ engine_operate_loaded(rpc_req *r, const store_saga *row)
 	}
 	eng_saga *s = eng_find(row->id);
 	bool loaded = false;
+	if (s == NULL && E.shards[shd_of(row->id)].state != SHARD_ACTIVE) {
+		rpc_reply_error(r, SAGA_EBUSY,
+		    "saga %02x... is in shard %u, which another sagad instance holds; send the "
+		    "request to it (or again: shards move)",
+		    row->id[0], shd_of(row->id));
+		pthread_mutex_unlock(&E.mu);
+		return;
+	}
 	if (s == NULL) {
 		if (eng_load(row, &s) != 0 || s == NULL) {
 			rpc_reply_error(r, SAGA_EINTERNAL, "cannot take saga back from its row");
@@ -653,17 +651,7 @@ engine_init(const cfg *c, const char *conninfo, char *err, size_t errlen)
 	}
 	if (getrandom(&E.rng, sizeof(E.rng), 0) != sizeof(E.rng) || E.rng == 0)
 		E.rng = (uint64_t)wire_now_us() | 1;
-	PGconn *conn = store_connect(conninfo, "sagad-recovery", err, errlen);
-	if (conn == NULL)
-		return SAGA_EDB;
-	int64_t t0 = wire_mono_ms();
-	int rv = store_load_active(conn, load_cb, NULL, err, errlen);
-	PQfinish(conn);
-	if (rv != 0)
-		return rv;
-	if (E.n_sagas > 0)
-		slog_info("recovered %zu unfinished saga(s) in %lld ms", E.n_sagas,
-		    (long long)(wire_mono_ms() - t0));
+	/* Sagas are loaded shard by shard as shards.c claims them. */
 	return store_writer_start(conninfo, writer_free_cb, committed_cb, NULL);
 }
 
@@ -785,6 +773,9 @@ engine_fini(void)
 	free(E.open);
 	free(E.open_post.v);
 	free(E.conninfo);
+	free(E.instance);
+	for (unsigned sh = 0; sh < SHD_N; sh++)
+		free(E.shards[sh].held);
 	dsp_fini();
 }
 

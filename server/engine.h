@@ -16,6 +16,7 @@
 #define SAGAD_ENGINE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -56,12 +57,39 @@ int engine_poll(rpc_req *r);         /* WorkPoll */
 int engine_report(rpc_req *r);       /* Report */
 int engine_participants(rpc_req *r); /* ParticipantsRequest */
 
+struct store_saga;
+
 /* An operator action on a parked saga the engine did not hold, read from
  * its row by a reader: the engine takes it back and acts. */
-struct store_saga;
 void engine_operate_loaded(rpc_req *r, const struct store_saga *row);
 /* A connection closed: its in-flight steps are redelivered elsewhere. */
 void engine_pipe_closed(uint32_t pipe_id, void *unused);
+
+/*
+ * Shards (docs/SCALING.md). shards.c holds the leases and tells the engine
+ * what it holds; the engine keeps, per shard, its epoch (every batch is
+ * fenced with it), how long its lease is proven (dispatch stops after),
+ * and its sagas in memory.
+ */
+/* The owner name batches are fenced with (before any claim). */
+void engine_set_instance(const char *id);
+/* A shard was claimed at epoch; its lease is proven until valid_until_ms
+ * (monotonic). Its sagas are loaded next, one call each. */
+void engine_shard_claimed(unsigned shard, int64_t epoch, int64_t valid_until_ms);
+int engine_shard_load(const struct store_saga *row);
+/* The claimed shard is loaded: new sagas may go to it. */
+void engine_shard_ready(unsigned shard);
+/* Leases renewed: dispatch in these shards is safe until valid_until_ms;
+ * what was held while unproven goes out. */
+void engine_shards_valid(const unsigned *shards, size_t n, int64_t valid_until_ms);
+/* Begins handing a shard over: no new sagas in it, nothing dispatched. */
+void engine_shard_release(unsigned shard);
+/* Drops a releasing shard's sagas once nothing of them waits for a commit
+ * and (unless force) no step of them is on the wire: 1 = dropped (its
+ * lease may be freed), 0 = not yet. */
+int engine_shard_drop(unsigned shard, bool force);
+/* Shards held (claimed, active or releasing). */
+size_t engine_shards_held(void);
 
 /* Every metric in Prometheus text format (malloc'ed, *len bytes). */
 int engine_metrics(char **out, size_t *len);

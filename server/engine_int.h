@@ -18,6 +18,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "rpc.h"
+#include "shards.h"
 #include "sm.h"
 #include "timerq.h"
 #include "wire.h"
@@ -84,6 +85,17 @@ typedef struct post {
 	size_t n, cap;
 } post;
 
+/* A shard as the engine sees it (its lease is shards.c's). */
+enum { SHARD_NONE = 0, SHARD_LOADING, SHARD_ACTIVE, SHARD_RELEASING };
+
+typedef struct eng_shard {
+	uint8_t state;
+	int64_t epoch;          /* the lease's epoch: every batch is fenced with it */
+	int64_t valid_until_ms; /* monotonic: dispatch only before this */
+	dsp_item *held;         /* dispatches held while the lease is unproven */
+	size_t n_held, cap_held;
+} eng_shard;
+
 struct engine {
 	const cfg *cfg;
 	char *conninfo;
@@ -110,6 +122,10 @@ struct engine {
 	int64_t sleep_until; /* the timer thread's wake-up; on_sooner signals if earlier */
 
 	uint64_t rng;
+
+	char *instance; /* this sagad's instance id (the shards' owner) */
+	eng_shard shards[SHD_N];
+	unsigned next_shard; /* round robin of starts over active shards */
 
 	mx_table def_stats; /* sagas by definition */
 	mx_hist commit_hist;
@@ -160,6 +176,16 @@ void eng_maybe_submit(void);
 /* A batch committed: answer, dispatch and release what it carried. */
 struct store_batch;
 void eng_committed(struct store_batch *b);
+
+/* ---- shards (engine_shards.c) ------------------------------------------------------ */
+
+/* The shard a new saga goes to (an active one, round robin), or -1 when
+ * this sagad holds none. */
+int eng_pick_shard(void);
+/* May a dispatch of a step of the saga with this id go out now? 1 yes;
+ * 0 not now (held: the shard's lease is unproven; queued again when it
+ * is renewed); -1 never (the shard is being released or is not ours). */
+int eng_may_dispatch(const dsp_item *it);
 
 /* ---- requests (handle_*.c) ----------------------------------------------------------------------- */
 

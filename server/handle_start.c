@@ -131,11 +131,21 @@ engine_start(rpc_req *r)
 		    r, SAGA_EBUSY, "too many sagas in flight (%zu); try again later", E.n_sagas);
 		return ENGINE_ANSWERED;
 	}
+	int shard = eng_pick_shard();
+	if (shard < 0) {
+		rpc_reply_error(r, SAGA_EBUSY,
+		    "this sagad holds no shard yet (it is starting, or other instances hold them "
+		    "all); try again, or another instance");
+		return ENGINE_ANSWERED;
+	}
 	eng_saga *s = eng_saga_new(def);
 	waiter *w = calloc(1, sizeof(*w));
 	if (s == NULL || w == NULL)
 		goto nomem;
 	wire_uuid_v7(s->id);
+	/* The saga lives in one of this sagad's shards: the low bits of its
+	 * id's last byte (random in a UUIDv7) say which. */
+	s->id[15] = (uint8_t)((s->id[15] & ~(SHD_N - 1)) | (unsigned)shard);
 	wire_uuid_format(s->id, s->sm->ids);
 	if (has_trace)
 		s->trace = given;

@@ -29,6 +29,7 @@
 #include "registry.h"
 #include "route.h"
 #include "rpc.h"
+#include "shards.h"
 #include "names.h"
 #include "saga_base.h"
 #include "store.h"
@@ -209,6 +210,12 @@ main(int argc, char **argv)
 		slog_error("engine: %s", err);
 		goto out;
 	}
+	/* Claims this instance's shards and loads their unfinished sagas
+	 * before anything is served. */
+	if ((rv = shd_start(&c, conninfo, err, sizeof(err))) != 0) {
+		slog_error("shards: %s", err);
+		goto out_readers;
+	}
 	if ((rv = reader_start(&c, conninfo, err, sizeof(err))) != 0) {
 		slog_error("readers: %s", err);
 		goto out_readers;
@@ -226,6 +233,9 @@ main(int argc, char **argv)
 	slog_info("sagad %s ready", cm_version());
 
 	engine_run();
+	/* Everything is committed: hand the shards over now, so that the
+	 * other instances do not wait for the leases to expire. */
+	shd_stop();
 	http_stop();
 	pthread_join(sigthr, NULL);
 	slog_info("stopped");
@@ -235,6 +245,7 @@ out_rpc:
 	 * request in hand, and rpc_close frees every request. A reader
 	 * finishes what it is doing and answers; what is queued is refused. */
 	reader_stop();
+	shd_stop(); /* done already after a normal stop */
 	if (rv == 0) {
 		pthread_t wd;
 		g_cfg = &c;
@@ -247,6 +258,7 @@ out_rpc:
 	goto out;
 out_readers:
 	reader_stop();
+	shd_stop();
 	engine_fini();
 out:
 	if (embedded)

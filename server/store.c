@@ -24,6 +24,8 @@
 #define OID_TIMESTAMPTZ 1184
 #define OID_UUID        2950
 #define OID_TEXT_ARR    1009
+#define OID_INT4_ARR    1007
+#define OID_INT8_ARR    1016
 
 /* Seconds from the Unix epoch to PostgreSQL's (2000-01-01). */
 #define PG_EPOCH_OFFSET_US (946684800LL * 1000000LL)
@@ -260,6 +262,10 @@ static const char *UPDATE_SQL =
 static const Oid UPDATE_TYPES[6] = { OID_UUID, OID_INT2, OID_INT4, OID_TIMESTAMPTZ, OID_BYTEA,
 	OID_TEXT };
 
+/* migrations/002_shards.sql: raises SG001 unless every shard is still ours
+ * at its epoch, and locks them until the commit. */
+static const char *FENCE_SQL = "SELECT saga_fence($1::int4[], $2::int8[], $3)";
+
 static const char *CONFLICT_SQL =
     "SELECT id, idempotency_key FROM sagas WHERE idempotency_key = ANY($1::text[])";
 
@@ -271,6 +277,10 @@ prepare_writer(PGconn *c, char *err, size_t errlen)
 	if (PQresultStatus(r) == PGRES_COMMAND_OK) {
 		PQclear(r);
 		r = PQprepare(c, "upd", UPDATE_SQL, 6, UPDATE_TYPES);
+	}
+	if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+		PQclear(r);
+		r = PQprepare(c, "fence", FENCE_SQL, 0, NULL);
 	}
 	int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
 	if (!ok)
@@ -321,9 +331,12 @@ read_one(PGconn *c, ExecStatusType want, store_row *r, char *err, size_t errlen)
 		return SAGA_EDB;
 	}
 	int ok = PQresultStatus(res) == want;
-	if (!ok)
+	int fenced = 0;
+	if (!ok) {
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		fenced = state != NULL && strcmp(state, "SG001") == 0;
 		pg_errmsg(c, res, err, errlen);
-	else if (r != NULL && r->insert)
+	} else if (r != NULL && r->insert)
 		r->inserted = PQntuples(res) == 1;
 	PQclear(res);
 	/* Each command's results end with a NULL; a sync has none. */
@@ -336,7 +349,7 @@ read_one(PGconn *c, ExecStatusType want, store_row *r, char *err, size_t errlen)
 			PQclear(res);
 		}
 	}
-	return ok ? 0 : SAGA_EDB;
+	return ok ? 0 : fenced ? SAGA_ESTATE : SAGA_EDB;
 }
 
 /* Commits every row of b in one transaction. On error the connection is
@@ -347,6 +360,11 @@ commit_rows(PGconn *c, store_batch *b, char *err, size_t errlen)
 	if (PQenterPipelineMode(c) != 1 ||
 	    PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) != 1)
 		goto send_failed;
+	if (b->fence_owner != NULL) {
+		const char *v[3] = { b->fence_shards, b->fence_epochs, b->fence_owner };
+		if (PQsendQueryPrepared(c, "fence", 3, v, NULL, NULL, 0) != 1)
+			goto send_failed;
+	}
 	for (size_t i = 0; i < b->n_rows; i++)
 		if (send_row(c, &b->rows[i]) != 1)
 			goto send_failed;
@@ -355,6 +373,8 @@ commit_rows(PGconn *c, store_batch *b, char *err, size_t errlen)
 		goto send_failed;
 
 	int rv = read_one(c, PGRES_COMMAND_OK, NULL, err, errlen);
+	if (rv == 0 && b->fence_owner != NULL)
+		rv = read_one(c, PGRES_TUPLES_OK, NULL, err, errlen);
 	for (size_t i = 0; rv == 0 && i < b->n_rows; i++) {
 		store_row *r = &b->rows[i];
 		rv = read_one(c, r->insert ? PGRES_TUPLES_OK : PGRES_COMMAND_OK, r, err, errlen);
@@ -579,6 +599,18 @@ writer_main(void *unused)
 				    (t1.tv_nsec - t0.tv_nsec) / 1000;
 				backoff = 50;
 				break;
+			}
+			if (rv == SAGA_ESTATE) {
+				/* Fenced: another sagad owns a shard of this batch
+				 * now (this one was paused or cut off past its
+				 * lease). Nothing of it committed; nothing more may
+				 * be. Stop: a fresh start loads only what it owns. */
+				slog_error(
+				    "writer: %s; this sagad lost a shard to another instance "
+				    "and stops (exit 75) without committing or dispatching "
+				    "anything more",
+				    err);
+				_exit(75);
 			}
 			if (tries % 20 == 0)
 				slog_error("writer: commit of %zu rows failed: %s (retrying)",
@@ -837,19 +869,26 @@ row_to_saga(const PGresult *r, int i, store_saga *s)
 }
 
 int
-store_load_active(
-    PGconn *c, int (*fn)(const store_saga *s, void *arg), void *arg, char *err, size_t errlen)
+store_load_active(PGconn *c, const char *shards, int (*fn)(const store_saga *s, void *arg),
+    void *arg, char *err, size_t errlen)
 {
 	int rv;
 	/* A cursor keeps client memory to one chunk however many sagas
 	 * are unfinished (the 100k-in-flight restart case). */
 	if ((rv = exec_ok(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", err, errlen)) != 0)
 		return rv;
-	if ((rv = exec_ok(c,
-		 "DECLARE active BINARY NO SCROLL CURSOR FOR SELECT " SAGA_COLS
-		 " FROM sagas WHERE state IN (1, 2) ORDER BY created_at",
-		 err, errlen)) != 0)
+	Oid t = OID_INT4_ARR;
+	PGresult *d = PQexecParams(c,
+	    "DECLARE active BINARY NO SCROLL CURSOR FOR SELECT " SAGA_COLS
+	    " FROM sagas WHERE state IN (1, 2) AND shard = ANY($1::int4[]) ORDER BY created_at",
+	    1, &t, &shards, NULL, NULL, 0);
+	if (PQresultStatus(d) != PGRES_COMMAND_OK) {
+		pg_errmsg(c, d, err, errlen);
+		PQclear(d);
+		rv = SAGA_EDB;
 		goto fail;
+	}
+	PQclear(d);
 	for (;;) {
 		PGresult *r =
 		    PQexecParams(c, "FETCH 2000 FROM active", 0, NULL, NULL, NULL, NULL, 1);

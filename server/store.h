@@ -50,6 +50,16 @@ typedef struct store_row {
 typedef struct store_batch {
 	store_row *rows;
 	size_t n_rows, cap_rows;
+	/* The fence (several sagads on one database, docs/SCALING.md): the
+	 * batch commits only if every shard it writes is still owned by
+	 * fence_owner at the epoch given (saga_fence(), which also locks
+	 * them until the commit). Array literals such as "{3,17}" and
+	 * "{5,9}"; fence_owner NULL = no fence. A batch that fails its fence
+	 * is not retried: sagad stops (exit 75), it no longer owns the
+	 * shards its sagas are in. */
+	const char *fence_owner;
+	char fence_shards[64 * 4 + 3];
+	char fence_epochs[64 * 21 + 3];
 	void *user;        /* the engine's post-commit work */
 	int64_t commit_us; /* how long the commit took (for metrics) */
 	struct store_batch *next;
@@ -102,10 +112,11 @@ typedef struct store_saga {
 	const char *error;
 } store_saga;
 
-/* Calls fn for every saga in state RUNNING or COMPENSATING, in creation
- * order, reading in chunks so memory stays bounded. */
-int store_load_active(
-    PGconn *conn, int (*fn)(const store_saga *s, void *arg), void *arg, char *err, size_t errlen);
+/* Calls fn for every saga in state RUNNING or COMPENSATING of the shards
+ * listed in `shards` (an int array literal, "{0,5,7}"), in creation order,
+ * reading in chunks so memory stays bounded. */
+int store_load_active(PGconn *conn, const char *shards, int (*fn)(const store_saga *s, void *arg),
+    void *arg, char *err, size_t errlen);
 
 /* Reads one saga (any state). SAGA_ENOTFOUND if absent. */
 int store_get(PGconn *conn, const uint8_t id[16], int (*fn)(const store_saga *s, void *arg),
