@@ -52,3 +52,20 @@ BEGIN
                              me, held, cardinality(shards));
     END IF;
 END $$;
+
+-- Commands for a saga held by another sagad (cancel, operator actions),
+-- forwarded through the database: the sagad that got the request writes
+-- it here and NOTIFYs saga_commands; the one holding the saga's shard runs
+-- it, writes the response and NOTIFYs saga_command_done.
+CREATE TABLE saga_commands (
+    id          bigserial   PRIMARY KEY,
+    saga_id     uuid        NOT NULL,
+    shard       smallint    NOT NULL,
+    request     bytea       NOT NULL,  -- sagawire.Request
+    response    bytea,                 -- sagawire.Response, once done
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    taken_by    text,                  -- the instance running it
+    taken_at    timestamptz,
+    done_at     timestamptz
+);
+CREATE INDEX saga_commands_pending ON saga_commands (shard, id) WHERE done_at IS NULL;

@@ -541,30 +541,26 @@ engine_call(rpc_req *r, engine_handler h, bool new_work)
 	return rv;
 }
 
-void
+int
 engine_operate_loaded(rpc_req *r, const store_saga *row)
 {
 	pthread_mutex_lock(&E.mu);
 	if (E.closed) {
 		rpc_reply_error(r, SAGA_ECLOSED, "sagad is shutting down");
 		pthread_mutex_unlock(&E.mu);
-		return;
+		return ENGINE_ANSWERED;
 	}
 	eng_saga *s = eng_find(row->id);
 	bool loaded = false;
 	if (s == NULL && E.shards[shd_of(row->id)].state != SHARD_ACTIVE) {
-		rpc_reply_error(r, SAGA_EBUSY,
-		    "saga %02x... is in shard %u, which another sagad instance holds; send the "
-		    "request to it (or again: shards move)",
-		    row->id[0], shd_of(row->id));
 		pthread_mutex_unlock(&E.mu);
-		return;
+		return ENGINE_NOT_HELD; /* another sagad holds its shard */
 	}
 	if (s == NULL) {
 		if (eng_load(row, &s) != 0 || s == NULL) {
 			rpc_reply_error(r, SAGA_EINTERNAL, "cannot take saga back from its row");
 			pthread_mutex_unlock(&E.mu);
-			return;
+			return ENGINE_ANSWERED;
 		}
 		loaded = true;
 	}
@@ -574,6 +570,7 @@ engine_operate_loaded(rpc_req *r, const store_saga *row)
 	}
 	after_event();
 	pthread_mutex_unlock(&E.mu);
+	return ENGINE_ANSWERED;
 }
 
 void

@@ -49,7 +49,10 @@ enum { ENGINE_ANSWERED = 0, ENGINE_NOT_HELD = 1 };
 typedef int (*engine_handler)(rpc_req *r);
 int engine_call(rpc_req *r, engine_handler h, bool new_work);
 
-int engine_start(rpc_req *r);        /* StartRequest */
+int engine_start(rpc_req *r); /* StartRequest; NOT_HELD: unknown definition */
+/* A start whose definition was unknown, after the reader loaded the
+ * definitions another sagad may have registered. */
+int engine_start_refreshed(rpc_req *r);
 int engine_cancel(rpc_req *r);       /* CancelRequest; NOT_HELD */
 int engine_wait(rpc_req *r);         /* WaitRequest; NOT_HELD */
 int engine_operate(rpc_req *r);      /* OperateRequest; NOT_HELD */
@@ -60,8 +63,9 @@ int engine_participants(rpc_req *r); /* ParticipantsRequest */
 struct store_saga;
 
 /* An operator action on a parked saga the engine did not hold, read from
- * its row by a reader: the engine takes it back and acts. */
-void engine_operate_loaded(rpc_req *r, const struct store_saga *row);
+ * its row: the engine takes it back and acts (ENGINE_ANSWERED), unless the
+ * saga's shard is not held here (ENGINE_NOT_HELD, r not answered). */
+int engine_operate_loaded(rpc_req *r, const struct store_saga *row);
 /* A connection closed: its in-flight steps are redelivered elsewhere. */
 void engine_pipe_closed(uint32_t pipe_id, void *unused);
 
@@ -88,8 +92,9 @@ void engine_shard_release(unsigned shard);
  * and (unless force) no step of them is on the wire: 1 = dropped (its
  * lease may be freed), 0 = not yet. */
 int engine_shard_drop(unsigned shard, bool force);
-/* Shards held (claimed, active or releasing). */
+/* Shards held (claimed, active or releasing); the active ones as a mask. */
 size_t engine_shards_held(void);
+uint64_t engine_shards_active_mask(void);
 
 /* Every metric in Prometheus text format (malloc'ed, *len bytes). */
 int engine_metrics(char **out, size_t *len);

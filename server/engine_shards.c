@@ -195,7 +195,7 @@ engine_shard_drop(unsigned shard, bool force)
 	sh->state = SHARD_NONE;
 	sh->n_held = 0;
 	pthread_mutex_unlock(&E.mu);
-	slog_info("shard %u released: %zu saga(s) handed over", shard, n);
+	slog_debug("shard %u released: %zu saga(s) handed over", shard, n);
 	return 1;
 }
 
@@ -208,4 +208,16 @@ engine_shards_held(void)
 		n += E.shards[s].state != SHARD_NONE;
 	pthread_mutex_unlock(&E.mu);
 	return n;
+}
+
+uint64_t
+engine_shards_active_mask(void)
+{
+	uint64_t m = 0;
+	pthread_mutex_lock(&E.mu);
+	for (unsigned s = 0; s < SHD_N; s++)
+		if (E.shards[s].state == SHARD_ACTIVE)
+			m |= 1ULL << s;
+	pthread_mutex_unlock(&E.mu);
+	return m;
 }

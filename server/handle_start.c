@@ -66,8 +66,10 @@ start_existing(rpc_req *r, eng_saga *s, uint32_t wait_ms)
 	s->waiters = w;
 }
 
-int
-engine_start(rpc_req *r)
+/* defer: a definition not known here is looked up in the database first
+ * (another sagad sharing it may have registered it): ENGINE_NOT_HELD. */
+static int
+start(rpc_req *r, bool defer)
 {
 	Sagawire__StartRequest *q = r->req->start;
 	if (q->definition == NULL || *q->definition == '\0') {
@@ -97,6 +99,8 @@ engine_start(rpc_req *r)
 		return ENGINE_ANSWERED;
 	}
 	const defn_saga *def = registry_get(q->definition, q->version);
+	if (def == NULL && defer)
+		return ENGINE_NOT_HELD;
 	if (def == NULL) {
 		if (q->version && registry_get(q->definition, 0))
 			rpc_reply_error(r, SAGA_ENOTFOUND, "saga definition %s has no version %u",
@@ -193,4 +197,16 @@ nomem:
 	eng_saga_free(s);
 	rpc_reply_error(r, SAGA_ENOMEM, "out of memory starting a saga");
 	return ENGINE_ANSWERED;
+}
+
+int
+engine_start(rpc_req *r)
+{
+	return start(r, true);
+}
+
+int
+engine_start_refreshed(rpc_req *r)
+{
+	return start(r, false);
 }

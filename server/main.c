@@ -21,6 +21,7 @@
 
 #include "config.h"
 #include "engine.h"
+#include "forward.h"
 #include "http.h"
 #include "log.h"
 #include "migrate.h"
@@ -216,6 +217,10 @@ main(int argc, char **argv)
 		slog_error("shards: %s", err);
 		goto out_readers;
 	}
+	if ((rv = fwd_start(&c, conninfo, err, sizeof(err))) != 0) {
+		slog_error("%s", err);
+		goto out_readers;
+	}
 	if ((rv = reader_start(&c, conninfo, err, sizeof(err))) != 0) {
 		slog_error("readers: %s", err);
 		goto out_readers;
@@ -236,6 +241,7 @@ main(int argc, char **argv)
 	/* Everything is committed: hand the shards over now, so that the
 	 * other instances do not wait for the leases to expire. */
 	shd_stop();
+	fwd_stop();
 	http_stop();
 	pthread_join(sigthr, NULL);
 	slog_info("stopped");
@@ -244,8 +250,9 @@ out_rpc:
 	/* Readers before the endpoint: one may be storing a register with its
 	 * request in hand, and rpc_close frees every request. A reader
 	 * finishes what it is doing and answers; what is queued is refused. */
-	reader_stop();
 	shd_stop(); /* done already after a normal stop */
+	fwd_stop();
+	reader_stop();
 	if (rv == 0) {
 		pthread_t wd;
 		g_cfg = &c;
@@ -257,8 +264,9 @@ out_rpc:
 	engine_fini();
 	goto out;
 out_readers:
-	reader_stop();
 	shd_stop();
+	fwd_stop();
+	reader_stop();
 	engine_fini();
 out:
 	if (embedded)

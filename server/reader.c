@@ -43,6 +43,7 @@ static struct {
 
 typedef struct get_ctx {
 	rpc_req *req;
+	PGconn *conn; /* to load a definition registered by another sagad */
 	int rv;
 	bool summary_only;
 	Sagawire__SagaInfo info;
@@ -61,6 +62,12 @@ build_info(const store_saga *s, get_ctx *g)
 	sagawire__saga_info__init(&g->info);
 	wire_uuid_format(s->id, g->ids);
 	g->def = registry_get(s->definition, s->version);
+	if (g->def == NULL && g->conn != NULL) {
+		/* Registered by another sagad sharing the database. */
+		char err[256];
+		if (store_load_definitions(g->conn, err, sizeof(err)) == 0)
+			g->def = registry_get(s->definition, s->version);
+	}
 	int err = 0;
 	g->stored = (Sagawire__StoredSteps *)wire_unpack(
 	    &sagawire__stored_steps__descriptor, s->steps, s->steps_len, 0, &err);
@@ -162,7 +169,7 @@ reader_get(PGconn *c, rpc_req *r)
 		return;
 	}
 	char err[512] = "";
-	get_ctx g = { .req = r };
+	get_ctx g = { .req = r, .conn = c };
 	int rv = store_get(c, id, get_cb, &g, err, sizeof(err));
 	if (g.req == NULL)
 		return;
@@ -174,92 +181,13 @@ reader_get(PGconn *c, rpc_req *r)
 		rpc_reply_error(r, rv, "cannot read saga %s: %s", sid, cm_strerror(rv));
 }
 
-typedef struct state_ctx {
-	int state;
-	char error[1024];
-} state_ctx;
-
-static int
-state_cb(const store_saga *s, void *arg)
+void
+reader_start_unknown(PGconn *c, rpc_req *r)
 {
-	state_ctx *st = arg;
-	st->state = s->state;
-	snprintf(st->error, sizeof(st->error), "%s", s->error ? s->error : "");
-	return 0;
-}
-
-/* Reads the stored state of saga sid (already checked to parse) into st.
- * Returns 0, or replies to r with the error (not found, database) and
- * returns nonzero. */
-static int
-read_state(PGconn *c, rpc_req *r, const char *sid, state_ctx *st)
-{
-	uint8_t id[16];
 	char err[512] = "";
-	wire_uuid_parse(sid, id);
-	int rv = store_get(c, id, state_cb, st, err, sizeof(err));
-	if (rv == SAGA_ENOTFOUND)
-		rpc_reply_error(r, SAGA_ENOTFOUND, "no saga %s", sid);
-	else if (rv != 0)
-		rpc_reply_error(r, rv, "cannot read saga %s: %s", sid, err);
-	return rv;
-}
-
-void
-reader_wait_check(PGconn *c, rpc_req *r)
-{
-	state_ctx st = { 0 };
-	if (read_state(c, r, r->req->wait->saga_id, &st) != 0)
-		return;
-	Sagawire__WaitResponse wr = SAGAWIRE__WAIT_RESPONSE__INIT;
-	wr.state = (Sagawire__SagaState)st.state;
-	wr.error = st.error;
-	Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
-	resp.body_case = SAGAWIRE__RESPONSE__BODY_WAIT;
-	resp.wait = &wr;
-	rpc_reply(r, &resp);
-}
-
-void
-reader_cancel_check(PGconn *c, rpc_req *r)
-{
-	const char *sid = r->req->cancel->saga_id;
-	state_ctx st = { 0 };
-	if (read_state(c, r, sid, &st) != 0)
-		return;
-	rpc_reply_error(r, SAGA_ESTATE, "saga %s is already %s: nothing to cancel", sid,
-	    cm_saga_state_name((int)st.state));
-}
-
-/* An operator action on a saga not in the engine's memory: only a parked
- * (failed) saga can be acted on; the engine takes it back from its row. */
-static int
-operate_cb(const store_saga *s, void *arg)
-{
-	rpc_req *r = arg;
-	const char *sid = r->req->operate->saga_id;
-	if (s->state != SAGAWIRE__SAGA_STATE__SAGA_FAILED) {
-		rpc_reply_error(r, SAGA_ESTATE,
-		    "saga %s is %s: only a running or parked (failed) saga can be operated on", sid,
-		    cm_saga_state_name((int)s->state));
-		return 0;
-	}
-	engine_operate_loaded(r, s);
-	return 0;
-}
-
-void
-reader_operate_load(PGconn *c, rpc_req *r)
-{
-	const char *sid = r->req->operate->saga_id;
-	uint8_t id[16];
-	char err[512] = "";
-	wire_uuid_parse(sid, id);
-	int rv = store_get(c, id, operate_cb, r, err, sizeof(err));
-	if (rv == SAGA_ENOTFOUND)
-		rpc_reply_error(r, SAGA_ENOTFOUND, "no saga %s", sid);
-	else if (rv != 0)
-		rpc_reply_error(r, rv, "cannot read saga %s: %s", sid, err);
+	if (store_load_definitions(c, err, sizeof(err)) != 0)
+		slog_warn("loading definitions for a start: %s", err);
+	engine_call(r, engine_start_refreshed, true);
 }
 
 /* ---- list ------------------------------------------------------------------ */
@@ -588,6 +516,10 @@ reader_describe(PGconn *c, rpc_req *r)
 		rpc_reply_error(r, SAGA_EINVAL, "describe: a version needs a definition");
 		goto done;
 	}
+	/* What another sagad sharing the database registered, too. */
+	char lerr[256];
+	if (store_load_definitions(c, lerr, sizeof(lerr)) != 0)
+		slog_warn("describe: loading definitions: %s", lerr);
 	n = registry_list(name, defs, DESCRIBE_MAX);
 	if (n > DESCRIBE_MAX)
 		n = DESCRIBE_MAX;

@@ -28,12 +28,10 @@ void reader_get(PGconn *c, rpc_req *r);
 void reader_list(PGconn *c, rpc_req *r);
 void reader_describe(PGconn *c, rpc_req *r);
 void reader_register(PGconn *c, rpc_req *r);
-/* Requests the engine did not hold the saga for (ENGINE_NOT_HELD): */
-/* a cancel: answered with the stored state (SAGA_ESTATE) or SAGA_ENOTFOUND; */
-void reader_cancel_check(PGconn *c, rpc_req *r);
-/* a wait: answered with its stored (final) state, or SAGA_ENOTFOUND; */
-void reader_wait_check(PGconn *c, rpc_req *r);
-/* an operator action: a parked saga is handed to engine_operate_loaded(). */
-void reader_operate_load(PGconn *c, rpc_req *r);
+/* A start of a definition the engine does not know (ENGINE_NOT_HELD): the
+ * definitions registered meanwhile (by another sagad) are loaded, and the
+ * start goes back to the engine. (Requests about sagas the engine does not
+ * hold are forward.c's, also run on reader threads.) */
+void reader_start_unknown(PGconn *c, rpc_req *r);
 
 #endif

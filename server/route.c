@@ -4,6 +4,7 @@
 #include <stddef.h>
 
 #include "engine.h"
+#include "forward.h"
 #include "reader.h"
 #include "saga_base.h"
 
@@ -23,15 +24,15 @@ typedef struct route_entry {
 } route_entry;
 
 static const route_entry table[] = {
-	[B(START)] = { .engine = engine_start, .flags = REFUSE_DRAINING | NEW_WORK },
+	[B(START)] = { .engine = engine_start,
+	    .not_held = reader_start_unknown,
+	    .flags = REFUSE_DRAINING | NEW_WORK },
 	[B(CANCEL)] = { .engine = engine_cancel,
-	    .not_held = reader_cancel_check,
+	    .not_held = fwd_cancel_check,
 	    .flags = REFUSE_DRAINING },
-	[B(WAIT)] = { .engine = engine_wait,
-	    .not_held = reader_wait_check,
-	    .flags = REFUSE_DRAINING },
+	[B(WAIT)] = { .engine = engine_wait, .not_held = fwd_wait_check, .flags = REFUSE_DRAINING },
 	[B(OPERATE)] = { .engine = engine_operate,
-	    .not_held = reader_operate_load,
+	    .not_held = fwd_operate_load,
 	    .flags = REFUSE_DRAINING },
 	[B(PARTICIPANTS)] = { .engine = engine_participants, .flags = REFUSE_DRAINING },
 	[B(POLL)] = { .engine = engine_poll, .flags = REFUSE_DRAINING },

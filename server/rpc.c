@@ -200,6 +200,10 @@ rpc_reply_msg(rpc_req *r, nng_msg *m)
 	slot *s = r->slot;
 	wire_free(r->req ? &r->req->base : NULL);
 	r->req = NULL;
+	if (r->reply_fn != NULL) {
+		r->reply_fn(r, m);
+		return;
+	}
 	if (m == NULL) {
 		/* Cannot answer (out of memory): the caller's REQ times out
 		 * and resends. Recycle the context by closing nothing. */

@@ -26,8 +26,13 @@ struct nng_msg;
 typedef struct rpc_req {
 	Sagawire__Request *req; /* decoded request (owned; freed on reply) */
 	uint32_t pipe_id;       /* the connection it came on */
+	bool forwarded;         /* from another sagad through the database (forward.c) */
 	/* private */
 	void *slot;
+	/* A request made here, not received (forward.c): the reply goes to
+	 * reply_fn (which owns the message, NULL when it could not be built)
+	 * instead of the network. */
+	void (*reply_fn)(struct rpc_req *r, struct nng_msg *m);
 } rpc_req;
 
 typedef void (*rpc_pipe_fn)(uint32_t pipe_id, void *arg);

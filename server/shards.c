@@ -2,6 +2,7 @@
 #include "shards.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -31,14 +32,14 @@ static struct {
 	pthread_t thread;
 	bool running;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
 	bool stop;
+	int wake[2]; /* a pipe: wakes the thread to stop */
 	/* The lease thread's own view (only it touches these). */
 	bool owned[SHD_N];
 	int64_t epoch[SHD_N];
 	int64_t releasing_since[SHD_N]; /* 0 = not being released */
 	int live;                       /* instances seen at the last tick */
-} S = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+} S = { .mu = PTHREAD_MUTEX_INITIALIZER, .wake = { -1, -1 } };
 
 const char *
 shd_instance_id(void)
@@ -104,7 +105,21 @@ ensure_conn(char *err, size_t errlen)
 		return 0;
 	PQfinish(S.c);
 	S.c = store_connect(S.conninfo, "sagad-shards", err, errlen);
-	return S.c != NULL ? 0 : SAGA_EDB;
+	if (S.c == NULL)
+		return SAGA_EDB;
+	/* Definitions another sagad registers are loaded at once (and at
+	 * every tick, should a notification be missed). */
+	PGresult *r = PQexec(S.c, "LISTEN saga_definitions");
+	int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	if (!ok)
+		pg_err(r, err, errlen);
+	PQclear(r);
+	if (!ok) {
+		PQfinish(S.c);
+		S.c = NULL;
+		return SAGA_EDB;
+	}
+	return 0;
 }
 
 static void
@@ -231,7 +246,9 @@ claim(size_t k, char *err, size_t errlen)
 	/* The claim bumped each epoch after any batch of the previous owner
 	 * ended (its fence holds the rows): what is read now is final. */
 	int64_t l0 = wire_mono_ms();
-	int rv = store_load_active(S.c, list, load_cb, NULL, err, errlen);
+	int rv = store_load_definitions(S.c, err, errlen);
+	if (rv == 0)
+		rv = store_load_active(S.c, list, load_cb, NULL, err, errlen);
 	if (rv != 0) {
 		/* Give them back whole rather than hold half-loaded shards;
 		 * they are claimed again at a later tick. */
@@ -344,9 +361,32 @@ tick(char *err, size_t errlen)
 	if ((rv = ensure_conn(err, errlen)) != 0)
 		return rv;
 	if ((rv = renew(err, errlen)) != 0 || (rv = heartbeat(err, errlen)) != 0 ||
+	    (rv = store_load_definitions(S.c, err, errlen)) != 0 ||
 	    (rv = balance(err, errlen)) != 0)
 		drop_conn();
 	return rv;
+}
+
+/* Waits until the next tick is due (true), or a notification came, or a
+ * stop was asked (false). */
+static bool
+wait_tick(int64_t due_ms, bool *notified)
+{
+	struct pollfd fds[2] = { { .fd = S.wake[0], .events = POLLIN },
+		{ .fd = S.c != NULL ? PQsocket(S.c) : -1, .events = POLLIN } };
+	int64_t left = due_ms - wire_mono_ms();
+	if (left > 0 && poll(fds, 2, (int)left) > 0) {
+		if (fds[1].revents != 0 && S.c != NULL) {
+			PQconsumeInput(S.c);
+			PGnotify *n;
+			while ((n = PQnotifies(S.c)) != NULL) {
+				*notified = true;
+				PQfreemem(n);
+			}
+		}
+		return false;
+	}
+	return true;
 }
 
 static void *
@@ -355,21 +395,20 @@ shards_main(void *arg)
 	(void)arg;
 	char err[512];
 	int fails = 0;
-	pthread_mutex_lock(&S.mu);
-	while (!S.stop) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		int64_t wait = S.cfg->lease_ms / 4;
-		ts.tv_sec += wait / 1000;
-		ts.tv_nsec += (wait % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&S.cv, &S.mu, &ts);
-		if (S.stop)
-			break;
+	int64_t due = wire_mono_ms() + S.cfg->lease_ms / 4;
+	for (;;) {
+		bool notified = false;
+		bool now = wait_tick(due, &notified);
+		pthread_mutex_lock(&S.mu);
+		bool stop = S.stop;
 		pthread_mutex_unlock(&S.mu);
+		if (stop)
+			break;
+		if (notified && store_load_definitions(S.c, err, sizeof(err)) != 0)
+			slog_error("loading definitions registered elsewhere: %s", err);
+		if (!now)
+			continue;
+		due = wire_mono_ms() + S.cfg->lease_ms / 4;
 		if (tick(err, sizeof(err)) != 0) {
 			if (fails++ % 8 == 0)
 				slog_error(
@@ -379,9 +418,7 @@ shards_main(void *arg)
 		} else {
 			fails = 0;
 		}
-		pthread_mutex_lock(&S.mu);
 	}
-	pthread_mutex_unlock(&S.mu);
 	return NULL;
 }
 
@@ -420,7 +457,7 @@ shd_start(const cfg *c, const char *conninfo, char *err, size_t errlen)
 		return rv;
 	slog_info("instance %s holds %zu of %d shards (%d instance(s) live; lease %u ms)", S.id,
 	    n_owned(), SHD_N, S.live, c->lease_ms);
-	if (pthread_create(&S.thread, NULL, shards_main, NULL) != 0) {
+	if (pipe(S.wake) != 0 || pthread_create(&S.thread, NULL, shards_main, NULL) != 0) {
 		snprintf(err, errlen, "cannot start the shard lease thread");
 		return SAGA_ENOMEM;
 	}
@@ -434,10 +471,14 @@ shd_stop(void)
 	if (S.running) {
 		pthread_mutex_lock(&S.mu);
 		S.stop = true;
-		pthread_cond_signal(&S.cv);
 		pthread_mutex_unlock(&S.mu);
+		ssize_t w = write(S.wake[1], "x", 1);
+		(void)w;
 		pthread_join(S.thread, NULL);
 		S.running = false;
+		close(S.wake[0]);
+		close(S.wake[1]);
+		S.wake[0] = S.wake[1] = -1;
 	}
 	/* Hand every shard over now rather than at the lease's expiry: the
 	 * engine has committed everything it will. */

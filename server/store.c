@@ -694,9 +694,49 @@ store_writer_stop(void)
 int
 store_load_definitions(PGconn *c, char *err, size_t errlen)
 {
-	PGresult *r = PQexecParams(c,
-	    "SELECT name, version, descriptor_set FROM saga_definitions ORDER BY name, version", 0,
-	    NULL, NULL, NULL, NULL, 1);
+	/* Which versions are not in memory yet (all of them at start; those
+	 * another sagad registered, later). */
+	PGresult *r = PQexecParams(
+	    c, "SELECT name, version FROM saga_definitions", 0, NULL, NULL, NULL, NULL, 1);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		pg_errmsg(c, r, err, errlen);
+		PQclear(r);
+		return SAGA_EDB;
+	}
+	pgarr names, versions;
+	size_t missing = 0;
+	for (int i = 0; i < PQntuples(r); i++)
+		if (registry_get(PQgetvalue(r, i, 0), get32(PQgetvalue(r, i, 1))) == NULL)
+			missing++;
+	if (missing == 0) {
+		PQclear(r);
+		return 0;
+	}
+	arr_begin(&names, OID_TEXT, missing);
+	arr_begin(&versions, OID_INT4, missing);
+	for (int i = 0; i < PQntuples(r); i++) {
+		if (registry_get(PQgetvalue(r, i, 0), get32(PQgetvalue(r, i, 1))) != NULL)
+			continue;
+		arr_add_str(&names, PQgetvalue(r, i, 0));
+		arr_add(&versions, PQgetvalue(r, i, 1), 4);
+	}
+	PQclear(r);
+	if (names.failed || versions.failed) {
+		arr_free(&names);
+		arr_free(&versions);
+		snprintf(err, errlen, "out of memory listing definitions");
+		return SAGA_ENOMEM;
+	}
+	Oid types[2] = { OID_TEXT_ARR, OID_INT4_ARR };
+	const char *vals[2] = { names.buf, versions.buf };
+	int lens[2] = { (int)names.len, (int)versions.len }, fmts[2] = { 1, 1 };
+	r = PQexecParams(c,
+	    "SELECT d.name, d.version, d.descriptor_set FROM saga_definitions d"
+	    " JOIN unnest($1::text[], $2::int4[]) AS x(name, version)"
+	    " ON d.name = x.name AND d.version = x.version ORDER BY d.name, d.version",
+	    2, types, vals, lens, fmts, 1);
+	arr_free(&names);
+	arr_free(&versions);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		pg_errmsg(c, r, err, errlen);
 		PQclear(r);
@@ -716,8 +756,17 @@ store_load_definitions(PGconn *c, char *err, size_t errlen)
 			break;
 		}
 		d->version = version;
+		/* Another thread of this sagad may have added it meanwhile. */
+		if (registry_get(name, version) != NULL) {
+			defn_free(d);
+			continue;
+		}
 		if ((rv = registry_add(d)) != 0) {
 			defn_free(d);
+			if (rv == SAGA_EEXIST) {
+				rv = 0;
+				continue;
+			}
 			snprintf(err, errlen, "cannot add definition %s version %u", name, version);
 			break;
 		}
@@ -817,6 +866,10 @@ store_register(PGconn *c, const uint8_t *set, size_t set_len, defn_saga **defs, 
 		}
 		PQclear(r);
 	}
+	/* The other sagads sharing the database load the new versions at
+	 * once (shards.c listens). */
+	if ((rv = exec_ok(c, "NOTIFY saga_definitions", err, errlen)) != 0)
+		goto fail;
 	if ((rv = exec_ok(c, "COMMIT", err, errlen)) != 0)
 		goto fail_nr;
 	for (size_t i = 0; i < n; i++) {

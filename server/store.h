@@ -86,7 +86,8 @@ void store_writer_stop(void);
  * a message in err on failure. */
 PGconn *store_connect(const char *conninfo, const char *app, char *err, size_t errlen);
 
-/* Loads every stored definition into the registry. */
+/* Loads every stored definition version the registry does not hold yet
+ * (all at start; later, those another sagad registered). */
 int store_load_definitions(PGconn *conn, char *err, size_t errlen);
 
 /* Registers parsed definitions (takes ownership of defs[i] on success:
