@@ -219,6 +219,8 @@ pump(relay_part *p)
 				    "step",
 				    p->name);
 			breaker_dispatched(&p->brk, n);
+			slog_debug(
+			    "participant %s: %u step(s) sent on connection %u", p->name, n, pp->id);
 			rpc_reply(poll, &resp_msg);
 			fp_kill(FP_AFTER_DISPATCH);
 		}

@@ -287,8 +287,10 @@ release(unsigned s, char *err, size_t errlen)
 	return 0;
 }
 
-/* The fair share: every live instance gets 64/live shards, rounded up;
- * an instance above it gives shards back when another is below. */
+/* The fair share: every live instance claims up to 64/live shards,
+ * rounded up; when one holds fewer than 64/live rounded down and none is
+ * free, those holding more than that give the excess back. So three
+ * instances settle at 22/21/21 (or 22/22/20 on the way). */
 static int
 balance(char *err, size_t errlen)
 {
@@ -322,23 +324,27 @@ balance(char *err, size_t errlen)
 			return rv;
 		held = n_owned();
 	}
-	/* Too many, and someone waits for shards no one has left free: give
-	 * back the excess, highest numbers first. */
+	/* Someone waits for shards no one has left free: give back what is
+	 * above the floor, highest numbers first. */
 	size_t releasing = 0;
 	for (unsigned s = 0; s < SHD_N; s++)
 		releasing += S.releasing_since[s] != 0;
-	if (needy && free_shards == 0 && held > (size_t)fair + releasing) {
-		size_t excess = held - (size_t)fair - releasing;
+	if (needy && free_shards == 0 && held > (size_t)floor_share + releasing) {
+		size_t excess = held - (size_t)floor_share - releasing, n = 0;
+		char list[SHD_N * 4 + 3];
+		size_t a = (size_t)snprintf(list, sizeof(list), "{");
 		for (int s = SHD_N - 1; s >= 0 && excess > 0; s--) {
 			if (!S.owned[s] || S.releasing_since[s] != 0)
 				continue;
 			S.releasing_since[s] = wire_mono_ms();
 			engine_shard_release((unsigned)s);
 			excess--;
-			slog_info(
-			    "shard %d: handing over (%zu held, fair share %d of %d instances)", s,
-			    held, fair, live);
+			a +=
+			    (size_t)snprintf(list + a, sizeof(list) - a, "%s%d", n++ ? "," : "", s);
 		}
+		snprintf(list + a, sizeof(list) - a, "}");
+		slog_info("handing %zu shard(s) %s over: %zu held, fair share %d of %d instance(s)",
+		    n, list, held, fair, live);
 	}
 	/* Hand over the shards whose sagas the engine has let go. */
 	for (unsigned s = 0; s < SHD_N; s++) {

@@ -592,12 +592,18 @@ writer_main(void *unused)
 			}
 			struct timespec t0, t1;
 			clock_gettime(CLOCK_MONOTONIC, &t0);
+			if (b->fence_owner != NULL)
+				slog_debug("writer: committing %zu saga(s), fenced on shards %s at "
+					   "epochs %s",
+				    b->n_rows, b->fence_shards, b->fence_epochs);
 			int rv = commit_batch(c, b, err, sizeof(err));
 			clock_gettime(CLOCK_MONOTONIC, &t1);
 			if (rv == 0) {
 				b->commit_us = (t1.tv_sec - t0.tv_sec) * 1000000LL +
 				    (t1.tv_nsec - t0.tv_nsec) / 1000;
 				backoff = 50;
+				slog_debug("writer: committed %zu saga(s) in %lld us", b->n_rows,
+				    (long long)b->commit_us);
 				break;
 			}
 			if (rv == SAGA_ESTATE) {

@@ -36,6 +36,11 @@ struct ths {
 	char part_inst[MAX_PARTS][64];
 	saga_client *client;
 	char postmaster_pidfile[700]; /* embedded PostgreSQL to kill on failure */
+	/* instances 1.. of several sagads on one database */
+	pid_t nsagad[THS_MAX_SAGADS];
+	char nurl[THS_MAX_SAGADS][64];
+	char nlog[THS_MAX_SAGADS][620];
+	char urls[THS_MAX_SAGADS * 64 + 8];
 };
 
 /* Every world made in this run is listed in the registry (one line: its
@@ -106,6 +111,12 @@ report_world(const char *dir, const char *name)
 	fprintf(stderr, "\n==== %s failed; its files are kept in %s ====\n", name, dir);
 	snprintf(p, sizeof(p), "%s/sagad.log", dir);
 	print_tail("sagad log", p, 80);
+	for (int i = 1; i < THS_MAX_SAGADS; i++) {
+		struct stat sb;
+		snprintf(p, sizeof(p), "%s/sagad-%d.log", dir, i);
+		if (stat(p, &sb) == 0)
+			print_tail("sagad log", p, 40);
+	}
 	snprintf(p, sizeof(p), "%s/participants", dir);
 	if ((names = th_read_file(p, NULL)) != NULL) {
 		for (char *n = strtok_r(names, "\n", &save); n != NULL;
@@ -208,6 +219,11 @@ ths_new_ok(th_pg *pg, const char *dbname)
 	t->dir = th_tmpdir();
 	ck_assert_msg(t->dir != NULL, "th_tmpdir failed");
 	snprintf(t->url, sizeof(t->url), "tcp://127.0.0.1:%d", free_port());
+	for (int i = 1; i < THS_MAX_SAGADS; i++) {
+		t->nsagad[i] = -1;
+		snprintf(t->nurl[i], sizeof(t->nurl[i]), "tcp://127.0.0.1:%d", free_port());
+		snprintf(t->nlog[i], sizeof(t->nlog[i]), "%s/sagad-%d.log", t->dir, i);
+	}
 	snprintf(t->journal, sizeof(t->journal), "%s/journal", t->dir);
 	snprintf(t->sagad_log, sizeof(t->sagad_log), "%s/sagad.log", t->dir);
 	if (pg != NULL) {
@@ -235,6 +251,12 @@ ths_free(ths *t)
 			(void)th_stop(t->parts[i]);
 	if (t->sagad > 0)
 		(void)th_stop(t->sagad);
+	for (int i = 1; i < THS_MAX_SAGADS; i++) {
+		if (t->nsagad[i] > 0) {
+			kill(t->nsagad[i], SIGCONT);
+			(void)th_stop(t->nsagad[i]);
+		}
+	}
 	kill_postmaster(t->postmaster_pidfile);
 	th_rm_rf(t->dir);
 	free(t->dir);
@@ -423,6 +445,160 @@ ths_sagad_wait_exit(ths *t, int timeout_ms, int *status)
 		*status = st;
 	t->sagad = -1;
 	return 0;
+}
+
+/* ---- several sagads ------------------------------------------------------ */
+
+static void
+check_instance(int i)
+{
+	ck_assert_msg(i >= 0 && i < THS_MAX_SAGADS, "no sagad instance %d", i);
+}
+
+/* Waits until the sagad at url answers a list. */
+static int
+wait_url_ready(const char *url, pid_t pid, int timeout_ms)
+{
+	saga_client *c = NULL;
+	long long deadline = th_now_ms() + timeout_ms;
+	int rv = -1;
+	if (saga_client_new(url, &c) != SAGA_OK)
+		return -1;
+	saga_client_set_timeout(c, 1000);
+	for (;;) {
+		saga_list_filter f;
+		saga_list *l = NULL;
+		memset(&f, 0, sizeof(f));
+		f.limit = 1;
+		if (saga_client_list(c, &f, &l) == SAGA_OK) {
+			saga_list_free(l);
+			rv = 0;
+			break;
+		}
+		if (pid > 0 && th_wait_exit(pid, 0, NULL) == 0) {
+			fprintf(stderr, "ths: sagad at %s exited during start-up\n", url);
+			break;
+		}
+		if (th_now_ms() >= deadline) {
+			fprintf(stderr, "ths: sagad at %s did not answer within %d ms\n", url,
+			    timeout_ms);
+			break;
+		}
+		sleep_ms(20);
+	}
+	saga_client_free(c);
+	return rv;
+}
+
+void
+ths_sagad_n_start_ok(ths *t, int i, const char *const extra[])
+{
+	check_instance(i);
+	char id[16];
+	snprintf(id, sizeof(id), "inst%d", i);
+	const char *args[64];
+	size_t n = 0;
+	args[n++] = "--instance-id";
+	args[n++] = id;
+	for (size_t k = 0; extra != NULL && extra[k] != NULL && n < 40; k++)
+		args[n++] = extra[k];
+	args[n] = NULL;
+	if (i == 0) {
+		ths_sagad_start_ok(t, args);
+		return;
+	}
+	ck_assert_msg(t->nsagad[i] <= 0, "sagad %d is already running", i);
+	const char *argv[64];
+	size_t k = 0;
+	argv[k++] = ths_env_ok("SAGAD_BIN");
+	if (geteuid() == 0)
+		argv[k++] = "--allow-root";
+	argv[k++] = "--db";
+	argv[k++] = t->conninfo;
+	argv[k++] = "--listen";
+	argv[k++] = t->nurl[i];
+	argv[k++] = "--log-level";
+	argv[k++] = "debug";
+	for (size_t a = 0; args[a] != NULL && k < 63; a++)
+		argv[k++] = args[a];
+	argv[k] = NULL;
+	FILE *f = fopen(t->nlog[i], "a");
+	if (f != NULL) {
+		fprintf(f, "==== ths: sagad %d start ====\n", i);
+		fclose(f);
+	}
+	t->nsagad[i] = th_spawn(argv, NULL, t->nlog[i]);
+	ck_assert_msg(t->nsagad[i] > 0, "cannot start sagad %d", i);
+	ck_assert_msg(wait_url_ready(t->nurl[i], t->nsagad[i], 30000) == 0,
+	    "sagad %d did not come up (log: %s)", i, t->nlog[i]);
+}
+
+int
+ths_sagad_n_signal(ths *t, int i, int sig)
+{
+	check_instance(i);
+	if (i == 0 && sig != SIGSTOP && sig != SIGCONT)
+		return ths_sagad_signal(t, sig);
+	pid_t pid = i == 0 ? t->sagad : t->nsagad[i];
+	if (pid <= 0)
+		return -1;
+	kill(pid, sig);
+	if (sig == SIGSTOP || sig == SIGCONT)
+		return 0;
+	int st = -1;
+	if (th_wait_exit(pid, 10000, &st) != 0) {
+		kill(pid, SIGKILL);
+		(void)th_wait_exit(pid, 5000, &st);
+		st = -1;
+	}
+	t->nsagad[i] = -1;
+	return st;
+}
+
+int
+ths_sagad_n_wait_exit(ths *t, int i, int timeout_ms, int *status)
+{
+	check_instance(i);
+	if (i == 0)
+		return ths_sagad_wait_exit(t, timeout_ms, status);
+	if (t->nsagad[i] <= 0)
+		return -1;
+	int st = -1;
+	if (th_wait_exit(t->nsagad[i], timeout_ms, &st) != 0)
+		return -1;
+	if (status != NULL)
+		*status = st;
+	t->nsagad[i] = -1;
+	return 0;
+}
+
+pid_t
+ths_sagad_n_pid(const ths *t, int i)
+{
+	return i == 0 ? t->sagad : (i > 0 && i < THS_MAX_SAGADS ? t->nsagad[i] : -1);
+}
+
+const char *
+ths_sagad_n_url(const ths *t, int i)
+{
+	return i == 0 ? t->url : (i > 0 && i < THS_MAX_SAGADS ? t->nurl[i] : "");
+}
+
+const char *
+ths_sagad_n_log(const ths *t, int i)
+{
+	return i == 0 ? t->sagad_log : (i > 0 && i < THS_MAX_SAGADS ? t->nlog[i] : "");
+}
+
+const char *
+ths_urls(ths *t, int n)
+{
+	size_t a = 0;
+	t->urls[0] = '\0';
+	for (int i = 0; i < n && i < THS_MAX_SAGADS; i++)
+		a += (size_t)snprintf(
+		    t->urls + a, sizeof(t->urls) - a, "%s%s", i ? "," : "", ths_sagad_n_url(t, i));
+	return t->urls;
 }
 
 /* ---- participants ------------------------------------------------------- */

@@ -107,6 +107,30 @@ const saga_step_info *ths_step_ok(const saga_info *info, const char *name);
 void ths_wait_step_state_ok(
     ths *t, const char *saga_id, const char *step, saga_step_state st, int timeout_ms);
 
+/* ---- several sagads on the world's database (docs/SCALING.md) ----------- */
+
+#define THS_MAX_SAGADS 4
+
+/* Instance 0 is the world's own sagad (ths_sagad_start_ok, ths_url);
+ * instances 1..THS_MAX_SAGADS-1 listen on ports of their own and log to
+ * <dir>/sagad-<i>.log. Every instance i gets --instance-id inst<i> (kept
+ * across its restarts), then the standard arguments and extra. Waits up to
+ * 30 s until it answers. */
+void ths_sagad_n_start_ok(ths *t, int i, const char *const extra[]);
+/* Sends sig to instance i; for a signal that ends it, waits for it to exit
+ * (10 s, then SIGKILL) and returns the waitpid status; for SIGSTOP and
+ * SIGCONT returns 0 at once. */
+int ths_sagad_n_signal(ths *t, int i, int sig);
+/* 0 if instance i has exited (*status gets the waitpid status), -1 if it
+ * still runs after timeout_ms. */
+int ths_sagad_n_wait_exit(ths *t, int i, int timeout_ms, int *status);
+pid_t ths_sagad_n_pid(const ths *t, int i);
+const char *ths_sagad_n_url(const ths *t, int i);
+const char *ths_sagad_n_log(const ths *t, int i);
+/* The URLs of instances 0..n-1, comma-separated (for clients and workers
+ * that serve them all). */
+const char *ths_urls(ths *t, int n);
+
 /* ---- the participants' journal (see test_participant.c) ------------------ */
 
 #define THS_MAX_DEPS 8
