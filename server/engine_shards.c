@@ -52,6 +52,12 @@ int
 eng_may_dispatch(const dsp_item *it)
 {
 	eng_shard *sh = &E.shards[shd_of(it->id)];
+	if (sh->state == SHARD_LOADING) {
+		/* Its sagas are being loaded: what they owe goes out once the
+		 * shard is ready (engine_shard_ready). */
+		hold(sh, it);
+		return 0;
+	}
 	if (sh->state != SHARD_ACTIVE)
 		return -1;
 	if (wire_mono_ms() >= sh->valid_until_ms) {
@@ -62,6 +68,23 @@ eng_may_dispatch(const dsp_item *it)
 		return 0;
 	}
 	return 1;
+}
+
+/* Queues what was held in sh again; true if anything was. */
+static bool
+requeue_held(eng_shard *sh)
+{
+	bool any = false;
+	for (size_t k = 0; k < sh->n_held; k++) {
+		const dsp_item *it = &sh->held[k];
+		eng_saga *s = eng_find(it->id);
+		if (s == NULL || it->step >= s->sm->def->n_steps)
+			continue;
+		dsp_queue(s->sm->def->steps[it->step].participant, it);
+		any = true;
+	}
+	sh->n_held = 0;
+	return any;
 }
 
 void
@@ -100,8 +123,11 @@ engine_shard_ready(unsigned shard)
 {
 	pthread_mutex_lock(&E.mu);
 	eng_shard *sh = &E.shards[shard % SHD_N];
-	if (sh->state == SHARD_LOADING)
+	if (sh->state == SHARD_LOADING) {
 		sh->state = SHARD_ACTIVE;
+		if (requeue_held(sh))
+			dsp_pump_all();
+	}
 	/* Loading may have changed sagas (recovery gives up the actions of a
 	 * compensating saga, or moves one on): write them. */
 	eng_maybe_submit();
@@ -116,15 +142,8 @@ engine_shards_valid(const unsigned *shards, size_t n, int64_t valid_until_ms)
 	for (size_t i = 0; i < n; i++) {
 		eng_shard *sh = &E.shards[shards[i] % SHD_N];
 		sh->valid_until_ms = valid_until_ms;
-		for (size_t k = 0; k < sh->n_held; k++) {
-			const dsp_item *it = &sh->held[k];
-			eng_saga *s = eng_find(it->id);
-			if (s == NULL || it->step >= s->sm->def->n_steps)
-				continue;
-			dsp_queue(s->sm->def->steps[it->step].participant, it);
-			requeued = true;
-		}
-		sh->n_held = 0;
+		if (sh->state == SHARD_ACTIVE)
+			requeued = requeue_held(sh) || requeued;
 	}
 	if (requeued)
 		dsp_pump_all();

@@ -50,6 +50,10 @@ typedef struct th_pg_opts {
  * --bindir or the highest /usr/lib/postgresql/N/bin. */
 int th_pg_start(th_pg **out);
 int th_pg_start_opts(th_pg **out, const th_pg_opts *opts);
+/* A streaming standby of primary (pg_basebackup -R), in its own temp dir
+ * with its own socket, started. Make replication synchronous on the
+ * primary with synchronous_standby_names; promote with pg_promote(). */
+int th_pg_start_standby(th_pg *primary, th_pg **out);
 
 /* Stops at once (like pg_ctl stop -m immediate: SIGQUIT, no checkpoint;
  * restart runs crash recovery). No-op if not running. */

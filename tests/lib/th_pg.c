@@ -326,6 +326,56 @@ fail:
 }
 
 int
+th_pg_start_standby(th_pg *primary, th_pg **out)
+{
+	const char *base = getenv("TMPDIR");
+	th_pg *pg;
+	char pgbb[4200], log[320];
+
+	*out = NULL;
+	if ((pg = calloc(1, sizeof(*pg))) == NULL)
+		return -1;
+	pg->pid = -1;
+	pg->opts = primary->opts;
+	if (base == NULL || base[0] == '\0' || strlen(base) > 60 ||
+	    strpbrk(base, " ,\"'\\") != NULL)
+		base = "/tmp";
+	snprintf(pg->dir, sizeof(pg->dir), "%s/th-pg-XXXXXX", base);
+	if (mkdtemp(pg->dir) == NULL) {
+		free(pg);
+		return -1;
+	}
+	snprintf(pg->data, sizeof(pg->data), "%s/data", pg->dir);
+	snprintf(pg->log, sizeof(pg->log), "%s/postgres.log", pg->dir);
+	snprintf(log, sizeof(log), "%s/basebackup.log", pg->dir);
+	if (chown_to_pg(pg->dir) != 0)
+		goto fail;
+	snprintf(pgbb, sizeof(pgbb), "%s/pg_basebackup", g_bindir);
+	{
+		/* -R: standby.signal and primary_conninfo; the standby streams
+		 * from the primary's socket. */
+		const char *argv[] = { pgbb, "-h", primary->dir, "-p", PG_PORT, "-U", "saga", "-D",
+			pg->data, "-R", "-X", "stream", "--no-sync", NULL };
+		if (run(argv, 1, log, 120000) != 0) {
+			char *msg = th_read_file(log, NULL);
+			fprintf(stderr, "th_pg: pg_basebackup failed: %s\n", msg ? msg : "");
+			free(msg);
+			goto fail;
+		}
+	}
+	if (start_server(pg) != 0) {
+		print_log(pg, "the standby did not start");
+		goto fail;
+	}
+	*out = pg;
+	return 0;
+fail:
+	th_rm_rf(pg->dir);
+	free(pg);
+	return -1;
+}
+
+int
 th_pg_start(th_pg **out)
 {
 	th_pg_opts o = { .fsync = 1, .max_connections = 0 };

@@ -264,6 +264,14 @@ ths_free(ths *t)
 	free(t);
 }
 
+void
+ths_set_conninfo(ths *t, const char *conninfo)
+{
+	free(t->conninfo);
+	t->conninfo = strdup(conninfo);
+	ck_assert_ptr_nonnull(t->conninfo);
+}
+
 const char *
 ths_dir(const ths *t)
 {

@@ -46,6 +46,9 @@ ths *ths_new_ok(th_pg *pg, const char *dbname);
  * removes the temp dir, frees. */
 void ths_free(ths *t);
 
+/* A world made with pg NULL gets its database from here (e.g. a multi-host
+ * conninfo). */
+void ths_set_conninfo(ths *t, const char *conninfo);
 const char *ths_dir(const ths *t);
 const char *ths_url(const ths *t);
 const char *ths_conninfo(const ths *t);
