@@ -778,6 +778,15 @@ engine_fini(void)
 
 /* ---- metrics --------------------------------------------------------------------------------- */
 
+static size_t
+shards_held_locked(void)
+{
+	size_t n = 0;
+	for (unsigned s = 0; s < SHD_N; s++)
+		n += E.shards[s].state != SHARD_NONE;
+	return n;
+}
+
 int
 engine_metrics(char **out, size_t *len)
 {
@@ -810,13 +819,16 @@ engine_metrics(char **out, size_t *len)
 	mx_printf(&b,
 	    "# HELP sagad_sagas_in_flight Unfinished sagas held by sagad.\n"
 	    "# TYPE sagad_sagas_in_flight gauge\nsagad_sagas_in_flight %zu\n"
+	    "# HELP sagad_shards_held Shards (of 64) this instance holds.\n"
+	    "# TYPE sagad_shards_held gauge\nsagad_shards_held %zu\n"
 	    "# HELP sagad_connections Open connections (clients and participants).\n"
 	    "# TYPE sagad_connections gauge\nsagad_connections %u\n"
 	    "# HELP sagad_connections_refused_total Connections refused because "
 	    "max_connections were open.\n"
 	    "# TYPE sagad_connections_refused_total counter\nsagad_connections_refused_total "
 	    "%llu\n",
-	    E.n_sagas, rpc_connections(), (unsigned long long)rpc_connections_refused());
+	    E.n_sagas, shards_held_locked(), rpc_connections(),
+	    (unsigned long long)rpc_connections_refused());
 	dsp_metrics(&b);
 	mx_printf(&b,
 	    "# HELP sagad_db_commit_seconds Time to commit one batch of saga "

@@ -405,6 +405,13 @@ check_pending(char *err, size_t errlen)
 	}
 	pthread_mutex_unlock(&F.mu);
 	PQclear(rw);
+	/* The commands answered are done with. */
+	if (rc != NULL && PQntuples(rc) > 0) {
+		const char *v[1] = { cmds };
+		PQclear(PQexecParams(F.c,
+		    "DELETE FROM saga_commands WHERE id = ANY($1::int8[]) AND done_at IS NOT NULL",
+		    1, NULL, v, NULL, NULL, 0));
+	}
 	PQclear(rc);
 	for (pending *p = answer, *n; p; p = n) {
 		n = p->next;

@@ -136,6 +136,9 @@ heartbeat(char *err, size_t errlen)
 	char lease[16];
 	snprintf(lease, sizeof(lease), "%u", S.cfg->lease_ms);
 	const char *v[3] = { S.id, S.cfg->listen, lease };
+	/* Instances gone for an hour are forgotten. */
+	PQclear(
+	    PQexec(S.c, "DELETE FROM saga_instances WHERE expires_at < now() - interval '1 hour'"));
 	PGresult *r = q("INSERT INTO saga_instances (id, url, expires_at)"
 			" VALUES ($1, $2, now() + $3::int * interval '1 millisecond')"
 			" ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url,"
