@@ -14,6 +14,9 @@
  *    saga_worker_run(). The worker dials sagad, long-polls for steps, runs
  *    handlers on its own threads and reports outcomes in batches.
  *
+ * Both take sagad's address as a list of URLs, so that one client or worker
+ * can use several sagad instances sharing one database (see "Addresses").
+ *
  * Conventions
  *  - Every function that can fail returns 0 (SAGA_OK) or a positive saga_err.
  *    saga_strerror() turns it into text; the handle's last error detail
@@ -110,16 +113,54 @@ SAGA_API saga_state saga_state_parse(const char *name);
 /* Nonzero for COMPLETED, COMPENSATED and FAILED. */
 SAGA_API int saga_state_is_final(saga_state s);
 
+/* ------------------------------------------------------------------------
+ * Addresses. Wherever sagad's address is taken (saga_client_new,
+ * saga_worker_new, and sagactl's --url and SAGA_URL) it is a list of URLs:
+ *
+ *     "tcp://10.0.0.1:7700,tcp://10.0.0.2:7700"
+ *
+ * separated by commas, whitespace around each ignored, 1 to SAGA_MAX_URLS
+ * of them, each an address nng can dial ("tcp://HOST:PORT",
+ * "ipc:///run/sagad.sock", "tls+tcp://HOST:PORT", ...). NULL means
+ * SAGA_DEFAULT_URL. A single URL is a list of one and behaves as it always
+ * did. An empty list, an empty entry (",," or a comma at either end), more
+ * than SAGA_MAX_URLS entries or an entry nng cannot dial is SAGA_EINVAL;
+ * saga_url_list_check() says which entry and why. The same URL may be given
+ * twice (two connections to one sagad).
+ *
+ * List every sagad instance that shares the database: any instance starts
+ * sagas and answers reads, and each dispatches the steps of the sagas it
+ * owns. A client sends each call to one of the instances it is connected to,
+ * in turn, and to the others while one is down; a worker keeps a connection
+ * to every instance and serves them all (see saga_worker_new).
+ * ------------------------------------------------------------------------ */
+#define SAGA_MAX_URLS 16
+
+/* Checks a URL list as saga_client_new and saga_worker_new do, without
+ * connecting anywhere. Returns SAGA_OK, or SAGA_EINVAL with the reason in
+ * err (errlen bytes, may be NULL/0), naming the entry at fault, e.g.
+ * `entry 2 of the sagad URL list, "tcp://b", is not a sagad URL: ...`. */
+SAGA_API int saga_url_list_check(const char *urls, char *err, size_t errlen);
+
 /* ========================================================================
  * The client
  * ======================================================================== */
 typedef struct saga_client saga_client;
 
-/* Connects to sagad at `url` (NULL = SAGA_DEFAULT_URL), e.g.
- * "tcp://127.0.0.1:7700" or "ipc:///run/sagad.sock". The connection is made
+/* Connects to sagad at `urls`, a URL list (see "Addresses"; NULL =
+ * SAGA_DEFAULT_URL), e.g. "tcp://127.0.0.1:7700" or
+ * "tcp://10.0.0.1:7700,tcp://10.0.0.2:7700". The connections are made
  * lazily and re-made after failures, so this succeeds even if sagad is not
- * up yet; calls then fail with SAGA_ECONN or SAGA_ETIMEDOUT. */
-SAGA_API int saga_client_new(const char *url, saga_client **out);
+ * up yet; calls then fail with SAGA_ECONN or SAGA_ETIMEDOUT.
+ *
+ * With several URLs the client dials each and sends every call to one of
+ * the instances connected at that moment, taking them in turn; a call waits
+ * (within its timeout) only while none is connected. A call sent to an
+ * instance that goes away before answering fails with SAGA_ECONN, as with
+ * one URL: the client never sends a request twice, so retrying is the
+ * caller's choice (a start with an idempotency key is safe to retry).
+ * Error details name the whole list. */
+SAGA_API int saga_client_new(const char *urls, saga_client **out);
 SAGA_API void saga_client_free(saga_client *c);
 
 /* Per-call timeout in milliseconds (default 10000). */

@@ -1202,7 +1202,8 @@ start(saga_worker *w)
 	if ((w->threads = calloc(w->capacity, sizeof(pthread_t))) == NULL)
 		return SAGA_ENOMEM;
 	w->poll_aio = w->report_aio = NULL;
-	if ((rv = sl_conn_open(&w->conn, w->url, w->max_message, w->errmsg)) != SAGA_OK)
+	if ((rv = sl_conn_open(
+		 &w->conn, (const char *const *)&w->url, 1, w->max_message, w->errmsg)) != SAGA_OK)
 		goto fail;
 	if ((rv = nng_aio_alloc(&w->poll_aio, NULL, NULL)) != 0 ||
 	    (rv = nng_aio_alloc(&w->report_aio, NULL, NULL)) != 0 ||
