@@ -28,7 +28,8 @@
  *  - The library never prints. Give it a log callback to see what it does.
  *  - Threads: a saga_client may be used from one thread at a time; create
  *    one per thread for parallel calls. Worker handlers run on the worker's
- *    own threads, up to `capacity` at once.
+ *    own threads, up to `capacity` at once (in total, however many sagad
+ *    instances it serves).
  *  - Payloads are opaque bytes to sagad: normally a serialized protobuf
  *    message of the type the saga definition declares.
  *
@@ -513,12 +514,42 @@ SAGA_API saga_outcome saga_reply_outcome(
 
 typedef void (*saga_handler_fn)(const saga_step *step, saga_reply *reply, void *user);
 
-/* A worker for `participant`, dialing sagad at url (NULL = SAGA_DEFAULT_URL). */
-SAGA_API int saga_worker_new(const char *url, const char *participant, saga_worker **out);
+/* A worker for `participant`, dialing sagad at `urls`, a URL list (see
+ * "Addresses"; NULL = SAGA_DEFAULT_URL).
+ *
+ * With several URLs the worker keeps one connection to each and serves
+ * them all at once: every sagad instance dispatches only the steps of the
+ * sagas it owns, so each connection keeps a poll outstanding at its
+ * instance. A step's outcome and its heartbeats go back on the connection
+ * the step came from, never to another instance. A connection that drops
+ * is re-made by itself while the others go on working; the instance
+ * redelivers the steps it had sent on it, as with one URL.
+ *
+ * The capacity is shared by the connections: at most `capacity` handlers
+ * run at once in total, and each connection declares to its instance (in
+ * its polls) only slots that no other connection holds or is owed:
+ *  - a connection whose instance has work (its last poll brought steps)
+ *    may take every such slot, and is owed its share of the capacity
+ *    (capacity / number of URLs, rounded) for as long as it has work: the
+ *    others do not take slots from that share, and one holding more than
+ *    its part declares less until its steps have finished;
+ *  - a connection whose instance had nothing for a whole poll (sagad's
+ *    --poll-timeout-ms, 20 s by default), or is unreachable, asks for one
+ *    slot beyond the steps it still runs, enough to receive a step at
+ *    once; the rest of its share is lent to the busy connections and comes
+ *    back to it as their steps finish once it has work again.
+ * So no instance is starved while another is idle, for however long, and a
+ * busy instance gets the whole capacity but one slot per idle instance.
+ * With one URL the connection always declares the whole capacity, as it
+ * did before lists. */
+SAGA_API int saga_worker_new(const char *urls, const char *participant, saga_worker **out);
 SAGA_API void saga_worker_free(saga_worker *w);
 
-/* Steps this worker runs at once (default 16, at most 4096). Each running
- * step occupies one worker thread. Set before saga_worker_run. */
+/* Steps this worker runs at once (default 16, at most 4096), in total over
+ * its connections. Each running step occupies one worker thread. At least
+ * the number of URLs the worker was given: each connection keeps one slot
+ * (SAGA_EINVAL otherwise, with saga_worker_errmsg saying so). Set before
+ * saga_worker_run. */
 SAGA_API int saga_worker_set_capacity(saga_worker *w, uint32_t capacity);
 /* Free-form replica name shown in sagad's logs (default "host:pid"). */
 SAGA_API int saga_worker_set_instance(saga_worker *w, const char *instance);
@@ -536,7 +567,8 @@ SAGA_API int saga_worker_on_compensation(
 /* Serves steps until saga_worker_stop() is called (from any thread or a
  * signal handler) or a fatal error. Reconnects by itself when sagad goes
  * away. Returns SAGA_OK after a stop: running handlers are allowed to
- * finish and their outcomes are delivered (bounded by 5 s). */
+ * finish and their outcomes are delivered, to every instance (bounded by
+ * 5 s in all). */
 SAGA_API int saga_worker_run(saga_worker *w);
 /* Async-signal-safe. */
 SAGA_API void saga_worker_stop(saga_worker *w);
