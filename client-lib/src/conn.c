@@ -73,7 +73,7 @@ undialable(nng_socket s, const char *url)
 		if (is_space(*p))
 			return "it contains whitespace";
 	if (nng_url_parse(&u, url) != 0)
-		return "it is not a URL (scheme://address)";
+		return "it is not a URL of the form scheme://address";
 	nng_url_free(u);
 	switch (nng_dialer_create(&d, s, url)) {
 	case 0:
@@ -92,8 +92,7 @@ undialable(nng_socket s, const char *url)
 int
 sl_urls_parse(const char *list, sl_urls *out, char *err)
 {
-	const char *ex = "e.g. tcp://127.0.0.1:7700, or several: "
-			 "tcp://10.0.0.1:7700,tcp://10.0.0.2:7700";
+	const char *ex = "e.g. tcp://127.0.0.1:7700 or tcp://10.0.0.1:7700,tcp://10.0.0.2:7700";
 	size_t total = 0, len;
 	nng_socket s;
 	int rv;
@@ -118,12 +117,12 @@ sl_urls_parse(const char *list, sl_urls *out, char *err)
 		total++;
 		if (b == e) {
 			if (*end == '\0' && total == 1) {
-				sl_seterr(err, "the sagad URL list is empty (%s)", ex);
+				sl_seterr(err, "the sagad URL list is empty; %s", ex);
 				goto inval;
 			}
 			sl_seterr(err,
-			    "entry %zu of the sagad URL list \"%.*s\" is empty (%s; no comma "
-			    "at either end, none twice in a row)",
+			    "entry %zu of the sagad URL list \"%.*s\" is empty (no comma at "
+			    "either end, none twice in a row); %s",
 			    total, shown(list), list, ex);
 			goto inval;
 		}
@@ -152,12 +151,11 @@ sl_urls_parse(const char *list, sl_urls *out, char *err)
 		if (why == NULL)
 			continue;
 		if (out->n == 1)
-			sl_seterr(err, "\"%.*s\" is not a sagad URL: %s (%s)", shown(out->url[i]),
+			sl_seterr(err, "\"%.*s\" is not a sagad URL: %s; %s", shown(out->url[i]),
 			    out->url[i], why, ex);
 		else
 			sl_seterr(err,
-			    "entry %zu of the sagad URL list, \"%.*s\", is not a sagad URL: %s "
-			    "(%s)",
+			    "entry %zu of the sagad URL list, \"%.*s\", is not a sagad URL: %s; %s",
 			    i + 1, shown(out->url[i]), out->url[i], why, ex);
 		nng_close(s);
 		goto inval;
