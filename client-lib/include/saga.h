@@ -14,6 +14,9 @@
  *    saga_worker_run(). The worker dials sagad, long-polls for steps, runs
  *    handlers on its own threads and reports outcomes in batches.
  *
+ * Both take sagad's address as a list of URLs, so that one client or worker
+ * can use several sagad instances sharing one database (see "Addresses").
+ *
  * Conventions
  *  - Every function that can fail returns 0 (SAGA_OK) or a positive saga_err.
  *    saga_strerror() turns it into text; the handle's last error detail
@@ -25,7 +28,8 @@
  *  - The library never prints. Give it a log callback to see what it does.
  *  - Threads: a saga_client may be used from one thread at a time; create
  *    one per thread for parallel calls. Worker handlers run on the worker's
- *    own threads, up to `capacity` at once.
+ *    own threads, up to `capacity` at once (in total, however many sagad
+ *    instances it serves).
  *  - Payloads are opaque bytes to sagad: normally a serialized protobuf
  *    message of the type the saga definition declares.
  *
@@ -110,16 +114,54 @@ SAGA_API saga_state saga_state_parse(const char *name);
 /* Nonzero for COMPLETED, COMPENSATED and FAILED. */
 SAGA_API int saga_state_is_final(saga_state s);
 
+/* ------------------------------------------------------------------------
+ * Addresses. Wherever sagad's address is taken (saga_client_new,
+ * saga_worker_new, and sagactl's --url and SAGA_URL) it is a list of URLs:
+ *
+ *     "tcp://10.0.0.1:7700,tcp://10.0.0.2:7700"
+ *
+ * separated by commas, whitespace around each ignored, 1 to SAGA_MAX_URLS
+ * of them, each an address nng can dial ("tcp://HOST:PORT",
+ * "ipc:///run/sagad.sock", "tls+tcp://HOST:PORT", ...). NULL means
+ * SAGA_DEFAULT_URL. A single URL is a list of one and behaves as it always
+ * did. An empty list, an empty entry (",," or a comma at either end), more
+ * than SAGA_MAX_URLS entries or an entry nng cannot dial is SAGA_EINVAL;
+ * saga_url_list_check() says which entry and why. The same URL may be given
+ * twice (two connections to one sagad).
+ *
+ * List every sagad instance that shares the database: any instance starts
+ * sagas and answers reads, and each dispatches the steps of the sagas it
+ * owns. A client sends each call to one of the instances it is connected to,
+ * in turn, and to the others while one is down; a worker keeps a connection
+ * to every instance and serves them all (see saga_worker_new).
+ * ------------------------------------------------------------------------ */
+#define SAGA_MAX_URLS 16
+
+/* Checks a URL list as saga_client_new and saga_worker_new do, without
+ * connecting anywhere. Returns SAGA_OK, or SAGA_EINVAL with the reason in
+ * err (errlen bytes, may be NULL/0), naming the entry at fault, e.g.
+ * `entry 2 of the sagad URL list, "tcp://b", is not a sagad URL: ...`. */
+SAGA_API int saga_url_list_check(const char *urls, char *err, size_t errlen);
+
 /* ========================================================================
  * The client
  * ======================================================================== */
 typedef struct saga_client saga_client;
 
-/* Connects to sagad at `url` (NULL = SAGA_DEFAULT_URL), e.g.
- * "tcp://127.0.0.1:7700" or "ipc:///run/sagad.sock". The connection is made
+/* Connects to sagad at `urls`, a URL list (see "Addresses"; NULL =
+ * SAGA_DEFAULT_URL), e.g. "tcp://127.0.0.1:7700" or
+ * "tcp://10.0.0.1:7700,tcp://10.0.0.2:7700". The connections are made
  * lazily and re-made after failures, so this succeeds even if sagad is not
- * up yet; calls then fail with SAGA_ECONN or SAGA_ETIMEDOUT. */
-SAGA_API int saga_client_new(const char *url, saga_client **out);
+ * up yet; calls then fail with SAGA_ECONN or SAGA_ETIMEDOUT.
+ *
+ * With several URLs the client dials each and sends every call to one of
+ * the instances connected at that moment, taking them in turn; a call waits
+ * (within its timeout) only while none is connected. A call sent to an
+ * instance that goes away before answering fails with SAGA_ECONN, as with
+ * one URL: the client never sends a request twice, so retrying is the
+ * caller's choice (a start with an idempotency key is safe to retry).
+ * Error details name the whole list. */
+SAGA_API int saga_client_new(const char *urls, saga_client **out);
 SAGA_API void saga_client_free(saga_client *c);
 
 /* Per-call timeout in milliseconds (default 10000). */
@@ -472,12 +514,42 @@ SAGA_API saga_outcome saga_reply_outcome(
 
 typedef void (*saga_handler_fn)(const saga_step *step, saga_reply *reply, void *user);
 
-/* A worker for `participant`, dialing sagad at url (NULL = SAGA_DEFAULT_URL). */
-SAGA_API int saga_worker_new(const char *url, const char *participant, saga_worker **out);
+/* A worker for `participant`, dialing sagad at `urls`, a URL list (see
+ * "Addresses"; NULL = SAGA_DEFAULT_URL).
+ *
+ * With several URLs the worker keeps one connection to each and serves
+ * them all at once: every sagad instance dispatches only the steps of the
+ * sagas it owns, so each connection keeps a poll outstanding at its
+ * instance. A step's outcome and its heartbeats go back on the connection
+ * the step came from, never to another instance. A connection that drops
+ * is re-made by itself while the others go on working; the instance
+ * redelivers the steps it had sent on it, as with one URL.
+ *
+ * The capacity is shared by the connections: at most `capacity` handlers
+ * run at once in total, and each connection declares to its instance (in
+ * its polls) only slots that no other connection holds or is owed:
+ *  - a connection whose instance has work (its last poll brought steps)
+ *    may take every such slot, and is owed its share of the capacity
+ *    (capacity / number of URLs, rounded) for as long as it has work: the
+ *    others do not take slots from that share, and one holding more than
+ *    its part declares less until its steps have finished;
+ *  - a connection whose instance had nothing for a whole poll (sagad's
+ *    --poll-timeout-ms, 20 s by default), or is unreachable, asks for one
+ *    slot beyond the steps it still runs, enough to receive a step at
+ *    once; the rest of its share is lent to the busy connections and comes
+ *    back to it as their steps finish once it has work again.
+ * So no instance is starved while another is idle, for however long, and a
+ * busy instance gets the whole capacity but one slot per idle instance.
+ * With one URL the connection always declares the whole capacity, as it
+ * did before lists. */
+SAGA_API int saga_worker_new(const char *urls, const char *participant, saga_worker **out);
 SAGA_API void saga_worker_free(saga_worker *w);
 
-/* Steps this worker runs at once (default 16, at most 4096). Each running
- * step occupies one worker thread. Set before saga_worker_run. */
+/* Steps this worker runs at once (default 16, at most 4096), in total over
+ * its connections. Each running step occupies one worker thread. At least
+ * the number of URLs the worker was given: each connection keeps one slot
+ * (SAGA_EINVAL otherwise, with saga_worker_errmsg saying so). Set before
+ * saga_worker_run. */
 SAGA_API int saga_worker_set_capacity(saga_worker *w, uint32_t capacity);
 /* Free-form replica name shown in sagad's logs (default "host:pid"). */
 SAGA_API int saga_worker_set_instance(saga_worker *w, const char *instance);
@@ -495,7 +567,8 @@ SAGA_API int saga_worker_on_compensation(
 /* Serves steps until saga_worker_stop() is called (from any thread or a
  * signal handler) or a fatal error. Reconnects by itself when sagad goes
  * away. Returns SAGA_OK after a stop: running handlers are allowed to
- * finish and their outcomes are delivered (bounded by 5 s). */
+ * finish and their outcomes are delivered, to every instance (bounded by
+ * 5 s in all). */
 SAGA_API int saga_worker_run(saga_worker *w);
 /* Async-signal-safe. */
 SAGA_API void saga_worker_stop(saga_worker *w);

@@ -8,6 +8,13 @@
  * SAGA_ECONN; the caller retries, with an idempotency key if the call was a
  * start. The same rule turns a reply above max_message (nng drops the
  * connection) into a prompt error instead of a resend loop.
+ *
+ * Several URLs are several dialers on the one socket. nng's REQ hands each
+ * request to the next connection that is up (it keeps them in a ring), so
+ * calls spread over the sagad instances and skip those that are down; a
+ * call waits for a connection only while there is none at all. Nothing
+ * else differs from one URL: one context per call, no resend, nothing
+ * cancelled.
  */
 #include "internal.h"
 
@@ -23,7 +30,7 @@
 
 struct saga_client {
 	sl_conn conn;
-	char *url;
+	sl_urls urls; /* urls.text names sagad in messages */
 	int timeout_ms;
 	size_t max_message;
 	saga_log_fn log;
@@ -122,7 +129,7 @@ reap(saga_client *c, int64_t wait_ms)
 }
 
 int
-saga_client_new(const char *url, saga_client **out)
+saga_client_new(const char *urls, saga_client **out)
 {
 	saga_client *c;
 	int rv;
@@ -130,10 +137,6 @@ saga_client_new(const char *url, saga_client **out)
 	if (out == NULL)
 		return SAGA_EINVAL;
 	*out = NULL;
-	if (url == NULL)
-		url = SAGA_DEFAULT_URL;
-	if (*url == '\0')
-		return SAGA_EINVAL;
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return SAGA_ENOMEM;
 	if (pthread_mutex_init(&c->mu, NULL) != 0) {
@@ -153,11 +156,12 @@ saga_client_new(const char *url, saga_client **out)
 	}
 	c->timeout_ms = DEFAULT_TIMEOUT_MS;
 	c->max_message = SL_DEFAULT_MAX_MESSAGE;
-	if ((c->url = strdup(url)) == NULL) {
-		rv = SAGA_ENOMEM;
+	/* The detail of a bad list is lost with the handle: callers get it
+	 * from saga_url_list_check(). */
+	if ((rv = sl_urls_parse(urls, &c->urls, c->errmsg)) != SAGA_OK)
 		goto fail;
-	}
-	if ((rv = sl_conn_open(&c->conn, c->url, c->max_message, c->errmsg)) != SAGA_OK)
+	if ((rv = sl_conn_open(&c->conn, (const char *const *)c->urls.url, (unsigned)c->urls.n,
+		 c->max_message, c->errmsg)) != SAGA_OK)
 		goto fail;
 	*out = c;
 	return SAGA_OK;
@@ -186,7 +190,7 @@ saga_client_free(saga_client *c)
 	}
 	pthread_cond_destroy(&c->cv);
 	pthread_mutex_destroy(&c->mu);
-	free(c->url);
+	sl_urls_free(&c->urls);
 	free(c);
 }
 
@@ -312,8 +316,8 @@ call(saga_client *c, const Sagawire__Request *req, Sagawire__Response__BodyCase 
 	nng_aio_set_msg(r->aio, NULL);
 	rv = sl_decode_reply(reply, want, out, c->errmsg);
 	if (rv != SAGA_OK)
-		sl_log(c->log, c->log_user, SAGA_LOG_DEBUG, "request to %s failed: %s: %s", c->url,
-		    saga_strerror(rv), c->errmsg);
+		sl_log(c->log, c->log_user, SAGA_LOG_DEBUG, "request to %s failed: %s: %s",
+		    c->urls.text, saga_strerror(rv), c->errmsg);
 	goto done;
 
 nng_failed:
@@ -326,16 +330,16 @@ nng_failed:
 		    "the connection to sagad at %s closed before it answered "
 		    "(did sagad restart? a reply larger than max_message, %zu bytes, also does "
 		    "this)",
-		    c->url, c->max_message);
+		    c->urls.text, c->max_message);
 		rv = SAGA_ECONN;
 		goto fail;
 	}
-	sl_seterr(c->errmsg, "request to sagad at %s failed: %s", c->url, nng_strerror(rv));
+	sl_seterr(c->errmsg, "request to sagad at %s failed: %s", c->urls.text, nng_strerror(rv));
 	rv = wire_err_from_nng(rv);
 	goto fail;
 timeout:
-	sl_seterr(c->errmsg, "no answer from sagad at %s within %d ms (is it running?)", c->url,
-	    c->timeout_ms);
+	sl_seterr(c->errmsg, "no answer from sagad at %s within %d ms (is it running?)",
+	    c->urls.text, c->timeout_ms);
 fail:
 	sl_log(c->log, c->log_user, SAGA_LOG_DEBUG, "%s", c->errmsg);
 done:

@@ -5,9 +5,9 @@
  *
  *   common.c  error and state names (over common/names.c), strings, logging,
  *             error details
- *   conn.c    the nng REQ socket shared by client and worker (dial, size
- *             limit, reconnect timing, connection tracking) and the one
- *             decoder of replies
+ *   conn.c    lists of sagad URLs; the nng REQ socket shared by client and
+ *             worker (dial, size limit, reconnect timing, connection
+ *             tracking) and the one decoder of replies
  *   client.c  saga_client_*: one synchronous request/reply per call
  *   worker.c  saga_worker_*: long-poll, handler threads, batched reports
  *   barrier.c saga_barrier_*: exactly-once effects in the participant's
@@ -65,57 +65,87 @@ int sl_cond_init(pthread_cond_t *cv);
 /* ---- conn.c ------------------------------------------------------------ */
 
 /*
- * One REQ socket dialing sagad. The dial is non-blocking, so sagad may
- * come up later; nng re-dials by itself after failures. The socket's
- * receive limit is set before dialing (nng's default is unlimited and it
- * allocates what a peer claims). A pipe-notify callback keeps the live
- * connections so that a caller can wait for one instead of queueing a send
- * that would have to be cancelled (nng 1.5.2 leaks the message of a
- * cancelled REQ send), and so that they can be replaced when the receive
- * limit changes.
+ * A list of sagad URLs, as saga_client_new, saga_worker_new and sagactl take
+ * it: comma-separated, whitespace around each entry ignored, 1 to
+ * SL_MAX_URLS entries, each one an address nng can dial. The same URL may
+ * appear twice (two connections to one sagad).
+ */
+#define SL_MAX_URLS 16
+
+typedef struct sl_urls {
+	size_t n;
+	char *url[SL_MAX_URLS]; /* the entries, trimmed */
+	char *text;             /* the entries joined by ",", for messages */
+} sl_urls;
+
+/* Parses list (NULL = SAGA_DEFAULT_URL) into out. Returns SAGA_OK,
+ * SAGA_EINVAL with err (SL_ERRMSG_MAX) naming the entry at fault and why,
+ * or SAGA_ENOMEM. On failure out holds nothing to free. */
+int sl_urls_parse(const char *list, sl_urls *out, char *err);
+void sl_urls_free(sl_urls *u);
+
+/*
+ * One REQ socket dialing sagad, at one URL or at several (one dialer each:
+ * the socket then sends each request to one of the connections up, in
+ * turn). The dials are non-blocking, so sagad may come up later; nng
+ * re-dials by itself after failures. The socket's receive limit is set
+ * before dialing (nng's default is unlimited and it allocates what a peer
+ * claims). A pipe-notify callback keeps the live connections so that a
+ * caller can wait for one instead of queueing a send that would have to be
+ * cancelled (nng 1.5.2 leaks the message of a cancelled REQ send), and so
+ * that they can be replaced when the receive limit changes.
  *
  * Pipes are tracked by id: nng runs a closed socket's last callbacks after
  * nng_close() returns, and those must not count against a new socket.
  *
  * The struct must not move while open: nng holds a pointer to it.
  */
-#define SL_MAX_PIPES 8
+#define SL_MAX_PIPES (2 * SL_MAX_URLS)
 
 typedef struct sl_conn {
 	nng_socket sock;
 	int open;
-	const char *url; /* borrowed from the owner */
+	const char *const *urls; /* borrowed from the owner: what each dialer dials */
+	unsigned n_urls;
 	saga_log_fn log; /* borrowed; may be NULL */
 	void *log_user;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;            /* signalled when a connection comes up */
-	pthread_mutex_t io_mu;        /* orders operation starts before nng_close */
-	nng_pipe pipes[SL_MAX_PIPES]; /* connections up now */
+	pthread_cond_t cv;     /* signalled when a connection comes up, and at close */
+	pthread_mutex_t io_mu; /* orders operation starts before nng_close */
+	nng_dialer dialers[SL_MAX_URLS];
+	unsigned dial_ups[SL_MAX_URLS]; /* connections each dialer made since open */
+	struct {
+		nng_pipe pipe;
+		unsigned url;  /* index of its dialer's URL */
+	} pipes[SL_MAX_PIPES]; /* connections up now */
 	unsigned npipes;
-	unsigned ups;      /* connections made since open */
 	int64_t opened_ms; /* wire_mono_ms() at open */
 } sl_conn;
 
 /* How long a socket closed right after it was opened waits for its first
- * dial to finish (see sl_conn_close). */
+ * dials to finish (see sl_conn_close). */
 #define SL_DIAL_SETTLE_MS 250
 
 /* Initializes the mutex/cv; call once before sl_conn_open. */
 int sl_conn_init(sl_conn *c);
 void sl_conn_fini(sl_conn *c);
 
-/* Opens the socket and starts dialing url. err (SL_ERRMSG_MAX) gets the
- * detail on failure: SAGA_EINVAL for a bad URL, or the mapped nng error. */
-int sl_conn_open(sl_conn *c, const char *url, size_t max_message, char *err);
+/* Opens the socket and starts dialing urls[0..n) (1 <= n <= SL_MAX_URLS;
+ * the array must outlive the socket). err (SL_ERRMSG_MAX) gets the detail
+ * on failure: SAGA_EINVAL for a bad URL, or the mapped nng error. */
+int sl_conn_open(sl_conn *c, const char *const *urls, unsigned n, size_t max_message, char *err);
 /* Changes the receive limit: new connections get it at once; the live
  * ones (which keep the limit they started with) are closed and re-dialed. */
 int sl_conn_set_max_message(sl_conn *c, size_t max_message);
 /* Closes the socket (once; nng aborts every operation with NNG_ECLOSED). */
 void sl_conn_close(sl_conn *c);
 
-/* Waits until a connection is up or the monotonic deadline (ms) passes.
- * Returns nonzero if one is up. */
+/* Waits until a connection is up, the monotonic deadline (ms) passes or
+ * the socket closes. Returns nonzero if one is up. */
 int sl_conn_wait_up(sl_conn *c, int64_t deadline_ms);
+
+/* Is the connection with this pipe id still up? */
+int sl_conn_pipe_up(sl_conn *c, uint32_t pipe_id);
 
 /* Opens a REQ context with the given resend time (NNG_DURATION_INFINITE =
  * never resend, and fail with NNG_ECONNRESET when the connection drops). */

@@ -1,33 +1,93 @@
 /*
  * worker: saga_worker_*, the participant side.
  *
- * While saga_worker_run() runs, these threads share one REQ socket:
+ * A worker has one link per sagad URL: its own REQ socket with one dialer
+ * (sl_conn), a poller and a reporter. While saga_worker_run() runs:
  *
  *   run()     sleeps on a self-pipe until saga_worker_stop() (an atomic flag
  *             and a write(): both async-signal-safe) or a fatal error, then
  *             shuts everything down in order.
- *   poller    keeps exactly one WorkPoll outstanding on its own context.
- *             sagad holds it until it has steps for this connection (never
- *             more than capacity minus the steps in flight here) or answers
- *             an empty batch after its poll timeout. Each valid Dispatch
- *             becomes a job; the next poll goes out at once.
- *   handlers  up to `capacity` threads, started as work arrives, each running
- *             one job at a time. The outcome becomes a queued result.
- *   reporter  sends every queued result in one Report on a second context
- *             (no delay when idle, large batches under load), waits for the
- *             ack, and sends the same batch again after an error: sagad
- *             treats duplicates as no-ops.
+ *   poller    (one per link) keeps exactly one WorkPoll outstanding on its
+ *             link's poll context, declaring the capacity the link may use
+ *             now (see "Capacity"). sagad holds it until it has steps for
+ *             this connection (never more than that capacity minus the steps
+ *             in flight here) or answers an empty batch after its poll
+ *             timeout. Each valid Dispatch becomes a job that remembers its
+ *             link; the next poll goes out at once.
+ *   handlers  up to `capacity` threads in all, shared by the links, started
+ *             as work arrives, each running one job at a time. The outcome
+ *             becomes a result queued on the job's link.
+ *   reporter  (one per link) sends every result queued on its link in one
+ *             Report on a second context (no delay when idle, large batches
+ *             under load), waits for the ack, and sends the same batch again
+ *             after an error: sagad treats duplicates as no-ops. Outcomes and
+ *             heartbeats so go back to the instance that dispatched the step,
+ *             on the connection it came from.
  *
  * Nothing is ever cancelled (nng 1.5.2 crashes when a REQ receive is
  * cancelled during a send and leaks cancelled sends): the poll and report
- * operations have no timeouts. REQ resends a request by itself when its
- * connection drops and after NNG_OPT_REQ_RESENDTIME; that is how a restart
- * of sagad is survived. Shutdown ends both operations by closing the socket
- * once, after the last report was acknowledged or the flush deadline passed.
+ * operations have no timeouts. A Report is resent by REQ itself when its
+ * connection drops and after NNG_OPT_REQ_RESENDTIME: that is how a restart
+ * of sagad is survived. A poll is not resent: it fails with NNG_ECONNRESET
+ * when its connection drops, so that the slots it declared are free while
+ * that instance is away, and the poller sends a new one, with the capacity
+ * of that moment, once the link is up again. (A resent poll would carry the
+ * capacity of before, counting steps the dropped connection took with it.)
+ * What the poll's resend timer did, pushing bytes down a connection that
+ * died without a word so that TCP notices, a probe does: a poll unanswered
+ * for POLL_PROBE_MS (sagad answers idle polls after 20 s by default) makes
+ * the reporter send an empty Report, which sagad acknowledges at once.
+ * Shutdown ends both operations by closing the sockets once, after the last
+ * reports were acknowledged or the flush deadline passed.
  *
  * Steps that were received but never reported (dropped at shutdown, or
- * invalid) are redelivered by sagad when this connection closes or the
+ * invalid) are redelivered by sagad when their connection closes or the
  * step's timeout passes: delivery is at least once.
+ *
+ * Capacity. A worker runs at most `capacity` handlers at once in all, and
+ * sagad sends a connection at most the capacity its poll declared, minus
+ * what it has in flight there. A link's poll therefore declares only slots
+ * that no other link holds or is owed (the rule is in saga.h, at
+ * saga_worker_new). Under w->mu, per link:
+ *
+ *   held      jobs from the link, queued or running;
+ *   held_cur  of which came on the connection up now (cur_pipe): the jobs
+ *             of a dropped connection still occupy threads, but that
+ *             instance no longer counts them as in flight;
+ *   cap       the capacity its outstanding poll declared (0 if none);
+ *   busy      its last poll that left sagad room brought steps (that
+ *             instance has work; a poll with no room answered empty after
+ *             the poll timeout says nothing either way);
+ *   share     capacity / links, rounded: what it is owed while busy.
+ *
+ * A link uses held slots, plus, while its poll is out, cap - held_cur more:
+ * sagad counts held_cur in flight until their outcomes arrive, and may then
+ * fill the connection up to cap again, so the slots of the link's steps that
+ * finish stay the link's until its poll is answered. When link i polls it
+ * declares held_cur + p (at least 1, at most the capacity), where
+ *
+ *   free  = capacity - held_i - sum over the other links of max(use, 1)
+ *   fair  = capacity - held_i - sum over the other links of max(use, owed)
+ *   owed  = share while busy, else 1
+ *   p     = min(free, busy or the only link ? fair : min(fair, 1))
+ *
+ * An idle link so asks for one slot more than it holds, enough to hear of
+ * new work at once, and lends the rest of its share. p is negative for a
+ * link holding more than is left after the others' shares: it declares
+ * less than it holds, so sagad sends it nothing until enough of its steps
+ * finished, and the slots go back to whoever is owed them. A link holding
+ * nothing on its connection declares 1 whatever p is: the invariant, sum
+ * over all links of max(use, 1) <= capacity, holds after every poll,
+ * dispatch and outcome, so that slot is always free; it is why every link
+ * can always poll, and why capacity must be at least the number of links.
+ * (Jobs of a dropped connection are the exception: while they run, the
+ * new connection's first poll may declare one slot they still hold.)
+ * sagad's own count of
+ * a connection's steps in flight is never below held_cur (it drops a step
+ * only when its outcome arrives, later than the handler ends), so it never
+ * sends more than the link's part. It can send more only by a step's
+ * timeout: such extra jobs wait in the queue, and no more than `capacity`
+ * handlers ever run.
  */
 #define _GNU_SOURCE /* pipe2 */
 #include "internal.h"
@@ -45,9 +105,9 @@
 
 #define DEFAULT_CAPACITY   16
 #define MAX_CAPACITY       4096
-/* sagad answers an idle poll after ~20 s; a resend after 60 s only happens
- * if the connection silently died. */
-#define POLL_RESEND_MS     60000
+/* A poll unanswered this long gets the link probed (see above). sagad
+ * answers an idle poll after ~20 s by default. */
+#define POLL_PROBE_MS      60000
 #define REPORT_RESEND_MS   15000
 #define REPORT_MAX_RESULTS 1024
 /* Reports stay well below sagad's default 1 MiB message limit. */
@@ -56,8 +116,14 @@
 #define FLUSH_MIN_MS       1000
 #define BACKOFF_MIN_MS     100
 #define BACKOFF_MAX_MS     10000
+/* How often a poller waiting for its connection looks at the stop flag. */
+#define WAIT_UP_MS         1000
 /* Longest error text a handler can report. */
 #define REPLY_ERROR_MAX    (16 * 1024)
+
+/* Every link keeps one slot, and the default capacity must fit them all. */
+_Static_assert(DEFAULT_CAPACITY >= SL_MAX_URLS, "the default capacity serves every URL");
+_Static_assert(SAGA_MAX_URLS == SL_MAX_URLS, "saga.h and internal.h agree");
 
 typedef struct sl_handler {
 	char *rpc;
@@ -72,10 +138,14 @@ typedef struct sl_batch {
 	unsigned refs; /* jobs not yet finished; under w->mu */
 } sl_batch;
 
+typedef struct sl_link sl_link;
+
 typedef struct sl_job {
 	struct sl_job *next;
 	sl_batch *batch;
 	const Sagawire__Dispatch *d;
+	sl_link *link; /* where it came from, and where its outcome goes */
+	uint32_t pipe; /* the connection it came on */
 } sl_job;
 
 /* One outcome waiting to be reported; owns its strings and bytes. */
@@ -92,10 +162,35 @@ typedef struct sl_result {
 	char *error;
 } sl_result;
 
+/* One sagad URL: a connection, its poller and reporter, its results and its
+ * part of the capacity. The fields after `w` are guarded by w->mu. */
+struct sl_link {
+	saga_worker *w;
+	const char *url; /* w->urls.url[i] */
+	sl_conn conn;
+	nng_ctx poll_ctx, report_ctx;
+	nng_aio *poll_aio, *report_aio;
+	pthread_t poller, reporter;
+	int poller_started, reporter_started;
+
+	pthread_cond_t result_cv; /* results queued, a probe due, or reporter_exit */
+	sl_result *results, **results_tail;
+	size_t n_results;
+	size_t report_busy; /* results in a Report not yet acked */
+
+	/* capacity, see the top of this file */
+	uint32_t held, held_cur, cur_pipe, cap, share;
+	int polling;          /* a poll is outstanding */
+	int room;             /* ... declaring more than held_cur */
+	int busy;             /* the last poll with room brought steps */
+	int64_t poll_sent_ms; /* when the poll went out (or was last probed) */
+};
+
 struct saga_reply {
 	int replied;
 	/* Set by run_job for heartbeats; NULL on replies from saga_reply_new. */
 	saga_worker *w;
+	sl_link *link;
 	const Sagawire__Dispatch *d;
 	int64_t last_beat_ms;
 	Sagawire__Outcome outcome;
@@ -107,7 +202,7 @@ struct saga_reply {
 
 struct saga_worker {
 	/* configuration: set before run() */
-	char *url;
+	sl_urls urls;
 	char *participant;
 	char *instance;     /* set by the user, or NULL */
 	char *run_instance; /* what run() announces */
@@ -118,35 +213,28 @@ struct saga_worker {
 	sl_handler *handlers;
 	size_t n_handlers;
 	char errmsg[SL_ERRMSG_MAX];
+	sl_link *links; /* one per URL */
+	size_t n_links;
 
 	/* stop: written from signal handlers */
 	int wake[2]; /* self-pipe: [0] read by run(), [1] written */
 	atomic_int stop_requested;
 	atomic_int running;
 
-	/* run state, guarded by mu */
+	/* run state, guarded by mu (lock order: mu, then a link's conn.mu) */
 	pthread_mutex_t mu;
-	pthread_cond_t job_cv;    /* jobs queued, or closing */
-	pthread_cond_t result_cv; /* results queued, or reporter_exit */
-	pthread_cond_t idle_cv;   /* a handler or a report finished */
-	pthread_cond_t wake_cv;   /* ends backoff pauses at shutdown */
+	pthread_cond_t job_cv;  /* jobs queued, or closing */
+	pthread_cond_t idle_cv; /* a handler or a report finished */
+	pthread_cond_t wake_cv; /* ends backoff pauses at shutdown */
 	sl_job *jobs, **jobs_tail;
 	size_t n_jobs;
-	sl_result *results, **results_tail;
-	size_t n_results;
 	pthread_t *threads; /* handler threads, joined by join_handlers() */
 	uint32_t n_threads;
-	uint32_t n_busy;    /* handlers running a job */
-	int closing;        /* handler threads exit; no new jobs start */
-	int reporter_exit;  /* reporter exits once the queue is empty */
-	int sock_closing;   /* the socket is about to close */
-	size_t report_busy; /* results in a Report not yet acked */
-	int fatal;          /* saga_err that ends run(), 0 = none */
-
-	sl_conn conn;
-	nng_ctx poll_ctx, report_ctx;
-	nng_aio *poll_aio, *report_aio;
-	pthread_t poller, reporter;
+	uint32_t n_busy;   /* handlers running a job */
+	int closing;       /* handler threads exit; no new jobs start */
+	int reporter_exit; /* reporters exit once their queue is empty */
+	int sock_closing;  /* the sockets are about to close */
+	int fatal;         /* saga_err that ends run(), 0 = none */
 };
 
 #define LOG(w, lvl, ...) sl_log((w)->log, (w)->log_user, (lvl), __VA_ARGS__)
@@ -160,45 +248,64 @@ kind_name(int kind)
 /* ---- configuration ----------------------------------------------------- */
 
 int
-saga_worker_new(const char *url, const char *participant, saga_worker **out)
+saga_worker_new(const char *urls, const char *participant, saga_worker **out)
 {
 	saga_worker *w;
-	nng_url *u = NULL;
+	char err[SL_ERRMSG_MAX];
 	int rv;
 
 	if (out == NULL)
 		return SAGA_EINVAL;
 	*out = NULL;
-	if (url == NULL)
-		url = SAGA_DEFAULT_URL;
 	if (participant == NULL || *participant == '\0' || !sl_utf8_ok(participant))
 		return SAGA_EINVAL;
-	if (nng_url_parse(&u, url) != 0)
-		return SAGA_EINVAL;
-	nng_url_free(u);
 	if ((w = calloc(1, sizeof(*w))) == NULL)
 		return SAGA_ENOMEM;
+	/* The detail of a bad list is lost with the handle: callers get it
+	 * from saga_url_list_check(). */
+	if ((rv = sl_urls_parse(urls, &w->urls, err)) != SAGA_OK) {
+		free(w);
+		return rv;
+	}
 	w->wake[0] = w->wake[1] = -1;
 	w->capacity = DEFAULT_CAPACITY;
 	w->max_message = SL_DEFAULT_MAX_MESSAGE;
 	atomic_init(&w->stop_requested, 0);
 	atomic_init(&w->running, 0);
 	if (pthread_mutex_init(&w->mu, NULL) != 0) {
+		sl_urls_free(&w->urls);
 		free(w);
 		return SAGA_ENOMEM;
 	}
-	if (sl_cond_init(&w->job_cv) != 0 || sl_cond_init(&w->result_cv) != 0 ||
-	    sl_cond_init(&w->idle_cv) != 0 || sl_cond_init(&w->wake_cv) != 0 ||
-	    sl_conn_init(&w->conn) != 0) {
+	if ((w->links = calloc(w->urls.n, sizeof(*w->links))) == NULL ||
+	    sl_cond_init(&w->job_cv) != 0 || sl_cond_init(&w->idle_cv) != 0 ||
+	    sl_cond_init(&w->wake_cv) != 0) {
 		/* Partly initialized condition variables cannot be told
 		 * apart; this only happens without memory, so leak them. */
 		pthread_mutex_destroy(&w->mu);
+		free(w->links);
+		sl_urls_free(&w->urls);
 		free(w);
 		return SAGA_ENOMEM;
 	}
+	for (; w->n_links < w->urls.n; w->n_links++) {
+		sl_link *l = &w->links[w->n_links];
+		l->w = w;
+		l->url = w->urls.url[w->n_links];
+		l->results_tail = &l->results;
+		if (sl_conn_init(&l->conn) != SAGA_OK)
+			break;
+		if (sl_cond_init(&l->result_cv) != SAGA_OK) {
+			sl_conn_fini(&l->conn);
+			break;
+		}
+	}
 	w->jobs_tail = &w->jobs;
-	w->results_tail = &w->results;
-	if ((w->url = strdup(url)) == NULL || (w->participant = strdup(participant)) == NULL) {
+	if (w->n_links < w->urls.n) {
+		rv = SAGA_ENOMEM;
+		goto fail;
+	}
+	if ((w->participant = strdup(participant)) == NULL) {
 		rv = SAGA_ENOMEM;
 		goto fail;
 	}
@@ -234,13 +341,16 @@ saga_worker_free(saga_worker *w)
 		close(w->wake[0]);
 	if (w->wake[1] >= 0)
 		close(w->wake[1]);
-	sl_conn_fini(&w->conn);
+	for (size_t i = 0; i < w->n_links; i++) {
+		sl_conn_fini(&w->links[i].conn);
+		pthread_cond_destroy(&w->links[i].result_cv);
+	}
+	free(w->links);
 	pthread_cond_destroy(&w->job_cv);
-	pthread_cond_destroy(&w->result_cv);
 	pthread_cond_destroy(&w->idle_cv);
 	pthread_cond_destroy(&w->wake_cv);
 	pthread_mutex_destroy(&w->mu);
-	free(w->url);
+	sl_urls_free(&w->urls);
 	free(w->participant);
 	free(w->instance);
 	free(w->run_instance);
@@ -254,6 +364,13 @@ saga_worker_set_capacity(saga_worker *w, uint32_t capacity)
 		return SAGA_EINVAL;
 	if (atomic_load(&w->running))
 		return SAGA_ESTATE;
+	if (capacity < w->n_links) {
+		sl_seterr(w->errmsg,
+		    "capacity %u is less than the %zu sagad URLs the worker serves: each "
+		    "connection keeps at least one slot",
+		    capacity, w->n_links);
+		return SAGA_EINVAL;
+	}
 	w->capacity = capacity;
 	return SAGA_OK;
 }
@@ -292,8 +409,10 @@ saga_worker_set_log(saga_worker *w, saga_log_fn fn, void *user)
 		return;
 	w->log = fn;
 	w->log_user = user;
-	w->conn.log = fn;
-	w->conn.log_user = user;
+	for (size_t i = 0; i < w->n_links; i++) {
+		w->links[i].conn.log = fn;
+		w->links[i].conn.log_user = user;
+	}
 }
 
 const char *
@@ -469,6 +588,16 @@ sl_reply_reset(saga_reply *r)
 
 static void result_free(sl_result *r);
 
+/* Queues a result for l's reporter. Call with w->mu held. */
+static void
+queue_result_locked(sl_link *l, sl_result *r)
+{
+	*l->results_tail = r;
+	l->results_tail = &r->next;
+	l->n_results++;
+	pthread_cond_signal(&l->result_cv);
+}
+
 int
 saga_reply_heartbeat(saga_reply *r)
 {
@@ -483,6 +612,7 @@ saga_reply_heartbeat(saga_reply *r)
 		return SAGA_OK;
 	r->last_beat_ms = now;
 	saga_worker *w = r->w;
+	sl_link *l = r->link;
 	const Sagawire__Dispatch *d = r->d;
 	sl_result *res = calloc(1, sizeof(*res));
 	if (res == NULL || (res->step = strdup(d->step)) == NULL) {
@@ -500,11 +630,9 @@ saga_reply_heartbeat(saga_reply *r)
 		result_free(res);
 		return SAGA_OK;
 	}
-	/* Queued like an outcome: the reporter sends it with the next Report. */
-	*w->results_tail = res;
-	w->results_tail = &res->next;
-	w->n_results++;
-	pthread_cond_signal(&w->result_cv);
+	/* Queued like an outcome, on the step's link: its reporter sends it
+	 * with the next Report to the instance that dispatched the step. */
+	queue_result_locked(l, res);
 	pthread_mutex_unlock(&w->mu);
 	return SAGA_OK;
 }
@@ -532,20 +660,45 @@ result_size(const sl_result *r)
 static void
 drop_results(saga_worker *w)
 {
-	pthread_mutex_lock(&w->mu);
-	sl_result *r = w->results;
-	w->results = NULL;
-	w->results_tail = &w->results;
-	w->n_results = 0;
-	pthread_mutex_unlock(&w->mu);
-	while (r != NULL) {
-		sl_result *n = r->next;
-		result_free(r);
-		r = n;
+	for (size_t i = 0; i < w->n_links; i++) {
+		sl_link *l = &w->links[i];
+		pthread_mutex_lock(&w->mu);
+		sl_result *r = l->results;
+		l->results = NULL;
+		l->results_tail = &l->results;
+		l->n_results = 0;
+		pthread_mutex_unlock(&w->mu);
+		while (r != NULL) {
+			sl_result *n = r->next;
+			result_free(r);
+			r = n;
+		}
 	}
 }
 
+/* Results queued or in a Report not yet acknowledged, on every link. Call
+ * with w->mu held. */
+static size_t
+unreported_locked(const saga_worker *w)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < w->n_links; i++)
+		n += w->links[i].n_results + w->links[i].report_busy;
+	return n;
+}
+
 /* ---- handler threads --------------------------------------------------- */
+
+/* A job of l ended (ran, or was dropped): its slot is no longer held. Call
+ * with w->mu held. */
+static void
+job_done_locked(const sl_job *j)
+{
+	sl_link *l = j->link;
+	l->held--;
+	if (j->pipe == l->cur_pipe && l->held_cur > 0)
+		l->held_cur--;
+}
 
 /* Releases one job's hold on its batch; call with w->mu held. Returns the
  * decoded message to free (outside the lock), or NULL. */
@@ -573,9 +726,10 @@ trace_ok(const char *tp)
 }
 
 static sl_result *
-run_job(saga_worker *w, const Sagawire__Dispatch *d)
+run_job(saga_worker *w, const sl_job *j)
 {
-	saga_reply reply = { .max_output = w->max_message, .w = w, .d = d };
+	const Sagawire__Dispatch *d = j->d;
+	saga_reply reply = { .max_output = w->max_message, .w = w, .link = j->link, .d = d };
 	saga_step_result *results = NULL;
 	char id[WIRE_UUID_STRLEN];
 	sl_result *r;
@@ -678,16 +832,13 @@ handler_main(void *arg)
 		w->n_busy++;
 		pthread_mutex_unlock(&w->mu);
 
-		sl_result *r = run_job(w, j->d);
+		sl_result *r = run_job(w, j);
 
 		pthread_mutex_lock(&w->mu);
 		Sagawire__Response *done = batch_release_locked(j->batch);
-		if (r != NULL) {
-			*w->results_tail = r;
-			w->results_tail = &r->next;
-			w->n_results++;
-			pthread_cond_signal(&w->result_cv);
-		}
+		job_done_locked(j);
+		if (r != NULL)
+			queue_result_locked(j->link, r);
 		w->n_busy--;
 		pthread_cond_broadcast(&w->idle_cv);
 		if (done != NULL) {
@@ -713,7 +864,7 @@ join_handlers(saga_worker *w)
 	w->n_threads = 0;
 }
 
-/* ---- poller ------------------------------------------------------------ */
+/* ---- helpers of the pollers and reporters ------------------------------ */
 
 /* Records a fatal error (the first one wins) and wakes run(). */
 static void set_fatal(saga_worker *w, int code, const char *fmt, ...) SL_PRINTF(3, 4);
@@ -819,26 +970,89 @@ spawn_handlers_locked(saga_worker *w)
 	}
 }
 
-/* Turns a WorkBatch into jobs; takes ownership of resp. */
-static void
-enqueue_batch(saga_worker *w, Sagawire__Response *resp)
+/* ---- capacity (see the top of this file) -------------------------------- */
+
+/* Slots link k uses: its jobs, and while its poll is out, what that poll
+ * lets sagad send on top of the jobs sagad counts in flight. Call with
+ * w->mu held. */
+static int64_t
+link_use_locked(const sl_link *k)
 {
+	int64_t use = k->held;
+	if (k->polling && k->cap > k->held_cur)
+		use += (int64_t)k->cap - k->held_cur;
+	return use;
+}
+
+/* Link l is about to poll: the capacity its poll declares. Marks the poll
+ * outstanding. Call with w->mu held. */
+static uint32_t
+plan_poll_locked(saga_worker *w, sl_link *l)
+{
+	int64_t c = w->capacity;
+	int64_t free_slots = c - l->held, fair = c - l->held;
+
+	/* Jobs of a connection that has since closed no longer count in
+	 * sagad's view of this link: it has taken them back. */
+	if (l->cur_pipe != 0 && !sl_conn_pipe_up(&l->conn, l->cur_pipe)) {
+		l->cur_pipe = 0;
+		l->held_cur = 0;
+	}
+	for (size_t i = 0; i < w->n_links; i++) {
+		const sl_link *k = &w->links[i];
+		if (k == l)
+			continue;
+		int64_t use = link_use_locked(k);
+		int64_t owed = k->busy ? k->share : 1;
+		free_slots -= use > 1 ? use : 1;
+		fair -= use > owed ? use : owed;
+	}
+	int64_t want = w->n_links == 1 || l->busy ? fair : fair < 1 ? fair : 1;
+	int64_t cap = (int64_t)l->held_cur + (want < free_slots ? want : free_slots);
+	if (cap > c)
+		cap = c;
+	if (cap < 1)
+		cap = 1; /* sagad refuses 0; one slot is every link's own */
+	l->cap = (uint32_t)cap;
+	l->room = l->cap > l->held_cur;
+	l->polling = 1;
+	l->poll_sent_ms = wire_mono_ms();
+	return l->cap;
+}
+
+/* l's poll ended without steps (an error, or the worker stopping). */
+static void
+poll_failed(saga_worker *w, sl_link *l)
+{
+	pthread_mutex_lock(&w->mu);
+	l->polling = 0;
+	l->cap = 0;
+	l->busy = 0;
+	pthread_mutex_unlock(&w->mu);
+}
+
+/* ---- poller ------------------------------------------------------------ */
+
+/*
+ * Turns a WorkBatch that came on connection `pipe` of l into jobs and ends
+ * l's poll, in one step under w->mu so that the slots the poll declared
+ * pass to the jobs without a moment free. Takes ownership of resp.
+ */
+static void
+enqueue_batch(sl_link *l, Sagawire__Response *resp, uint32_t pipe)
+{
+	saga_worker *w = l->w;
 	const Sagawire__WorkBatch *b = resp->work;
 	sl_job *head = NULL, **tail = &head;
-	sl_batch *batch;
+	sl_batch *batch = NULL;
 	size_t n = 0;
 
-	if (b->n_dispatches == 0 || (batch = malloc(sizeof(*batch))) == NULL) {
-		if (b->n_dispatches > 0)
-			LOG(w, SAGA_LOG_ERROR,
-			    "out of memory: %zu steps dropped; sagad will "
-			    "redeliver them after their timeout",
-			    b->n_dispatches);
-		wire_free(&resp->base);
-		return;
-	}
-	batch->resp = resp;
-	for (size_t i = 0; i < b->n_dispatches; i++) {
+	if (b->n_dispatches > 0 && (batch = malloc(sizeof(*batch))) == NULL)
+		LOG(w, SAGA_LOG_ERROR,
+		    "out of memory: %zu steps dropped; sagad will "
+		    "redeliver them after their timeout",
+		    b->n_dispatches);
+	for (size_t i = 0; batch != NULL && i < b->n_dispatches; i++) {
 		const Sagawire__Dispatch *d = b->dispatches[i];
 		char why[256];
 		if (!dispatch_ok(w, d, why, sizeof(why))) {
@@ -846,7 +1060,8 @@ enqueue_batch(saga_worker *w, Sagawire__Response *resp)
 			if (d->saga_id.len == 16)
 				wire_uuid_format(d->saga_id.data, id);
 			LOG(w, SAGA_LOG_ERROR,
-			    "skipping an invalid dispatch from sagad (saga %s): %s", id, why);
+			    "skipping an invalid dispatch from sagad at %s (saga %s): %s", l->url,
+			    id, why);
 			continue;
 		}
 		sl_job *j = malloc(sizeof(*j));
@@ -858,20 +1073,28 @@ enqueue_batch(saga_worker *w, Sagawire__Response *resp)
 		}
 		j->batch = batch;
 		j->d = d;
+		j->link = l;
+		j->pipe = pipe;
 		j->next = NULL;
 		*tail = j;
 		tail = &j->next;
 		n++;
 	}
-	if (n == 0) {
-		free(batch);
-		wire_free(&resp->base);
-		return;
-	}
-	batch->refs = (unsigned)n;
+
 	pthread_mutex_lock(&w->mu);
-	if (w->closing) {
-		/* Shutting down after a fatal error: sagad redelivers. */
+	/* An empty answer to a poll that left sagad no room says nothing of
+	 * whether that instance has work. */
+	if (b->n_dispatches > 0 || l->room)
+		l->busy = b->n_dispatches > 0;
+	l->polling = 0;
+	l->cap = 0;
+	if (pipe != l->cur_pipe) {
+		l->cur_pipe = pipe;
+		l->held_cur = 0;
+	}
+	if (n == 0 || w->closing) {
+		/* Nothing valid, or shutting down after a fatal error: sagad
+		 * redelivers. */
 		pthread_mutex_unlock(&w->mu);
 		while (head != NULL) {
 			sl_job *j = head;
@@ -882,6 +1105,10 @@ enqueue_batch(saga_worker *w, Sagawire__Response *resp)
 		wire_free(&resp->base);
 		return;
 	}
+	batch->resp = resp;
+	batch->refs = (unsigned)n;
+	l->held += (uint32_t)n;
+	l->held_cur += (uint32_t)n;
 	*w->jobs_tail = head;
 	w->jobs_tail = tail;
 	w->n_jobs += n;
@@ -894,10 +1121,21 @@ enqueue_batch(saga_worker *w, Sagawire__Response *resp)
 	pthread_mutex_unlock(&w->mu);
 }
 
+/* Has the worker begun closing its sockets? */
+static int
+sock_closing(saga_worker *w)
+{
+	pthread_mutex_lock(&w->mu);
+	int closing = w->sock_closing;
+	pthread_mutex_unlock(&w->mu);
+	return closing;
+}
+
 static void *
 poller_main(void *arg)
 {
-	saga_worker *w = arg;
+	sl_link *l = arg;
+	saga_worker *w = l->w;
 	char err[SL_ERRMSG_MAX];
 	int64_t backoff = 0;
 
@@ -912,53 +1150,74 @@ poller_main(void *arg)
 			pause_ms(w, backoff);
 		if (atomic_load(&w->stop_requested))
 			break;
+		/* A poll goes out on a connection that is up: one queued while
+		 * its instance is away would keep the slots it declares. */
+		if (!sl_conn_wait_up(&l->conn, wire_mono_ms() + WAIT_UP_MS)) {
+			if (sock_closing(w))
+				break;
+			continue;
+		}
+		pthread_mutex_lock(&w->mu);
+		poll.capacity = plan_poll_locked(w, l);
+		pthread_mutex_unlock(&w->mu);
 		poll.participant = w->participant;
-		poll.capacity = w->capacity;
 		poll.instance = w->run_instance;
 		poll.max_message_bytes = w->max_message;
 		req.body_case = SAGAWIRE__REQUEST__BODY_POLL;
 		req.poll = &poll;
 		if (wire_pack_msg(&req.base, &msg) != SAGA_OK) {
+			poll_failed(w, l);
 			backoff = next_backoff(backoff);
 			continue;
 		}
-		rv = sl_ctx_call(&w->conn, w->poll_ctx, w->poll_aio, msg, &reply);
-		if (rv == NNG_ECLOSED)
-			break;
+		rv = sl_ctx_call(&l->conn, l->poll_ctx, l->poll_aio, msg, &reply);
 		if (rv != 0) {
+			poll_failed(w, l);
+			if (rv == NNG_ECLOSED)
+				break;
+			if (rv == NNG_ECONNRESET) {
+				/* The connection dropped (its loss is logged):
+				 * poll again once it is back. */
+				backoff = 0;
+				continue;
+			}
 			backoff = next_backoff(backoff);
 			LOG(w, SAGA_LOG_WARN, "polling sagad at %s failed: %s; again in %lld ms",
-			    w->url, nng_strerror(rv), (long long)backoff);
+			    l->url, nng_strerror(rv), (long long)backoff);
 			continue;
 		}
+		uint32_t pipe = (uint32_t)nng_pipe_id(nng_msg_get_pipe(reply));
 		rv = sl_decode_reply(reply, SAGAWIRE__RESPONSE__BODY_WORK, &resp, err);
 		nng_msg_free(reply);
+		if (rv != SAGA_OK)
+			poll_failed(w, l);
 		if (rv == SAGA_EINVAL || rv == SAGA_EUNSUPPORTED) {
 			/* Asking again cannot help: the participant name or
 			 * capacity is refused, or sagad does not serve polls. */
 			set_fatal(w, rv, "sagad at %s refused the poll of participant %s: %s",
-			    w->url, w->participant, err);
+			    l->url, w->participant, err);
 			break;
 		}
 		if (rv != SAGA_OK) {
 			backoff = next_backoff(backoff);
 			LOG(w, SAGA_LOG_WARN,
-			    "sagad answered a poll with an error: %s: %s; "
+			    "sagad at %s answered a poll with an error: %s: %s; "
 			    "again in %lld ms",
-			    saga_strerror(rv), err, (long long)backoff);
+			    l->url, saga_strerror(rv), err, (long long)backoff);
 			continue;
 		}
 		backoff = 0;
 		if (atomic_load(&w->stop_requested)) {
+			poll_failed(w, l);
 			if (resp->work->n_dispatches > 0)
 				LOG(w, SAGA_LOG_INFO,
-				    "stopping: %zu steps just received are left "
-				    "for sagad to redeliver",
-				    resp->work->n_dispatches);
+				    "stopping: %zu steps just received from sagad at %s are "
+				    "left for it to redeliver",
+				    resp->work->n_dispatches, l->url);
 			wire_free(&resp->base);
 			break;
 		}
-		enqueue_batch(w, resp);
+		enqueue_batch(l, resp, pipe);
 	}
 	return NULL;
 }
@@ -966,14 +1225,15 @@ poller_main(void *arg)
 /* ---- reporter ---------------------------------------------------------- */
 
 /*
- * Sends results rs[0..n) in one Report until sagad acknowledges it.
+ * Sends results rs[0..n) in one Report on l until sagad acknowledges it.
  * A Report that sagad finds too big is split; a single result that is too
  * big is replaced by a retryable error saying so. Returns SAGA_OK, or
  * SAGA_ECLOSED when the socket closed first.
  */
 static int
-send_report(saga_worker *w, sl_result **rs, size_t n)
+send_report(sl_link *l, sl_result **rs, size_t n)
 {
+	saga_worker *w = l->w;
 	char err[SL_ERRMSG_MAX];
 	int64_t backoff = 0;
 
@@ -1022,20 +1282,22 @@ send_report(saga_worker *w, sl_result **rs, size_t n)
 			backoff = next_backoff(backoff);
 			continue;
 		}
-		rv = sl_ctx_call(&w->conn, w->report_ctx, w->report_aio, msg, &reply);
+		rv = sl_ctx_call(&l->conn, l->report_ctx, l->report_aio, msg, &reply);
 		if (rv == NNG_ECLOSED)
 			return SAGA_ECLOSED;
 		if (rv != 0) {
 			backoff = next_backoff(backoff);
-			LOG(w, SAGA_LOG_WARN, "reporting %zu results failed: %s; again in %lld ms",
-			    n, nng_strerror(rv), (long long)backoff);
+			LOG(w, SAGA_LOG_WARN,
+			    "reporting %zu results to sagad at %s failed: %s; again in %lld ms", n,
+			    l->url, nng_strerror(rv), (long long)backoff);
 			continue;
 		}
 		rv = sl_decode_reply(reply, SAGAWIRE__RESPONSE__BODY_ACK, &resp, err);
 		nng_msg_free(reply);
 		if (rv == SAGA_OK) {
-			LOG(w, SAGA_LOG_DEBUG, "reported %zu results: %u accepted, %u ignored", n,
-			    resp->ack->accepted, resp->ack->ignored);
+			LOG(w, SAGA_LOG_DEBUG,
+			    "reported %zu results to sagad at %s: %u accepted, %u ignored", n,
+			    l->url, resp->ack->accepted, resp->ack->ignored);
 			wire_free(&resp->base);
 			return SAGA_OK;
 		}
@@ -1045,9 +1307,9 @@ send_report(saga_worker *w, sl_result **rs, size_t n)
 			    "splitting it",
 			    n);
 			size_t h = n / 2;
-			if ((rv = send_report(w, rs, h)) != SAGA_OK)
+			if ((rv = send_report(l, rs, h)) != SAGA_OK)
 				return rv;
-			return send_report(w, rs + h, n - h);
+			return send_report(l, rs + h, n - h);
 		}
 		if (rv == SAGA_ETOOBIG) {
 			char id[WIRE_UUID_STRLEN], *e;
@@ -1073,51 +1335,99 @@ send_report(saga_worker *w, sl_result **rs, size_t n)
 		}
 		backoff = next_backoff(backoff);
 		LOG(w, SAGA_LOG_WARN,
-		    "sagad refused a report of %zu results: %s: %s; sending it "
+		    "sagad at %s refused a report of %zu results: %s: %s; sending it "
 		    "again in %lld ms",
-		    n, saga_strerror(rv), err, (long long)backoff);
+		    l->url, n, saga_strerror(rv), err, (long long)backoff);
 	}
+}
+
+/*
+ * Sends an empty Report on l and waits for any answer: bytes on a
+ * connection that died silently make TCP find out and close it, and the
+ * poll then fails and is sent again on a new one (see the top of this
+ * file). Returns SAGA_ECLOSED if the socket closed first.
+ */
+static int
+send_probe(sl_link *l)
+{
+	saga_worker *w = l->w;
+	Sagawire__Request req = SAGAWIRE__REQUEST__INIT;
+	Sagawire__Report rep = SAGAWIRE__REPORT__INIT;
+	nng_msg *msg, *reply;
+
+	rep.participant = w->participant;
+	req.body_case = SAGAWIRE__REQUEST__BODY_REPORT;
+	req.report = &rep;
+	if (wire_pack_msg(&req.base, &msg) != SAGA_OK)
+		return SAGA_OK;
+	LOG(w, SAGA_LOG_DEBUG, "no answer to a poll from sagad at %s for %d s: probing", l->url,
+	    POLL_PROBE_MS / 1000);
+	int rv = sl_ctx_call(&l->conn, l->report_ctx, l->report_aio, msg, &reply);
+	if (rv == NNG_ECLOSED)
+		return SAGA_ECLOSED;
+	if (rv == 0)
+		nng_msg_free(reply);
+	return SAGA_OK;
 }
 
 static void *
 reporter_main(void *arg)
 {
-	saga_worker *w = arg;
+	sl_link *l = arg;
+	saga_worker *w = l->w;
 	sl_result **batch = calloc(REPORT_MAX_RESULTS, sizeof(*batch));
 
 	pthread_mutex_lock(&w->mu);
 	while (batch != NULL) {
-		while (w->results == NULL && !w->reporter_exit)
-			pthread_cond_wait(&w->result_cv, &w->mu);
-		if (w->results == NULL)
+		int probe = 0;
+		while (l->results == NULL && !w->reporter_exit) {
+			/* With no poll out, look again a probe period later. */
+			int64_t now = wire_mono_ms();
+			int64_t due = (l->polling ? l->poll_sent_ms : now) + POLL_PROBE_MS;
+			if (l->polling && due <= now) {
+				probe = 1;
+				break;
+			}
+			sl_cond_wait_ms(&l->result_cv, &w->mu, due - now);
+		}
+		if (probe) {
+			l->poll_sent_ms = wire_mono_ms(); /* the next probe a period later */
+			pthread_mutex_unlock(&w->mu);
+			int rv = send_probe(l);
+			pthread_mutex_lock(&w->mu);
+			if (rv != SAGA_OK)
+				break;
+			continue;
+		}
+		if (l->results == NULL)
 			break;
 		/* Everything queued, up to the count and size caps: one
 		 * result when idle, large batches under load. */
 		size_t n = 0, bytes = 0;
-		while (w->results != NULL && n < REPORT_MAX_RESULTS) {
-			size_t sz = result_size(w->results);
+		while (l->results != NULL && n < REPORT_MAX_RESULTS) {
+			size_t sz = result_size(l->results);
 			if (n > 0 && bytes + sz > REPORT_SOFT_BYTES)
 				break;
 			bytes += sz;
-			batch[n++] = w->results;
-			if ((w->results = w->results->next) == NULL)
-				w->results_tail = &w->results;
-			w->n_results--;
+			batch[n++] = l->results;
+			if ((l->results = l->results->next) == NULL)
+				l->results_tail = &l->results;
+			l->n_results--;
 		}
-		w->report_busy = n;
+		l->report_busy = n;
 		pthread_mutex_unlock(&w->mu);
 
-		int rv = send_report(w, batch, n);
+		int rv = send_report(l, batch, n);
 		if (rv != SAGA_OK)
 			LOG(w, SAGA_LOG_WARN,
-			    "%zu results were not acknowledged before the "
+			    "%zu results were not acknowledged by sagad at %s before the "
 			    "connection closed; sagad will redeliver those steps",
-			    n);
+			    n, l->url);
 		for (size_t i = 0; i < n; i++)
 			result_free(batch[i]);
 
 		pthread_mutex_lock(&w->mu);
-		w->report_busy = 0;
+		l->report_busy = 0;
 		pthread_cond_broadcast(&w->idle_cv);
 		if (rv != SAGA_OK)
 			break;
@@ -1190,51 +1500,91 @@ make_instance(saga_worker *w)
 	return SAGA_OK;
 }
 
-/* Sets up the socket, contexts and threads. On failure everything made is
- * undone and errmsg says why. */
+/*
+ * Closes the sockets of links [0, n) once (their held polls and reports
+ * end with NNG_ECLOSED), then waits for their pollers and reporters and
+ * frees their operations.
+ */
+static void
+close_links(saga_worker *w, size_t n)
+{
+	pthread_mutex_lock(&w->mu);
+	w->reporter_exit = 1;
+	w->sock_closing = 1;
+	for (size_t i = 0; i < n; i++)
+		pthread_cond_broadcast(&w->links[i].result_cv);
+	pthread_cond_broadcast(&w->wake_cv);
+	pthread_mutex_unlock(&w->mu);
+	for (size_t i = 0; i < n; i++)
+		sl_conn_close(&w->links[i].conn);
+	for (size_t i = 0; i < n; i++) {
+		sl_link *l = &w->links[i];
+		if (l->poller_started)
+			pthread_join(l->poller, NULL);
+		if (l->reporter_started)
+			pthread_join(l->reporter, NULL);
+		l->poller_started = l->reporter_started = 0;
+		if (l->poll_aio != NULL)
+			nng_aio_free(l->poll_aio);
+		if (l->report_aio != NULL)
+			nng_aio_free(l->report_aio);
+		l->poll_aio = l->report_aio = NULL;
+	}
+}
+
+/* Sets up every link's socket, contexts and threads. On failure everything
+ * made is undone and errmsg says why. */
 static int
 start(saga_worker *w)
 {
+	size_t i, n_open = 0;
 	int rv;
 
 	if ((rv = make_instance(w)) != SAGA_OK)
 		return rv;
 	if ((w->threads = calloc(w->capacity, sizeof(pthread_t))) == NULL)
 		return SAGA_ENOMEM;
-	w->poll_aio = w->report_aio = NULL;
-	if ((rv = sl_conn_open(&w->conn, w->url, w->max_message, w->errmsg)) != SAGA_OK)
-		goto fail;
-	if ((rv = nng_aio_alloc(&w->poll_aio, NULL, NULL)) != 0 ||
-	    (rv = nng_aio_alloc(&w->report_aio, NULL, NULL)) != 0 ||
-	    (rv = sl_ctx_open(&w->conn, POLL_RESEND_MS, &w->poll_ctx)) != 0 ||
-	    (rv = sl_ctx_open(&w->conn, REPORT_RESEND_MS, &w->report_ctx)) != 0) {
-		sl_seterr(w->errmsg, "cannot set up the nng contexts: %s", nng_strerror(rv));
-		rv = wire_err_from_nng(rv);
-		goto fail;
+	for (i = 0; i < w->n_links; i++) {
+		sl_link *l = &w->links[i];
+		l->share = w->capacity / (uint32_t)w->n_links +
+		    (i < w->capacity % (uint32_t)w->n_links ? 1 : 0);
+		l->held = l->held_cur = l->cur_pipe = l->cap = 0;
+		l->polling = l->busy = 0;
+		l->report_busy = 0;
+		l->poll_aio = l->report_aio = NULL;
+		if ((rv = sl_conn_open(&l->conn, &l->url, 1, w->max_message, w->errmsg)) != SAGA_OK)
+			goto fail;
+		n_open++;
+		/* Polls are not resent (see the top of this file); reports are. */
+		if ((rv = nng_aio_alloc(&l->poll_aio, NULL, NULL)) != 0 ||
+		    (rv = nng_aio_alloc(&l->report_aio, NULL, NULL)) != 0 ||
+		    (rv = sl_ctx_open(&l->conn, NNG_DURATION_INFINITE, &l->poll_ctx)) != 0 ||
+		    (rv = sl_ctx_open(&l->conn, REPORT_RESEND_MS, &l->report_ctx)) != 0) {
+			sl_seterr(
+			    w->errmsg, "cannot set up the nng contexts: %s", nng_strerror(rv));
+			rv = wire_err_from_nng(rv);
+			goto fail;
+		}
 	}
-	if ((rv = pthread_create(&w->reporter, NULL, reporter_main, w)) != 0) {
-		sl_seterr(w->errmsg, "cannot start the reporter thread: %s", strerror(rv));
-		rv = SAGA_ENOMEM;
-		goto fail;
-	}
-	if ((rv = pthread_create(&w->poller, NULL, poller_main, w)) != 0) {
-		sl_seterr(w->errmsg, "cannot start the poller thread: %s", strerror(rv));
-		pthread_mutex_lock(&w->mu);
-		w->reporter_exit = 1;
-		pthread_cond_broadcast(&w->result_cv);
-		pthread_mutex_unlock(&w->mu);
-		pthread_join(w->reporter, NULL);
-		rv = SAGA_ENOMEM;
-		goto fail;
+	for (i = 0; i < w->n_links; i++) {
+		sl_link *l = &w->links[i];
+		if ((rv = pthread_create(&l->reporter, NULL, reporter_main, l)) != 0) {
+			sl_seterr(w->errmsg, "cannot start a reporter thread: %s", strerror(rv));
+			rv = SAGA_ENOMEM;
+			goto fail;
+		}
+		l->reporter_started = 1;
+		if ((rv = pthread_create(&l->poller, NULL, poller_main, l)) != 0) {
+			sl_seterr(w->errmsg, "cannot start a poller thread: %s", strerror(rv));
+			rv = SAGA_ENOMEM;
+			goto fail;
+		}
+		l->poller_started = 1;
 	}
 	return SAGA_OK;
 
 fail:
-	sl_conn_close(&w->conn);
-	if (w->poll_aio != NULL)
-		nng_aio_free(w->poll_aio);
-	if (w->report_aio != NULL)
-		nng_aio_free(w->report_aio);
+	close_links(w, n_open);
 	free(w->threads);
 	w->threads = NULL;
 	return rv;
@@ -1260,7 +1610,6 @@ saga_worker_run(saga_worker *w)
 	w->n_jobs = 0;
 	w->n_busy = 0;
 	w->closing = w->reporter_exit = w->sock_closing = 0;
-	w->report_busy = 0;
 	w->fatal = 0;
 	if (atomic_load(&w->stop_requested)) {
 		/* Stopped before it started (e.g. a signal during setup). */
@@ -1277,7 +1626,7 @@ saga_worker_run(saga_worker *w)
 	LOG(w, SAGA_LOG_INFO,
 	    "participant %s (instance %s, capacity %u, %zu handlers) "
 	    "serving sagad at %s",
-	    w->participant, w->run_instance, w->capacity, w->n_handlers, w->url);
+	    w->participant, w->run_instance, w->capacity, w->n_handlers, w->urls.text);
 
 	wait_for_stop(w);
 
@@ -1297,6 +1646,7 @@ saga_worker_run(saga_worker *w)
 	while (dropped != NULL) {
 		sl_job *j = dropped;
 		dropped = j->next;
+		job_done_locked(j);
 		Sagawire__Response *done = batch_release_locked(j->batch);
 		if (done != NULL)
 			wire_free(&done->base);
@@ -1309,28 +1659,22 @@ saga_worker_run(saga_worker *w)
 		sl_cond_wait_ms(&w->idle_cv, &w->mu, deadline - wire_mono_ms());
 	uint32_t stuck = w->n_busy;
 
-	/* 2. Flush the outcomes: the reporter sends what is queued, then
-	 *    exits. */
+	/* 2. Flush the outcomes: every reporter sends what its link has
+	 *    queued, then exits. */
 	int64_t flush_deadline = wire_mono_ms() + FLUSH_MIN_MS;
 	if (flush_deadline < deadline)
 		flush_deadline = deadline;
 	w->reporter_exit = 1;
-	pthread_cond_broadcast(&w->result_cv);
-	while ((w->results != NULL || w->report_busy > 0) && wire_mono_ms() < flush_deadline)
+	for (size_t i = 0; i < w->n_links; i++)
+		pthread_cond_broadcast(&w->links[i].result_cv);
+	while (unreported_locked(w) > 0 && wire_mono_ms() < flush_deadline)
 		sl_cond_wait_ms(&w->idle_cv, &w->mu, flush_deadline - wire_mono_ms());
-	size_t unflushed = w->n_results + w->report_busy;
-
-	/* 3. Close the socket once: the held poll and any report still
-	 *    waiting end with NNG_ECLOSED. */
-	w->sock_closing = 1;
-	pthread_cond_broadcast(&w->wake_cv);
+	size_t unflushed = unreported_locked(w);
 	pthread_mutex_unlock(&w->mu);
-	sl_conn_close(&w->conn);
-	pthread_join(w->poller, NULL);
-	pthread_join(w->reporter, NULL);
-	nng_aio_free(w->poll_aio);
-	nng_aio_free(w->report_aio);
-	w->poll_aio = w->report_aio = NULL;
+
+	/* 3. Close the sockets once: held polls and any report still
+	 *    waiting end with NNG_ECLOSED. */
+	close_links(w, w->n_links);
 
 	if (unflushed > 0)
 		LOG(w, SAGA_LOG_WARN,

@@ -33,7 +33,8 @@ usage(FILE *out)
 	fprintf(out,
 	    "usage: %s [options]\n"
 	    "Starts one shop.OrderSaga and prints its saga id.\n"
-	    "  --url URL          sagad address (default $SAGA_URL, else %s)\n"
+	    "  --url URLS         sagad address (default $SAGA_URL, else %s), or\n"
+	    "                     several, separated by commas\n"
 	    "  --order-id ID      order id (default: order-<time>-<pid>)\n"
 	    "  --sku SKU          (default SKU-1)\n"
 	    "  --quantity N       (default 1)\n"
@@ -232,7 +233,11 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if ((rv = saga_client_new(url, &c)) != SAGA_OK) {
-		fprintf(stderr, "%s: %s\n", prog, saga_strerror(rv));
+		char why[512] = "";
+		if (rv == SAGA_EINVAL)
+			saga_url_list_check(url, why, sizeof(why));
+		fprintf(stderr, "%s: %s%s%s\n", prog, saga_strerror(rv), why[0] != '\0' ? ": " : "",
+		    why);
 		goto out;
 	}
 	saga_client_set_log(c, ex_log, (void *)prog);

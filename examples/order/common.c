@@ -201,11 +201,12 @@ static void
 ex_usage(FILE *out, const char *prog, const char *participant)
 {
 	fprintf(out,
-	    "usage: %s --db CONNINFO [--url URL] [--capacity N] [--verbose]\n"
+	    "usage: %s --db CONNINFO [--url URLS] [--capacity N] [--verbose]\n"
 	    "Example participant \"%s\" of the shop.OrderSaga saga.\n"
 	    "  --db CONNINFO  its own PostgreSQL database (default $SHOP_DB); its\n"
 	    "                 tables and the barrier table are created if missing\n"
-	    "  --url URL      sagad address (default $SAGA_URL, else %s)\n"
+	    "  --url URLS     sagad address (default $SAGA_URL, else %s), or\n"
+	    "                 several, separated by commas: every instance is served\n"
 	    "  --capacity N   steps run at once (default: libsaga's, 16)\n"
 	    "  --verbose      also print libsaga's debug lines\n"
 	    "Prints one line per handled step to stdout; libsaga's log goes to\n"
@@ -332,7 +333,11 @@ ex_participant_main(int argc, char **argv, const char *participant, const char *
 		return 1;
 
 	if ((rv = saga_worker_new(url, participant, &w)) != SAGA_OK) {
-		fprintf(stderr, "%s: cannot create worker: %s\n", prog, saga_strerror(rv));
+		char why[512] = "";
+		if (rv == SAGA_EINVAL)
+			saga_url_list_check(url, why, sizeof(why));
+		fprintf(stderr, "%s: cannot create worker: %s%s%s\n", prog, saga_strerror(rv),
+		    why[0] != '\0' ? ": " : "", why);
 		return 1;
 	}
 	saga_worker_set_log(w, ex_log, (void *)prog);

@@ -39,7 +39,7 @@ typedef struct ex_handler {
 } ex_handler;
 
 /* Runs participant `participant` serving the n handlers until SIGINT or
- * SIGTERM. argv takes --url URL (default $SAGA_URL, else SAGA_DEFAULT_URL),
+ * SIGTERM. argv takes --url URLS (default $SAGA_URL, else SAGA_DEFAULT_URL),
  * --db CONNINFO (default $SHOP_DB; required), --capacity N, --verbose
  * (libsaga debug lines) and --help. Before serving, it applies the barrier
  * table and schema_sql (the participant's own tables, idempotent) to the

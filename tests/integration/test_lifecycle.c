@@ -1346,6 +1346,88 @@ START_TEST(many_concurrent_sagas_each_reach_their_own_outcome_once)
 }
 END_TEST
 
+/* ---- several URLs -------------------------------------------------------- */
+
+/*
+ * Several sagad instances sharing one database are not built yet, but the
+ * real sagad takes one worker connection per URL: this sagad listens on two
+ * ports, and a participant and a client are given the first one twice and
+ * the second once. Every saga completes, every step ran exactly once, each
+ * participant keeps three connections, and what they declare together
+ * stays within the worker's capacity.
+ */
+START_TEST(worker_and_client_given_sagad_several_times_run_every_step_once)
+{
+	enum { N = 30, CAP = 6 };
+	ths *t = ths_new_ok(pg, "lc_urls");
+	char second[64], listen[160], urls[300];
+	snprintf(second, sizeof(second), "tcp://127.0.0.1:%d", free_tcp_port());
+	snprintf(listen, sizeof(listen), "%s,%s", ths_url(t), second);
+	ths_sagad_start_ok(t, (const char *const[]) { "--listen", listen, NULL });
+	snprintf(urls, sizeof(urls), "%s, %s ,%s", ths_url(t), ths_url(t), second);
+	ths_participant_at_ok(t, urls, "multi", CAP, NULL);
+	ths_register_sagas_ok(t);
+
+	saga_client *c = NULL;
+	ck_assert_int_eq(saga_client_new(urls, &c), SAGA_OK);
+	ck_assert_int_eq(saga_client_set_timeout(c, 10000), SAGA_OK);
+	/* Every participant name has a connection at each URL. */
+	long long until = th_now_ms() + 10000;
+	for (;;) {
+		saga_participant_list *pl = NULL;
+		ck_assert_int_eq(saga_client_participants(c, &pl), SAGA_OK);
+		size_t full = 0;
+		for (size_t i = 0; i < pl->count; i++) {
+			full += pl->participants[i].connections == 3;
+			ck_assert_uint_le(pl->participants[i].connections, 3);
+			ck_assert_uint_le(pl->participants[i].capacity, CAP);
+		}
+		size_t n = pl->count;
+		saga_participant_list_free(pl);
+		if (n == 5 && full == 5)
+			break;
+		ck_assert_msg(
+		    th_now_ms() < until, "%zu of 5 participants have 3 connections", full);
+		usleep(20 * 1000);
+	}
+
+	char *ids[N];
+	for (int i = 0; i < N; i++) {
+		char input[32], key[32];
+		snprintf(input, sizeof(input), "tag=%d", i);
+		snprintf(key, sizeof(key), "urls-%d", i);
+		saga_start_opts o = { .idempotency_key = key };
+		ck_assert_int_eq(saga_client_start(c, i % 2 ? "ittest.Linear3" : "ittest.Parallel",
+				     input, strlen(input), &o, &ids[i], NULL),
+		    SAGA_OK);
+	}
+	int completed = 0;
+	for (int i = 0; i < N; i++) {
+		saga_info *info = NULL;
+		int rv = saga_client_wait(c, ids[i], WAIT_MS, &info);
+		ck_assert_msg(rv == SAGA_OK, "saga %s: %s: %s", ids[i], saga_strerror(rv),
+		    saga_client_errmsg(c));
+		completed += info->state == SAGA_STATE_COMPLETED;
+		saga_info_free(info);
+	}
+	ck_assert_int_eq(completed, N);
+	ths_journal *j = ths_journal_read_ok(t);
+	for (int i = 0; i < N; i++) {
+		int parallel = i % 2 == 0;
+		ck_assert_int_eq(ths_journal_count(j, ids[i], 'a', "A", NULL), 1);
+		ck_assert_int_eq(ths_journal_count(j, ids[i], 'a', "B", NULL), 1);
+		ck_assert_int_eq(ths_journal_count(j, ids[i], 'a', "C", NULL), 1);
+		ck_assert_int_eq(ths_journal_count(j, ids[i], 'a', "D", NULL), parallel);
+		ck_assert_int_eq(ths_journal_count(j, ids[i], 'c', NULL, NULL), 0);
+	}
+	ths_journal_free(j);
+	for (int i = 0; i < N; i++)
+		saga_string_free(ids[i]);
+	saga_client_free(c);
+	ths_free(t);
+}
+END_TEST
+
 static Suite *
 lifecycle_suite(void)
 {
@@ -1379,6 +1461,7 @@ lifecycle_suite(void)
 	tcase_add_test(tc, start_of_an_unknown_definition_is_refused_naming_it);
 	tcase_add_test(tc, running_saga_keeps_the_version_it_started_with);
 	tcase_add_test(tc, many_concurrent_sagas_each_reach_their_own_outcome_once);
+	tcase_add_test(tc, worker_and_client_given_sagad_several_times_run_every_step_once);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,7 +1,8 @@
 /*
  * Integration: the sagactl command line against a real sagad. Exit codes
  * (0, or the libsaga error code) and --json output that parses, for
- * register, start (--wait), get, list and cancel.
+ * register, start (--wait), get, list and cancel; --url and SAGA_URL with a
+ * list of URLs.
  */
 #define _GNU_SOURCE
 #include <check.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "saga.h"
@@ -689,6 +691,84 @@ START_TEST(sagactl_speaks_json_payloads_describes_watches_and_counts)
 }
 END_TEST
 
+/* Runs sagactl with SAGA_URL=saga_url and no --url; returns its exit
+ * status, with what it wrote in *out (caller frees). */
+static int
+ctl_env(ths *t, const char *saga_url, const char *const args[], char **out)
+{
+	const char *argv[16];
+	char env_url[512], log[600];
+	size_t n = 0;
+	int st = -1;
+	static int seq;
+
+	argv[n++] = ths_env_ok("SAGACTL_BIN");
+	for (size_t i = 0; args[i] != NULL && n < 15; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	snprintf(env_url, sizeof(env_url), "SAGA_URL=%s", saga_url);
+	snprintf(log, sizeof(log), "%s/sagactl-env-%d.log", ths_dir(t), ++seq);
+	const char *env[] = { env_url, NULL };
+	ck_assert_int_eq(th_run(argv, env, log, 30000, &st), 0);
+	*out = th_read_file(log, NULL);
+	ck_assert_ptr_nonnull(*out);
+	fprintf(stderr, "sagactl with %s -> %d: %s\n", env_url, WEXITSTATUS(st), *out);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+START_TEST(sagactl_takes_a_list_of_urls_in_url_and_saga_url)
+{
+	ths *t = world("ctl_urls");
+	char list[512], *out, *err;
+	int rc;
+
+	/* An instance that is down, then the one up: calls go to the one up. */
+	snprintf(list, sizeof(list), "tcp://127.0.0.1:1, %s", ths_url(t));
+	rc = CTL(t, &out, "--url", list, "--json", "participants");
+	ck_assert_msg(rc == 0 && json_ok(out), "participants via %s: exit %d", list, rc);
+	free(out);
+	rc = ctl_env(t, list, (const char *const[]) { "--json", "participants", NULL }, &out);
+	ck_assert_msg(rc == 0, "participants via SAGA_URL=%s: exit %d", list, rc);
+	free(out);
+
+	/* A bad entry is a usage error that names it, and where it came from. */
+	snprintf(list, sizeof(list), "%s,bogus", ths_url(t));
+	rc = CTL(t, &out, "--url", list, "participants");
+	err = ths_sagactl_stderr(t);
+	ck_assert_msg(rc == 64 &&
+		ths_contains(err,
+		    "invalid --url: entry 2 of the sagad URL list, \"bogus\", is not "
+		    "a sagad URL"),
+	    "exit %d, stderr: %s", rc, err);
+	free(err);
+	free(out);
+	rc = ctl_env(t, ",", (const char *const[]) { "participants", NULL }, &out);
+	ck_assert_msg(rc == 64 &&
+		ths_contains(out,
+		    "invalid $SAGA_URL: entry 1 of the sagad URL "
+		    "list \",\" is empty"),
+	    "exit %d: %s", rc, out);
+	free(out);
+
+	/* None up: the hint names the whole list. */
+	rc = CTL(
+	    t, &out, "--url", "tcp://127.0.0.1:1,tcp://127.0.0.1:2", "--timeout", "500", "list");
+	err = ths_sagactl_stderr(t);
+	ck_assert_msg((rc == SAGA_ECONN || rc == SAGA_ETIMEDOUT) &&
+		ths_contains(err, "is sagad running at tcp://127.0.0.1:1,tcp://127.0.0.1:2?"),
+	    "exit %d, stderr: %s", rc, err);
+	free(err);
+	free(out);
+
+	rc = CTL(t, &out, "--help");
+	ck_assert_msg(
+	    rc == 0 && ths_contains(out, "--url URLS") && ths_contains(out, "separated by commas"),
+	    "--help: %s", out);
+	free(out);
+	ths_free(t);
+}
+END_TEST
+
 static Suite *
 sagactl_suite(void)
 {
@@ -699,6 +779,7 @@ sagactl_suite(void)
 	tcase_add_test(tc, json_checker_checks);
 	tcase_add_test(tc, sagactl_registers_starts_gets_lists_and_cancels);
 	tcase_add_test(tc, sagactl_speaks_json_payloads_describes_watches_and_counts);
+	tcase_add_test(tc, sagactl_takes_a_list_of_urls_in_url_and_saga_url);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -614,6 +614,13 @@ ths_urls(ths *t, int n)
 pid_t
 ths_participant_ok(ths *t, const char *instance, uint32_t capacity, const char *const names[])
 {
+	return ths_participant_at_ok(t, t->url, instance, capacity, names);
+}
+
+pid_t
+ths_participant_at_ok(
+    ths *t, const char *urls, const char *instance, uint32_t capacity, const char *const names[])
+{
 	static const char *const all[] = { "pA", "pB", "pC", "pD", "pT", NULL };
 	const char *argv[64];
 	char cap[16], log[800];
@@ -626,7 +633,7 @@ ths_participant_ok(ths *t, const char *instance, uint32_t capacity, const char *
 	snprintf(log, sizeof(log), "%s/part-%s.log", t->dir, instance);
 	argv[n++] = ths_env_ok("TEST_PARTICIPANT_BIN");
 	argv[n++] = "--url";
-	argv[n++] = t->url;
+	argv[n++] = urls;
 	argv[n++] = "--journal";
 	argv[n++] = t->journal;
 	argv[n++] = "--instance";

@@ -85,6 +85,10 @@ void ths_track_postmaster(ths *t, const char *pgdata);
  * <dir>/part-<instance>.log. Returns its pid. */
 pid_t ths_participant_ok(
     ths *t, const char *instance, uint32_t capacity, const char *const names[]);
+/* The same, dialing sagad at urls (a URL list, see saga.h) instead of the
+ * world's URL. */
+pid_t ths_participant_at_ok(
+    ths *t, const char *urls, const char *instance, uint32_t capacity, const char *const names[]);
 /* Signals a participant and waits for it to exit (SIGKILL after 10 s);
  * returns the waitpid status. */
 int ths_participant_signal(ths *t, pid_t pid, int sig);

@@ -1,7 +1,8 @@
 /*
  * Unit tests of the libsaga client (client-lib/src/client.c, conn.c,
- * common.c) against a fake sagad: an nng REP socket on an ipc:// URL in a
- * temporary directory, answered by a thread with canned replies.
+ * common.c) against a fake sagad: an nng REP socket on a TCP port of its
+ * own, answered by a thread with canned replies (and a second one for the
+ * tests of a client given several URLs).
  */
 #include <check.h>
 #include <nng/nng.h>
@@ -783,6 +784,213 @@ START_TEST(free_functions_accept_null)
 }
 END_TEST
 
+/* ---- several URLs --------------------------------------------------------
+
+ * A second fake sagad, for clients given two URLs: it answers every get
+ * like the first (reply_full_saga), or nothing while `silent`, and counts
+ * what it receives. */
+static struct {
+	nng_socket sock;
+	nng_listener listener;
+	pthread_t thread;
+	atomic_int requests;
+	atomic_int silent;
+	char url[64];
+} B;
+
+static void *
+b_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		nng_msg *m;
+		if (nng_recvmsg(B.sock, &m, 0) != 0)
+			break;
+		int err = 0;
+		Sagawire__Request *req = wire_unpack_request(nng_msg_body(m), nng_msg_len(m), &err);
+		nng_msg_free(m);
+		if (req == NULL)
+			continue;
+		atomic_fetch_add(&B.requests, 1);
+		nng_msg *reply = atomic_load(&B.silent) ? NULL : reply_full_saga(req);
+		wire_free(&req->base);
+		if (reply != NULL && nng_sendmsg(B.sock, reply, 0) != 0)
+			nng_msg_free(reply);
+	}
+	return NULL;
+}
+
+static void
+b_start(void)
+{
+	int port;
+	atomic_store(&B.requests, 0);
+	atomic_store(&B.silent, 0);
+	ck_assert_int_eq(nng_rep0_open(&B.sock), 0);
+	ck_assert_int_eq(nng_listen(B.sock, "tcp://127.0.0.1:0", &B.listener, 0), 0);
+	ck_assert_int_eq(nng_listener_get_int(B.listener, NNG_OPT_TCP_BOUND_PORT, &port), 0);
+	snprintf(B.url, sizeof(B.url), "tcp://127.0.0.1:%d", port);
+	ck_assert_int_eq(pthread_create(&B.thread, NULL, b_main, NULL), 0);
+}
+
+static void
+b_stop(void)
+{
+	nng_close(B.sock);
+	pthread_join(B.thread, NULL);
+}
+
+static saga_client *
+client_of(const char *urls, int timeout_ms)
+{
+	saga_client *c = NULL;
+	ck_assert_int_eq(saga_client_new(urls, &c), SAGA_OK);
+	ck_assert_int_eq(saga_client_set_timeout(c, timeout_ms), SAGA_OK);
+	return c;
+}
+
+static int
+get_ok(saga_client *c)
+{
+	saga_info *i = NULL;
+	int rv = saga_client_get(c, "0190a5f2-6b7c-7d8e-9f00-112233445566", &i);
+	saga_info_free(i);
+	return rv;
+}
+
+START_TEST(client_with_a_dead_url_completes_calls_on_the_live_one)
+{
+	char urls[256];
+	fake_handler = reply_full_saga;
+	/* The dead one first: nothing listens there. */
+	snprintf(urls, sizeof(urls), "ipc://%s/nobody.sock , %s", tmpdir, url);
+	saga_client *c = client_of(urls, 2000);
+	int64_t t0 = wire_mono_ms();
+	for (int i = 0; i < 10; i++)
+		ck_assert_msg(get_ok(c) == SAGA_OK, "call %d: %s", i, saga_client_errmsg(c));
+	/* No call waited for the dead one. */
+	ck_assert_int_lt(wire_mono_ms() - t0, 1500);
+	ck_assert_int_eq(atomic_load(&fake_requests), 10);
+	saga_client_free(c);
+}
+END_TEST
+
+START_TEST(client_with_no_url_up_times_out_naming_the_list)
+{
+	char urls[256], want[512];
+	snprintf(urls, sizeof(urls), "ipc://%s/a.sock,ipc://%s/b.sock", tmpdir, tmpdir);
+	saga_client *c = client_of(urls, 200);
+	ck_assert_int_eq(get_ok(c), SAGA_ETIMEDOUT);
+	snprintf(
+	    want, sizeof(want), "no answer from sagad at %s within 200 ms (is it running?)", urls);
+	ck_assert_str_eq(saga_client_errmsg(c), want);
+	saga_client_free(c);
+}
+END_TEST
+
+START_TEST(client_with_two_urls_up_spreads_its_calls_over_both)
+{
+	char urls[256];
+	fake_handler = reply_full_saga;
+	b_start();
+	snprintf(urls, sizeof(urls), "%s,%s", url, B.url);
+	saga_client *c = client_of(urls, 2000);
+	/* Until both connections are up, calls go to the one that is. */
+	int64_t until = wire_mono_ms() + 5000;
+	while ((atomic_load(&fake_requests) == 0 || atomic_load(&B.requests) == 0) &&
+	    wire_mono_ms() < until) {
+		ck_assert_int_eq(get_ok(c), SAGA_OK);
+		usleep(5000);
+	}
+	int a0 = atomic_load(&fake_requests), b0 = atomic_load(&B.requests);
+	ck_assert_int_gt(a0, 0);
+	ck_assert_int_gt(b0, 0);
+	for (int i = 0; i < 20; i++)
+		ck_assert_int_eq(get_ok(c), SAGA_OK);
+	int a = atomic_load(&fake_requests) - a0, b = atomic_load(&B.requests) - b0;
+	ck_assert_int_eq(a + b, 20);
+	ck_assert_msg(a >= 5 && b >= 5, "calls: %d to one, %d to the other", a, b);
+	saga_client_free(c);
+	b_stop();
+}
+END_TEST
+
+static void *
+close_b_once_asked(void *arg)
+{
+	(void)arg;
+	int64_t until = wire_mono_ms() + 5000;
+	while (atomic_load(&B.requests) == 0 && wire_mono_ms() < until)
+		usleep(1000);
+	usleep(50 * 1000);
+	/* B goes away with the call unanswered (its listener closes, and
+	 * with it the connection). */
+	nng_listener_close(B.listener);
+	return NULL;
+}
+
+START_TEST(client_call_to_an_instance_that_dies_fails_and_is_not_resent)
+{
+	char urls[256];
+	fake_handler = reply_full_saga;
+	b_start();
+	atomic_store(&B.silent, 1);
+	snprintf(urls, sizeof(urls), "%s,%s", url, B.url);
+	saga_client *c = client_of(urls, 5000);
+	pthread_t closer;
+	ck_assert_int_eq(pthread_create(&closer, NULL, close_b_once_asked, NULL), 0);
+	/* Calls alternate between the two: one soon lands on B. */
+	int rv = SAGA_OK, ok = 0;
+	for (int i = 0; i < 200 && rv == SAGA_OK; i++) {
+		if ((rv = get_ok(c)) == SAGA_OK)
+			ok++;
+		usleep(2000);
+	}
+	pthread_join(closer, NULL);
+	ck_assert_msg(rv == SAGA_ECONN, "rv %d: %s", rv, saga_client_errmsg(c));
+	ck_assert_ptr_nonnull(strstr(saga_client_errmsg(c), urls));
+	/* It was not sent again to the other instance. */
+	ck_assert_int_eq(atomic_load(&B.requests), 1);
+	ck_assert_int_eq(atomic_load(&fake_requests), ok);
+	/* The caller retries: the next calls go to the one left. */
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(get_ok(c), SAGA_OK);
+	ck_assert_int_eq(atomic_load(&fake_requests), ok + 3);
+	saga_client_free(c);
+	b_stop();
+}
+END_TEST
+
+START_TEST(client_refuses_bad_url_lists)
+{
+	saga_client *c = NULL;
+	char err[512];
+	const char *bad[] = { "", ",", " , ", "tcp://127.0.0.1:7700,", "tcp://127.0.0.1:7700,,x",
+		"tcp://127.0.0.1:7700,nonsense://where", "tcp://127.0.0.1:7700,tcp://no-port" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_msg(saga_client_new(bad[i], &c) == SAGA_EINVAL, "accepted '%s'", bad[i]);
+		ck_assert_ptr_null(c);
+	}
+	ck_assert_int_eq(
+	    saga_url_list_check("tcp://127.0.0.1:7700,tcp://no-port", err, sizeof(err)),
+	    SAGA_EINVAL);
+	ck_assert_msg(strstr(err,
+			  "entry 2 of the sagad URL list, \"tcp://no-port\", is not a "
+			  "sagad URL: the address does not fit its scheme") != NULL,
+	    "%s", err);
+	/* A short buffer gets the start of the reason, still a string. */
+	ck_assert_int_eq(saga_url_list_check(",", err, 8), SAGA_EINVAL);
+	ck_assert_uint_eq(strlen(err), 7);
+	/* Whitespace around entries is fine, and so is one URL twice. */
+	char ok[300];
+	snprintf(ok, sizeof(ok), " %s ,\t%s ", url, url);
+	c = client_of(ok, 2000);
+	fake_handler = reply_full_saga;
+	ck_assert_int_eq(get_ok(c), SAGA_OK);
+	saga_client_free(c);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -808,6 +1016,11 @@ main(void)
 	tcase_add_test(tc, wait_falls_back_to_polling_an_older_sagad);
 	tcase_add_test(tc, wait_times_out_with_last_status);
 	tcase_add_test(tc, wait_stops_at_a_permanent_error);
+	tcase_add_test(tc, client_with_a_dead_url_completes_calls_on_the_live_one);
+	tcase_add_test(tc, client_with_no_url_up_times_out_naming_the_list);
+	tcase_add_test(tc, client_with_two_urls_up_spreads_its_calls_over_both);
+	tcase_add_test(tc, client_call_to_an_instance_that_dies_fails_and_is_not_resent);
+	tcase_add_test(tc, client_refuses_bad_url_lists);
 	suite_add_tcase(s, tc);
 	TCase *tcc = tcase_create("common");
 	tcase_add_test(tcc, every_error_has_a_description);

@@ -1,8 +1,9 @@
 /*
  * Unit tests of the libsaga worker (client-lib/src/worker.c) against a fake
- * sagad: an nng REP socket on an ipc:// URL in a temporary directory whose
- * threads hold the worker's polls until the test queues dispatches, and
- * collect the results the worker reports.
+ * sagad: an nng REP socket on a TCP port of its own whose threads hold the
+ * worker's polls until the test queues dispatches, and collect the results
+ * the worker reports. The tests of a worker given several URLs run two
+ * fakes that dispatch within the capacity the worker declares, like sagad.
  */
 #include <check.h>
 #include <nng/nng.h>
@@ -901,6 +902,593 @@ START_TEST(configuration_is_validated)
 }
 END_TEST
 
+/* ---- two fake sagads, for a worker given several URLs --------------------
+
+ * Each instance is a REP socket of its own that behaves like sagad's
+ * dispatch: it holds a poll until it has a step and room (the capacity the
+ * poll declared minus its steps in flight, which drop when their outcomes
+ * are reported), answers an idle poll empty after hold_ms, and sends as
+ * many steps as that room allows. The saga id of every step names the
+ * instance that sent it (its first byte), so a result reported to the other
+ * one is seen. Under M.mu, which the two share. */
+
+#define INST_THREADS 3
+
+typedef struct inst {
+	uint8_t tag; /* first byte of the saga ids it makes */
+	nng_socket sock;
+	nng_listener listener;
+	char url[64];
+	int sock_closed; /* under M.io */
+	pthread_t threads[INST_THREADS];
+	int hold_ms; /* an idle poll is answered empty after this */
+	int live[8]; /* ids of the connections up */
+	int n_live;
+	int pending;       /* steps waiting for a poll with room */
+	uint32_t next_seq; /* sequence of the next step */
+	int outstanding;   /* dispatched, outcome not reported yet */
+	int polls;         /* polls received */
+	int polls_held;    /* polls being held now */
+	uint32_t last_cap; /* capacity of the last poll */
+	int dispatched;    /* steps sent */
+	int results;       /* outcomes received */
+	int over_cap;      /* steps sent beyond the capacity declared (must stay 0) */
+	int foreign;       /* outcomes of steps this instance never sent (must stay 0) */
+	int seen[256];     /* outcomes per sequence number, to see duplicates */
+} inst;
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pthread_mutex_t io;
+	int closing;
+	int max_total; /* most steps outstanding at both at once, while gated */
+	inst a, b;
+} M = { .mu = PTHREAD_MUTEX_INITIALIZER,
+	.cv = PTHREAD_COND_INITIALIZER,
+	.io = PTHREAD_MUTEX_INITIALIZER };
+
+static int
+inst_op(inst *in, void (*op)(nng_ctx, nng_aio *), nng_ctx ctx, nng_aio *aio)
+{
+	pthread_mutex_lock(&M.io);
+	int closed = in->sock_closed;
+	if (!closed)
+		op(ctx, aio);
+	pthread_mutex_unlock(&M.io);
+	return closed ? NNG_ECLOSED : 0;
+}
+
+static void
+inst_reply(inst *in, nng_ctx ctx, nng_aio *aio, const Sagawire__Response *r)
+{
+	nng_msg *m;
+	if (wire_pack_msg(&r->base, &m) != 0)
+		return;
+	nng_aio_set_msg(aio, m);
+	if (inst_op(in, nng_ctx_send, ctx, aio) != 0) {
+		nng_msg_free(m);
+		return;
+	}
+	nng_aio_wait(aio);
+	if (nng_aio_result(aio) != 0)
+		nng_msg_free(m);
+}
+
+/* Is connection pipe_id up? Call with M.mu held. */
+static int
+inst_live(const inst *in, int pipe_id)
+{
+	for (int i = 0; i < in->n_live; i++)
+		if (in->live[i] == pipe_id)
+			return 1;
+	return 0;
+}
+
+static void
+inst_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	inst *in = arg;
+	pthread_mutex_lock(&M.mu);
+	if (ev == NNG_PIPE_EV_ADD_POST && in->n_live < 8) {
+		in->live[in->n_live++] = nng_pipe_id(p);
+	} else if (ev == NNG_PIPE_EV_REM_POST) {
+		for (int i = 0; i < in->n_live; i++)
+			if (in->live[i] == nng_pipe_id(p))
+				in->live[i--] = in->live[--in->n_live];
+	}
+	pthread_cond_broadcast(&M.cv);
+	pthread_mutex_unlock(&M.mu);
+}
+
+static void
+inst_poll(inst *in, nng_ctx ctx, nng_aio *aio, const Sagawire__WorkPoll *p, int pipe_id)
+{
+	Sagawire__Response r = SAGAWIRE__RESPONSE__INIT;
+	Sagawire__WorkBatch wb = SAGAWIRE__WORK_BATCH__INIT;
+	Sagawire__Dispatch ds[16], *dp[16];
+	uint8_t ids[16][16];
+	char steps[16][16];
+	size_t n = 0;
+	int64_t until = wire_mono_ms() + in->hold_ms;
+
+	pthread_mutex_lock(&M.mu);
+	in->polls++;
+	in->polls_held++;
+	in->last_cap = p->capacity;
+	pthread_cond_broadcast(&M.cv);
+	/* A poll held for a connection that dropped gets nothing, as in
+	 * sagad, which forgets it: a step sent there would be lost. */
+	while (!M.closing && wire_mono_ms() < until && inst_live(in, pipe_id) &&
+	    (in->pending == 0 || in->outstanding >= (int)p->capacity)) {
+		/* Like sagad, a poll is held while there is no room: outcomes
+		 * reported make room. */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 10 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&M.cv, &M.mu, &ts);
+	}
+	while (!M.closing && inst_live(in, pipe_id) && in->pending > 0 &&
+	    in->outstanding < (int)p->capacity && n < 16) {
+		sagawire__dispatch__init(&ds[n]);
+		memset(ids[n], 0, 16);
+		ids[n][0] = in->tag;
+		ids[n][1] = (uint8_t)in->next_seq;
+		snprintf(steps[n], sizeof(steps[n]), "%c%u", in->tag, in->next_seq);
+		ds[n].saga_id.data = ids[n];
+		ds[n].saga_id.len = 16;
+		ds[n].definition = "shop.OrderSaga";
+		ds[n].version = 1;
+		ds[n].step = steps[n];
+		ds[n].rpc = "Gate";
+		ds[n].kind = ACTION;
+		ds[n].attempt = 1;
+		ds[n].idempotency_key = steps[n];
+		ds[n].participant = "payments";
+		dp[n] = &ds[n];
+		n++;
+		in->next_seq++;
+		in->pending--;
+		in->outstanding++;
+		in->dispatched++;
+	}
+	if (in->outstanding > (int)p->capacity)
+		in->over_cap++;
+	int total = M.a.outstanding + M.b.outstanding;
+	if (total > M.max_total)
+		M.max_total = total;
+	in->polls_held--;
+	pthread_cond_broadcast(&M.cv);
+	pthread_mutex_unlock(&M.mu);
+	wb.n_dispatches = n;
+	wb.dispatches = dp;
+	r.body_case = SAGAWIRE__RESPONSE__BODY_WORK;
+	r.work = &wb;
+	inst_reply(in, ctx, aio, &r);
+}
+
+static void
+inst_report(inst *in, nng_ctx ctx, nng_aio *aio, const Sagawire__Report *rep)
+{
+	Sagawire__Response r = SAGAWIRE__RESPONSE__INIT;
+	Sagawire__ReportAck ack = SAGAWIRE__REPORT_ACK__INIT;
+
+	pthread_mutex_lock(&M.mu);
+	for (size_t i = 0; i < rep->n_results; i++) {
+		const Sagawire__Result *x = rep->results[i];
+		if (x->outcome == SAGAWIRE__OUTCOME__OUTCOME_HEARTBEAT)
+			continue;
+		if (x->saga_id.len != 16 || x->saga_id.data[0] != in->tag) {
+			in->foreign++;
+			continue;
+		}
+		in->results++;
+		if (in->seen[x->saga_id.data[1]]++ == 0 && in->outstanding > 0)
+			in->outstanding--;
+	}
+	pthread_cond_broadcast(&M.cv);
+	pthread_mutex_unlock(&M.mu);
+	ack.accepted = (uint32_t)rep->n_results;
+	r.body_case = SAGAWIRE__RESPONSE__BODY_ACK;
+	r.ack = &ack;
+	inst_reply(in, ctx, aio, &r);
+}
+
+static void *
+inst_main(void *arg)
+{
+	inst *in = arg;
+	nng_ctx ctx;
+	nng_aio *aio;
+	if (nng_ctx_open(&ctx, in->sock) != 0 || nng_aio_alloc(&aio, NULL, NULL) != 0)
+		return NULL;
+	for (;;) {
+		if (inst_op(in, nng_ctx_recv, ctx, aio) != 0)
+			break;
+		nng_aio_wait(aio);
+		if (nng_aio_result(aio) != 0)
+			break;
+		nng_msg *m = nng_aio_get_msg(aio);
+		int err, pipe_id = nng_pipe_id(nng_msg_get_pipe(m));
+		Sagawire__Request *req = wire_unpack_request(nng_msg_body(m), nng_msg_len(m), &err);
+		nng_msg_free(m);
+		if (req == NULL)
+			continue;
+		if (req->body_case == SAGAWIRE__REQUEST__BODY_POLL)
+			inst_poll(in, ctx, aio, req->poll, pipe_id);
+		else if (req->body_case == SAGAWIRE__REQUEST__BODY_REPORT)
+			inst_report(in, ctx, aio, req->report);
+		wire_free(&req->base);
+	}
+	nng_aio_free(aio);
+	return NULL;
+}
+
+static void
+inst_start(inst *in, uint8_t tag)
+{
+	int port;
+	memset(in, 0, sizeof(*in));
+	in->tag = tag;
+	in->hold_ms = 1000;
+	ck_assert_int_eq(nng_rep0_open(&in->sock), 0);
+	ck_assert_int_eq(nng_socket_set_size(in->sock, NNG_OPT_RECVMAXSZ, 1 << 20), 0);
+	ck_assert_int_eq(nng_pipe_notify(in->sock, NNG_PIPE_EV_ADD_POST, inst_pipe_cb, in), 0);
+	ck_assert_int_eq(nng_pipe_notify(in->sock, NNG_PIPE_EV_REM_POST, inst_pipe_cb, in), 0);
+	ck_assert_int_eq(nng_listen(in->sock, "tcp://127.0.0.1:0", &in->listener, 0), 0);
+	ck_assert_int_eq(nng_listener_get_int(in->listener, NNG_OPT_TCP_BOUND_PORT, &port), 0);
+	snprintf(in->url, sizeof(in->url), "tcp://127.0.0.1:%d", port);
+	for (int i = 0; i < INST_THREADS; i++)
+		ck_assert_int_eq(pthread_create(&in->threads[i], NULL, inst_main, in), 0);
+}
+
+/* The instance goes away: its connections drop and no new one is taken
+ * (closing the listener, not the socket: see fake_restart). */
+static void
+inst_down(inst *in)
+{
+	ck_assert_int_eq(nng_listener_close(in->listener), 0);
+}
+
+/* ... and comes back on the same address. */
+static void
+inst_up(inst *in)
+{
+	ck_assert_int_eq(nng_listen(in->sock, in->url, &in->listener, 0), 0);
+}
+
+static void
+inst_stop(inst *in)
+{
+	pthread_mutex_lock(&M.io);
+	in->sock_closed = 1;
+	pthread_mutex_unlock(&M.io);
+	nng_close(in->sock);
+	for (int i = 0; i < INST_THREADS; i++)
+		pthread_join(in->threads[i], NULL);
+}
+
+static void
+multi_start(void)
+{
+	M.closing = 0;
+	M.max_total = 0;
+	inst_start(&M.a, 'A');
+	inst_start(&M.b, 'B');
+	snprintf(url, sizeof(url), "%s,%s", M.a.url, M.b.url);
+}
+
+static void
+multi_stop(void)
+{
+	pthread_mutex_lock(&M.mu);
+	M.closing = 1;
+	pthread_cond_broadcast(&M.cv);
+	pthread_mutex_unlock(&M.mu);
+	inst_stop(&M.a);
+	inst_stop(&M.b);
+}
+
+/* Gives an instance n more steps to dispatch. */
+static void
+inst_give(inst *in, int n)
+{
+	pthread_mutex_lock(&M.mu);
+	in->pending += n;
+	pthread_cond_broadcast(&M.cv);
+	pthread_mutex_unlock(&M.mu);
+}
+
+/* Waits up to ms for cond (evaluated under M.mu); returns it. */
+#define M_WAIT(cond, ms)                                             \
+	({                                                           \
+		int64_t until_ = wire_mono_ms() + (ms);              \
+		int ok_;                                             \
+		pthread_mutex_lock(&M.mu);                           \
+		while (!(ok_ = (cond)) && wire_mono_ms() < until_) { \
+			pthread_mutex_unlock(&M.mu);                 \
+			usleep(2000);                                \
+			pthread_mutex_lock(&M.mu);                   \
+		}                                                    \
+		pthread_mutex_unlock(&M.mu);                         \
+		ok_;                                                 \
+	})
+
+/* Handlers on "Gate" wait until the gate opens (or run at once when it is
+ * open), counting how many run at once. */
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+static int gate_open;
+
+static void
+h_gate(const saga_step *s, saga_reply *r, void *user)
+{
+	(void)s;
+	(void)user;
+	int now = atomic_fetch_add(&running_now, 1) + 1;
+	int max = atomic_load(&running_max);
+	while (now > max && !atomic_compare_exchange_weak(&running_max, &max, now))
+		;
+	pthread_mutex_lock(&gate_mu);
+	while (!gate_open)
+		pthread_cond_wait(&gate_cv, &gate_mu);
+	pthread_mutex_unlock(&gate_mu);
+	atomic_fetch_sub(&running_now, 1);
+	saga_reply_success(r, "ok", 2);
+}
+
+/* Waits up to ms for n handlers to be running at once; returns how many. */
+static int
+wait_running(int n, int ms)
+{
+	int64_t until = wire_mono_ms() + ms;
+	while (atomic_load(&running_now) < n && wire_mono_ms() < until)
+		usleep(2000);
+	return atomic_load(&running_now);
+}
+
+static void
+gate_set(int open)
+{
+	pthread_mutex_lock(&gate_mu);
+	gate_open = open;
+	pthread_cond_broadcast(&gate_cv);
+	pthread_mutex_unlock(&gate_mu);
+}
+
+static void *
+open_gate_soon(void *arg)
+{
+	(void)arg;
+	usleep(200 * 1000);
+	gate_set(1);
+	return NULL;
+}
+
+static void
+multi_worker_start(uint32_t capacity)
+{
+	atomic_store(&running_now, 0);
+	atomic_store(&running_max, 0);
+	worker_new(capacity);
+	ck_assert_int_eq(saga_worker_on_action(W, "Gate", h_gate, NULL), SAGA_OK);
+	worker_start();
+}
+
+START_TEST(worker_polls_at_every_url_and_reports_each_outcome_to_its_sender)
+{
+	gate_set(1);
+	multi_worker_start(4);
+	/* Idle: a poll is held at each instance. */
+	ck_assert_msg(M_WAIT(M.a.polls_held == 1 && M.b.polls_held == 1, 5000),
+	    "polls held: A %d, B %d", M.a.polls_held, M.b.polls_held);
+	inst_give(&M.a, 12);
+	inst_give(&M.b, 9);
+	ck_assert_msg(M_WAIT(M.a.results >= 12 && M.b.results >= 9, 10000),
+	    "results: A %d of 12, B %d of 9", M.a.results, M.b.results);
+	ck_assert_int_eq(worker_stop(), SAGA_OK);
+	pthread_mutex_lock(&M.mu);
+	/* Every outcome went to the instance that sent the step, and to no
+	 * other; each was reported once (no redelivery happened here). */
+	ck_assert_int_eq(M.a.foreign, 0);
+	ck_assert_int_eq(M.b.foreign, 0);
+	ck_assert_int_eq(M.a.results, 12);
+	ck_assert_int_eq(M.b.results, 9);
+	ck_assert_int_eq(M.a.over_cap + M.b.over_cap, 0);
+	pthread_mutex_unlock(&M.mu);
+	ck_assert_int_le(atomic_load(&running_max), 4);
+}
+END_TEST
+
+START_TEST(worker_capacity_is_split_between_urls_and_never_exceeded)
+{
+	gate_set(0);
+	multi_worker_start(4);
+	inst_give(&M.a, 10);
+	inst_give(&M.b, 10);
+	/* With every handler held at the gate no outcome is reported, so what
+	 * the two have in flight is what the worker took on: the whole
+	 * capacity, never more, and some for each. */
+	ck_assert_msg(M_WAIT(M.a.outstanding + M.b.outstanding == 4, 5000), "in flight: A %d, B %d",
+	    M.a.outstanding, M.b.outstanding);
+	usleep(300 * 1000);
+	pthread_mutex_lock(&M.mu);
+	ck_assert_int_eq(M.max_total, 4);
+	ck_assert_int_ge(M.a.outstanding, 1);
+	ck_assert_int_ge(M.b.outstanding, 1);
+	ck_assert_int_eq(M.a.over_cap + M.b.over_cap, 0);
+	/* Both still have a poll out, declaring no room beyond what they
+	 * hold: the slots are all taken. */
+	ck_assert_int_le(M.a.outstanding + M.b.outstanding, 4);
+	pthread_mutex_unlock(&M.mu);
+	ck_assert_int_eq(wait_running(4, 2000), 4);
+	ck_assert_int_eq(atomic_load(&running_max), 4);
+	gate_set(1);
+	ck_assert_msg(M_WAIT(M.a.results >= 10 && M.b.results >= 10, 10000), "results: A %d, B %d",
+	    M.a.results, M.b.results);
+	ck_assert_int_eq(worker_stop(), SAGA_OK);
+	ck_assert_int_le(atomic_load(&running_max), 4);
+	pthread_mutex_lock(&M.mu);
+	ck_assert_int_eq(M.a.over_cap + M.b.over_cap, 0);
+	ck_assert_int_eq(M.a.foreign + M.b.foreign, 0);
+	pthread_mutex_unlock(&M.mu);
+}
+END_TEST
+
+START_TEST(busy_url_borrows_an_idle_ones_slots_but_leaves_it_one)
+{
+	gate_set(0);
+	M.b.hold_ms = 300; /* B answers its idle polls empty often */
+	multi_worker_start(4);
+	inst_give(&M.a, 10);
+	/* B has nothing: A takes all but the one slot B keeps, more than its
+	 * half, however long B stays idle. */
+	ck_assert_msg(M_WAIT(M.a.outstanding == 3, 5000), "A has %d in flight", M.a.outstanding);
+	ck_assert_msg(M_WAIT(M.b.polls >= 3, 5000), "B polled %d times", M.b.polls);
+	pthread_mutex_lock(&M.mu);
+	ck_assert_int_eq(M.a.outstanding, 3);
+	ck_assert_uint_ge(M.b.last_cap, 1);
+	pthread_mutex_unlock(&M.mu);
+	/* Work comes to B: it gets its step at once, though A holds the rest. */
+	inst_give(&M.b, 5);
+	ck_assert_msg(M_WAIT(M.b.outstanding == 1, 2000), "B has %d in flight", M.b.outstanding);
+	ck_assert_int_eq(wait_running(4, 2000), 4);
+	pthread_mutex_lock(&M.mu);
+	ck_assert_int_eq(M.max_total, 4);
+	ck_assert_int_eq(M.a.over_cap + M.b.over_cap, 0);
+	pthread_mutex_unlock(&M.mu);
+	ck_assert_int_eq(atomic_load(&running_max), 4);
+	gate_set(1);
+	ck_assert_msg(M_WAIT(M.a.results >= 10 && M.b.results >= 5, 10000), "results: A %d, B %d",
+	    M.a.results, M.b.results);
+	ck_assert_int_eq(worker_stop(), SAGA_OK);
+	ck_assert_int_le(atomic_load(&running_max), 4);
+	pthread_mutex_lock(&M.mu);
+	ck_assert_int_eq(M.a.over_cap + M.b.over_cap, 0);
+	ck_assert_int_eq(M.a.foreign + M.b.foreign, 0);
+	pthread_mutex_unlock(&M.mu);
+}
+END_TEST
+
+START_TEST(one_url_going_away_does_not_stop_work_from_the_other)
+{
+	gate_set(1);
+	multi_worker_start(4);
+	ck_assert(M_WAIT(M.a.polls_held == 1 && M.b.polls_held == 1, 5000));
+	inst_down(&M.b);
+	/* A gets work while B is away, and all of the capacity but the slot
+	 * B's link keeps. */
+	gate_set(0);
+	inst_give(&M.a, 6);
+	ck_assert_msg(M_WAIT(M.a.outstanding == 3, 5000), "A has %d in flight", M.a.outstanding);
+	gate_set(1);
+	ck_assert_msg(M_WAIT(M.a.results >= 6, 10000), "A got %d of 6 outcomes", M.a.results);
+	/* B comes back: the worker reconnects to it by itself and serves it. */
+	pthread_mutex_lock(&M.mu);
+	int b_polls = M.b.polls;
+	pthread_mutex_unlock(&M.mu);
+	inst_up(&M.b);
+	inst_give(&M.b, 3);
+	ck_assert_msg(M_WAIT(M.b.results >= 3, 10000),
+	    "B got %d of 3 outcomes (polls %d -> %d, cap %u, in flight %d, pending %d)",
+	    M.b.results, b_polls, M.b.polls, M.b.last_cap, M.b.outstanding, M.b.pending);
+	pthread_mutex_lock(&M.mu);
+	ck_assert_int_gt(M.b.polls, b_polls);
+	ck_assert_int_eq(M.a.foreign + M.b.foreign, 0);
+	ck_assert_int_eq(M.a.over_cap + M.b.over_cap, 0);
+	pthread_mutex_unlock(&M.mu);
+	int64_t t0 = wire_mono_ms();
+	ck_assert_int_eq(worker_stop(), SAGA_OK);
+	ck_assert_int_lt(wire_mono_ms() - t0, 5000);
+}
+END_TEST
+
+START_TEST(stop_drains_every_url_while_the_other_is_down)
+{
+	gate_set(0);
+	multi_worker_start(4);
+	inst_give(&M.a, 2);
+	inst_give(&M.b, 2);
+	ck_assert_msg(M_WAIT(M.a.outstanding == 2 && M.b.outstanding == 2, 5000),
+	    "in flight: A %d (cap %u), B %d (cap %u)", M.a.outstanding, M.a.last_cap,
+	    M.b.outstanding, M.b.last_cap);
+	inst_down(&M.b);
+	/* Stopping: the handlers finish, A gets its outcomes; B's cannot be
+	 * delivered (B redelivers them when it sees the connection gone), and
+	 * the stop is still bounded. */
+	pthread_t opener;
+	ck_assert_int_eq(pthread_create(&opener, NULL, open_gate_soon, NULL), 0);
+	int64_t t0 = wire_mono_ms();
+	ck_assert_int_eq(worker_stop(), SAGA_OK);
+	ck_assert_int_lt(wire_mono_ms() - t0, 8000);
+	pthread_join(opener, NULL);
+	pthread_mutex_lock(&M.mu);
+	ck_assert_int_eq(M.a.results, 2);
+	ck_assert_int_eq(M.b.results, 0);
+	ck_assert_int_eq(M.a.foreign, 0);
+	pthread_mutex_unlock(&M.mu);
+}
+END_TEST
+
+START_TEST(bad_url_lists_are_refused_naming_the_entry)
+{
+	saga_worker *w = NULL;
+	char err[512];
+	const char *bad[] = { "", " ", ",", "tcp://127.0.0.1:7700,", ",tcp://127.0.0.1:7700",
+		"tcp://127.0.0.1:7700,,tcp://127.0.0.1:7701", "tcp://127.0.0.1:7700,bogus",
+		"tcp://127.0.0.1", "nope://x:1", "tcp://127.0.0.1:7700 tcp://127.0.0.1:7701" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_msg(
+		    saga_worker_new(bad[i], "p", &w) == SAGA_EINVAL, "accepted '%s'", bad[i]);
+		ck_assert_ptr_null(w);
+		ck_assert_int_eq(saga_url_list_check(bad[i], err, sizeof(err)), SAGA_EINVAL);
+		ck_assert_msg(err[0] != '\0', "no reason for '%s'", bad[i]);
+	}
+	ck_assert_int_eq(saga_url_list_check("", err, sizeof(err)), SAGA_EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "the sagad URL list is empty"));
+	ck_assert_int_eq(
+	    saga_url_list_check("tcp://127.0.0.1:7700,bogus", err, sizeof(err)), SAGA_EINVAL);
+	ck_assert_msg(
+	    strstr(err, "entry 2 of the sagad URL list, \"bogus\", is not a sagad URL") != NULL,
+	    "%s", err);
+	ck_assert_int_eq(
+	    saga_url_list_check("tcp://127.0.0.1:7700,,tcp://127.0.0.1:7701", err, sizeof(err)),
+	    SAGA_EINVAL);
+	ck_assert_msg(strstr(err, "entry 2 of the sagad URL list") != NULL && strstr(err, "empty"),
+	    "%s", err);
+	ck_assert_int_eq(saga_url_list_check("nope://x:1", err, sizeof(err)), SAGA_EINVAL);
+	ck_assert_msg(
+	    strstr(err, "\"nope://x:1\" is not a sagad URL: nng knows no such scheme"), "%s", err);
+	/* At most 16 URLs. */
+	char many[17 * 24] = "";
+	for (int i = 0; i < 17; i++)
+		snprintf(many + strlen(many), sizeof(many) - strlen(many), "%stcp://127.0.0.1:%d",
+		    i ? "," : "", 7700 + i);
+	ck_assert_int_eq(saga_worker_new(many, "p", &w), SAGA_EINVAL);
+	ck_assert_int_eq(saga_url_list_check(many, err, sizeof(err)), SAGA_EINVAL);
+	ck_assert_msg(strstr(err, "has 17 entries; at most 16 are allowed"), "%s", err);
+	*strrchr(many, ',') = '\0';
+	ck_assert_int_eq(saga_url_list_check(many, err, sizeof(err)), SAGA_OK);
+	ck_assert_str_eq(err, "");
+	/* Whitespace around entries is ignored; a URL may come twice. */
+	ck_assert_int_eq(
+	    saga_url_list_check(" tcp://127.0.0.1:7700 ,\ttcp://127.0.0.1:7700\n", NULL, 0),
+	    SAGA_OK);
+	ck_assert_int_eq(
+	    saga_worker_new(" tcp://127.0.0.1:7700 ,\ttcp://127.0.0.1:7701", "p", &w), SAGA_OK);
+	/* Each connection keeps one slot: capacity covers the URLs. */
+	ck_assert_int_eq(saga_worker_set_capacity(w, 1), SAGA_EINVAL);
+	ck_assert_ptr_nonnull(strstr(saga_worker_errmsg(w), "less than the 2 sagad URLs"));
+	ck_assert_int_eq(saga_worker_set_capacity(w, 2), SAGA_OK);
+	saga_worker_free(w);
+	ck_assert_int_eq(saga_url_list_check(NULL, NULL, 0), SAGA_OK);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -923,6 +1511,16 @@ main(void)
 	tcase_add_test(tc, stop_before_run_returns_at_once);
 	tcase_add_test(tc, configuration_is_validated);
 	suite_add_tcase(s, tc);
+	TCase *tm = tcase_create("several urls");
+	tcase_add_checked_fixture(tm, multi_start, multi_stop);
+	tcase_set_timeout(tm, 60);
+	tcase_add_test(tm, worker_polls_at_every_url_and_reports_each_outcome_to_its_sender);
+	tcase_add_test(tm, worker_capacity_is_split_between_urls_and_never_exceeded);
+	tcase_add_test(tm, busy_url_borrows_an_idle_ones_slots_but_leaves_it_one);
+	tcase_add_test(tm, one_url_going_away_does_not_stop_work_from_the_other);
+	tcase_add_test(tm, stop_drains_every_url_while_the_other_is_down);
+	tcase_add_test(tm, bad_url_lists_are_refused_naming_the_entry);
+	suite_add_tcase(s, tm);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);

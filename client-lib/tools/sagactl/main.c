@@ -32,7 +32,7 @@ int ctl_opt_raw;
 /* ---- usage ------------------------------------------------------------- */
 
 static const char usage_text[] =
-    "usage: sagactl [--url URL] [--timeout MS] [--json] [--raw] COMMAND [ARGS]\n"
+    "usage: sagactl [--url URL[,URL...]] [--timeout MS] [--json] [--raw] COMMAND [ARGS]\n"
     "\n"
     "Commands:\n"
     "  register FILE.binpb     register the saga definitions in a descriptor set\n"
@@ -49,7 +49,11 @@ static const char usage_text[] =
     "  participants            connected participants, capacity, circuit breakers\n"
     "\n"
     "Options (before or after the command):\n"
-    "  --url URL      sagad's address (default: $SAGA_URL, else " SAGA_DEFAULT_URL ")\n"
+    "  --url URLS     sagad's address (default: $SAGA_URL, else " SAGA_DEFAULT_URL "),\n"
+    "                 or the addresses of several sagad instances sharing one\n"
+    "                 database, separated by commas (at most 16), e.g.\n"
+    "                 tcp://10.0.0.1:7700,tcp://10.0.0.2:7700: each call goes to\n"
+    "                 one that is up; $SAGA_URL takes the same list\n"
     "  --timeout MS   time limit of each call to sagad (default 10000)\n"
     "  --json         print one JSON document instead of text (watch: one per line)\n"
     "  --raw          show saga inputs and step results as bytes (base64 in JSON)\n"
@@ -308,6 +312,8 @@ ctl_unknown_arg(const char *cmd, const char *a)
 
 /* ---- errors and the client --------------------------------------------- */
 
+/* sagad's address: one URL or a comma-separated list (saga.h, "Addresses"),
+ * named as given in messages. */
 static const char *
 url(void)
 {
@@ -358,10 +364,10 @@ ctl_connect(void)
 	saga_client *c = NULL;
 	int rv = saga_client_new(url(), &c);
 	if (rv != SAGA_OK) {
-		if (rv == SAGA_EINVAL)
-			ctl_usage_error("invalid sagad URL '%s' (e.g. tcp://127.0.0.1:7700 or "
-					"ipc:///run/sagad.sock)",
-			    url());
+		char why[1024];
+		if (rv == SAGA_EINVAL && saga_url_list_check(url(), why, sizeof(why)) != SAGA_OK)
+			ctl_usage_error(
+			    "invalid %s: %s", opt_url != NULL ? "--url" : "$SAGA_URL", why);
 		exit(ctl_fail(NULL, rv, "cannot create a client"));
 	}
 	if (opt_timeout_ms > 0)
