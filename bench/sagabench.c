@@ -116,6 +116,7 @@ static struct {
 	int inflight_starters;
 	int inflight_timeout_s;
 	int part_procs;
+	int instances; /* sagads on the one database (docs/SCALING.md) */
 	unsigned capacity;
 	const char *sagad_args[32];
 	size_t n_sagad_args;
@@ -128,6 +129,8 @@ static th_pg *g_pg;
 static char *g_dir;
 static PGconn *g_stat; /* to database "postgres": xids, WAL */
 static pid_t g_sagad = -1;
+#define MAX_INSTANCES 8
+static pid_t g_more_sagads[MAX_INSTANCES]; /* instances 1.. of --instances */
 static pid_t g_parts[MAX_PARTS];
 static size_t g_n_parts;
 static const char *g_sagad_bin, *g_part_bin, *g_binpb, *g_pgbench_script;
@@ -196,6 +199,11 @@ stop_sagad(void)
 	if (g_sagad > 0)
 		(void)th_stop(g_sagad);
 	g_sagad = -1;
+	for (int i = 1; i < MAX_INSTANCES; i++) {
+		if (g_more_sagads[i] > 0)
+			(void)th_stop(g_more_sagads[i]);
+		g_more_sagads[i] = -1;
+	}
 }
 
 /* Stops everything this run started; safe to call more than once. */
@@ -347,6 +355,9 @@ take_sample(sample *s)
 	memset(s, 0, sizeof(*s));
 	s->t_ns = now_ns();
 	s->sagad = g_sagad > 0 ? proc_ticks(g_sagad, NULL) : 0;
+	for (int i = 1; i < MAX_INSTANCES; i++)
+		if (g_more_sagads[i] > 0)
+			s->sagad += proc_ticks(g_more_sagads[i], NULL);
 	s->pg = pg_ticks();
 	for (size_t i = 0; i < g_n_parts; i++)
 		s->parts += proc_ticks(g_parts[i], NULL);
@@ -542,7 +553,8 @@ typedef struct world {
 	char dir[600];
 	char db[64];
 	char *conninfo;
-	char url[64];
+	char url[64 * MAX_INSTANCES]; /* every instance's, comma-separated */
+	char inst_url[MAX_INSTANCES][64];
 	char sagad_log[700];
 	char data_dir[700];
 } world;
@@ -563,7 +575,7 @@ wait_ready(const world *w, int timeout_ms)
 		saga_list *l = NULL;
 		int rv;
 
-		if (saga_client_new(w->url, &c) != SAGA_OK)
+		if (saga_client_new(w->inst_url[0], &c) != SAGA_OK)
 			return -1;
 		saga_client_set_timeout(c, 250);
 		memset(&f, 0, sizeof(f));
@@ -589,32 +601,51 @@ wait_ready(const world *w, int timeout_ms)
 	return -1;
 }
 
+/* Starts sagad instance i (0 = the one the single-instance runs use). */
 static int
-start_sagad(const world *w)
+start_sagad_n(const world *w, int i)
 {
 	const char *argv[64];
+	char id[32], log[720];
 	size_t n = 0;
 
+	snprintf(id, sizeof(id), "bench%d", i);
+	if (i == 0)
+		snprintf(log, sizeof(log), "%s", w->sagad_log);
+	else
+		snprintf(log, sizeof(log), "%s/sagad-%d.log", w->dir, i);
 	argv[n++] = g_sagad_bin;
 	argv[n++] = "--db";
 	argv[n++] = w->conninfo;
 	argv[n++] = "--listen";
-	argv[n++] = w->url;
+	argv[n++] = w->inst_url[i];
 	argv[n++] = "--data-dir";
 	argv[n++] = w->data_dir;
 	argv[n++] = "--log-level";
 	argv[n++] = "warn";
+	argv[n++] = "--instance-id";
+	argv[n++] = id;
 	if (geteuid() == 0)
 		argv[n++] = "--allow-root";
-	for (size_t i = 0; i < O.n_sagad_args && n < 63; i++)
-		argv[n++] = O.sagad_args[i];
+	for (size_t k = 0; k < O.n_sagad_args && n < 63; k++)
+		argv[n++] = O.sagad_args[k];
 	argv[n] = NULL;
-	g_sagad = th_spawn(argv, NULL, w->sagad_log);
-	if (g_sagad < 0) {
+	pid_t pid = th_spawn(argv, NULL, log);
+	if (pid < 0) {
 		note("cannot start %s", g_sagad_bin);
 		return -1;
 	}
+	if (i == 0)
+		g_sagad = pid;
+	else
+		g_more_sagads[i] = pid;
 	return 0;
+}
+
+static int
+start_sagad(const world *w)
+{
+	return start_sagad_n(w, 0);
 }
 
 /* Starts one bench-participant serving names; extra args (NULL-ended) are
@@ -665,7 +696,7 @@ register_defs(const world *w)
 		note("cannot read %s", g_binpb);
 		return -1;
 	}
-	if ((rv = saga_client_new(w->url, &c)) == SAGA_OK)
+	if ((rv = saga_client_new(w->inst_url[0], &c)) == SAGA_OK)
 		rv = saga_client_register(c, data, len, &res);
 	if (rv != SAGA_OK)
 		note("register %s: %s: %s", g_binpb, saga_strerror(rv),
@@ -689,12 +720,20 @@ world_up(world *w, const char *name)
 			*p = '_';
 	snprintf(w->sagad_log, sizeof(w->sagad_log), "%s/sagad.log", w->dir);
 	snprintf(w->data_dir, sizeof(w->data_dir), "%s/sagad-data", w->dir);
-	int port = free_port();
-	if (port < 0 || mkdir(w->dir, 0711) != 0) {
+	if (mkdir(w->dir, 0711) != 0) {
 		note("cannot prepare %s", w->dir);
 		return -1;
 	}
-	snprintf(w->url, sizeof(w->url), "tcp://127.0.0.1:%d", port);
+	int n_inst = O.instances > 0 ? O.instances : 1;
+	size_t ul = 0;
+	for (int i = 0; i < n_inst; i++) {
+		int port = free_port();
+		if (port < 0)
+			return -1;
+		snprintf(w->inst_url[i], sizeof(w->inst_url[i]), "tcp://127.0.0.1:%d", port);
+		ul += (size_t)snprintf(
+		    w->url + ul, sizeof(w->url) - ul, "%s%s", i ? "," : "", w->inst_url[i]);
+	}
 	if (th_pg_create_db(g_pg, w->db) != 0 ||
 	    (w->conninfo = th_pg_conninfo(g_pg, w->db)) == NULL)
 		return -1;
@@ -703,7 +742,29 @@ world_up(world *w, const char *name)
 	(void)th_pg_exec(g_pg, "postgres", "CHECKPOINT");
 	if (start_sagad(w) != 0 || wait_ready(w, READY_MS) != 0)
 		return -1;
-	return register_defs(w);
+	if (register_defs(w) != 0)
+		return -1;
+	if (n_inst > 1) {
+		/* The others join and the 64 shards are split before anything
+		 * is measured. */
+		for (int i = 1; i < n_inst; i++)
+			if (start_sagad_n(w, i) != 0)
+				return -1;
+		char sql[300];
+		snprintf(sql, sizeof(sql),
+		    "SELECT count(*) FROM (SELECT owner FROM saga_shards WHERE owner IS NOT NULL"
+		    " AND expires_at > now() GROUP BY owner HAVING count(*) >= %d) x",
+		    64 / n_inst);
+		long long until = now_ns() + 60000000000LL;
+		while (th_pg_query_int(g_pg, w->db, sql) != n_inst) {
+			if (now_ns() > until || g_stop) {
+				note("the %d instances did not split the shards in 60 s", n_inst);
+				return -1;
+			}
+			sleep_ms(100);
+		}
+	}
+	return 0;
 }
 
 static void
@@ -886,10 +947,13 @@ run_closed(const scen *s, int conc, result *r)
 	char stats_arg[700];
 
 	memset(r, 0, sizeof(*r));
-	snprintf(r->name, sizeof(r->name), "%s", s->name);
+	if (O.instances > 1)
+		snprintf(r->name, sizeof(r->name), "%s-i%d", s->name, O.instances);
+	else
+		snprintf(r->name, sizeof(r->name), "%s", s->name);
 	r->conc = conc;
 	r->p50 = r->p95 = r->p99 = r->xact_per = r->wal_per = -1;
-	snprintf(name, sizeof(name), "%s-c%d", s->name, conc);
+	snprintf(name, sizeof(name), "%s-c%d", r->name, conc);
 	note("run %s: %s, C=%d, warm-up %.0f s, %.0f s measured", name, s->what, conc, O.warmup,
 	    O.duration);
 
@@ -1628,6 +1692,8 @@ usage(FILE *f)
 	    "  --inflight N          sagas parked by inflight100k (default 100000; --quick 10000)\n"
 	    "  --participants N      bench-participant processes per run (default 1)\n"
 	    "  --capacity N          capacity of every participant worker (default 256)\n"
+	    "  --instances N         sagads sharing the database (default 1; at most 8): the\n"
+	    "                        participants and the drivers are given every one\n"
 	    "  --sagad-arg ARG       pass ARG to sagad (repeatable), e.g. "
 	    "--sagad-arg=--max-batch=500\n"
 	    "  --quick               short smoke run (about 1-2 minutes)\n"
@@ -1731,6 +1797,10 @@ main(int argc, char **argv)
 			pgs = v;
 		else if (strcmp(a, "--inflight") == 0)
 			inflight = v;
+		else if (strcmp(a, "--instances") == 0)
+			O.instances = atoi(v) < 1     ? 1
+			    : atoi(v) > MAX_INSTANCES ? MAX_INSTANCES
+						      : atoi(v);
 		else if (strcmp(a, "--participants") == 0)
 			O.part_procs = atoi(v);
 		else if (strcmp(a, "--capacity") == 0)
