@@ -3,9 +3,8 @@
 -- Sagas are spread over 64 shards by their id (the low 6 bits of the id's
 -- last byte, which is random in a UUIDv7). A sagad owns a shard through a
 -- lease row; `epoch` grows on every change of owner. Every batch a sagad
--- commits first calls saga_fence(), which locks the rows of the shards it
--- writes (FOR SHARE) and checks they are still its own at the epochs it
--- knows: a sagad paused past its lease and taken over commits nothing, and
+-- commits first locks the rows of the shards it writes (FOR SHARE) and
+-- checks they are still its own at the epochs it knows: a sagad paused past its lease and taken over commits nothing, and
 -- a takeover (which updates the row) waits for a batch in progress to end,
 -- so the new owner loads the last state the old one committed.
 -- See docs/SCALING.md.
@@ -30,28 +29,15 @@ INSERT INTO saga_shards (shard) SELECT g FROM generate_series(0, 63) g;
 -- A saga's shard, derived from its id (so it can never disagree with it).
 ALTER TABLE sagas ADD COLUMN shard smallint
     GENERATED ALWAYS AS ((get_byte(uuid_send(id), 15) & 63)::smallint) STORED;
--- A sagad taking a shard over reads that shard's unfinished sagas.
+-- A sagad taking a shard over reads that shard's unfinished sagas; it
+-- replaces the index recovery used to read them all.
 CREATE INDEX sagas_active_shard ON sagas (shard, created_at) WHERE state IN (1, 2);
+DROP INDEX sagas_active;
 
--- Raises SQLSTATE SG001 unless every shard in `shards` is owned by `me`
--- at the epoch at the same position in `epochs`; locks those rows until
--- the transaction ends.
-CREATE FUNCTION saga_fence(shards integer[], epochs bigint[], me text) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    held integer;
-BEGIN
-    SELECT count(*) INTO held FROM (
-        SELECT 1 FROM saga_shards s
-        JOIN unnest(shards, epochs) AS x(shard, epoch) ON s.shard = x.shard
-        WHERE s.owner = me AND s.epoch = x.epoch
-        FOR SHARE OF s) locked;
-    IF held <> cardinality(shards) THEN
-        RAISE EXCEPTION USING ERRCODE = 'SG001',
-            MESSAGE = format('fenced: %s no longer owns every shard it writes (%s of %s held)',
-                             me, held, cardinality(shards));
-    END IF;
-END $$;
+-- (The fence itself is one statement sagad sends at the head of every
+-- batch, server/store.c FENCE_SQL: it locks the shards' rows FOR SHARE
+-- and divides by zero unless all of them are still this instance's at the
+-- epochs it knows. A plain statement costs less than a function call.)
 
 -- Commands for a saga held by another sagad (cancel, operator actions),
 -- forwarded through the database: the sagad that got the request writes

@@ -21,7 +21,7 @@
  * released and the instance row removed, so the others take over at their
  * next tick instead of waiting for the lease to expire.
  *
- * The fence itself is in the batch (store.c, saga_fence()): a sagad paused
+ * The fence itself is in the batch (store.c, FENCE_SQL): a sagad paused
  * past its lease commits nothing once another has claimed its shards; and
  * it dispatches only for shards whose lease it can prove valid (the engine
  * checks the expiry, with a margin, on its monotonic clock).

@@ -52,7 +52,7 @@ typedef struct store_batch {
 	size_t n_rows, cap_rows;
 	/* The fence (several sagads on one database, docs/SCALING.md): the
 	 * batch commits only if every shard it writes is still owned by
-	 * fence_owner at the epoch given (saga_fence(), which also locks
+	 * fence_owner at the epoch given (FENCE_SQL, which also locks
 	 * them until the commit). Array literals such as "{3,17}" and
 	 * "{5,9}"; fence_owner NULL = no fence. A batch that fails its fence
 	 * is not retried: sagad stops (exit 75), it no longer owns the
