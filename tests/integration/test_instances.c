@@ -313,7 +313,13 @@ START_TEST(three_sagads_split_the_shards_and_any_one_serves_every_request)
 	saga_client *co = NULL;
 	ck_assert_int_eq(saga_client_new(ths_sagad_n_url(t, other), &co), SAGA_OK);
 	saga_state after = SAGA_STATE_UNKNOWN;
-	int rv = saga_client_cancel(co, id, "test: cancelled through another instance", &after);
+	/* An operator action goes the same way: the holder's refusal (F1 has
+	 * succeeded, nothing to retry) comes back through the database. */
+	int rv = saga_client_retry_step(co, id, "F1", "test", &after);
+	ck_assert_msg(rv == SAGA_ESTATE && ths_contains(saga_client_errmsg(co), "retried"),
+	    "retry through instance %d (held by %lld): %s: %s", other, holder, saga_strerror(rv),
+	    saga_client_errmsg(co));
+	rv = saga_client_cancel(co, id, "test: cancelled through another instance", &after);
 	ck_assert_msg(rv == SAGA_OK, "cancel through instance %d (held by %lld): %s: %s", other,
 	    holder, saga_strerror(rv), saga_client_errmsg(co));
 	saga_info *info = NULL;
