@@ -137,6 +137,8 @@ eng_maybe_submit(void)
 	memset(&E.open_post, 0, sizeof(E.open_post));
 	E.n_open = 0; /* the array is kept for the next batch */
 	b->user = p;
+	if (E.writing_batches == 0)
+		E.commit_since_ms = wire_mono_ms();
 	E.writing_batches++;
 	store_writer_submit(b);
 }

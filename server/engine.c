@@ -93,6 +93,32 @@ deadline_fired(tq_node *t)
 	eng_apply(s, &o);
 }
 
+/* Every second: a commit that has waited long is said in the log (a
+ * frozen or unreachable PostgreSQL otherwise shows nothing), once every
+ * 10 s while it lasts. */
+static void
+watchdog_fired(tq_node *t)
+{
+	int64_t now = wire_mono_ms();
+	if (E.commit_since_ms != 0 && now - E.commit_since_ms > 5000 &&
+	    (E.stall_logged_ms == 0 || now - E.stall_logged_ms >= 10000)) {
+		slog_warn("a commit has been waiting %lld s for PostgreSQL (frozen, overloaded or "
+			  "unreachable?); no saga moves until it answers",
+		    (long long)((now - E.commit_since_ms) / 1000));
+		E.stall_logged_ms = now;
+	}
+	tq_arm_must(&E.tq, t, now + 1000);
+}
+
+int64_t
+engine_commit_wait_ms(void)
+{
+	pthread_mutex_lock(&E.mu);
+	int64_t w = E.commit_since_ms != 0 ? wire_mono_ms() - E.commit_since_ms : 0;
+	pthread_mutex_unlock(&E.mu);
+	return w;
+}
+
 /* ---- the saga table -------------------------------------------------------------------- */
 
 eng_saga *
@@ -596,6 +622,12 @@ writer_free_cb(store_batch *b, void *arg)
 	pthread_mutex_lock(&E.mu);
 	mx_hist_add(&E.commit_hist, (double)b->commit_us / 1000.0);
 	E.writing_batches--;
+	/* The next batch, if one waits, starts committing now. */
+	E.commit_since_ms = E.writing_batches > 0 ? wire_mono_ms() : 0;
+	if (E.stall_logged_ms != 0) {
+		slog_info("commits go through again");
+		E.stall_logged_ms = 0;
+	}
 	E.completing++;
 	eng_maybe_submit();
 	pthread_mutex_unlock(&E.mu);
@@ -638,6 +670,8 @@ engine_init(const cfg *c, const char *conninfo, char *err, size_t errlen)
 	dsp_init(c, &E.tq, &ops);
 	set_live_settings(c);
 	E.sleep_until = INT64_MAX;
+	tq_node_init(&E.watchdog, watchdog_fired);
+	tq_arm_must(&E.tq, &E.watchdog, wire_mono_ms() + 1000);
 	E.conninfo = strdup(conninfo);
 	E.nbuckets = 1024;
 	E.ids = calloc(E.nbuckets, sizeof(*E.ids));

@@ -96,6 +96,9 @@ int engine_shard_drop(unsigned shard, bool force);
 size_t engine_shards_held(void);
 uint64_t engine_shards_active_mask(void);
 
+/* How long the commit under way has waited for PostgreSQL (0 = none). */
+int64_t engine_commit_wait_ms(void);
+
 /* Every metric in Prometheus text format (malloc'ed, *len bytes). */
 int engine_metrics(char **out, size_t *len);
 

@@ -116,6 +116,9 @@ struct engine {
 	size_t n_open, cap_open;
 	post open_post;
 	uint32_t writing_batches; /* submitted, not yet committed */
+	int64_t commit_since_ms;  /* when the commit under way began; 0 = none */
+	int64_t stall_logged_ms;  /* last "commit waiting" line */
+	tq_node watchdog;         /* looks for stalled commits every second */
 	uint32_t completing;      /* committed, post-commit work not yet run */
 
 	timerq tq;

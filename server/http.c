@@ -1,7 +1,6 @@
 /* http: /healthz, /readyz and /metrics. See http.h. */
 #include "http.h"
 
-#include <libpq-fe.h>
 #include <nng/nng.h>
 #include <nng/supplemental/http/http.h>
 #include <stdio.h>
@@ -11,9 +10,10 @@
 #include "engine.h"
 #include "log.h"
 #include "saga_base.h"
+#include "shards.h"
 
 static nng_http_server *server;
-static char *conninfo;
+static int64_t stale_ms; /* the lease thread asks every lease/4: twice that, and a second */
 
 static void
 reply(nng_aio *aio, uint16_t status, const char *type, const void *body, size_t len)
@@ -40,15 +40,30 @@ healthz(nng_aio *aio)
 	reply(aio, 200, "text/plain", "ok\n", 3);
 }
 
+/*
+ * Ready means PostgreSQL answers and commits go through. Decided from what
+ * sagad already knows, never by asking the database here: a frozen
+ * database would hold the request (a ping waited for ever), and a few such
+ * requests held nng's threads, so that /healthz and every RPC waited too.
+ */
 static void
 readyz(nng_aio *aio)
 {
-	/* A fresh connection attempt: what a load balancer wants to know is
-	 * whether the database answers now. */
-	if (PQping(conninfo) == PQPING_OK)
-		reply(aio, 200, "text/plain", "ready\n", 6);
+	char body[160];
+	int64_t wait = engine_commit_wait_ms(), silent = shd_db_silent_ms();
+	int n;
+	if (wait > 2000)
+		n = snprintf(body, sizeof(body), "a commit has waited %lld ms for PostgreSQL\n",
+		    (long long)wait);
+	else if (silent > stale_ms)
+		n = snprintf(body, sizeof(body), "PostgreSQL has not answered for %lld ms\n",
+		    (long long)silent);
 	else
-		reply(aio, 503, "text/plain", "database unreachable\n", 21);
+		n = 0;
+	if (n > 0)
+		reply(aio, 503, "text/plain", body, (size_t)n);
+	else
+		reply(aio, 200, "text/plain", "ready\n", 6);
 }
 
 static void
@@ -65,7 +80,7 @@ metrics(nng_aio *aio)
 }
 
 int
-http_start(const char *url, const char *ci, char *err, size_t errlen)
+http_start(const char *url, uint32_t lease_ms, char *err, size_t errlen)
 {
 	static const struct {
 		const char *path;
@@ -76,8 +91,7 @@ http_start(const char *url, const char *ci, char *err, size_t errlen)
 
 	if (url == NULL || *url == '\0')
 		return 0;
-	if ((conninfo = strdup(ci)) == NULL)
-		return SAGA_ENOMEM;
+	stale_ms = (int64_t)lease_ms / 2 + 1000;
 	if ((rv = nng_url_parse(&u, url)) != 0 || strcmp(u->u_scheme, "http") != 0) {
 		snprintf(err, errlen, "--http-listen %s: not an http://HOST:PORT URL", url);
 		nng_url_free(u);
@@ -115,6 +129,4 @@ http_stop(void)
 		nng_http_server_release(server);
 		server = NULL;
 	}
-	free(conninfo);
-	conninfo = NULL;
 }

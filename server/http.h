@@ -2,16 +2,21 @@
  * http: sagad's HTTP endpoints (nng's HTTP server), off unless
  * --http-listen is set:
  *   GET /healthz  200 "ok": the process serves requests
- *   GET /readyz   200 "ready" when PostgreSQL answers (migrations are
- *                 applied before sagad listens at all), else 503
+ *   GET /readyz   200 "ready" when PostgreSQL answers and commits go
+ *                 through, else 503 saying which: decided from what sagad
+ *                 knows (a commit waiting over 2 s; no answer to the lease
+ *                 thread's queries for over half the lease plus 1 s),
+ *                 never by asking the database, so it answers at once
+ *                 even when the database hangs
  *   GET /metrics  Prometheus text format (engine_metrics)
  */
 #ifndef SAGAD_HTTP_H
 #define SAGAD_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
-int http_start(const char *url, const char *conninfo, char *err, size_t errlen);
+int http_start(const char *url, uint32_t lease_ms, char *err, size_t errlen);
 void http_stop(void);
 
 #endif

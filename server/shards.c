@@ -3,6 +3,7 @@
 
 #include <libpq-fe.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -45,6 +46,16 @@ const char *
 shd_instance_id(void)
 {
 	return S.id;
+}
+
+/* When the lease thread last got answers from PostgreSQL (monotonic). */
+static _Atomic int64_t db_ok_ms;
+
+int64_t
+shd_db_silent_ms(void)
+{
+	int64_t t = atomic_load(&db_ok_ms);
+	return t == 0 ? 0 : wire_mono_ms() - t;
 }
 
 static size_t
@@ -373,6 +384,8 @@ tick(char *err, size_t errlen)
 	    (rv = store_load_definitions(S.c, err, errlen)) != 0 ||
 	    (rv = balance(err, errlen)) != 0)
 		drop_conn();
+	else
+		atomic_store(&db_ok_ms, wire_mono_ms());
 	return rv;
 }
 
@@ -464,6 +477,7 @@ shd_start(const cfg *c, const char *conninfo, char *err, size_t errlen)
 	if ((rv = ensure_conn(err, errlen)) != 0 || (rv = heartbeat(err, errlen)) != 0 ||
 	    (rv = balance(err, errlen)) != 0)
 		return rv;
+	atomic_store(&db_ok_ms, wire_mono_ms());
 	slog_info("instance %s holds %zu of %d shards (%d instance(s) live; lease %u ms)", S.id,
 	    n_owned(), SHD_N, S.live, c->lease_ms);
 	if (pipe(S.wake) != 0 || pthread_create(&S.thread, NULL, shards_main, NULL) != 0) {

@@ -46,6 +46,10 @@ shd_of(const uint8_t id[16])
 
 /* This sagad's instance id (set by shd_start). */
 const char *shd_instance_id(void);
+/* Milliseconds since the lease thread last had its round of queries
+ * answered (it asks every quarter of the lease): how long PostgreSQL has
+ * been silent, for /readyz. 0 before the first. */
+int64_t shd_db_silent_ms(void);
 
 /* Connects, registers the instance, claims its first shards (loading
  * their sagas into the engine, which must be initialised), and starts the

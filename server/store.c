@@ -200,9 +200,17 @@ store_batch_free(store_batch *b)
 PGconn *
 store_connect(const char *conninfo, const char *app, char *err, size_t errlen)
 {
-	const char *keys[] = { "dbname", "application_name", "connect_timeout", NULL };
-	const char *vals[] = { conninfo, app, "10", NULL };
-	/* expand_dbname=1: the first "dbname" may be a full conninfo/URI. */
+	/* A database cut off without a reset (a partition, a dead host) must
+	 * not hold a connection for minutes: TCP keepalives and a user
+	 * timeout end it within seconds, and the caller reconnects (to a
+	 * promoted standby, with a multi-host conninfo). They come before
+	 * "dbname", so that the user's conninfo may set others; libpq applies
+	 * them to TCP connections only. */
+	const char *keys[] = { "keepalives", "keepalives_idle", "keepalives_interval",
+		"keepalives_count", "tcp_user_timeout", "dbname", "application_name",
+		"connect_timeout", NULL };
+	const char *vals[] = { "1", "10", "3", "3", "15000", conninfo, app, "10", NULL };
+	/* expand_dbname=1: "dbname" may be a full conninfo/URI. */
 	PGconn *c = PQconnectdbParams(keys, vals, 1);
 	if (c == NULL) {
 		snprintf(err, errlen, "cannot allocate a PostgreSQL connection");

@@ -16,6 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "saga.h"
@@ -449,6 +453,150 @@ START_TEST(sigterm_while_a_register_is_stored_finishes_it_and_exits_cleanly)
 }
 END_TEST
 
+/* A GET on 127.0.0.1:port; the reply (status line first) or "" if none
+ * came within timeout_ms. *ms gets how long it took. */
+static char *
+http_get_timed(int port, const char *path, int timeout_ms, long long *ms)
+{
+	long long t0 = th_now_ms();
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET,
+		.sin_port = htons((uint16_t)port),
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	char *buf = calloc(1, 4096);
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
+		char req[256];
+		int n = snprintf(req, sizeof(req),
+		    "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+		if (send(fd, req, (size_t)n, MSG_NOSIGNAL) == n) {
+			size_t len = 0;
+			ssize_t k;
+			while (len < 4095 && (k = read(fd, buf + len, 4095 - len)) > 0)
+				len += (size_t)k;
+		}
+	}
+	close(fd);
+	*ms = th_now_ms() - t0;
+	return buf;
+}
+
+typedef struct probe {
+	int port;
+	const char *path;
+	char *reply;
+	long long ms;
+} probe;
+
+static void *
+probe_main(void *arg)
+{
+	probe *p = arg;
+	p->reply = http_get_timed(p->port, p->path, 5000, &p->ms);
+	return NULL;
+}
+
+static int
+free_tcp_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+/* PostgreSQL frozen (SIGSTOP: connections stay open, nothing answers):
+ * /readyz answers 503 at once instead of hanging, several at once starve
+ * neither /healthz nor the RPC, a stalled commit is logged, and all is
+ * well again once it thaws. */
+START_TEST(frozen_database_gives_a_prompt_503_and_starves_neither_health_nor_rpc)
+{
+	th_pg *own = NULL;
+	ck_assert_int_eq(th_pg_start(&own), 0);
+	ths *t = ths_new_ok(own, "ops_frozen");
+	int port = free_tcp_port();
+	char url[64];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+	const char *args[] = { "--http-listen", url, "--log-format", "logfmt", NULL };
+	ths_sagad_start_ok(t, args);
+	ths_register_sagas_ok(t);
+	ths_participant_ok(t, "p1", 4, NULL);
+	long long ms;
+	char *r = http_get_timed(port, "/readyz", 5000, &ms);
+	ck_assert_msg(strncmp(r, "HTTP/1.1 200", 12) == 0, "ready before the freeze: %s", r);
+	free(r);
+
+	ck_assert_int_eq(th_pg_freeze(own, 1), 0);
+	/* A start now waits for its commit, which cannot happen. */
+	char slog[1024];
+	snprintf(slog, sizeof(slog), "%s/start-frozen.log", ths_dir(t));
+	const char *sargv[] = { ths_env_ok("SAGACTL_BIN"), "--url", ths_url(t), "--timeout",
+		"60000", "start", "ittest.Linear3", "--input-raw", "tag=frozen", NULL };
+	pid_t starter = th_spawn(sargv, NULL, slog);
+	ck_assert_int_gt(starter, 0);
+	/* Readiness turns 503 within a few seconds, every answer prompt. */
+	long long t0 = th_now_ms();
+	int saw_503 = 0;
+	while (!saw_503) {
+		probe pr[4];
+		pthread_t th[4];
+		for (int i = 0; i < 4; i++) {
+			pr[i] = (probe) { .port = port, .path = "/readyz" };
+			pthread_create(&th[i], NULL, probe_main, &pr[i]);
+		}
+		/* meanwhile health and an RPC that needs no database */
+		r = http_get_timed(port, "/healthz", 5000, &ms);
+		ck_assert_msg(strncmp(r, "HTTP/1.1 200", 12) == 0 && ms < 1000,
+		    "/healthz during the freeze: %lld ms: %s", ms, r);
+		free(r);
+		saga_participant_list *parts = NULL;
+		long long t1 = th_now_ms();
+		int rv = saga_client_participants(ths_client(t), &parts);
+		ck_assert_msg(rv == SAGA_OK && th_now_ms() - t1 < 1000,
+		    "participants during the freeze: %s, %lld ms", saga_strerror(rv),
+		    th_now_ms() - t1);
+		saga_participant_list_free(parts);
+		for (int i = 0; i < 4; i++) {
+			pthread_join(th[i], NULL);
+			ck_assert_msg(pr[i].ms < 1000 && pr[i].reply[0] != '\0',
+			    "/readyz took %lld ms during the freeze: %s", pr[i].ms, pr[i].reply);
+			saw_503 |= strncmp(pr[i].reply, "HTTP/1.1 503", 12) == 0;
+			free(pr[i].reply);
+		}
+		ck_assert_msg(th_now_ms() - t0 < 15000, "/readyz never said 503 during the freeze");
+		usleep(250 * 1000);
+	}
+	/* The stalled commit is in the log. */
+	ck_assert(log_has(t, "waiting", 15000));
+	char *log = th_read_file(ths_sagad_log(t), NULL);
+	ck_assert_msg(strstr(log, "PostgreSQL") != NULL && strstr(log, "commit") != NULL,
+	    "no line about the stalled commit");
+	free(log);
+
+	ck_assert_int_eq(th_pg_freeze(own, 0), 0);
+	int st = 0;
+	ck_assert_int_eq(th_wait_exit(starter, 30000, &st), 0);
+	ck_assert_msg(
+	    WIFEXITED(st) && WEXITSTATUS(st) == 0, "the start made during the freeze failed");
+	t0 = th_now_ms();
+	for (;;) {
+		r = http_get_timed(port, "/readyz", 5000, &ms);
+		int ok = strncmp(r, "HTTP/1.1 200", 12) == 0;
+		free(r);
+		if (ok)
+			break;
+		ck_assert_msg(th_now_ms() - t0 < 15000, "not ready again after the thaw");
+		usleep(200 * 1000);
+	}
+	ths_free(t);
+	th_pg_free(own);
+}
+END_TEST
+
 START_TEST(root_is_refused_unless_allowed_and_print_config_documents_every_setting)
 {
 	char *out = NULL;
@@ -501,6 +649,7 @@ operations_suite(void)
 	tcase_add_test(tc, sigterm_under_load_lets_in_flight_outcomes_land_and_loses_nothing);
 	tcase_add_test(tc, sighup_reloads_the_config_file_applying_live_settings_only);
 	tcase_add_test(tc, sigterm_while_a_register_is_stored_finishes_it_and_exits_cleanly);
+	tcase_add_test(tc, frozen_database_gives_a_prompt_503_and_starves_neither_health_nor_rpc);
 	tcase_add_test(tc, root_is_refused_unless_allowed_and_print_config_documents_every_setting);
 	suite_add_tcase(s, tc);
 	return s;

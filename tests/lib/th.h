@@ -70,6 +70,9 @@ void th_pg_free(th_pg *pg);
 const char *th_pg_dir(const th_pg *pg);
 /* The postmaster's pid, or -1 when stopped. */
 pid_t th_pg_pid(const th_pg *pg);
+/* Freezes (SIGSTOP) or thaws (SIGCONT) the postmaster and every process
+ * it started: a database that hangs without closing a connection. */
+int th_pg_freeze(th_pg *pg, int frozen);
 
 /* "host='<dir>' port=5432 dbname=<dbname> user=saga"; caller frees. */
 char *th_pg_conninfo(const th_pg *pg, const char *dbname);

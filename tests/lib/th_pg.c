@@ -439,6 +439,43 @@ th_pg_free(th_pg *pg)
 	free(pg);
 }
 
+int
+th_pg_freeze(th_pg *pg, int frozen)
+{
+	if (pg == NULL || pg->pid <= 0)
+		return -1;
+	int sig = frozen ? SIGSTOP : SIGCONT;
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	/* Children first when freezing (nothing new forks meanwhile), the
+	 * postmaster first when thawing. */
+	if (!frozen)
+		kill(pg->pid, sig);
+	while (d != NULL && (e = readdir(d)) != NULL) {
+		char path[300], buf[512];
+		long pid = strtol(e->d_name, NULL, 10);
+		if (pid <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+		FILE *f = fopen(path, "r");
+		if (f == NULL)
+			continue;
+		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[n] = '\0';
+		const char *rp = strrchr(buf, ')');
+		long ppid = 0;
+		char state;
+		if (rp != NULL && sscanf(rp + 1, " %c %ld", &state, &ppid) == 2 && ppid == pg->pid)
+			kill((pid_t)pid, sig);
+	}
+	if (d != NULL)
+		closedir(d);
+	if (frozen)
+		kill(pg->pid, sig);
+	return 0;
+}
+
 const char *
 th_pg_dir(const th_pg *pg)
 {
