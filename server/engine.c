@@ -731,10 +731,24 @@ drained(void)
 void
 engine_run(void)
 {
+	int64_t hold_until = 0; /* after a pause: timers wait until then */
 	pthread_mutex_lock(&E.mu);
 	for (;;) {
 		int64_t t = wire_mono_ms();
-		tq_run_due(&E.tq, t);
+		/* Woken far later than asked (sagad was stopped, or starved of
+		 * CPU): answers that arrived meanwhile wait in the sockets, and
+		 * the timeouts that fell due must not beat them. Timers wait a
+		 * second while nng's threads deliver what is there. */
+		if (E.sleep_until != INT64_MAX && t - E.sleep_until > 1000 && hold_until == 0) {
+			slog_warn("sagad was not running for %lld ms (stopped or starved): timers "
+				  "wait 1 s for the answers that arrived meanwhile",
+			    (long long)(t - E.sleep_until));
+			hold_until = t + 1000;
+		}
+		if (hold_until != 0 && t >= hold_until)
+			hold_until = 0;
+		if (hold_until == 0)
+			tq_run_due(&E.tq, t);
 		eng_maybe_submit();
 		if (E.stop && drained()) {
 			size_t left = dsp_in_flight();
@@ -750,6 +764,8 @@ engine_run(void)
 		}
 		tq_node *first = tq_peek(&E.tq);
 		int64_t until = first != NULL ? first->when_ms : INT64_MAX;
+		if (hold_until != 0)
+			until = hold_until;
 		/* The end of the grace period wakes the loop once; after it,
 		 * the commits still open do (after_event). */
 		if (E.stop && E.stop_until_ms < until && E.stop_until_ms > t)

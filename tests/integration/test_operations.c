@@ -597,6 +597,47 @@ START_TEST(frozen_database_gives_a_prompt_503_and_starves_neither_health_nor_rpc
 }
 END_TEST
 
+/* sagad paused (SIGSTOP) while steps are in flight; their answers arrive
+ * during the pause and wait in the sockets. After SIGCONT the timeouts
+ * that fell due during the pause must not beat those answers: the steps
+ * succeed on their first attempt and no breaker opens. */
+START_TEST(a_pause_does_not_time_out_steps_whose_answers_are_waiting)
+{
+	ths *t = ths_new_ok(pg, "ops_pause");
+	const char *args[] = { "--breaker-min-calls", "3", NULL };
+	ths_sagad_start_ok(t, args);
+	ths_register_sagas_ok(t);
+	static const char *const names[] = { "pT", NULL };
+	ths_participant_ok(t, "p1", 16, names);
+	/* warm: one saga through */
+	char *w = ths_start_ok(t, "ittest.Timeouty", "sleep=T:10");
+	saga_info_free(ths_wait_final_ok(t, w, WAIT_MS));
+	saga_string_free(w);
+	char *ids[8];
+	for (int i = 0; i < 8; i++)
+		ids[i] = ths_start_ok(t, "ittest.Timeouty", "sleep=T:100");
+	usleep(60 * 1000); /* dispatched; answered 100 ms later, while paused */
+	ck_assert_int_eq(kill(ths_sagad_pid(t), SIGSTOP), 0);
+	usleep(1500 * 1000); /* five times the step's 300 ms timeout */
+	ck_assert_int_eq(kill(ths_sagad_pid(t), SIGCONT), 0);
+	for (int i = 0; i < 8; i++) {
+		saga_info *info = ths_wait_final_ok(t, ids[i], WAIT_MS);
+		const saga_step_info *st = ths_step_ok(info, "T");
+		ck_assert_msg(info->state == SAGA_STATE_COMPLETED && st->attempts == 1,
+		    "saga %d after the pause: %s, step T took %u attempt(s): %s", i,
+		    saga_state_name(info->state), st->attempts,
+		    st->last_error ? st->last_error : "");
+		saga_info_free(info);
+		saga_string_free(ids[i]);
+	}
+	char *log = th_read_file(ths_sagad_log(t), NULL);
+	ck_assert_msg(strstr(log, "timed out") == NULL, "a step timed out after the pause");
+	ck_assert_msg(strstr(log, "circuit breaker open") == NULL, "a breaker opened");
+	free(log);
+	ths_free(t);
+}
+END_TEST
+
 START_TEST(root_is_refused_unless_allowed_and_print_config_documents_every_setting)
 {
 	char *out = NULL;
@@ -650,6 +691,7 @@ operations_suite(void)
 	tcase_add_test(tc, sighup_reloads_the_config_file_applying_live_settings_only);
 	tcase_add_test(tc, sigterm_while_a_register_is_stored_finishes_it_and_exits_cleanly);
 	tcase_add_test(tc, frozen_database_gives_a_prompt_503_and_starves_neither_health_nor_rpc);
+	tcase_add_test(tc, a_pause_does_not_time_out_steps_whose_answers_are_waiting);
 	tcase_add_test(tc, root_is_refused_unless_allowed_and_print_config_documents_every_setting);
 	suite_add_tcase(s, tc);
 	return s;
