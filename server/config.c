@@ -84,6 +84,9 @@ static const opt opts[] = {
 	    "network connections accepted at once"),
 	U(max_pending, "SAGAD_MAX_PENDING", 65536, 16, 10000000,
 	    "requests held at once (waiting polls, RPCs awaiting a commit)"),
+	U(max_saga_memory_mb, "SAGAD_MAX_SAGA_MEMORY_MB", 512, 1, 1048576,
+	    "inputs of unfinished sagas held in memory, in MiB; past it new starts are refused "
+	    "(SAGA_EBUSY) until sagas finish"),
 	U(max_batch, "SAGAD_MAX_BATCH", 2000, 1, 100000,
 	    "saga transitions written in one PostgreSQL transaction"),
 	U(dispatch_batch, "SAGAD_DISPATCH_BATCH", 64, 1, 4096,

@@ -48,6 +48,7 @@ typedef struct cfg {
 	uint32_t shutdown_grace_ms;   /* SIGTERM: wait this long for in-flight steps */
 	char *instance_id;            /* this sagad among several on one database; "" = derived */
 	uint32_t lease_ms;            /* shard lease: a dead instance's shards move after it */
+	uint32_t max_saga_memory_mb;  /* inputs of the sagas held in memory, at most */
 } cfg;
 
 /* Parses defaults, environment, then argv. The first non-flag argument is

@@ -230,6 +230,7 @@ eng_insert(eng_saga *s)
 		E.keys[h] = s;
 	}
 	E.n_sagas++;
+	E.saga_bytes += s->input_len;
 	return 0;
 }
 
@@ -253,6 +254,7 @@ eng_unlink(eng_saga *s)
 		}
 	}
 	E.n_sagas--;
+	E.saga_bytes -= s->input_len;
 }
 
 /* ---- carrying out the state machine's effects ----------------------------------------------- */

@@ -111,6 +111,7 @@ struct engine {
 	eng_saga **keys; /* hash by idempotency key */
 	size_t nbuckets;
 	size_t n_sagas;
+	uint64_t saga_bytes; /* inputs of the sagas in the table (max_saga_memory_mb) */
 
 	eng_saga **open; /* sagas changed since the last submit */
 	size_t n_open, cap_open;

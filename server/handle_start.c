@@ -135,6 +135,16 @@ start(rpc_req *r, bool defer)
 		    r, SAGA_EBUSY, "too many sagas in flight (%zu); try again later", E.n_sagas);
 		return ENGINE_ANSWERED;
 	}
+	/* Memory is bounded in bytes, not only in sagas: a thousand 1 MiB
+	 * inputs waiting for a participant would hold a gigabyte. */
+	uint64_t limit = (uint64_t)E.cfg->max_saga_memory_mb << 20;
+	if (E.saga_bytes + q->input.len > limit) {
+		rpc_reply_error(r, SAGA_EBUSY,
+		    "sagad holds %llu MiB of unfinished sagas' inputs (max-saga-memory-mb %u); "
+		    "try again once some finish",
+		    (unsigned long long)(E.saga_bytes >> 20), E.cfg->max_saga_memory_mb);
+		return ENGINE_ANSWERED;
+	}
 	int shard = eng_pick_shard();
 	if (shard < 0) {
 		rpc_reply_error(r, SAGA_EBUSY,

@@ -797,6 +797,49 @@ START_TEST(connection_cap_lets_clients_in_after_a_flood_and_wrong_protocol_peers
 }
 END_TEST
 
+/* Memory for unfinished sagas is bounded in bytes: with no participant
+ * to finish them, 300 KiB inputs fill a 1 MiB bound after three, the next
+ * start is refused with SAGA_EBUSY and says why, and once the sagas
+ * finish starts are taken again. */
+START_TEST(saga_memory_is_bounded_in_bytes_and_frees_as_sagas_finish)
+{
+	static const char *const extra[] = { "--max-saga-memory-mb", "1", NULL };
+	ths *t = ths_new_ok(pg, "ri_memory");
+	ths_sagad_start_ok(t, extra);
+	ths_register_sagas_ok(t);
+	saga_client *c = ths_client(t);
+	size_t len = 300 * 1024;
+	char *input = malloc(len + 1);
+	ck_assert_ptr_nonnull(input);
+	memset(input, 'z', len);
+	memcpy(input, "tag=", 4);
+	input[len] = '\0';
+	char *ids[3];
+	for (int i = 0; i < 3; i++)
+		ids[i] = ths_start_ok(t, "ittest.Linear3", input);
+	char *id = NULL;
+	int rv = saga_client_start(c, "ittest.Linear3", input, len, NULL, &id, NULL);
+	ck_assert_msg(rv == SAGA_EBUSY && ths_contains(saga_client_errmsg(c), "max-saga-memory"),
+	    "a fourth 300 KiB saga over a 1 MiB bound: %s: %s", saga_strerror(rv),
+	    saga_client_errmsg(c));
+	ck_assert_ptr_null(id);
+	/* a small one still fits */
+	char *small = ths_start_ok(t, "ittest.Linear3", "tag=small");
+	ths_participant_ok(t, "main", 16, NULL);
+	for (int i = 0; i < 3; i++) {
+		saga_info_free(ths_wait_final_ok(t, ids[i], WAIT_MS));
+		saga_string_free(ids[i]);
+	}
+	saga_info_free(ths_wait_final_ok(t, small, WAIT_MS));
+	saga_string_free(small);
+	char *again = ths_start_ok(t, "ittest.Linear3", input);
+	saga_info_free(ths_wait_final_ok(t, again, WAIT_MS));
+	saga_string_free(again);
+	free(input);
+	ths_free(t);
+}
+END_TEST
+
 static Suite *
 rpc_input_suite(void)
 {
@@ -811,6 +854,7 @@ rpc_input_suite(void)
 	tcase_add_test(tc, replayed_and_forged_reports_are_ignored_and_change_nothing);
 	tcase_add_test(tc, every_endpoint_refuses_wrong_types_nesting_invalid_utf8_and_nul_bytes);
 	tcase_add_test(tc, connection_cap_lets_clients_in_after_a_flood_and_wrong_protocol_peers);
+	tcase_add_test(tc, saga_memory_is_bounded_in_bytes_and_frees_as_sagas_finish);
 	suite_add_tcase(s, tc);
 	return s;
 }
