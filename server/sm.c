@@ -532,7 +532,11 @@ apply_outcome(sm_saga *s, sm_env *e, sm_step *st, uint8_t kind, int outcome, con
 				return;
 			st->uncertain = false;
 			st->finished_us = now;
-			set_error(&s->error, "step %s failed: %s", ds->name, st->last_error);
+			/* Only a failure that makes the saga compensate says why;
+			 * one arriving after a cancel or the deadline keeps that. */
+			if (s->state == SS(RUNNING))
+				set_error(
+				    &s->error, "step %s failed: %s", ds->name, st->last_error);
 			event(s, e, EV(FAILED), st, st->attempts, "business failure: %s",
 			    st->last_error);
 		} else if (s->state == SS(RUNNING) && st->attempts < ds->retry.max_attempts) {
