@@ -1416,6 +1416,10 @@ START_TEST(stop_drains_every_url_while_the_other_is_down)
 	ck_assert_msg(M_WAIT(M.a.outstanding == 2 && M.b.outstanding == 2, 5000),
 	    "in flight: A %d (cap %u), B %d (cap %u)", M.a.outstanding, M.a.last_cap,
 	    M.b.outstanding, M.b.last_cap);
+	/* Sent is not yet received: a step that reaches the worker after the
+	 * stop began is left for sagad to redeliver, so wait until all four
+	 * handlers hold their steps. */
+	ck_assert_int_eq(wait_running(4, 5000), 4);
 	inst_down(&M.b);
 	/* Stopping: the handlers finish, A gets its outcomes; B's cannot be
 	 * delivered (B redelivers them when it sees the connection gone), and
