@@ -325,8 +325,8 @@ for p in "${participants[@]}"; do
 	cat "$work/$p.log"
 done
 
-# The refund must name the charge id that ChargePayment returned, which
-# RefundPayment read from its step's result.
+# The refund must name the order's charge, which RefundPayment finds from
+# the order id in the saga input.
 refund_line=""
 for ((i = 0; i < 20; i++)); do
 	refund_line=$(grep -F "refunded ch_$fail_order" "$work/payment.log" || true)

@@ -428,7 +428,10 @@ fill_dispatch(Sagawire__Dispatch *d, eng_saga *s, uint32_t idx, uint8_t kind, ds
 		resp[n] = &res[n];
 		n++;
 	}
-	if (kind == SM_COMPENSATION) {
+	/* A compensation gets its own step's result if the action succeeded;
+	 * an uncertain step (no business answer) has none, so the entry is
+	 * left out rather than sent empty. */
+	if (kind == SM_COMPENSATION && st->completion_seq > 0) {
 		sagawire__step_result__init(&res[n]);
 		res[n].step = ds->name;
 		res[n].result.data = st->result;

@@ -290,9 +290,12 @@ typedef struct saga_info {
 SAGA_API int saga_client_get(saga_client *c, const char *saga_id, saga_info **out);
 SAGA_API void saga_info_free(saga_info *info);
 
-/* Polls saga_client_get until the saga is final (completed, compensated or
- * failed) or timeout_ms passes (SAGA_ETIMEDOUT; *out is then the last status
- * seen). out may be NULL. */
+/* Waits until the saga is final (completed, compensated or failed) or
+ * timeout_ms passes (SAGA_ETIMEDOUT; *out is then the last status seen).
+ * It does not poll: sagad holds the request and answers it the moment the
+ * saga ends (a long wait is a series of requests of at most 25 s each),
+ * then the full status is read once. A negative timeout_ms waits for ever. out may be
+ * NULL. */
 SAGA_API int saga_client_wait(saga_client *c, const char *saga_id, int timeout_ms, saga_info **out);
 
 /* ---- listing ---- */
@@ -474,7 +477,12 @@ typedef struct saga_step {
 	                            (or one that is not valid). */
 } saga_step;
 
-/* Look up the result of a named earlier step; NULL if not present. */
+/* Looks up the result of a named step among those the dispatch carried:
+ * the steps this one depends on and, for a compensation, its own step.
+ * NULL means there is none: no such step, or (for a compensation's own
+ * step) an action that never answered with a success, e.g. one that timed
+ * out and is undone as uncertain. A result with len 0 is an empty result,
+ * which a success may carry. */
 SAGA_API const saga_step_result *saga_step_find_result(const saga_step *s, const char *step);
 
 /* A handler's answer. Exactly one of the saga_reply_* calls must be made

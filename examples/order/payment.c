@@ -3,11 +3,12 @@
  *
  *   ChargePayment  records a charge in `charges`
  *                  -> ChargeResult{charge_id: "ch_<order_id>", amount_cents}
- *   RefundPayment  marks the charge that ChargePayment returned refunded
+ *   RefundPayment  marks the order's charge (ch_<order_id>) refunded
  *
- * RefundPayment shows how a compensation uses what its action returned:
- * sagad hands a compensation its own step's result, so the charge id comes
- * from step->results. Both run through libsaga's barrier on the
+ * RefundPayment shows how a compensation keys its undo off the saga: the
+ * charge is found from the order id in the saga input, not from
+ * ChargePayment's result, which is absent when the charge committed but its
+ * reply was lost (the step is then uncertain and undone anyway). Both run through libsaga's barrier on the
  * participant's own database (--db), so a redelivered charge is not taken
  * twice and a refund is paid at most once.
  *
@@ -75,31 +76,28 @@ charge_tx(PGconn *db, const saga_step *step, saga_reply *reply, void *user)
 static void
 refund_tx(PGconn *db, const saga_step *step, saga_reply *reply, void *user)
 {
-	const saga_step_result *sr;
-	Shop__ChargeResult *charge;
+	const Shop__OrderRequest *req = user;
+	char id[256];
 	PGresult *r;
 
-	(void)user;
-	/* The barrier runs this only if the charge committed, so its result
-	 * is there. */
-	sr = saga_step_find_result(step, "ChargePayment");
-	charge = sr ? shop__charge_result__unpack(NULL, sr->len, sr->data) : NULL;
-	if (charge == NULL || charge->charge_id[0] == '\0') {
-		saga_reply_retry(reply, "ChargePayment's result is not a shop.ChargeResult");
-		if (charge != NULL)
-			shop__charge_result__free_unpacked(charge, NULL);
-		return;
-	}
-	const char *v[1] = { charge->charge_id };
+	(void)step;
+	/* The undo is keyed off the saga's input, not ChargePayment's result:
+	 * a charge whose reply was lost (timed out, so uncertain) has no
+	 * result, yet the barrier runs this because the charge committed. The
+	 * charge made for this order is found the way it was named. */
+	snprintf(id, sizeof(id), "ch_%s", req->order_id);
+	const char *v[1] = { id };
 	if ((r = ex_sql(db, reply,
-		 "UPDATE charges SET refunded = true WHERE charge_id = $1 AND NOT refunded", 1,
-		 v)) != NULL) {
-		ex_say("refunded %s (%llu cents)", charge->charge_id,
-		    (unsigned long long)charge->amount_cents);
+		 "UPDATE charges SET refunded = true WHERE charge_id = $1 AND NOT refunded"
+		 " RETURNING amount_cents",
+		 1, v)) != NULL) {
+		if (PQntuples(r) == 1)
+			ex_say("refunded %s (%s cents)", id, PQgetvalue(r, 0, 0));
+		else
+			ex_say("%s was refunded already", id);
 		PQclear(r);
 		saga_reply_success(reply, NULL, 0);
 	}
-	shop__charge_result__free_unpacked(charge, NULL);
 }
 
 static void
@@ -119,8 +117,15 @@ charge_payment(const saga_step *step, saga_reply *reply, void *user)
 static void
 refund_payment(const saga_step *step, saga_reply *reply, void *user)
 {
+	Shop__OrderRequest *req;
+
 	(void)user;
-	ex_run_barrier(step, reply, refund_tx, NULL);
+	if ((req = ex_order_input(step, reply)) == NULL) {
+		ex_out("RefundPayment saga=%s: bad input, failed", step->saga_id);
+		return;
+	}
+	ex_run_barrier(step, reply, refund_tx, req);
+	shop__order_request__free_unpacked(req, NULL);
 }
 
 int

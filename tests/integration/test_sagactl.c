@@ -482,7 +482,8 @@ START_TEST(sagactl_speaks_json_payloads_describes_watches_and_counts)
 	free(out);
 	rc = CTL(t, &out, "describe", "ittest.Parallel");
 	ck_assert_msg(rc == 0 && ths_contains(out, "D <- B+C") &&
-		ths_contains(out, "compensations run newest first: UndoD"),
+		ths_contains(
+		    out, "independent branches in parallel: UndoD, then UndoC + UndoB, then UndoA"),
 	    "describe ittest.Parallel: exit %d, '%s'", rc, out);
 	free(out);
 	rc = CTL(t, &out, "describe", "ittest.Linear3");

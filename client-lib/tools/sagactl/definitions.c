@@ -147,14 +147,24 @@ print_graph(const saga_definition *d)
 			printf("\n");
 		}
 	}
-	printf("on failure, compensations run newest first:");
+	/* The engine's rule (sm.c advance_compensation): a step is undone once
+	 * every step depending on it is settled; independent branches at once.
+	 * By levels, deepest first, that reads as below. */
+	printf("on failure, each completed step is undone after the steps that depend on it,\n"
+	       "independent branches in parallel:");
 	int any = 0;
-	for (int lv = maxlv; lv >= 0; lv--)
+	for (int lv = maxlv; lv >= 0; lv--) {
+		int here = 0;
 		for (size_t i = d->n_steps; i-- > 0;)
 			if (level[i] == lv && *d->steps[i].compensation) {
-				printf("%s %s", any ? "," : "", d->steps[i].compensation);
-				any = 1;
+				printf("%s %s",
+				    here      ? " +"
+					: any ? ", then"
+					      : "",
+				    d->steps[i].compensation);
+				any = here = 1;
 			}
+	}
 	printf("%s\n", any ? "" : " (none)");
 }
 
