@@ -11,7 +11,7 @@
 #include "log.h"
 
 static const char *const names[FP_N] = { "after-commit", "after-dispatch", "before-report-commit",
-	"mid-compensation", "dup-dispatch", "slow-register" };
+	"mid-compensation", "dup-dispatch", "slow-register", "drop-start-reply" };
 static unsigned long every[FP_N];
 static atomic_ulong passes[FP_N];
 
@@ -35,7 +35,7 @@ fp_init(const char *spec, char *err, size_t errlen)
 			snprintf(err, errlen,
 			    "--failpoints: '%s' is not NAME:N with N > 0 and NAME one of "
 			    "after-commit, after-dispatch, before-report-commit, "
-			    "mid-compensation, dup-dispatch, slow-register",
+			    "mid-compensation, dup-dispatch, slow-register, drop-start-reply",
 			    tok);
 			return -1;
 		}

@@ -16,6 +16,10 @@
  *                        idempotency key), as a resend would produce
  *   slow-register        not a kill point: every register waits N ms
  *                        before it is stored (so a test can act during one)
+ *   drop-start-reply     not a kill point: the Nth new saga's start reply
+ *                        is lost with its connection (closed instead of
+ *                        answered), after the start is durable, as when the
+ *                        network fails at that moment; the client resends
  */
 #ifndef SAGAD_FAILPOINT_H
 #define SAGAD_FAILPOINT_H
@@ -30,6 +34,7 @@ enum fp_point {
 	FP_MID_COMPENSATION,
 	FP_DUP_DISPATCH,
 	FP_SLOW_REGISTER,
+	FP_DROP_START_REPLY,
 	FP_N
 };
 

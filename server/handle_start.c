@@ -8,6 +8,8 @@
 #include "defn.h"
 #include "engine.h"
 #include "engine_int.h"
+#include "failpoint.h"
+#include "log.h"
 #include "registry.h"
 #include "saga_base.h"
 #include "utf8.h"
@@ -31,6 +33,12 @@ eng_reply_start(waiter *w, const char *id, uint32_t version, bool existing)
 	Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
 	resp.body_case = SAGAWIRE__RESPONSE__BODY_START;
 	resp.start = &sr;
+	if (!sr.existing && fp_hit(FP_DROP_START_REPLY)) {
+		slog_warn("failpoint drop-start-reply: closing the connection of saga %s's start "
+			  "instead of answering",
+		    id);
+		rpc_pipe_close(w->req->pipe_id);
+	}
 	rpc_reply(w->req, &resp);
 }
 

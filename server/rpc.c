@@ -319,6 +319,14 @@ rpc_pipe_alive(uint32_t pipe_id)
 	return nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) == 0;
 }
 
+void
+rpc_pipe_close(uint32_t pipe_id)
+{
+	nng_pipe p = NNG_PIPE_INITIALIZER;
+	memcpy(&p, &pipe_id, sizeof(pipe_id));
+	nng_pipe_close(p);
+}
+
 uint32_t
 rpc_connections(void)
 {

@@ -58,6 +58,8 @@ void rpc_reply_error(rpc_req *r, int code, const char *fmt, ...)
 /* Is the connection still open? (A request can be handled after its
  * connection's close was reported.) */
 bool rpc_pipe_alive(uint32_t pipe_id);
+/* Closes a connection (the fault suite's drop-start-reply). */
+void rpc_pipe_close(uint32_t pipe_id);
 
 /* Connections currently open; connections refused (max_connections) since
  * start. */

@@ -159,7 +159,9 @@ typedef struct saga_client saga_client;
  * (within its timeout) only while none is connected. A call sent to an
  * instance that goes away before answering fails with SAGA_ECONN, as with
  * one URL: the client never sends a request twice, so retrying is the
- * caller's choice (a start with an idempotency key is safe to retry).
+ * caller's choice (a start with an idempotency key is safe to retry). The
+ * one exception is a start given no key: it gets one of its own and is
+ * sent again, within the call's timeout, after such a drop.
  * Error details name the whole list. */
 SAGA_API int saga_client_new(const char *urls, saga_client **out);
 SAGA_API void saga_client_free(saga_client *c);
@@ -201,7 +203,11 @@ SAGA_API void saga_register_result_free(saga_register_result *r);
 
 typedef struct saga_start_opts {
 	uint32_t version;            /* 0 = latest version of the definition */
-	const char *idempotency_key; /* NULL = none. Same key, same saga, always. */
+	const char *idempotency_key; /* Same key, same saga, always. NULL or "" = libsaga
+	                                makes one for this call ("auto-<uuid>"): if the
+	                                connection drops before the reply, the call sends
+	                                the start again (within its timeout) and gets the
+	                                same saga. To retry a start yourself, give a key. */
 	const char *business_key;    /* NULL = none. Searchable label. */
 	uint32_t deadline_ms;        /* 0 = the definition's (sagaspec.saga).deadline_ms, if
 	                                any. Past it the saga stops going forward and

@@ -638,6 +638,8 @@ fail:
  * timeout is stretched by as much). *state (may be NULL) receives the
  * state sagad reported (unknown for a plain start).
  */
+static void sleep_ms(int64_t ms);
+
 static int
 start_call(saga_client *c, const char *definition, const void *input, size_t len,
     const saga_start_opts *opts, uint32_t wait_ms, char **saga_id, int *existing, saga_state *state)
@@ -645,6 +647,7 @@ start_call(saga_client *c, const char *definition, const void *input, size_t len
 	Sagawire__Request req = SAGAWIRE__REQUEST__INIT;
 	Sagawire__StartRequest body = SAGAWIRE__START_REQUEST__INIT;
 	Sagawire__Response *resp = NULL;
+	char auto_key[5 + WIRE_UUID_STRLEN];
 	int rv;
 
 	if (c == NULL || saga_id == NULL || (input == NULL && len > 0))
@@ -674,12 +677,30 @@ start_call(saga_client *c, const char *definition, const void *input, size_t len
 		if (opts->traceparent != NULL)
 			body.traceparent = (char *)opts->traceparent;
 	}
+	/* A start without a key gets one, so that a start whose reply was
+	 * lost (the connection dropped after sagad stored it) is sent again
+	 * within the call's time without making a second saga. */
+	int auto_k = body.idempotency_key == NULL || body.idempotency_key[0] == '\0';
+	if (auto_k) {
+		uint8_t u[16];
+		wire_uuid_v7(u);
+		memcpy(auto_key, "auto-", 5);
+		wire_uuid_format(u, auto_key + 5);
+		body.idempotency_key = auto_key;
+	}
 	req.body_case = SAGAWIRE__REQUEST__BODY_START;
 	req.start = &body;
 	int saved_timeout = c->timeout_ms;
-	c->timeout_ms = (int)wait_ms + saved_timeout;
-	rv = call(c, &req, SAGAWIRE__RESPONSE__BODY_START, &resp);
-	c->timeout_ms = saved_timeout;
+	int64_t deadline = wire_mono_ms() + (int64_t)wait_ms + saved_timeout;
+	for (;;) {
+		int64_t left = deadline - wire_mono_ms();
+		c->timeout_ms = (int)(left > 1 ? left : 1);
+		rv = call(c, &req, SAGAWIRE__RESPONSE__BODY_START, &resp);
+		c->timeout_ms = saved_timeout;
+		if (rv != SAGA_ECONN || !auto_k || wire_mono_ms() + 100 >= deadline)
+			break;
+		sleep_ms(100); /* the connection is re-made meanwhile */
+	}
 	if (rv != SAGA_OK)
 		return rv;
 	if (resp->start->saga_id == NULL || resp->start->saga_id[0] == '\0') {
@@ -689,8 +710,10 @@ start_call(saga_client *c, const char *definition, const void *input, size_t len
 	}
 	if ((rv = dup_wire_str(c, resp->start->saga_id, "saga id", saga_id)) != SAGA_OK)
 		goto done;
+	/* With a key of its own, "existing" can only mean this call's own
+	 * earlier try: the caller started one saga. */
 	if (existing != NULL)
-		*existing = resp->start->existing ? 1 : 0;
+		*existing = resp->start->existing && !auto_k ? 1 : 0;
 	if (state != NULL)
 		*state = (saga_state)resp->start->state;
 done:

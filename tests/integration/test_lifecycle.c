@@ -1186,6 +1186,45 @@ START_TEST(same_idempotency_key_always_returns_the_same_saga)
 }
 END_TEST
 
+/* The start is stored but its reply is lost with the connection: libsaga's
+ * resend must not make a second saga, though the caller gave no key. */
+START_TEST(a_start_without_a_key_resent_after_its_reply_was_lost_makes_one_saga)
+{
+	ths *t = ths_new_ok(pg, "lc_autokey");
+	const char *args[] = { "--failpoints", "drop-start-reply:1", NULL };
+	ths_sagad_start_ok(t, args);
+	ths_participant_ok(t, "main", 16, NULL);
+	ths_register_sagas_ok(t);
+	saga_client *c = ths_client(t);
+	char *id = NULL;
+	int existing = -1;
+	const char *in = "tag=autokey";
+	ck_assert_int_eq(
+	    saga_client_start(c, "ittest.Linear3", in, strlen(in), NULL, &id, &existing), SAGA_OK);
+	/* The caller gave no key: it is told of a new saga, as it started one. */
+	ck_assert_int_eq(existing, 0);
+	saga_info *info = ths_wait_final_ok(t, id, WAIT_MS);
+	ck_assert_int_eq(info->state, SAGA_STATE_COMPLETED);
+	ck_assert_msg(strncmp(info->idempotency_key, "auto-", 5) == 0,
+	    "the key libsaga gave the start: '%s'", info->idempotency_key);
+	saga_info_free(info);
+	saga_list *l = NULL;
+	ck_assert_int_eq(saga_client_list(c, NULL, &l), SAGA_OK);
+	ck_assert_msg(l->count == 1, "%zu sagas from one start", (size_t)l->count);
+	saga_list_free(l);
+	ths_journal *j = ths_journal_read_ok(t);
+	ck_assert_int_eq(ths_journal_count(j, NULL, 'a', "A", NULL), 1);
+	ths_journal_free(j);
+	/* The failpoint fired: sagad closed the connection once. */
+	char *log = th_read_file(ths_sagad_log(t), NULL);
+	ck_assert_msg(log != NULL && strstr(log, "failpoint drop-start-reply") != NULL,
+	    "the failpoint did not fire");
+	free(log);
+	saga_string_free(id);
+	ths_free(t);
+}
+END_TEST
+
 /* ---- unknown definitions ------------------------------------------------ */
 
 START_TEST(start_of_an_unknown_definition_is_refused_naming_it)
@@ -1464,6 +1503,7 @@ lifecycle_suite(void)
 	tcase_add_test(tc, wait_answers_at_the_final_state_or_times_out_with_the_current_one);
 	tcase_add_test(tc, run_starts_and_returns_the_final_state_in_one_request);
 	tcase_add_test(tc, same_idempotency_key_always_returns_the_same_saga);
+	tcase_add_test(tc, a_start_without_a_key_resent_after_its_reply_was_lost_makes_one_saga);
 	tcase_add_test(tc, start_of_an_unknown_definition_is_refused_naming_it);
 	tcase_add_test(tc, running_saga_keeps_the_version_it_started_with);
 	tcase_add_test(tc, many_concurrent_sagas_each_reach_their_own_outcome_once);

@@ -489,10 +489,19 @@ START_TEST(start_round_trip_sends_options)
 	ck_assert_str_eq(s->business_key, "order-9");
 	saga_string_free(id);
 
-	/* No options, no input, existing not wanted. */
-	ck_assert_int_eq(saga_client_start(c, "shop.OrderSaga", NULL, 0, NULL, &id, NULL), SAGA_OK);
-	ck_assert_str_eq(last_req->start->idempotency_key, "");
+	/* No options, no input: libsaga gives the start a key of its own
+	 * ("auto-" and a UUID, a new one per call), and since the caller gave
+	 * none, an "existing" answer (its own resend) is not passed on. */
+	ck_assert_int_eq(
+	    saga_client_start(c, "shop.OrderSaga", NULL, 0, NULL, &id, &existing), SAGA_OK);
+	char key1[64];
+	snprintf(key1, sizeof(key1), "%s", last_req->start->idempotency_key);
+	ck_assert_msg(strncmp(key1, "auto-", 5) == 0 && strlen(key1) == 5 + 36, "key '%s'", key1);
+	ck_assert_int_eq(existing, 0);
 	ck_assert_uint_eq(last_req->start->input.len, 0);
+	saga_string_free(id);
+	ck_assert_int_eq(saga_client_start(c, "shop.OrderSaga", NULL, 0, NULL, &id, NULL), SAGA_OK);
+	ck_assert_str_ne(last_req->start->idempotency_key, key1);
 	saga_string_free(id);
 	saga_client_free(c);
 }
