@@ -1154,9 +1154,10 @@ defn_business_key(const defn_saga *d, const uint8_t *in, size_t len, char *out, 
 		/* The last occurrence wins, as in any protobuf parser. */
 		switch (d->bk_type) {
 		case GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_STRING:
-			if ((tag & 7) != 2 || !cm_utf8_ok((const char *)bytes, (size_t)v) ||
-			    v >= outlen)
+			if ((tag & 7) != 2 || !cm_utf8_ok((const char *)bytes, (size_t)v))
 				return SAGA_EINVAL;
+			if (v >= outlen)
+				return SAGA_ETOOBIG; /* valid, but longer than a key may be */
 			memcpy(out, bytes, (size_t)v);
 			out[v] = '\0';
 			break;

@@ -95,7 +95,8 @@ void defn_free_array(defn_saga **defs, size_t n);
  * named by the definition's business_key option (the last occurrence; ""
  * if absent or the definition names none). SAGA_EINVAL if the input is not
  * a well-formed protobuf message at its top level, the field has the wrong
- * wire type, or a string value is not UTF-8 or does not fit in outlen. */
+ * wire type, or a string value is not UTF-8; SAGA_ETOOBIG if a valid string
+ * does not fit in outlen. */
 int defn_business_key(const defn_saga *d, const uint8_t *in, size_t len, char *out, size_t outlen);
 
 /* Index of the step named `name`, or -1. */

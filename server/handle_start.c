@@ -121,8 +121,17 @@ start(rpc_req *r, bool defer)
 	}
 	/* The definition may name an input field as the business key. */
 	char bk[257] = "";
-	if (!q->business_key[0] && def->business_key != NULL &&
-	    defn_business_key(def, q->input.data, q->input.len, bk, sizeof(bk)) != 0) {
+	int bkrv = q->business_key[0] || def->business_key == NULL
+	    ? 0
+	    : defn_business_key(def, q->input.data, q->input.len, bk, sizeof(bk));
+	if (bkrv == SAGA_ETOOBIG) {
+		rpc_reply_error(r, SAGA_EINVAL,
+		    "start: the input's business key field %s is longer than 256 bytes; "
+		    "a business key may be at most 256 bytes (give a shorter one with the start)",
+		    def->business_key);
+		return ENGINE_ANSWERED;
+	}
+	if (bkrv != 0) {
 		rpc_reply_error(r, SAGA_EINVAL,
 		    "start: the input is not a valid %s, so its business key field %s cannot be "
 		    "read (a string of at most 256 bytes or an integer); send the serialized "

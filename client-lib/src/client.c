@@ -260,9 +260,24 @@ call(saga_client *c, const Sagawire__Request *req, Sagawire__Response__BodyCase 
 	}
 	/* Waiting for a connection here, rather than letting the send wait,
 	 * means a send is never cancelled (see internal.h). */
-	if (!sl_conn_wait_up(&c->conn, deadline)) {
-		rv = SAGA_ETIMEDOUT;
-		goto timeout;
+	/* Wait for a connection, but not for one nothing can accept: if
+	 * every URL refused and none was ever reached, say so at once. */
+	for (;;) {
+		int64_t step = wire_mono_ms() + 200;
+		if (sl_conn_wait_up(&c->conn, step < deadline ? step : deadline))
+			break;
+		if (sl_conn_refused(&c->conn)) {
+			sl_seterr(c->errmsg,
+			    "cannot reach sagad at %s: connection refused (is sagad running "
+			    "there?)",
+			    c->urls.text);
+			rv = SAGA_ECONN;
+			goto fail;
+		}
+		if (wire_mono_ms() >= deadline) {
+			rv = SAGA_ETIMEDOUT;
+			goto timeout;
+		}
 	}
 	if ((r = calloc(1, sizeof(*r))) == NULL) {
 		sl_seterr(c->errmsg, "out of memory");

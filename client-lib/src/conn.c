@@ -399,6 +399,47 @@ sl_conn_wait_up(sl_conn *c, int64_t deadline_ms)
 	return up;
 }
 
+/* The value of the statistic `name` of dialer d in snapshot st; 0 if none. */
+static uint64_t
+dialer_stat(nng_stat *st, nng_dialer d, const char *name)
+{
+	nng_stat *ds = nng_stat_find_dialer(st, d);
+	if (ds == NULL)
+		return 0;
+	for (nng_stat *x = nng_stat_child(ds); x != NULL; x = nng_stat_next(x))
+		if (strcmp(nng_stat_name(x), name) == 0)
+			return nng_stat_value(x);
+	return 0;
+}
+
+int
+sl_conn_refused(sl_conn *c)
+{
+	unsigned n;
+	nng_dialer d[SL_MAX_URLS];
+	pthread_mutex_lock(&c->mu);
+	n = c->open && c->npipes == 0 ? c->n_urls : 0;
+	for (unsigned i = 0; i < n; i++) {
+		if (c->dial_ups[i] > 0)
+			n = 0; /* it was reached once: it may be restarting */
+		else
+			d[i] = c->dialers[i];
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (n == 0)
+		return 0;
+	/* Only on the way to an error, so the snapshot of every statistic
+	 * (what nng 1.5.2 offers) costs nothing in the steady state. */
+	nng_stat *st = NULL;
+	if (nng_stats_get(&st) != 0)
+		return 0;
+	int all = 1;
+	for (unsigned i = 0; i < n && all; i++)
+		all = dialer_stat(st, d[i], "refused") > 0;
+	nng_stats_free(st);
+	return all;
+}
+
 int
 sl_conn_pipe_up(sl_conn *c, uint32_t pipe_id)
 {

@@ -126,6 +126,10 @@ typedef struct sl_conn {
  * dials to finish (see sl_conn_close). */
 #define SL_DIAL_SETTLE_MS 250
 
+/* True if no connection was ever made and every URL refused one (nothing
+ * listens there): waiting longer is pointless. */
+int sl_conn_refused(sl_conn *c);
+
 /* Initializes the mutex/cv; call once before sl_conn_open. */
 int sl_conn_init(sl_conn *c);
 void sl_conn_fini(sl_conn *c);

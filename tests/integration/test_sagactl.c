@@ -399,6 +399,9 @@ START_TEST(sagactl_registers_starts_gets_lists_and_cancels)
 	rc = CTL(t, &out, "--json", "history", id);
 	ck_assert_msg(rc == 0 && json_ok(out) && ths_contains(out, "\"events\":[{"),
 	    "history --json: exit %d, '%s'", rc, out);
+	/* The history, not all of `get --json`. */
+	ck_assert_msg(!ths_contains(out, "\"steps\"") && !ths_contains(out, "\"input"),
+	    "history --json printed more than the history: '%s'", out);
 	free(out);
 	rc = CTL(t, &out, "retry", id, "B");
 	ck_assert_int_eq(rc, SAGA_ESTATE); /* completed: nothing to retry */
@@ -432,6 +435,44 @@ START_TEST(sagactl_registers_starts_gets_lists_and_cancels)
 		    "list on an unreachable sagad: exit %d", rc);
 		free(out);
 	}
+	{
+		/* A closed port: "cannot reach sagad" (exit 6) at once, not a
+		 * timeout after the whole wait, and no JSON that reads as an
+		 * empty list. */
+		const char *args[] = { "--url", "tcp://127.0.0.1:1", "--timeout", "8000", "--json",
+			"list", NULL };
+		long long t0 = th_now_ms();
+		rc = ths_sagactl(t, args, &out);
+		long long took = th_now_ms() - t0;
+		char *err = ths_sagactl_stderr(t);
+		ck_assert_msg(rc == SAGA_ECONN, "list on a closed port: exit %d (%s)", rc, err);
+		ck_assert_msg(took < 4000, "list on a closed port took %lld ms", took);
+		ck_assert_msg(ths_contains(err, "cannot reach sagad"), "stderr: '%s'", err);
+		ck_assert_msg(out[0] == '\0', "stdout: '%s'", out);
+		free(err);
+		free(out);
+	}
+	/* --limit out of range: one message, whichever side. */
+	rc = CTL(t, &out, "list", "--limit", "0");
+	ck_assert_int_eq(rc, 64);
+	free(out);
+	char *e0 = ths_sagactl_stderr(t);
+	rc = CTL(t, &out, "list", "--limit", "1001");
+	ck_assert_int_eq(rc, 64);
+	free(out);
+	char *e1 = ths_sagactl_stderr(t);
+	ck_assert_msg(ths_contains(e0, "is not a number from 1 to 1000") &&
+		ths_contains(e1, "is not a number from 1 to 1000"),
+	    "--limit 0: '%s'; --limit 1001: '%s'", e0, e1);
+	free(e0);
+	free(e1);
+	/* The "more:" line repeats the filters: following it lists the same
+	 * kind of sagas. */
+	rc = CTL(t, &out, "list", "--state", "completed", "--limit", "1");
+	ck_assert_msg(rc == 0 && ths_contains(out, "more: sagactl ") &&
+		ths_contains(out, "list --state completed --limit 1 --page "),
+	    "list --limit 1: exit %d, '%s'", rc, out);
+	free(out);
 
 	saga_string_free(r2);
 	free(k1);
@@ -500,6 +541,20 @@ START_TEST(sagactl_speaks_json_payloads_describes_watches_and_counts)
 	rc = CTL(t, &out, "describe", "ittest.Typed", "--version", "9");
 	ck_assert_int_eq(rc, SAGA_ENOTFOUND);
 	free(out);
+
+	/* An input whose business key field is too long is refused as such,
+	 * not as an invalid input. */
+	{
+		char json[400];
+		snprintf(json, sizeof(json), "{\"orderId\":\"%0300d\"}", 7);
+		rc = CTL(t, &out, "start", "ittest.Typed", "--input", json);
+		char *err = ths_sagactl_stderr(t);
+		ck_assert_msg(rc == SAGA_EINVAL && ths_contains(err, "longer than 256 bytes") &&
+			!ths_contains(err, "is not a valid"),
+		    "start with a 300-byte business key: exit %d, '%s'", rc, err);
+		free(err);
+		free(out);
+	}
 
 	/* A JSON input is encoded with the definition's types; the saga's
 	 * input and A's result (an echo of it) are shown as the same JSON. */

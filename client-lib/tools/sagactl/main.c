@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -261,6 +262,17 @@ ctl_parse_num(const char *what, const char *s, long long max)
 	return v;
 }
 
+long long
+ctl_parse_range(const char *what, const char *s, long long min, long long max)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+		ctl_usage_error("%s: '%s' is not a number from %lld to %lld", what, s, min, max);
+	return v;
+}
+
 /* The global options are accepted anywhere on the line. */
 int
 ctl_match_global(int argc, char **argv, int *i)
@@ -503,11 +515,36 @@ bad:
 
 /* ---- main -------------------------------------------------------------- */
 
+int ctl_argc;
+char **ctl_argv;
+
+void
+ctl_print_shell_word(const char *s)
+{
+	int plain = *s != '\0';
+	for (const char *p = s; *p && plain; p++)
+		plain = isalnum((unsigned char)*p) || strchr("-_./:=,@+%", *p) != NULL;
+	if (plain) {
+		fputs(s, stdout);
+		return;
+	}
+	putchar('\'');
+	for (const char *p = s; *p; p++) {
+		if (*p == '\'')
+			fputs("'\\''", stdout);
+		else
+			putchar(*p);
+	}
+	putchar('\'');
+}
+
 int
 main(int argc, char **argv)
 {
 	int i;
 
+	ctl_argc = argc;
+	ctl_argv = argv;
 	for (i = 1; i < argc; i++) {
 		if (ctl_match_global(argc, argv, &i))
 			continue;

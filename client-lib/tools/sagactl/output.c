@@ -299,6 +299,7 @@ json_info(const saga_info *s, const schema *sc)
 	ctl_json_kv_str(&f, "created", ctl_utc_time(s->created_us, tb, sizeof(tb)));
 	ctl_json_kv_int(&f, "updated_us", s->updated_us);
 	ctl_json_kv_str(&f, "updated", ctl_utc_time(s->updated_us, tb, sizeof(tb)));
+	ctl_json_kv_str(&f, "updated", ctl_utc_time(s->updated_us, tb, sizeof(tb)));
 	ctl_json_kv_int(&f, "deadline_us", s->deadline_us);
 	ctl_json_kv_str(&f, "traceparent", s->traceparent);
 	ctl_json_kv_str(&f, "error", s->error);
@@ -356,6 +357,7 @@ ctl_json_summary(const saga_summary *s)
 	ctl_json_kv_int(&f, "created_us", s->created_us);
 	ctl_json_kv_str(&f, "created", ctl_utc_time(s->created_us, tb, sizeof(tb)));
 	ctl_json_kv_int(&f, "updated_us", s->updated_us);
+	ctl_json_kv_str(&f, "updated", ctl_utc_time(s->updated_us, tb, sizeof(tb)));
 	ctl_json_kv_str(&f, "error", s->error);
 	ctl_json_kv_int(&f, "steps_total", s->steps_total);
 	ctl_json_kv_int(&f, "steps_done", s->steps_done);

@@ -34,7 +34,12 @@
 
 /* Global options, accepted anywhere on the line. */
 extern int ctl_opt_json; /* --json */
-extern int ctl_opt_raw;  /* --raw: inputs and results as bytes, not decoded */
+/* The whole command line, as main() got it. */
+extern int ctl_argc;
+extern char **ctl_argv;
+/* Prints s as one shell word (quoted if it needs to be). */
+void ctl_print_shell_word(const char *s);
+extern int ctl_opt_raw; /* --raw: inputs and results as bytes, not decoded */
 
 /* Prints "sagactl: " and the message, a hint to --help, and exits 64. */
 void ctl_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -47,6 +52,9 @@ int ctl_match_opt(int argc, char **argv, int *i, const char *name, const char **
 int ctl_match_global(int argc, char **argv, int *i);
 /* Parses a non-negative integer no larger than max, or exits 64. */
 long long ctl_parse_num(const char *what, const char *s, long long max);
+/* The same, for a number from min to max; one message for every value out
+ * of range. */
+long long ctl_parse_range(const char *what, const char *s, long long min, long long max);
 /* Parses RFC 3339 (or a plain date, or unix seconds) into unix us, or
  * exits 64. */
 int64_t ctl_parse_time(const char *what, const char *s);

@@ -422,8 +422,21 @@ ctl_cmd_history(int argc, char **argv)
 	if (rv != SAGA_OK)
 		return rv;
 	if (ctl_opt_json) {
-		ctl_show_info(c, info, 1);
-		putchar('\n');
+		/* The history only: `get --json` has the rest. */
+		int f = 1;
+		putchar('{');
+		ctl_json_kv_str(&f, "saga_id", info->saga_id);
+		ctl_json_kv_str(&f, "definition", info->definition);
+		ctl_json_kv_int(&f, "version", info->version);
+		ctl_json_kv_str(&f, "state", saga_state_name(info->state));
+		ctl_json_key(&f, "events");
+		putchar('[');
+		for (size_t i = 0; i < info->n_events; i++) {
+			if (i > 0)
+				putchar(',');
+			ctl_json_event(&info->events[i]);
+		}
+		printf("]}\n");
 	} else {
 		printf("saga %s (%s@%u): %s\n", info->saga_id, info->definition, info->version,
 		    saga_state_name(info->state));
@@ -592,9 +605,7 @@ ctl_cmd_list(int argc, char **argv)
 		} else if (ctl_match_opt(argc, argv, &i, "--until", &v)) {
 			f.created_before_us = ctl_parse_time("--until", v);
 		} else if (ctl_match_opt(argc, argv, &i, "--limit", &v)) {
-			f.limit = (uint32_t)ctl_parse_num("--limit", v, 1000);
-			if (f.limit == 0)
-				ctl_usage_error("list: --limit must be from 1 to 1000");
+			f.limit = (uint32_t)ctl_parse_range("list: --limit", v, 1, 1000);
 		} else if (ctl_match_opt(argc, argv, &i, "--page", &v)) {
 			f.page_token = v;
 		} else if (ctl_match_opt(argc, argv, &i, "--all", NULL)) {
@@ -617,11 +628,9 @@ ctl_cmd_list(int argc, char **argv)
 	table t = { .cols = 6 };
 	char *token = NULL;
 	size_t total = 0;
-	int rv = SAGA_OK;
+	int rv = SAGA_OK, opened = 0;
 
-	if (ctl_opt_json) {
-		printf("{\"sagas\":[");
-	} else {
+	if (!ctl_opt_json) {
 		char *head[] = { ctl_cellf("ID"), ctl_cellf("DEFINITION"), ctl_cellf("STATE"),
 			ctl_cellf("STEPS"), ctl_cellf("CREATED"), ctl_cellf("BUSINESS KEY") };
 		ctl_table_add(&t, head);
@@ -630,6 +639,12 @@ ctl_cmd_list(int argc, char **argv)
 		saga_list *l = NULL;
 		if ((rv = saga_client_list(c, &f, &l)) != SAGA_OK)
 			break;
+		/* Opened once the first page is in: a failed list prints no
+		 * JSON that reads as "no sagas". */
+		if (ctl_opt_json && page == 0) {
+			printf("{\"sagas\":[");
+			opened = 1;
+		}
 		if (l->has_counts && !have_counts) {
 			memcpy(counts, l->state_counts, sizeof(counts));
 			have_counts = 1;
@@ -670,9 +685,9 @@ ctl_cmd_list(int argc, char **argv)
 		f.page_token = token;
 	}
 	if (rv != SAGA_OK) {
-		if (ctl_opt_json)
-			printf("]}\n");
-		else
+		if (opened)
+			printf("]}\n"); /* what was listed before the failure */
+		else if (!ctl_opt_json && total > 0)
 			ctl_table_print(&t);
 		rv = ctl_fail(c, rv, "cannot list sagas");
 		free(token);
@@ -701,8 +716,21 @@ ctl_cmd_list(int argc, char **argv)
 		ctl_table_print(&t);
 		if (total == 0)
 			printf("(no sagas)\n");
-		if (token != NULL && *token != '\0')
-			printf("\nmore: sagactl list --page %s (or --all)\n", token);
+		if (token != NULL && *token != '\0') {
+			/* The same command, filters and all, for the next page. */
+			printf("\nmore: sagactl");
+			for (int i = 1; i < ctl_argc; i++) {
+				if (strcmp(ctl_argv[i], "--page") == 0 && i + 1 < ctl_argc) {
+					i++;
+					continue;
+				}
+				if (strncmp(ctl_argv[i], "--page=", 7) == 0)
+					continue;
+				putchar(' ');
+				ctl_print_shell_word(ctl_argv[i]);
+			}
+			printf(" --page %s (or --all)\n", token);
+		}
 	}
 	free(token);
 	saga_client_free(c);
