@@ -152,7 +152,10 @@ typedef struct saga_client saga_client;
  * SAGA_DEFAULT_URL), e.g. "tcp://127.0.0.1:7700" or
  * "tcp://10.0.0.1:7700,tcp://10.0.0.2:7700". The connections are made
  * lazily and re-made after failures, so this succeeds even if sagad is not
- * up yet; calls then fail with SAGA_ECONN or SAGA_ETIMEDOUT.
+ * up yet; calls then fail with SAGA_ECONN or SAGA_ETIMEDOUT. While no
+ * connection was ever made and every URL refuses one (nothing listens
+ * there), a call fails at once with SAGA_ECONN; once connected, a call
+ * waits for a connection again (within its timeout) across a restart.
  *
  * With several URLs the client dials each and sends every call to one of
  * the instances connected at that moment, taking them in turn; a call waits
