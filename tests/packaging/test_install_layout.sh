@@ -6,7 +6,8 @@
 #  - the installed config file is byte-identical to server/sagad.conf, and
 #    is what the installed sagad documents (`sagad print-config`);
 #  - the installed sagactl runs against the installed libsaga, and the
-#    pkg-config file names the configured prefix;
+#    pkg-config file names the configured prefix; under a prefix other
+#    than /usr the programs carry an rpath to the installed libsaga;
 #  - the systemd unit starts the installed sagad with the installed config
 #    file, as the `saga` user that the sysusers.d entry creates, reloads on
 #    SIGHUP, and gives a stop longer than sagad's shutdown grace;
@@ -80,6 +81,18 @@ if out=$(LD_LIBRARY_PATH=$dest$PKG_LIBDIR "$dest$PKG_BINDIR/sagactl" --version 2
 	ok "the installed sagactl runs on the installed libsaga: $out"
 else
 	fail "the installed sagactl does not run on the installed libsaga" "$out"
+fi
+# Under any prefix but /usr the installed programs carry an rpath to the
+# installed libsaga, so a custom --prefix needs no ldconfig.
+if [[ "$PKG_PREFIX" != /usr ]] && command -v readelf >/dev/null; then
+	for exe in sagactl order-client; do
+		rp=$(readelf -d "$dest$PKG_BINDIR/$exe" | grep -E 'RUNPATH|RPATH' || true)
+		if [[ "$rp" == *"[$PKG_LIBDIR]"* ]]; then
+			ok "the installed $exe finds libsaga in $PKG_LIBDIR by itself"
+		else
+			fail "the installed $exe has no rpath to $PKG_LIBDIR" "$rp"
+		fi
+	done
 fi
 if command -v pkg-config >/dev/null; then
 	pc_prefix=$(PKG_CONFIG_PATH=$dest$PKG_LIBDIR/pkgconfig pkg-config --variable=prefix libsaga)
