@@ -14,6 +14,7 @@
 
 #include "defn.h"
 #include "engine_int.h"
+#include "names.h"
 #include "failpoint.h"
 #include "registry.h"
 #include "saga_base.h"
@@ -890,6 +891,7 @@ engine_metrics(char **out, size_t *len)
 	    "transitions in PostgreSQL.\n# TYPE sagad_db_commit_seconds histogram\n");
 	mx_hist_write(&b, "sagad_db_commit_seconds", NULL, NULL, &E.commit_hist);
 	pthread_mutex_unlock(&E.mu);
+	mx_process(&b, cm_version());
 	if (b.failed) {
 		free(b.p);
 		return SAGA_ENOMEM;

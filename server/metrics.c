@@ -1,10 +1,14 @@
 /* metrics: text, histograms and named counters for /metrics. See metrics.h. */
 #include "metrics.h"
 
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
 
 static const double HIST_LE_MS[MX_N_HIST] = { 1, 2, 5, 10, 25, 50, 100, 250, 1000, 5000, 30000 };
 
@@ -117,4 +121,67 @@ mx_table_clear(mx_table *t)
 	for (size_t i = 0; i < t->n; i++)
 		free(t->v[i].name);
 	t->n = 0;
+}
+
+void
+mx_process(mx_buf *b, const char *version)
+{
+	long tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+	unsigned long long ut = 0, st = 0, start = 0, vsize = 0;
+	long long rss = 0;
+	char buf[1024];
+	FILE *f = fopen("/proc/self/stat", "r");
+	if (f != NULL) {
+		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+		buf[n] = '\0';
+		fclose(f);
+		/* After the command name in parentheses (which may hold spaces):
+		 * field 3 is the state; utime and stime are 14 and 15, starttime
+		 * 22, vsize 23, rss 24. */
+		char *p = strrchr(buf, ')');
+		if (p != NULL &&
+		    sscanf(p + 2,
+			"%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d "
+			"%*d %*d %llu %llu %lld",
+			&ut, &st, &start, &vsize, &rss) != 5)
+			ut = st = start = vsize = 0, rss = 0;
+	}
+	/* Boot time, for the start time in unix seconds. */
+	unsigned long long btime = 0;
+	if ((f = fopen("/proc/stat", "r")) != NULL) {
+		while (fgets(buf, sizeof(buf), f) != NULL)
+			if (sscanf(buf, "btime %llu", &btime) == 1)
+				break;
+		fclose(f);
+	}
+	long fds = 0;
+	DIR *d = opendir("/proc/self/fd");
+	if (d != NULL) {
+		for (struct dirent *e; (e = readdir(d)) != NULL;)
+			fds += e->d_name[0] != '.';
+		closedir(d);
+		fds--; /* the directory's own descriptor */
+	}
+	struct rlimit rl = { 0, 0 };
+	getrlimit(RLIMIT_NOFILE, &rl);
+	double ticks = tick > 0 ? (double)tick : 100.0;
+	mx_printf(b,
+	    "# HELP process_cpu_seconds_total User and system CPU time spent.\n"
+	    "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %.2f\n"
+	    "# HELP process_resident_memory_bytes Resident memory.\n"
+	    "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %lld\n"
+	    "# HELP process_virtual_memory_bytes Virtual memory.\n"
+	    "# TYPE process_virtual_memory_bytes gauge\nprocess_virtual_memory_bytes %llu\n"
+	    "# HELP process_open_fds Open file descriptors.\n"
+	    "# TYPE process_open_fds gauge\nprocess_open_fds %ld\n"
+	    "# HELP process_max_fds The limit on open file descriptors.\n"
+	    "# TYPE process_max_fds gauge\nprocess_max_fds %llu\n"
+	    "# HELP process_start_time_seconds Start time, unix seconds.\n"
+	    "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %.2f\n"
+	    "# HELP sagad_build_info The running sagad's version (always 1).\n"
+	    "# TYPE sagad_build_info gauge\nsagad_build_info{version=\"",
+	    (double)(ut + st) / ticks, rss * (long long)(page > 0 ? page : 4096), vsize, fds,
+	    (unsigned long long)rl.rlim_cur, (double)btime + (double)start / ticks);
+	mx_label(b, version);
+	mx_printf(b, "\"} 1\n");
 }

@@ -58,4 +58,10 @@ typedef struct mx_table {
 mx_named *mx_table_get(mx_table *t, const char *name);
 void mx_table_clear(mx_table *t);
 
+/* The standard process figures (process_cpu_seconds_total,
+ * process_resident_memory_bytes, process_virtual_memory_bytes,
+ * process_open_fds, process_max_fds, process_start_time_seconds, from
+ * /proc/self) and sagad_build_info{version}. */
+void mx_process(mx_buf *b, const char *version);
+
 #endif

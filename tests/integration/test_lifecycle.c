@@ -660,7 +660,9 @@ START_TEST(health_readiness_and_metrics_are_served_over_http)
 		if (line[0] == '#')
 			continue;
 		char *sp = strrchr(line, ' ');
-		ck_assert_msg(sp != NULL && strncmp(line, "sagad_", 6) == 0, "bad line '%s'", line);
+		ck_assert_msg(sp != NULL &&
+			(strncmp(line, "sagad_", 6) == 0 || strncmp(line, "process_", 8) == 0),
+		    "bad line '%s'", line);
 		char *end;
 		strtod(sp + 1, &end);
 		ck_assert_msg(*end == '\0', "bad value in '%s'", line);
@@ -688,6 +690,21 @@ START_TEST(health_readiness_and_metrics_are_served_over_http)
 		ths_contains(r, "sagad_participant_connections{participant=\"pB\"} 1") &&
 		ths_contains(r, "sagad_sagas_in_flight 0"),
 	    "%s", r);
+	/* The process figures and the version, as every exporter gives them. */
+	char want[64];
+	snprintf(want, sizeof(want), "sagad_build_info{version=\"%s\"} 1", saga_version());
+	ck_assert_msg(ths_contains(r, want), "no '%s'", want);
+	static const char *const proc[] = { "process_cpu_seconds_total ",
+		"process_resident_memory_bytes ", "process_open_fds ", "process_max_fds ",
+		"process_start_time_seconds " };
+	for (size_t k = 0; k < sizeof(proc) / sizeof(proc[0]); k++) {
+		const char *at = strstr(r, proc[k]);
+		while (at != NULL && at[-1] != '\n')
+			at = strstr(at + 1, proc[k]);
+		ck_assert_msg(at != NULL, "no %s", proc[k]);
+		ck_assert_msg(
+		    strtod(at + strlen(proc[k]), NULL) > 0, "%s is not positive", proc[k]);
+	}
 	free(r);
 	saga_string_free(ok);
 	saga_string_free(bad);
