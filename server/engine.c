@@ -6,6 +6,7 @@
 #include <nng/nng.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,10 +98,19 @@ deadline_fired(tq_node *t)
 /* Every second: a commit that has waited long is said in the log (a
  * frozen or unreachable PostgreSQL otherwise shows nothing), once every
  * 10 s while it lasts. */
+static _Atomic int64_t loop_alive_ms; /* the watchdog's last run: the loop is alive */
+
+int64_t
+engine_alive_ms(void)
+{
+	return atomic_load(&loop_alive_ms);
+}
+
 static void
 watchdog_fired(tq_node *t)
 {
 	int64_t now = wire_mono_ms();
+	atomic_store(&loop_alive_ms, now);
 	if (E.commit_since_ms != 0 && now - E.commit_since_ms > 5000 &&
 	    (E.stall_logged_ms == 0 || now - E.stall_logged_ms >= 10000)) {
 		slog_warn("a commit has been waiting %lld s for PostgreSQL (frozen, overloaded or "
@@ -676,6 +686,7 @@ engine_init(const cfg *c, const char *conninfo, char *err, size_t errlen)
 	dsp_init(c, &E.tq, &ops);
 	set_live_settings(c);
 	E.sleep_until = INT64_MAX;
+	atomic_store(&loop_alive_ms, wire_mono_ms());
 	tq_node_init(&E.watchdog, watchdog_fired);
 	tq_arm_must(&E.tq, &E.watchdog, wire_mono_ms() + 1000);
 	E.conninfo = strdup(conninfo);

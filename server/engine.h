@@ -28,6 +28,9 @@ int engine_init(const cfg *c, const char *conninfo, char *err, size_t errlen);
 /* Fires timers on the calling thread until engine_stop() and everything
  * open is committed. */
 void engine_run(void);
+/* Monotonic ms at which the engine loop last ran its once-a-second check
+ * (systemd's watchdog is fed only while it is recent). */
+int64_t engine_alive_ms(void);
 /* Asks the loop to finish: nothing more is dispatched, the outcomes of
  * steps in flight are awaited (cfg shutdown_grace_ms), pending batches are
  * committed, then engine_run() returns. */

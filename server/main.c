@@ -30,6 +30,7 @@
 #include "registry.h"
 #include "route.h"
 #include "rpc.h"
+#include "sdnotify.h"
 #include "shards.h"
 #include "names.h"
 #include "saga_base.h"
@@ -81,6 +82,7 @@ signal_main(void *arg)
 			continue;
 		}
 		slog_info("signal %d: shutting down", sig);
+		sdn_send("STOPPING=1\nSTATUS=draining");
 		rpc_stop_receiving();
 		engine_stop();
 		return NULL;
@@ -236,8 +238,11 @@ main(int argc, char **argv)
 	pthread_t sigthr;
 	pthread_create(&sigthr, NULL, signal_main, NULL);
 	slog_info("sagad %s ready", cm_version());
+	sdn_send("READY=1\nSTATUS=serving");
+	sdn_watchdog_start(engine_alive_ms);
 
 	engine_run();
+	sdn_watchdog_stop();
 	/* Everything is committed: hand the shards over now, so that the
 	 * other instances do not wait for the leases to expire. */
 	shd_stop();

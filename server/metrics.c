@@ -123,11 +123,23 @@ mx_table_clear(mx_table *t)
 	t->n = 0;
 }
 
+/* The start time, taken when the program starts: /proc/stat (boot time)
+ * is hidden from a unit with ProcSubset=pid. */
+static double start_s;
+
+__attribute__((constructor)) static void
+note_start(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	start_s = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 void
 mx_process(mx_buf *b, const char *version)
 {
 	long tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
-	unsigned long long ut = 0, st = 0, start = 0, vsize = 0;
+	unsigned long long ut = 0, st = 0, vsize = 0;
 	long long rss = 0;
 	char buf[1024];
 	FILE *f = fopen("/proc/self/stat", "r");
@@ -136,23 +148,15 @@ mx_process(mx_buf *b, const char *version)
 		buf[n] = '\0';
 		fclose(f);
 		/* After the command name in parentheses (which may hold spaces):
-		 * field 3 is the state; utime and stime are 14 and 15, starttime
-		 * 22, vsize 23, rss 24. */
+		 * field 3 is the state; utime and stime are 14 and 15, vsize 23,
+		 * rss 24. */
 		char *p = strrchr(buf, ')');
 		if (p != NULL &&
 		    sscanf(p + 2,
 			"%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d "
-			"%*d %*d %llu %llu %lld",
-			&ut, &st, &start, &vsize, &rss) != 5)
-			ut = st = start = vsize = 0, rss = 0;
-	}
-	/* Boot time, for the start time in unix seconds. */
-	unsigned long long btime = 0;
-	if ((f = fopen("/proc/stat", "r")) != NULL) {
-		while (fgets(buf, sizeof(buf), f) != NULL)
-			if (sscanf(buf, "btime %llu", &btime) == 1)
-				break;
-		fclose(f);
+			"%*d %*d %*u %llu %lld",
+			&ut, &st, &vsize, &rss) != 4)
+			ut = st = vsize = 0, rss = 0;
 	}
 	long fds = 0;
 	DIR *d = opendir("/proc/self/fd");
@@ -181,7 +185,7 @@ mx_process(mx_buf *b, const char *version)
 	    "# HELP sagad_build_info The running sagad's version (always 1).\n"
 	    "# TYPE sagad_build_info gauge\nsagad_build_info{version=\"",
 	    (double)(ut + st) / ticks, rss * (long long)(page > 0 ? page : 4096), vsize, fds,
-	    (unsigned long long)rl.rlim_cur, (double)btime + (double)start / ticks);
+	    (unsigned long long)rl.rlim_cur, start_s);
 	mx_label(b, version);
 	mx_printf(b, "\"} 1\n");
 }

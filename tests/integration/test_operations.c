@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "saga.h"
@@ -677,6 +678,67 @@ START_TEST(root_is_refused_unless_allowed_and_print_config_documents_every_setti
 }
 END_TEST
 
+/* ---- systemd: Type=notify and the watchdog -------------------------------------- */
+
+/* Reads one datagram from fd within ms; "" on timeout. */
+static void
+notify_read(int fd, int ms, char *buf, size_t len)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ssize_t n = recv(fd, buf, len - 1, 0);
+	buf[n > 0 ? n : 0] = '\0';
+}
+
+START_TEST(systemd_is_told_ready_once_serving_fed_by_the_watchdog_and_told_stopping)
+{
+	ths *t = ths_new_ok(pg, "op_notify");
+	char path[256], buf[512];
+	snprintf(path, sizeof(path), "%s/notify.sock", ths_dir(t));
+	int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+	ck_assert_int_ge(fd, 0);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	ck_assert_uint_lt(strlen(path), sizeof(sa.sun_path));
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	/* As systemd sets them for a unit with Type=notify, WatchdogSec=0.6. */
+	setenv("NOTIFY_SOCKET", path, 1);
+	setenv("WATCHDOG_USEC", "600000", 1);
+	ths_sagad_start_ok(t, NULL);
+	unsetenv("NOTIFY_SOCKET");
+	unsetenv("WATCHDOG_USEC");
+	/* READY=1 came, and only once sagad answered (the harness waits for
+	 * an answer before returning, so it is already queued). */
+	notify_read(fd, 2000, buf, sizeof(buf));
+	ck_assert_msg(strstr(buf, "READY=1") != NULL, "first notification: '%s'", buf);
+	/* Fed every half period while the engine loop runs. */
+	int pings = 0;
+	long long t0 = th_now_ms();
+	while (th_now_ms() - t0 < 1500) {
+		notify_read(fd, 1000, buf, sizeof(buf));
+		pings += strcmp(buf, "WATCHDOG=1") == 0;
+	}
+	ck_assert_msg(pings >= 3, "%d watchdog pings in 1.5 s with a 0.6 s period", pings);
+	/* A stopped sagad stops feeding it: systemd would restart it. */
+	ck_assert_int_eq(kill(ths_sagad_pid(t), SIGSTOP), 0);
+	notify_read(fd, 100, buf, sizeof(buf)); /* one may be on its way */
+	notify_read(fd, 1200, buf, sizeof(buf));
+	ck_assert_msg(buf[0] == '\0', "a stopped sagad sent '%s'", buf);
+	ck_assert_int_eq(kill(ths_sagad_pid(t), SIGCONT), 0);
+	/* SIGTERM: STOPPING=1 before it exits. */
+	int st = ths_sagad_signal(t, SIGTERM);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status 0x%x", st);
+	int stopping = 0;
+	for (int i = 0; i < 20 && !stopping; i++) {
+		notify_read(fd, 200, buf, sizeof(buf));
+		stopping = strstr(buf, "STOPPING=1") != NULL;
+	}
+	ck_assert_msg(stopping, "no STOPPING=1");
+	close(fd);
+	ths_free(t);
+}
+END_TEST
+
 static Suite *
 operations_suite(void)
 {
@@ -692,6 +754,8 @@ operations_suite(void)
 	tcase_add_test(tc, sigterm_while_a_register_is_stored_finishes_it_and_exits_cleanly);
 	tcase_add_test(tc, frozen_database_gives_a_prompt_503_and_starves_neither_health_nor_rpc);
 	tcase_add_test(tc, a_pause_does_not_time_out_steps_whose_answers_are_waiting);
+	tcase_add_test(
+	    tc, systemd_is_told_ready_once_serving_fed_by_the_watchdog_and_told_stopping);
 	tcase_add_test(tc, root_is_refused_unless_allowed_and_print_config_documents_every_setting);
 	suite_add_tcase(s, tc);
 	return s;

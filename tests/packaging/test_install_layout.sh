@@ -11,8 +11,10 @@
 #  - the systemd unit starts the installed sagad with the installed config
 #    file, as the `saga` user that the sysusers.d entry creates, reloads on
 #    SIGHUP, and gives a stop longer than sagad's shutdown grace;
-#  - `systemd-analyze verify` finds nothing wrong with the unit (skipped,
-#    saying so, where systemd-analyze is missing).
+#  - the unit is Type=notify with a watchdog;
+#  - `systemd-analyze verify` finds nothing wrong with the unit, and
+#    `systemd-analyze security` scores it 2.0 or better (skipped, saying
+#    so, where systemd-analyze is missing).
 # Environment (from tests/packaging/meson.build): SOURCE_ROOT, BUILD_ROOT,
 # MESON, PKG_{PREFIX,BINDIR,LIBDIR,INCLUDEDIR,SYSCONFDIR,DATADIR,UNITDIR,
 # SYSUSERSDIR,VERSION}.
@@ -126,6 +128,8 @@ grep -Eq '^u[[:space:]]+saga[[:space:]]' "$dest$PKG_SYSUSERSDIR/sagad.conf" ||
 [[ "$(unit_line ExecReload)" == '/bin/kill -HUP $MAINPID' ]] ||
 	fail "the unit's ExecReload is not a SIGHUP: '$(unit_line ExecReload)'"
 [[ "$(unit_line StateDirectory)" == sagad ]] || fail "the unit has no StateDirectory=sagad"
+[[ "$(unit_line Type)" == notify && -n "$(unit_line WatchdogSec)" ]] ||
+	fail "the unit is not Type=notify with a WatchdogSec"
 grace_ms=$("$sagad" --help | sed -n '/--shutdown-grace-ms/{n;s/.*default "\([0-9]*\)".*/\1/p}')
 stop=$(unit_line TimeoutStopSec)
 stop_s=${stop%s}
@@ -147,6 +151,14 @@ if command -v systemd-analyze >/dev/null; then
 		ok "systemd-analyze verify finds nothing to say about sagad.service"
 	else
 		fail "systemd-analyze verify sagad.service:" "$out"
+	fi
+	# Hardened: systemd's own exposure score, 2.0 or better ("OK").
+	score=$(systemd-analyze security --offline=yes "$work/unit/sagad.service" 2>/dev/null |
+		sed -n 's/.*Overall exposure level for sagad.service: \([0-9.]*\).*/\1/p')
+	if [[ -n "$score" ]] && awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }'; then
+		ok "systemd-analyze security scores sagad.service $score (2.0 or better)"
+	else
+		fail "systemd-analyze security scores sagad.service '${score:-?}', want 2.0 or better"
 	fi
 else
 	echo "skip: systemd-analyze not found; the unit was not verified by systemd"
