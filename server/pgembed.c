@@ -717,25 +717,6 @@ fail:
 	return rv;
 }
 
-/* Quotes s for one word of a /bin/sh command line. */
-static void
-shell_quote(char *out, size_t outlen, const char *s)
-{
-	size_t o = 0;
-	if (outlen < 3)
-		return;
-	out[o++] = '\'';
-	for (; *s && o + 6 < outlen; s++) {
-		if (*s == '\'') {
-			memcpy(out + o, "'\\''", 4);
-			o += 4;
-		} else
-			out[o++] = *s;
-	}
-	out[o++] = '\'';
-	out[o] = '\0';
-}
-
 static void
 build_conninfo(char *out, size_t outlen, const char *pgdir, const char *db)
 {
@@ -774,27 +755,95 @@ wait_ready(const char *conninfo, int timeout_s)
 	return -1;
 }
 
+/* The cluster's own settings, in its configuration rather than on pg_ctl's
+ * command line, so that `pg_ctl start -D DIR` by hand starts it the same
+ * way: no TCP, its unix socket in its own directory (0700: private to the
+ * cluster's user; root connects regardless of modes). Rewritten at every
+ * start; postgresql.conf includes it (the line is added once). */
+#define EMBED_CONF "sagad-embedded.conf"
+
+static int
+write_cluster_conf(const pgenv *pe, char *err, size_t errlen)
+{
+	char path[PATH_MAX + 64], tmp[PATH_MAX + 80], dir[PATH_MAX * 2 + 8];
+	size_t o = 0;
+	/* A string setting in single quotes (doubled inside); the directory in
+	 * double quotes, as unix_socket_directories is a list. */
+	for (const char *s = pe->pgdir; *s && o + 3 < sizeof(dir); s++) {
+		if (*s == '\'')
+			dir[o++] = '\'';
+		dir[o++] = *s;
+	}
+	dir[o] = '\0';
+	snprintf(path, sizeof(path), "%s/" EMBED_CONF, pe->pgdir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	FILE *f = fopen(tmp, "w");
+	if (f == NULL) {
+		seterr(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+		return SAGA_EINVAL;
+	}
+	fprintf(f,
+	    "# Written by sagad at every start of its embedded cluster (edits are lost).\n"
+	    "# The cluster serves only a unix socket in its own directory, also when\n"
+	    "# started by hand (pg_ctl start -D %s).\n"
+	    "listen_addresses = ''\n"
+	    "unix_socket_directories = '\"%s\"'\n"
+	    "unix_socket_permissions = 0700\n"
+	    "port = %d\n",
+	    pe->pgdir, dir, PG_PORT);
+	int bad = ferror(f);
+	if (fclose(f) != 0 || bad || chmod(tmp, 0644) != 0 || rename(tmp, path) != 0) {
+		seterr(err, errlen, "cannot write %s: %s", path, strerror(errno));
+		unlink(tmp);
+		return SAGA_EINVAL;
+	}
+	snprintf(path, sizeof(path), "%s/postgresql.conf", pe->pgdir);
+	static const char line[] = "include_if_exists = '" EMBED_CONF "'";
+	size_t len = 0;
+	char *conf = NULL;
+	if ((f = fopen(path, "r")) != NULL) {
+		fseek(f, 0, SEEK_END);
+		long n = ftell(f);
+		rewind(f);
+		if (n >= 0 && (conf = malloc((size_t)n + 1)) != NULL) {
+			len = fread(conf, 1, (size_t)n, f);
+			conf[len] = '\0';
+		}
+		fclose(f);
+	}
+	int has = conf != NULL && strstr(conf, line) != NULL;
+	free(conf);
+	if (!has) {
+		if ((f = fopen(path, "a")) == NULL) {
+			seterr(err, errlen, "cannot add the include of %s to %s: %s", EMBED_CONF,
+			    path, strerror(errno));
+			return SAGA_EINVAL;
+		}
+		fprintf(f,
+		    "\n# sagad's settings for this cluster (socket only; see the file)\n%s\n",
+		    line);
+		if (fclose(f) != 0) {
+			seterr(
+			    err, errlen, "cannot add the include to %s: %s", path, strerror(errno));
+			return SAGA_EINVAL;
+		}
+	}
+	return 0;
+}
+
 static int
 start_cluster(const pgenv *pe, char *err, size_t errlen)
 {
-	char out[OUT_TAIL], logtail[OUT_TAIL], logpath[PATH_MAX + 32], opts[PATH_MAX * 2 + 256];
-	char qdir[PATH_MAX * 2 + 32], dq[PATH_MAX + 16];
+	char out[OUT_TAIL], logtail[OUT_TAIL], logpath[PATH_MAX + 32];
 	int rc;
 
 	snprintf(logpath, sizeof(logpath), "%s/postgres.log", pe->pgdir);
-	/* -k takes a list, so the directory is double-quoted for postgres;
-	 * the whole -o string then goes through /bin/sh, hence shell quoting.
-	 * The socket stays 0700: the directory is private to the cluster's
-	 * user, and root (CAP_DAC_OVERRIDE) connects regardless of modes. */
-	snprintf(dq, sizeof(dq), "\"%s\"", pe->pgdir);
-	shell_quote(qdir, sizeof(qdir), dq);
-	snprintf(opts, sizeof(opts),
-	    "-c listen_addresses='' -k %s -c unix_socket_permissions=0700 -c port=%d", qdir,
-	    PG_PORT);
+	if ((rc = write_cluster_conf(pe, err, errlen)) != 0)
+		return rc;
 	slog_info("starting the embedded PostgreSQL in %s", pe->pgdir);
 	{
 		const char *argv[] = { pe->paths.pg_ctl, "-D", pe->pgdir, "-l", logpath, "-w", "-t",
-			"60", "-o", opts, "start", NULL };
+			"60", "start", NULL };
 		rc = run_cmd(argv, &pe->ra, 0, out, sizeof(out));
 	}
 	if (rc == 0)

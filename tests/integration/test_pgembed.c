@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "pgembed.h"
@@ -160,6 +161,41 @@ START_TEST(stop_then_start_keeps_the_data)
 }
 END_TEST
 
+/* The cluster's settings are in its configuration, not on pg_ctl's command
+ * line: started by hand, it still serves only its socket in its directory. */
+START_TEST(a_cluster_started_by_hand_with_pg_ctl_serves_only_its_own_socket)
+{
+	char *dd = data_dir("byhand");
+	ck_assert_msg(
+	    pgembed_start(dd, NULL, NULL, conninfo, sizeof(conninfo), err, sizeof(err)) == 0, "%s",
+	    err);
+	ck_assert_int_eq(pgembed_stop(dd, NULL, NULL), 0);
+	char pgdir[4200], pg_ctl[4200], log[4300];
+	snprintf(pgdir, sizeof(pgdir), "%s/pg", dd);
+	snprintf(log, sizeof(log), "%s/pg/byhand.log", dd); /* the cluster user can write there */
+	const char *bindir = th_pg_bindir();
+	ck_assert_ptr_nonnull(bindir);
+	snprintf(pg_ctl, sizeof(pg_ctl), "%s/pg_ctl", bindir);
+	const char *argv[] = { pg_ctl, "-D", pgdir, "-l", log, "-w", "start", NULL };
+	pid_t p = th_spawn_as(argv, NULL, NULL, th_pg_user());
+	int st = -1;
+	ck_assert_int_eq(th_wait_exit(p, 60000, &st), 0);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "pg_ctl start: 0x%x", st);
+	/* It answers on the socket in its directory, the conninfo sagad uses. */
+	ck_assert_int_eq(query_int(conninfo, "SELECT 1"), 1);
+	PGconn *c = PQconnectdb(conninfo);
+	ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
+	PGresult *r = PQexec(c, "SELECT current_setting('listen_addresses')");
+	ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+	ck_assert_msg(
+	    strcmp(PQgetvalue(r, 0, 0), "") == 0, "listen_addresses = '%s'", PQgetvalue(r, 0, 0));
+	PQclear(r);
+	PQfinish(c);
+	ck_assert_int_eq(pgembed_stop(dd, NULL, NULL), 0);
+	free(dd);
+}
+END_TEST
+
 START_TEST(stop_without_a_cluster_is_a_no_op)
 {
 	char *dd = data_dir("never");
@@ -254,6 +290,7 @@ main(void)
 	    tc, start_on_relative_data_dir_creates_cluster_and_saga_db_with_working_conninfo);
 	tcase_add_test(tc, second_start_reuses_the_running_cluster);
 	tcase_add_test(tc, stop_then_start_keeps_the_data);
+	tcase_add_test(tc, a_cluster_started_by_hand_with_pg_ctl_serves_only_its_own_socket);
 	tcase_add_test(tc, stop_without_a_cluster_is_a_no_op);
 	tcase_add_test(tc, bad_bindir_is_a_clear_error);
 	tcase_add_test(tc, too_long_data_dir_is_refused_before_creating_anything);

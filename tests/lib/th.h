@@ -49,6 +49,10 @@ typedef struct th_pg_opts {
  * copy it. Finds the server programs in $SAGAD_PG_BINDIR, pg_config
  * --bindir or the highest /usr/lib/postgresql/N/bin. */
 int th_pg_start(th_pg **out);
+/* Where the server programs are (as above); NULL if nowhere. */
+const char *th_pg_bindir(void);
+/* The OS user PostgreSQL runs as (as root: postgres), NULL = ourselves. */
+const char *th_pg_user(void);
 int th_pg_start_opts(th_pg **out, const th_pg_opts *opts);
 /* A streaming standby of primary (pg_basebackup -R), in its own temp dir
  * with its own socket, started. Make replication synchronous on the

@@ -477,6 +477,21 @@ th_pg_freeze(th_pg *pg, int frozen)
 }
 
 const char *
+th_pg_bindir(void)
+{
+	pthread_mutex_lock(&g_mu);
+	int rv = find_bindir();
+	pthread_mutex_unlock(&g_mu);
+	return rv == 0 ? g_bindir : NULL;
+}
+
+const char *
+th_pg_user(void)
+{
+	return pg_user();
+}
+
+const char *
 th_pg_dir(const th_pg *pg)
 {
 	return pg->dir;
