@@ -121,6 +121,20 @@ watchdog_fired(tq_node *t)
 	tq_arm_must(&E.tq, t, now + 1000);
 }
 
+uint64_t
+engine_queued_mask(const uint8_t id[16])
+{
+	uint64_t m = 0;
+	pthread_mutex_lock(&E.mu);
+	eng_saga *s = eng_find(id);
+	if (s != NULL)
+		for (uint32_t i = 0; i < s->sm->def->n_steps && i < 64; i++)
+			if (s->sm->steps[i].queued)
+				m |= (uint64_t)1 << i;
+	pthread_mutex_unlock(&E.mu);
+	return m;
+}
+
 int64_t
 engine_commit_wait_ms(void)
 {

@@ -31,6 +31,9 @@ void engine_run(void);
 /* Monotonic ms at which the engine loop last ran its once-a-second check
  * (systemd's watchdog is fed only while it is recent). */
 int64_t engine_alive_ms(void);
+/* Of a saga this instance holds: a bit per step whose attempt is owed but
+ * not sent yet (queued); 0 if it holds no such saga. Safe from readers. */
+uint64_t engine_queued_mask(const uint8_t id[16]);
 /* Asks the loop to finish: nothing more is dispatched, the outcomes of
  * steps in flight are awaited (cfg shutdown_grace_ms), pending batches are
  * committed, then engine_run() returns. */

@@ -89,6 +89,9 @@ build_info(const store_saga *s, get_ctx *g)
 	g->info.n_events = g->stored->n_events;
 	g->info.events = g->stored->events;
 	uint32_t n = g->def->n_steps;
+	/* What the database cannot say: an attempt owed but not sent yet
+	 * (known here only if this instance holds the saga). */
+	uint64_t queued = g->summary_only ? 0 : engine_queued_mask(s->id);
 	g->steps = calloc(n, sizeof(*g->steps));
 	g->stepp = calloc(n, sizeof(*g->stepp));
 	if (g->steps == NULL || g->stepp == NULL)
@@ -118,6 +121,9 @@ build_info(const store_saga *s, get_ctx *g)
 		si->result = x->result;
 		si->completion_seq = x->completion_seq;
 		si->next_attempt_us = x->next_attempt_us;
+		si->queued = i < 64 && (queued >> i & 1) &&
+		    (x->state == SAGAWIRE__STEP_STATE__STEP_RUNNING ||
+			x->state == SAGAWIRE__STEP_STATE__STEP_COMPENSATING);
 		g->stepp[i] = si;
 	}
 	g->info.n_steps = n;

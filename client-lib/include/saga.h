@@ -260,6 +260,8 @@ typedef struct saga_step_info {
 	char *last_error;        /* "" if none */
 	uint8_t *result;         /* action result bytes */
 	size_t result_len;
+	int queued; /* running or compensating, but the attempt is not sent yet: no
+	               participant connected, its capacity full or its breaker open */
 } saga_step_info;
 
 /* One entry of a saga's history. */

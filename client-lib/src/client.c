@@ -491,6 +491,7 @@ step_from_wire(saga_client *c, const Sagawire__StepInfo *w, saga_step_info *s)
 	s->comp_started_us = w->comp_started_us;
 	s->comp_finished_us = w->comp_finished_us;
 	s->next_attempt_us = w->next_attempt_us;
+	s->queued = w->queued ? 1 : 0;
 	s->completion_seq = w->completion_seq;
 	if ((rv = dup_wire_str(c, w->name, "step name", &s->name)) != SAGA_OK ||
 	    (rv = dup_wire_str(c, w->participant, "step participant", &s->participant)) != 0 ||

@@ -1247,6 +1247,38 @@ START_TEST(a_start_without_a_key_resent_after_its_reply_was_lost_makes_one_saga)
 }
 END_TEST
 
+/* A step whose participant is not connected is owed, not running: get says
+ * so (queued), and sagactl does not show it as running. */
+START_TEST(a_step_whose_participant_is_away_shows_as_not_sent_yet)
+{
+	ths *t = ths_new_ok(pg, "lc_queued");
+	ths_sagad_start_ok(t, NULL);
+	ths_register_sagas_ok(t);
+	char *id = ths_start_ok(t, "ittest.Linear3", "tag=queued");
+	saga_info *info = NULL;
+	ck_assert_int_eq(saga_client_get(ths_client(t), id, &info), SAGA_OK);
+	const saga_step_info *a = ths_step_ok(info, "A");
+	ck_assert_int_eq(a->state, SAGA_STEP_RUNNING);
+	ck_assert_int_eq(a->queued, 1);
+	ck_assert_int_eq(ths_step_ok(info, "B")->queued, 0);
+	saga_info_free(info);
+	char *out = NULL;
+	const char *args[] = { "get", id, NULL };
+	ck_assert_int_eq(ths_sagactl(t, args, &out), 0);
+	ck_assert_msg(ths_contains(out, "running, not sent yet"), "sagactl get: '%s'", out);
+	free(out);
+	/* The participant comes: it is sent, and the saga completes. */
+	ths_participant_ok(t, "main", 16, NULL);
+	info = ths_wait_final_ok(t, id, WAIT_MS);
+	ck_assert_int_eq(info->state, SAGA_STATE_COMPLETED);
+	for (size_t i = 0; i < info->n_steps; i++)
+		ck_assert_int_eq(info->steps[i].queued, 0);
+	saga_info_free(info);
+	saga_string_free(id);
+	ths_free(t);
+}
+END_TEST
+
 /* ---- unknown definitions ------------------------------------------------ */
 
 START_TEST(start_of_an_unknown_definition_is_refused_naming_it)
@@ -1526,6 +1558,7 @@ lifecycle_suite(void)
 	tcase_add_test(tc, run_starts_and_returns_the_final_state_in_one_request);
 	tcase_add_test(tc, same_idempotency_key_always_returns_the_same_saga);
 	tcase_add_test(tc, a_start_without_a_key_resent_after_its_reply_was_lost_makes_one_saga);
+	tcase_add_test(tc, a_step_whose_participant_is_away_shows_as_not_sent_yet);
 	tcase_add_test(tc, start_of_an_unknown_definition_is_refused_naming_it);
 	tcase_add_test(tc, running_saga_keeps_the_version_it_started_with);
 	tcase_add_test(tc, many_concurrent_sagas_each_reach_their_own_outcome_once);

@@ -245,6 +245,13 @@ ctl_json_kv_int(int *first, const char *k, int64_t v)
 }
 
 void
+ctl_json_kv_bool(int *first, const char *k, int v)
+{
+	ctl_json_key(first, k);
+	fputs(v ? "true" : "false", stdout);
+}
+
+void
 ctl_json_kv_strs(int *first, const char *k, char *const *v, size_t n)
 {
 	ctl_json_key(first, k);
@@ -318,6 +325,7 @@ json_info(const saga_info *s, const schema *sc)
 		ctl_json_kv_str(&g, "compensation", st->compensation);
 		ctl_json_kv_strs(&g, "depends_on", st->depends_on, st->n_depends_on);
 		ctl_json_kv_str(&g, "state", saga_step_state_name(st->state));
+		ctl_json_kv_bool(&g, "queued", st->queued);
 		ctl_json_kv_int(&g, "attempts", st->attempts);
 		ctl_json_kv_int(&g, "comp_attempts", st->comp_attempts);
 		ctl_json_kv_int(&g, "started_us", st->started_us);
@@ -440,7 +448,8 @@ print_info_text(const saga_info *s, const schema *sc)
 		char *row[] = {
 			ctl_cell(st->name, 64, NULL),
 			ctl_cell(st->participant, 40, NULL),
-			ctl_cellf("%s", saga_step_state_name(st->state)),
+			st->queued ? ctl_cellf("%s, not sent yet", saga_step_state_name(st->state))
+				   : ctl_cellf("%s", saga_step_state_name(st->state)),
 			ctl_cellf("%" PRIu32, st->attempts),
 			ctl_cellf("%" PRIu32, st->comp_attempts),
 			ctl_cellf("%s", ctl_local_time(st->started_us, tb2, sizeof(tb2))),

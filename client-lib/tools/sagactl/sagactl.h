@@ -103,6 +103,7 @@ void ctl_json_str(const char *s);
 void ctl_json_key(int *first, const char *k);
 void ctl_json_kv_str(int *first, const char *k, const char *v);
 void ctl_json_kv_int(int *first, const char *k, int64_t v);
+void ctl_json_kv_bool(int *first, const char *k, int v);
 void ctl_json_kv_strs(int *first, const char *k, char *const *v, size_t n);
 
 /* A saga as `get` shows it (JSON without a newline), its payloads
