@@ -1209,3 +1209,123 @@ defn_business_key(const defn_saga *d, const uint8_t *in, size_t len, char *out, 
 	}
 	return 0;
 }
+
+/* ---- compatibility of a new version with the previous one ------------------ */
+
+typedef Google__Protobuf__FieldDescriptorProto fldproto;
+
+#define COMPAT_MAX_MSGS 256
+
+typedef struct compat {
+	pctx oldc, newc;
+	const msgproto *seen[COMPAT_MAX_MSGS];
+	size_t n_seen;
+	char *err;
+	size_t errlen;
+} compat;
+
+static const char *
+field_type_name(const fldproto *f)
+{
+	static const char *const names[] = { "?", "double", "float", "int64", "uint64", "int32",
+		"fixed64", "fixed32", "bool", "string", "group", "message", "bytes", "uint32",
+		"enum", "sfixed32", "sfixed64", "sint32", "sint64" };
+	unsigned t = (unsigned)f->type;
+	if (t == GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_MESSAGE ||
+	    t == GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_ENUM)
+		return f->type_name != NULL
+		    ? (f->type_name[0] == '.' ? f->type_name + 1 : f->type_name)
+		    : names[t];
+	return t < sizeof(names) / sizeof(names[0]) ? names[t] : "?";
+}
+
+static bool
+is_repeated(const fldproto *f)
+{
+	return f->label == GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__LABEL__LABEL_REPEATED;
+}
+
+/* Compares message `full` (no leading dot) in both sets, then the message
+ * types of its fields. 0, or SAGA_EDEFINITION naming the first field whose
+ * number now means something else. */
+static int
+compat_message(compat *k, const char *full, const char *where, int depth)
+{
+	const msgproto *nm = find_message(&k->newc, full), *om = find_message(&k->oldc, full);
+	if (nm == NULL || om == NULL || depth > 32)
+		return 0; /* a new or a removed type: nothing read twice */
+	for (size_t i = 0; i < k->n_seen; i++)
+		if (k->seen[i] == nm)
+			return 0;
+	if (k->n_seen == COMPAT_MAX_MSGS)
+		return 0;
+	k->seen[k->n_seen++] = nm;
+	for (size_t i = 0; i < nm->n_field; i++) {
+		const fldproto *nf = nm->field[i];
+		for (size_t j = 0; j < om->n_field; j++) {
+			const fldproto *of = om->field[j];
+			if (of->number != nf->number)
+				continue;
+			const char *ot = field_type_name(of), *nt = field_type_name(nf);
+			if (of->type != nf->type || strcmp(ot, nt) != 0 ||
+			    is_repeated(of) != is_repeated(nf)) {
+				snprintf(k->err, k->errlen,
+				    "%.200s: field number %d of %.200s was %s%.200s '%.100s' and "
+				    "is "
+				    "%s%.200s '%.100s' in the new version: payloads of sagas still "
+				    "running on the old version would be read wrong",
+				    where, nf->number, full, is_repeated(of) ? "repeated " : "", ot,
+				    nz(of->name), is_repeated(nf) ? "repeated " : "", nt,
+				    nz(nf->name));
+				return SAGA_EDEFINITION;
+			}
+		}
+		if (nf->type == GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_MESSAGE &&
+		    nf->type_name != NULL) {
+			const char *tn =
+			    nf->type_name[0] == '.' ? nf->type_name + 1 : nf->type_name;
+			int rv = compat_message(k, tn, where, depth + 1);
+			if (rv != 0)
+				return rv;
+		}
+	}
+	return 0;
+}
+
+int
+defn_compat_check(const uint8_t *old_set, size_t old_len, const uint8_t *new_set, size_t new_len,
+    const defn_saga *d, char *err, size_t errlen)
+{
+	compat k = { .err = err, .errlen = errlen };
+	fdset *os = NULL, *ns = NULL;
+	int rv = 0, e = 0;
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	os = (fdset *)wire_unpack(
+	    &google__protobuf__file_descriptor_set__descriptor, old_set, old_len, 0, &e);
+	ns = (fdset *)wire_unpack(
+	    &google__protobuf__file_descriptor_set__descriptor, new_set, new_len, 0, &e);
+	if (os == NULL || ns == NULL)
+		goto out; /* the new one parsed already; an unreadable old one: nothing to compare */
+	if (build_msg_index(&k.oldc, os) != 0 || build_msg_index(&k.newc, ns) != 0)
+		goto out;
+	char where[320];
+	snprintf(where, sizeof(where), "%.200s input", d->name);
+	if ((rv = compat_message(&k, d->input_type, where, 0)) != 0)
+		goto out;
+	for (uint32_t i = 0; i < d->n_steps && rv == 0; i++) {
+		if (d->steps[i].output_type == NULL)
+			continue;
+		snprintf(
+		    where, sizeof(where), "%.200s step %.100s result", d->name, d->steps[i].name);
+		rv = compat_message(&k, d->steps[i].output_type, where, 0);
+	}
+out:
+	free(k.oldc.idx);
+	free(k.newc.idx);
+	if (os != NULL)
+		wire_free(&os->base);
+	if (ns != NULL)
+		wire_free(&ns->base);
+	return rv;
+}

@@ -97,6 +97,13 @@ void defn_free_array(defn_saga **defs, size_t n);
  * a well-formed protobuf message at its top level, the field has the wrong
  * wire type, or a string value is not UTF-8; SAGA_ETOOBIG if a valid string
  * does not fit in outlen. */
+/* Is version d (from new_set) safe for payloads of sagas still running on
+ * the previous version (from old_set)? Every message reachable from the
+ * saga input and the steps' results, present in both, must give each field
+ * number present in both the same type and cardinality. 0, or
+ * SAGA_EDEFINITION with err naming the field. */
+int defn_compat_check(const uint8_t *old_set, size_t old_len, const uint8_t *new_set,
+    size_t new_len, const defn_saga *d, char *err, size_t errlen);
 int defn_business_key(const defn_saga *d, const uint8_t *in, size_t len, char *out, size_t outlen);
 
 /* Index of the step named `name`, or -1. */

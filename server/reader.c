@@ -447,8 +447,8 @@ reader_register(PGconn *c, rpc_req *r)
 		out[i].name = names[i];
 		outp[i] = &out[i];
 	}
-	rv = store_register(
-	    c, q->descriptor_set.data, q->descriptor_set.len, defs, n, out, err, sizeof(err));
+	rv = store_register(c, q->descriptor_set.data, q->descriptor_set.len, defs, n, q->force,
+	    out, err, sizeof(err));
 	if (rv != 0) {
 		rpc_reply_error(r, rv, "cannot store definitions: %s", err);
 		goto done;

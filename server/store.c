@@ -819,9 +819,56 @@ exec_ok(PGconn *c, const char *sql, char *err, size_t errlen)
 	return ok ? 0 : SAGA_EDB;
 }
 
+/* A new version of d after `latest`: refused if its types would read the
+ * payloads of sagas still unfinished (running, compensating or parked) on
+ * an earlier version differently. The sagas are counted only when the
+ * types differ, which is rare. */
+static int
+check_compatible(PGconn *c, const defn_saga *d, uint32_t latest, const uint8_t *set, size_t set_len,
+    char *err, size_t errlen)
+{
+	char vbuf[16], why[768];
+	snprintf(vbuf, sizeof(vbuf), "%u", latest);
+	const char *p[2] = { d->name, vbuf };
+	PGresult *r = PQexecParams(c,
+	    "SELECT descriptor_set FROM saga_definitions WHERE name = $1 AND version = $2::int", 2,
+	    NULL, p, NULL, NULL, 1);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		pg_errmsg(c, r, err, errlen);
+		PQclear(r);
+		return SAGA_EDB;
+	}
+	int rv = 0;
+	if (PQntuples(r) == 1 &&
+	    defn_compat_check((const uint8_t *)PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0),
+		set, set_len, d, why, sizeof(why)) != 0) {
+		PQclear(r);
+		r = PQexecParams(c,
+		    "SELECT count(*) FROM sagas WHERE definition = $1 AND state IN (1, 2, 5)", 1,
+		    NULL, p, NULL, NULL, 0);
+		if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+			pg_errmsg(c, r, err, errlen);
+			PQclear(r);
+			return SAGA_EDB;
+		}
+		long long unfinished = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+		if (unfinished > 0) {
+			snprintf(err, errlen,
+			    "%s; %lld unfinished sagas of %.200s (version %u or earlier) would "
+			    "hand their participants such payloads. Keep the field number's "
+			    "meaning (add a new number instead), or register with --force once "
+			    "every participant reads both",
+			    why, unfinished, d->name, latest);
+			rv = SAGA_EDEFINITION;
+		}
+	}
+	PQclear(r);
+	return rv;
+}
+
 int
 store_register(PGconn *c, const uint8_t *set, size_t set_len, defn_saga **defs, size_t n,
-    Sagawire__RegisteredDefinition *out, char *err, size_t errlen)
+    bool force, Sagawire__RegisteredDefinition *out, char *err, size_t errlen)
 {
 	int rv;
 	/* All definitions of one set in one transaction: a set registers
@@ -877,6 +924,9 @@ store_register(PGconn *c, const uint8_t *set, size_t set_len, defn_saga **defs, 
 			unchanged[i] = 1;
 			continue;
 		}
+		if (latest != 0 && !force &&
+		    (rv = check_compatible(c, defs[i], latest, set, set_len, err, errlen)) != 0)
+			goto fail;
 		versions[i] = latest + 1;
 		char vbuf[4], fbuf[8], nbuf[4];
 		put32(vbuf, versions[i]);

@@ -18,6 +18,7 @@
 #define SAGAD_STORE_H
 
 #include <libpq-fe.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -94,7 +95,7 @@ int store_load_definitions(PGconn *conn, char *err, size_t errlen);
  * each goes to the registry or is freed if unchanged). out[i] receives
  * name/version/unchanged. */
 int store_register(PGconn *conn, const uint8_t *set, size_t set_len, defn_saga **defs, size_t n,
-    Sagawire__RegisteredDefinition *out, char *err, size_t errlen);
+    bool force, Sagawire__RegisteredDefinition *out, char *err, size_t errlen);
 
 /* One unfinished saga as stored. Pointers valid during the callback. */
 typedef struct store_saga {

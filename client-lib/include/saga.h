@@ -197,8 +197,15 @@ typedef struct saga_register_result {
  * by protoc --include_imports --descriptor_set_out). An invalid definition
  * fails with SAGA_EDEFINITION and saga_client_errmsg() names the problem.
  * Registering a definition identical to the latest version is a no-op that
- * returns that version. */
+ * returns that version. A new version whose types would read the payloads
+ * of sagas still unfinished on earlier versions differently (a field number
+ * of the input or of a step's result, reused with another type or
+ * cardinality) is refused with SAGA_EDEFINITION naming the field;
+ * saga_client_register_force registers it anyway (every participant must
+ * then read both). */
 SAGA_API int saga_client_register(
+    saga_client *c, const void *descriptor_set, size_t len, saga_register_result **out);
+SAGA_API int saga_client_register_force(
     saga_client *c, const void *descriptor_set, size_t len, saga_register_result **out);
 SAGA_API void saga_register_result_free(saga_register_result *r);
 

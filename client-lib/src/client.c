@@ -596,9 +596,26 @@ saga_register_result_free(saga_register_result *r)
 	free(r);
 }
 
+static int register_call(
+    saga_client *c, const void *descriptor_set, size_t len, int force, saga_register_result **out);
+
 int
 saga_client_register(
     saga_client *c, const void *descriptor_set, size_t len, saga_register_result **out)
+{
+	return register_call(c, descriptor_set, len, 0, out);
+}
+
+int
+saga_client_register_force(
+    saga_client *c, const void *descriptor_set, size_t len, saga_register_result **out)
+{
+	return register_call(c, descriptor_set, len, 1, out);
+}
+
+static int
+register_call(
+    saga_client *c, const void *descriptor_set, size_t len, int force, saga_register_result **out)
 {
 	Sagawire__Request req = SAGAWIRE__REQUEST__INIT;
 	Sagawire__RegisterRequest body = SAGAWIRE__REGISTER_REQUEST__INIT;
@@ -615,6 +632,7 @@ saga_client_register(
 	}
 	body.descriptor_set.data = (uint8_t *)descriptor_set;
 	body.descriptor_set.len = len;
+	body.force = force != 0;
 	req.body_case = SAGAWIRE__REQUEST__BODY_REGISTER;
 	req.register_ = &body;
 	if ((rv = call(c, &req, SAGAWIRE__RESPONSE__BODY_REGISTER, &resp)) != SAGA_OK)

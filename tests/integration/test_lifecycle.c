@@ -1279,6 +1279,47 @@ START_TEST(a_step_whose_participant_is_away_shows_as_not_sent_yet)
 }
 END_TEST
 
+/* A version whose input reuses a field number with another type would hand
+ * participants of unfinished sagas payloads they read wrong: refused naming
+ * the field, unless forced. */
+START_TEST(an_incompatible_version_is_refused_while_sagas_run_on_the_old_one_unless_forced)
+{
+	ths *t = ths_new_ok(pg, "lc_incompat");
+	ths_sagad_start_ok(t, NULL);
+	ths_register_sagas_ok(t);
+	/* No participant: the saga stays unfinished on version 1. */
+	char *id = ths_start_ok(t, "ittest.Linear3", "tag=old");
+	size_t len = 0;
+	char *set = th_read_file(ths_env_ok("IT_SAGAS_V3"), &len);
+	ck_assert_ptr_nonnull(set);
+	saga_register_result *r = NULL;
+	saga_client *c = ths_client(t);
+	ck_assert_int_eq(saga_client_register(c, set, len, &r), SAGA_EDEFINITION);
+	const char *why = saga_client_errmsg(c);
+	ck_assert_msg(ths_contains(why, "field number 1 of ittest.Directives was string 'text'") &&
+		ths_contains(why, "is int64 'text'") && ths_contains(why, "1 unfinished sagas"),
+	    "%s", why);
+	/* Nothing was registered: version 1 is still the latest. */
+	saga_definition_list *dl = NULL;
+	ck_assert_int_eq(saga_client_describe(c, "ittest.Linear3", 0, &dl), SAGA_OK);
+	ck_assert_uint_eq(dl->definitions[0].version, 1);
+	for (size_t k = 0; k < dl->count; k++)
+		ck_assert_uint_eq(dl->definitions[k].version, 1);
+	saga_definition_list_free(dl);
+	/* sagactl says so too (exit 9), and --force registers it. */
+	char *out = NULL;
+	const char *args[] = { "register", ths_env_ok("IT_SAGAS_V3"), NULL };
+	ck_assert_int_eq(ths_sagactl(t, args, &out), SAGA_EDEFINITION);
+	free(out);
+	ck_assert_int_eq(saga_client_register_force(c, set, len, &r), SAGA_OK);
+	ck_assert_uint_eq(r->defs[0].version, 2);
+	saga_register_result_free(r);
+	free(set);
+	saga_string_free(id);
+	ths_free(t);
+}
+END_TEST
+
 /* ---- unknown definitions ------------------------------------------------ */
 
 START_TEST(start_of_an_unknown_definition_is_refused_naming_it)
@@ -1559,6 +1600,8 @@ lifecycle_suite(void)
 	tcase_add_test(tc, same_idempotency_key_always_returns_the_same_saga);
 	tcase_add_test(tc, a_start_without_a_key_resent_after_its_reply_was_lost_makes_one_saga);
 	tcase_add_test(tc, a_step_whose_participant_is_away_shows_as_not_sent_yet);
+	tcase_add_test(
+	    tc, an_incompatible_version_is_refused_while_sagas_run_on_the_old_one_unless_forced);
 	tcase_add_test(tc, start_of_an_unknown_definition_is_refused_naming_it);
 	tcase_add_test(tc, running_saga_keeps_the_version_it_started_with);
 	tcase_add_test(tc, many_concurrent_sagas_each_reach_their_own_outcome_once);

@@ -13,10 +13,13 @@ int
 ctl_cmd_register(int argc, char **argv)
 {
 	const char *file = NULL;
+	int force = 0;
 	for (int i = 1; i < argc; i++) {
 		if (ctl_match_global(argc, argv, &i))
 			continue;
-		if (file == NULL && (argv[i][0] != '-' || strcmp(argv[i], "-") == 0))
+		if (ctl_match_opt(argc, argv, &i, "--force", NULL))
+			force = 1;
+		else if (file == NULL && (argv[i][0] != '-' || strcmp(argv[i], "-") == 0))
 			file = argv[i];
 		else
 			ctl_unknown_arg("register", argv[i]);
@@ -29,7 +32,8 @@ ctl_cmd_register(int argc, char **argv)
 	ctl_read_file(file, &buf, &len);
 	saga_client *c = ctl_connect();
 	saga_register_result *r = NULL;
-	int rv = saga_client_register(c, buf, len, &r);
+	int rv = force ? saga_client_register_force(c, buf, len, &r)
+		       : saga_client_register(c, buf, len, &r);
 	free(buf);
 	if (rv != SAGA_OK) {
 		char what[512];
