@@ -43,6 +43,10 @@ cm_strerror(int err)
 		return "sagad is overloaded; try again";
 	case SAGA_EUNSUPPORTED:
 		return "not supported by the server";
+	case SAGA_EAUTH:
+		return "not authenticated";
+	case SAGA_EPERM:
+		return "permission denied";
 	}
 	return "unknown error";
 }

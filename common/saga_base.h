@@ -25,21 +25,23 @@
  * ------------------------------------------------------------------------ */
 typedef enum saga_err {
 	SAGA_OK = 0,
-	SAGA_EINVAL = 1,       /* an argument is invalid */
-	SAGA_ENOMEM = 2,       /* out of memory */
-	SAGA_ENOTFOUND = 3,    /* no such saga or definition */
-	SAGA_EEXIST = 4,       /* already exists */
-	SAGA_ETIMEDOUT = 5,    /* no answer in time */
-	SAGA_ECONN = 6,        /* cannot reach sagad */
-	SAGA_EPROTO = 7,       /* malformed or unexpected message */
-	SAGA_ETOOBIG = 8,      /* message or field larger than allowed */
-	SAGA_EDEFINITION = 9,  /* invalid saga definition */
-	SAGA_ESTATE = 10,      /* not allowed in the saga's current state */
-	SAGA_EDB = 11,         /* database error in sagad */
-	SAGA_ECLOSED = 12,     /* handle closed or shutting down */
-	SAGA_EINTERNAL = 13,   /* bug: please report */
-	SAGA_EBUSY = 14,       /* sagad is overloaded; try again */
-	SAGA_EUNSUPPORTED = 15 /* the server does not support the request */
+	SAGA_EINVAL = 1,        /* an argument is invalid */
+	SAGA_ENOMEM = 2,        /* out of memory */
+	SAGA_ENOTFOUND = 3,     /* no such saga or definition */
+	SAGA_EEXIST = 4,        /* already exists */
+	SAGA_ETIMEDOUT = 5,     /* no answer in time */
+	SAGA_ECONN = 6,         /* cannot reach sagad */
+	SAGA_EPROTO = 7,        /* malformed or unexpected message */
+	SAGA_ETOOBIG = 8,       /* message or field larger than allowed */
+	SAGA_EDEFINITION = 9,   /* invalid saga definition */
+	SAGA_ESTATE = 10,       /* not allowed in the saga's current state */
+	SAGA_EDB = 11,          /* database error in sagad */
+	SAGA_ECLOSED = 12,      /* handle closed or shutting down */
+	SAGA_EINTERNAL = 13,    /* bug: please report */
+	SAGA_EBUSY = 14,        /* sagad is overloaded; try again */
+	SAGA_EUNSUPPORTED = 15, /* the server does not support the request */
+	SAGA_EAUTH = 16,        /* no credential, or a wrong, revoked or expired one */
+	SAGA_EPERM = 17         /* the caller's role does not allow this */
 } saga_err;
 
 #endif

@@ -16,6 +16,8 @@ packages=(
 	ninja-build
 	pkg-config
 	libpq-dev
+	libssl-dev
+	openssl
 	postgresql
 	libnng-dev
 	libprotobuf-c-dev

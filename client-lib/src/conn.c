@@ -575,7 +575,7 @@ sl_decode_reply(
 	if (r->error != NULL) {
 		uint32_t code = r->error->code;
 		char *m = cm_utf8_dup(r->error->message, SL_ERRMSG_MAX - 64);
-		if (code == SAGA_OK || code > SAGA_EUNSUPPORTED) {
+		if (code == SAGA_OK || code > SAGA_EPERM) {
 			sl_seterr(
 			    err, "sagad answered with unknown error code %u: %s", code, m ? m : "");
 			rv = SAGA_EPROTO;

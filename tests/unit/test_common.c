@@ -13,14 +13,14 @@
 
 START_TEST(every_error_code_has_its_own_text)
 {
-	for (int e = SAGA_OK; e <= SAGA_EUNSUPPORTED; e++) {
+	for (int e = SAGA_OK; e <= SAGA_EPERM; e++) {
 		ck_assert_str_ne(cm_strerror(e), "unknown error");
 		for (int f = SAGA_OK; f < e; f++)
 			ck_assert_str_ne(cm_strerror(e), cm_strerror(f));
 	}
 	ck_assert_str_eq(cm_strerror(SAGA_ENOTFOUND), "not found");
 	ck_assert_str_eq(cm_strerror(-1), "unknown error");
-	ck_assert_str_eq(cm_strerror(SAGA_EUNSUPPORTED + 1), "unknown error");
+	ck_assert_str_eq(cm_strerror(SAGA_EPERM + 1), "unknown error");
 	ck_assert_str_eq(cm_version(), "0.1.0");
 }
 END_TEST

@@ -364,6 +364,13 @@ ctl_fail(saga_client *c, int err, const char *what)
 		fprintf(stderr, "sagactl: sagad at %s is older than this sagactl (%s)\n", url(),
 		    saga_version());
 		break;
+	case SAGA_EAUTH:
+		fprintf(stderr,
+		    "sagactl: give a credential with --credential-file FILE or "
+		    "SAGA_CREDENTIAL_FILE (see docs/SECURITY.md)\n");
+		return EXIT_REFUSED;
+	case SAGA_EPERM:
+		return EXIT_REFUSED;
 	default:
 		break;
 	}

@@ -27,6 +27,7 @@
 #define EXIT_COMPENSATED 16 /* wait: the saga was compensated */
 #define EXIT_PARKED      17 /* wait: the saga failed and is parked */
 #define EXIT_USAGE       64 /* as in sysexits.h */
+#define EXIT_REFUSED     77 /* EX_NOPERM: not authenticated, or not allowed */
 #define EXIT_DATAERR     65 /* the input JSON does not fit the definition's input type */
 #define EXIT_NOINPUT     66
 
