@@ -34,6 +34,7 @@
 #include "names.h"
 #include "saga_base.h"
 #include "store.h"
+#include "tls.h"
 
 #define EXIT_USAGE 64
 
@@ -62,6 +63,7 @@ reload(void)
 	slog_init(
 	    slog_parse_level(g_running->log_level), slog_parse_format(g_running->log_format), NULL);
 	engine_reload(g_running);
+	rpc_tls_reload(g_running); /* reads the TLS files again even if unchanged */
 	if (restart[0] != '\0')
 		slog_warn("SIGHUP: changed but applied only at a restart: %s", restart);
 	slog_info("SIGHUP: settings reloaded%s%s", changed[0] ? "; applied: " : ", none changed",
@@ -188,6 +190,23 @@ main(int argc, char **argv)
 	g_argc = argc;
 	g_argv = argv;
 	slog_init(slog_parse_level(c.log_level), slog_parse_format(c.log_format), NULL);
+	if (strcmp(c.command, "run") == 0) {
+		/* Before the database: a TLS setting that cannot work is
+		 * found in a second, with a message that says what to set. */
+		nng_tls_config *tls = NULL;
+		if (tls_wanted(&c)) {
+			rv = tls_server_config(&c, &tls, err, sizeof(err));
+			if (tls != NULL)
+				nng_tls_config_free(tls);
+		} else {
+			rv = tls_check_settings(&c, err, sizeof(err));
+		}
+		if (rv != 0) {
+			fprintf(stderr, "sagad: %s\n", err);
+			cfg_free(&c);
+			return EXIT_CONFIG;
+		}
+	}
 	if (c.config[0] != '\0')
 		slog_info(
 		    "settings read from %s (flags and SAGAD_* variables override it)", c.config);
