@@ -190,9 +190,23 @@ main(int argc, char **argv)
 	g_argc = argc;
 	g_argv = argv;
 	slog_init(slog_parse_level(c.log_level), slog_parse_format(c.log_format), NULL);
+	if (c.config[0] != '\0')
+		slog_info(
+		    "settings read from %s (flags and SAGAD_* variables override it)", c.config);
+
+	/* Signals go to one thread; every other thread blocks them. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
 	if (strcmp(c.command, "run") == 0) {
 		/* Before the database: a TLS setting that cannot work is
-		 * found in a second, with a message that says what to set. */
+		 * found in a second, with a message that says what to set.
+		 * After the signal mask: this starts nng's threads, which
+		 * must not take SIGHUP (its default action ends the process). */
 		nng_tls_config *tls = NULL;
 		if (tls_wanted(&c)) {
 			rv = tls_server_config(&c, &tls, err, sizeof(err));
@@ -207,17 +221,6 @@ main(int argc, char **argv)
 			return EXIT_CONFIG;
 		}
 	}
-	if (c.config[0] != '\0')
-		slog_info(
-		    "settings read from %s (flags and SAGAD_* variables override it)", c.config);
-
-	/* Signals go to one thread; every other thread blocks them. */
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-	signal(SIGPIPE, SIG_IGN);
 
 	registry_init();
 	if ((rv = prepare_database(&c, conninfo, sizeof(conninfo), &embedded)) != 0)
