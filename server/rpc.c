@@ -541,6 +541,9 @@ rpc_start(
 	nng_pipe_notify(R.sock, NNG_PIPE_EV_REM_POST, pipe_cb, NULL);
 
 	nng_tls_config *tls = NULL;
+	if (!tls_wanted(c) && (c->tls_cert[0] != '\0' || c->tls_ca[0] != '\0'))
+		slog_warn("TLS settings are given but no listen URL is tls+tcp://: every "
+			  "connection is plaintext");
 	if (tls_wanted(c)) {
 		if ((rv = tls_server_config(c, &tls, err, errlen)) != SAGA_OK)
 			return rv;

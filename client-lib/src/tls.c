@@ -32,6 +32,9 @@ sl_tls_free(sl_tls *t)
 		free(t->key);
 	}
 	free(t->server_name);
+	free(t->ca_file);
+	free(t->cert_file);
+	free(t->key_file);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -159,10 +162,6 @@ sl_tls_load(sl_tls *out, const char *ca_file, const char *cert_file, const char 
 	*out = t;
 	return SAGA_OK;
 fail:
-	free(t.ca_file);
-	free(t.cert_file);
-	free(t.key_file);
-	t.ca_file = t.cert_file = t.key_file = NULL;
 	sl_tls_free(&t);
 	return rv;
 }
