@@ -269,6 +269,27 @@ START_TEST(a_client_trusting_another_ca_is_refused_with_econn_saying_tls_failed)
 	ck_assert_msg(
 	    ths_contains(e, "TLS handshake") && ths_contains(e, "--tls-ca"), "sagactl said: %s", e);
 	free(e);
+	/* A participant trusting the other CA keeps retrying and says why in
+	 * its log. */
+	const char *argv[] = { ths_env_ok("TEST_PARTICIPANT_BIN"), "--url", ths_url(t), "--journal",
+		path(t, "journal-wrong-ca"), "--participant", "pA", "--tls-ca", path(t, "ca2.pem"),
+		"--tls-cert", path(t, "client.pem"), "--tls-key", path(t, "client.key"), NULL };
+	pid_t p = th_spawn(argv, NULL, path(t, "part-wrong-ca.log"));
+	ck_assert_int_gt(p, 0);
+	long long until = th_now_ms() + 10000;
+	char *plog = NULL;
+	while (th_now_ms() < until) {
+		free(plog);
+		plog = th_read_file(path(t, "part-wrong-ca.log"), NULL);
+		if (plog != NULL && strstr(plog, "TLS handshake") != NULL)
+			break;
+		usleep(100000);
+	}
+	ck_assert_msg(plog != NULL && strstr(plog, "TLS handshake") != NULL,
+	    "the participant did not log why it cannot connect: %s", plog ? plog : "(no log)");
+	free(plog);
+	ck_assert_int_eq(th_wait_exit(p, 0, NULL), -1); /* still retrying, not dead */
+	th_stop(p);
 	ths_free(t);
 }
 END_TEST
