@@ -328,7 +328,7 @@ START_TEST(an_expired_client_certificate_is_refused_when_client_auth_is_required
 }
 END_TEST
 
-START_TEST(a_tls_url_without_a_ca_fails_at_once_with_einval_naming_the_setting)
+START_TEST(a_tls_url_without_a_ca_or_with_unusable_files_fails_at_once_with_einval)
 {
 	saga_client *c = NULL;
 	saga_list *l = NULL;
@@ -343,6 +343,19 @@ START_TEST(a_tls_url_without_a_ca_fails_at_once_with_einval_naming_the_setting)
 	    saga_client_set_tls(c, "/nonexistent/ca.pem", NULL, NULL, NULL), SAGA_EINVAL);
 	ck_assert_msg(strstr(saga_client_errmsg(c), "/nonexistent/ca.pem") != NULL, "detail: %s",
 	    saga_client_errmsg(c));
+	/* A file that is not PEM, and a certificate without its key. */
+	char *dir = th_tmpdir(), notpem[600];
+	ck_assert_ptr_nonnull(dir);
+	snprintf(notpem, sizeof(notpem), "%s/ca.der", dir);
+	ck_assert_int_eq(th_write_file(notpem, "\x30\x82\x01\x0a", 4), 0);
+	ck_assert_int_eq(saga_client_set_tls(c, notpem, NULL, NULL, NULL), SAGA_EINVAL);
+	ck_assert_msg(strstr(saga_client_errmsg(c), "not a PEM file") != NULL, "detail: %s",
+	    saga_client_errmsg(c));
+	ck_assert_int_eq(saga_client_set_tls(c, notpem, notpem, NULL, NULL), SAGA_EINVAL);
+	ck_assert_msg(strstr(saga_client_errmsg(c), "both or neither") != NULL, "detail: %s",
+	    saga_client_errmsg(c));
+	th_rm_rf(dir);
+	free(dir);
 	saga_client_free(c);
 
 	saga_worker *w = NULL;
@@ -487,7 +500,7 @@ tls_suite(void)
 	tcase_add_test(tc, a_client_trusting_another_ca_is_refused_with_econn_saying_tls_failed);
 	tcase_add_test(tc, no_client_certificate_is_refused_when_client_auth_is_required);
 	tcase_add_test(tc, an_expired_client_certificate_is_refused_when_client_auth_is_required);
-	tcase_add_test(tc, a_tls_url_without_a_ca_fails_at_once_with_einval_naming_the_setting);
+	tcase_add_test(tc, a_tls_url_without_a_ca_or_with_unusable_files_fails_at_once_with_einval);
 	tcase_add_test(tc, sagad_refuses_to_start_when_tls_settings_cannot_work);
 	tcase_add_test(tc, refused_handshakes_are_logged_at_most_every_10_s_and_sagad_stays_up);
 	tcase_add_test(
