@@ -435,9 +435,14 @@ uint64_t
 sl_conn_handshake_why(sl_conn *c, const sl_hs *before, const sl_hs *now, uint64_t min, char *err)
 {
 	for (unsigned i = 0; i < c->n_urls; i++) {
-		uint64_t auth = now->auth[i] - before->auth[i];
-		uint64_t other = now->other[i] - before->other[i];
+		/* (A snapshot that failed reads as zeros: no difference.) */
+		uint64_t auth = now->auth[i] > before->auth[i] ? now->auth[i] - before->auth[i] : 0;
+		uint64_t other =
+		    now->other[i] > before->other[i] ? now->other[i] - before->other[i] : 0;
 		int tls = sl_url_is_tls(c->urls[i]);
+		/* A plaintext URL asks for one more: a sagad stopping while it
+		 * negotiates a connection closes it the same way, once. */
+		uint64_t min_plain = min > 1 ? min + 1 : min;
 		if (auth >= min) {
 			sl_seterr(err,
 			    "TLS handshake with sagad at %s failed (%llu times): sagad's "
@@ -465,7 +470,7 @@ sl_conn_handshake_why(sl_conn *c, const sl_hs *before, const sl_hs *now, uint64_
 				  "sagactl: --tls-cert and --tls-key)");
 			return other;
 		}
-		if (other >= min) {
+		if (other >= min_plain && !tls) {
 			sl_seterr(err,
 			    "sagad at %s closed the connection during the handshake (%llu times): "
 			    "if it listens with TLS, use a tls+tcp:// URL and a CA to trust "

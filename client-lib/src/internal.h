@@ -192,8 +192,9 @@ typedef struct sl_hs {
 } sl_hs;
 void sl_conn_handshakes(sl_conn *c, sl_hs *out);
 /* If some URL's dialer failed at least min handshakes between before and
- * now, writes why into err (naming the URL, saying whether TLS failed and
- * what to check) and returns that count; otherwise returns 0. */
+ * now (min + 1 for a plaintext URL's "other" failures, when min > 1),
+ * writes why into err (naming the URL, saying whether TLS failed and what
+ * to check) and returns that count; otherwise returns 0. */
 uint64_t sl_conn_handshake_why(
     sl_conn *c, const sl_hs *before, const sl_hs *now, uint64_t min, char *err);
 
