@@ -75,6 +75,7 @@ static struct {
 	const char *fail_on;
 	const char *delay_rpc;
 	const char *stats;
+	const char *tls_ca, *tls_cert, *tls_key; /* NULL = no TLS */
 	long delay_ms;
 	uint32_t capacity;
 	size_t n_names;
@@ -113,7 +114,7 @@ usage(void)
 	fprintf(stderr,
 	    "usage: bench-participant --url URL --participant NAME[,NAME...] [--capacity N]\n"
 	    "         [--instance ID] [--fail-on RPC] [--delay-ms MS --delay-rpc RPC]\n"
-	    "         [--stats FILE]\n");
+	    "         [--stats FILE] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]\n");
 	exit(2);
 }
 
@@ -295,6 +296,12 @@ main(int argc, char **argv)
 			P.delay_rpc = v;
 		else if (strcmp(a, "--stats") == 0)
 			P.stats = v;
+		else if (strcmp(a, "--tls-ca") == 0)
+			P.tls_ca = v;
+		else if (strcmp(a, "--tls-cert") == 0)
+			P.tls_cert = v;
+		else if (strcmp(a, "--tls-key") == 0)
+			P.tls_key = v;
 		else
 			usage();
 	}
@@ -326,6 +333,12 @@ main(int argc, char **argv)
 			return 1;
 		}
 		saga_worker_set_log(w, on_log, NULL);
+		if (P.tls_ca != NULL &&
+		    (rv = saga_worker_set_tls(w, P.tls_ca, P.tls_cert, P.tls_key, NULL)) !=
+			SAGA_OK) {
+			fprintf(stderr, "bench-participant: TLS: %s\n", saga_worker_errmsg(w));
+			return 2;
+		}
 		if ((rv = saga_worker_set_capacity(w, P.capacity)) != SAGA_OK) {
 			fprintf(stderr, "bench-participant: capacity %u: %s\n", P.capacity,
 			    saga_strerror(rv));

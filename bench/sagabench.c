@@ -120,7 +120,33 @@ static struct {
 	unsigned capacity;
 	const char *sagad_args[32];
 	size_t n_sagad_args;
+	const char *tls_dir; /* --tls: ca.pem, sagad.pem/.key, client.pem/.key; NULL = off */
 } O;
+
+/* --tls: the file DIR/name, in one of 8 static buffers. */
+static const char *
+tls_file(const char *name)
+{
+	static char buf[8][600];
+	static int i;
+	char *p = buf[i++ % 8];
+	snprintf(p, sizeof(buf[0]), "%s/%s", O.tls_dir, name);
+	return p;
+}
+
+/* Gives a new client the --tls settings (mutual TLS); aborts if the files
+ * cannot be used (checked at start-up already). */
+static void
+client_tls(saga_client *c)
+{
+	if (O.tls_dir == NULL)
+		return;
+	if (saga_client_set_tls(c, tls_file("ca.pem"), tls_file("client.pem"),
+		tls_file("client.key"), NULL) != SAGA_OK) {
+		fprintf(stderr, "sagabench: --tls: %s\n", saga_client_errmsg(c));
+		abort();
+	}
+}
 
 /* ---- the world this run started ------------------------------------------- */
 
@@ -577,6 +603,7 @@ wait_ready(const world *w, int timeout_ms)
 
 		if (saga_client_new(w->inst_url[0], &c) != SAGA_OK)
 			return -1;
+		client_tls(c);
 		saga_client_set_timeout(c, 250);
 		memset(&f, 0, sizeof(f));
 		f.limit = 1;
@@ -627,6 +654,14 @@ start_sagad_n(const world *w, int i)
 	argv[n++] = id;
 	if (geteuid() == 0)
 		argv[n++] = "--allow-root";
+	if (O.tls_dir != NULL) {
+		argv[n++] = "--tls-cert";
+		argv[n++] = tls_file("sagad.pem");
+		argv[n++] = "--tls-key";
+		argv[n++] = tls_file("sagad.key");
+		argv[n++] = "--tls-ca";
+		argv[n++] = tls_file("ca.pem");
+	}
 	for (size_t k = 0; k < O.n_sagad_args && n < 63; k++)
 		argv[n++] = O.sagad_args[k];
 	argv[n] = NULL;
@@ -671,6 +706,14 @@ start_part(const world *w, const char *names, const char *const extra[])
 	argv[n++] = cap;
 	argv[n++] = "--instance";
 	argv[n++] = inst;
+	if (O.tls_dir != NULL) {
+		argv[n++] = "--tls-ca";
+		argv[n++] = tls_file("ca.pem");
+		argv[n++] = "--tls-cert";
+		argv[n++] = tls_file("client.pem");
+		argv[n++] = "--tls-key";
+		argv[n++] = tls_file("client.key");
+	}
 	for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 31; i++)
 		argv[n++] = extra[i];
 	argv[n] = NULL;
@@ -696,8 +739,10 @@ register_defs(const world *w)
 		note("cannot read %s", g_binpb);
 		return -1;
 	}
-	if ((rv = saga_client_new(w->inst_url[0], &c)) == SAGA_OK)
+	if ((rv = saga_client_new(w->inst_url[0], &c)) == SAGA_OK) {
+		client_tls(c);
 		rv = saga_client_register(c, data, len, &res);
+	}
 	if (rv != SAGA_OK)
 		note("register %s: %s: %s", g_binpb, saga_strerror(rv),
 		    c != NULL ? saga_client_errmsg(c) : "");
@@ -730,7 +775,8 @@ world_up(world *w, const char *name)
 		int port = free_port();
 		if (port < 0)
 			return -1;
-		snprintf(w->inst_url[i], sizeof(w->inst_url[i]), "tcp://127.0.0.1:%d", port);
+		snprintf(w->inst_url[i], sizeof(w->inst_url[i]), "%s://127.0.0.1:%d",
+		    O.tls_dir != NULL ? "tls+tcp" : "tcp", port);
 		ul += (size_t)snprintf(
 		    w->url + ul, sizeof(w->url) - ul, "%s%s", i ? "," : "", w->inst_url[i]);
 	}
@@ -994,6 +1040,7 @@ run_closed(const scen *s, int conc, result *r)
 		if ((d[i].input = make_input(s->input_bytes, &d[i].input_len)) == NULL ||
 		    saga_client_new(w.url, &d[i].c) != SAGA_OK)
 			abort();
+		client_tls(d[i].c);
 		saga_client_set_timeout(d[i].c, 30000);
 		if (pthread_create(&d[i].th, NULL, drv_main, &d[i]) != 0) {
 			note("pthread_create failed");
@@ -1218,6 +1265,7 @@ run_inflight(void)
 		st[i].n = O.inflight;
 		if (saga_client_new(w.url, &st[i].c) != SAGA_OK)
 			abort();
+		client_tls(st[i].c);
 		saga_client_set_timeout(st[i].c, 60000);
 		if (pthread_create(&st[i].th, NULL, starter_main, &st[i]) != 0)
 			break;
@@ -1280,6 +1328,7 @@ run_inflight(void)
 	g_inf.restart_ready_ms = (double)(t_ready - t0) / 1e6;
 	if (saga_client_new(w.url, &c) != SAGA_OK)
 		abort();
+	client_tls(c);
 	saga_client_set_timeout(c, 30000);
 	deadline = t0 + (long long)O.inflight_timeout_s * 1000000000LL;
 	for (;;) {
@@ -1696,6 +1745,9 @@ usage(FILE *f)
 	    "                        participants and the drivers are given every one\n"
 	    "  --sagad-arg ARG       pass ARG to sagad (repeatable), e.g. "
 	    "--sagad-arg=--max-batch=500\n"
+	    "  --tls DIR             mutual TLS everywhere (tls+tcp://), with DIR/ca.pem,\n"
+	    "                        sagad.pem, sagad.key, client.pem, client.key (as\n"
+	    "                        docker/dev-certs.sh DIR makes them)\n"
 	    "  --quick               short smoke run (about 1-2 minutes)\n"
 	    "  --keep                keep the temp dir (logs, PostgreSQL data)\n"
 	    "  --two-calls           drive with start then wait (two requests per saga)\n"
@@ -1809,6 +1861,8 @@ main(int argc, char **argv)
 			O.sagad_args[O.n_sagad_args++] = v;
 		else if (strcmp(a, "--out") == 0)
 			O.out = v;
+		else if (strcmp(a, "--tls") == 0)
+			O.tls_dir = v;
 		else {
 			usage(stderr);
 			return 2;
@@ -1856,6 +1910,15 @@ main(int argc, char **argv)
 	uname(&un);
 	note("sagad %s; %ld CPUs; %s %s", g_sagad_bin, sysconf(_SC_NPROCESSORS_ONLN), un.sysname,
 	    un.release);
+	if (O.tls_dir != NULL) {
+		/* A bad file is found here, not in the middle of a run. */
+		saga_client *c = NULL;
+		if (saga_client_new("tls+tcp://127.0.0.1:1", &c) != SAGA_OK)
+			return 1;
+		client_tls(c);
+		saga_client_free(c);
+		note("mutual TLS on every connection (tls+tcp://), certificates in %s", O.tls_dir);
+	}
 	if ((g_dir = th_tmpdir()) == NULL) {
 		return 1;
 	}

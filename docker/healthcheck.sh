@@ -14,7 +14,9 @@
 #       least one connection of participant NAME. Healthy = this
 #       participant is connected to sagad and polling for steps. (With
 #       replicas, sagad counts them together: a replica's check passes if
-#       any replica is connected.)
+#       any replica is connected.) For a tls+tcp:// SAGA_URL, sagactl reads
+#       $SAGA_TLS_CA, $SAGA_TLS_CERT, $SAGA_TLS_KEY and $SAGA_TLS_SERVER_NAME
+#       from the environment.
 #
 # Why bash and not curl: debian:12-slim has no curl or wget, and installing
 # curl would add a dozen libraries to the image for one GET. bash (always

@@ -21,6 +21,14 @@
 #              second; then the script exits 1 saying sagad is unreachable.
 #   SAGA_DEFINITIONS        the descriptor set `register` registers
 #              (default: the example's, /usr/share/saga/examples/order.binpb)
+#   SAGA_TLS_CA, SAGA_TLS_CERT, SAGA_TLS_KEY, SAGA_TLS_SERVER_NAME
+#              TLS for a tls+tcp:// SAGA_URL, read by sagactl and order-*
+#              themselves: $SAGA_TLS_CA (required with such a URL) is the
+#              CA sagad's certificate must be signed by, $SAGA_TLS_CERT and
+#              $SAGA_TLS_KEY the client certificate shown to a sagad that
+#              requires one, $SAGA_TLS_SERVER_NAME the name sagad's
+#              certificate carries if not the URL's host. A file named there
+#              that cannot be read is reported by name (exit 78).
 # A missing required variable is reported by name, with exit status 78
 # (EX_CONFIG); an unknown role is a usage error (64).
 #
@@ -59,6 +67,21 @@ require() {
 	[[ -n "${!1:-}" ]] || die 78 "$1 is not set (the $role role needs it), e.g. $1='$2'"
 }
 
+# check_tls: a tls+tcp:// SAGA_URL needs SAGA_TLS_CA; every SAGA_TLS_* file
+# given must be readable. Exits 78 naming the variable otherwise.
+check_tls() {
+	local v
+	case "$SAGA_URL" in
+	tls+* | wss*)
+		[[ -n "${SAGA_TLS_CA:-}" ]] ||
+			die 78 "SAGA_URL $SAGA_URL uses TLS but SAGA_TLS_CA is not set (the CA file sagad's certificate is checked against), e.g. SAGA_TLS_CA=/certs/ca.pem"
+		;;
+	esac
+	for v in SAGA_TLS_CA SAGA_TLS_CERT SAGA_TLS_KEY; do
+		[[ -z "${!v:-}" || -r "${!v}" ]] || die 78 "$v=${!v}: cannot read that file"
+	done
+}
+
 # Waits until sagad answers a request (not merely accepts a connection).
 wait_for_sagad() {
 	local deadline=$((SECONDS + WAIT_FOR_SAGAD_SECONDS)) err=""
@@ -79,6 +102,7 @@ case "$role" in
 inventory | payment | shipping)
 	require SAGA_URL tcp://sagad:7700
 	require SHOP_DB 'host=postgres dbname=shop user=saga password=...'
+	check_tls
 	bin=$PARTICIPANT_BIN_DIR/order-$role
 	[[ -x "$bin" ]] || die 78 "$bin not found (set PARTICIPANT_BIN_DIR)"
 	wait_for_sagad
@@ -89,6 +113,7 @@ inventory | payment | shipping)
 register)
 	require SAGA_URL tcp://sagad:7700
 	[[ -r "$SAGA_DEFINITIONS" ]] || die 78 "cannot read $SAGA_DEFINITIONS (set SAGA_DEFINITIONS)"
+	check_tls
 	wait_for_sagad
 	# Registering an unchanged definition is a no-op, so this one-shot
 	# may run on every `docker compose up`.
@@ -96,6 +121,7 @@ register)
 	;;
 client)
 	require SAGA_URL tcp://sagad:7700
+	check_tls
 	exec "$PARTICIPANT_BIN_DIR/order-client" "$@"
 	;;
 "" | -h | --help)

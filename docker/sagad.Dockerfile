@@ -6,7 +6,9 @@
 # stage 2 is debian:12-slim with the runtime libraries only and the files
 # this image needs copied out of /staging. docs/OPERATIONS.md explains the
 # choices. The builder stage is the same in examples.Dockerfile, so one
-# build serves both images from the layer cache.
+# build serves both images from the layer cache. A side stage, dev-certs,
+# is the image of compose.yaml's `certs` one-shot: openssl and
+# docker/dev-certs.sh, which makes the example's development certificates.
 
 FROM debian:12 AS build
 RUN apt-get update \
@@ -24,6 +26,14 @@ COPY . .
 RUN meson setup /build --buildtype=release --prefix=/usr --libdir=lib -Dtests=false \
  && meson compile -C /build \
  && meson install -C /build --destdir /staging
+
+# compose.yaml's `certs` service (target: dev-certs) runs
+# /usr/local/bin/dev-certs; it has no entry point of its own.
+FROM debian:12-slim AS dev-certs
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends openssl \
+ && rm -rf /var/lib/apt/lists/*
+COPY docker/dev-certs.sh /usr/local/bin/dev-certs
 
 FROM debian:12-slim
 # libnng1 pulls in mbedtls (tls+tcp://). No PostgreSQL server: sagad's

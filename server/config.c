@@ -45,6 +45,13 @@ check_format(const char *v)
 }
 
 static int
+check_client_auth(const char *v)
+{
+	return v[0] == '\0' || strcmp(v, "none") == 0 || strcmp(v, "optional") == 0 ||
+	    strcmp(v, "required") == 0;
+}
+
+static int
 check_nonempty(const char *v)
 {
 	return v[0] != '\0';
@@ -120,6 +127,17 @@ static const opt opts[] = {
 	U(lease_ms, "SAGAD_LEASE_MS", 8000, 1000, 600000,
 	    "shard lease: renewed every quarter of it; the shards of an instance that stops "
 	    "renewing are taken over after it"),
+	S(tls_cert, "SAGAD_TLS_CERT", "", NULL, "FILE",
+	    "PEM certificate (with its chain) that sagad shows on every tls+tcp:// listen URL; "
+	    "SIGHUP reads it again"),
+	S(tls_key, "SAGAD_TLS_KEY", "", NULL, "FILE",
+	    "PEM private key of tls-cert (unencrypted; keep it mode 0600); SIGHUP reads it again"),
+	S(tls_ca, "SAGAD_TLS_CA", "", NULL, "FILE",
+	    "PEM certificates of the CAs that sign client certificates (mutual TLS); SIGHUP "
+	    "reads it again; empty = none"),
+	S(tls_client_auth, "SAGAD_TLS_CLIENT_AUTH", "", check_client_auth, "MODE",
+	    "client certificates on tls+tcp://: none, optional (checked if shown) or required "
+	    "(mutual TLS); empty = required when tls-ca is set, else none"),
 	B(allow_root, "SAGAD_ALLOW_ROOT", "false",
 	    "run even as root (refused by default: run sagad as an unprivileged user)"),
 	S(config, "SAGAD_CONFIG", "", NULL, "FILE",
@@ -130,7 +148,8 @@ static const opt opts[] = {
 
 /* Settings a SIGHUP applies to the running daemon (main.c reload()). */
 static const char *const live_opts[] = { "log_level", "log_format", "breaker_window_ms",
-	"breaker_min_calls", "breaker_failure_pct", "breaker_cooloff_ms", "shutdown_grace_ms" };
+	"breaker_min_calls", "breaker_failure_pct", "breaker_cooloff_ms", "shutdown_grace_ms",
+	"tls_cert", "tls_key", "tls_ca", "tls_client_auth" };
 
 static const char *const commands[] = { "run", "migrate", "help", "version", "print-config" };
 
@@ -235,6 +254,9 @@ set_value(cfg *c, const opt *o, const char *v, const char *src, char *err, size_
 			    src, v);
 		else if (o->check == check_format)
 			seterr(err, errlen, "%s: \"%s\" is not one of logfmt, json", src, v);
+		else if (o->check == check_client_auth)
+			seterr(err, errlen, "%s: \"%s\" is not one of none, optional, required",
+			    src, v);
 		else
 			seterr(err, errlen, "%s must not be empty", src);
 		return SAGA_EINVAL;

@@ -49,6 +49,12 @@ typedef struct cfg {
 	char *instance_id;            /* this sagad among several on one database; "" = derived */
 	uint32_t lease_ms;            /* shard lease: a dead instance's shards move after it */
 	uint32_t max_saga_memory_mb;  /* inputs of the sagas held in memory, at most */
+	/* TLS of every tls+tcp:// listen URL (server/tls.h); live on SIGHUP,
+	 * which also reads the files again. */
+	char *tls_cert;        /* PEM certificate (chain) of sagad; "" = none */
+	char *tls_key;         /* PEM private key of tls_cert; "" = none */
+	char *tls_ca;          /* PEM CAs that sign client certificates; "" = none */
+	char *tls_client_auth; /* none|optional|required; "" = required if tls_ca set */
 } cfg;
 
 /* Parses defaults, environment, then argv. The first non-flag argument is

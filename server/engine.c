@@ -907,9 +907,14 @@ engine_metrics(char **out, size_t *len)
 	    "# HELP sagad_connections_refused_total Connections refused because "
 	    "max_connections were open.\n"
 	    "# TYPE sagad_connections_refused_total counter\nsagad_connections_refused_total "
-	    "%llu\n",
+	    "%llu\n"
+	    "# HELP sagad_tls_handshakes_refused_total TLS handshakes refused on tls+tcp:// "
+	    "listeners (counted every 10 s).\n"
+	    "# TYPE sagad_tls_handshakes_refused_total counter\n"
+	    "sagad_tls_handshakes_refused_total %llu\n",
 	    E.n_sagas, shards_held_locked(), rpc_connections(),
-	    (unsigned long long)rpc_connections_refused());
+	    (unsigned long long)rpc_connections_refused(),
+	    (unsigned long long)rpc_tls_handshakes_refused());
 	dsp_metrics(&b);
 	mx_printf(&b,
 	    "# HELP sagad_db_commit_seconds Time to commit one batch of saga "

@@ -35,6 +35,7 @@
 #include "names.h"
 #include "saga_base.h"
 #include "store.h"
+#include "tls.h"
 
 #define EXIT_USAGE 64
 
@@ -63,6 +64,7 @@ reload(void)
 	slog_init(
 	    slog_parse_level(g_running->log_level), slog_parse_format(g_running->log_format), NULL);
 	engine_reload(g_running);
+	rpc_tls_reload(g_running); /* reads the TLS files again even if unchanged */
 	if (restart[0] != '\0')
 		slog_warn("SIGHUP: changed but applied only at a restart: %s", restart);
 	slog_info("SIGHUP: settings reloaded%s%s", changed[0] ? "; applied: " : ", none changed",
@@ -201,6 +203,26 @@ main(int argc, char **argv)
 	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
+
+	if (strcmp(c.command, "run") == 0) {
+		/* Before the database: a TLS setting that cannot work is
+		 * found in a second, with a message that says what to set.
+		 * After the signal mask: this starts nng's threads, which
+		 * must not take SIGHUP (its default action ends the process). */
+		nng_tls_config *tls = NULL;
+		if (tls_wanted(&c)) {
+			rv = tls_server_config(&c, &tls, err, sizeof(err));
+			if (tls != NULL)
+				nng_tls_config_free(tls);
+		} else {
+			rv = tls_check_settings(&c, err, sizeof(err));
+		}
+		if (rv != 0) {
+			fprintf(stderr, "sagad: %s\n", err);
+			cfg_free(&c);
+			return EXIT_CONFIG;
+		}
+	}
 
 	registry_init();
 	if ((rv = prepare_database(&c, conninfo, sizeof(conninfo), &embedded)) != 0)

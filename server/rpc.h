@@ -66,4 +66,12 @@ void rpc_pipe_close(uint32_t pipe_id);
 uint32_t rpc_connections(void);
 uint64_t rpc_connections_refused(void);
 
+/* SIGHUP: reads tls-cert, tls-key and tls-ca again and applies them (and
+ * tls-client-auth) to every tls+tcp:// listener, for the connections made
+ * from now on; open connections keep the configuration they started with.
+ * If a file is missing or bad, logs why and changes nothing. */
+int rpc_tls_reload(const cfg *c);
+/* TLS handshakes the listeners refused since start (counted every 10 s). */
+uint64_t rpc_tls_handshakes_refused(void);
+
 #endif

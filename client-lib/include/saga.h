@@ -134,6 +134,18 @@ SAGA_API int saga_state_is_final(saga_state s);
  * owns. A client sends each call to one of the instances it is connected to,
  * in turn, and to the others while one is down; a worker keeps a connection
  * to every instance and serves them all (see saga_worker_new).
+ *
+ * TLS. A "tls+tcp://HOST:PORT" URL speaks TLS 1.2 (nng 1.5.2 offers no
+ * other version). sagad's certificate is always checked: set the CA file
+ * with saga_client_set_tls / saga_worker_set_tls, or a call fails with
+ * SAGA_EINVAL ("no CA is set"). The certificate must name HOST, or the
+ * server name given there, as a DNS name or as its common name: nng 1.5.2
+ * never matches IP address entries, so for "tls+tcp://10.0.0.5:7700" the
+ * certificate needs a DNS entry "10.0.0.5" or a server name must be set.
+ * A handshake that keeps failing (a certificate not trusted on either
+ * side, a plaintext URL for a TLS sagad) fails a call with SAGA_ECONN
+ * within about a second, the detail saying that TLS failed and what to
+ * check. See docs/SECURITY.md.
  * ------------------------------------------------------------------------ */
 #define SAGA_MAX_URLS 16
 
@@ -174,6 +186,21 @@ SAGA_API int saga_client_set_timeout(saga_client *c, int timeout_ms);
 /* Largest reply accepted, in bytes (default 16 MiB). */
 SAGA_API int saga_client_set_max_message(saga_client *c, size_t bytes);
 SAGA_API void saga_client_set_log(saga_client *c, saga_log_fn fn, void *user);
+
+/*
+ * TLS, for tls+tcp:// URLs (see "TLS" below): ca_file is the PEM file of
+ * the CAs that sagad's certificate must be signed by (required);
+ * cert_file and key_file the client's certificate and its unencrypted key,
+ * for a sagad that requires client certificates (mutual TLS; both or
+ * neither, NULL = none); server_name the name sagad's certificate must
+ * carry (NULL = the host of each URL). The files are read now: a missing
+ * or unusable file is SAGA_EINVAL with saga_client_errmsg() naming it.
+ * Applies to the connections made from now on (calling it again re-dials).
+ * The library never reads the environment: sagactl's --tls-* options and
+ * SAGA_TLS_* variables are sagactl's.
+ */
+SAGA_API int saga_client_set_tls(saga_client *c, const char *ca_file, const char *cert_file,
+    const char *key_file, const char *server_name);
 
 /* Detail of the last failed call on this handle ("" if none). Valid until
  * the next call on the handle. */
@@ -580,6 +607,12 @@ SAGA_API int saga_worker_set_capacity(saga_worker *w, uint32_t capacity);
 /* Free-form replica name shown in sagad's logs (default "host:pid"). */
 SAGA_API int saga_worker_set_instance(saga_worker *w, const char *instance);
 SAGA_API int saga_worker_set_max_message(saga_worker *w, size_t bytes);
+/* TLS for tls+tcp:// URLs, as saga_client_set_tls. Before saga_worker_run
+ * (SAGA_ESTATE while it runs). A handshake sagad refuses, or one whose
+ * certificate this worker refuses, is retried and logged (at most every
+ * 30 s per URL) with the reason. */
+SAGA_API int saga_worker_set_tls(saga_worker *w, const char *ca_file, const char *cert_file,
+    const char *key_file, const char *server_name);
 SAGA_API void saga_worker_set_log(saga_worker *w, saga_log_fn fn, void *user);
 SAGA_API const char *saga_worker_errmsg(const saga_worker *w);
 

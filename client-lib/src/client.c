@@ -40,6 +40,7 @@ struct saga_client {
 	pthread_cond_t cv;        /* an abandoned request finished */
 	struct sl_req *abandoned; /* timed-out requests still in flight */
 	size_t n_abandoned;
+	sl_tls tls; /* saga_client_set_tls */
 };
 
 /*
@@ -128,6 +129,22 @@ reap(saga_client *c, int64_t wait_ms)
 	return left;
 }
 
+static int
+has_tls_url(const saga_client *c)
+{
+	for (size_t i = 0; i < c->urls.n; i++)
+		if (sl_url_is_tls(c->urls.url[i]))
+			return 1;
+	return 0;
+}
+
+static int
+open_conn(saga_client *c)
+{
+	return sl_conn_open(&c->conn, (const char *const *)c->urls.url, (unsigned)c->urls.n,
+	    c->max_message, &c->tls, c->errmsg);
+}
+
 int
 saga_client_new(const char *urls, saga_client **out)
 {
@@ -160,8 +177,9 @@ saga_client_new(const char *urls, saga_client **out)
 	 * from saga_url_list_check(). */
 	if ((rv = sl_urls_parse(urls, &c->urls, c->errmsg)) != SAGA_OK)
 		goto fail;
-	if ((rv = sl_conn_open(&c->conn, (const char *const *)c->urls.url, (unsigned)c->urls.n,
-		 c->max_message, c->errmsg)) != SAGA_OK)
+	/* A list with a TLS URL is dialed at the first call, once
+	 * saga_client_set_tls has had its chance; the others at once. */
+	if (!has_tls_url(c) && (rv = open_conn(c)) != SAGA_OK)
 		goto fail;
 	*out = c;
 	return SAGA_OK;
@@ -191,7 +209,25 @@ saga_client_free(saga_client *c)
 	pthread_cond_destroy(&c->cv);
 	pthread_mutex_destroy(&c->mu);
 	sl_urls_free(&c->urls);
+	sl_tls_free(&c->tls);
 	free(c);
+}
+
+int
+saga_client_set_tls(saga_client *c, const char *ca_file, const char *cert_file,
+    const char *key_file, const char *server_name)
+{
+	int rv;
+	if (c == NULL)
+		return SAGA_EINVAL;
+	if ((rv = sl_tls_load(&c->tls, ca_file, cert_file, key_file, server_name, c->errmsg)) !=
+	    SAGA_OK)
+		return rv;
+	/* Connections already made keep the settings they were made with:
+	 * the socket is closed, and the next call dials again. */
+	if (c->conn.open && has_tls_url(c))
+		sl_conn_close(&c->conn);
+	return SAGA_OK;
 }
 
 int
@@ -238,6 +274,51 @@ saga_client_errmsg(const saga_client *c)
 	return c != NULL ? c->errmsg : "";
 }
 
+/* How often a call waiting for a connection looks at nng's counts of
+ * failed handshakes, and how many failures in a row mean that waiting
+ * longer will not help: nng re-dials every 50 to 500 ms, so two failures
+ * take at most about a second. A single failure can be a certificate
+ * rotation caught half way. */
+#define HANDSHAKE_CHECK_MS 100
+#define HANDSHAKE_GIVE_UP  2
+
+/*
+ * Waits until a connection is up: SAGA_OK; SAGA_ECONN (c->errmsg says why)
+ * when the handshakes keep failing (a certificate sagad or this client
+ * refuses, a plaintext URL for a TLS sagad); SAGA_ETIMEDOUT at deadline.
+ */
+static int
+wait_up(saga_client *c, int64_t deadline)
+{
+	sl_hs before, now;
+
+	if (sl_conn_wait_up(&c->conn, 0))
+		return SAGA_OK;
+	/* Failures before this call (a sagad since fixed) do not count. */
+	sl_conn_handshakes(&c->conn, &before);
+	for (;;) {
+		int64_t slice = wire_mono_ms() + HANDSHAKE_CHECK_MS;
+		if (sl_conn_wait_up(&c->conn, slice < deadline ? slice : deadline))
+			return SAGA_OK;
+		/* Nothing listens at any URL, and none was ever reached: say so
+		 * at once rather than wait out the timeout. */
+		if (sl_conn_refused(&c->conn)) {
+			sl_seterr(c->errmsg,
+			    "cannot reach sagad at %s: connection refused (is sagad running "
+			    "there?)",
+			    c->urls.text);
+			return SAGA_ECONN;
+		}
+		sl_conn_handshakes(&c->conn, &now);
+		int over = wire_mono_ms() >= deadline;
+		if (sl_conn_handshake_why(
+			&c->conn, &before, &now, over ? 1 : HANDSHAKE_GIVE_UP, c->errmsg) > 0)
+			return SAGA_ECONN;
+		if (over)
+			return SAGA_ETIMEDOUT;
+	}
+}
+
 /*
  * One request/reply with sagad within the client timeout. On success *out
  * is the decoded reply with body `want` (wire_free it). On failure
@@ -258,26 +339,16 @@ call(saga_client *c, const Sagawire__Request *req, Sagawire__Response__BodyCase 
 		sl_seterr(c->errmsg, "out of memory packing the request");
 		return rv;
 	}
+	if (!c->conn.open && (rv = open_conn(c)) != SAGA_OK) {
+		nng_msg_free(msg);
+		return rv;
+	}
 	/* Waiting for a connection here, rather than letting the send wait,
 	 * means a send is never cancelled (see internal.h). */
-	/* Wait for a connection, but not for one nothing can accept: if
-	 * every URL refused and none was ever reached, say so at once. */
-	for (;;) {
-		int64_t step = wire_mono_ms() + 200;
-		if (sl_conn_wait_up(&c->conn, step < deadline ? step : deadline))
-			break;
-		if (sl_conn_refused(&c->conn)) {
-			sl_seterr(c->errmsg,
-			    "cannot reach sagad at %s: connection refused (is sagad running "
-			    "there?)",
-			    c->urls.text);
-			rv = SAGA_ECONN;
+	if ((rv = wait_up(c, deadline)) != SAGA_OK) {
+		if (rv == SAGA_ECONN)
 			goto fail;
-		}
-		if (wire_mono_ms() >= deadline) {
-			rv = SAGA_ETIMEDOUT;
-			goto timeout;
-		}
+		goto timeout;
 	}
 	if ((r = calloc(1, sizeof(*r))) == NULL) {
 		sl_seterr(c->errmsg, "out of memory");

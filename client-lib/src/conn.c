@@ -260,7 +260,8 @@ pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 }
 
 int
-sl_conn_open(sl_conn *c, const char *const *urls, unsigned n, size_t max_message, char *err)
+sl_conn_open(sl_conn *c, const char *const *urls, unsigned n, size_t max_message, const sl_tls *tls,
+    char *err)
 {
 	nng_socket s;
 	unsigned i;
@@ -297,7 +298,11 @@ sl_conn_open(sl_conn *c, const char *const *urls, unsigned n, size_t max_message
 			    : wire_err_from_nng(rv);
 			goto fail;
 		}
+		if (sl_url_is_tls(urls[i]) &&
+		    (rv = sl_tls_dialer(tls, c->dialers[i], urls[i], err)) != SAGA_OK)
+			goto fail;
 	}
+	c->tls = tls;
 	pthread_mutex_lock(&c->mu);
 	c->npipes = 0;
 	memset(c->dial_ups, 0, sizeof(c->dial_ups));
@@ -399,16 +404,21 @@ sl_conn_wait_up(sl_conn *c, int64_t deadline_ms)
 	return up;
 }
 
-/* The value of the statistic `name` of dialer d in snapshot st; 0 if none. */
+/* The value of the statistic `name` of dialer d in snapshot st; 0 if none.
+ * By hand rather than with nng_stat_find_dialer, which in 1.5.2 was seen
+ * to return another dialer's statistics. */
 static uint64_t
 dialer_stat(nng_stat *st, nng_dialer d, const char *name)
 {
-	nng_stat *ds = nng_stat_find_dialer(st, d);
-	if (ds == NULL)
-		return 0;
-	for (nng_stat *x = nng_stat_child(ds); x != NULL; x = nng_stat_next(x))
-		if (strcmp(nng_stat_name(x), name) == 0)
-			return nng_stat_value(x);
+	for (nng_stat *s = nng_stat_child(st); s != NULL; s = nng_stat_next(s)) {
+		if (nng_stat_type(s) != NNG_STAT_SCOPE || strcmp(nng_stat_name(s), "dialer") != 0)
+			continue;
+		nng_stat *id = nng_stat_find(s, "id");
+		if (id == NULL || (int)nng_stat_value(id) != nng_dialer_id(d))
+			continue;
+		nng_stat *x = nng_stat_find(s, name);
+		return x != NULL ? nng_stat_value(x) : 0;
+	}
 	return 0;
 }
 
@@ -438,6 +448,84 @@ sl_conn_refused(sl_conn *c)
 		all = dialer_stat(st, d[i], "refused") > 0;
 	nng_stats_free(st);
 	return all;
+}
+
+void
+sl_conn_handshakes(sl_conn *c, sl_hs *out)
+{
+	nng_stat *all = NULL;
+
+	memset(out, 0, sizeof(*out));
+	if (!c->open || nng_stats_get(&all) != 0)
+		return;
+	/* By hand rather than with nng_stat_find_dialer, which in 1.5.2 was
+	 * seen to return another dialer's statistics. */
+	for (nng_stat *s = nng_stat_child(all); s != NULL; s = nng_stat_next(s)) {
+		if (nng_stat_type(s) != NNG_STAT_SCOPE || strcmp(nng_stat_name(s), "dialer") != 0)
+			continue;
+		nng_stat *id = nng_stat_find(s, "id");
+		if (id == NULL)
+			continue;
+		for (unsigned i = 0; i < c->n_urls; i++) {
+			if ((int)nng_stat_value(id) != nng_dialer_id(c->dialers[i]))
+				continue;
+			nng_stat *a = nng_stat_find(s, "auth"), *o = nng_stat_find(s, "other");
+			out->auth[i] = a != NULL ? nng_stat_value(a) : 0;
+			out->other[i] = o != NULL ? nng_stat_value(o) : 0;
+		}
+	}
+	nng_stats_free(all);
+}
+
+uint64_t
+sl_conn_handshake_why(sl_conn *c, const sl_hs *before, const sl_hs *now, uint64_t min, char *err)
+{
+	for (unsigned i = 0; i < c->n_urls; i++) {
+		/* (A snapshot that failed reads as zeros: no difference.) */
+		uint64_t auth = now->auth[i] > before->auth[i] ? now->auth[i] - before->auth[i] : 0;
+		uint64_t other =
+		    now->other[i] > before->other[i] ? now->other[i] - before->other[i] : 0;
+		int tls = sl_url_is_tls(c->urls[i]);
+		/* A plaintext URL asks for one more: a sagad stopping while it
+		 * negotiates a connection closes it the same way, once. */
+		uint64_t min_plain = min > 1 ? min + 1 : min;
+		if (auth >= min) {
+			sl_seterr(err,
+			    "TLS handshake with sagad at %s failed (%llu times): sagad's "
+			    "certificate is not signed by the CA given, does not name %s%s, or has "
+			    "expired; or sagad refused the client certificate (expired, or not "
+			    "signed by a CA it trusts)",
+			    c->urls[i], (unsigned long long)auth,
+			    c->tls != NULL && c->tls->server_name != NULL ? c->tls->server_name
+									  : "the URL's host",
+			    c->tls != NULL && c->tls->server_name != NULL
+				? " (the server name set)"
+				: " (nng 1.5.2 matches DNS names and the common name, not IP "
+				  "addresses: set a server name)");
+			return auth;
+		}
+		if (other >= min && tls) {
+			sl_seterr(err,
+			    "sagad at %s closed the connection during the TLS handshake (%llu "
+			    "times): it requires a client certificate%s",
+			    c->urls[i], (unsigned long long)other,
+			    c->tls != NULL && c->tls->cert != NULL
+				? " and refused the one given (expired, or not signed by a CA "
+				  "it trusts)"
+				: " and none is set (saga_client_set_tls / saga_worker_set_tls; "
+				  "sagactl: --tls-cert and --tls-key)");
+			return other;
+		}
+		if (other >= min_plain && !tls) {
+			sl_seterr(err,
+			    "sagad at %s closed the connection during the handshake (%llu times): "
+			    "if it listens with TLS, use a tls+tcp:// URL and a CA to trust "
+			    "(saga_client_set_tls; sagactl: --tls-ca)",
+			    c->urls[i], (unsigned long long)other);
+			return other;
+		}
+	}
+	return 0;
 }
 
 int

@@ -12,6 +12,8 @@
  *   worker.c  saga_worker_*: long-poll, handler threads, batched reports
  *   barrier.c saga_barrier_*: exactly-once effects in the participant's
  *             PostgreSQL transaction
+ *   tls.c     the TLS settings of a client or worker (saga_*_set_tls) and
+ *             the nng configuration of each tls+tcp:// dialer
  */
 #ifndef SAGA_SL_INTERNAL_H
 #define SAGA_SL_INTERNAL_H
@@ -61,6 +63,34 @@ void sl_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms);
 
 /* Makes a condition variable that waits on CLOCK_MONOTONIC. */
 int sl_cond_init(pthread_cond_t *cv);
+
+/* ---- tls.c ------------------------------------------------------------- */
+
+/* What saga_client_set_tls / saga_worker_set_tls were given: the files'
+ * contents (read when set, so a bad file is reported then, by name). */
+typedef struct sl_tls {
+	int set;           /* nonzero once loaded */
+	char *ca;          /* PEM: CAs that sagad's certificate must chain to */
+	char *cert, *key;  /* PEM: the client's certificate and key; NULL = none */
+	char *server_name; /* NULL = each URL's host */
+	char *ca_file, *cert_file, *key_file; /* the paths, for messages */
+} sl_tls;
+
+/* Does url's transport run over TLS (tls+tcp://, wss://...)? */
+int sl_url_is_tls(const char *url);
+
+/* Reads the files into *out (replacing what it held) after checking that
+ * nng's TLS can use them. SAGA_EINVAL with err naming the file and why;
+ * *out is unchanged on failure. */
+int sl_tls_load(sl_tls *out, const char *ca_file, const char *cert_file, const char *key_file,
+    const char *server_name, char *err);
+void sl_tls_free(sl_tls *t);
+
+/* Configures dialer d (of url, a TLS URL) from t: sagad's certificate is
+ * required, checked against t's CAs and t->server_name or url's host; the
+ * client certificate shown if any. SAGA_EINVAL with err when t is NULL or
+ * not set (a tls+tcp:// URL with no CA to trust). */
+int sl_tls_dialer(const sl_tls *t, nng_dialer d, const char *url, char *err);
 
 /* ---- conn.c ------------------------------------------------------------ */
 
@@ -120,6 +150,7 @@ typedef struct sl_conn {
 	} pipes[SL_MAX_PIPES]; /* connections up now */
 	unsigned npipes;
 	int64_t opened_ms; /* wire_mono_ms() at open */
+	const sl_tls *tls; /* borrowed from the owner; for tls+tcp:// dialers */
 } sl_conn;
 
 /* How long a socket closed right after it was opened waits for its first
@@ -135,9 +166,12 @@ int sl_conn_init(sl_conn *c);
 void sl_conn_fini(sl_conn *c);
 
 /* Opens the socket and starts dialing urls[0..n) (1 <= n <= SL_MAX_URLS;
- * the array must outlive the socket). err (SL_ERRMSG_MAX) gets the detail
- * on failure: SAGA_EINVAL for a bad URL, or the mapped nng error. */
-int sl_conn_open(sl_conn *c, const char *const *urls, unsigned n, size_t max_message, char *err);
+ * the array must outlive the socket). TLS URLs are configured from tls
+ * (borrowed: it must outlive the socket; NULL = none, and then a TLS URL is
+ * SAGA_EINVAL). err (SL_ERRMSG_MAX) gets the detail on failure: SAGA_EINVAL
+ * for a bad URL, or the mapped nng error. */
+int sl_conn_open(sl_conn *c, const char *const *urls, unsigned n, size_t max_message,
+    const sl_tls *tls, char *err);
 /* Changes the receive limit: new connections get it at once; the live
  * ones (which keep the limit they started with) are closed and re-dialed. */
 int sl_conn_set_max_message(sl_conn *c, size_t max_message);
@@ -147,6 +181,26 @@ void sl_conn_close(sl_conn *c);
 /* Waits until a connection is up, the monotonic deadline (ms) passes or
  * the socket closes. Returns nonzero if one is up. */
 int sl_conn_wait_up(sl_conn *c, int64_t deadline_ms);
+
+/*
+ * Failed handshakes. nng 1.5.2 re-dials by itself and tells nobody why a
+ * dial failed, but counts the failures of each dialer in its statistics:
+ * "auth" (the TLS handshake failed: a certificate not trusted, a name that
+ * does not match, or an alert from sagad) and "other" (the peer closed the
+ * connection during the handshake: what a plaintext dialer sees from a TLS
+ * listener, and a TLS dialer from one that requires a client certificate
+ * it was not shown). A snapshot of the counts, one pair per URL:
+ */
+typedef struct sl_hs {
+	uint64_t auth[SL_MAX_URLS], other[SL_MAX_URLS];
+} sl_hs;
+void sl_conn_handshakes(sl_conn *c, sl_hs *out);
+/* If some URL's dialer failed at least min handshakes between before and
+ * now (min + 1 for a plaintext URL's "other" failures, when min > 1),
+ * writes why into err (naming the URL, saying whether TLS failed and what
+ * to check) and returns that count; otherwise returns 0. */
+uint64_t sl_conn_handshake_why(
+    sl_conn *c, const sl_hs *before, const sl_hs *now, uint64_t min, char *err);
 
 /* Is the connection with this pipe id still up? */
 int sl_conn_pipe_up(sl_conn *c, uint32_t pipe_id);

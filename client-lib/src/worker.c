@@ -118,6 +118,8 @@
 #define BACKOFF_MAX_MS     10000
 /* How often a poller waiting for its connection looks at the stop flag. */
 #define WAIT_UP_MS         1000
+/* Failed handshakes are logged at most this often per connection. */
+#define HANDSHAKE_LOG_MS   30000
 /* Longest error text a handler can report. */
 #define REPLY_ERROR_MAX    (16 * 1024)
 
@@ -215,6 +217,7 @@ struct saga_worker {
 	char errmsg[SL_ERRMSG_MAX];
 	sl_link *links; /* one per URL */
 	size_t n_links;
+	sl_tls tls; /* saga_worker_set_tls */
 
 	/* stop: written from signal handlers */
 	int wake[2]; /* self-pipe: [0] read by run(), [1] written */
@@ -351,6 +354,7 @@ saga_worker_free(saga_worker *w)
 	pthread_cond_destroy(&w->wake_cv);
 	pthread_mutex_destroy(&w->mu);
 	sl_urls_free(&w->urls);
+	sl_tls_free(&w->tls);
 	free(w->participant);
 	free(w->instance);
 	free(w->run_instance);
@@ -399,6 +403,17 @@ saga_worker_set_max_message(saga_worker *w, size_t bytes)
 		return SAGA_ESTATE;
 	w->max_message = bytes;
 	return SAGA_OK;
+}
+
+int
+saga_worker_set_tls(saga_worker *w, const char *ca_file, const char *cert_file,
+    const char *key_file, const char *server_name)
+{
+	if (w == NULL)
+		return SAGA_EINVAL;
+	if (atomic_load(&w->running))
+		return SAGA_ESTATE;
+	return sl_tls_load(&w->tls, ca_file, cert_file, key_file, server_name, w->errmsg);
 }
 
 void
@@ -1138,6 +1153,10 @@ poller_main(void *arg)
 	saga_worker *w = l->w;
 	char err[SL_ERRMSG_MAX];
 	int64_t backoff = 0;
+	sl_hs hs_logged; /* the handshake failures already told */
+	int64_t hs_logged_ms = 0;
+
+	sl_conn_handshakes(&l->conn, &hs_logged);
 
 	while (!atomic_load(&w->stop_requested)) {
 		Sagawire__Request req = SAGAWIRE__REQUEST__INIT;
@@ -1155,6 +1174,17 @@ poller_main(void *arg)
 		if (!sl_conn_wait_up(&l->conn, wire_mono_ms() + WAIT_UP_MS)) {
 			if (sock_closing(w))
 				break;
+			/* A refused handshake (TLS, or plaintext against TLS)
+			 * is retried for ever by nng: say why, at most every
+			 * HANDSHAKE_LOG_MS, so that it is not a silent wait. */
+			sl_hs now;
+			sl_conn_handshakes(&l->conn, &now);
+			if (wire_mono_ms() - hs_logged_ms >= HANDSHAKE_LOG_MS &&
+			    sl_conn_handshake_why(&l->conn, &hs_logged, &now, 1, err) > 0) {
+				LOG(w, SAGA_LOG_ERROR, "participant %s: %s", w->participant, err);
+				hs_logged = now;
+				hs_logged_ms = wire_mono_ms();
+			}
 			continue;
 		}
 		pthread_mutex_lock(&w->mu);
@@ -1552,7 +1582,8 @@ start(saga_worker *w)
 		l->polling = l->busy = 0;
 		l->report_busy = 0;
 		l->poll_aio = l->report_aio = NULL;
-		if ((rv = sl_conn_open(&l->conn, &l->url, 1, w->max_message, w->errmsg)) != SAGA_OK)
+		if ((rv = sl_conn_open(&l->conn, &l->url, 1, w->max_message, &w->tls, w->errmsg)) !=
+		    SAGA_OK)
 			goto fail;
 		n_open++;
 		/* Polls are not resent (see the top of this file); reports are. */

@@ -34,7 +34,9 @@ usage(FILE *out)
 	    "usage: %s [options]\n"
 	    "Starts one shop.OrderSaga and prints its saga id.\n"
 	    "  --url URLS         sagad address (default $SAGA_URL, else %s), or\n"
-	    "                     several, separated by commas\n"
+	    "                     several, separated by commas; for tls+tcp:// URLs\n"
+	    "                     $SAGA_TLS_CA, $SAGA_TLS_CERT, $SAGA_TLS_KEY and\n"
+	    "                     $SAGA_TLS_SERVER_NAME as for sagactl\n"
 	    "  --order-id ID      order id (default: order-<time>-<pid>)\n"
 	    "  --sku SKU          (default SKU-1)\n"
 	    "  --quantity N       (default 1)\n"
@@ -241,6 +243,10 @@ main(int argc, char **argv)
 		goto out;
 	}
 	saga_client_set_log(c, ex_log, (void *)prog);
+	if (!ex_tls_from_env(prog, c, NULL)) {
+		rv = SAGA_EINVAL;
+		goto out;
+	}
 
 	rv = saga_client_start(c, "shop.OrderSaga", buf, len, &opts, &saga_id, &existing);
 	if (rv != SAGA_OK) {

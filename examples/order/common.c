@@ -58,6 +58,33 @@ ex_default_url(void)
 	return (env != NULL && env[0] != '\0') ? env : SAGA_DEFAULT_URL;
 }
 
+/* An environment variable, or NULL when unset or empty. */
+static const char *
+env_or_null(const char *name)
+{
+	const char *v = getenv(name);
+	return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+int
+ex_tls_from_env(const char *prog, saga_client *c, saga_worker *w)
+{
+	const char *ca = env_or_null("SAGA_TLS_CA"), *cert = env_or_null("SAGA_TLS_CERT");
+	const char *key = env_or_null("SAGA_TLS_KEY"), *name = env_or_null("SAGA_TLS_SERVER_NAME");
+	int rv;
+
+	if (ca == NULL)
+		return 1; /* no TLS settings; a tls+tcp:// URL then fails naming them */
+	rv = c != NULL ? saga_client_set_tls(c, ca, cert, key, name)
+		       : saga_worker_set_tls(w, ca, cert, key, name);
+	if (rv != SAGA_OK) {
+		fprintf(stderr, "%s: TLS settings (SAGA_TLS_*): %s: %s\n", prog, saga_strerror(rv),
+		    c != NULL ? saga_client_errmsg(c) : saga_worker_errmsg(w));
+		return 0;
+	}
+	return 1;
+}
+
 void
 ex_set_log_level(saga_log_level max)
 {
@@ -206,7 +233,9 @@ ex_usage(FILE *out, const char *prog, const char *participant)
 	    "  --db CONNINFO  its own PostgreSQL database (default $SHOP_DB); its\n"
 	    "                 tables and the barrier table are created if missing\n"
 	    "  --url URLS     sagad address (default $SAGA_URL, else %s), or\n"
-	    "                 several, separated by commas: every instance is served\n"
+	    "                 several, separated by commas: every instance is served;\n"
+	    "                 for tls+tcp:// URLs $SAGA_TLS_CA, $SAGA_TLS_CERT,\n"
+	    "                 $SAGA_TLS_KEY and $SAGA_TLS_SERVER_NAME as for sagactl\n"
 	    "  --capacity N   steps run at once (default: libsaga's, 16)\n"
 	    "  --verbose      also print libsaga's debug lines\n"
 	    "Prints one line per handled step to stdout; libsaga's log goes to\n"
@@ -341,6 +370,10 @@ ex_participant_main(int argc, char **argv, const char *participant, const char *
 		return 1;
 	}
 	saga_worker_set_log(w, ex_log, (void *)prog);
+	if (!ex_tls_from_env(prog, NULL, w)) {
+		rv = SAGA_EINVAL;
+		goto out;
+	}
 	if (capacity != 0 && (rv = saga_worker_set_capacity(w, capacity)) != SAGA_OK) {
 		fprintf(stderr, "%s: --capacity %u: %s: %s\n", prog, capacity, saga_strerror(rv),
 		    saga_worker_errmsg(w));

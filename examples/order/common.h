@@ -69,6 +69,14 @@ PGresult *ex_sql(PGconn *db, saga_reply *reply, const char *sql, int n, const ch
  * SAGA_DEFAULT_URL. */
 const char *ex_default_url(void);
 
+/* TLS for tls+tcp:// URLs from the environment, as sagactl takes it:
+ * SAGA_TLS_CA (the CA sagad's certificate is checked against; nothing is
+ * set without it), SAGA_TLS_CERT and SAGA_TLS_KEY (a client certificate,
+ * for a sagad that requires one), SAGA_TLS_SERVER_NAME. Applies them to c
+ * (or, c NULL, to w). Returns 0 after printing why a setting is unusable,
+ * 1 otherwise. (libsaga itself never reads the environment.) */
+int ex_tls_from_env(const char *prog, saga_client *c, saga_worker *w);
+
 /* Log callback for saga_*_set_log: writes "<prog>: <level>: <line>" to
  * stderr. user is the program name (const char *). Lines above the level
  * set by ex_set_log_level are dropped before formatting. */

@@ -41,6 +41,8 @@ struct ths {
 	char nurl[THS_MAX_SAGADS][64];
 	char nlog[THS_MAX_SAGADS][620];
 	char urls[THS_MAX_SAGADS * 64 + 8];
+	/* ths_use_tls; tls_ca[0] == '\0' = no TLS */
+	char tls_ca[600], tls_cert[600], tls_key[600], tls_server_name[256];
 };
 
 /* Every world made in this run is listed in the registry (one line: its
@@ -272,6 +274,57 @@ ths_set_conninfo(ths *t, const char *conninfo)
 	ck_assert_ptr_nonnull(t->conninfo);
 }
 
+void
+ths_use_tls(ths *t, const char *ca, const char *cert, const char *key, const char *server_name)
+{
+	const char *hostport = strstr(t->url, "://");
+	char url[600];
+	ck_assert_ptr_nonnull(hostport);
+	ck_assert_ptr_nonnull(ca);
+	snprintf(url, sizeof(url), "tls+tcp%s", hostport);
+	snprintf(t->url, sizeof(t->url), "%s", url);
+	snprintf(t->tls_ca, sizeof(t->tls_ca), "%s", ca);
+	snprintf(t->tls_cert, sizeof(t->tls_cert), "%s", cert ? cert : "");
+	snprintf(t->tls_key, sizeof(t->tls_key), "%s", key ? key : "");
+	snprintf(
+	    t->tls_server_name, sizeof(t->tls_server_name), "%s", server_name ? server_name : "");
+}
+
+/* Applies the world's TLS settings (if any) to a client of it. */
+static int
+client_tls(const ths *t, saga_client *c)
+{
+	if (t->tls_ca[0] == '\0')
+		return SAGA_OK;
+	int rv = saga_client_set_tls(c, t->tls_ca, t->tls_cert[0] ? t->tls_cert : NULL,
+	    t->tls_key[0] ? t->tls_key : NULL, t->tls_server_name[0] ? t->tls_server_name : NULL);
+	if (rv != SAGA_OK)
+		fprintf(stderr, "ths: saga_client_set_tls: %s\n", saga_client_errmsg(c));
+	return rv;
+}
+
+/* Appends the world's TLS settings as --tls-* options (test-participant
+ * and sagactl spell them alike). */
+static size_t
+tls_args(const ths *t, const char **argv, size_t n)
+{
+	if (t->tls_ca[0] == '\0')
+		return n;
+	argv[n++] = "--tls-ca";
+	argv[n++] = t->tls_ca;
+	if (t->tls_cert[0] != '\0') {
+		argv[n++] = "--tls-cert";
+		argv[n++] = t->tls_cert;
+		argv[n++] = "--tls-key";
+		argv[n++] = t->tls_key;
+	}
+	if (t->tls_server_name[0] != '\0') {
+		argv[n++] = "--tls-server-name";
+		argv[n++] = t->tls_server_name;
+	}
+	return n;
+}
+
 const char *
 ths_dir(const ths *t)
 {
@@ -333,6 +386,10 @@ ths_wait_ready(ths *t, int timeout_ms)
 
 	if (saga_client_new(t->url, &c) != SAGA_OK)
 		return -1;
+	if (client_tls(t, c) != SAGA_OK) {
+		saga_client_free(c);
+		return -1;
+	}
 	saga_client_set_timeout(c, 1000);
 	for (;;) {
 		saga_list_filter f;
@@ -640,6 +697,7 @@ ths_participant_at_ok(
 	argv[n++] = instance;
 	argv[n++] = "--capacity";
 	argv[n++] = cap;
+	n = tls_args(t, argv, n);
 	for (size_t i = 0; names[i] != NULL && n < 60; i++) {
 		argv[n++] = "--participant";
 		argv[n++] = names[i];
@@ -698,6 +756,7 @@ ths_client(ths *t)
 {
 	if (t->client == NULL) {
 		ck_assert_int_eq(saga_client_new(t->url, &t->client), SAGA_OK);
+		ck_assert_int_eq(client_tls(t, t->client), SAGA_OK);
 		saga_client_set_timeout(t->client, 10000);
 	}
 	return t->client;
@@ -940,6 +999,7 @@ ths_sagactl(ths *t, const char *const args[], char **out)
 	argv[n++] = ths_env_ok("SAGACTL_BIN");
 	argv[n++] = "--url";
 	argv[n++] = t->url;
+	size_t first_arg = n = tls_args(t, argv, n);
 	for (size_t i = 0; args[i] != NULL && n < 63; i++)
 		argv[n++] = args[i];
 	argv[n] = NULL;
@@ -974,7 +1034,7 @@ ths_sagactl(ths *t, const char *const args[], char **out)
 	{
 		char *e = th_read_file(errp, NULL);
 		fprintf(stderr, "ths: sagactl");
-		for (size_t i = 3; argv[i] != NULL; i++)
+		for (size_t i = first_arg; argv[i] != NULL; i++)
 			fprintf(stderr, " %s", argv[i]);
 		fprintf(stderr, " -> status %d%s%s", WIFEXITED(st) ? WEXITSTATUS(st) : -1,
 		    e && e[0] ? "; stderr: " : "", e ? e : "");

@@ -114,6 +114,18 @@ const saga_step_info *ths_step_ok(const saga_info *info, const char *name);
 void ths_wait_step_state_ok(
     ths *t, const char *saga_id, const char *step, saga_step_state st, int timeout_ms);
 
+/* ---- TLS (docs/SECURITY.md) ---------------------------------------------- */
+
+/* Makes the world's URL tls+tcp:// (same host and port) and has everything
+ * the world starts trust ca: its client (ths_client and the readiness check
+ * of ths_sagad_start_ok), its participants (--tls-* of test-participant)
+ * and ths_sagactl (--tls-* options). cert/key: the client certificate they
+ * show (NULL = none); server_name NULL = the URL's host. Call before
+ * starting anything. sagad's own TLS settings are the test's extra
+ * arguments. */
+void ths_use_tls(
+    ths *t, const char *ca, const char *cert, const char *key, const char *server_name);
+
 /* ---- several sagads on the world's database (docs/SCALING.md) ----------- */
 
 #define THS_MAX_SAGADS 4

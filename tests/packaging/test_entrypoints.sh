@@ -10,8 +10,13 @@
 #    names (postgres, sagad) and wildcard listeners become a private
 #    PostgreSQL's unix socket and loopback with free ports, image paths
 #    become build-tree paths (SAGAD_BIN, SAGACTL_BIN, PARTICIPANT_BIN_DIR,
-#    SAGA_DEFINITIONS, the config file), and when the test runs as root
-#    SAGAD_ALLOW_ROOT=true (the image runs sagad as uid 10001).
+#    SAGA_DEFINITIONS, the config file, the /certs volume), and when the
+#    test runs as root SAGAD_ALLOW_ROOT=true (the image runs sagad as uid
+#    10001).
+#  - the certs one-shot (docker/dev-certs.sh) runs first and makes the
+#    development certificates once (a second run leaves them); sagad then
+#    listens on tls+tcp:// with mutual TLS and every client of it (the
+#    participants, register, sagactl, the health checks) uses them.
 #  - postgres is a private cluster (initdb, unix socket, as user postgres
 #    when root) with compose's POSTGRES_USER/POSTGRES_DB, initialised with
 #    docker/postgres-init.sql as the postgres image would.
@@ -134,6 +139,8 @@ localise() {
 	done
 	v=${v//"/etc/sagad/sagad.conf"/"$SOURCE_ROOT/server/sagad.conf"}
 	v=${v//"/var/lib/sagad"/"$work/sagad-data"}
+	# The volume the certs one-shot fills (compose.yaml).
+	[[ "$v" == /certs || "$v" == /certs/* ]] && v=$work$v
 	if [[ "$v" =~ host=postgres|//sagad:|0\.0\.0\.0|/etc/sagad|/var/lib/sagad ]]; then
 		die "no local equivalent for the compose/Dockerfile value '$1'"
 	fi
@@ -291,6 +298,22 @@ psql -X -q -v ON_ERROR_STOP=1 "host=$pgsock user=$pg_user dbname=$pg_db" \
 	-f "$SOURCE_ROOT/docker/$init_sql" >>"$work/psql.log" 2>&1 || die "docker/$init_sql failed"
 ok "private PostgreSQL up with database $pg_db, initialised by docker/$init_sql"
 
+# --- certs: the one-shot that makes the development certificates ------------
+# First, as compose orders it (sagad waits for it to complete): its command
+# is a script its image copies in, with /certs localised.
+mapfile -t certs_cmd < <(compose_get "$compose" services.certs.command)
+[[ ${#certs_cmd[@]} -gt 0 ]] || die "compose.yaml has no certs one-shot with a command"
+certs_cmd[0]=$(image_script "$(dockerfile_of certs)" "${certs_cmd[0]}")
+for ((i = 1; i < ${#certs_cmd[@]}; i++)); do
+	certs_cmd[i]=$(localise "${certs_cmd[i]}")
+done
+"${certs_cmd[@]}" >"$work/certs.log" 2>&1 || die "the certs one-shot failed: $(cat "$work/certs.log")"
+"${certs_cmd[@]}" >>"$work/certs.log" 2>&1 || die "the certs one-shot failed when run again"
+grep -q "nothing to do" "$work/certs.log" || die "the certs one-shot made new certificates on its second run"
+ok "the certs one-shot made the development certificates once: $(head -n 1 "$work/certs.log")"
+# Services that are not programs behind an entry point, run above.
+made_first=" certs "
+
 # --- clear failures, before sagad is up ------------------------------------
 mapfile -t sagad_cmd < <(service_cmd sagad)
 env_args sagad SAGAD_DB
@@ -311,7 +334,7 @@ expect_exit 64 "unknown command" sagad-unknown-command.log "${env_cmd[@]}" "${sa
 # Every variable an entry point `require`s, left out of a service's compose
 # environment, is named (and nothing starts).
 for svc in $services; do
-	[[ "$svc" == postgres || "$svc" == sagad ]] && continue
+	[[ "$svc" == postgres || "$svc" == sagad || "$made_first" == *" $svc "* ]] && continue
 	mapfile -t cmd < <(service_cmd "$svc")
 	required=$(grep -oE '^[[:space:]]*require [A-Z_]+' "${cmd[0]}" | awk '{ print $2 }' | sort -u)
 	while IFS= read -r line; do
@@ -341,7 +364,7 @@ sagad_url=$(localise "$(compose_get "$compose" services.register.environment.SAG
 # --- one-shots, then the long-running participants --------------------------
 participants=()
 for svc in $services; do
-	[[ "$svc" == postgres || "$svc" == sagad ]] && continue
+	[[ "$svc" == postgres || "$svc" == sagad || "$made_first" == *" $svc "* ]] && continue
 	if [[ "$(compose_get "$compose" "services.$svc.restart")" == no ]]; then
 		run_service "$svc" "$svc.log"
 		rc=0
@@ -365,8 +388,10 @@ done
 
 # --- sagas ---------------------------------------------------------------
 # The input as JSON, encoded by sagactl with the registered definition's types.
+# sagactl with the TLS settings a client of compose.yaml gets (SAGA_TLS_*).
+mapfile -t tls_env < <(service_env register | grep '^SAGA_TLS_' || true)
 rc=0
-"$BUILT_SAGACTL" --url "$sagad_url" start shop.OrderSaga \
+env "${tls_env[@]}" "$BUILT_SAGACTL" --url "$sagad_url" start shop.OrderSaga \
 	--input "{\"orderId\":\"pkg-$$\",\"sku\":\"SKU-1\",\"quantity\":1,\"amountCents\":\"1250\",\"card\":\"4242\",\"address\":\"1 Main St\"}" \
 	--wait --wait-timeout 60000 >"$work/sagactl-start.log" 2>&1 || rc=$?
 if [[ $rc -ne 0 ]] || ! grep -q completed "$work/sagactl-start.log" ||

@@ -5,6 +5,7 @@
  *   test-participant --url URL --participant NAME [--participant NAME...]
  *       [--capacity N] [--instance ID] --journal PATH
  *       [--action RPC...] [--compensation RPC...] [--verbose]
+ *       [--tls-ca FILE [--tls-cert FILE --tls-key FILE] [--tls-server-name N]]
  *
  * One process can serve several participant names (one saga_worker each).
  * It registers a handler for every --action and --compensation rpc given,
@@ -78,6 +79,7 @@ static const char *default_comps[] = { "UndoA", "UndoB", "UndoC", "UndoD", "Undo
 
 static struct {
 	const char *url;
+	const char *tls_ca, *tls_cert, *tls_key, *tls_server_name; /* NULL = not given */
 	const char *instance;
 	const char *journal;
 	uint32_t capacity;
@@ -372,7 +374,8 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: test-participant --url URL --participant NAME [--participant NAME...]\n"
 	    "       [--capacity N] [--instance ID] --journal PATH\n"
-	    "       [--action RPC...] [--compensation RPC...] [--verbose]\n");
+	    "       [--action RPC...] [--compensation RPC...] [--verbose]\n"
+	    "       [--tls-ca FILE [--tls-cert FILE --tls-key FILE] [--tls-server-name N]]\n");
 }
 
 int
@@ -406,6 +409,14 @@ main(int argc, char **argv)
 			P.instance = v;
 		else if (strcmp(a, "--journal") == 0)
 			P.journal = v;
+		else if (strcmp(a, "--tls-ca") == 0)
+			P.tls_ca = v;
+		else if (strcmp(a, "--tls-cert") == 0)
+			P.tls_cert = v;
+		else if (strcmp(a, "--tls-key") == 0)
+			P.tls_key = v;
+		else if (strcmp(a, "--tls-server-name") == 0)
+			P.tls_server_name = v;
 		else if (strcmp(a, "--capacity") == 0) {
 			char *end;
 			unsigned long c = strtoul(v, &end, 10);
@@ -455,6 +466,11 @@ main(int argc, char **argv)
 		if ((rv = saga_worker_new(P.url, P.participants[i], &w)) != SAGA_OK)
 			die("saga_worker_new(%s): %s", P.participants[i], saga_strerror(rv));
 		saga_worker_set_log(w, log_line, (void *)P.participants[i]);
+		if (P.tls_ca != NULL &&
+		    (rv = saga_worker_set_tls(
+			 w, P.tls_ca, P.tls_cert, P.tls_key, P.tls_server_name)) != SAGA_OK)
+			die("TLS of %s: %s: %s", P.participants[i], saga_strerror(rv),
+			    saga_worker_errmsg(w));
 		if ((rv = saga_worker_set_capacity(w, P.capacity)) != SAGA_OK ||
 		    (rv = saga_worker_set_instance(w, P.instance)) != SAGA_OK)
 			die("configuring %s: %s: %s", P.participants[i], saga_strerror(rv),

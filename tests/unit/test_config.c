@@ -574,6 +574,27 @@ START_TEST(reload_applies_live_settings_and_names_those_needing_a_restart)
 }
 END_TEST
 
+START_TEST(tls_client_auth_takes_none_optional_or_required_and_tls_settings_are_live)
+{
+	cfg c;
+	clean_env();
+	ck_assert_int_ne(parse(&c, "--tls-client-auth=sometimes", NULL), 0);
+	ck_assert_ptr_nonnull(strstr(err, "--tls-client-auth"));
+	ck_assert_ptr_nonnull(strstr(err, "none, optional, required"));
+	const char *modes[] = { "none", "optional", "required", "" };
+	for (size_t i = 0; i < 4; i++) {
+		char flag[64];
+		snprintf(flag, sizeof(flag), "--tls-client-auth=%s", modes[i]);
+		ck_assert_int_eq(parse(&c, flag, NULL), 0);
+		ck_assert_str_eq(c.tls_client_auth, modes[i]);
+		cfg_free(&c);
+	}
+	/* SIGHUP applies them (and rpc_tls_reload reads the files again). */
+	ck_assert(cfg_is_live("tls_cert") && cfg_is_live("tls_key") && cfg_is_live("tls_ca") &&
+	    cfg_is_live("tls_client_auth"));
+}
+END_TEST
+
 START_TEST(bool_flag_alone_means_true_and_accepts_the_usual_spellings)
 {
 	cfg c;
@@ -621,6 +642,8 @@ main(void)
 	tcase_add_test(tc, shipped_config_file_is_the_documented_one);
 	tcase_add_test(tc, reload_applies_live_settings_and_names_those_needing_a_restart);
 	tcase_add_test(tc, bool_flag_alone_means_true_and_accepts_the_usual_spellings);
+	tcase_add_test(
+	    tc, tls_client_auth_takes_none_optional_or_required_and_tls_settings_are_live);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -27,13 +27,15 @@
 /* Global options. */
 static const char *opt_url;
 static int opt_timeout_ms;
+static const char *opt_tls_ca, *opt_tls_cert, *opt_tls_key, *opt_tls_server_name;
 int ctl_opt_json;
 int ctl_opt_raw;
 
 /* ---- usage ------------------------------------------------------------- */
 
 static const char usage_text[] =
-    "usage: sagactl [--url URL[,URL...]] [--timeout MS] [--json] [--raw] COMMAND [ARGS]\n"
+    "usage: sagactl [--url URL[,URL...]] [--timeout MS] [--tls-ca FILE [--tls-cert FILE\n"
+    "               --tls-key FILE] [--tls-server-name NAME]] [--json] [--raw] COMMAND [ARGS]\n"
     "\n"
     "Commands:\n"
     "  register FILE.binpb     register the saga definitions in a descriptor set\n"
@@ -56,6 +58,14 @@ static const char usage_text[] =
     "                 tcp://10.0.0.1:7700,tcp://10.0.0.2:7700: each call goes to\n"
     "                 one that is up; $SAGA_URL takes the same list\n"
     "  --timeout MS   time limit of each call to sagad (default 10000)\n"
+    "  --tls-ca FILE  for tls+tcp:// URLs: PEM file of the CAs sagad's certificate\n"
+    "                 must be signed by (default: $SAGA_TLS_CA)\n"
+    "  --tls-cert FILE, --tls-key FILE\n"
+    "                 this client's certificate and key, for a sagad that requires\n"
+    "                 client certificates (default: $SAGA_TLS_CERT, $SAGA_TLS_KEY)\n"
+    "  --tls-server-name NAME\n"
+    "                 the name sagad's certificate must carry (default:\n"
+    "                 $SAGA_TLS_SERVER_NAME, else the URL's host)\n"
     "  --json         print one JSON document instead of text (watch: one per line)\n"
     "  --raw          show saga inputs and step results as bytes (base64 in JSON)\n"
     "                 instead of decoding them with the definition's types\n"
@@ -288,6 +298,22 @@ ctl_match_global(int argc, char **argv, int *i)
 			ctl_usage_error("--timeout must be at least 1 ms");
 		return 1;
 	}
+	if (ctl_match_opt(argc, argv, i, "--tls-ca", &v)) {
+		opt_tls_ca = v;
+		return 1;
+	}
+	if (ctl_match_opt(argc, argv, i, "--tls-cert", &v)) {
+		opt_tls_cert = v;
+		return 1;
+	}
+	if (ctl_match_opt(argc, argv, i, "--tls-key", &v)) {
+		opt_tls_key = v;
+		return 1;
+	}
+	if (ctl_match_opt(argc, argv, i, "--tls-server-name", &v)) {
+		opt_tls_server_name = v;
+		return 1;
+	}
 	if (ctl_match_opt(argc, argv, i, "--json", NULL)) {
 		ctl_opt_json = 1;
 		return 1;
@@ -348,6 +374,12 @@ ctl_fail(saga_client *c, int err, const char *what)
 	switch (err) {
 	case SAGA_ECONN:
 	case SAGA_ETIMEDOUT:
+		if (strstr(detail, "TLS") != NULL) {
+			fprintf(stderr,
+			    "sagactl: check --tls-ca, --tls-cert, --tls-key and "
+			    "--tls-server-name (SAGA_TLS_*; see docs/SECURITY.md)\n");
+			break;
+		}
 		if (strstr(detail, "sagad at") != NULL)
 			fprintf(stderr, "sagactl: is sagad running at %s? set --url or SAGA_URL\n",
 			    url());
@@ -377,6 +409,35 @@ ctl_fail(saga_client *c, int err, const char *what)
 	return err;
 }
 
+/* An option, else its environment variable, else NULL. */
+static const char *
+opt_or_env(const char *opt, const char *env)
+{
+	if (opt != NULL)
+		return opt;
+	const char *v = getenv(env);
+	return v != NULL && *v != '\0' ? v : NULL;
+}
+
+/* The --tls-* options (or SAGA_TLS_*), if any is given. A file that cannot
+ * be used is a usage error naming it. */
+static void
+set_tls(saga_client *c)
+{
+	const char *ca = opt_or_env(opt_tls_ca, "SAGA_TLS_CA");
+	const char *cert = opt_or_env(opt_tls_cert, "SAGA_TLS_CERT");
+	const char *key = opt_or_env(opt_tls_key, "SAGA_TLS_KEY");
+	const char *name = opt_or_env(opt_tls_server_name, "SAGA_TLS_SERVER_NAME");
+	if (ca == NULL && cert == NULL && key == NULL && name == NULL)
+		return;
+	if (ca == NULL)
+		ctl_usage_error(
+		    "--tls-cert, --tls-key and --tls-server-name need --tls-ca FILE "
+		    "(or SAGA_TLS_CA): the CA that sagad's certificate is checked against");
+	if (saga_client_set_tls(c, ca, cert, key, name) != SAGA_OK)
+		ctl_usage_error("TLS settings: %s", saga_client_errmsg(c));
+}
+
 saga_client *
 ctl_connect(void)
 {
@@ -391,6 +452,7 @@ ctl_connect(void)
 	}
 	if (opt_timeout_ms > 0)
 		saga_client_set_timeout(c, opt_timeout_ms);
+	set_tls(c);
 	return c;
 }
 
