@@ -5,6 +5,11 @@
  *   test-participant --url URL --participant NAME [--participant NAME...]
  *       [--capacity N] [--instance ID] --journal PATH
  *       [--action RPC...] [--compensation RPC...] [--verbose]
+ *       [--credential-dir DIR]
+ *
+ * With --credential-dir, the worker of participant NAME sends the
+ * credential in DIR/NAME.credential (its first line), for a sagad with
+ * auth on (tests/lib/th_sagad.h, ths_auth_on).
  *
  * One process can serve several participant names (one saga_worker each).
  * It registers a handler for every --action and --compensation rpc given,
@@ -80,6 +85,7 @@ static struct {
 	const char *url;
 	const char *instance;
 	const char *journal;
+	const char *credential_dir; /* DIR/NAME.credential per participant, or NULL */
 	uint32_t capacity;
 	int verbose;
 	int journal_fd;
@@ -372,7 +378,8 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: test-participant --url URL --participant NAME [--participant NAME...]\n"
 	    "       [--capacity N] [--instance ID] --journal PATH\n"
-	    "       [--action RPC...] [--compensation RPC...] [--verbose]\n");
+	    "       [--action RPC...] [--compensation RPC...] [--verbose]\n"
+	    "       [--credential-dir DIR]\n");
 }
 
 int
@@ -406,6 +413,8 @@ main(int argc, char **argv)
 			P.instance = v;
 		else if (strcmp(a, "--journal") == 0)
 			P.journal = v;
+		else if (strcmp(a, "--credential-dir") == 0)
+			P.credential_dir = v;
 		else if (strcmp(a, "--capacity") == 0) {
 			char *end;
 			unsigned long c = strtoul(v, &end, 10);
@@ -455,6 +464,20 @@ main(int argc, char **argv)
 		if ((rv = saga_worker_new(P.url, P.participants[i], &w)) != SAGA_OK)
 			die("saga_worker_new(%s): %s", P.participants[i], saga_strerror(rv));
 		saga_worker_set_log(w, log_line, (void *)P.participants[i]);
+		if (P.credential_dir != NULL) {
+			char path[1024], cred[1024] = "";
+			snprintf(path, sizeof(path), "%s/%s.credential", P.credential_dir,
+			    P.participants[i]);
+			FILE *f = fopen(path, "r");
+			if (f == NULL)
+				die("%s: %s", path, strerror(errno));
+			if (fgets(cred, sizeof(cred), f) == NULL)
+				cred[0] = '\0';
+			fclose(f);
+			cred[strcspn(cred, "\r\n")] = '\0';
+			if ((rv = saga_worker_set_credential(w, cred)) != SAGA_OK)
+				die("credential of %s: %s", P.participants[i], saga_strerror(rv));
+		}
 		if ((rv = saga_worker_set_capacity(w, P.capacity)) != SAGA_OK ||
 		    (rv = saga_worker_set_instance(w, P.instance)) != SAGA_OK)
 			die("configuring %s: %s: %s", P.participants[i], saga_strerror(rv),
