@@ -291,14 +291,23 @@ START_TEST(every_request_type_is_refused_without_a_valid_credential_or_with_a_we
 	ck_assert_msg(strcmp(before, after) == 0,
 	    "the database changed on refused requests:\nbefore %s\nafter  %s", before, after);
 
-	/* A refused poll made no participant. */
+	/* A refused poll made no participant (pA is known only for the step
+	 * waiting for it, with no connection). */
+	a.poll.participant = "intruder";
+	ck_assert_int_eq(raw_code(t, &a.q[12], NULL, NULL), SAGA_EAUTH);
+	ck_assert_int_eq(raw_code(t, &a.q[12], partc, NULL), SAGA_EPERM);
 	saga_participant_list *pl = NULL;
 	ck_assert_int_eq(saga_client_participants(admin, &pl), SAGA_OK);
-	ck_assert_uint_eq(pl->count, 0);
+	for (size_t i = 0; i < pl->count; i++) {
+		ck_assert_str_ne(pl->participants[i].name, "intruder");
+		ck_assert_uint_eq(pl->participants[i].connections, 0);
+	}
 	saga_participant_list_free(pl);
 	/* The refusals are logged with who and what, never the secret. */
 	char *log = th_read_file(ths_sagad_log(t), NULL);
-	ck_assert_msg(ths_contains(log, "refused cancel from shop (client"), "no refusal logged");
+	ck_assert_msg(ths_contains(log, "refused register from ops (operator"), "no refusal logged");
+	/* Logged at most 20 per 10 s: the rest are counted. */
+	ck_assert_msg(ths_contains(log, "further refusals in the next 10 s are counted"), "no limit");
 	ck_assert_msg(ths_contains(log, "refused get from anonymous"), "no anonymous refusal");
 	ck_assert_msg(strstr(log, strchr(clientc, '.') + 1) == NULL, "a secret is in the log");
 	free(log);
@@ -342,14 +351,14 @@ START_TEST(a_payment_participant_cannot_poll_or_report_as_inventory)
 	/* As itself it is served: an empty batch after the poll timeout, an
 	 * empty report acknowledged. */
 	a.poll.participant = "payment";
-	Sagawire__Response *r = raw(t, &a.q[13 - 1], payc);
+	Sagawire__Response *r = raw(t, &a.q[12], payc);
 	ck_assert_ptr_nonnull(r);
 	ck_assert_msg(r->error == NULL, "poll as itself: %s", r->error ? r->error->message : "");
 	ck_assert_int_eq(r->body_case, SAGAWIRE__RESPONSE__BODY_WORK);
 	sagawire__response__free_unpacked(r, NULL);
 	a.report.participant = "payment";
 	a.report.n_results = 0;
-	ck_assert_int_eq(raw_code(t, &a.q[14 - 1], payc, NULL), 0);
+	ck_assert_int_eq(raw_code(t, &a.q[13], payc, NULL), 0);
 
 	free(before);
 	free(after);
