@@ -84,9 +84,8 @@ static const char *const role_names[] = { "none", "participant", "client", "oper
 const char *
 auth_role_name(auth_role r)
 {
-	return (int)r >= 0 && (size_t)r < sizeof(role_names) / sizeof(role_names[0])
-	    ? role_names[r]
-	    : "none";
+	return (int)r >= 0 && (size_t)r < sizeof(role_names) / sizeof(role_names[0]) ? role_names[r]
+										     : "none";
 }
 
 int
@@ -221,9 +220,9 @@ hexbyte(const char *s)
 static int
 read_version(PGconn *c, long long *version, long long *count, char *err, size_t errlen)
 {
-	PGresult *r = PQexecParams(c,
-	    "SELECT coalesce(max(version), 0), count(*) FROM saga_principals", 0, NULL, NULL,
-	    NULL, NULL, 0);
+	PGresult *r =
+	    PQexecParams(c, "SELECT coalesce(max(version), 0), count(*) FROM saga_principals", 0,
+		NULL, NULL, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
 		snprintf(err, errlen, "%s", PQresultErrorMessage(r));
 		PQclear(r);
@@ -241,8 +240,8 @@ reload(PGconn *c, char *err, size_t errlen)
 {
 	pset ns;
 	memset(&ns, 0, sizeof(ns));
-	PGresult *r = PQexecParams(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL,
-	    NULL, NULL, NULL, 0);
+	PGresult *r = PQexecParams(
+	    c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, NULL, NULL, NULL, 0);
 	PQclear(r);
 	int rv = read_version(c, &ns.version, &ns.count, err, errlen);
 	if (rv != 0)
@@ -366,8 +365,9 @@ poller_main(void *arg)
 				rv = reload(c, err, sizeof(err));
 		}
 		if (rv != 0 && !warned)
-			slog_warn("principals: cannot read changes (revocations made elsewhere wait "
-				  "until the database answers): %s",
+			slog_warn(
+			    "principals: cannot read changes (revocations made elsewhere wait "
+			    "until the database answers): %s",
 			    err);
 		warned = rv != 0;
 		pthread_mutex_lock(&A.stop_mu);
@@ -449,15 +449,16 @@ bootstrap(PGconn *c, char *err, size_t errlen)
 		}
 		rv = write_secret_file(path, cred, err, errlen);
 		if (rv == 0) {
-			slog_warn("auth: no active admin: created principal `%s` (admin, id %s); its "
-				  "credential is in %s (mode 0600). Use it to create your own admin "
-				  "(sagactl principal create), then revoke it",
+			slog_warn(
+			    "auth: no active admin: created principal `%s` (admin, id %s); its "
+			    "credential is in %s (mode 0600). Use it to create your own admin "
+			    "(sagactl principal create), then revoke it",
 			    BOOTSTRAP_NAME, id, path);
 		} else {
 			/* Nobody could use it: take it back, so the next start tries again. */
 			const char *v1[1] = { id };
-			r = PQexecParams(c, "DELETE FROM saga_principals WHERE id = $1", 1, NULL, v1,
-			    NULL, NULL, 0);
+			r = PQexecParams(c, "DELETE FROM saga_principals WHERE id = $1", 1, NULL,
+			    v1, NULL, NULL, 0);
 			PQclear(r);
 		}
 	} else {
@@ -466,8 +467,9 @@ bootstrap(PGconn *c, char *err, size_t errlen)
 		    "NULL",
 		    0, NULL, NULL, NULL, NULL, 0);
 		if (PQresultStatus(r) == PGRES_TUPLES_OK && atoi(PQgetvalue(r, 0, 0)) == 0)
-			slog_error("auth: no active admin, and the name `%s` is taken by another "
-				   "principal: revoke it (in the database) to get a bootstrap admin",
+			slog_error(
+			    "auth: no active admin, and the name `%s` is taken by another "
+			    "principal: revoke it (in the database) to get a bootstrap admin",
 			    BOOTSTRAP_NAME);
 		PQclear(r);
 	}
@@ -495,8 +497,7 @@ auth_start(const cfg *c, const char *conninfo, char *err, size_t errlen)
 	PQfinish(conn);
 	if (rv != 0)
 		return rv;
-	slog_info("auth on: %zu active principal(s); every request needs a credential",
-	    A.set.n);
+	slog_info("auth on: %zu active principal(s); every request needs a credential", A.set.n);
 	A.stop = false;
 	if (pthread_create(&A.thread, NULL, poller_main, NULL) != 0) {
 		snprintf(err, errlen, "cannot start the principals poller");
@@ -766,8 +767,9 @@ auth_check(rpc_req *r, auth_role need)
 			return refuse(r, SAGA_EPERM, who, why);
 		}
 		if (as == NULL || strcmp(as, part) != 0) {
-			snprintf(why, sizeof(why), "participant:%.*s may not %s as participant '%.*s'",
-			    AUTH_NAME_MAX, part, what(r), AUTH_NAME_MAX, as ? as : "");
+			snprintf(why, sizeof(why),
+			    "participant:%.*s may not %s as participant '%.*s'", AUTH_NAME_MAX,
+			    part, what(r), AUTH_NAME_MAX, as ? as : "");
 			return refuse(r, SAGA_EPERM, who, why);
 		}
 		return 0;
@@ -878,9 +880,9 @@ out:
 	free(infos);
 }
 
-#define PRINCIPAL_COLS                                                                       \
-	"id, name, role, participant, array_to_string(definitions, E'\\n'),"                  \
-	" extract(epoch from created_at), created_by, extract(epoch from revoked_at),"         \
+#define PRINCIPAL_COLS                                                                 \
+	"id, name, role, participant, array_to_string(definitions, E'\\n'),"           \
+	" extract(epoch from created_at), created_by, extract(epoch from revoked_at)," \
 	" cardinality(definitions)"
 
 static void
@@ -908,7 +910,8 @@ principal_create(PGconn *c, rpc_req *r)
 			return;
 		}
 	} else if (q->participant[0] != '\0') {
-		rpc_reply_error(r, SAGA_EINVAL, "a participant name goes with role participant only");
+		rpc_reply_error(
+		    r, SAGA_EINVAL, "a participant name goes with role participant only");
 		return;
 	}
 	if (q->n_definitions > 0 && role != AUTH_CLIENT && role != AUTH_OPERATOR) {
@@ -963,8 +966,8 @@ principal_create(PGconn *c, rpc_req *r)
 			rpc_reply_error(r, SAGA_EEXIST,
 			    "an active principal is already named '%s' (revoke it first)", q->name);
 		else
-			rpc_reply_error(r, SAGA_EDB, "creating principal: %s",
-			    PQresultErrorMessage(res));
+			rpc_reply_error(
+			    r, SAGA_EDB, "creating principal: %s", PQresultErrorMessage(res));
 		PQclear(res);
 		OPENSSL_cleanse(cred, sizeof(cred));
 		return;
@@ -1019,7 +1022,8 @@ principal_revoke(PGconn *c, rpc_req *r)
 		}
 		PQclear(cnt);
 	}
-	PGresult *end = PQexecParams(c, rv == 0 ? "COMMIT" : "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0);
+	PGresult *end =
+	    PQexecParams(c, rv == 0 ? "COMMIT" : "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0);
 	if (rv == 0 && PQresultStatus(end) != PGRES_COMMAND_OK) {
 		rpc_reply_error(r, SAGA_EDB, "revoking: %s", PQresultErrorMessage(end));
 		rv = SAGA_EDB;
@@ -1052,8 +1056,8 @@ auth_principal_rpc(PGconn *c, rpc_req *r)
 		    " FROM saga_principals ORDER BY name, revoked_at DESC NULLS FIRST",
 		    0, NULL, NULL, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK)
-			rpc_reply_error(r, SAGA_EDB, "listing principals: %s",
-			    PQresultErrorMessage(res));
+			rpc_reply_error(
+			    r, SAGA_EDB, "listing principals: %s", PQresultErrorMessage(res));
 		else
 			reply_rows(r, res, NULL);
 		PQclear(res);

@@ -73,8 +73,8 @@ int auth_check(rpc_req *r, auth_role need);
 /* Parses "<16 hex>.<43 base64url>" (nothing else is a credential):
  * 0 and the id (17 bytes with NUL) and secret (pointer into cred, its
  * length) or SAGA_EAUTH. For the fuzz target too. */
-int auth_parse_credential(const char *cred, size_t len, char id[17], const char **secret,
-    size_t *secret_len);
+int auth_parse_credential(
+    const char *cred, size_t len, char id[17], const char **secret, size_t *secret_len);
 
 /* May this request see sensitive fields? True with auth off, or for an
  * admin. (rpc_may_reveal's answer once the parts are merged.) */

@@ -49,8 +49,8 @@ typedef struct cfg {
 	char *instance_id;            /* this sagad among several on one database; "" = derived */
 	uint32_t lease_ms;            /* shard lease: a dead instance's shards move after it */
 	uint32_t max_saga_memory_mb;  /* inputs of the sagas held in memory, at most */
-	char *auth;                      /* "off" (default) or "on": credentials and roles */
-	uint32_t insecure;               /* 1 = allow non-loopback listen URLs with auth off */
+	char *auth;                   /* "off" (default) or "on": credentials and roles */
+	uint32_t insecure;            /* 1 = allow non-loopback listen URLs with auth off */
 	char *bootstrap_credential_file; /* "" = <data_dir>/bootstrap-admin.credential */
 } cfg;
 

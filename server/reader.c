@@ -2,7 +2,6 @@
  * See reader.h. */
 #include "reader.h"
 
-
 #include <arpa/inet.h>
 #include <inttypes.h>
 #include <poll.h>

@@ -54,7 +54,9 @@ static const route_entry table[] = {
 	[B(REPORT)] = { .engine = engine_report, .need = AUTH_PARTICIPANT },
 	[B(GET)] = { .reader = reader_get, .flags = REFUSE_DRAINING, .need = AUTH_CLIENT },
 	[B(LIST)] = { .reader = reader_list, .flags = REFUSE_DRAINING, .need = AUTH_CLIENT },
-	[B(DESCRIBE)] = { .reader = reader_describe, .flags = REFUSE_DRAINING, .need = AUTH_CLIENT },
+	[B(DESCRIBE)] = { .reader = reader_describe,
+	    .flags = REFUSE_DRAINING,
+	    .need = AUTH_CLIENT },
 	[B(REGISTER)] = { .reader = reader_register, .flags = REFUSE_DRAINING, .need = AUTH_ADMIN },
 	[B(PRINCIPAL)] = { .reader = auth_principal_rpc,
 	    .flags = REFUSE_DRAINING,
@@ -102,7 +104,8 @@ check_saga_definition(PGconn *c, rpc_req *r)
 		PGresult *res = PQexecParams(
 		    c, "SELECT definition FROM sagas WHERE id = $1", 1, NULL, v, lens, fmts, 0);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-			rpc_reply_error(r, SAGA_EDB, "database error: %s", PQresultErrorMessage(res));
+			rpc_reply_error(
+			    r, SAGA_EDB, "database error: %s", PQresultErrorMessage(res));
 			PQclear(res);
 			return;
 		}
@@ -111,7 +114,8 @@ check_saga_definition(PGconn *c, rpc_req *r)
 		PQclear(res);
 		if (def[0] != '\0' && !auth_definition_allowed(r, def)) {
 			rpc_reply_error(r, SAGA_EPERM,
-			    "permission denied: principal %s may not see or change sagas of definition "
+			    "permission denied: principal %s may not see or change sagas of "
+			    "definition "
 			    "%s",
 			    r->auth.name, def);
 			return;

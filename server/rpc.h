@@ -27,10 +27,10 @@ struct nng_msg;
 /* Who sent a request, once auth.c has checked it (auth on); all zero when
  * it was not checked (auth off, or forwarded by another sagad). */
 typedef struct rpc_auth {
-	int role;      /* auth_role (auth.h); 0 = not checked */
-	char id[17];   /* the principal's id */
+	int role;       /* auth_role (auth.h); 0 = not checked */
+	char id[17];    /* the principal's id */
 	char name[129]; /* its name */
-	char *defs;    /* its definition limit: names, each followed by '\n'
+	char *defs;     /* its definition limit: names, each followed by '\n'
 	                  (malloc'd, freed on reply); NULL = every definition */
 } rpc_auth;
 

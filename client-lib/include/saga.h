@@ -450,15 +450,15 @@ SAGA_API void saga_participant_list_free(saga_participant_list *l);
 
 /* Who may call sagad when auth is on (docs/SECURITY.md). */
 typedef struct saga_principal {
-	char *id;            /* 16 hex characters: the first part of its credential */
+	char *id; /* 16 hex characters: the first part of its credential */
 	char *name;
-	char *role;          /* "participant", "client", "operator" or "admin" */
-	char *participant;   /* role participant: the name it polls and reports as; else "" */
+	char *role;        /* "participant", "client", "operator" or "admin" */
+	char *participant; /* role participant: the name it polls and reports as; else "" */
 	size_t n_definitions;
-	char **definitions;  /* the only definitions it may use; none = all */
-	int64_t created_us;  /* unix microseconds */
-	char *created_by;    /* the name of the principal that created it */
-	int64_t revoked_us;  /* 0 = active */
+	char **definitions; /* the only definitions it may use; none = all */
+	int64_t created_us; /* unix microseconds */
+	char *created_by;   /* the name of the principal that created it */
+	int64_t revoked_us; /* 0 = active */
 } saga_principal;
 
 typedef struct saga_principal_list {

@@ -231,8 +231,9 @@ saga_client_set_credential(saga_client *c, const char *credential)
 		return SAGA_EINVAL;
 	int rv = sl_credential_dup(credential, &copy);
 	if (rv == SAGA_EINVAL)
-		sl_seterr(c->errmsg, "a credential is printable ASCII without spaces, at most %d "
-				     "characters",
+		sl_seterr(c->errmsg,
+		    "a credential is printable ASCII without spaces, at most %d "
+		    "characters",
 		    SL_CREDENTIAL_MAX);
 	if (rv != SAGA_OK)
 		return rv;
@@ -1338,8 +1339,8 @@ saga_principal_list_free(saga_principal_list *l)
 /* One PrincipalRequest; the reply's principals into *out (may be NULL)
  * and its credential into *credential (may be NULL). */
 static int
-principal_call(saga_client *c, Sagawire__PrincipalRequest *body, char **credential,
-    saga_principal_list **out)
+principal_call(
+    saga_client *c, Sagawire__PrincipalRequest *body, char **credential, saga_principal_list **out)
 {
 	Sagawire__Request req = SAGAWIRE__REQUEST__INIT;
 	Sagawire__Response *resp = NULL;

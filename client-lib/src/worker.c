@@ -402,8 +402,9 @@ saga_worker_set_credential(saga_worker *w, const char *credential)
 		return SAGA_ESTATE;
 	int rv = sl_credential_dup(credential, &copy);
 	if (rv == SAGA_EINVAL)
-		sl_seterr(w->errmsg, "a credential is printable ASCII without spaces, at most %d "
-				     "characters",
+		sl_seterr(w->errmsg,
+		    "a credential is printable ASCII without spaces, at most %d "
+		    "characters",
 		    SL_CREDENTIAL_MAX);
 	if (rv != SAGA_OK)
 		return rv;

@@ -280,8 +280,8 @@ START_TEST(every_request_type_is_refused_without_a_valid_credential_or_with_a_we
 						  : clientc;
 		char *msg = NULL;
 		int code = raw_code(t, &a.q[i], weak, &msg);
-		ck_assert_msg(code == SAGA_EPERM, "%s with a weak role: code %d (%s)", a.name[i],
-		    code, msg);
+		ck_assert_msg(
+		    code == SAGA_EPERM, "%s with a weak role: code %d (%s)", a.name[i], code, msg);
 		ck_assert_msg(ths_contains(msg, "permission denied"), "%s", msg);
 		free(msg);
 	}
@@ -305,9 +305,11 @@ START_TEST(every_request_type_is_refused_without_a_valid_credential_or_with_a_we
 	saga_participant_list_free(pl);
 	/* The refusals are logged with who and what, never the secret. */
 	char *log = th_read_file(ths_sagad_log(t), NULL);
-	ck_assert_msg(ths_contains(log, "refused register from ops (operator"), "no refusal logged");
+	ck_assert_msg(
+	    ths_contains(log, "refused register from ops (operator"), "no refusal logged");
 	/* Logged at most 20 per 10 s: the rest are counted. */
-	ck_assert_msg(ths_contains(log, "further refusals in the next 10 s are counted"), "no limit");
+	ck_assert_msg(
+	    ths_contains(log, "further refusals in the next 10 s are counted"), "no limit");
 	ck_assert_msg(ths_contains(log, "refused get from anonymous"), "no anonymous refusal");
 	ck_assert_msg(strstr(log, strchr(clientc, '.') + 1) == NULL, "a secret is in the log");
 	free(log);
@@ -341,8 +343,8 @@ START_TEST(a_payment_participant_cannot_poll_or_report_as_inventory)
 			continue;
 		char *msg = NULL;
 		int code = raw_code(t, &a.q[i], payc, &msg);
-		ck_assert_msg(code == SAGA_EPERM, "%s as inventory: code %d (%s)", a.name[i], code,
-		    msg);
+		ck_assert_msg(
+		    code == SAGA_EPERM, "%s as inventory: code %d (%s)", a.name[i], code, msg);
 		ck_assert_msg(ths_contains(msg, "participant:payment may not"), "%s", msg);
 		free(msg);
 	}
@@ -410,8 +412,8 @@ START_TEST(a_client_limited_to_some_definitions_sees_and_starts_only_those)
 	char *lin = ths_start_ok(t, "ittest.Linear3", "tag=l");
 	saga_client *c = ths_client(t);
 	char *id = NULL;
-	ck_assert_int_eq(saga_client_start(c, "ittest.Parallel", "x", 1, NULL, &id, NULL),
-	    SAGA_EPERM);
+	ck_assert_int_eq(
+	    saga_client_start(c, "ittest.Parallel", "x", 1, NULL, &id, NULL), SAGA_EPERM);
 	saga_info *info = NULL;
 	ck_assert_int_eq(saga_client_get(c, par, &info), SAGA_EPERM);
 	ck_assert_int_eq(saga_client_get(c, lin, &info), SAGA_OK);
@@ -534,8 +536,8 @@ START_TEST(non_loopback_listen_without_auth_refuses_to_start_unless_insecure)
 	ck_assert_int_eq(th_run(argv, NULL, log, 30000, &st), 0);
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 78, "status %d", st);
 	char *text = th_read_file(log, NULL);
-	ck_assert_msg(ths_contains(text, "--auth on") && ths_contains(text, "--insecure"), "%s",
-	    text);
+	ck_assert_msg(
+	    ths_contains(text, "--auth on") && ths_contains(text, "--insecure"), "%s", text);
 	free(text);
 	/* --insecure: it starts (and is reachable on loopback). */
 	static const char *insecure[] = { "--listen", NULL, "--insecure", NULL };
@@ -582,8 +584,8 @@ START_TEST(garbage_credentials_leave_sagad_up)
 	ck_assert_msg(code == SAGA_EPROTO || code == SAGA_EAUTH, "code %d", code);
 	ck_assert_int_eq(raw_code(t, &q, huge, NULL), SAGA_EAUTH);
 	ck_assert_int_eq(raw_code(t, &q, "0123456789abcdef.", NULL), SAGA_EAUTH);
-	ck_assert_int_eq(raw_code(t, &q, "0123456789ABCDEF.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-			     NULL),
+	ck_assert_int_eq(
+	    raw_code(t, &q, "0123456789ABCDEF.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", NULL),
 	    SAGA_EAUTH);
 	free(huge);
 	ck_assert_msg(th_wait_exit(ths_sagad_pid(t), 0, NULL) != 0, "sagad exited");
@@ -600,7 +602,8 @@ auth_suite(void)
 	TCase *tc = tcase_create("auth");
 	tcase_add_unchecked_fixture(tc, cluster_up, cluster_down);
 	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, every_request_type_is_refused_without_a_valid_credential_or_with_a_weak_role);
+	tcase_add_test(
+	    tc, every_request_type_is_refused_without_a_valid_credential_or_with_a_weak_role);
 	tcase_add_test(tc, a_payment_participant_cannot_poll_or_report_as_inventory);
 	tcase_add_test(tc, sagas_run_end_to_end_with_credentials_for_client_and_participants);
 	tcase_add_test(tc, a_client_limited_to_some_definitions_sees_and_starts_only_those);

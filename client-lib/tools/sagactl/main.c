@@ -424,8 +424,8 @@ credential(char *buf, size_t len)
 	}
 	/* A file ends with a newline; spaces around are not part of it. */
 	size_t n = strlen(buf);
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
-			    buf[n - 1] == '\t'))
+	while (n > 0 &&
+	    (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
 		buf[--n] = '\0';
 	if (file != NULL && n == 0) {
 		fprintf(stderr, "sagactl: the credential file %s is empty\n", file);

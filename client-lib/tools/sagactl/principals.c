@@ -51,8 +51,8 @@ print_table(const saga_principal_list *l)
 			ctl_cell(defs != NULL && defs[0] ? defs : "(all)", 60, NULL),
 			ctl_cellf("%s", ctl_local_time(p->created_us, tb, sizeof(tb))),
 			ctl_cell(p->created_by, 32, NULL),
-			ctl_cellf("%s", p->revoked_us ? ctl_local_time(p->revoked_us, tr, sizeof(tr))
-						      : "-") };
+			ctl_cellf("%s",
+			    p->revoked_us ? ctl_local_time(p->revoked_us, tr, sizeof(tr)) : "-") };
 		free(defs);
 		ctl_table_add(&t, row);
 	}
