@@ -330,6 +330,52 @@ out:
 	return rv;
 }
 
+int
+auth_cache_add(const char *credential, auth_role role, const char *participant, const char *defs)
+{
+	char id[ID_LEN + 1];
+	const char *secret;
+	size_t slen;
+	if (auth_parse_credential(credential, strlen(credential), id, &secret, &slen) != 0)
+		return SAGA_EINVAL;
+	pthread_mutex_lock(&A.mu);
+	pset ns = A.set;
+	size_t n = ns.n + 1, nslots = 16;
+	while (nslots < 2 * n)
+		nslots *= 2;
+	principal *np = realloc(ns.p, n * sizeof(*np));
+	uint32_t *slots = calloc(nslots, sizeof(*slots));
+	if (np == NULL || slots == NULL) {
+		if (np != NULL)
+			A.set.p = np;
+		free(slots);
+		pthread_mutex_unlock(&A.mu);
+		return SAGA_ENOMEM;
+	}
+	principal *p = &np[n - 1];
+	memset(p, 0, sizeof(*p));
+	memcpy(p->id, id, sizeof(p->id));
+	SHA256((const unsigned char *)secret, slen, p->sha);
+	p->role = role;
+	p->name = strdup(id);
+	p->participant = strdup(participant != NULL ? participant : "");
+	p->defs = defs != NULL ? strdup(defs) : NULL;
+	free(ns.slots);
+	ns.p = np;
+	ns.n = n;
+	ns.slots = slots;
+	ns.nslots = nslots;
+	for (size_t i = 0; i < n; i++) {
+		size_t mask = nslots - 1, k = (size_t)id_hash(np[i].id) & mask;
+		while (slots[k] != 0)
+			k = (k + 1) & mask;
+		slots[k] = (uint32_t)(i + 1);
+	}
+	A.set = ns;
+	pthread_mutex_unlock(&A.mu);
+	return 0;
+}
+
 /* ---- the poller: other instances' changes ----------------------------------------- */
 
 static void *

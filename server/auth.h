@@ -83,6 +83,13 @@ bool auth_may_reveal(const rpc_req *r);
  * there is none.) */
 bool auth_definition_allowed(const rpc_req *r, const char *d);
 
+/* For tests and the fuzz target: adds an active principal with this
+ * credential to the cache, as if loaded from the database (participant:
+ * role participant's name; defs: names each followed by '\n', or NULL).
+ * 0, or SAGA_EINVAL for a credential of the wrong form. */
+int auth_cache_add(
+    const char *credential, auth_role role, const char *participant, const char *defs);
+
 /* PrincipalRequest, on a reader thread: create, list, revoke. */
 void auth_principal_rpc(PGconn *c, rpc_req *r);
 
