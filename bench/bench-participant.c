@@ -75,6 +75,7 @@ static struct {
 	const char *fail_on;
 	const char *delay_rpc;
 	const char *stats;
+	const char *credential_dir; /* DIR/NAME.credential per name (auth on) */
 	long delay_ms;
 	uint32_t capacity;
 	size_t n_names;
@@ -113,7 +114,7 @@ usage(void)
 	fprintf(stderr,
 	    "usage: bench-participant --url URL --participant NAME[,NAME...] [--capacity N]\n"
 	    "         [--instance ID] [--fail-on RPC] [--delay-ms MS --delay-rpc RPC]\n"
-	    "         [--stats FILE]\n");
+	    "         [--stats FILE] [--credential-dir DIR]\n");
 	exit(2);
 }
 
@@ -295,6 +296,8 @@ main(int argc, char **argv)
 			P.delay_rpc = v;
 		else if (strcmp(a, "--stats") == 0)
 			P.stats = v;
+		else if (strcmp(a, "--credential-dir") == 0)
+			P.credential_dir = v;
 		else
 			usage();
 	}
@@ -326,6 +329,23 @@ main(int argc, char **argv)
 			return 1;
 		}
 		saga_worker_set_log(w, on_log, NULL);
+		if (P.credential_dir != NULL) {
+			char path[1024], cred[1024] = "";
+			snprintf(path, sizeof(path), "%s/%s.credential", P.credential_dir,
+			    P.names[i]);
+			FILE *f = fopen(path, "r");
+			if (f == NULL || fgets(cred, sizeof(cred), f) == NULL) {
+				fprintf(stderr, "bench-participant: cannot read %s\n", path);
+				return 1;
+			}
+			fclose(f);
+			cred[strcspn(cred, "\r\n")] = '\0';
+			if ((rv = saga_worker_set_credential(w, cred)) != SAGA_OK) {
+				fprintf(stderr, "bench-participant: credential: %s\n",
+				    saga_strerror(rv));
+				return 1;
+			}
+		}
 		if ((rv = saga_worker_set_capacity(w, P.capacity)) != SAGA_OK) {
 			fprintf(stderr, "bench-participant: capacity %u: %s\n", P.capacity,
 			    saga_strerror(rv));
