@@ -1092,6 +1092,7 @@ run_closed(const scen *s, int conc, result *r)
 		if ((d[i].input = make_input(s->input_bytes, &d[i].input_len)) == NULL ||
 		    saga_client_new(w.url, &d[i].c) != SAGA_OK)
 			abort();
+		use_cred(d[i].c, g_client_cred);
 		saga_client_set_timeout(d[i].c, 30000);
 		if (pthread_create(&d[i].th, NULL, drv_main, &d[i]) != 0) {
 			note("pthread_create failed");
