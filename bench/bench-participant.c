@@ -331,8 +331,8 @@ main(int argc, char **argv)
 		saga_worker_set_log(w, on_log, NULL);
 		if (P.credential_dir != NULL) {
 			char path[1024], cred[1024] = "";
-			snprintf(path, sizeof(path), "%s/%s.credential", P.credential_dir,
-			    P.names[i]);
+			snprintf(
+			    path, sizeof(path), "%s/%s.credential", P.credential_dir, P.names[i]);
 			FILE *f = fopen(path, "r");
 			if (f == NULL || fgets(cred, sizeof(cred), f) == NULL) {
 				fprintf(stderr, "bench-participant: cannot read %s\n", path);

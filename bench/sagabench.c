@@ -754,8 +754,8 @@ auth_setup(const world *w)
 	int rv = saga_client_new(w->inst_url[0], &c);
 	if (rv == SAGA_OK) {
 		use_cred(c, g_admin_cred);
-		rv = saga_client_principal_create(c, "bench-client", "client", NULL, NULL, 0, &cred,
-		    NULL);
+		rv = saga_client_principal_create(
+		    c, "bench-client", "client", NULL, NULL, 0, &cred, NULL);
 	}
 	if (rv != SAGA_OK) {
 		note("cannot make the client principal: %s", c ? saga_client_errmsg(c) : "");
@@ -790,8 +790,8 @@ part_creds(const world *w, const char *names, char *dir, size_t dirlen)
 		if (stat(path, &sb) == 0)
 			continue;
 		snprintf(pname, sizeof(pname), "bench-%s", n);
-		if (saga_client_principal_create(c, pname, "participant", n, NULL, 0, &cred, NULL) !=
-			SAGA_OK ||
+		if (saga_client_principal_create(
+			c, pname, "participant", n, NULL, 0, &cred, NULL) != SAGA_OK ||
 		    th_write_file(path, cred, strlen(cred)) != 0) {
 			note("cannot make participant principal %s: %s", n, saga_client_errmsg(c));
 			ok = NULL;

@@ -71,7 +71,7 @@ static struct {
 	pthread_mutex_t log_mu;
 	int64_t window_ms;
 	unsigned logged, dropped;
-	_Atomic uint64_t refused_total;
+	_Atomic uint64_t refused_auth, refused_perm; /* for /metrics */
 } A = {
 	.mu = PTHREAD_MUTEX_INITIALIZER,
 	.stop_mu = PTHREAD_MUTEX_INITIALIZER,
@@ -676,7 +676,6 @@ what(const rpc_req *r)
 static void
 log_refusal(const rpc_req *r, const char *who, const char *why)
 {
-	atomic_fetch_add(&A.refused_total, 1);
 	int64_t now = wire_mono_ms();
 	unsigned dropped = 0;
 	bool log = false;
@@ -711,6 +710,7 @@ log_refusal(const rpc_req *r, const char *who, const char *why)
 static int
 refuse(rpc_req *r, int code, const char *who, const char *why)
 {
+	atomic_fetch_add(code == SAGA_EAUTH ? &A.refused_auth : &A.refused_perm, 1);
 	log_refusal(r, who, why);
 	if (code == SAGA_EAUTH)
 		rpc_reply_error(r, code, "not authenticated: %s", why);
@@ -738,6 +738,13 @@ bool
 auth_definition_allowed(const rpc_req *r, const char *d)
 {
 	return r->auth.defs == NULL || (d != NULL && defs_contain(r->auth.defs, d));
+}
+
+void
+auth_refusals(uint64_t *unauthenticated, uint64_t *denied)
+{
+	*unauthenticated = atomic_load(&A.refused_auth);
+	*denied = atomic_load(&A.refused_perm);
 }
 
 bool

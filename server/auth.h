@@ -26,6 +26,7 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "rpc.h"
@@ -75,6 +76,10 @@ int auth_check(rpc_req *r, auth_role need);
  * length) or SAGA_EAUTH. For the fuzz target too. */
 int auth_parse_credential(
     const char *cred, size_t len, char id[17], const char **secret, size_t *secret_len);
+
+/* Requests refused since start: SAGA_EAUTH, SAGA_EPERM (for /metrics,
+ * sagad_requests_refused_total). */
+void auth_refusals(uint64_t *unauthenticated, uint64_t *denied);
 
 /* May this request see sensitive fields? True with auth off, or for an
  * admin. (rpc_may_reveal's answer once the parts are merged.) */

@@ -15,7 +15,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -52,6 +56,44 @@ auth_world(const char *db, const char *const extra[])
 	ths_sagad_start_ok(t, extra);
 	ths_register_sagas_ok(t);
 	return t;
+}
+
+/* ---- HTTP (/metrics) ------------------------------------------------------- */
+
+static int
+free_tcp_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t l = sizeof(a);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &l), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+/* GET path from 127.0.0.1:port; the whole response (malloc'ed). */
+static char *
+http_get(int port, const char *path)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET,
+		.sin_port = htons((uint16_t)port),
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct timeval tv = { 5, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	char req[256];
+	int n = snprintf(
+	    req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+	ck_assert_int_eq(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
+	size_t cap = 1 << 20, len = 0;
+	char *buf = calloc(1, cap);
+	ssize_t k;
+	while (len < cap - 1 && (k = read(fd, buf + len, cap - 1 - len)) > 0)
+		len += (size_t)k;
+	close(fd);
+	return buf;
 }
 
 /* ---- raw requests ------------------------------------------------------- */
@@ -244,7 +286,11 @@ wrong_secret(const char *cred)
 
 START_TEST(every_request_type_is_refused_without_a_valid_credential_or_with_a_weak_role)
 {
-	ths *t = auth_world("au_every", NULL);
+	int port = free_tcp_port();
+	char http[64];
+	snprintf(http, sizeof(http), "http://127.0.0.1:%d", port);
+	const char *extra[] = { "--http-listen", http, NULL };
+	ths *t = auth_world("au_every", extra);
 	char *clientc = ths_principal_ok(t, "shop", "client", NULL, NULL);
 	char *operc = ths_principal_ok(t, "ops", "operator", NULL, NULL);
 	char *partc = ths_principal_ok(t, "pay", "participant", "pA", NULL);
@@ -303,6 +349,15 @@ START_TEST(every_request_type_is_refused_without_a_valid_credential_or_with_a_we
 		ck_assert_uint_eq(pl->participants[i].connections, 0);
 	}
 	saga_participant_list_free(pl);
+	/* Nor a metric series; the refusals are counted. */
+	char *m = http_get(port, "/metrics");
+	ck_assert_msg(strstr(m, "intruder") == NULL, "a refused name made a series");
+	ck_assert_msg(
+	    strstr(m, "sagad_requests_refused_total{reason=\"unauthenticated\"} 72\n") != NULL,
+	    "%s", m);
+	ck_assert_msg(
+	    strstr(m, "sagad_requests_refused_total{reason=\"denied\"} 15\n") != NULL, "%s", m);
+	free(m);
 	/* The refusals are logged with who and what, never the secret. */
 	char *log = th_read_file(ths_sagad_log(t), NULL);
 	ck_assert_msg(
