@@ -74,7 +74,7 @@ static const char usage_text[] =
     "         3 not found, 5 timed out, 6 cannot reach sagad, 9 invalid definition\n"
     "  16     wait: the saga ended compensated\n"
     "  17     wait: the saga failed and is parked (needs an operator)\n"
-    "  77     refused: no valid credential (16), or the role does not allow it (17)\n"
+    "  77     refused: no valid credential, or the role does not allow the command\n"
     "  64     usage error\n"
     "  65     start: the input JSON does not fit the definition's input type\n"
     "  66     an input file cannot be read\n"
