@@ -650,6 +650,42 @@ START_TEST(garbage_credentials_leave_sagad_up)
 }
 END_TEST
 
+START_TEST(a_revocation_on_one_instance_is_refused_by_another_within_about_2_s)
+{
+	ths *t = ths_new_ok(pg, "au_revoke2");
+	ths_auth_on(t);
+	ths_sagad_n_start_ok(t, 0, NULL);
+	ths_sagad_n_start_ok(t, 1, NULL);
+	char *cred = ths_principal_ok(t, "temp", "client", NULL, NULL);
+	saga_client *c = NULL;
+	ck_assert_int_eq(saga_client_new(ths_sagad_n_url(t, 1), &c), SAGA_OK);
+	ck_assert_int_eq(saga_client_set_credential(c, cred), SAGA_OK);
+	saga_list *l = NULL;
+	/* Instance 1 learns of the new principal by its poll too. */
+	long long until = th_now_ms() + 10000;
+	int rv;
+	while ((rv = saga_client_list(c, NULL, &l)) == SAGA_EAUTH && th_now_ms() < until)
+		usleep(50000);
+	ck_assert_int_eq(rv, SAGA_OK);
+	saga_list_free(l);
+	ck_assert_int_eq(saga_client_principal_revoke(ths_client(t), "temp", NULL), SAGA_OK);
+	long long t0 = th_now_ms();
+	while ((rv = saga_client_list(c, NULL, &l)) == SAGA_OK && th_now_ms() < t0 + 10000) {
+		saga_list_free(l);
+		l = NULL;
+		usleep(20000);
+	}
+	long long took = th_now_ms() - t0;
+	ck_assert_int_eq(rv, SAGA_EAUTH);
+	/* 2 s poll; slack for a loaded machine. */
+	ck_assert_msg(took < 4000, "instance 1 took %lld ms to refuse a revoked credential", took);
+	fprintf(stderr, "revocation seen by the other instance after %lld ms\n", took);
+	saga_client_free(c);
+	saga_string_free(cred);
+	ths_free(t);
+}
+END_TEST
+
 static Suite *
 auth_suite(void)
 {
@@ -666,6 +702,7 @@ auth_suite(void)
 	tcase_add_test(tc, the_bootstrap_admin_credential_is_written_once_with_mode_0600);
 	tcase_add_test(tc, non_loopback_listen_without_auth_refuses_to_start_unless_insecure);
 	tcase_add_test(tc, garbage_credentials_leave_sagad_up);
+	tcase_add_test(tc, a_revocation_on_one_instance_is_refused_by_another_within_about_2_s);
 	suite_add_tcase(s, tc);
 	return s;
 }
