@@ -576,7 +576,8 @@ auth_stop(void)
 bool
 auth_url_is_local(const char *url)
 {
-	if (strncmp(url, "ipc://", 6) == 0 || strncmp(url, "inproc://", 9) == 0)
+	if (strncmp(url, "ipc://", 6) == 0 || strncmp(url, "inproc://", 9) == 0 ||
+	    strncmp(url, "abstract://", 11) == 0)
 		return true;
 	const char *p = strstr(url, "://");
 	if (p == NULL)
@@ -678,7 +679,7 @@ log_refusal(const rpc_req *r, const char *who, const char *why)
 {
 	int64_t now = wire_mono_ms();
 	unsigned dropped = 0;
-	bool log = false;
+	bool log = false, last = false;
 	pthread_mutex_lock(&A.log_mu);
 	if (now - A.window_ms >= REFUSAL_WINDOW_MS) {
 		dropped = A.dropped;
@@ -689,6 +690,7 @@ log_refusal(const rpc_req *r, const char *who, const char *why)
 	if (A.logged < REFUSALS_LOGGED) {
 		A.logged++;
 		log = true;
+		last = A.logged == REFUSALS_LOGGED;
 	} else {
 		A.dropped++;
 	}
@@ -701,8 +703,7 @@ log_refusal(const rpc_req *r, const char *who, const char *why)
 		rpc_pipe_peer(r->pipe_id, peer, sizeof(peer));
 		slog_warn("auth: refused %s from %s on connection %u (%s): %s%s", what(r), who,
 		    r->pipe_id, peer, why,
-		    A.logged == REFUSALS_LOGGED ? " (further refusals in the next 10 s are counted)"
-						: "");
+		    last ? " (further refusals in the next 10 s are counted)" : "");
 	}
 }
 

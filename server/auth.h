@@ -59,7 +59,7 @@ void auth_stop(void);
 bool auth_enabled(void);
 
 /* Does the listen URL reach only this machine (127.0.0.0/8, ::1,
- * localhost, ipc://, inproc://)? */
+ * localhost, ipc://, inproc://, abstract://)? */
 bool auth_url_is_local(const char *url);
 /* With auth off and insecure off: 0 if every URL of c->listen is local,
  * else SAGA_EINVAL with a message saying how to set auth up. */
