@@ -238,6 +238,11 @@ ths_new_ok(th_pg *pg, const char *dbname)
 		t->conninfo = th_pg_conninfo(pg, dbname);
 		ck_assert_ptr_nonnull(t->conninfo);
 	}
+	/* THS_AUTH=1: every world runs with auth on (a whole suite with
+	 * credentials; see ths_auth_on). */
+	const char *a = getenv("THS_AUTH");
+	if (a != NULL && strcmp(a, "1") == 0)
+		ths_auth_on(t);
 	if (g_registry[0] != '\0') {
 		char line[800];
 		snprintf(line, sizeof(line), "%s\t%s\n", t->dir, dbname);

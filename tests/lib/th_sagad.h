@@ -187,7 +187,9 @@ void ths_journal_wait_ok(ths *t, const char *saga_id, char kind, const char *rpc
  * else the bootstrap admin's; each participant started with
  * ths_participant_ok gets, per name, a principal `part-NAME` of role
  * participant:NAME made on first use (its credential in
- * <dir>/creds/NAME.credential). Call before the first start. */
+ * <dir>/creds/NAME.credential). Call before the first start. With
+ * THS_AUTH=1 in the environment every world starts this way (a whole suite
+ * with credentials: `THS_AUTH=1 meson test -C build it-lifecycle`). */
 void ths_auth_on(ths *t);
 /* The bootstrap admin's credential (read from its file; sagad must have
  * started with auth on). Owned by t. */
