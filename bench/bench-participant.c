@@ -76,6 +76,7 @@ static struct {
 	const char *delay_rpc;
 	const char *stats;
 	const char *tls_ca, *tls_cert, *tls_key; /* NULL = no TLS */
+	const char *credential_dir; /* DIR/NAME.credential per name (auth on) */
 	long delay_ms;
 	uint32_t capacity;
 	size_t n_names;
@@ -114,7 +115,8 @@ usage(void)
 	fprintf(stderr,
 	    "usage: bench-participant --url URL --participant NAME[,NAME...] [--capacity N]\n"
 	    "         [--instance ID] [--fail-on RPC] [--delay-ms MS --delay-rpc RPC]\n"
-	    "         [--stats FILE] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]\n");
+	    "         [--stats FILE] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]\n"
+	    "         [--credential-dir DIR]\n");
 	exit(2);
 }
 
@@ -302,6 +304,8 @@ main(int argc, char **argv)
 			P.tls_cert = v;
 		else if (strcmp(a, "--tls-key") == 0)
 			P.tls_key = v;
+		else if (strcmp(a, "--credential-dir") == 0)
+			P.credential_dir = v;
 		else
 			usage();
 	}
@@ -338,6 +342,23 @@ main(int argc, char **argv)
 			SAGA_OK) {
 			fprintf(stderr, "bench-participant: TLS: %s\n", saga_worker_errmsg(w));
 			return 2;
+		}
+		if (P.credential_dir != NULL) {
+			char path[1024], cred[1024] = "";
+			snprintf(
+			    path, sizeof(path), "%s/%s.credential", P.credential_dir, P.names[i]);
+			FILE *f = fopen(path, "r");
+			if (f == NULL || fgets(cred, sizeof(cred), f) == NULL) {
+				fprintf(stderr, "bench-participant: cannot read %s\n", path);
+				return 1;
+			}
+			fclose(f);
+			cred[strcspn(cred, "\r\n")] = '\0';
+			if ((rv = saga_worker_set_credential(w, cred)) != SAGA_OK) {
+				fprintf(stderr, "bench-participant: credential: %s\n",
+				    saga_strerror(rv));
+				return 1;
+			}
 		}
 		if ((rv = saga_worker_set_capacity(w, P.capacity)) != SAGA_OK) {
 			fprintf(stderr, "bench-participant: capacity %u: %s\n", P.capacity,

@@ -121,6 +121,7 @@ static struct {
 	const char *sagad_args[32];
 	size_t n_sagad_args;
 	const char *tls_dir; /* --tls: ca.pem, sagad.pem/.key, client.pem/.key; NULL = off */
+	int auth; /* --auth: sagad with --auth on, everyone with credentials */
 } O;
 
 /* --tls: the file DIR/name, in one of 8 static buffers. */
@@ -159,6 +160,18 @@ static pid_t g_sagad = -1;
 static pid_t g_more_sagads[MAX_INSTANCES]; /* instances 1.. of --instances */
 static pid_t g_parts[MAX_PARTS];
 static size_t g_n_parts;
+/* --auth: the current world's credentials ("" = none). */
+static char g_admin_cred[128];
+static char g_client_cred[128];
+
+/* With --auth, every client of the bench calls with the client credential
+ * (the admin's for registering). */
+static void
+use_cred(saga_client *c, const char *cred)
+{
+	if (O.auth && cred[0] != '\0')
+		saga_client_set_credential(c, cred);
+}
 static const char *g_sagad_bin, *g_part_bin, *g_binpb, *g_pgbench_script;
 static char g_pg_bindir[4096];
 static long g_clk_tck;
@@ -612,7 +625,7 @@ wait_ready(const world *w, int timeout_ms)
 			snprintf(last, sizeof(last), "%s", saga_client_errmsg(c));
 		saga_list_free(l);
 		saga_client_free(c);
-		if (rv == SAGA_OK)
+		if (rv == SAGA_OK || (O.auth && rv == SAGA_EAUTH))
 			return 0;
 		if (g_sagad > 0 && th_wait_exit(g_sagad, 0, NULL) == 0) {
 			note("sagad exited during start-up (log: %s)", w->sagad_log);
@@ -662,6 +675,10 @@ start_sagad_n(const world *w, int i)
 		argv[n++] = "--tls-ca";
 		argv[n++] = tls_file("ca.pem");
 	}
+	if (O.auth) {
+		argv[n++] = "--auth";
+		argv[n++] = "on";
+	}
 	for (size_t k = 0; k < O.n_sagad_args && n < 63; k++)
 		argv[n++] = O.sagad_args[k];
 	argv[n] = NULL;
@@ -682,6 +699,8 @@ start_sagad(const world *w)
 {
 	return start_sagad_n(w, 0);
 }
+
+static const char *part_creds(const world *w, const char *names, char *dir, size_t dirlen);
 
 /* Starts one bench-participant serving names; extra args (NULL-ended) are
  * appended. */
@@ -714,6 +733,13 @@ start_part(const world *w, const char *names, const char *const extra[])
 		argv[n++] = "--tls-key";
 		argv[n++] = tls_file("client.key");
 	}
+	char creds[700];
+	if (O.auth) {
+		if (part_creds(w, names, creds, sizeof(creds)) == NULL)
+			return -1;
+		argv[n++] = "--credential-dir";
+		argv[n++] = creds;
+	}
 	for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 31; i++)
 		argv[n++] = extra[i];
 	argv[n] = NULL;
@@ -741,6 +767,7 @@ register_defs(const world *w)
 	}
 	if ((rv = saga_client_new(w->inst_url[0], &c)) == SAGA_OK) {
 		client_tls(c);
+		use_cred(c, g_admin_cred);
 		rv = saga_client_register(c, data, len, &res);
 	}
 	if (rv != SAGA_OK)
@@ -750,6 +777,74 @@ register_defs(const world *w)
 	saga_client_free(c);
 	free(data);
 	return rv == SAGA_OK ? 0 : -1;
+}
+
+/* --auth: reads the bootstrap admin's credential and makes the drivers'
+ * client principal. */
+static int
+auth_setup(const world *w)
+{
+	char path[800], *cred = NULL;
+	snprintf(path, sizeof(path), "%s/bootstrap-admin.credential", w->data_dir);
+	char *s = th_read_file(path, NULL);
+	if (s == NULL) {
+		note("no bootstrap credential in %s", path);
+		return -1;
+	}
+	s[strcspn(s, "\r\n")] = '\0';
+	snprintf(g_admin_cred, sizeof(g_admin_cred), "%s", s);
+	free(s);
+	saga_client *c = NULL;
+	int rv = saga_client_new(w->inst_url[0], &c);
+	if (rv == SAGA_OK) {
+		use_cred(c, g_admin_cred);
+		rv = saga_client_principal_create(
+		    c, "bench-client", "client", NULL, NULL, 0, &cred, NULL);
+	}
+	if (rv != SAGA_OK) {
+		note("cannot make the client principal: %s", c ? saga_client_errmsg(c) : "");
+		saga_client_free(c);
+		return -1;
+	}
+	snprintf(g_client_cred, sizeof(g_client_cred), "%s", cred);
+	saga_string_free(cred);
+	saga_client_free(c);
+	return 0;
+}
+
+/* --auth: a participant principal per name (comma-separated), its
+ * credential in DIR/creds/NAME.credential. Returns DIR/creds or NULL. */
+static const char *
+part_creds(const world *w, const char *names, char *dir, size_t dirlen)
+{
+	snprintf(dir, dirlen, "%s/creds", w->dir);
+	(void)mkdir(dir, 0700);
+	char *copy = strdup(names), *save = NULL;
+	saga_client *c = NULL;
+	if (copy == NULL || saga_client_new(w->inst_url[0], &c) != SAGA_OK) {
+		free(copy);
+		return NULL;
+	}
+	use_cred(c, g_admin_cred);
+	const char *ok = dir;
+	for (char *n = strtok_r(copy, ",", &save); n != NULL; n = strtok_r(NULL, ",", &save)) {
+		char path[900], pname[128], *cred = NULL;
+		struct stat sb;
+		snprintf(path, sizeof(path), "%s/%s.credential", dir, n);
+		if (stat(path, &sb) == 0)
+			continue;
+		snprintf(pname, sizeof(pname), "bench-%s", n);
+		if (saga_client_principal_create(
+			c, pname, "participant", n, NULL, 0, &cred, NULL) != SAGA_OK ||
+		    th_write_file(path, cred, strlen(cred)) != 0) {
+			note("cannot make participant principal %s: %s", n, saga_client_errmsg(c));
+			ok = NULL;
+		}
+		saga_string_free(cred);
+	}
+	saga_client_free(c);
+	free(copy);
+	return ok;
 }
 
 /* A fresh database, sagad on it (answering) and the definitions
@@ -787,6 +882,8 @@ world_up(world *w, const char *name)
 	 * state for each, and a timed checkpoint (5 min) unlikely inside. */
 	(void)th_pg_exec(g_pg, "postgres", "CHECKPOINT");
 	if (start_sagad(w) != 0 || wait_ready(w, READY_MS) != 0)
+		return -1;
+	if (O.auth && auth_setup(w) != 0)
 		return -1;
 	if (register_defs(w) != 0)
 		return -1;
@@ -1041,6 +1138,7 @@ run_closed(const scen *s, int conc, result *r)
 		    saga_client_new(w.url, &d[i].c) != SAGA_OK)
 			abort();
 		client_tls(d[i].c);
+		use_cred(d[i].c, g_client_cred);
 		saga_client_set_timeout(d[i].c, 30000);
 		if (pthread_create(&d[i].th, NULL, drv_main, &d[i]) != 0) {
 			note("pthread_create failed");
@@ -1266,6 +1364,7 @@ run_inflight(void)
 		if (saga_client_new(w.url, &st[i].c) != SAGA_OK)
 			abort();
 		client_tls(st[i].c);
+		use_cred(st[i].c, g_client_cred);
 		saga_client_set_timeout(st[i].c, 60000);
 		if (pthread_create(&st[i].th, NULL, starter_main, &st[i]) != 0)
 			break;
@@ -1329,6 +1428,7 @@ run_inflight(void)
 	if (saga_client_new(w.url, &c) != SAGA_OK)
 		abort();
 	client_tls(c);
+	use_cred(c, g_client_cred);
 	saga_client_set_timeout(c, 30000);
 	deadline = t0 + (long long)O.inflight_timeout_s * 1000000000LL;
 	for (;;) {
@@ -1752,7 +1852,9 @@ usage(FILE *f)
 	    "  --keep                keep the temp dir (logs, PostgreSQL data)\n"
 	    "  --two-calls           drive with start then wait (two requests per saga)\n"
 	    "                        instead of saga_client_run (one)\n"
-	    "  --out FILE.json       also write the results as JSON\n");
+	    "  --out FILE.json       also write the results as JSON\n"
+	    "  --auth                run sagad with --auth on: drivers use a client credential,\n"
+	    "                        participants participant credentials (docs/SECURITY.md)\n");
 }
 
 static int
@@ -1818,6 +1920,10 @@ main(int argc, char **argv)
 		}
 		if (strcmp(a, "--two-calls") == 0) {
 			g_two_calls = 1;
+			continue;
+		}
+		if (strcmp(a, "--auth") == 0) {
+			O.auth = 1;
 			continue;
 		}
 		if (strcmp(a, "--keep") == 0) {

@@ -52,6 +52,12 @@ check_client_auth(const char *v)
 }
 
 static int
+check_auth(const char *v)
+{
+	return strcmp(v, "on") == 0 || strcmp(v, "off") == 0;
+}
+
+static int
 check_nonempty(const char *v)
 {
 	return v[0] != '\0';
@@ -138,6 +144,16 @@ static const opt opts[] = {
 	S(tls_client_auth, "SAGAD_TLS_CLIENT_AUTH", "", check_client_auth, "MODE",
 	    "client certificates on tls+tcp://: none, optional (checked if shown) or required "
 	    "(mutual TLS); empty = required when tls-ca is set, else none"),
+	S(auth, "SAGAD_AUTH", "off", check_auth, "MODE",
+	    "on: every request needs a credential whose role allows it (docs/SECURITY.md); off: "
+	    "anyone who reaches a listen URL may do anything, so only loopback and ipc:// URLs "
+	    "are accepted unless --insecure"),
+	B(insecure, "SAGAD_INSECURE", "false",
+	    "with auth off, listen on non-loopback addresses anyway (for labs: anyone on the "
+	    "network may then start, read, cancel and report)"),
+	S(bootstrap_credential_file, "SAGAD_BOOTSTRAP_CREDENTIAL_FILE", "", NULL, "FILE",
+	    "with auth on and no active admin: where the credential of the `bootstrap` admin "
+	    "sagad creates is written (mode 0600); empty = DATA-DIR/bootstrap-admin.credential"),
 	B(allow_root, "SAGAD_ALLOW_ROOT", "false",
 	    "run even as root (refused by default: run sagad as an unprivileged user)"),
 	S(config, "SAGAD_CONFIG", "", NULL, "FILE",
@@ -257,6 +273,8 @@ set_value(cfg *c, const opt *o, const char *v, const char *src, char *err, size_
 		else if (o->check == check_client_auth)
 			seterr(err, errlen, "%s: \"%s\" is not one of none, optional, required",
 			    src, v);
+		else if (o->check == check_auth)
+			seterr(err, errlen, "%s: \"%s\" is not one of off, on", src, v);
 		else
 			seterr(err, errlen, "%s must not be empty", src);
 		return SAGA_EINVAL;

@@ -55,6 +55,9 @@ typedef struct cfg {
 	char *tls_key;         /* PEM private key of tls_cert; "" = none */
 	char *tls_ca;          /* PEM CAs that sign client certificates; "" = none */
 	char *tls_client_auth; /* none|optional|required; "" = required if tls_ca set */
+	char *auth;                   /* "off" (default) or "on": credentials and roles */
+	uint32_t insecure;            /* 1 = allow non-loopback listen URLs with auth off */
+	char *bootstrap_credential_file; /* "" = <data_dir>/bootstrap-admin.credential */
 } cfg;
 
 /* Parses defaults, environment, then argv. The first non-flag argument is

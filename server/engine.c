@@ -13,6 +13,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "auth.h"
 #include "defn.h"
 #include "engine_int.h"
 #include "names.h"
@@ -916,6 +917,15 @@ engine_metrics(char **out, size_t *len)
 	    (unsigned long long)rpc_connections_refused(),
 	    (unsigned long long)rpc_tls_handshakes_refused());
 	dsp_metrics(&b);
+	uint64_t unauth = 0, denied = 0;
+	auth_refusals(&unauth, &denied);
+	mx_printf(&b,
+	    "# HELP sagad_requests_refused_total Requests refused with auth on: reason "
+	    "\"unauthenticated\" (no valid credential) or \"denied\" (role too weak).\n"
+	    "# TYPE sagad_requests_refused_total counter\n"
+	    "sagad_requests_refused_total{reason=\"unauthenticated\"} %llu\n"
+	    "sagad_requests_refused_total{reason=\"denied\"} %llu\n",
+	    (unsigned long long)unauth, (unsigned long long)denied);
 	mx_printf(&b,
 	    "# HELP sagad_db_commit_seconds Time to commit one batch of saga "
 	    "transitions in PostgreSQL.\n# TYPE sagad_db_commit_seconds histogram\n");

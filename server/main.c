@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "config.h"
 #include "engine.h"
 #include "forward.h"
@@ -188,6 +189,11 @@ main(int argc, char **argv)
 		cfg_free(&c);
 		return EXIT_CONFIG;
 	}
+	if (strcmp(c.command, "run") == 0 && (rv = auth_check_listen(&c, err, sizeof(err))) != 0) {
+		fprintf(stderr, "sagad: %s\n", err);
+		cfg_free(&c);
+		return EXIT_CONFIG;
+	}
 	g_running = &c;
 	g_argc = argc;
 	g_argv = argv;
@@ -249,6 +255,11 @@ main(int argc, char **argv)
 		slog_error("readers: %s", err);
 		goto out_readers;
 	}
+	/* Principals before the network: no request is served unchecked. */
+	if ((rv = auth_start(&c, conninfo, err, sizeof(err))) != 0) {
+		slog_error("auth: %s", err);
+		goto out_readers;
+	}
 	if ((rv = rpc_start(&c, route_request, engine_pipe_closed, NULL, err, sizeof(err))) != 0) {
 		slog_error("%s", err);
 		goto out_rpc;
@@ -288,12 +299,14 @@ out_rpc:
 			pthread_detach(wd);
 	}
 	rpc_close();
+	auth_stop();
 	engine_fini();
 	goto out;
 out_readers:
 	shd_stop();
 	fwd_stop();
 	reader_stop();
+	auth_stop();
 	engine_fini();
 out:
 	if (embedded)

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "auth.h"
 #include "defn.h"
 #include "engine.h"
 #include "failpoint.h"
@@ -231,9 +232,9 @@ reader_list(PGconn *c, rpc_req *r)
 		limit = 1000;
 	char sql[1024], where[600];
 	size_t n = 0, w = 0;
-	const char *vals[10];
-	int lens[10], fmts[10];
-	Oid types[10];
+	const char *vals[12];
+	int lens[12], fmts[12];
+	Oid types[12];
 	int np = 0;
 	char tsa[8], tsb[8], tsp[8], lim[4], ver[4];
 	uint8_t pid[16];
@@ -250,6 +251,13 @@ reader_list(PGconn *c, rpc_req *r)
 		vals[np] = q->definition, lens[np] = 0, fmts[np] = 0, types[np] = 25;
 		np++;
 		w += (size_t)snprintf(where + w, sizeof(where) - w, " AND definition = $%d", np);
+	}
+	if (r->auth.defs != NULL) {
+		/* A principal limited to some definitions lists only those. */
+		vals[np] = r->auth.defs, lens[np] = 0, fmts[np] = 0, types[np] = 25;
+		np++;
+		w += (size_t)snprintf(where + w, sizeof(where) - w,
+		    " AND definition = ANY(string_to_array($%d, E'\\n'))", np);
 	}
 	if (q->version != 0) {
 		uint32_t v = htonl(q->version);
@@ -529,6 +537,14 @@ reader_describe(PGconn *c, rpc_req *r)
 	n = registry_list(name, defs, DESCRIBE_MAX);
 	if (n > DESCRIBE_MAX)
 		n = DESCRIBE_MAX;
+	if (name == NULL && r->auth.defs != NULL) {
+		/* A principal limited to some definitions sees only those. */
+		size_t k = 0;
+		for (size_t i = 0; i < n; i++)
+			if (auth_definition_allowed(r, defs[i]->name))
+				defs[k++] = defs[i];
+		n = k;
+	}
 	if (name != NULL && n == 0) {
 		rpc_reply_error(r, SAGA_ENOTFOUND,
 		    "unknown saga definition %.256s (`sagactl describe` lists them; register one "

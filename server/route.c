@@ -1,12 +1,16 @@
-/* route: the table of who serves which request. See route.h. */
+/* route: the table of who serves which request, and the least role that
+ * may send it. See route.h. */
 #include "route.h"
 
 #include <stddef.h>
+#include <string.h>
 
+#include "auth.h"
 #include "engine.h"
 #include "forward.h"
 #include "reader.h"
 #include "saga_base.h"
+#include "wire.h"
 
 #define B(x) SAGAWIRE__REQUEST__BODY_##x
 
@@ -21,28 +25,124 @@ typedef struct route_entry {
 	reader_fn reader;      /* by a reader */
 	reader_fn not_held;    /* engine: a reader serves it if the saga is not in memory */
 	int flags;
+	auth_role need; /* with auth on: the least role that may send it (auth.h) */
 } route_entry;
 
 static const route_entry table[] = {
 	[B(START)] = { .engine = engine_start,
 	    .not_held = reader_start_unknown,
-	    .flags = REFUSE_DRAINING | NEW_WORK },
+	    .flags = REFUSE_DRAINING | NEW_WORK,
+	    .need = AUTH_CLIENT },
 	[B(CANCEL)] = { .engine = engine_cancel,
 	    .not_held = fwd_cancel_check,
-	    .flags = REFUSE_DRAINING },
-	[B(WAIT)] = { .engine = engine_wait, .not_held = fwd_wait_check, .flags = REFUSE_DRAINING },
+	    .flags = REFUSE_DRAINING,
+	    .need = AUTH_OPERATOR },
+	[B(WAIT)] = { .engine = engine_wait,
+	    .not_held = fwd_wait_check,
+	    .flags = REFUSE_DRAINING,
+	    .need = AUTH_CLIENT },
 	[B(OPERATE)] = { .engine = engine_operate,
 	    .not_held = fwd_operate_load,
-	    .flags = REFUSE_DRAINING },
-	[B(PARTICIPANTS)] = { .engine = engine_participants, .flags = REFUSE_DRAINING },
-	[B(POLL)] = { .engine = engine_poll, .flags = REFUSE_DRAINING },
+	    .flags = REFUSE_DRAINING,
+	    .need = AUTH_OPERATOR },
+	[B(PARTICIPANTS)] = { .engine = engine_participants,
+	    .flags = REFUSE_DRAINING,
+	    .need = AUTH_CLIENT },
+	/* Participants poll and report as themselves only (auth_check). */
+	[B(POLL)] = { .engine = engine_poll, .flags = REFUSE_DRAINING, .need = AUTH_PARTICIPANT },
 	/* Reports are taken even while draining: they carry outcomes. */
-	[B(REPORT)] = { .engine = engine_report },
-	[B(GET)] = { .reader = reader_get, .flags = REFUSE_DRAINING },
-	[B(LIST)] = { .reader = reader_list, .flags = REFUSE_DRAINING },
-	[B(DESCRIBE)] = { .reader = reader_describe, .flags = REFUSE_DRAINING },
-	[B(REGISTER)] = { .reader = reader_register, .flags = REFUSE_DRAINING },
+	[B(REPORT)] = { .engine = engine_report, .need = AUTH_PARTICIPANT },
+	[B(GET)] = { .reader = reader_get, .flags = REFUSE_DRAINING, .need = AUTH_CLIENT },
+	[B(LIST)] = { .reader = reader_list, .flags = REFUSE_DRAINING, .need = AUTH_CLIENT },
+	[B(DESCRIBE)] = { .reader = reader_describe,
+	    .flags = REFUSE_DRAINING,
+	    .need = AUTH_CLIENT },
+	[B(REGISTER)] = { .reader = reader_register, .flags = REFUSE_DRAINING, .need = AUTH_ADMIN },
+	[B(PRINCIPAL)] = { .reader = auth_principal_rpc,
+	    .flags = REFUSE_DRAINING,
+	    .need = AUTH_ADMIN },
 };
+
+static const route_entry *
+entry_of(const rpc_req *r)
+{
+	size_t b = (size_t)r->req->body_case;
+	return &table[b];
+}
+
+/* The saga id a request about one saga names, or NULL. */
+static const char *
+saga_of(const rpc_req *r)
+{
+	switch (r->req->body_case) {
+	case B(GET):
+		return r->req->get->saga_id;
+	case B(WAIT):
+		return r->req->wait->saga_id;
+	case B(CANCEL):
+		return r->req->cancel->saga_id;
+	case B(OPERATE):
+		return r->req->operate->saga_id;
+	default:
+		return NULL;
+	}
+}
+
+static void serve(PGconn *c, rpc_req *r, const route_entry *t);
+
+/* On a reader: a principal limited to some definitions asks about one
+ * saga. Its definition is read first; then the request goes its way. */
+static void
+check_saga_definition(PGconn *c, rpc_req *r)
+{
+	uint8_t id[16];
+	char def[AUTH_NAME_MAX + 1] = "";
+	const char *sid = saga_of(r);
+	if (wire_uuid_parse(sid, id) == 0) {
+		const char *v[1] = { (const char *)id };
+		int lens[1] = { 16 }, fmts[1] = { 1 };
+		PGresult *res = PQexecParams(
+		    c, "SELECT definition FROM sagas WHERE id = $1", 1, NULL, v, lens, fmts, 0);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+			rpc_reply_error(
+			    r, SAGA_EDB, "database error: %s", PQresultErrorMessage(res));
+			PQclear(res);
+			return;
+		}
+		if (PQntuples(res) == 1)
+			snprintf(def, sizeof(def), "%s", PQgetvalue(res, 0, 0));
+		PQclear(res);
+		if (def[0] != '\0' && !auth_definition_allowed(r, def)) {
+			rpc_reply_error(r, SAGA_EPERM,
+			    "permission denied: principal %s may not see or change sagas of "
+			    "definition "
+			    "%s",
+			    r->auth.name, def);
+			return;
+		}
+	}
+	/* An unknown or malformed id goes on: it is refused as usual. */
+	serve(c, r, entry_of(r));
+}
+
+/* Hands r to its module; c is the reader connection when on a reader. */
+static void
+serve(PGconn *c, rpc_req *r, const route_entry *t)
+{
+	if (t->reader != NULL) {
+		if (c != NULL)
+			t->reader(c, r);
+		else
+			reader_submit(r, t->reader);
+		return;
+	}
+	if (engine_call(r, t->engine, (t->flags & NEW_WORK) != 0) == ENGINE_NOT_HELD) {
+		if (c != NULL)
+			t->not_held(c, r);
+		else
+			reader_submit(r, t->not_held);
+	}
+}
 
 void
 route_request(rpc_req *r)
@@ -54,14 +154,17 @@ route_request(rpc_req *r)
 		    "request has no body this sagad understands (newer client?)");
 		return;
 	}
+	/* Before anything runs: a refused request changes nothing, creates
+	 * no participant and no metric series. */
+	if (auth_enabled() && !r->forwarded && auth_check(r, t->need) != 0)
+		return;
 	if ((t->flags & REFUSE_DRAINING) && rpc_draining()) {
 		rpc_reply_error(r, SAGA_ECLOSED, "sagad is shutting down");
 		return;
 	}
-	if (t->reader != NULL) {
-		reader_submit(r, t->reader);
+	if (r->auth.defs != NULL && saga_of(r) != NULL) {
+		reader_submit(r, check_saga_definition);
 		return;
 	}
-	if (engine_call(r, t->engine, (t->flags & NEW_WORK) != 0) == ENGINE_NOT_HELD)
-		reader_submit(r, t->not_held);
+	serve(NULL, r, t);
 }

@@ -188,6 +188,8 @@ slot_cb(void *arg)
 		nng_aio_set_msg(s->aio, NULL);
 		s->req.pipe_id = nng_pipe_id(nng_msg_get_pipe(m));
 		s->req.req = NULL;
+		s->req.auth.role = 0;
+		s->req.auth.defs = NULL;
 		pthread_mutex_lock(&R.mu);
 		s->state = S_HELD;
 		R.receiving--;
@@ -228,6 +230,8 @@ rpc_reply_msg(rpc_req *r, nng_msg *m)
 	slot *s = r->slot;
 	wire_free(r->req ? &r->req->base : NULL);
 	r->req = NULL;
+	free(r->auth.defs);
+	memset(&r->auth, 0, sizeof(r->auth));
 	if (r->reply_fn != NULL) {
 		r->reply_fn(r, m);
 		return;
@@ -353,6 +357,33 @@ rpc_pipe_close(uint32_t pipe_id)
 	nng_pipe p = NNG_PIPE_INITIALIZER;
 	memcpy(&p, &pipe_id, sizeof(pipe_id));
 	nng_pipe_close(p);
+}
+
+void
+rpc_pipe_peer(uint32_t pipe_id, char *buf, size_t len)
+{
+	nng_pipe p = NNG_PIPE_INITIALIZER;
+	nng_sockaddr sa;
+	char ip[64];
+	memcpy(&p, &pipe_id, sizeof(pipe_id));
+	snprintf(buf, len, "?");
+	if (pipe_id == 0 || nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) != 0)
+		return;
+	if (sa.s_family == NNG_AF_INET) {
+		const uint8_t *a = (const uint8_t *)&sa.s_in.sa_addr;
+		const uint8_t *pt = (const uint8_t *)&sa.s_in.sa_port;
+		snprintf(buf, len, "%u.%u.%u.%u:%u", a[0], a[1], a[2], a[3],
+		    (unsigned)(pt[0] << 8 | pt[1]));
+	} else if (sa.s_family == NNG_AF_INET6) {
+		const uint8_t *a = sa.s_in6.sa_addr;
+		size_t n = 0;
+		for (int i = 0; i < 16; i += 2)
+			n += (size_t)snprintf(ip + n, sizeof(ip) - n, "%s%x", i ? ":" : "",
+			    (unsigned)(a[i] << 8 | a[i + 1]));
+		snprintf(buf, len, "[%s]", ip);
+	} else if (sa.s_family == NNG_AF_IPC) {
+		snprintf(buf, len, "ipc");
+	}
 }
 
 uint32_t
@@ -655,8 +686,10 @@ rpc_close(void)
 	for (size_t i = 0; i < R.n_all; i++) {
 		slot *s = R.all[i];
 		nng_aio_stop(s->aio);
-		if (s->state == S_HELD || s->state == S_SEND)
+		if (s->state == S_HELD || s->state == S_SEND) {
 			wire_free(s->req.req ? &s->req.req->base : NULL);
+			free(s->req.auth.defs);
+		}
 		nng_aio_free(s->aio);
 		free(s);
 	}

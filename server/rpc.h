@@ -16,6 +16,7 @@
 #define SAGAD_RPC_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -23,8 +24,19 @@
 
 struct nng_msg;
 
+/* Who sent a request, once auth.c has checked it (auth on); all zero when
+ * it was not checked (auth off, or forwarded by another sagad). */
+typedef struct rpc_auth {
+	int role;       /* auth_role (auth.h); 0 = not checked */
+	char id[17];    /* the principal's id */
+	char name[129]; /* its name */
+	char *defs;     /* its definition limit: names, each followed by '\n'
+	                  (malloc'd, freed on reply); NULL = every definition */
+} rpc_auth;
+
 typedef struct rpc_req {
 	Sagawire__Request *req; /* decoded request (owned; freed on reply) */
+	rpc_auth auth;          /* the caller (auth.c) */
 	uint32_t pipe_id;       /* the connection it came on */
 	bool forwarded;         /* from another sagad through the database (forward.c) */
 	/* private */
@@ -60,6 +72,9 @@ void rpc_reply_error(rpc_req *r, int code, const char *fmt, ...)
 bool rpc_pipe_alive(uint32_t pipe_id);
 /* Closes a connection (the fault suite's drop-start-reply). */
 void rpc_pipe_close(uint32_t pipe_id);
+/* The connection's remote address as text ("127.0.0.1:5123", "ipc"), for
+ * log lines; "?" when unknown. */
+void rpc_pipe_peer(uint32_t pipe_id, char *buf, size_t len);
 
 /* Connections currently open; connections refused (max_connections) since
  * start. */

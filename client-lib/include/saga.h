@@ -202,6 +202,16 @@ SAGA_API void saga_client_set_log(saga_client *c, saga_log_fn fn, void *user);
 SAGA_API int saga_client_set_tls(saga_client *c, const char *ca_file, const char *cert_file,
     const char *key_file, const char *server_name);
 
+/* The credential sent with every call ("<id>.<secret>", as `sagactl
+ * principal create` prints it), for a sagad with auth on (see
+ * docs/SECURITY.md); copied. NULL or "" = none. SAGA_EINVAL for text that
+ * cannot be a credential (spaces, control characters, non-ASCII, longer
+ * than 512). A sagad with auth on answers a call without a valid one with
+ * SAGA_EAUTH, and one the credential's role does not allow with
+ * SAGA_EPERM. The library never reads it from the environment or a file:
+ * that is the application's choice (sagactl reads SAGA_CREDENTIAL_FILE). */
+SAGA_API int saga_client_set_credential(saga_client *c, const char *credential);
+
 /* Detail of the last failed call on this handle ("" if none). Valid until
  * the next call on the handle. */
 SAGA_API const char *saga_client_errmsg(const saga_client *c);
@@ -484,6 +494,48 @@ typedef struct saga_participant_list {
 SAGA_API int saga_client_participants(saga_client *c, saga_participant_list **out);
 SAGA_API void saga_participant_list_free(saga_participant_list *l);
 
+/* ---- principals (admin) ---- */
+
+/* Who may call sagad when auth is on (docs/SECURITY.md). */
+typedef struct saga_principal {
+	char *id; /* 16 hex characters: the first part of its credential */
+	char *name;
+	char *role;        /* "participant", "client", "operator" or "admin" */
+	char *participant; /* role participant: the name it polls and reports as; else "" */
+	size_t n_definitions;
+	char **definitions; /* the only definitions it may use; none = all */
+	int64_t created_us; /* unix microseconds */
+	char *created_by;   /* the name of the principal that created it */
+	int64_t revoked_us; /* 0 = active */
+} saga_principal;
+
+typedef struct saga_principal_list {
+	size_t count;
+	saga_principal *principals; /* by name */
+} saga_principal_list;
+
+/* Creates a principal (the caller must be an admin): name (unique among
+ * the active ones; A-Z a-z 0-9 _ - . @ :), role "participant", "client",
+ * "operator" or "admin"; participant (role participant only; NULL = name)
+ * the participant name it may poll and report as; definitions (roles
+ * client and operator only; n_definitions 0 = all) the definitions it is
+ * limited to. *credential receives its credential (free with
+ * saga_string_free): sagad keeps only a hash, so it cannot be shown
+ * again. *out (may be NULL) the principal. SAGA_EEXIST if an active
+ * principal has that name. */
+SAGA_API int saga_client_principal_create(saga_client *c, const char *name, const char *role,
+    const char *participant, const char *const *definitions, size_t n_definitions,
+    char **credential, saga_principal_list **out);
+/* Every principal, active and revoked (admin). */
+SAGA_API int saga_client_principal_list(saga_client *c, saga_principal_list **out);
+/* Revokes the active principal with that name or id (admin): its
+ * credential is refused by every sagad within 2 s. *out (may be NULL)
+ * receives it. SAGA_ENOTFOUND if there is none; SAGA_ESTATE for the last
+ * active admin. */
+SAGA_API int saga_client_principal_revoke(
+    saga_client *c, const char *name_or_id, saga_principal_list **out);
+SAGA_API void saga_principal_list_free(saga_principal_list *l);
+
 /* ========================================================================
  * The worker (participant side)
  * ======================================================================== */
@@ -613,6 +665,13 @@ SAGA_API int saga_worker_set_max_message(saga_worker *w, size_t bytes);
  * 30 s per URL) with the reason. */
 SAGA_API int saga_worker_set_tls(saga_worker *w, const char *ca_file, const char *cert_file,
     const char *key_file, const char *server_name);
+
+/* The credential sent with every poll and report (see
+ * saga_client_set_credential); a sagad with auth on wants one of a
+ * principal with role participant for this worker's participant name.
+ * Copied; NULL or "" = none. Set before saga_worker_run. A poll refused
+ * for it (SAGA_EAUTH, SAGA_EPERM) ends saga_worker_run with that error. */
+SAGA_API int saga_worker_set_credential(saga_worker *w, const char *credential);
 SAGA_API void saga_worker_set_log(saga_worker *w, saga_log_fn fn, void *user);
 SAGA_API const char *saga_worker_errmsg(const saga_worker *w);
 

@@ -33,6 +33,7 @@ struct saga_client {
 	sl_urls urls; /* urls.text names sagad in messages */
 	int timeout_ms;
 	size_t max_message;
+	char *credential; /* sent with every request; NULL = none */
 	saga_log_fn log;
 	void *log_user;
 	char errmsg[SL_ERRMSG_MAX];
@@ -210,6 +211,7 @@ saga_client_free(saga_client *c)
 	pthread_mutex_destroy(&c->mu);
 	sl_urls_free(&c->urls);
 	sl_tls_free(&c->tls);
+	sl_credential_free(c->credential);
 	free(c);
 }
 
@@ -254,6 +256,25 @@ saga_client_set_max_message(saga_client *c, size_t bytes)
 		}
 	}
 	c->max_message = bytes;
+	return SAGA_OK;
+}
+
+int
+saga_client_set_credential(saga_client *c, const char *credential)
+{
+	char *copy = NULL;
+	if (c == NULL)
+		return SAGA_EINVAL;
+	int rv = sl_credential_dup(credential, &copy);
+	if (rv == SAGA_EINVAL)
+		sl_seterr(c->errmsg,
+		    "a credential is printable ASCII without spaces, at most %d "
+		    "characters",
+		    SL_CREDENTIAL_MAX);
+	if (rv != SAGA_OK)
+		return rv;
+	sl_credential_free(c->credential);
+	c->credential = copy;
 	return SAGA_OK;
 }
 
@@ -335,7 +356,10 @@ call(saga_client *c, const Sagawire__Request *req, Sagawire__Response__BodyCase 
 	*out = NULL;
 	reap(c, 0);
 	int64_t deadline = wire_mono_ms() + c->timeout_ms;
-	if ((rv = wire_pack_msg(&req->base, &msg)) != SAGA_OK) {
+	Sagawire__Request q = *req;
+	if (c->credential != NULL)
+		q.credential = c->credential;
+	if ((rv = wire_pack_msg(&q.base, &msg)) != SAGA_OK) {
 		sl_seterr(c->errmsg, "out of memory packing the request");
 		return rv;
 	}
@@ -1416,4 +1440,154 @@ saga_client_cancel(saga_client *c, const char *saga_id, const char *reason, saga
 		*state_after = state_from_wire(resp->cancel->state);
 	wire_free(&resp->base);
 	return SAGA_OK;
+}
+
+/* ---- principals ------------------------------------------------------- */
+
+void
+saga_principal_list_free(saga_principal_list *l)
+{
+	if (l == NULL)
+		return;
+	for (size_t i = 0; i < l->count; i++) {
+		saga_principal *p = &l->principals[i];
+		free(p->id);
+		free(p->name);
+		free(p->role);
+		free(p->participant);
+		for (size_t k = 0; k < p->n_definitions; k++)
+			free(p->definitions[k]);
+		free(p->definitions);
+		free(p->created_by);
+	}
+	free(l->principals);
+	free(l);
+}
+
+/* One PrincipalRequest; the reply's principals into *out (may be NULL)
+ * and its credential into *credential (may be NULL). */
+static int
+principal_call(
+    saga_client *c, Sagawire__PrincipalRequest *body, char **credential, saga_principal_list **out)
+{
+	Sagawire__Request req = SAGAWIRE__REQUEST__INIT;
+	Sagawire__Response *resp = NULL;
+	saga_principal_list *l = NULL;
+	int rv;
+
+	req.body_case = SAGAWIRE__REQUEST__BODY_PRINCIPAL;
+	req.principal = body;
+	if ((rv = call(c, &req, SAGAWIRE__RESPONSE__BODY_PRINCIPAL, &resp)) != SAGA_OK)
+		return rv;
+	const Sagawire__PrincipalResponse *w = resp->principal;
+	if ((l = calloc(1, sizeof(*l))) == NULL ||
+	    (w->n_principals > 0 &&
+		(l->principals = calloc(w->n_principals, sizeof(*l->principals))) == NULL)) {
+		sl_seterr(c->errmsg, "out of memory");
+		rv = SAGA_ENOMEM;
+		goto fail;
+	}
+	for (size_t i = 0; i < w->n_principals; i++) {
+		const Sagawire__PrincipalInfo *x = w->principals[i];
+		saga_principal *o = &l->principals[i];
+		l->count++;
+		o->created_us = x->created_us;
+		o->revoked_us = x->revoked_us;
+		if ((rv = dup_wire_str(c, x->id, "principal id", &o->id)) != SAGA_OK ||
+		    (rv = dup_wire_str(c, x->name, "principal name", &o->name)) != SAGA_OK ||
+		    (rv = dup_wire_str(c, x->role, "role", &o->role)) != SAGA_OK ||
+		    (rv = dup_wire_str(c, x->participant, "participant", &o->participant)) !=
+			SAGA_OK ||
+		    (rv = dup_wire_str(c, x->created_by, "created by", &o->created_by)) != SAGA_OK)
+			goto fail;
+		if (x->n_definitions > 0) {
+			if ((o->definitions = calloc(x->n_definitions, sizeof(char *))) == NULL) {
+				sl_seterr(c->errmsg, "out of memory");
+				rv = SAGA_ENOMEM;
+				goto fail;
+			}
+			for (size_t k = 0; k < x->n_definitions; k++) {
+				o->n_definitions++;
+				if ((rv = dup_wire_str(c, x->definitions[k], "definition",
+					 &o->definitions[k])) != SAGA_OK)
+					goto fail;
+			}
+		}
+	}
+	if (credential != NULL) {
+		if (w->credential[0] == '\0') {
+			sl_seterr(c->errmsg, "sagad sent no credential");
+			rv = SAGA_EPROTO;
+			goto fail;
+		}
+		if ((rv = dup_wire_str(c, w->credential, "credential", credential)) != SAGA_OK)
+			goto fail;
+	}
+	if (out != NULL) {
+		*out = l;
+		l = NULL;
+	}
+fail:
+	saga_principal_list_free(l);
+	if (w->credential[0] != '\0')
+		memset(w->credential, 0, strlen(w->credential));
+	wire_free(&resp->base);
+	return rv;
+}
+
+int
+saga_client_principal_create(saga_client *c, const char *name, const char *role,
+    const char *participant, const char *const *definitions, size_t n_definitions,
+    char **credential, saga_principal_list **out)
+{
+	Sagawire__PrincipalRequest body = SAGAWIRE__PRINCIPAL_REQUEST__INIT;
+	int rv;
+
+	if (c == NULL || credential == NULL || (n_definitions > 0 && definitions == NULL))
+		return SAGA_EINVAL;
+	*credential = NULL;
+	if (out != NULL)
+		*out = NULL;
+	if ((rv = check_arg(c, name, "the principal name", 1)) != SAGA_OK ||
+	    (rv = check_arg(c, role, "the role", 1)) != SAGA_OK ||
+	    (rv = check_arg(c, participant, "the participant", 0)) != SAGA_OK)
+		return rv;
+	for (size_t i = 0; i < n_definitions; i++)
+		if ((rv = check_arg(c, definitions[i], "a definition", 1)) != SAGA_OK)
+			return rv;
+	body.op = SAGAWIRE__PRINCIPAL_OP__PRINCIPAL_CREATE;
+	body.name = (char *)name;
+	body.role = (char *)role;
+	if (participant != NULL)
+		body.participant = (char *)participant;
+	body.n_definitions = n_definitions;
+	body.definitions = (char **)definitions;
+	return principal_call(c, &body, credential, out);
+}
+
+int
+saga_client_principal_list(saga_client *c, saga_principal_list **out)
+{
+	Sagawire__PrincipalRequest body = SAGAWIRE__PRINCIPAL_REQUEST__INIT;
+	if (c == NULL || out == NULL)
+		return SAGA_EINVAL;
+	*out = NULL;
+	body.op = SAGAWIRE__PRINCIPAL_OP__PRINCIPAL_LIST;
+	return principal_call(c, &body, NULL, out);
+}
+
+int
+saga_client_principal_revoke(saga_client *c, const char *name_or_id, saga_principal_list **out)
+{
+	Sagawire__PrincipalRequest body = SAGAWIRE__PRINCIPAL_REQUEST__INIT;
+	int rv;
+	if (c == NULL)
+		return SAGA_EINVAL;
+	if (out != NULL)
+		*out = NULL;
+	if ((rv = check_arg(c, name_or_id, "the principal's name or id", 1)) != SAGA_OK)
+		return rv;
+	body.op = SAGAWIRE__PRINCIPAL_OP__PRINCIPAL_REVOKE;
+	body.name = (char *)name_or_id;
+	return principal_call(c, &body, NULL, out);
 }

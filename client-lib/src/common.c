@@ -143,3 +143,31 @@ sl_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms)
 	}
 	pthread_cond_timedwait(cv, mu, &ts);
 }
+
+int
+sl_credential_dup(const char *cred, char **out)
+{
+	*out = NULL;
+	if (cred == NULL || *cred == '\0')
+		return SAGA_OK;
+	size_t n = strlen(cred);
+	if (n > SL_CREDENTIAL_MAX)
+		return SAGA_EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)cred[i] <= ' ' || (unsigned char)cred[i] >= 0x7f)
+			return SAGA_EINVAL;
+	if ((*out = strdup(cred)) == NULL)
+		return SAGA_ENOMEM;
+	return SAGA_OK;
+}
+
+void
+sl_credential_free(char *cred)
+{
+	if (cred == NULL)
+		return;
+	/* Not left in freed memory; volatile so the stores stay. */
+	for (volatile char *p = cred; *p != '\0'; p++)
+		*p = 0;
+	free(cred);
+}

@@ -58,6 +58,16 @@ void sl_seterr(char *buf, const char *fmt, ...) SL_PRINTF(2, 3);
 /* Hands one formatted line to fn (nothing is formatted when fn is NULL). */
 void sl_log(saga_log_fn fn, void *user, saga_log_level level, const char *fmt, ...) SL_PRINTF(4, 5);
 
+/* Longest credential accepted (sagad's are 60 characters). */
+#define SL_CREDENTIAL_MAX 512
+
+/* A copy of a credential for a handle: NULL or "" = none (*out NULL).
+ * SAGA_EINVAL for text that cannot be a credential (control characters,
+ * spaces, non-ASCII, too long), SAGA_ENOMEM. The old value is wiped and
+ * freed by sl_credential_free. */
+int sl_credential_dup(const char *cred, char **out);
+void sl_credential_free(char *cred);
+
 /* Sleeps up to ms milliseconds on cv (with mu held) or until signalled. */
 void sl_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms);
 

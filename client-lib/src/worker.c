@@ -208,6 +208,7 @@ struct saga_worker {
 	char *participant;
 	char *instance;     /* set by the user, or NULL */
 	char *run_instance; /* what run() announces */
+	char *credential;   /* sent with every poll and report; NULL = none */
 	uint32_t capacity;
 	size_t max_message;
 	saga_log_fn log;
@@ -357,6 +358,7 @@ saga_worker_free(saga_worker *w)
 	sl_tls_free(&w->tls);
 	free(w->participant);
 	free(w->instance);
+	sl_credential_free(w->credential);
 	free(w->run_instance);
 	free(w);
 }
@@ -391,6 +393,27 @@ saga_worker_set_instance(saga_worker *w, const char *instance)
 		return SAGA_ENOMEM;
 	free(w->instance);
 	w->instance = s;
+	return SAGA_OK;
+}
+
+int
+saga_worker_set_credential(saga_worker *w, const char *credential)
+{
+	char *copy = NULL;
+	if (w == NULL)
+		return SAGA_EINVAL;
+	if (atomic_load(&w->running))
+		return SAGA_ESTATE;
+	int rv = sl_credential_dup(credential, &copy);
+	if (rv == SAGA_EINVAL)
+		sl_seterr(w->errmsg,
+		    "a credential is printable ASCII without spaces, at most %d "
+		    "characters",
+		    SL_CREDENTIAL_MAX);
+	if (rv != SAGA_OK)
+		return rv;
+	sl_credential_free(w->credential);
+	w->credential = copy;
 	return SAGA_OK;
 }
 
@@ -1195,6 +1218,8 @@ poller_main(void *arg)
 		poll.max_message_bytes = w->max_message;
 		req.body_case = SAGAWIRE__REQUEST__BODY_POLL;
 		req.poll = &poll;
+		if (w->credential != NULL)
+			req.credential = w->credential;
 		if (wire_pack_msg(&req.base, &msg) != SAGA_OK) {
 			poll_failed(w, l);
 			backoff = next_backoff(backoff);
@@ -1221,9 +1246,12 @@ poller_main(void *arg)
 		nng_msg_free(reply);
 		if (rv != SAGA_OK)
 			poll_failed(w, l);
-		if (rv == SAGA_EINVAL || rv == SAGA_EUNSUPPORTED) {
+		if (rv == SAGA_EINVAL || rv == SAGA_EUNSUPPORTED || rv == SAGA_EAUTH ||
+		    rv == SAGA_EPERM) {
 			/* Asking again cannot help: the participant name or
-			 * capacity is refused, or sagad does not serve polls. */
+			 * capacity is refused, sagad does not serve polls, or
+			 * the credential is missing, wrong, revoked or not
+			 * this participant's (saga_worker_set_credential). */
 			set_fatal(w, rv, "sagad at %s refused the poll of participant %s: %s",
 			    l->url, w->participant, err);
 			break;
@@ -1305,6 +1333,8 @@ send_report(sl_link *l, sl_result **rs, size_t n)
 		rep.results = wp;
 		req.body_case = SAGAWIRE__REQUEST__BODY_REPORT;
 		req.report = &rep;
+		if (w->credential != NULL)
+			req.credential = w->credential;
 		rv = wire_pack_msg(&req.base, &msg);
 		free(wr);
 		free(wp);
@@ -1388,6 +1418,8 @@ send_probe(sl_link *l)
 	rep.participant = w->participant;
 	req.body_case = SAGAWIRE__REQUEST__BODY_REPORT;
 	req.report = &rep;
+	if (w->credential != NULL)
+		req.credential = w->credential;
 	if (wire_pack_msg(&req.base, &msg) != SAGA_OK)
 		return SAGA_OK;
 	LOG(w, SAGA_LOG_DEBUG, "no answer to a poll from sagad at %s for %d s: probing", l->url,

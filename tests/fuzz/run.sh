@@ -12,7 +12,8 @@
 # build-fuzz/{crash,leak,oom,timeout}-* and exits non-zero. Targets:
 # request (sagad's RPC decoder), response (libsaga's reply decoder: work
 # batches, acks, ...), defn (the saga definition parser), pbjson (sagactl's
-# protobuf <-> JSON transcoder).
+# protobuf <-> JSON transcoder), credential (sagad's credential check with
+# auth on).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
@@ -21,7 +22,7 @@ if [[ ${1:-} == --merge ]]; then merge=1; shift; fi
 secs=${1:-60}
 [[ $# -gt 0 ]] && shift
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(request response defn pbjson)
+[[ ${#targets[@]} -gt 0 ]] || targets=(request response defn pbjson credential)
 
 command -v clang >/dev/null || { echo "run.sh: clang is needed (apt-get install clang libclang-rt-14-dev)" >&2; exit 2; }
 if [[ ! -f build-fuzz/meson-private/coredata.dat ]]; then

@@ -413,6 +413,41 @@ START_TEST(sagad_refuses_to_start_when_tls_settings_cannot_work)
 }
 END_TEST
 
+/* With auth off, a non-loopback listener is accepted only if it keeps the
+ * network out: tls+tcp:// with client certificates required. */
+START_TEST(a_wildcard_listener_with_auth_off_needs_client_certificates_required)
+{
+	ths *t = ths_new_ok(pg, "tls_wild");
+	make_certs_ok(ths_dir(t));
+	const char *port = strrchr(ths_url(t), ':') + 1;
+	char any[64], logp[800];
+	snprintf(any, sizeof(any), "tls+tcp://0.0.0.0:%s", port);
+	/* Server certificate only: anyone may connect, so it is refused. */
+	const char *argv[] = { ths_env_ok("SAGAD_BIN"), "--allow-root", "--db", ths_conninfo(t),
+		"--listen", any, "--tls-cert", path(t, "live.pem"), "--tls-key",
+		path(t, "live.key"), NULL };
+	snprintf(logp, sizeof(logp), "%s/wild.log", ths_dir(t));
+	int st = -1;
+	ck_assert_int_eq(th_run(argv, NULL, logp, 30000, &st), 0);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 78, "status 0x%x", st);
+	char *log = th_read_file(logp, NULL);
+	ck_assert_msg(log != NULL && strstr(log, "client certificates required") != NULL, "%s",
+	    log ? log : "(nothing)");
+	free(log);
+	/* With a CA for client certificates (required by default) it starts,
+	 * and a client with a certificate is served. */
+	ths_use_tls(t, path(t, "ca.pem"), path(t, "client.pem"), path(t, "client.key"), NULL);
+	const char *extra[] = { "--listen", any, "--tls-cert", path(t, "live.pem"), "--tls-key",
+		path(t, "live.key"), "--tls-ca", path(t, "ca.pem"), NULL };
+	ths_sagad_start_ok(t, extra);
+	char err[2048];
+	ck_assert_int_eq(try_client(ths_url(t), path(t, "ca.pem"), path(t, "client.pem"),
+			     path(t, "client.key"), err, sizeof(err), NULL),
+	    SAGA_OK);
+	ths_free(t);
+}
+END_TEST
+
 START_TEST(refused_handshakes_are_logged_at_most_every_10_s_and_sagad_stays_up)
 {
 	ths *t = tls_world_ok("tls_log", NULL);
@@ -502,6 +537,7 @@ tls_suite(void)
 	tcase_add_test(tc, an_expired_client_certificate_is_refused_when_client_auth_is_required);
 	tcase_add_test(tc, a_tls_url_without_a_ca_or_with_unusable_files_fails_at_once_with_einval);
 	tcase_add_test(tc, sagad_refuses_to_start_when_tls_settings_cannot_work);
+	tcase_add_test(tc, a_wildcard_listener_with_auth_off_needs_client_certificates_required);
 	tcase_add_test(tc, refused_handshakes_are_logged_at_most_every_10_s_and_sagad_stays_up);
 	tcase_add_test(
 	    tc, sighup_gives_new_connections_a_new_certificate_and_open_ones_keep_theirs);

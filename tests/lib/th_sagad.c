@@ -43,6 +43,12 @@ struct ths {
 	char urls[THS_MAX_SAGADS * 64 + 8];
 	/* ths_use_tls; tls_ca[0] == '\0' = no TLS */
 	char tls_ca[600], tls_cert[600], tls_key[600], tls_server_name[256];
+	/* auth */
+	int auth;
+	char data_dir[620];
+	char admin_cred[256];
+	char *cred;          /* ths_set_credential; NULL = default */
+	char cred_file[640]; /* the client's credential, for sagactl */
 };
 
 /* Every world made in this run is listed in the registry (one line: its
@@ -234,6 +240,11 @@ ths_new_ok(th_pg *pg, const char *dbname)
 		t->conninfo = th_pg_conninfo(pg, dbname);
 		ck_assert_ptr_nonnull(t->conninfo);
 	}
+	/* THS_AUTH=1: every world runs with auth on (a whole suite with
+	 * credentials; see ths_auth_on). */
+	const char *a = getenv("THS_AUTH");
+	if (a != NULL && strcmp(a, "1") == 0)
+		ths_auth_on(t);
 	if (g_registry[0] != '\0') {
 		char line[800];
 		snprintf(line, sizeof(line), "%s\t%s\n", t->dir, dbname);
@@ -263,6 +274,7 @@ ths_free(ths *t)
 	th_rm_rf(t->dir);
 	free(t->dir);
 	free(t->conninfo);
+	free(t->cred);
 	free(t);
 }
 
@@ -396,7 +408,9 @@ ths_wait_ready(ths *t, int timeout_ms)
 		saga_list *l = NULL;
 		memset(&f, 0, sizeof(f));
 		f.limit = 1;
-		if (saga_client_list(c, &f, &l) == SAGA_OK) {
+		int lrv = saga_client_list(c, &f, &l);
+		/* With auth on, a refusal is an answer too. */
+		if (lrv == SAGA_OK || lrv == SAGA_EAUTH || lrv == SAGA_EPERM) {
 			saga_list_free(l);
 			rv = 0;
 			break;
@@ -457,6 +471,12 @@ std_args(ths *t, const char *const extra[], const char *args[64])
 	args[n++] = t->url;
 	args[n++] = "--log-level";
 	args[n++] = "debug";
+	if (t->auth) {
+		args[n++] = "--auth";
+		args[n++] = "on";
+		args[n++] = "--data-dir";
+		args[n++] = t->data_dir;
+	}
 	for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 63; i++)
 		args[n++] = extra[i];
 	args[n] = NULL;
@@ -535,7 +555,8 @@ wait_url_ready(const char *url, pid_t pid, int timeout_ms)
 		saga_list *l = NULL;
 		memset(&f, 0, sizeof(f));
 		f.limit = 1;
-		if (saga_client_list(c, &f, &l) == SAGA_OK) {
+		int lrv = saga_client_list(c, &f, &l);
+		if (lrv == SAGA_OK || lrv == SAGA_EAUTH || lrv == SAGA_EPERM) {
 			saga_list_free(l);
 			rv = 0;
 			break;
@@ -584,6 +605,12 @@ ths_sagad_n_start_ok(ths *t, int i, const char *const extra[])
 	argv[k++] = t->nurl[i];
 	argv[k++] = "--log-level";
 	argv[k++] = "debug";
+	if (t->auth) {
+		argv[k++] = "--auth";
+		argv[k++] = "on";
+		argv[k++] = "--data-dir";
+		argv[k++] = t->data_dir;
+	}
 	for (size_t a = 0; args[a] != NULL && k < 63; a++)
 		argv[k++] = args[a];
 	argv[k] = NULL;
@@ -698,9 +725,27 @@ ths_participant_at_ok(
 	argv[n++] = "--capacity";
 	argv[n++] = cap;
 	n = tls_args(t, argv, n);
-	for (size_t i = 0; names[i] != NULL && n < 60; i++) {
+	for (size_t i = 0; names[i] != NULL && n < 58; i++) {
 		argv[n++] = "--participant";
 		argv[n++] = names[i];
+	}
+	char creds[700];
+	if (t->auth) {
+		snprintf(creds, sizeof(creds), "%s/creds", t->dir);
+		(void)mkdir(creds, 0700);
+		for (size_t i = 0; names[i] != NULL; i++) {
+			char path[800], pname[128];
+			struct stat sb;
+			snprintf(path, sizeof(path), "%s/%s.credential", creds, names[i]);
+			if (stat(path, &sb) == 0)
+				continue;
+			snprintf(pname, sizeof(pname), "part-%s", names[i]);
+			char *c = ths_principal_ok(t, pname, "participant", names[i], NULL);
+			ck_assert_int_eq(th_write_file(path, c, strlen(c)), 0);
+			free(c);
+		}
+		argv[n++] = "--credential-dir";
+		argv[n++] = creds;
 	}
 	argv[n] = NULL;
 	pid_t pid = th_spawn(argv, NULL, log);
@@ -758,8 +803,89 @@ ths_client(ths *t)
 		ck_assert_int_eq(saga_client_new(t->url, &t->client), SAGA_OK);
 		ck_assert_int_eq(client_tls(t, t->client), SAGA_OK);
 		saga_client_set_timeout(t->client, 10000);
+		const char *cred = t->cred != NULL ? t->cred
+		    : t->auth                      ? ths_admin_credential_ok(t)
+						   : NULL;
+		ck_assert_int_eq(saga_client_set_credential(t->client, cred), SAGA_OK);
 	}
 	return t->client;
+}
+
+/* ---- auth --------------------------------------------------------------- */
+
+void
+ths_auth_on(ths *t)
+{
+	t->auth = 1;
+	snprintf(t->data_dir, sizeof(t->data_dir), "%s/data", t->dir);
+}
+
+const char *
+ths_admin_credential_ok(ths *t)
+{
+	char path[700];
+	ck_assert_msg(t->auth, "ths_admin_credential_ok needs ths_auth_on");
+	if (t->admin_cred[0] == '\0') {
+		snprintf(path, sizeof(path), "%s/bootstrap-admin.credential", t->data_dir);
+		char *s = th_read_file(path, NULL);
+		ck_assert_msg(s != NULL, "no bootstrap credential in %s", path);
+		s[strcspn(s, "\r\n")] = '\0';
+		snprintf(t->admin_cred, sizeof(t->admin_cred), "%s", s);
+		free(s);
+	}
+	return t->admin_cred;
+}
+
+char *
+ths_principal_ok(
+    ths *t, const char *name, const char *role, const char *participant, const char *definitions)
+{
+	saga_client *c = NULL;
+	char *cred = NULL, *copy = NULL;
+	const char *defs[32];
+	size_t n = 0;
+	ck_assert_int_eq(saga_client_new(t->url, &c), SAGA_OK);
+	ck_assert_int_eq(saga_client_set_credential(c, ths_admin_credential_ok(t)), SAGA_OK);
+	if (definitions != NULL) {
+		copy = strdup(definitions);
+		char *save = NULL;
+		for (char *d = strtok_r(copy, ",", &save); d != NULL && n < 32;
+		     d = strtok_r(NULL, ",", &save))
+			defs[n++] = d;
+	}
+	int rv = saga_client_principal_create(c, name, role, participant, defs, n, &cred, NULL);
+	ck_assert_msg(rv == SAGA_OK, "principal create %s (%s): %s: %s", name, role,
+	    saga_strerror(rv), saga_client_errmsg(c));
+	free(copy);
+	saga_client_free(c);
+	return cred;
+}
+
+void
+ths_set_credential(ths *t, const char *credential)
+{
+	free(t->cred);
+	t->cred = credential != NULL ? strdup(credential) : NULL;
+	if (t->client != NULL) {
+		const char *cred = t->cred != NULL ? t->cred
+		    : t->auth                      ? ths_admin_credential_ok(t)
+						   : NULL;
+		ck_assert_int_eq(saga_client_set_credential(t->client, cred), SAGA_OK);
+	}
+}
+
+const char *
+ths_credential_file(ths *t)
+{
+	const char *cred = t->cred != NULL ? t->cred : t->auth ? ths_admin_credential_ok(t) : NULL;
+	if (cred == NULL || cred[0] == '\0')
+		return NULL;
+	snprintf(t->cred_file, sizeof(t->cred_file), "%s/client.credential", t->dir);
+	int fd = open(t->cred_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq((int)write(fd, cred, strlen(cred)), (int)strlen(cred));
+	close(fd);
+	return t->cred_file;
 }
 
 void
@@ -1000,6 +1126,12 @@ ths_sagactl(ths *t, const char *const args[], char **out)
 	argv[n++] = "--url";
 	argv[n++] = t->url;
 	size_t first_arg = n = tls_args(t, argv, n);
+	const char *cf = ths_credential_file(t);
+	if (cf != NULL) {
+		argv[n++] = "--credential-file";
+		argv[n++] = cf;
+		first_arg = n;
+	}
 	for (size_t i = 0; args[i] != NULL && n < 63; i++)
 		argv[n++] = args[i];
 	argv[n] = NULL;

@@ -190,9 +190,39 @@ const char *ths_jline_dep(const ths_jline *l, const char *step);
 void ths_journal_wait_ok(ths *t, const char *saga_id, char kind, const char *rpc,
     const char *outcome, int n, int timeout_ms);
 
+/* ---- auth (docs/SECURITY.md) ----------------------------------------------- */
+
+/* From now on the world's sagads (every instance) start with --auth on and
+ * --data-dir <dir>/data, so the bootstrap admin's credential is
+ * <dir>/data/bootstrap-admin.credential. Once one has started, the world's
+ * client and sagactl runs use the credential set with ths_set_credential,
+ * else the bootstrap admin's; each participant started with
+ * ths_participant_ok gets, per name, a principal `part-NAME` of role
+ * participant:NAME made on first use (its credential in
+ * <dir>/creds/NAME.credential). Call before the first start. With
+ * THS_AUTH=1 in the environment every world starts this way (a whole suite
+ * with credentials: `THS_AUTH=1 meson test -C build it-lifecycle`). */
+void ths_auth_on(ths *t);
+/* The bootstrap admin's credential (read from its file; sagad must have
+ * started with auth on). Owned by t. */
+const char *ths_admin_credential_ok(ths *t);
+/* Makes a principal with the admin's credential: role "participant",
+ * "client", "operator" or "admin"; participant NULL = name (role
+ * participant only); definitions comma-separated or NULL. Returns its
+ * credential (caller frees). */
+char *ths_principal_ok(
+    ths *t, const char *name, const char *role, const char *participant, const char *definitions);
+/* The credential of the world's client and of sagactl runs from now on;
+ * NULL = back to the default (the admin's with auth on, else none). */
+void ths_set_credential(ths *t, const char *credential);
+/* The path of a file holding the credential of the world's client (for
+ * sagactl --credential-file); NULL when there is none. */
+const char *ths_credential_file(ths *t);
+
 /* ---- misc --------------------------------------------------------------- */
 
-/* Runs sagactl with --url <url> and args (NULL-terminated); stdout into
+/* Runs sagactl with --url <url> (and, with a credential, --credential-file:
+ * see ths_auth_on) and args (NULL-terminated); stdout into
  * *out (may be NULL; caller frees). Returns the exit status (or -1 if it
  * did not exit normally within 30 s). */
 int ths_sagactl(ths *t, const char *const args[], char **out);

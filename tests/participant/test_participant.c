@@ -6,6 +6,11 @@
  *       [--capacity N] [--instance ID] --journal PATH
  *       [--action RPC...] [--compensation RPC...] [--verbose]
  *       [--tls-ca FILE [--tls-cert FILE --tls-key FILE] [--tls-server-name N]]
+ *       [--credential-dir DIR]
+ *
+ * With --credential-dir, the worker of participant NAME sends the
+ * credential in DIR/NAME.credential (its first line), for a sagad with
+ * auth on (tests/lib/th_sagad.h, ths_auth_on).
  *
  * One process can serve several participant names (one saga_worker each).
  * It registers a handler for every --action and --compensation rpc given,
@@ -82,6 +87,7 @@ static struct {
 	const char *tls_ca, *tls_cert, *tls_key, *tls_server_name; /* NULL = not given */
 	const char *instance;
 	const char *journal;
+	const char *credential_dir; /* DIR/NAME.credential per participant, or NULL */
 	uint32_t capacity;
 	int verbose;
 	int journal_fd;
@@ -375,7 +381,8 @@ usage(FILE *f)
 	    "usage: test-participant --url URL --participant NAME [--participant NAME...]\n"
 	    "       [--capacity N] [--instance ID] --journal PATH\n"
 	    "       [--action RPC...] [--compensation RPC...] [--verbose]\n"
-	    "       [--tls-ca FILE [--tls-cert FILE --tls-key FILE] [--tls-server-name N]]\n");
+	    "       [--tls-ca FILE [--tls-cert FILE --tls-key FILE] [--tls-server-name N]]\n"
+	    "       [--credential-dir DIR]\n");
 }
 
 int
@@ -417,6 +424,8 @@ main(int argc, char **argv)
 			P.tls_key = v;
 		else if (strcmp(a, "--tls-server-name") == 0)
 			P.tls_server_name = v;
+		else if (strcmp(a, "--credential-dir") == 0)
+			P.credential_dir = v;
 		else if (strcmp(a, "--capacity") == 0) {
 			char *end;
 			unsigned long c = strtoul(v, &end, 10);
@@ -471,6 +480,20 @@ main(int argc, char **argv)
 			 w, P.tls_ca, P.tls_cert, P.tls_key, P.tls_server_name)) != SAGA_OK)
 			die("TLS of %s: %s: %s", P.participants[i], saga_strerror(rv),
 			    saga_worker_errmsg(w));
+		if (P.credential_dir != NULL) {
+			char path[1024], cred[1024] = "";
+			snprintf(path, sizeof(path), "%s/%s.credential", P.credential_dir,
+			    P.participants[i]);
+			FILE *f = fopen(path, "r");
+			if (f == NULL)
+				die("%s: %s", path, strerror(errno));
+			if (fgets(cred, sizeof(cred), f) == NULL)
+				cred[0] = '\0';
+			fclose(f);
+			cred[strcspn(cred, "\r\n")] = '\0';
+			if ((rv = saga_worker_set_credential(w, cred)) != SAGA_OK)
+				die("credential of %s: %s", P.participants[i], saga_strerror(rv));
+		}
 		if ((rv = saga_worker_set_capacity(w, P.capacity)) != SAGA_OK ||
 		    (rv = saga_worker_set_instance(w, P.instance)) != SAGA_OK)
 			die("configuring %s: %s: %s", P.participants[i], saga_strerror(rv),

@@ -291,6 +291,52 @@ START_TEST(error_reply_surfaces_code_and_message)
 }
 END_TEST
 
+static nng_msg *
+reply_eauth(const Sagawire__Request *req)
+{
+	(void)req;
+	Sagawire__Error e = SAGAWIRE__ERROR__INIT;
+	e.code = SAGA_EAUTH;
+	e.message = "not authenticated: no credential";
+	Sagawire__Response r = SAGAWIRE__RESPONSE__INIT;
+	r.error = &e;
+	return pack(&r);
+}
+
+START_TEST(client_sends_its_credential_with_every_call_and_refuses_bad_ones)
+{
+	fake_handler = reply_not_found;
+	saga_client *c = client(5000);
+	saga_info *i = NULL;
+	const char *cred = "0123456789abcdef.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+	ck_assert_int_eq(saga_client_set_credential(c, cred), SAGA_OK);
+	ck_assert_int_eq(saga_client_get(c, "x", &i), SAGA_ENOTFOUND);
+	ck_assert_str_eq(last_req->credential, cred);
+	saga_list *l = NULL;
+	ck_assert_int_eq(saga_client_list(c, NULL, &l), SAGA_ENOTFOUND);
+	ck_assert_str_eq(last_req->credential, cred);
+	/* Not a credential: refused, the one set stays. */
+	ck_assert_int_eq(saga_client_set_credential(c, "has space"), SAGA_EINVAL);
+	ck_assert_int_eq(saga_client_set_credential(c, "line\n"), SAGA_EINVAL);
+	ck_assert_int_eq(saga_client_set_credential(c, "caf\xc3\xa9"), SAGA_EINVAL);
+	char big[600];
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	ck_assert_int_eq(saga_client_set_credential(c, big), SAGA_EINVAL);
+	ck_assert_int_eq(saga_client_get(c, "x", &i), SAGA_ENOTFOUND);
+	ck_assert_str_eq(last_req->credential, cred);
+	/* NULL: none any more. */
+	ck_assert_int_eq(saga_client_set_credential(c, NULL), SAGA_OK);
+	ck_assert_int_eq(saga_client_get(c, "x", &i), SAGA_ENOTFOUND);
+	ck_assert_str_eq(last_req->credential, "");
+	/* A refusal surfaces as SAGA_EAUTH with sagad's message. */
+	fake_handler = reply_eauth;
+	ck_assert_int_eq(saga_client_get(c, "x", &i), SAGA_EAUTH);
+	ck_assert_str_eq(saga_client_errmsg(c), "not authenticated: no credential");
+	saga_client_free(c);
+}
+END_TEST
+
 START_TEST(unknown_error_code_is_protocol_error)
 {
 	fake_handler = reply_unknown_code;
@@ -1008,6 +1054,7 @@ main(void)
 	tcase_set_timeout(tc, 20);
 	tcase_add_test(tc, get_converts_every_field);
 	tcase_add_test(tc, error_reply_surfaces_code_and_message);
+	tcase_add_test(tc, client_sends_its_credential_with_every_call_and_refuses_bad_ones);
 	tcase_add_test(tc, unknown_error_code_is_protocol_error);
 	tcase_add_test(tc, malformed_reply_is_protocol_error);
 	tcase_add_test(tc, wrong_body_case_is_protocol_error);

@@ -63,6 +63,8 @@ static struct {
 	uint32_t last_capacity;
 	char last_participant[64];
 	char last_instance[64];
+	char last_poll_credential[128];   /* what the last poll carried */
+	char last_report_credential[128]; /* and the last report */
 	void *owned[MAX_OWNED];
 	size_t n_owned;
 } F = { .mu = PTHREAD_MUTEX_INITIALIZER,
@@ -202,6 +204,11 @@ fake_main(void *arg)
 		nng_msg_free(m);
 		if (req == NULL)
 			continue;
+		pthread_mutex_lock(&F.mu);
+		snprintf(req->body_case == SAGAWIRE__REQUEST__BODY_POLL ? F.last_poll_credential
+									: F.last_report_credential,
+		    sizeof(F.last_poll_credential), "%s", req->credential);
+		pthread_mutex_unlock(&F.mu);
 		if (req->body_case == SAGAWIRE__REQUEST__BODY_POLL)
 			serve_poll(ctx, aio, req->poll);
 		else if (req->body_case == SAGAWIRE__REQUEST__BODY_REPORT)
@@ -840,6 +847,21 @@ START_TEST(refused_poll_ends_run_with_the_error)
 	worker_new(2);
 	ck_assert_int_eq(saga_worker_run(W), SAGA_EINVAL);
 	ck_assert_ptr_nonnull(strstr(saga_worker_errmsg(W), "capacity 7 is not allowed here"));
+	saga_worker_free(W);
+}
+END_TEST
+
+START_TEST(polls_carry_the_credential_and_a_refused_one_ends_run)
+{
+	const char *cred = "0123456789abcdef.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+	worker_new(2);
+	ck_assert_int_eq(saga_worker_set_credential(W, "not one"), SAGA_EINVAL);
+	ck_assert_int_eq(saga_worker_set_credential(W, cred), SAGA_OK);
+	F.poll_error = SAGA_EPERM;
+	ck_assert_int_eq(saga_worker_run(W), SAGA_EPERM);
+	pthread_mutex_lock(&F.mu);
+	ck_assert_str_eq(F.last_poll_credential, cred);
+	pthread_mutex_unlock(&F.mu);
 	saga_worker_free(W);
 }
 END_TEST
@@ -1511,6 +1533,7 @@ main(void)
 	tcase_add_test(tc, worker_polls_again_after_server_restart);
 	tcase_add_test(tc, refused_report_is_sent_again);
 	tcase_add_test(tc, refused_poll_ends_run_with_the_error);
+	tcase_add_test(tc, polls_carry_the_credential_and_a_refused_one_ends_run);
 	tcase_add_test(tc, stop_from_a_signal_handler_ends_run);
 	tcase_add_test(tc, stop_before_run_returns_at_once);
 	tcase_add_test(tc, configuration_is_validated);

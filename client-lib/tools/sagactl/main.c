@@ -26,6 +26,7 @@
 
 /* Global options. */
 static const char *opt_url;
+static const char *opt_credential_file;
 static int opt_timeout_ms;
 static const char *opt_tls_ca, *opt_tls_cert, *opt_tls_key, *opt_tls_server_name;
 int ctl_opt_json;
@@ -34,8 +35,9 @@ int ctl_opt_raw;
 /* ---- usage ------------------------------------------------------------- */
 
 static const char usage_text[] =
-    "usage: sagactl [--url URL[,URL...]] [--timeout MS] [--tls-ca FILE [--tls-cert FILE\n"
-    "               --tls-key FILE] [--tls-server-name NAME]] [--json] [--raw] COMMAND [ARGS]\n"
+    "usage: sagactl [--url URL[,URL...]] [--credential-file FILE] [--timeout MS]\n"
+    "               [--tls-ca FILE [--tls-cert FILE --tls-key FILE] [--tls-server-name NAME]]\n"
+    "               [--json] [--raw] COMMAND [ARGS]\n"
     "\n"
     "Commands:\n"
     "  register FILE.binpb     register the saga definitions in a descriptor set\n"
@@ -50,6 +52,7 @@ static const char usage_text[] =
     "  skip SAGA_ID STEP       mark a waiting or failed step done by hand\n"
     "  describe [DEFINITION]   registered definitions; one's versions and steps as a graph\n"
     "  participants            connected participants, capacity, circuit breakers\n"
+    "  principal create|list|revoke   who may call sagad with auth on (admin)\n"
     "\n"
     "Options (before or after the command):\n"
     "  --url URLS     sagad's address (default: $SAGA_URL, else " SAGA_DEFAULT_URL "),\n"
@@ -57,6 +60,10 @@ static const char usage_text[] =
     "                 database, separated by commas (at most 16), e.g.\n"
     "                 tcp://10.0.0.1:7700,tcp://10.0.0.2:7700: each call goes to\n"
     "                 one that is up; $SAGA_URL takes the same list\n"
+    "  --credential-file FILE\n"
+    "                 the credential to call a sagad with auth on (first line of\n"
+    "                 FILE); default: $SAGA_CREDENTIAL_FILE, else $SAGA_CREDENTIAL\n"
+    "                 (the credential itself)\n"
     "  --timeout MS   time limit of each call to sagad (default 10000)\n"
     "  --tls-ca FILE  for tls+tcp:// URLs: PEM file of the CAs sagad's certificate\n"
     "                 must be signed by (default: $SAGA_TLS_CA)\n"
@@ -78,6 +85,7 @@ static const char usage_text[] =
     "         3 not found, 5 timed out, 6 cannot reach sagad, 9 invalid definition\n"
     "  16     wait: the saga ended compensated\n"
     "  17     wait: the saga failed and is parked (needs an operator)\n"
+    "  77     refused: no valid credential, or the role does not allow the command\n"
     "  64     usage error\n"
     "  65     start: the input JSON does not fit the definition's input type\n"
     "  66     an input file cannot be read\n"
@@ -206,6 +214,27 @@ static const command commands[] = {
 	    "definition or version.\n"
 	    "\n"
 	    "  --version N     describe version N (default: the latest)\n" },
+	{ "principal", ctl_cmd_principal,
+	    "usage: sagactl principal create NAME --role ROLE [--participant P]\n"
+	    "                                [--definitions A,B]\n"
+	    "       sagactl principal list\n"
+	    "       sagactl principal revoke NAME|ID\n"
+	    "\n"
+	    "Manages who may call a sagad with auth on (the caller must be an admin;\n"
+	    "see docs/SECURITY.md). ROLE is one of:\n"
+	    "  participant   poll and report as participant P only (default: NAME);\n"
+	    "                also written participant:P\n"
+	    "  client        start, get, wait, list, describe, participants\n"
+	    "  operator      also cancel, retry, skip\n"
+	    "  admin         also register, principals, see sensitive fields\n"
+	    "--definitions limits a client or operator to those definitions.\n"
+	    "\n"
+	    "create prints the new credential on stdout, once (sagad keeps only a\n"
+	    "hash): redirect it into a file of mode 0600 for --credential-file.\n"
+	    "With --json: {\"credential\": ..., \"principal\": {...}}. list shows every\n"
+	    "principal, revoked ones too. revoke takes a name or an id; the credential\n"
+	    "is refused by every sagad within 2 s. The last active admin cannot be\n"
+	    "revoked (exit 10).\n" },
 	{ "participants", ctl_cmd_participants,
 	    "usage: sagactl participants\n"
 	    "\n"
@@ -290,6 +319,10 @@ ctl_match_global(int argc, char **argv, int *i)
 	const char *v;
 	if (ctl_match_opt(argc, argv, i, "--url", &v)) {
 		opt_url = v;
+		return 1;
+	}
+	if (ctl_match_opt(argc, argv, i, "--credential-file", &v)) {
+		opt_credential_file = v;
 		return 1;
 	}
 	if (ctl_match_opt(argc, argv, i, "--timeout", &v)) {
@@ -438,6 +471,41 @@ set_tls(saga_client *c)
 		ctl_usage_error("TLS settings: %s", saga_client_errmsg(c));
 }
 
+/* The credential from --credential-file, $SAGA_CREDENTIAL_FILE or
+ * $SAGA_CREDENTIAL, into buf; "" if none is given. Exits 66 if the file
+ * cannot be read. */
+static void
+credential(char *buf, size_t len)
+{
+	const char *file = opt_credential_file;
+	buf[0] = '\0';
+	if (file == NULL && (file = getenv("SAGA_CREDENTIAL_FILE")) != NULL && *file == '\0')
+		file = NULL;
+	if (file == NULL) {
+		const char *env = getenv("SAGA_CREDENTIAL");
+		snprintf(buf, len, "%s", env != NULL ? env : "");
+	} else {
+		FILE *f = fopen(file, "r");
+		if (f == NULL) {
+			fprintf(stderr, "sagactl: cannot open the credential file %s: %s\n", file,
+			    strerror(errno));
+			exit(EXIT_NOINPUT);
+		}
+		if (fgets(buf, (int)len, f) == NULL)
+			buf[0] = '\0';
+		fclose(f);
+	}
+	/* A file ends with a newline; spaces around are not part of it. */
+	size_t n = strlen(buf);
+	while (n > 0 &&
+	    (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+		buf[--n] = '\0';
+	if (file != NULL && n == 0) {
+		fprintf(stderr, "sagactl: the credential file %s is empty\n", file);
+		exit(EXIT_NOINPUT);
+	}
+}
+
 saga_client *
 ctl_connect(void)
 {
@@ -453,6 +521,12 @@ ctl_connect(void)
 	if (opt_timeout_ms > 0)
 		saga_client_set_timeout(c, opt_timeout_ms);
 	set_tls(c);
+	char cred[1024];
+	credential(cred, sizeof(cred));
+	if (cred[0] != '\0' && saga_client_set_credential(c, cred) != SAGA_OK)
+		ctl_usage_error("the credential given is not one (printable ASCII without spaces, "
+				"as `sagactl principal create` prints it)");
+	memset(cred, 0, sizeof(cred));
 	return c;
 }
 

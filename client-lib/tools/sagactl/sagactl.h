@@ -9,6 +9,7 @@
  *   sagas.c        the saga commands: start, get, wait, list, cancel,
  *                  history, retry, skip, watch, participants
  *   definitions.c  the definition commands: register, describe
+ *   principals.c   principal create, list, revoke (auth)
  *
  * The exit status is 0 on success, the saga_err of a failed call (so a
  * script can tell "not found" from "sagad is down"), and the values below
@@ -159,5 +160,7 @@ int ctl_cmd_retry(int argc, char **argv);
 int ctl_cmd_skip(int argc, char **argv);
 int ctl_cmd_watch(int argc, char **argv);
 int ctl_cmd_describe(int argc, char **argv);
+/* principals.c: principal create|list|revoke. */
+int ctl_cmd_principal(int argc, char **argv);
 
 #endif
