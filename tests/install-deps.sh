@@ -18,6 +18,7 @@ packages=(
 	libpq-dev
 	libssl-dev
 	openssl
+	groff-base
 	postgresql
 	libnng-dev
 	libprotobuf-c-dev
