@@ -426,3 +426,10 @@ rpc_close(void)
 	R.n_all = R.cap_all = 0;
 	R.free_list = NULL;
 }
+
+bool
+rpc_may_reveal(const rpc_req *r)
+{
+	(void)r;
+	return true;
+}
