@@ -120,6 +120,10 @@ static const opt opts[] = {
 	U(lease_ms, "SAGAD_LEASE_MS", 8000, 1000, 600000,
 	    "shard lease: renewed every quarter of it; the shards of an instance that stops "
 	    "renewing are taken over after it"),
+	U(participant_series_ttl_ms, "SAGAD_PARTICIPANT_SERIES_TTL_MS", 600000, 1000, 604800000,
+	    "a participant with no connection and no step waiting for it is forgotten after "
+	    "this many milliseconds: its /metrics series and its line in `sagactl "
+	    "participants` go (they come back when it connects)"),
 	B(allow_root, "SAGAD_ALLOW_ROOT", "false",
 	    "run even as root (refused by default: run sagad as an unprivileged user)"),
 	S(config, "SAGAD_CONFIG", "", NULL, "FILE",

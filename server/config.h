@@ -49,6 +49,8 @@ typedef struct cfg {
 	char *instance_id;            /* this sagad among several on one database; "" = derived */
 	uint32_t lease_ms;            /* shard lease: a dead instance's shards move after it */
 	uint32_t max_saga_memory_mb;  /* inputs of the sagas held in memory, at most */
+	uint32_t participant_series_ttl_ms; /* a participant not connected this long is
+	                                     * forgotten (metrics, status); default 10 min */
 } cfg;
 
 /* Parses defaults, environment, then argv. The first non-flag argument is

@@ -443,7 +443,8 @@ typedef struct saga_participant_list {
 	saga_participant *participants; /* by name */
 } saga_participant_list;
 
-/* Every participant sagad knows: connected, or with steps waiting for one. */
+/* Every participant sagad knows: connected, with steps waiting for one, or
+ * gone for less than sagad's participant_series_ttl_ms (then forgotten). */
 SAGA_API int saga_client_participants(saga_client *c, saga_participant_list **out);
 SAGA_API void saga_participant_list_free(saga_participant_list *l);
 

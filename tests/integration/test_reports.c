@@ -505,6 +505,81 @@ START_TEST(a_token_made_before_a_crash_is_accepted_after_the_restart)
 }
 END_TEST
 
+/* ---- expiring series ------------------------------------------------------ */
+
+static int
+participant_listed(ths *t, const char *name)
+{
+	saga_participant_list *l = NULL;
+	ck_assert_int_eq(saga_client_participants(ths_client(t), &l), SAGA_OK);
+	int found = 0;
+	for (size_t i = 0; i < l->count; i++)
+		found |= strcmp(l->participants[i].name, name) == 0;
+	saga_participant_list_free(l);
+	return found;
+}
+
+static int
+metrics_mention(int port, const char *needle)
+{
+	char *r = http_get(port, "/metrics");
+	int found = strstr(r, needle) != NULL;
+	free(r);
+	return found;
+}
+
+/*
+ * pT serves one saga and goes away: its series (connections, breaker,
+ * step latency) and its line in the participants list stay while it may
+ * come back, and go once it has been gone longer than
+ * --participant-series-ttl-ms. Participants still connected stay.
+ */
+START_TEST(series_of_a_participant_gone_longer_than_the_ttl_expire)
+{
+	int port = free_tcp_port();
+	char url[64];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+	const char *args[] = { "--http-listen", url, "--participant-series-ttl-ms", "2000", NULL };
+	ths *t = ths_new_ok(pg, "rp_series");
+	ths_sagad_start_ok(t, args);
+	static const char *const main_names[] = { "pA", "pB", "pC", NULL };
+	static const char *const t_names[] = { "pT", NULL };
+	ths_participant_ok(t, "main", 16, main_names);
+	pid_t pt = ths_participant_ok(t, "tee", 4, t_names);
+	ths_register_sagas_ok(t);
+	char *id = ths_start_ok(t, "ittest.Timeouty", "tag=series");
+	saga_info *fin = ths_wait_final_ok(t, id, WAIT_MS);
+	ck_assert_int_eq(fin->state, SAGA_STATE_COMPLETED);
+	saga_info_free(fin);
+	saga_string_free(id);
+	ck_assert(metrics_mention(port, "sagad_step_latency_seconds_count{participant=\"pT\"} 1"));
+	ck_assert(metrics_mention(port, "sagad_participant_connections{participant=\"pT\"} 1"));
+
+	ck_assert_int_eq(ths_participant_signal(t, pt, SIGTERM), 0);
+	/* Gone, but not for long: still known, with no connection. */
+	ck_assert(metrics_mention(port, "sagad_participant_connections{participant=\"pT\"} 0"));
+	ck_assert(participant_listed(t, "pT"));
+	/* Forgotten within the TTL and a sweep (a tenth of it). */
+	int64_t until = wire_mono_ms() + 10000;
+	while ((participant_listed(t, "pT") || metrics_mention(port, "participant=\"pT\"")) &&
+	    wire_mono_ms() < until)
+		usleep(100000);
+	ck_assert_msg(!participant_listed(t, "pT"), "pT still listed after its TTL");
+	ck_assert_msg(!metrics_mention(port, "participant=\"pT\""), "pT's series still there");
+	ck_assert(participant_listed(t, "pA"));
+	ck_assert(metrics_mention(port, "sagad_participant_connections{participant=\"pA\"} 1"));
+	ck_assert_int_ge(log_count(t, "participant pT: no connection for"), 1);
+
+	/* It comes back: known again. */
+	ths_participant_ok(t, "tee2", 4, t_names);
+	until = wire_mono_ms() + 10000;
+	while (!participant_listed(t, "pT") && wire_mono_ms() < until)
+		usleep(50000);
+	ck_assert(participant_listed(t, "pT"));
+	ths_free(t);
+}
+END_TEST
+
 static Suite *
 reports_suite(void)
 {
@@ -517,6 +592,11 @@ reports_suite(void)
 	tcase_add_test(tc, a_forged_compensation_success_is_refused_while_the_real_one_runs);
 	tcase_add_test(tc, a_real_token_proves_only_its_own_attempt_to_its_own_participant);
 	tcase_add_test(tc, a_token_made_before_a_crash_is_accepted_after_the_restart);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("series");
+	tcase_add_unchecked_fixture(tc, cluster_up, cluster_down);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, series_of_a_participant_gone_longer_than_the_ttl_expire);
 	suite_add_tcase(s, tc);
 	return s;
 }
