@@ -263,6 +263,10 @@ get_info(const char *cmd, int argc, char **argv, saga_client **c, saga_info **in
 	    one_id_opts(cmd, argc, argv, NULL, NULL, strcmp(cmd, "get") == 0 ? &reveal : NULL);
 	*c = ctl_connect();
 	int rv = reveal ? saga_client_get_revealed(*c, id, info) : saga_client_get(*c, id, info);
+	if (rv == SAGA_OK && reveal && (*info)->n_redacted > 0)
+		fprintf(stderr,
+		    "sagactl: sagad did not reveal the sensitive fields: this caller may not "
+		    "(docs/SECURITY.md)\n");
 	if (rv != SAGA_OK) {
 		char what[256];
 		snprintf(what, sizeof(what), "cannot get saga %s", id);
