@@ -505,6 +505,56 @@ START_TEST(a_token_made_before_a_crash_is_accepted_after_the_restart)
 }
 END_TEST
 
+/*
+ * Two sagads on one database share the key: a dispatch instance 0 made is
+ * proved to instance 1, which takes the saga over when instance 0 is
+ * killed. Before the takeover instance 1 does not hold the saga (the result
+ * is ignored, not refused: its token is good); after, it is accepted.
+ */
+START_TEST(a_token_made_by_one_instance_is_accepted_by_the_one_that_takes_over)
+{
+	static const char *const args[] = { "--lease-ms", "2000", NULL };
+	static const char *const others[] = { "pB", "pC", NULL };
+	ths *t = ths_new_ok(pg, "rp_takeover");
+	ths_sagad_n_start_ok(t, 0, args);
+	ths_sagad_n_start_ok(t, 1, args);
+	ths_participant_at_ok(t, ths_urls(t, 2), "main", 16, others);
+	ths_register_sagas_ok(t);
+	char *id = ths_start_ok(t, "ittest.Linear3", "tag=takeover"); /* at instance 0 */
+	nng_socket pa = raw_open(ths_sagad_n_url(t, 0));
+	Sagawire__Response *batch = raw_poll_ok(pa, "pA");
+	const Sagawire__Dispatch *d = batch->work->dispatches[0];
+	ck_assert_str_eq(d->step, "A");
+	ths_sagad_n_signal(t, 0, SIGKILL);
+
+	char out[128];
+	snprintf(out, sizeof(out), "A@%s", id);
+	forged f = { d->saga_id.data, 0, "A", A, d->attempt, OK, out, d->token.data, 16 };
+	nng_socket one = raw_open(ths_sagad_n_url(t, 1));
+	uint32_t acc = 0, ign, ref;
+	int64_t until = wire_mono_ms() + 20000;
+	while (acc == 0 && wire_mono_ms() < until) {
+		raw_report_ok(one, "pA", &f, 1, &acc, &ign, &ref);
+		ck_assert_uint_eq(ref, 0);
+		if (acc == 0)
+			usleep(200000);
+	}
+	ck_assert_uint_eq(acc, 1);
+	sagawire__response__free_unpacked(batch, NULL);
+	saga_client *c1 = NULL;
+	ck_assert_int_eq(saga_client_new(ths_sagad_n_url(t, 1), &c1), SAGA_OK);
+	saga_info *fin = NULL;
+	ck_assert_int_eq(saga_client_wait(c1, id, WAIT_MS, &fin), SAGA_OK);
+	ck_assert_int_eq(fin->state, SAGA_STATE_COMPLETED);
+	ck_assert_uint_eq(ths_step_ok(fin, "A")->attempts, 1);
+	assert_real_result(fin, "A");
+	saga_info_free(fin);
+	saga_client_free(c1);
+	saga_string_free(id);
+	ths_free(t);
+}
+END_TEST
+
 /* ---- expiring series ------------------------------------------------------ */
 
 static int
@@ -592,6 +642,7 @@ reports_suite(void)
 	tcase_add_test(tc, a_forged_compensation_success_is_refused_while_the_real_one_runs);
 	tcase_add_test(tc, a_real_token_proves_only_its_own_attempt_to_its_own_participant);
 	tcase_add_test(tc, a_token_made_before_a_crash_is_accepted_after_the_restart);
+	tcase_add_test(tc, a_token_made_by_one_instance_is_accepted_by_the_one_that_takes_over);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("series");
 	tcase_add_unchecked_fixture(tc, cluster_up, cluster_down);
