@@ -851,15 +851,30 @@ START_TEST(making_a_field_sensitive_changes_the_fingerprint)
 	    (Google__Protobuf__FileDescriptorSet *)protobuf_c_message_unpack(
 		&google__protobuf__file_descriptor_set__descriptor, NULL, len, buf);
 	ck_assert_ptr_nonnull(set);
+	/* strip every field's options, keeping them to put back before the
+	 * set is freed */
+	static Google__Protobuf__FieldOptions *kept[4096];
+	size_t nk = 0;
 	for (size_t f = 0; f < set->n_file; f++)
 		for (size_t m = 0; m < set->file[f]->n_message_type; m++) {
 			Google__Protobuf__DescriptorProto *mp = set->file[f]->message_type[m];
-			for (size_t i = 0; i < mp->n_field; i++)
-				mp->field[i]->options = NULL; /* leaked with the set's allocator */
+			for (size_t i = 0; i < mp->n_field; i++) {
+				ck_assert_uint_lt(nk, 4096);
+				kept[nk++] = mp->field[i]->options;
+				mp->field[i]->options = NULL;
+			}
 		}
 	size_t plen = protobuf_c_message_get_packed_size(&set->base);
 	uint8_t *plain = malloc(plen);
 	protobuf_c_message_pack(&set->base, plain);
+	nk = 0;
+	for (size_t f = 0; f < set->n_file; f++)
+		for (size_t m = 0; m < set->file[f]->n_message_type; m++) {
+			Google__Protobuf__DescriptorProto *mp = set->file[f]->message_type[m];
+			for (size_t i = 0; i < mp->n_field; i++)
+				mp->field[i]->options = kept[nk++];
+		}
+	protobuf_c_message_free_unpacked(&set->base, NULL);
 	defn_saga **defs = NULL;
 	size_t nd = 0;
 	char e[ERRLEN];
