@@ -233,6 +233,7 @@ eng_committed(store_batch *b)
 			Sagawire__ReportAck ack = SAGAWIRE__REPORT_ACK__INIT;
 			ack.accepted = a->a;
 			ack.ignored = a->b;
+			ack.refused = a->c;
 			Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
 			resp.body_case = SAGAWIRE__RESPONSE__BODY_ACK;
 			resp.ack = &ack;

@@ -154,6 +154,10 @@ static const opt opts[] = {
 	S(bootstrap_credential_file, "SAGAD_BOOTSTRAP_CREDENTIAL_FILE", "", NULL, "FILE",
 	    "with auth on and no active admin: where the credential of the `bootstrap` admin "
 	    "sagad creates is written (mode 0600); empty = DATA-DIR/bootstrap-admin.credential"),
+	U(participant_series_ttl_ms, "SAGAD_PARTICIPANT_SERIES_TTL_MS", 600000, 1000, 604800000,
+	    "a participant with no connection and no step waiting for it is forgotten after "
+	    "this many milliseconds: its /metrics series and its line in `sagactl "
+	    "participants` go (they come back when it connects)"),
 	B(allow_root, "SAGAD_ALLOW_ROOT", "false",
 	    "run even as root (refused by default: run sagad as an unprivileged user)"),
 	S(config, "SAGAD_CONFIG", "", NULL, "FILE",

@@ -58,6 +58,8 @@ typedef struct cfg {
 	char *auth;                   /* "off" (default) or "on": credentials and roles */
 	uint32_t insecure;            /* 1 = allow non-loopback listen URLs with auth off */
 	char *bootstrap_credential_file; /* "" = <data_dir>/bootstrap-admin.credential */
+	uint32_t participant_series_ttl_ms; /* a participant not connected this long is
+	                                     * forgotten (metrics, status); default 10 min */
 } cfg;
 
 /* Parses defaults, environment, then argv. The first non-flag argument is

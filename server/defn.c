@@ -23,8 +23,9 @@
 #include "wire.h"
 
 /* Extension numbers of the options in proto/sagaspec.proto. */
-#define OPT_STEP 50700u
-#define OPT_SAGA 50701u
+#define OPT_STEP      50700u
+#define OPT_SAGA      50701u
+#define OPT_SENSITIVE 50702u /* on FieldOptions */
 
 /* Longest step or participant name; longest type or saga name. */
 #define NAME_MAX_LEN 128
@@ -435,6 +436,24 @@ fingerprint(const defn_saga *d)
 		fnv_retry(&f, &s->comp_retry);
 		fnv_u64(&f, s->dep_mask);
 	}
+	/* Only when some field is sensitive: making a field sensitive makes a
+	 * new version (the old one's stored descriptor set lacks the option). */
+	if (d->n_plans > 0) {
+		fnv_u64(&f, 0x5e45ull << 32 | d->n_plans);
+		fnv_u64(&f, d->input_redact ? (uint64_t)(d->input_redact - d->plans) + 1 : 0);
+		for (uint32_t i = 0; i < d->n_steps; i++) {
+			const defn_redact *r = d->steps[i].result_redact;
+			fnv_u64(&f, r ? (uint64_t)(r - d->plans) + 1 : 0);
+		}
+		for (size_t i = 0; i < d->n_plans; i++) {
+			fnv_u64(&f, d->plans[i].n);
+			for (size_t j = 0; j < d->plans[i].n; j++) {
+				const defn_rfield *x = &d->plans[i].f[j];
+				fnv_u64(&f, x->number);
+				fnv_u64(&f, x->sub ? (uint64_t)(x->sub - d->plans) + 1 : 0);
+			}
+		}
+	}
 	return f.h;
 }
 
@@ -456,6 +475,12 @@ defn_free(defn_saga *d)
 			free(s->deps);
 		}
 	}
+	for (size_t i = 0; i < d->n_plans; i++) {
+		for (size_t j = 0; j < d->plans[i].n; j++)
+			free(d->plans[i].f[j].name);
+		free(d->plans[i].f);
+	}
+	free(d->plans);
 	free(d->steps);
 	free(d->topo);
 	free(d->name);
@@ -785,6 +810,266 @@ check_other_rpcs(pctx *c, const svcproto *svc, const mthproto *const *mth, const
 
 typedef Google__Protobuf__FieldDescriptorProto fieldproto;
 
+/* ---- sensitive fields --------------------------------------------------- */
+
+/* Is f marked (sagaspec.sensitive) = true? The option arrives as an
+ * unknown varint field of FieldOptions; the last occurrence wins. */
+static bool
+field_sensitive(const fieldproto *f)
+{
+	const ProtobufCMessage *o = f->options ? &f->options->base : NULL;
+	bool on = false;
+	for (unsigned i = 0; o != NULL && i < o->n_unknown_fields; i++) {
+		const ProtobufCMessageUnknownField *u = &o->unknown_fields[i];
+		uint64_t v = 0;
+		size_t pos = 0;
+		if (u->tag == OPT_SENSITIVE && u->wire_type == PROTOBUF_C_WIRE_TYPE_VARINT &&
+		    cm_varint_read(u->data, u->len, &pos, &v) == 0)
+			on = v != 0;
+	}
+	return on;
+}
+
+static bool
+is_msg_field(const fieldproto *f)
+{
+	return f->type == GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_MESSAGE ||
+	    f->type == GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_GROUP;
+}
+
+/* The message types reachable from a saga's input and results, found once
+ * each (a pointer hash), with whether each holds a sensitive field at any
+ * depth and, if so, its plan's index. */
+typedef struct rtype {
+	const msgproto *m;
+	bool sens;
+	size_t plan;
+} rtype;
+
+typedef struct redge {
+	size_t child, parent; /* a field of parent has type child */
+} redge;
+
+typedef struct rset {
+	rtype *v;
+	size_t n, cap;
+	size_t *h; /* index + 1; 0 = empty; hcap a power of 2 > 2n */
+	size_t hcap;
+	redge *e;
+	size_t ne, ecap;
+} rset;
+
+static size_t
+rhash(const msgproto *m, size_t cap)
+{
+	return (size_t)(((uintptr_t)m >> 4) * 0x9e3779b97f4a7c15ull) & (cap - 1);
+}
+
+/* Index of m in s, added if new; SIZE_MAX when out of memory. */
+static size_t
+rset_add(rset *s, const msgproto *m)
+{
+	if (s->hcap != 0) {
+		for (size_t k = rhash(m, s->hcap);; k = (k + 1) & (s->hcap - 1)) {
+			if (s->h[k] == 0)
+				break;
+			if (s->v[s->h[k] - 1].m == m)
+				return s->h[k] - 1;
+		}
+	}
+	if (s->n == s->cap) {
+		size_t nc = s->cap ? 2 * s->cap : 16;
+		rtype *v = realloc(s->v, nc * sizeof(*v));
+		size_t *h = calloc(4 * nc, sizeof(*h));
+		if (v == NULL || h == NULL) {
+			free(h);
+			if (v != NULL)
+				s->v = v;
+			return SIZE_MAX;
+		}
+		s->v = v;
+		s->cap = nc;
+		free(s->h);
+		s->h = h;
+		s->hcap = 4 * nc;
+		for (size_t i = 0; i < s->n; i++) {
+			size_t k = rhash(s->v[i].m, s->hcap);
+			while (s->h[k] != 0)
+				k = (k + 1) & (s->hcap - 1);
+			s->h[k] = i + 1;
+		}
+	}
+	size_t k = rhash(m, s->hcap);
+	while (s->h[k] != 0)
+		k = (k + 1) & (s->hcap - 1);
+	s->v[s->n] = (rtype) { .m = m };
+	s->h[k] = ++s->n;
+	return s->n - 1;
+}
+
+static int
+redge_add(rset *s, size_t child, size_t parent)
+{
+	if (s->ne == s->ecap) {
+		size_t nc = s->ecap ? 2 * s->ecap : 32;
+		redge *e = realloc(s->e, nc * sizeof(*e));
+		if (e == NULL)
+			return -1;
+		s->e = e;
+		s->ecap = nc;
+	}
+	s->e[s->ne++] = (redge) { child, parent };
+	return 0;
+}
+
+static int
+cmp_redge(const void *a, const void *b)
+{
+	const redge *x = a, *y = b;
+	return x->child < y->child ? -1 : x->child > y->child;
+}
+
+static int
+cmp_rfield(const void *a, const void *b)
+{
+	const defn_rfield *x = a, *y = b;
+	return x->number < y->number ? -1 : x->number > y->number;
+}
+
+static const defn_redact *
+plan_of(const defn_saga *d, const rset *s, const msgproto *m)
+{
+	for (size_t k = m && s->hcap ? rhash(m, s->hcap) : 0; m && s->hcap;
+	     k = (k + 1) & (s->hcap - 1)) {
+		if (s->h[k] == 0)
+			return NULL;
+		const rtype *t = &s->v[s->h[k] - 1];
+		if (t->m == m)
+			return t->sens ? &d->plans[t->plan] : NULL;
+	}
+	return NULL;
+}
+
+/*
+ * Compiles where the sensitive fields of the saga's input and of every
+ * step's result are: the types reachable from them (each once), the ones
+ * holding a sensitive field directly, then, walking the "is a field of"
+ * edges backwards, every type that holds one deeper. Linear in the fields
+ * of the reachable types (plus sorting the edges); recursive types are
+ * fine (a plan may point at itself).
+ */
+static int
+compile_redaction(pctx *c, defn_saga *d)
+{
+	rset s = { 0 };
+	size_t *work = NULL, nwork = 0;
+	int rv = SAGA_ENOMEM;
+	const msgproto *roots[DEFN_MAX_STEPS + 1];
+	size_t nroots = 0;
+	roots[nroots++] = find_message(c, d->input_type);
+	for (uint32_t i = 0; i < d->n_steps; i++)
+		roots[nroots++] = find_message(c, d->steps[i].output_type);
+	for (size_t i = 0; i < nroots; i++)
+		if (roots[i] != NULL && rset_add(&s, roots[i]) == SIZE_MAX)
+			goto out;
+	for (size_t i = 0; i < s.n; i++) {
+		const msgproto *m = s.v[i].m;
+		for (size_t j = 0; j < m->n_field; j++) {
+			const fieldproto *f = m->field[j];
+			if (field_sensitive(f))
+				s.v[i].sens = true;
+			const msgproto *t = is_msg_field(f) && f->type_name
+			    ? find_message(c, strip_dot(f->type_name))
+			    : NULL;
+			if (t == NULL)
+				continue;
+			size_t k = rset_add(&s, t);
+			if (k == SIZE_MAX || redge_add(&s, k, i) != 0)
+				goto out;
+		}
+	}
+	if (s.ne > 1)
+		qsort(s.e, s.ne, sizeof(*s.e), cmp_redge);
+	if (s.n > 0 && (work = malloc(s.n * sizeof(*work))) == NULL)
+		goto out;
+	for (size_t i = 0; i < s.n; i++)
+		if (s.v[i].sens)
+			work[nwork++] = i;
+	while (nwork > 0) {
+		size_t k = work[--nwork], lo = 0, hi = s.ne;
+		while (lo < hi) { /* the first edge whose child is k */
+			size_t mid = lo + (hi - lo) / 2;
+			if (s.e[mid].child < k)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		for (; lo < s.ne && s.e[lo].child == k; lo++) {
+			rtype *p = &s.v[s.e[lo].parent];
+			if (!p->sens) {
+				p->sens = true;
+				work[nwork++] = s.e[lo].parent;
+			}
+		}
+	}
+	for (size_t i = 0; i < s.n; i++)
+		if (s.v[i].sens)
+			s.v[i].plan = d->n_plans++;
+	if (d->n_plans == 0) {
+		rv = 0;
+		goto out;
+	}
+	if ((d->plans = calloc(d->n_plans, sizeof(*d->plans))) == NULL) {
+		d->n_plans = 0;
+		goto out;
+	}
+	for (size_t i = 0; i < s.n; i++) {
+		if (!s.v[i].sens)
+			continue;
+		const msgproto *m = s.v[i].m;
+		defn_redact *r = &d->plans[s.v[i].plan];
+		if ((r->f = calloc(m->n_field ? m->n_field : 1, sizeof(*r->f))) == NULL)
+			goto out;
+		for (size_t j = 0; j < m->n_field; j++) {
+			const fieldproto *f = m->field[j];
+			const defn_redact *sub = NULL;
+			if (!field_sensitive(f)) {
+				const msgproto *t = is_msg_field(f) && f->type_name
+				    ? find_message(c, strip_dot(f->type_name))
+				    : NULL;
+				if ((sub = plan_of(d, &s, t)) == NULL)
+					continue;
+				/* A group is dropped whole: its bytes end at a
+				 * tag, not at a length, and groups are rare. */
+				if (f->type ==
+				    GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_GROUP)
+					sub = NULL;
+			}
+			if (f->number <= 0)
+				continue;
+			defn_rfield *x = &r->f[r->n];
+			x->number = (uint32_t)f->number;
+			x->sub = sub;
+			if ((x->name = strdup(nz(f->name))) == NULL)
+				goto out;
+			r->n++;
+		}
+		qsort(r->f, r->n, sizeof(*r->f), cmp_rfield);
+	}
+	d->input_redact = plan_of(d, &s, roots[0]);
+	for (uint32_t i = 0; i < d->n_steps; i++)
+		d->steps[i].result_redact = plan_of(d, &s, roots[i + 1]);
+	rv = 0;
+out:
+	free(work);
+	free(s.v);
+	free(s.h);
+	free(s.e);
+	if (rv != 0)
+		return pfail(c, rv, "out of memory");
+	return 0;
+}
+
 /* The saga option business_key names a field of the input message that
  * sagad reads at every start: a singular top-level field of a string or
  * integer type (anything else could not be a search key). */
@@ -819,6 +1104,11 @@ business_key_field(pctx *c, defn_saga *d, const msgproto *m, const char *name)
 			return pfail(c, SAGA_EDEFINITION,
 			    "business_key: field %.128s of %.256s must be a single string or "
 			    "integer",
+			    name, d->input_type);
+		if (field_sensitive(f))
+			return pfail(c, SAGA_EDEFINITION,
+			    "business_key: field %.128s of %.256s is sensitive, and a business "
+			    "key is shown and searched in clear",
 			    name, d->input_type);
 		d->business_key = strdup(name);
 		if (d->business_key == NULL)
@@ -946,6 +1236,8 @@ compile_service(pctx *c, const svcproto *svc, const char *full, defn_saga **out)
 	d->deadline_ms = sopt != NULL ? sopt->deadline_ms : 0;
 	if (sopt != NULL && nz(sopt->business_key)[0] != '\0' &&
 	    (rv = business_key_field(c, d, find_message(c, in), sopt->business_key)) != 0)
+		goto fail;
+	if ((rv = compile_redaction(c, d)) != 0)
 		goto fail;
 	d->fingerprint = fingerprint(d);
 	*out = d;

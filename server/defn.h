@@ -24,6 +24,22 @@ typedef struct defn_retry {
 	double jitter;           /* 0..1 */
 } defn_retry;
 
+/* Where a message's sensitive fields are ((sagaspec.sensitive) in
+ * proto/sagaspec.proto): the fields to drop, and the message fields to look
+ * into. A type that holds no sensitive field, at any depth, has no plan
+ * (NULL). Plans may refer to each other in a cycle (recursive types). */
+typedef struct defn_rfield {
+	uint32_t number;
+	char *name;                    /* the proto field name, for the redacted paths */
+	const struct defn_redact *sub; /* NULL: drop the field (sensitive, or a group
+	                                  holding one); else: redact inside it */
+} defn_rfield;
+
+typedef struct defn_redact {
+	size_t n;
+	defn_rfield *f; /* ascending by number */
+} defn_redact;
+
 typedef struct defn_step {
 	char *name;               /* the action rpc's name; unique in the saga */
 	char *participant;        /* never NULL or empty */
@@ -36,25 +52,29 @@ typedef struct defn_step {
 	defn_retry retry;
 	defn_retry comp_retry;
 	uint32_t n_deps;
-	uint32_t *deps;           /* indices into defn_saga.steps, ascending */
-	uint64_t dep_mask;        /* same set as a bitmap (bit i = step i) */
-	uint64_t dependents_mask; /* steps that list this one in their deps */
+	uint32_t *deps;                   /* indices into defn_saga.steps, ascending */
+	uint64_t dep_mask;                /* same set as a bitmap (bit i = step i) */
+	uint64_t dependents_mask;         /* steps that list this one in their deps */
+	const defn_redact *result_redact; /* its result's sensitive fields; NULL = none */
 } defn_step;
 
 typedef struct defn_saga {
-	char *name;           /* the service's full name, e.g. "shop.OrderSaga" */
-	uint32_t version;     /* 0 until registered; set by the caller */
-	char *input_type;     /* full name of the saga input message */
-	char *description;    /* "" if none */
-	uint32_t deadline_ms; /* whole-saga deadline; 0 = none */
-	char *business_key;   /* input field giving the business key; NULL = none */
-	uint32_t bk_number;   /* its field number */
-	uint8_t bk_type;      /* its FieldDescriptorProto.Type (string or an integer) */
-	uint32_t n_steps;     /* 1..DEFN_MAX_STEPS */
-	defn_step *steps;     /* in declaration order */
-	uint32_t *topo;       /* n_steps indices: a topological order (deps first) */
-	uint64_t fingerprint; /* hash of everything above except version:
+	char *name;                      /* the service's full name, e.g. "shop.OrderSaga" */
+	uint32_t version;                /* 0 until registered; set by the caller */
+	char *input_type;                /* full name of the saga input message */
+	char *description;               /* "" if none */
+	uint32_t deadline_ms;            /* whole-saga deadline; 0 = none */
+	char *business_key;              /* input field giving the business key; NULL = none */
+	uint32_t bk_number;              /* its field number */
+	uint8_t bk_type;                 /* its FieldDescriptorProto.Type (string or an integer) */
+	uint32_t n_steps;                /* 1..DEFN_MAX_STEPS */
+	defn_step *steps;                /* in declaration order */
+	uint32_t *topo;                  /* n_steps indices: a topological order (deps first) */
+	uint64_t fingerprint;            /* hash of everything above except version:
 	                          * equal definitions have equal fingerprints */
+	const defn_redact *input_redact; /* the input's sensitive fields; NULL = none */
+	defn_redact *plans;              /* every plan of this saga (owned) */
+	size_t n_plans;
 } defn_saga;
 
 /* Defaults applied when options leave a value at zero. */

@@ -20,6 +20,7 @@ static struct {
 	breaker_cfg brk;
 	bool stop;
 	mx_table latency; /* step latency by participant */
+	tq_node sweep_t;  /* forgets participants gone longer than participant_series_ttl_ms */
 } D;
 
 static _Atomic uint64_t stat_dispatched, stat_redelivered;
@@ -59,6 +60,49 @@ breaker_expired(tq_node *t)
 	pump(container_of(t, relay_part, brk_t));
 }
 
+/* How often participants are looked at for expiry: a tenth of the TTL,
+ * between 100 ms and a minute. */
+static int64_t
+sweep_period_ms(void)
+{
+	int64_t p = D.cfg->participant_series_ttl_ms / 10;
+	return p < 100 ? 100 : p > 60000 ? 60000 : p;
+}
+
+/*
+ * Participants are known by the names their polls (and the definitions)
+ * give, and each has series in /metrics and a line in ParticipantsRequest.
+ * One that has had no connection for participant_series_ttl_ms and is owed
+ * no step is forgotten, so that names that come and go (renamed services,
+ * typos, a flood of made-up names) do not add up for ever. Its breaker
+ * history goes with it; it all starts afresh if it connects again.
+ */
+static void
+sweep_fired(tq_node *t)
+{
+	int64_t now = wire_mono_ms(), ttl = D.cfg->participant_series_ttl_ms;
+	for (relay_part *p = relay_part_first(), *next; p; p = next) {
+		next = relay_part_next(p);
+		if (p->n_pipes > 0) {
+			p->idle_since_ms = 0;
+			continue;
+		}
+		if (p->idle_since_ms == 0) {
+			p->idle_since_ms = now;
+			continue;
+		}
+		if (p->q_len > 0 || now - p->idle_since_ms < ttl)
+			continue;
+		slog_info("participant %s: no connection for %lld s: forgotten (its metrics and "
+			  "status go until it connects again)",
+		    p->name, (long long)((now - p->idle_since_ms) / 1000));
+		tq_cancel(D.tq, &p->brk_t);
+		mx_table_remove(&D.latency, p->name);
+		relay_part_remove(p);
+	}
+	tq_arm_must(D.tq, t, now + sweep_period_ms());
+}
+
 /* ---- set-up ------------------------------------------------------------------------ */
 
 void
@@ -70,11 +114,14 @@ dsp_init(const cfg *c, timerq *tq, const dsp_ops *ops)
 	D.stop = false;
 	relay_set_timer_fns(poll_expired, breaker_expired);
 	relay_init();
+	tq_node_init(&D.sweep_t, sweep_fired);
+	tq_arm_must(D.tq, &D.sweep_t, wire_mono_ms() + sweep_period_ms());
 }
 
 void
 dsp_fini(void)
 {
+	tq_cancel(D.tq, &D.sweep_t);
 	mx_table_clear(&D.latency);
 	relay_fini();
 }
@@ -303,6 +350,7 @@ dsp_poll(rpc_req *r)
 		return;
 	}
 	if (pp->part == NULL) {
+		p->idle_since_ms = 0;
 		if (relay_pipe_bind(pp, p) != 0) {
 			rpc_reply_error(r, SAGA_ENOMEM, "out of memory");
 			return;
@@ -354,6 +402,8 @@ dsp_pipe_closed(uint32_t pipe_id)
 		slog_info("participant %s disconnected (connection %u); %u step(s) to redeliver",
 		    p->name, pipe_id, n);
 	relay_pipe_remove(pp);
+	if (p && p->n_pipes == 0)
+		p->idle_since_ms = wire_mono_ms(); /* its TTL starts (sweep_fired) */
 	atomic_fetch_add(&stat_redelivered, n);
 	if (p && n)
 		pump(p);

@@ -48,11 +48,13 @@ typedef struct dsp_flight {
 	struct dsp_flight *prev, *next;
 } dsp_flight;
 
-/* Text a Dispatch points into while it is packed. The key is
- * "<36-char id>/<step name, at most 128>/compensation". */
+/* Text and bytes a Dispatch points into while it is packed. The key is
+ * "<36-char id>/<step name, at most 128>/compensation"; the token is
+ * token.h's (TOK_LEN bytes). */
 typedef struct dsp_text {
 	char key[WIRE_UUID_STRLEN + 128 + 16];
 	char traceparent[WIRE_TRACEPARENT_LEN + 1];
+	uint8_t token[16];
 } dsp_text;
 
 /* Room for the results one Dispatch carries (its dependencies' and, for a

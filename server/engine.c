@@ -22,6 +22,7 @@
 #include "saga_base.h"
 #include "sagarow.h"
 #include "store.h"
+#include "token.h"
 
 #define SS(x) SAGAWIRE__SAGA_STATE__SAGA_##x
 #define ST(x) SAGAWIRE__STEP_STATE__STEP_##x
@@ -444,6 +445,10 @@ fill_dispatch(Sagawire__Dispatch *d, eng_saga *s, uint32_t idx, uint8_t kind, ds
 	d->input.len = s->input_len;
 	d->participant = ds->participant;
 	d->step_index = idx;
+	/* What the result must carry back to be believed (token.h). */
+	tok_make(s->id, idx, kind, d->attempt, txt->token);
+	d->token.data = txt->token;
+	d->token.len = TOK_LEN;
 	size_t n = 0;
 	for (uint32_t j = 0; j < ds->n_deps; j++) {
 		const sm_step *dep = &s->sm->steps[ds->deps[j]];
@@ -468,6 +473,8 @@ fill_dispatch(Sagawire__Dispatch *d, eng_saga *s, uint32_t idx, uint8_t kind, ds
 	d->n_results = n;
 	d->results = resp;
 }
+
+_Static_assert(sizeof(((dsp_text *)0)->token) == TOK_LEN, "dsp_text holds one token");
 
 /* Is this queue item still owed? Then it becomes a Dispatch. */
 static dsp_flight *
@@ -926,6 +933,7 @@ engine_metrics(char **out, size_t *len)
 	    "sagad_requests_refused_total{reason=\"unauthenticated\"} %llu\n"
 	    "sagad_requests_refused_total{reason=\"denied\"} %llu\n",
 	    (unsigned long long)unauth, (unsigned long long)denied);
+	eng_report_metrics(&b);
 	mx_printf(&b,
 	    "# HELP sagad_db_commit_seconds Time to commit one batch of saga "
 	    "transitions in PostgreSQL.\n# TYPE sagad_db_commit_seconds histogram\n");

@@ -77,7 +77,7 @@ typedef struct action {
 	uint32_t gen;
 	uint8_t id[16];
 	rpc_req *req;
-	uint32_t a, b;
+	uint32_t a, b, c;
 } action;
 
 typedef struct post {
@@ -201,6 +201,8 @@ int eng_add_final_waiter(eng_saga *s, rpc_req *r, bool start, bool existing, uin
 void eng_release_final_waiters(eng_saga *s);
 /* Answers a start waiter with a saga id. */
 void eng_reply_start(waiter *w, const char *id, uint32_t version, bool existing);
+/* The refused-results counter of /metrics (handle_participant.c). */
+void eng_report_metrics(mx_buf *b);
 /* Applies an operator action (OperateRequest) to s, which the engine holds.
  * Returns 0 with the reply queued after the commit, or -1 after replying
  * with the error. */

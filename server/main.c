@@ -37,6 +37,7 @@
 #include "saga_base.h"
 #include "store.h"
 #include "tls.h"
+#include "token.h"
 
 #define EXIT_USAGE 64
 
@@ -146,6 +147,8 @@ prepare_database(const cfg *c, char *conninfo, size_t len, int *embedded)
 			slog_error("loading definitions: %s", err);
 		else
 			slog_info("loaded %zu definition version(s)", registry_count());
+		if (rv == 0 && (rv = tok_load(conn, err, sizeof(err))) != 0)
+			slog_error("%s", err);
 	}
 	PQfinish(conn);
 	return rv;
@@ -312,6 +315,7 @@ out:
 	if (embedded)
 		pgembed_stop(c.data_dir, c.pg_bindir, c.pg_user);
 	registry_fini();
+	tok_fini();
 	cfg_free(&c);
 	return rv == 0 ? 0 : 1;
 }

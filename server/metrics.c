@@ -116,6 +116,18 @@ mx_table_get(mx_table *t, const char *name)
 }
 
 void
+mx_table_remove(mx_table *t, const char *name)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		if (strcmp(t->v[i].name, name) != 0)
+			continue;
+		free(t->v[i].name);
+		t->v[i] = t->v[--t->n];
+		return;
+	}
+}
+
+void
 mx_table_clear(mx_table *t)
 {
 	for (size_t i = 0; i < t->n; i++)

@@ -57,6 +57,8 @@ typedef struct mx_table {
  * of memory (the figure is then not counted). */
 mx_named *mx_table_get(mx_table *t, const char *name);
 void mx_table_clear(mx_table *t);
+/* Drops the entry for name, if any (the last entry takes its place). */
+void mx_table_remove(mx_table *t, const char *name);
 
 /* The standard process figures (process_cpu_seconds_total,
  * process_resident_memory_bytes, process_virtual_memory_bytes,

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "registry.h"
 #include "names.h"
+#include "redact.h"
 #include "saga_base.h"
 #include "store.h"
 #include "wire.h"
@@ -53,7 +54,29 @@ typedef struct get_ctx {
 	Sagawire__StoredSteps *stored;
 	char ids[WIRE_UUID_STRLEN];
 	const defn_saga *def;
+	bool reveal;  /* show sensitive fields (asked for, and allowed) */
+	rdx_out *rdx; /* what redaction made: [0] the input, [1 + i] step i's result */
+	size_t n_rdx;
 } get_ctx;
+
+/* Points *data, *len and the redacted list at a redacted copy of the
+ * payload, unless the plan is NULL (nothing sensitive in its type) or the
+ * caller may see it all. */
+static int
+redact_payload(get_ctx *g, const defn_redact *plan, rdx_out *o, uint8_t **data, size_t *len,
+    size_t *n_redacted, char ***redacted)
+{
+	if (plan == NULL || g->reveal)
+		return 0;
+	int rv = rdx_apply(plan, *data, *len, o);
+	if (rv != 0)
+		return rv;
+	*data = o->buf;
+	*len = o->len;
+	*n_redacted = o->n_paths;
+	*redacted = o->paths;
+	return 0;
+}
 
 /* Fills info from a stored row (pointers borrow from the row, the stored
  * steps and the definition; valid until the row is cleared). */
@@ -84,6 +107,15 @@ build_info(const store_saga *s, get_ctx *g)
 	g->info.updated_us = s->updated_us;
 	g->info.input.data = (uint8_t *)s->input;
 	g->info.input.len = s->input_len;
+	if (!g->reveal && g->def->n_plans > 0) {
+		g->n_rdx = 1 + g->def->n_steps;
+		if ((g->rdx = calloc(g->n_rdx, sizeof(*g->rdx))) == NULL)
+			return SAGA_ENOMEM;
+	}
+	int rrv = redact_payload(g, g->def->input_redact, g->rdx ? &g->rdx[0] : NULL,
+	    &g->info.input.data, &g->info.input.len, &g->info.n_redacted, &g->info.redacted);
+	if (rrv != 0)
+		return rrv;
 	g->info.error = (char *)s->error;
 	g->info.deadline_us = g->stored->deadline_us;
 	g->info.traceparent = g->stored->traceparent;
@@ -120,6 +152,9 @@ build_info(const store_saga *s, get_ctx *g)
 		si->comp_finished_us = x->comp_finished_us;
 		si->last_error = x->last_error;
 		si->result = x->result;
+		if ((rrv = redact_payload(g, ds->result_redact, g->rdx ? &g->rdx[1 + i] : NULL,
+			 &si->result.data, &si->result.len, &si->n_redacted, &si->redacted)) != 0)
+			return rrv;
 		si->completion_seq = x->completion_seq;
 		si->next_attempt_us = x->next_attempt_us;
 		si->queued = i < 64 && (queued >> i & 1) &&
@@ -140,6 +175,11 @@ get_ctx_clear(get_ctx *g)
 			free(g->steps[i].depends_on);
 	free(g->steps);
 	free(g->stepp);
+	for (size_t i = 0; i < g->n_rdx; i++)
+		rdx_out_free(&g->rdx[i]);
+	free(g->rdx);
+	g->rdx = NULL;
+	g->n_rdx = 0;
 	wire_free(g->stored ? &g->stored->base : NULL);
 	g->steps = NULL;
 	g->stepp = NULL;
@@ -176,7 +216,7 @@ reader_get(PGconn *c, rpc_req *r)
 		return;
 	}
 	char err[512] = "";
-	get_ctx g = { .req = r, .conn = c };
+	get_ctx g = { .req = r, .conn = c, .reveal = r->req->get->reveal && rpc_may_reveal(r) };
 	int rv = store_get(c, id, get_cb, &g, err, sizeof(err));
 	if (g.req == NULL)
 		return;

@@ -74,6 +74,22 @@ relay_part_get(const char *name, int create)
 	return p;
 }
 
+void
+relay_part_remove(relay_part *p)
+{
+	unsigned b = wire_hash_str(p->name) % PART_BUCKETS;
+	for (relay_part **pl = &parts[b]; *pl; pl = &(*pl)->hnext) {
+		if (*pl == p) {
+			*pl = p->hnext;
+			break;
+		}
+	}
+	free(p->name);
+	free(p->q);
+	free(p->pipes);
+	free(p);
+}
+
 int
 relay_push(relay_part *p, const relay_item *it)
 {

@@ -50,9 +50,11 @@ struct relay_part {
 	size_t q_head, q_len, q_cap;
 	relay_pipe **pipes; /* connections serving it */
 	size_t n_pipes, cap_pipes;
-	size_t rr;     /* round-robin cursor */
-	breaker brk;   /* its circuit breaker */
-	tq_node brk_t; /* the end of the breaker's cool-off */
+	size_t rr;             /* round-robin cursor */
+	breaker brk;           /* its circuit breaker */
+	tq_node brk_t;         /* the end of the breaker's cool-off */
+	int64_t idle_since_ms; /* monotonic: since when it has had no connection; 0 = has one
+	                          (or not looked at yet) */
 	struct relay_part *hnext;
 };
 
@@ -77,6 +79,10 @@ void relay_pipe_remove(relay_pipe *pp);
 /* Next connection of p with a parked poll and free capacity, round robin;
  * NULL if none. */
 relay_pipe *relay_next_pipe(relay_part *p);
+
+/* Forgets a participant: it must have no connection and an empty queue,
+ * and its breaker timer must be cancelled. */
+void relay_part_remove(relay_part *p);
 
 /* Iteration over participants (for pumping after a batch). */
 relay_part *relay_part_first(void);

@@ -67,6 +67,11 @@ void rpc_reply_msg(rpc_req *r, struct nng_msg *m);
 void rpc_reply_error(rpc_req *r, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* May the caller of r see sensitive fields (GetRequest.reveal)? For now
+ * every caller may: the auth part of issue 12 makes it "admin role, or
+ * auth off". */
+bool rpc_may_reveal(const rpc_req *r);
+
 /* Is the connection still open? (A request can be handled after its
  * connection's close was reported.) */
 bool rpc_pipe_alive(uint32_t pipe_id);

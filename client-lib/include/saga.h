@@ -339,10 +339,21 @@ typedef struct saga_info {
 	size_t n_steps;
 	saga_step_info *steps; /* in definition order */
 	char *traceparent;     /* the W3C trace context the saga runs in */
+	/* Sensitive fields sagad left out of `input` and the steps' `result`
+	 * (fields marked (sagaspec.sensitive), docs/SECURITY.md), each as a
+	 * path: "input.<field path>" or "steps.<step>.result.<field path>",
+	 * with proto field names ("input.card.number"); a field path "*" means
+	 * the whole payload. Empty when nothing was left out. */
+	size_t n_redacted;
+	char **redacted;
 } saga_info;
 
-/* Full status of one saga. SAGA_ENOTFOUND if there is no such saga. */
+/* Full status of one saga. SAGA_ENOTFOUND if there is no such saga.
+ * Sensitive fields are left out (saga_info.redacted). */
 SAGA_API int saga_client_get(saga_client *c, const char *saga_id, saga_info **out);
+/* The same with sensitive fields shown, if sagad lets this caller see them
+ * (else they are left out as by saga_client_get). */
+SAGA_API int saga_client_get_revealed(saga_client *c, const char *saga_id, saga_info **out);
 SAGA_API void saga_info_free(saga_info *info);
 
 /* Waits until the saga is final (completed, compensated or failed) or
@@ -490,7 +501,8 @@ typedef struct saga_participant_list {
 	saga_participant *participants; /* by name */
 } saga_participant_list;
 
-/* Every participant sagad knows: connected, or with steps waiting for one. */
+/* Every participant sagad knows: connected, with steps waiting for one, or
+ * gone for less than sagad's participant_series_ttl_ms (then forgotten). */
 SAGA_API int saga_client_participants(saga_client *c, saga_participant_list **out);
 SAGA_API void saga_participant_list_free(saga_participant_list *l);
 

@@ -18,6 +18,7 @@
  */
 #include "internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -560,6 +561,9 @@ saga_info_free(saga_info *info)
 		free(info->events[i].detail);
 	}
 	free(info->events);
+	for (size_t i = 0; i < info->n_redacted; i++)
+		free(info->redacted[i]);
+	free(info->redacted);
 	free(info);
 }
 
@@ -605,6 +609,44 @@ step_from_wire(saga_client *c, const Sagawire__StepInfo *w, saga_step_info *s)
 				return rv;
 			s->n_depends_on++;
 		}
+	}
+	return SAGA_OK;
+}
+
+/* Appends prefix + path to info->redacted. */
+static int
+add_redacted(saga_client *c, saga_info *info, const char *prefix, const char *path)
+{
+	size_t n = strlen(prefix) + strlen(path) + 1;
+	char *p = malloc(n);
+	char **v = realloc(info->redacted, (info->n_redacted + 1) * sizeof(*v));
+	if (v != NULL)
+		info->redacted = v;
+	if (p == NULL || v == NULL) {
+		free(p);
+		sl_seterr(c->errmsg, "out of memory");
+		return SAGA_ENOMEM;
+	}
+	snprintf(p, n, "%s%s", prefix, path);
+	info->redacted[info->n_redacted++] = p;
+	return SAGA_OK;
+}
+
+/* The paths of the sensitive fields sagad left out, as saga.h says. */
+static int
+redacted_from_wire(saga_client *c, const Sagawire__SagaInfo *w, saga_info *info)
+{
+	int rv;
+	for (size_t i = 0; i < w->n_redacted; i++)
+		if ((rv = add_redacted(c, info, "input.", w->redacted[i])) != SAGA_OK)
+			return rv;
+	for (size_t i = 0; i < w->n_steps && i < info->n_steps; i++) {
+		char prefix[300];
+		snprintf(prefix, sizeof(prefix), "steps.%.256s.result.", info->steps[i].name);
+		for (size_t k = 0; k < w->steps[i]->n_redacted; k++)
+			if ((rv = add_redacted(c, info, prefix, w->steps[i]->redacted[k])) !=
+			    SAGA_OK)
+				return rv;
 	}
 	return SAGA_OK;
 }
@@ -670,6 +712,8 @@ info_from_wire(saga_client *c, const Sagawire__SagaInfo *w, saga_info **out)
 				goto fail;
 		}
 	}
+	if ((rv = redacted_from_wire(c, w, info)) != SAGA_OK)
+		goto fail;
 	*out = info;
 	return SAGA_OK;
 
@@ -888,8 +932,8 @@ saga_client_run(saga_client *c, const char *definition, const void *input, size_
 
 /* ---- get / wait -------------------------------------------------------- */
 
-int
-saga_client_get(saga_client *c, const char *saga_id, saga_info **out)
+static int
+get_info(saga_client *c, const char *saga_id, bool reveal, saga_info **out)
 {
 	Sagawire__Request req = SAGAWIRE__REQUEST__INIT;
 	Sagawire__GetRequest body = SAGAWIRE__GET_REQUEST__INIT;
@@ -902,6 +946,7 @@ saga_client_get(saga_client *c, const char *saga_id, saga_info **out)
 	if ((rv = check_arg(c, saga_id, "the saga id", 1)) != SAGA_OK)
 		return rv;
 	body.saga_id = (char *)saga_id;
+	body.reveal = reveal;
 	req.body_case = SAGAWIRE__REQUEST__BODY_GET;
 	req.get = &body;
 	if ((rv = call(c, &req, SAGAWIRE__RESPONSE__BODY_GET, &resp)) != SAGA_OK)
@@ -914,6 +959,18 @@ saga_client_get(saga_client *c, const char *saga_id, saga_info **out)
 	}
 	wire_free(&resp->base);
 	return rv;
+}
+
+int
+saga_client_get(saga_client *c, const char *saga_id, saga_info **out)
+{
+	return get_info(c, saga_id, false, out);
+}
+
+int
+saga_client_get_revealed(saga_client *c, const char *saga_id, saga_info **out)
+{
+	return get_info(c, saga_id, true, out);
 }
 
 static void

@@ -162,6 +162,10 @@ typedef struct sl_result {
 	uint8_t *output;
 	size_t output_len;
 	char *error;
+	/* The dispatch's token, echoed: sagad believes no result without it
+	 * (sagad's token.h makes 16 bytes; room for a longer one). */
+	uint8_t token[32];
+	uint8_t token_len;
 } sl_result;
 
 /* One sagad URL: a connection, its poller and reporter, its results and its
@@ -626,6 +630,16 @@ sl_reply_reset(saga_reply *r)
 
 static void result_free(sl_result *r);
 
+/* Copies the token of the dispatch d into r. */
+static void
+result_set_token(sl_result *r, const Sagawire__Dispatch *d)
+{
+	size_t n = d->token.len < sizeof(r->token) ? d->token.len : sizeof(r->token);
+	if (n > 0)
+		memcpy(r->token, d->token.data, n);
+	r->token_len = (uint8_t)n;
+}
+
 /* Queues a result for l's reporter. Call with w->mu held. */
 static void
 queue_result_locked(sl_link *l, sl_result *r)
@@ -662,6 +676,7 @@ saga_reply_heartbeat(saga_reply *r)
 	res->kind = d->kind;
 	res->attempt = d->attempt;
 	res->outcome = SAGAWIRE__OUTCOME__OUTCOME_HEARTBEAT;
+	result_set_token(res, d);
 	pthread_mutex_lock(&w->mu);
 	if (w->closing || w->reporter_exit) {
 		pthread_mutex_unlock(&w->mu);
@@ -692,7 +707,8 @@ result_free(sl_result *r)
 static size_t
 result_size(const sl_result *r)
 {
-	return 48 + strlen(r->step) + r->output_len + (r->error ? strlen(r->error) : 0);
+	return 48 + sizeof(r->token) + strlen(r->step) + r->output_len +
+	    (r->error ? strlen(r->error) : 0);
 }
 
 static void
@@ -840,6 +856,7 @@ run_job(saga_worker *w, const sl_job *j)
 	r->step_index = d->step_index;
 	r->kind = d->kind;
 	r->attempt = d->attempt;
+	result_set_token(r, d);
 	r->outcome = reply.outcome;
 	r->output = reply.output;
 	r->output_len = reply.output_len;
@@ -1326,6 +1343,8 @@ send_report(sl_link *l, sl_result **rs, size_t n)
 			wr[i].output.len = rs[i]->output_len;
 			if (rs[i]->error != NULL)
 				wr[i].error = rs[i]->error;
+			wr[i].token.data = rs[i]->token;
+			wr[i].token.len = rs[i]->token_len;
 			wp[i] = &wr[i];
 		}
 		rep.participant = w->participant;
@@ -1356,8 +1375,14 @@ send_report(sl_link *l, sl_result **rs, size_t n)
 		nng_msg_free(reply);
 		if (rv == SAGA_OK) {
 			LOG(w, SAGA_LOG_DEBUG,
-			    "reported %zu results to sagad at %s: %u accepted, %u ignored", n,
-			    l->url, resp->ack->accepted, resp->ack->ignored);
+			    "reported %zu results to sagad at %s: %u accepted, %u ignored, %u "
+			    "refused",
+			    n, l->url, resp->ack->accepted, resp->ack->ignored, resp->ack->refused);
+			if (resp->ack->refused > 0)
+				LOG(w, SAGA_LOG_WARN,
+				    "sagad at %s refused %u of %zu results: they did not match a "
+				    "dispatch to participant %s (see sagad's log)",
+				    l->url, resp->ack->refused, n, w->participant);
 			wire_free(&resp->base);
 			return SAGA_OK;
 		}

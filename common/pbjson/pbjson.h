@@ -155,6 +155,16 @@ int pbjson_has_message(const pbjson *p, const char *full_name);
 int pbjson_to_json(const pbjson *p, const char *type, const uint8_t *buf, size_t len, int indent,
     char **out, char *err, size_t errlen);
 
+/* pbjson_to_json for bytes from which sagad removed sensitive fields
+ * (docs/SECURITY.md): redacted[0..n_redacted) are their proto field paths
+ * from the top message ("card", "payer.card.number"; repeated fields and
+ * their elements share one path). Each such field that the bytes do not
+ * hold is printed where it belongs as "key": "[redacted]" (fields under a
+ * map entry are left out without the mark). */
+int pbjson_to_json_redacted(const pbjson *p, const char *type, const uint8_t *buf, size_t len,
+    int indent, const char *const *redacted, size_t n_redacted, char **out, char *err,
+    size_t errlen);
+
 /* Converts JSON text (len bytes, UTF-8, NUL not needed; one JSON value,
  * surrounding white space allowed) to a serialized message of type
  * `type`. On success *out is a malloc'd buffer of *outlen bytes that

@@ -164,6 +164,12 @@ typedef struct ctx {
 	int indent;
 	unsigned level;
 	uint8_t first[JSON_LEVELS + 4];
+	/* pbjson_to_json_redacted: the fields removed as sensitive (proto
+	 * field paths), and the proto path of the message at hand. */
+	const char *const *redacted;
+	size_t n_redacted;
+	char rpath[PATH_CAP];
+	size_t rplen;
 } ctx;
 
 /* Returns x's error from the calling function, if it has one. */

@@ -839,6 +839,47 @@ print_field(ctx *c, const pj_field *f, const recs *rs, const frange *fr, size_t 
 	return w_rec_value(c, f, r);
 }
 
+/* Was field f of the message at c->rpath removed as sensitive? */
+static bool
+was_redacted(const ctx *c, const pj_field *f)
+{
+	size_t nl = strlen(f->name);
+	for (size_t i = 0; i < c->n_redacted; i++) {
+		const char *p = c->redacted[i];
+		if (c->rplen > 0) {
+			if (strncmp(p, c->rpath, c->rplen) != 0 || p[c->rplen] != '.')
+				continue;
+			p += c->rplen + 1;
+		}
+		if (strncmp(p, f->name, nl) == 0 && p[nl] == '\0')
+			return true;
+	}
+	return false;
+}
+
+/* Pushes field name f onto the proto path; returns the mark to pop to
+ * (a path too long to hold stays as it was: nothing below it matches). */
+static size_t
+rpath_push(ctx *c, const pj_field *f)
+{
+	size_t mark = c->rplen, nl = strlen(f->name);
+	if (c->n_redacted == 0 || mark + nl + 2 > sizeof(c->rpath))
+		return mark;
+	if (mark > 0)
+		c->rpath[c->rplen++] = '.';
+	memcpy(c->rpath + c->rplen, f->name, nl);
+	c->rplen += nl;
+	c->rpath[c->rplen] = '\0';
+	return mark;
+}
+
+static void
+rpath_pop(ctx *c, size_t mark)
+{
+	c->rplen = mark;
+	c->rpath[mark] = '\0';
+}
+
 static int
 print_plain(ctx *c, const pj_msg *m, recs *rs)
 {
@@ -883,15 +924,24 @@ print_plain(ctx *c, const pj_msg *m, recs *rs)
 	for (size_t fi = 0; fi < nf; fi++) {
 		const pj_field *f = &m->fields[fi];
 		size_t after = 0;
-		if (fr[fi].latest == 0)
+		if (fr[fi].latest == 0) {
+			/* Removed by sagad as sensitive: say so where it was. */
+			if (c->n_redacted > 0 && was_redacted(c, f)) {
+				static const char mark[] = "[redacted]";
+				if ((rv = w_key(c, f->json, strlen(f->json))) != 0 ||
+				    (rv = w_str(c, (const uint8_t *)mark, sizeof(mark) - 1)) != 0)
+					goto out;
+			}
 			continue;
+		}
 		if (f->oneof >= 0) {
 			if (win[f->oneof] != fi)
 				continue;
 			after = second[f->oneof];
 		}
-		size_t mark = pj_path_field(c, f->json);
+		size_t mark = pj_path_field(c, f->json), rmark = rpath_push(c, f);
 		rv = print_field(c, f, rs, &fr[fi], after);
+		rpath_pop(c, rmark);
 		pj_path_pop(c, mark);
 		if (rv != 0)
 			goto out;
@@ -1136,7 +1186,21 @@ int
 pbjson_to_json(const pbjson *p, const char *type, const uint8_t *buf, size_t len, int indent,
     char **out, char *err, size_t errlen)
 {
-	ctx c = { .p = p, .err = err, .errlen = errlen, .base = buf, .indent = indent };
+	return pbjson_to_json_redacted(p, type, buf, len, indent, NULL, 0, out, err, errlen);
+}
+
+int
+pbjson_to_json_redacted(const pbjson *p, const char *type, const uint8_t *buf, size_t len,
+    int indent, const char *const *redacted, size_t n_redacted, char **out, char *err,
+    size_t errlen)
+{
+	ctx c = { .p = p,
+		.err = err,
+		.errlen = errlen,
+		.base = buf,
+		.indent = indent,
+		.redacted = redacted,
+		.n_redacted = redacted != NULL ? n_redacted : 0 };
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
 	if (out == NULL)

@@ -613,9 +613,10 @@ START_TEST(every_endpoint_refuses_wrong_types_nesting_invalid_utf8_and_nul_bytes
 END_TEST
 
 /* A raw client replays reports (duplicates, stale and future attempts,
- * other participants' steps): each is acknowledged as ignored and no saga
- * changes. */
-START_TEST(replayed_and_forged_reports_are_ignored_and_change_nothing)
+ * other participants' steps) without the dispatches' tokens: each is
+ * acknowledged as refused and no saga changes (test_reports.c goes
+ * further). */
+START_TEST(replayed_and_forged_reports_are_refused_and_change_nothing)
 {
 	ths *t = world("ri_replay");
 	ths_register_sagas_ok(t);
@@ -665,7 +666,8 @@ START_TEST(replayed_and_forged_reports_are_ignored_and_change_nothing)
 		ck_assert_ptr_null(resp->error);
 		ck_assert_int_eq(resp->body_case, SAGAWIRE__RESPONSE__BODY_ACK);
 		ck_assert_uint_eq(resp->ack->accepted, 0);
-		ck_assert_uint_eq(resp->ack->ignored, 4);
+		ck_assert_uint_eq(resp->ack->ignored, 0);
+		ck_assert_uint_eq(resp->ack->refused, 4);
 		sagawire__response__free_unpacked(resp, NULL);
 	}
 	free(buf);
@@ -851,7 +853,7 @@ rpc_input_suite(void)
 	tcase_add_test(tc, garbage_descriptor_sets_are_refused);
 	tcase_add_test(tc, malformed_requests_get_error_replies_and_change_nothing);
 	tcase_add_test(tc, oversized_saga_input_is_refused);
-	tcase_add_test(tc, replayed_and_forged_reports_are_ignored_and_change_nothing);
+	tcase_add_test(tc, replayed_and_forged_reports_are_refused_and_change_nothing);
 	tcase_add_test(tc, every_endpoint_refuses_wrong_types_nesting_invalid_utf8_and_nul_bytes);
 	tcase_add_test(tc, connection_cap_lets_clients_in_after_a_flood_and_wrong_protocol_peers);
 	tcase_add_test(tc, saga_memory_is_bounded_in_bytes_and_frees_as_sagas_finish);

@@ -8,12 +8,14 @@
 #include <check.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "defn.h"
 #include "descriptor.pb-c.h"
+#include "redact.h"
 #include "saga.h"
 #include "sagaspec.pb-c.h"
 
@@ -724,6 +726,169 @@ REFUSED(business_key_of_a_bytes_field_is_refused, "bad_business_key", "bad.BadSa
 REFUSED(business_key_naming_no_field_is_refused, "bad_business_key_unknown",
     "business_key: bad.Input has no field named order_id")
 
+REFUSED(business_key_of_a_sensitive_field_is_refused, "bad_business_key_sensitive",
+    "business_key: field card of bad.Input is sensitive")
+
+/* ---- sensitive fields (proto/sagaspec.proto (sagaspec.sensitive)) ------- */
+
+/* Appends field `num` (length-delimited) holding data[0..len) to b. */
+static size_t
+ld(uint8_t *b, uint32_t num, const void *data, size_t len)
+{
+	size_t n = put_varint(b, (uint64_t)num << 3 | 2);
+	n += put_varint(b + n, len);
+	memcpy(b + n, data, len);
+	return n + len;
+}
+
+static bool
+has_bytes(const uint8_t *b, size_t n, const char *s)
+{
+	size_t k = strlen(s);
+	for (size_t i = 0; i + k <= n; i++)
+		if (memcmp(b + i, s, k) == 0)
+			return true;
+	return false;
+}
+
+START_TEST(sensitive_fields_are_removed_at_any_depth_and_listed_by_path)
+{
+	defn_saga *d = compile_fixture("sensitive_ok");
+	ck_assert_ptr_nonnull(d->input_redact);
+	ck_assert_ptr_nonnull(d->steps[0].result_redact); /* Receipt holds a Card */
+	ck_assert_ptr_null(d->steps[1].result_redact);    /* Plain holds nothing */
+
+	uint8_t card[32], other1[32], other2[32], n2[32], n1[64], whole[32], in[512];
+	size_t lc = ld(card, 1, "4111", 4);
+	lc += ld(card + lc, 2, "Ann", 3);
+	size_t lo1 = ld(other1, 1, "5500", 4);
+	size_t lo2 = ld(other2, 2, "Bo", 2);
+	size_t ln2 = ld(n2, 1, "s2", 2);
+	ln2 += ld(n2 + ln2, 2, "L2", 2);
+	size_t ln1 = ld(n1, 1, "s1", 2);
+	ln1 += ld(n1 + ln1, 2, "L1", 2);
+	ln1 += ld(n1 + ln1, 3, n2, ln2);
+	size_t lw = ld(whole, 1, "9999", 4);
+	size_t n = ld(in, 1, "hi", 2);
+	n += ld(in + n, 2, card, lc);
+	n += ld(in + n, 3, "987", 3);
+	n += ld(in + n, 4, other1, lo1);
+	n += ld(in + n, 4, other2, lo2);
+	n += ld(in + n, 5, n1, ln1);
+	n += ld(in + n, 6, whole, lw);
+	in[n++] = 0x38, in[n++] = 0x05; /* field 7, unknown to the type: kept */
+
+	rdx_out o;
+	ck_assert_int_eq(rdx_apply(d->input_redact, in, n, &o), 0);
+	static const char *const gone[] = { "4111", "987", "5500", "s1", "s2", "9999" };
+	static const char *const kept[] = { "hi", "Ann", "Bo", "L1", "L2" };
+	for (size_t i = 0; i < sizeof(gone) / sizeof(gone[0]); i++)
+		ck_assert_msg(!has_bytes(o.buf, o.len, gone[i]), "%s is still there", gone[i]);
+	for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
+		ck_assert_msg(has_bytes(o.buf, o.len, kept[i]), "%s is gone", kept[i]);
+	ck_assert_uint_eq(o.buf[o.len - 2], 0x38);
+	static const char *const paths[] = { "card.number", "cvv", "others.number", "chain.secret",
+		"chain.next.secret", "whole" };
+	ck_assert_uint_eq(o.n_paths, sizeof(paths) / sizeof(paths[0]));
+	for (size_t i = 0; i < o.n_paths; i++)
+		ck_assert_str_eq(o.paths[i], paths[i]);
+	rdx_out_free(&o);
+
+	/* A step result: the card inside the receipt goes. */
+	n = ld(in, 1, "r-1", 3);
+	n += ld(in + n, 2, card, lc);
+	ck_assert_int_eq(rdx_apply(d->steps[0].result_redact, in, n, &o), 0);
+	ck_assert(!has_bytes(o.buf, o.len, "4111") && has_bytes(o.buf, o.len, "r-1"));
+	ck_assert_uint_eq(o.n_paths, 1);
+	ck_assert_str_eq(o.paths[0], "card.number");
+	rdx_out_free(&o);
+
+	/* A nested message that does not parse is not shown at all ... */
+	uint8_t bad_card[] = { 0x0a, 0x05, '4', '1' };
+	n = ld(in, 2, bad_card, sizeof(bad_card));
+	n += ld(in + n, 1, "hi", 2);
+	ck_assert_int_eq(rdx_apply(d->input_redact, in, n, &o), 0);
+	ck_assert(!has_bytes(o.buf, o.len, "41") && has_bytes(o.buf, o.len, "hi"));
+	ck_assert_uint_eq(o.n_paths, 1);
+	ck_assert_str_eq(o.paths[0], "card");
+	rdx_out_free(&o);
+	/* ... nor a payload that is not a message of its type. */
+	uint8_t garbage[] = { 0x12, 0x09, '4', '1', '1', '1' };
+	ck_assert_int_eq(rdx_apply(d->input_redact, garbage, sizeof(garbage), &o), 0);
+	ck_assert_uint_eq(o.len, 0);
+	ck_assert_uint_eq(o.n_paths, 1);
+	ck_assert_str_eq(o.paths[0], "*");
+	rdx_out_free(&o);
+
+	/* A chain nested far deeper than the limit is cut, not recursed. */
+	static uint8_t deep[2][4096];
+	size_t dl = ld(deep[0], 1, "s", 1), cur = 0;
+	for (int i = 0; i < 200; i++) {
+		size_t k = ld(deep[1 - cur], 3, deep[cur], dl);
+		cur = 1 - cur;
+		dl = k;
+	}
+	n = ld(in, 1, "hi", 2);
+	uint8_t *big = malloc(n + dl + 16);
+	memcpy(big, in, n);
+	n += ld(big + n, 5, deep[cur], dl);
+	ck_assert_int_eq(rdx_apply(d->input_redact, big, n, &o), 0);
+	ck_assert(has_bytes(o.buf, o.len, "hi"));
+	ck_assert_uint_ge(o.n_paths, 1);
+	rdx_out_free(&o);
+	free(big);
+	defn_free(d);
+}
+END_TEST
+
+START_TEST(making_a_field_sensitive_changes_the_fingerprint)
+{
+	defn_saga *a = compile_fixture("sensitive_ok");
+	/* the same saga, the options stripped from the descriptor set */
+	size_t len;
+	uint8_t *buf = load_fixture("sensitive_ok", &len);
+	Google__Protobuf__FileDescriptorSet *set =
+	    (Google__Protobuf__FileDescriptorSet *)protobuf_c_message_unpack(
+		&google__protobuf__file_descriptor_set__descriptor, NULL, len, buf);
+	ck_assert_ptr_nonnull(set);
+	/* strip every field's options, keeping them to put back before the
+	 * set is freed */
+	static Google__Protobuf__FieldOptions *kept[4096];
+	size_t nk = 0;
+	for (size_t f = 0; f < set->n_file; f++)
+		for (size_t m = 0; m < set->file[f]->n_message_type; m++) {
+			Google__Protobuf__DescriptorProto *mp = set->file[f]->message_type[m];
+			for (size_t i = 0; i < mp->n_field; i++) {
+				ck_assert_uint_lt(nk, 4096);
+				kept[nk++] = mp->field[i]->options;
+				mp->field[i]->options = NULL;
+			}
+		}
+	size_t plen = protobuf_c_message_get_packed_size(&set->base);
+	uint8_t *plain = malloc(plen);
+	protobuf_c_message_pack(&set->base, plain);
+	nk = 0;
+	for (size_t f = 0; f < set->n_file; f++)
+		for (size_t m = 0; m < set->file[f]->n_message_type; m++) {
+			Google__Protobuf__DescriptorProto *mp = set->file[f]->message_type[m];
+			for (size_t i = 0; i < mp->n_field; i++)
+				mp->field[i]->options = kept[nk++];
+		}
+	protobuf_c_message_free_unpacked(&set->base, NULL);
+	defn_saga **defs = NULL;
+	size_t nd = 0;
+	char e[ERRLEN];
+	ck_assert_int_eq(defn_parse_set(plain, plen, &defs, &nd, e, sizeof(e)), 0);
+	ck_assert_ptr_null(defs[0]->input_redact);
+	ck_assert_uint_eq(defs[0]->n_plans, 0);
+	ck_assert_uint_ne(defs[0]->fingerprint, a->fingerprint);
+	defn_free_array(defs, nd);
+	free(plain);
+	free(buf);
+	defn_free(a);
+}
+END_TEST
+
 /* ---- business keys ------------------------------------------------------ */
 
 START_TEST(business_key_is_read_from_the_named_input_field_of_any_integer_or_string_type)
@@ -1241,6 +1406,9 @@ defn_suite(void)
 	tcase_add_test(tc, set_without_saga_service_is_refused);
 	tcase_add_test(tc, business_key_of_a_bytes_field_is_refused);
 	tcase_add_test(tc, business_key_naming_no_field_is_refused);
+	tcase_add_test(tc, business_key_of_a_sensitive_field_is_refused);
+	tcase_add_test(tc, sensitive_fields_are_removed_at_any_depth_and_listed_by_path);
+	tcase_add_test(tc, making_a_field_sensitive_changes_the_fingerprint);
 	tcase_add_test(
 	    tc, business_key_is_read_from_the_named_input_field_of_any_integer_or_string_type);
 	tcase_add_test(tc, business_key_of_a_malformed_input_is_an_error_not_a_guess);

@@ -910,6 +910,37 @@ START_TEST(the_api_checks_its_arguments_and_descriptor_sets)
 }
 END_TEST
 
+/* sagad removes sensitive fields from what it shows and lists their proto
+ * paths; pbjson_to_json_redacted marks each where it belongs. */
+START_TEST(redacted_fields_print_as_marks_where_they_belong)
+{
+	/* fString "x", fNested { a: 1 } (its b was removed) */
+	static const uint8_t bin[] = { 0x72, 0x01, 'x', 0x8a, 0x01, 0x02, 0x08, 0x01 };
+	static const char *const paths[] = { "f_bytes", "f_nested.b", "f_nested.child.b",
+		"no_such_field" };
+	char *out = NULL, err[ERRLEN];
+	ck_assert_int_eq(
+	    pbjson_to_json_redacted(P, AT, bin, sizeof(bin), 0, paths, 4, &out, err, sizeof(err)),
+	    0);
+	ck_assert_str_eq(out,
+	    "{\"fString\":\"x\",\"fBytes\":\"[redacted]\",\"fNested\":{\"a\":1,"
+	    "\"b\":\"[redacted]\"}}");
+	free(out);
+	/* a whole message field */
+	static const char *const whole[] = { "f_nested" };
+	ck_assert_int_eq(
+	    pbjson_to_json_redacted(P, AT, bin, 3, 0, whole, 1, &out, err, sizeof(err)), 0);
+	ck_assert_str_eq(out, "{\"fString\":\"x\",\"fNested\":\"[redacted]\"}");
+	free(out);
+	/* none: the same as pbjson_to_json */
+	ck_assert_int_eq(
+	    pbjson_to_json_redacted(P, AT, bin, sizeof(bin), 0, NULL, 0, &out, err, sizeof(err)),
+	    0);
+	ck_assert_str_eq(out, "{\"fString\":\"x\",\"fNested\":{\"a\":1}}");
+	free(out);
+}
+END_TEST
+
 static Suite *
 pbjson_suite(void)
 {
@@ -926,7 +957,8 @@ pbjson_suite(void)
 		{ "protoc", { bytes_equal_what_protoc_encodes, bytes_follow_the_encoding_rules } },
 		{ "unknown",
 		    { unknown_binary_fields_print_under_at_unknown_and_read_back,
-			at_unknown_entries_are_checked } },
+			at_unknown_entries_are_checked,
+			redacted_fields_print_as_marks_where_they_belong } },
 		{ "errors",
 		    { bad_json_is_refused_with_its_path,
 			invalid_json_text_is_refused_with_line_and_column,

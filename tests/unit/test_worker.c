@@ -37,6 +37,8 @@ typedef struct got_result {
 	char output[256];
 	size_t output_len;
 	char error[256];
+	uint8_t token[32];
+	size_t token_len;
 } got_result;
 
 typedef struct batch {
@@ -175,6 +177,9 @@ serve_report(nng_ctx ctx, nng_aio *aio, const Sagawire__Report *rep)
 			memcpy(g->output, x->output.data,
 			    x->output.len < sizeof(g->output) ? x->output.len : sizeof(g->output));
 		snprintf(g->error, sizeof(g->error), "%s", x->error);
+		g->token_len = x->token.len < sizeof(g->token) ? x->token.len : sizeof(g->token);
+		if (g->token_len > 0)
+			memcpy(g->token, x->token.data, g->token_len);
 	}
 	pthread_cond_broadcast(&F.cv);
 	pthread_mutex_unlock(&F.mu);
@@ -294,14 +299,27 @@ own(void *p)
 	return p;
 }
 
-/* A dispatch for participant "payments"; the saga id is 16 bytes of `id`. */
+/* The token the fake sagad sends with a dispatch: 16 bytes of its own. */
+static void
+fake_token(uint8_t id, uint32_t step_index, int kind, uint8_t out[16])
+{
+	for (int i = 0; i < 16; i++)
+		out[i] = (uint8_t)(id * 31 + step_index * 7 + (uint32_t)kind * 3 + (uint32_t)i);
+}
+
+/* A dispatch for participant "payments"; the saga id is 16 bytes of `id`;
+ * its token is fake_token's. */
 static Sagawire__Dispatch *
 dispatch(uint8_t id, uint32_t step_index, const char *step, const char *rpc, int kind)
 {
 	Sagawire__Dispatch *d = own(calloc(1, sizeof(*d)));
 	uint8_t *sid = own(malloc(16));
+	uint8_t *tok = own(malloc(16));
 	sagawire__dispatch__init(d);
 	memset(sid, id, 16);
+	fake_token(id, step_index, kind, tok);
+	d->token.data = tok;
+	d->token.len = 16;
 	d->saga_id.data = sid;
 	d->saga_id.len = 16;
 	d->definition = "shop.OrderSaga";
@@ -626,6 +644,61 @@ START_TEST(outcomes_are_reported_with_outputs_and_errors)
 	/* Invalid UTF-8 in an error is replaced, not sent as an invalid string. */
 	g = result_for("Text");
 	ck_assert_str_eq(g->error, "caf\xc3\xa9 ?!");
+	pthread_mutex_unlock(&F.mu);
+	ck_assert_int_eq(worker_stop(), SAGA_OK);
+}
+END_TEST
+
+static void
+h_beat_then_success(const saga_step *s, saga_reply *r, void *user)
+{
+	(void)user;
+	saga_reply_heartbeat(r); /* the test counts what arrives */
+	/* the heartbeat goes out before the outcome */
+	int64_t until = wire_mono_ms() + 5000;
+	for (;;) {
+		pthread_mutex_lock(&F.mu);
+		int beat_seen = 0;
+		for (size_t i = 0; i < F.n_results; i++)
+			beat_seen += F.results[i].outcome == SAGAWIRE__OUTCOME__OUTCOME_HEARTBEAT &&
+			    strcmp(F.results[i].step, s->step) == 0;
+		pthread_mutex_unlock(&F.mu);
+		if (beat_seen || wire_mono_ms() > until)
+			break;
+		usleep(5000);
+	}
+	saga_reply_success(r, "done", 4);
+}
+
+/* sagad believes a result only with its dispatch's token (docs/SECURITY.md):
+ * every outcome and heartbeat carries back the token of the dispatch it is
+ * about, whatever the order they come in. */
+START_TEST(every_outcome_and_heartbeat_echoes_its_dispatch_token)
+{
+	Sagawire__Dispatch *ds[3] = {
+		dispatch(7, 0, "Charge", "Charge", ACTION),
+		dispatch(8, 1, "Reserve", "Reserve", ACTION),
+		dispatch(9, 0, "Charge", "Refund", COMP),
+	};
+	worker_new(4);
+	ck_assert_int_eq(saga_worker_on_action(W, "Charge", h_beat_then_success, NULL), SAGA_OK);
+	ck_assert_int_eq(saga_worker_on_action(W, "Reserve", h_beat_then_success, NULL), SAGA_OK);
+	ck_assert_int_eq(saga_worker_on_compensation(W, "Refund", h_fail, NULL), SAGA_OK);
+	worker_start();
+	push(ds, 3);
+	ck_assert_uint_eq(wait_results(5, 10000), 5);
+	pthread_mutex_lock(&F.mu);
+	int beats = 0;
+	for (size_t i = 0; i < F.n_results; i++) {
+		const got_result *g = &F.results[i];
+		uint8_t want[16];
+		fake_token(g->saga_id[0], g->step_index, g->kind, want);
+		ck_assert_msg(g->token_len == 16 && memcmp(g->token, want, 16) == 0,
+		    "result %zu (%s, outcome %d) does not carry its dispatch's token", i, g->step,
+		    g->outcome);
+		beats += g->outcome == SAGAWIRE__OUTCOME__OUTCOME_HEARTBEAT;
+	}
+	ck_assert_int_eq(beats, 2);
 	pthread_mutex_unlock(&F.mu);
 	ck_assert_int_eq(worker_stop(), SAGA_OK);
 }
@@ -1524,6 +1597,7 @@ main(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, handler_gets_step_fields_and_results);
 	tcase_add_test(tc, outcomes_are_reported_with_outputs_and_errors);
+	tcase_add_test(tc, every_outcome_and_heartbeat_echoes_its_dispatch_token);
 	tcase_add_test(tc, missing_handler_reports_retry_with_message);
 	tcase_add_test(tc, handler_without_reply_reports_retry_and_second_reply_is_refused);
 	tcase_add_test(tc, capacity_bounds_concurrent_handlers);

@@ -130,14 +130,17 @@ static const command commands[] = {
 	    "                       exit status as for `wait`\n"
 	    "  --wait-timeout MS    how long --wait waits (default 60000; 0 = no limit)\n" },
 	{ "get", ctl_cmd_get,
-	    "usage: sagactl get SAGA_ID\n"
+	    "usage: sagactl get SAGA_ID [--reveal]\n"
 	    "\n"
 	    "Shows a saga (definition, state, keys, times in local time, trace, error,\n"
 	    "its input as JSON) and a table of its steps: state, attempts, compensation\n"
 	    "attempts, start time, duration, last error and result size, then each\n"
 	    "result as JSON. Inputs and results are decoded with the types the\n"
 	    "definition was registered with (--raw: as bytes). Exits 3 if there is no\n"
-	    "such saga.\n" },
+	    "such saga.\n"
+	    "\n"
+	    "Fields marked (sagaspec.sensitive) show as \"[redacted]\" (--json also lists\n"
+	    "them under \"redacted\"); --reveal shows them, if sagad lets you.\n" },
 	{ "wait", ctl_cmd_wait,
 	    "usage: sagactl wait SAGA_ID [--wait-timeout MS]\n"
 	    "\n"

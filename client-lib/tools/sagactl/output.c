@@ -269,11 +269,12 @@ ctl_json_kv_strs(int *first, const char *k, char *const *v, size_t n)
 /* "key": the payload as a JSON value; if it cannot be decoded (or --raw),
  * "key": null, "key_base64": the bytes and "key_error": why. */
 static void
-json_payload(
-    int *f, const char *key, const schema *sc, const char *type, const uint8_t *b, size_t n)
+json_payload(int *f, const char *key, const schema *sc, const char *type, const uint8_t *b,
+    size_t n, const saga_info *info, const char *prefix)
 {
 	char why[600] = "--raw", k[64];
-	char *j = sc != NULL ? ctl_payload_json(sc, type, b, n, 0, why, sizeof(why)) : NULL;
+	char *j =
+	    sc != NULL ? ctl_payload_json(sc, type, b, n, 0, info, prefix, why, sizeof(why)) : NULL;
 	ctl_json_key(f, key);
 	if (j != NULL) {
 		fputs(j, stdout);
@@ -311,7 +312,9 @@ json_info(const saga_info *s, const schema *sc)
 	ctl_json_kv_str(&f, "traceparent", s->traceparent);
 	ctl_json_kv_str(&f, "error", s->error);
 	json_payload(&f, "input", sc, sc != NULL && sc->d != NULL ? sc->d->input_type : "",
-	    s->input, s->input_len);
+	    s->input, s->input_len, s, "input.");
+	if (s->n_redacted > 0)
+		ctl_json_kv_strs(&f, "redacted", s->redacted, s->n_redacted);
 	ctl_json_key(&f, "steps");
 	putchar('[');
 	for (size_t i = 0; i < s->n_steps; i++) {
@@ -335,9 +338,12 @@ json_info(const saga_info *s, const schema *sc)
 		ctl_json_kv_int(&g, "next_attempt_us", st->next_attempt_us);
 		ctl_json_kv_int(&g, "completion_seq", st->completion_seq);
 		ctl_json_kv_str(&g, "last_error", st->last_error);
-		if (st->result_len > 0 || st->state == SAGA_STEP_SUCCEEDED)
+		if (st->result_len > 0 || st->state == SAGA_STEP_SUCCEEDED) {
+			char prefix[300];
+			snprintf(prefix, sizeof(prefix), "steps.%.256s.result.", st->name);
 			json_payload(&g, "result", sc, ctl_step_output_type(sc, st->name),
-			    st->result, st->result_len);
+			    st->result, st->result_len, s, prefix);
+		}
 		putchar('}');
 	}
 	printf("]");
@@ -408,8 +414,8 @@ print_info_text(const saga_info *s, const schema *sc)
 		printf("trace        %s\n", s->traceparent);
 	if (sc != NULL && sc->d != NULL) {
 		char why[600];
-		char *j = ctl_payload_json(
-		    sc, sc->d->input_type, s->input, s->input_len, 0, why, sizeof(why));
+		char *j = ctl_payload_json(sc, sc->d->input_type, s->input, s->input_len, 0, s,
+		    "input.", why, sizeof(why));
 		if (j != NULL)
 			printf("input        %s\n", j);
 		else
@@ -418,6 +424,15 @@ print_info_text(const saga_info *s, const schema *sc)
 		free(j);
 	} else {
 		printf("input        %zu bytes\n", s->input_len);
+	}
+	if (s->n_redacted > 0) {
+		printf("redacted    ");
+		for (size_t i = 0; i < s->n_redacted; i++) {
+			char *r = ctl_cell(s->redacted[i], 300, NULL);
+			printf(" %s%s", r, i + 1 < s->n_redacted ? "," : "");
+			free(r);
+		}
+		printf("  (sensitive; get --reveal shows them)\n");
 	}
 	if (*s->error) {
 		char *e = ctl_cell(s->error, 4096, NULL);
@@ -471,9 +486,10 @@ print_info_text(const saga_info *s, const schema *sc)
 		const saga_step_info *st = &s->steps[i];
 		if (st->state != SAGA_STEP_SUCCEEDED && st->result_len == 0)
 			continue;
-		char why[600];
+		char why[600], prefix[300];
+		snprintf(prefix, sizeof(prefix), "steps.%.256s.result.", st->name);
 		char *j = ctl_payload_json(sc, ctl_step_output_type(sc, st->name), st->result,
-		    st->result_len, 0, why, sizeof(why));
+		    st->result_len, 0, s, prefix, why, sizeof(why));
 		if (!any_result++)
 			printf("\nresults:\n");
 		if (j != NULL)

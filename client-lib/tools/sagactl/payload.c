@@ -46,14 +46,27 @@ ctl_schema_load(saga_client *c, const char *def, uint32_t version, schema *sc)
  * NULL with the reason in why. */
 char *
 ctl_payload_json(const schema *sc, const char *type, const uint8_t *b, size_t n, int indent,
-    char *why, size_t whylen)
+    const saga_info *info, const char *prefix, char *why, size_t whylen)
 {
 	char *out = NULL, err[400];
 	if (sc == NULL || sc->pb == NULL) {
 		snprintf(why, whylen, "%s", sc != NULL ? sc->why : "no types");
 		return NULL;
 	}
-	if (pbjson_to_json(sc->pb, type, b, n, indent, &out, err, sizeof(err)) != 0) {
+	/* The fields sagad left out of this payload, as paths within it. */
+	const char *red[64];
+	size_t nred = 0, pl = prefix ? strlen(prefix) : 0;
+	for (size_t i = 0; info != NULL && prefix != NULL && i < info->n_redacted; i++) {
+		const char *p = info->redacted[i];
+		if (strncmp(p, prefix, pl) != 0)
+			continue;
+		if (strcmp(p + pl, "*") == 0) /* the whole payload */
+			return strdup("\"[redacted]\"");
+		if (nred < sizeof(red) / sizeof(red[0]))
+			red[nred++] = p + pl;
+	}
+	if (pbjson_to_json_redacted(
+		sc->pb, type, b, n, indent, red, nred, &out, err, sizeof(err)) != 0) {
 		snprintf(why, whylen, "not a valid %s: %s", type, err);
 		return NULL;
 	}

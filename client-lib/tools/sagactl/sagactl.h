@@ -138,9 +138,11 @@ void ctl_schema_free(schema *sc);
  * if it cannot be had (the payloads are then shown as bytes, with why). */
 schema *ctl_schema_for_info(saga_client *c, const saga_info *s, schema *buf);
 /* bytes of message `type` as JSON (malloc'd; one line if indent is 0), or
- * NULL with the reason in why. */
+ * NULL with the reason in why. The fields of info->redacted under prefix
+ * ("input.", "steps.NAME.result."; info and prefix may be NULL) show as
+ * "[redacted]". */
 char *ctl_payload_json(const schema *sc, const char *type, const uint8_t *b, size_t n, int indent,
-    char *why, size_t whylen);
+    const saga_info *info, const char *prefix, char *why, size_t whylen);
 /* The result type of a step of the schema's definition, or "". */
 const char *ctl_step_output_type(const schema *sc, const char *step);
 

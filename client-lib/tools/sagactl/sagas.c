@@ -212,15 +212,19 @@ ctl_cmd_start(int argc, char **argv)
 	return rv;
 }
 
-/* Parses the one SAGA_ID argument of get/wait/cancel and their options. */
+/* Parses the one SAGA_ID argument of get/wait/cancel and their options
+ * (reveal: get's --reveal, when not NULL). */
 static const char *
-one_id(const char *cmd, int argc, char **argv, long long *wait_ms, const char **reason)
+one_id_opts(
+    const char *cmd, int argc, char **argv, long long *wait_ms, const char **reason, int *reveal)
 {
 	const char *id = NULL, *v;
 	for (int i = 1; i < argc; i++) {
 		if (ctl_match_global(argc, argv, &i))
 			continue;
-		if (wait_ms != NULL && ctl_match_opt(argc, argv, &i, "--wait-timeout", &v))
+		if (reveal != NULL && strcmp(argv[i], "--reveal") == 0)
+			*reveal = 1;
+		else if (wait_ms != NULL && ctl_match_opt(argc, argv, &i, "--wait-timeout", &v))
 			*wait_ms = ctl_parse_num("--wait-timeout", v, INT_MAX);
 		else if (reason != NULL && ctl_match_opt(argc, argv, &i, "--reason", &v))
 			*reason = v;
@@ -234,6 +238,12 @@ one_id(const char *cmd, int argc, char **argv, long long *wait_ms, const char **
 	return id;
 }
 
+static const char *
+one_id(const char *cmd, int argc, char **argv, long long *wait_ms, const char **reason)
+{
+	return one_id_opts(cmd, argc, argv, wait_ms, reason, NULL);
+}
+
 static int
 not_found_hint(int rv)
 {
@@ -242,14 +252,21 @@ not_found_hint(int rv)
 	return rv;
 }
 
-/* `sagactl CMD SAGA_ID`: connects and reads the saga. On error, reports it
- * and returns the exit status; otherwise *c and *info are the caller's. */
+/* `sagactl CMD SAGA_ID`: connects and reads the saga (sensitive fields
+ * too with `get --reveal`, if sagad allows this caller). On error, reports
+ * it and returns the exit status; otherwise *c and *info are the caller's. */
 static int
 get_info(const char *cmd, int argc, char **argv, saga_client **c, saga_info **info)
 {
-	const char *id = one_id(cmd, argc, argv, NULL, NULL);
+	int reveal = 0;
+	const char *id =
+	    one_id_opts(cmd, argc, argv, NULL, NULL, strcmp(cmd, "get") == 0 ? &reveal : NULL);
 	*c = ctl_connect();
-	int rv = saga_client_get(*c, id, info);
+	int rv = reveal ? saga_client_get_revealed(*c, id, info) : saga_client_get(*c, id, info);
+	if (rv == SAGA_OK && reveal && (*info)->n_redacted > 0)
+		fprintf(stderr,
+		    "sagactl: sagad did not reveal the sensitive fields: this caller may not "
+		    "(docs/SECURITY.md)\n");
 	if (rv != SAGA_OK) {
 		char what[256];
 		snprintf(what, sizeof(what), "cannot get saga %s", id);
