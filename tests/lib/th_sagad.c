@@ -41,6 +41,8 @@ struct ths {
 	char nurl[THS_MAX_SAGADS][64];
 	char nlog[THS_MAX_SAGADS][620];
 	char urls[THS_MAX_SAGADS * 64 + 8];
+	/* THS_TLS=1: sagad's own certificate and key (its --tls-* settings) */
+	char srv_cert[600], srv_key[600];
 	/* ths_use_tls; tls_ca[0] == '\0' = no TLS */
 	char tls_ca[600], tls_cert[600], tls_key[600], tls_server_name[256];
 	/* auth */
@@ -216,6 +218,9 @@ free_port(void)
 	return ntohs(a.sin_port);
 }
 
+static void world_tls(ths *t);
+static int client_tls(const ths *t, saga_client *c);
+
 ths *
 ths_new_ok(th_pg *pg, const char *dbname)
 {
@@ -245,12 +250,61 @@ ths_new_ok(th_pg *pg, const char *dbname)
 	const char *a = getenv("THS_AUTH");
 	if (a != NULL && strcmp(a, "1") == 0)
 		ths_auth_on(t);
+	/* THS_TLS=1: every world's sagad listens with mutual TLS, and its
+	 * clients, participants and sagactl use it. */
+	a = getenv("THS_TLS");
+	if (a != NULL && strcmp(a, "1") == 0)
+		world_tls(t);
 	if (g_registry[0] != '\0') {
 		char line[800];
 		snprintf(line, sizeof(line), "%s\t%s\n", t->dir, dbname);
 		append_line(g_registry, line);
 	}
 	return t;
+}
+
+/* Development certificates in t->dir (a CA, sagad's, a client's), and the
+ * world set to use them. */
+static void
+world_tls(ths *t)
+{
+	static const char script[] =
+	    "set -e\n"
+	    "cd \"$1\"\n"
+	    "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key "
+	    "\\\n"
+	    "  -out ca.pem -days 2 -subj /CN=ths-ca 2>/dev/null\n"
+	    "for n in sagad client; do\n"
+	    "  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $n.key \\\n"
+	    "    -out $n.csr -subj /CN=$n 2>/dev/null\n"
+	    "  printf 'subjectAltName=DNS:localhost,DNS:127.0.0.1,IP:127.0.0.1\\n' > $n.ext\n"
+	    "  openssl x509 -req -in $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial \\\n"
+	    "    -out $n.pem -days 2 -extfile $n.ext 2>/dev/null\n"
+	    "done\n";
+	const char *argv[] = { "/bin/sh", "-c", script, "sh", t->dir, NULL };
+	int st = -1;
+	ck_assert_msg(
+	    th_run(argv, NULL, NULL, 60000, &st) == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	    "THS_TLS: openssl could not make certificates in %s", t->dir);
+	char ca[600], cert[600], key[600];
+	snprintf(ca, sizeof(ca), "%s/ca.pem", t->dir);
+	snprintf(cert, sizeof(cert), "%s/client.pem", t->dir);
+	snprintf(key, sizeof(key), "%s/client.key", t->dir);
+	snprintf(t->srv_cert, sizeof(t->srv_cert), "%s/sagad.pem", t->dir);
+	snprintf(t->srv_key, sizeof(t->srv_key), "%s/sagad.key", t->dir);
+	ths_use_tls(t, ca, cert, key, NULL);
+}
+
+saga_client *
+ths_client_new(ths *t, const char *urls)
+{
+	saga_client *c = NULL;
+	ck_assert_int_eq(saga_client_new(urls != NULL ? urls : t->url, &c), SAGA_OK);
+	ck_assert_int_eq(client_tls(t, c), SAGA_OK);
+	saga_client_set_timeout(c, 10000);
+	const char *cred = t->cred != NULL ? t->cred : t->auth ? ths_admin_credential_ok(t) : NULL;
+	ck_assert_int_eq(saga_client_set_credential(c, cred), SAGA_OK);
+	return c;
 }
 
 void
@@ -476,6 +530,14 @@ std_args(ths *t, const char *const extra[], const char *args[64])
 		args[n++] = "on";
 		args[n++] = "--data-dir";
 		args[n++] = t->data_dir;
+	}
+	if (t->srv_cert[0] != '\0') {
+		args[n++] = "--tls-cert";
+		args[n++] = t->srv_cert;
+		args[n++] = "--tls-key";
+		args[n++] = t->srv_key;
+		args[n++] = "--tls-ca";
+		args[n++] = t->tls_ca;
 	}
 	for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 63; i++)
 		args[n++] = extra[i];
@@ -845,6 +907,7 @@ ths_principal_ok(
 	const char *defs[32];
 	size_t n = 0;
 	ck_assert_int_eq(saga_client_new(t->url, &c), SAGA_OK);
+	ck_assert_int_eq(client_tls(t, c), SAGA_OK);
 	ck_assert_int_eq(saga_client_set_credential(c, ths_admin_credential_ok(t)), SAGA_OK);
 	if (definitions != NULL) {
 		copy = strdup(definitions);

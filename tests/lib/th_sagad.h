@@ -97,6 +97,10 @@ int ths_participant_exited(ths *t, pid_t pid);
 
 /* The world's client (made on first use; 10 s per call). */
 saga_client *ths_client(ths *t);
+/* A new client of the world (of urls; NULL = the world's URL) with its TLS
+ * settings and credential, for tests that need a client of their own
+ * (caller frees). */
+saga_client *ths_client_new(ths *t, const char *urls);
 
 /* Registers the descriptor set at path; asserts success. */
 void ths_register_file_ok(ths *t, const char *path);
