@@ -76,7 +76,7 @@ static struct {
 	const char *delay_rpc;
 	const char *stats;
 	const char *tls_ca, *tls_cert, *tls_key; /* NULL = no TLS */
-	const char *credential_dir; /* DIR/NAME.credential per name (auth on) */
+	const char *credential_dir;              /* DIR/NAME.credential per name (auth on) */
 	long delay_ms;
 	uint32_t capacity;
 	size_t n_names;

@@ -121,7 +121,7 @@ static struct {
 	const char *sagad_args[32];
 	size_t n_sagad_args;
 	const char *tls_dir; /* --tls: ca.pem, sagad.pem/.key, client.pem/.key; NULL = off */
-	int auth; /* --auth: sagad with --auth on, everyone with credentials */
+	int auth;            /* --auth: sagad with --auth on, everyone with credentials */
 } O;
 
 /* --tls: the file DIR/name, in one of 8 static buffers. */

@@ -51,12 +51,12 @@ typedef struct cfg {
 	uint32_t max_saga_memory_mb;  /* inputs of the sagas held in memory, at most */
 	/* TLS of every tls+tcp:// listen URL (server/tls.h); live on SIGHUP,
 	 * which also reads the files again. */
-	char *tls_cert;        /* PEM certificate (chain) of sagad; "" = none */
-	char *tls_key;         /* PEM private key of tls_cert; "" = none */
-	char *tls_ca;          /* PEM CAs that sign client certificates; "" = none */
-	char *tls_client_auth; /* none|optional|required; "" = required if tls_ca set */
-	char *auth;                   /* "off" (default) or "on": credentials and roles */
-	uint32_t insecure;            /* 1 = allow non-loopback listen URLs with auth off */
+	char *tls_cert;                  /* PEM certificate (chain) of sagad; "" = none */
+	char *tls_key;                   /* PEM private key of tls_cert; "" = none */
+	char *tls_ca;                    /* PEM CAs that sign client certificates; "" = none */
+	char *tls_client_auth;           /* none|optional|required; "" = required if tls_ca set */
+	char *auth;                      /* "off" (default) or "on": credentials and roles */
+	uint32_t insecure;               /* 1 = allow non-loopback listen URLs with auth off */
 	char *bootstrap_credential_file; /* "" = <data_dir>/bootstrap-admin.credential */
 	uint32_t participant_series_ttl_ms; /* a participant not connected this long is
 	                                     * forgotten (metrics, status); default 10 min */

@@ -125,6 +125,16 @@ ctl_table_add(table *t, char **row)
 }
 
 void
+ctl_table_free(table *t)
+{
+	for (size_t i = 0; i < t->rows * t->cols; i++)
+		free(t->cells[i]);
+	free(t->cells);
+	t->cells = NULL;
+	t->rows = t->cap = 0;
+}
+
+void
 ctl_table_print(table *t)
 {
 	size_t *w = calloc(t->cols, sizeof(size_t));

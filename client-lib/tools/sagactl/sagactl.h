@@ -98,6 +98,8 @@ typedef struct table {
 void ctl_table_add(table *t, char **row);
 /* Prints the table and frees its cells. */
 void ctl_table_print(table *t);
+/* Frees the cells without printing them. */
+void ctl_table_free(table *t);
 
 /* JSON on stdout: a string; "key": for the members of an object (first
  * says whether to omit the comma); "key": value; "key": [strings]. */

@@ -704,8 +704,10 @@ ctl_cmd_list(int argc, char **argv)
 	if (rv != SAGA_OK) {
 		if (opened)
 			printf("]}\n"); /* what was listed before the failure */
-		else if (!ctl_opt_json && total > 0)
+		if (!ctl_opt_json && total > 0)
 			ctl_table_print(&t);
+		else
+			ctl_table_free(&t);
 		rv = ctl_fail(c, rv, "cannot list sagas");
 		free(token);
 		saga_client_free(c);
