@@ -9,10 +9,14 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -180,6 +184,25 @@ wait_log_ok(const ths *t, const char *s, int n, int timeout_ms)
 	ck_assert_msg(th_wait_until(log_has, &w, timeout_ms) == 0,
 	    "sagad's log (%s) did not get %d line(s) with \"%s\" within %d ms", ths_sagad_log(t), n,
 	    s, timeout_ms);
+}
+
+/* Connects to the world's TLS port with a plain TCP socket, sends len
+ * bytes of data and closes (abruptly: linger 0) after a short wait. */
+static void
+send_raw(const ths *t, const void *data, size_t len)
+{
+	int port = atoi(strrchr(ths_url(t), ':') + 1);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(fd, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	if (len > 0)
+		(void)!write(fd, data, len);
+	usleep(20 * 1000);
+	struct linger lg = { 1, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
 }
 
 /* ---- the tests ------------------------------------------------------------ */
@@ -459,6 +482,20 @@ START_TEST(refused_handshakes_are_logged_at_most_every_10_s_and_sagad_stays_up)
 		ck_assert_int_eq(
 		    try_client(plain_url(t), NULL, NULL, NULL, err, sizeof(err), NULL), SAGA_ECONN);
 	}
+	/* Garbage where a handshake belongs: random bytes, a TLS record header
+	 * announcing more than follows, a ClientHello cut short, nothing at
+	 * all; each connection then dropped. */
+	for (int i = 0; i < 20; i++) {
+		uint8_t junk[512];
+		ck_assert_int_eq(getrandom(junk, sizeof(junk), 0), (ssize_t)sizeof(junk));
+		send_raw(t, junk, (size_t)(1 + junk[0] % sizeof(junk)));
+	}
+	static const uint8_t short_record[] = { 0x16, 0x03, 0x01, 0x40, 0x00, 0x01 };
+	static const uint8_t cut_hello[] = { 0x16, 0x03, 0x01, 0x00, 0x30, 0x01, 0x00, 0x00, 0x2c,
+		0x03, 0x03 };
+	send_raw(t, short_record, sizeof(short_record));
+	send_raw(t, cut_hello, sizeof(cut_hello));
+	send_raw(t, NULL, 0);
 	/* Some dozen refused handshakes: one line per 10 s, not one each. */
 	wait_log_ok(t, "TLS handshake(s) refused", 1, 15000);
 	ck_assert_int_le(log_count(t, "TLS handshake(s) refused"), 2);
