@@ -797,6 +797,7 @@ auth_setup(const world *w)
 	saga_client *c = NULL;
 	int rv = saga_client_new(w->inst_url[0], &c);
 	if (rv == SAGA_OK) {
+		client_tls(c);
 		use_cred(c, g_admin_cred);
 		rv = saga_client_principal_create(
 		    c, "bench-client", "client", NULL, NULL, 0, &cred, NULL);
@@ -825,6 +826,7 @@ part_creds(const world *w, const char *names, char *dir, size_t dirlen)
 		free(copy);
 		return NULL;
 	}
+	client_tls(c);
 	use_cred(c, g_admin_cred);
 	const char *ok = dir;
 	for (char *n = strtok_r(copy, ",", &save); n != NULL; n = strtok_r(NULL, ",", &save)) {
