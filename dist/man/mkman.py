@@ -55,6 +55,8 @@ def sagactl(prog, version):
              'the credential for a sagad with auth on.',
              '.TP', '.B SAGA_TLS_CA\\fR, \\fBSAGA_TLS_CERT\\fR, \\fBSAGA_TLS_KEY\\fR, \\fBSAGA_TLS_SERVER_NAME',
              'TLS settings, as the \\fB\\-\\-tls\\-*\\fR options.',
+             '.TP', '.B NO_COLOR',
+             'when set and not empty, \\fB\\-\\-color auto\\fR (the default) prints no colour.',
              '.SH SEE ALSO', '.BR sagad (8)']
     return page
 

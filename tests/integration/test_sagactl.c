@@ -226,6 +226,8 @@ world(const char *db)
 	return t;
 }
 
+static int count_of(const char *s, const char *needle);
+
 #define CTL(t, out, ...) ths_sagactl((t), (const char *const[]) { __VA_ARGS__, NULL }, (out))
 
 START_TEST(sagactl_registers_starts_gets_lists_and_cancels)
@@ -375,6 +377,63 @@ START_TEST(sagactl_registers_starts_gets_lists_and_cancels)
 	free(out);
 	rc = CTL(t, &out, "list", "--state", "no-such-state");
 	ck_assert_int_eq(rc, 64);
+	free(out);
+
+	/* --output jsonl: one saga per line, each a JSON document, as many as
+	 * --json lists; --output json is --json; a bad format is a usage error. */
+	{
+		char *all = NULL;
+		ck_assert_int_eq(CTL(t, &all, "--output", "json", "list"), 0);
+		ck_assert_msg(json_ok(all), "--output json: '%s'", all);
+		int n_json = count_of(all, "\"saga_id\"");
+		rc = CTL(t, &out, "list", "--output", "jsonl");
+		ck_assert_int_eq(rc, 0);
+		int lines = 0;
+		for (char *save = NULL, *l = strtok_r(out, "\n", &save); l != NULL;
+		     l = strtok_r(NULL, "\n", &save), lines++)
+			ck_assert_msg(json_ok(l) && ths_contains(l, "\"saga_id\""),
+			    "--output jsonl line %d: '%s'", lines, l);
+		ck_assert_msg(lines == n_json && lines >= 3, "%d jsonl lines, %d sagas in --json",
+		    lines, n_json);
+		free(out);
+		free(all);
+		ck_assert_int_eq(CTL(t, &out, "list", "--output", "xml"), 64);
+		free(out);
+	}
+	/* Colour: only when asked (not on a pipe), state names coloured, the
+	 * columns still aligned. */
+	rc = CTL(t, &out, "list");
+	ck_assert_msg(rc == 0 && strchr(out, '\033') == NULL, "list on a pipe: '%s'", out);
+	free(out);
+	rc = CTL(t, &out, "--color", "always", "list", "--state", "completed");
+	ck_assert_msg(rc == 0 && ths_contains(out, "\033[32mcompleted\033[0m"),
+	    "list --color always: '%s'", out);
+	{
+		/* The STEPS column starts at the same place on every line. */
+		const char *hdr = out, *steps = strstr(hdr, "STEPS");
+		ck_assert_ptr_nonnull(steps);
+		size_t col = (size_t)(steps - hdr);
+		const char *line = strchr(hdr, '\n') + 1;
+		const char *p = strstr(line, "\033[0m");
+		ck_assert_ptr_nonnull(p);
+		/* visible characters before STEPS on the row = col */
+		size_t vis = 0;
+		for (const char *q = line; *q && *q != '\n'; q++) {
+			if (*q == '\033') {
+				while (*q && *q != 'm')
+					q++;
+				continue;
+			}
+			if (vis == col) {
+				ck_assert_msg(
+				    isdigit((unsigned char)*q), "row misaligned: '%s'", line);
+				break;
+			}
+			vis++;
+		}
+	}
+	free(out);
+	ck_assert_int_eq(CTL(t, &out, "--color", "sometimes", "list"), 64);
 	free(out);
 
 	/* cancel --reason */

@@ -20,11 +20,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #define MAX_INPUT_FILE ((size_t)256 << 20)
 
 /* Global options. */
+static int opt_color = -1; /* --color: -1 auto, 0 never, 1 always */
 static const char *opt_url;
 static const char *opt_credential_file;
 static int opt_timeout_ms;
@@ -37,7 +39,7 @@ int ctl_opt_raw;
 static const char usage_text[] =
     "usage: sagactl [--url URL[,URL...]] [--credential-file FILE] [--timeout MS]\n"
     "               [--tls-ca FILE [--tls-cert FILE --tls-key FILE] [--tls-server-name NAME]]\n"
-    "               [--json] [--raw] COMMAND [ARGS]\n"
+    "               [--json | --output FORMAT] [--color WHEN] [--raw] COMMAND [ARGS]\n"
     "\n"
     "Commands:\n"
     "  register FILE.binpb     register the saga definitions in a descriptor set\n"
@@ -73,6 +75,12 @@ static const char usage_text[] =
     "  --tls-server-name NAME\n"
     "                 the name sagad's certificate must carry (default:\n"
     "                 $SAGA_TLS_SERVER_NAME, else the URL's host)\n"
+    "  --output FORMAT\n"
+    "                 table (the default), json (as --json), or jsonl: as json,\n"
+    "                 but list prints one saga per line (then counts and the\n"
+    "                 next page token, each on a line of its own)\n"
+    "  --color WHEN   colour state names: auto (on a terminal, unless NO_COLOR\n"
+    "                 is set or TERM is dumb), always or never\n"
     "  --json         print one JSON document instead of text (watch: one per line)\n"
     "  --raw          show saga inputs and step results as bytes (base64 in JSON)\n"
     "                 instead of decoding them with the definition's types\n"
@@ -352,6 +360,28 @@ ctl_match_global(int argc, char **argv, int *i)
 	}
 	if (ctl_match_opt(argc, argv, i, "--json", NULL)) {
 		ctl_opt_json = 1;
+		return 1;
+	}
+	if (ctl_match_opt(argc, argv, i, "--output", &v)) {
+		if (strcmp(v, "table") == 0)
+			ctl_opt_json = ctl_opt_jsonl = 0;
+		else if (strcmp(v, "json") == 0)
+			ctl_opt_json = 1, ctl_opt_jsonl = 0;
+		else if (strcmp(v, "jsonl") == 0)
+			ctl_opt_json = ctl_opt_jsonl = 1;
+		else
+			ctl_usage_error("--output: '%s' is not table, json or jsonl", v);
+		return 1;
+	}
+	if (ctl_match_opt(argc, argv, i, "--color", &v)) {
+		if (strcmp(v, "auto") == 0)
+			opt_color = -1;
+		else if (strcmp(v, "always") == 0)
+			opt_color = 1;
+		else if (strcmp(v, "never") == 0)
+			opt_color = 0;
+		else
+			ctl_usage_error("--color: '%s' is not auto, always or never", v);
 		return 1;
 	}
 	if (ctl_match_opt(argc, argv, i, "--raw", NULL)) {
@@ -663,6 +693,22 @@ bad:
 
 int ctl_argc;
 char **ctl_argv;
+int ctl_opt_jsonl;
+int ctl_color;
+
+/* --color auto: on a terminal, unless NO_COLOR is set and not empty
+ * (no-color.org) or TERM is dumb. --color always/never decide alone. */
+static void
+decide_color(void)
+{
+	if (opt_color >= 0) {
+		ctl_color = opt_color;
+		return;
+	}
+	const char *nc = getenv("NO_COLOR"), *term = getenv("TERM");
+	ctl_color = isatty(STDOUT_FILENO) && (nc == NULL || nc[0] == '\0') &&
+	    !(term != NULL && strcmp(term, "dumb") == 0);
+}
 
 void
 ctl_print_shell_word(const char *s)
@@ -691,6 +737,16 @@ main(int argc, char **argv)
 
 	ctl_argc = argc;
 	ctl_argv = argv;
+	/* Global options may come anywhere: find --color and --output first. */
+	for (int k = 1; k < argc; k++) {
+		if (strcmp(argv[k], "--") == 0)
+			break;
+		if (strncmp(argv[k], "--color", 7) == 0 || strncmp(argv[k], "--output", 8) == 0) {
+			int j = k;
+			ctl_match_global(argc, argv, &j);
+		}
+	}
+	decide_color();
 	for (i = 1; i < argc; i++) {
 		if (ctl_match_global(argc, argv, &i))
 			continue;

@@ -124,6 +124,52 @@ ctl_table_add(table *t, char **row)
 	t->rows++;
 }
 
+char *
+ctl_state_cell(const char *state, const char *suffix)
+{
+	const char *c = NULL;
+	if (ctl_color) {
+		if (strcmp(state, "completed") == 0 || strcmp(state, "succeeded") == 0)
+			c = "32";
+		else if (strcmp(state, "compensated") == 0)
+			c = "33";
+		else if (strcmp(state, "failed") == 0 || strcmp(state, "comp_failed") == 0)
+			c = "31";
+		else if (strcmp(state, "running") == 0 || strcmp(state, "compensating") == 0)
+			c = "36";
+	}
+	if (c == NULL)
+		return ctl_cellf("%s%s", state, suffix ? suffix : "");
+	/* Not through ctl_cellf, which blanks control characters (cells may
+	 * hold text from the network): state names and suffixes are ours. */
+	const char *sfx = suffix ? suffix : "";
+	size_t n = strlen(state) + strlen(sfx) + 16;
+	char *cell = malloc(n);
+	if (cell == NULL)
+		exit(SAGA_ENOMEM);
+	snprintf(cell, n, "\033[%sm%s\033[0m%s", c, state, sfx);
+	return cell;
+}
+
+/* Printed width of a cell: escape sequences take no room. */
+static size_t
+visible_len(const char *s)
+{
+	size_t n = 0;
+	while (*s) {
+		if (*s == '\033' && s[1] == '[') {
+			s += 2;
+			while (*s && *s != 'm')
+				s++;
+			if (*s)
+				s++;
+			continue;
+		}
+		s++, n++;
+	}
+	return n;
+}
+
 void
 ctl_table_free(table *t)
 {
@@ -142,7 +188,7 @@ ctl_table_print(table *t)
 		exit(SAGA_ENOMEM);
 	for (size_t r = 0; r < t->rows; r++)
 		for (size_t c = 0; c < t->cols; c++) {
-			size_t n = strlen(t->cells[r * t->cols + c]);
+			size_t n = visible_len(t->cells[r * t->cols + c]);
 			if (n > w[c])
 				w[c] = n;
 		}
@@ -156,7 +202,7 @@ ctl_table_print(table *t)
 			if (c + 1 == last)
 				printf("%s\n", row[c]);
 			else
-				printf("%-*s  ", (int)w[c], row[c]);
+				printf("%s%*s  ", row[c], (int)(w[c] - visible_len(row[c])), "");
 		}
 	}
 	for (size_t i = 0; i < t->rows * t->cols; i++)
@@ -411,7 +457,9 @@ print_info_text(const saga_info *s, const schema *sc)
 
 	printf("saga         %s\n", s->saga_id);
 	printf("definition   %s@%" PRIu32 "\n", s->definition, s->version);
-	printf("state        %s\n", saga_state_name(s->state));
+	char *state = ctl_state_cell(saga_state_name(s->state), NULL);
+	printf("state        %s\n", state);
+	free(state);
 	if (*s->business_key)
 		printf("business key %s\n", s->business_key);
 	if (*s->idempotency_key)
@@ -473,8 +521,8 @@ print_info_text(const saga_info *s, const schema *sc)
 		char *row[] = {
 			ctl_cell(st->name, 64, NULL),
 			ctl_cell(st->participant, 40, NULL),
-			st->queued ? ctl_cellf("%s, not sent yet", saga_step_state_name(st->state))
-				   : ctl_cellf("%s", saga_step_state_name(st->state)),
+			ctl_state_cell(
+			    saga_step_state_name(st->state), st->queued ? ", not sent yet" : NULL),
 			ctl_cellf("%" PRIu32, st->attempts),
 			ctl_cellf("%" PRIu32, st->comp_attempts),
 			ctl_cellf("%s", ctl_local_time(st->started_us, tb2, sizeof(tb2))),

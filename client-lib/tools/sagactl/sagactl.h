@@ -35,7 +35,12 @@
 /* ---- main.c: arguments, errors, the client ------------------------------ */
 
 /* Global options, accepted anywhere on the line. */
-extern int ctl_opt_json; /* --json */
+extern int ctl_opt_json;  /* --json, --output json or jsonl */
+extern int ctl_opt_jsonl; /* --output jsonl: list prints one saga per line */
+extern int ctl_color;     /* colour state names (--color; NO_COLOR; a terminal) */
+/* A table cell with a saga or step state name, coloured when ctl_color:
+ * green done, yellow undone, red failed or parked, cyan in progress. */
+char *ctl_state_cell(const char *state, const char *suffix);
 /* The whole command line, as main() got it. */
 extern int ctl_argc;
 extern char **ctl_argv;

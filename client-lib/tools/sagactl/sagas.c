@@ -658,7 +658,7 @@ ctl_cmd_list(int argc, char **argv)
 			break;
 		/* Opened once the first page is in: a failed list prints no
 		 * JSON that reads as "no sagas". */
-		if (ctl_opt_json && page == 0) {
+		if (ctl_opt_json && !ctl_opt_jsonl && page == 0) {
 			printf("{\"sagas\":[");
 			opened = 1;
 		}
@@ -669,6 +669,11 @@ ctl_cmd_list(int argc, char **argv)
 		f.counts = 0; /* once is enough when following pages */
 		for (size_t i = 0; i < l->count; i++, total++) {
 			const saga_summary *s = &l->sagas[i];
+			if (ctl_opt_jsonl) { /* one saga per line, as it comes */
+				ctl_json_summary(s);
+				putchar('\n');
+				continue;
+			}
 			if (ctl_opt_json) {
 				if (total > 0)
 					putchar(',');
@@ -678,7 +683,7 @@ ctl_cmd_list(int argc, char **argv)
 			char tb[64];
 			char *row[] = { ctl_cell(s->saga_id, 64, NULL),
 				ctl_cellf("%.150s@%" PRIu32, s->definition, s->version),
-				ctl_cellf("%s", saga_state_name(s->state)),
+				ctl_state_cell(saga_state_name(s->state), NULL),
 				ctl_cellf("%" PRIu32 "/%" PRIu32, s->steps_done, s->steps_total),
 				ctl_cellf("%s", ctl_local_time(s->created_us, tb, sizeof(tb))),
 				ctl_cell(*s->business_key ? s->business_key : "-", 64, NULL) };
@@ -713,7 +718,22 @@ ctl_cmd_list(int argc, char **argv)
 		saga_client_free(c);
 		return rv;
 	}
-	if (ctl_opt_json) {
+	if (ctl_opt_jsonl) {
+		/* After the sagas, what is not a saga: counts, the next page. */
+		if (have_counts) {
+			int g = 1;
+			printf("{\"counts\":{");
+			for (int k = SAGA_STATE_RUNNING; k <= SAGA_STATE_FAILED; k++)
+				ctl_json_kv_int(
+				    &g, saga_state_name((saga_state)k), (int64_t)counts[k]);
+			printf("}}\n");
+		}
+		if (token != NULL && *token != '\0') {
+			printf("{\"next_page_token\":");
+			ctl_json_str(token);
+			printf("}\n");
+		}
+	} else if (ctl_opt_json) {
 		printf("],\"next_page_token\":");
 		ctl_json_str(token != NULL ? token : "");
 		if (have_counts) {
