@@ -80,6 +80,7 @@ void wire_trace_new(const uint8_t id[16], wire_trace *out);
 /* Wall-clock microseconds since the Unix epoch; monotonic milliseconds. */
 int64_t wire_now_us(void);
 int64_t wire_mono_ms(void);
+int64_t wire_mono_us(void);
 
 /* 32-bit FNV-1a of a NUL-terminated string: for hash tables keyed by
  * names (participants, idempotency keys). Not for anything adversarial

@@ -144,7 +144,8 @@ link_flight(relay_pipe *pp, dsp_flight *f, int64_t now)
 		f->next->prev = f;
 	pp->inflight_head = f;
 	pp->inflight++;
-	f->sent_ms = now;
+	(void)now;
+	f->sent_us = wire_mono_us();
 }
 
 static void
@@ -297,7 +298,11 @@ void
 dsp_queue(const char *participant, const dsp_item *di)
 {
 	relay_part *p = relay_part_get(participant, 1);
-	relay_item it = { .gen = di->gen, .step = di->step, .kind = di->kind, .dup = di->dup };
+	relay_item it = { .gen = di->gen,
+		.step = di->step,
+		.kind = di->kind,
+		.dup = di->dup,
+		.queued_ms = wire_mono_ms() };
 	memcpy(it.id, di->id, 16);
 	if (p == NULL || relay_push(p, &it) != 0) {
 		slog_error("out of memory queueing a dispatch; aborting");
@@ -452,11 +457,11 @@ dsp_attempt_ended(dsp_flight *f, const char *participant, int how)
 	unlink_flight(f);
 	if (how == DSP_END_LOST)
 		return;
-	if (f->sent_ms != 0) {
+	if (f->sent_us != 0) {
 		mx_named *ps = mx_table_get(&D.latency, participant);
 		if (ps != NULL)
-			mx_hist_add(&ps->latency, (double)(wire_mono_ms() - f->sent_ms));
-		f->sent_ms = 0;
+			mx_hist_add(&ps->latency, (double)(wire_mono_us() - f->sent_us) / 1000.0);
+		f->sent_us = 0;
 	}
 	breaker_note(participant, how == DSP_END_FAILED);
 }
@@ -587,6 +592,26 @@ dsp_metrics(mx_buf *b)
 			mx_printf(b, "\"} %llu\n", (unsigned long long)v);
 		}
 	}
+	/* How long the oldest step owed a dispatch has waited: a participant
+	 * away, full or behind an open breaker shows here first. */
+	int64_t now = wire_mono_ms(), oldest = 0;
+	mx_printf(b,
+	    "# HELP sagad_participant_oldest_queued_seconds Age of the oldest step "
+	    "waiting to be sent to the participant (0: none waits).\n"
+	    "# TYPE sagad_participant_oldest_queued_seconds gauge\n");
+	for (relay_part *p = relay_part_first(); p; p = relay_part_next(p)) {
+		int64_t t = relay_oldest_ms(p);
+		if (t != 0 && (oldest == 0 || t < oldest))
+			oldest = t;
+		mx_printf(b, "sagad_participant_oldest_queued_seconds{participant=\"");
+		mx_label(b, p->name);
+		mx_printf(b, "\"} %.3f\n", t != 0 ? (double)(now - t) / 1000.0 : 0.0);
+	}
+	mx_printf(b,
+	    "# HELP sagad_outbox_oldest_seconds Age of the oldest step waiting to be sent, any "
+	    "participant (0: none waits).\n"
+	    "# TYPE sagad_outbox_oldest_seconds gauge\nsagad_outbox_oldest_seconds %.3f\n",
+	    oldest != 0 ? (double)(now - oldest) / 1000.0 : 0.0);
 	mx_printf(b,
 	    "# HELP sagad_step_latency_seconds Time from a step's dispatch to its "
 	    "outcome or timeout.\n# TYPE sagad_step_latency_seconds histogram\n");

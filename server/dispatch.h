@@ -44,7 +44,7 @@ typedef struct dsp_item {
 /* A step in flight: embedded in the step, linked into its connection. */
 typedef struct dsp_flight {
 	uint32_t pipe_id; /* the connection; 0 = not in flight */
-	int64_t sent_ms;  /* when it went out (latency); 0 = noted already */
+	int64_t sent_us;  /* when it went out, monotonic us (latency); 0 = noted already */
 	struct dsp_flight *prev, *next;
 } dsp_flight;
 

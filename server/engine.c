@@ -70,6 +70,18 @@ wake_sooner(int64_t when_ms, void *arg)
 		pthread_cond_signal(&E.cv); /* the timer thread sleeps too long */
 }
 
+void
+eng_count_outcome(const eng_saga *s, uint32_t step, uint8_t kind, int outcome)
+{
+	char key[1024];
+	if (step >= s->sm->def->n_steps || (kind != SM_ACTION && kind != SM_COMPENSATION))
+		return;
+	snprintf(key, sizeof(key), "%s/%s", s->sm->def->name, s->sm->def->steps[step].name);
+	mx_named *n = mx_table_get(&E.step_stats, key);
+	if (n != NULL)
+		n->outcomes[kind == SM_ACTION ? 0 : 1][outcome]++;
+}
+
 /* A step's timer: its attempt timed out, or its backoff is over. */
 static void
 step_timer_fired(tq_node *t)
@@ -79,6 +91,10 @@ step_timer_fired(tq_node *t)
 	sm_env e;
 	eng_env(&e, &o);
 	sm_step_timer(x->saga->sm, &e, x->idx);
+	/* An attempt that ended here timed out. */
+	for (size_t i = 0; i < o.n; i++)
+		if (o.fx[i].type == SM_FX_ENDED && o.fx[i].how == SM_END_FAILED)
+			eng_count_outcome(x->saga, o.fx[i].step, o.fx[i].kind, ENG_OC_TIMEOUT);
 	eng_apply(x->saga, &o);
 }
 
@@ -856,6 +872,7 @@ engine_fini(void)
 	free(E.ids);
 	free(E.keys);
 	mx_table_clear(&E.def_stats);
+	mx_table_clear(&E.step_stats);
 	free(E.open);
 	free(E.open_post.v);
 	free(E.conninfo);
@@ -923,6 +940,30 @@ engine_metrics(char **out, size_t *len)
 	    E.n_sagas, shards_held_locked(), rpc_connections(),
 	    (unsigned long long)rpc_connections_refused(),
 	    (unsigned long long)rpc_tls_handshakes_refused());
+	static const char *const oc_names[] = { "success", "retry", "timeout", "failure" };
+	mx_printf(&b,
+	    "# HELP sagad_step_outcomes_total Attempts that ended, by definition, step, "
+	    "kind (action, compensation) and outcome (success, retry: a retryable "
+	    "error, timeout, failure: a business failure).\n"
+	    "# TYPE sagad_step_outcomes_total counter\n");
+	for (size_t i = 0; i < E.step_stats.n; i++) {
+		const mx_named *n = &E.step_stats.v[i];
+		const char *slash = strchr(n->name, '/');
+		if (slash == NULL)
+			continue;
+		for (int k = 0; k < 2; k++)
+			for (int o = 0; o < 4; o++) {
+				if (n->outcomes[k][o] == 0)
+					continue;
+				mx_printf(&b,
+				    "sagad_step_outcomes_total{definition=\"%.*s\",step=\"",
+				    (int)(slash - n->name), n->name);
+				mx_label(&b, slash + 1);
+				mx_printf(&b, "\",kind=\"%s\",outcome=\"%s\"} %llu\n",
+				    k == 0 ? "action" : "compensation", oc_names[o],
+				    (unsigned long long)n->outcomes[k][o]);
+			}
+	}
 	dsp_metrics(&b);
 	uint64_t unauth = 0, denied = 0;
 	auth_refusals(&unauth, &denied);

@@ -131,7 +131,8 @@ struct engine {
 	eng_shard shards[SHD_N];
 	unsigned next_shard; /* round robin of starts over active shards */
 
-	mx_table def_stats; /* sagas by definition */
+	mx_table def_stats;  /* sagas by definition */
+	mx_table step_stats; /* step outcomes, by "definition/step" */
 	mx_hist commit_hist;
 };
 
@@ -168,6 +169,9 @@ void eng_env(sm_env *e, sm_out *o);
  * commit, or now), attempts ended, log lines, counts; puts s in the open
  * batch if it changed. Returns how many dispatches were queued at once. */
 uint32_t eng_apply(eng_saga *s, const sm_out *o);
+/* Counts an attempt's outcome for /metrics (sagad_step_outcomes_total). */
+enum { ENG_OC_SUCCESS, ENG_OC_RETRY, ENG_OC_TIMEOUT, ENG_OC_FAILURE };
+void eng_count_outcome(const eng_saga *s, uint32_t step, uint8_t kind, int outcome);
 
 /* ---- batches (batch.c) ----------------------------------------------------------------------- */
 

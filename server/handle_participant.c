@@ -171,9 +171,13 @@ engine_report(rpc_req *r)
 		int got = sm_report(s->sm, &e, res->step_index, (uint8_t)res->kind, res->attempt,
 		    oc, res->output.data, res->output.len, err);
 		eng_apply(s, &o);
-		if (got == SM_ACCEPTED)
+		if (got == SM_ACCEPTED) {
 			accepted++;
-		else if (got == SM_BEAT)
+			eng_count_outcome(s, res->step_index, (uint8_t)res->kind,
+			    oc == SAGAWIRE__OUTCOME__OUTCOME_SUCCESS    ? ENG_OC_SUCCESS
+				: oc == SAGAWIRE__OUTCOME__OUTCOME_FAIL ? ENG_OC_FAILURE
+									: ENG_OC_RETRY);
+		} else if (got == SM_BEAT)
 			beats++;
 		else
 			ignored++;

@@ -10,7 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static const double HIST_LE_MS[MX_N_HIST] = { 1, 2, 5, 10, 25, 50, 100, 250, 1000, 5000, 30000 };
+static const double HIST_LE_MS[MX_N_HIST] = { 0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000,
+	5000, 30000 };
 
 void
 mx_printf(mx_buf *b, const char *fmt, ...)

@@ -26,7 +26,7 @@ void mx_label(mx_buf *b, const char *v);
 
 /* Histogram bucket bounds in milliseconds (Prometheus "le"), shared by
  * commit times and step latencies. */
-#define MX_N_HIST 11
+#define MX_N_HIST 14
 
 typedef struct mx_hist {
 	uint64_t bucket[MX_N_HIST]; /* non-cumulative */
@@ -46,6 +46,9 @@ typedef struct mx_named {
 	char *name;
 	uint64_t started, completed, compensated, parked;
 	mx_hist latency;
+	/* step outcomes, by kind (action, compensation) and outcome (success,
+	 * retryable error, timeout, business failure) */
+	uint64_t outcomes[2][4];
 } mx_named;
 
 typedef struct mx_table {

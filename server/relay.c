@@ -110,6 +110,20 @@ relay_push(relay_part *p, const relay_item *it)
 	return 0;
 }
 
+int64_t
+relay_oldest_ms(const relay_part *p)
+{
+	/* Mostly the head (a queue), but an item put back behind others
+	 * (a full batch) keeps its first time: look at them all. */
+	int64_t oldest = 0;
+	for (size_t i = 0; i < p->q_len; i++) {
+		int64_t t = p->q[(p->q_head + i) % p->q_cap].queued_ms;
+		if (t != 0 && (oldest == 0 || t < oldest))
+			oldest = t;
+	}
+	return oldest;
+}
+
 int
 relay_pop(relay_part *p, relay_item *out)
 {

@@ -25,8 +25,9 @@ typedef struct relay_item {
 	uint8_t id[16];
 	uint32_t gen;
 	uint16_t step;
-	uint8_t kind; /* Sagawire__StepKind */
-	uint8_t dup;  /* a deliberate duplicate (failpoint dup-dispatch) */
+	uint8_t kind;      /* Sagawire__StepKind */
+	uint8_t dup;       /* a deliberate duplicate (failpoint dup-dispatch) */
+	int64_t queued_ms; /* monotonic: when it was first queued */
 } relay_item;
 
 typedef struct relay_part relay_part;
@@ -68,6 +69,8 @@ void relay_set_timer_fns(tq_fn poll_expired, tq_fn breaker_expired);
 relay_part *relay_part_get(const char *name, int create);
 int relay_push(relay_part *p, const relay_item *it);
 int relay_pop(relay_part *p, relay_item *out);
+/* The earliest queued_ms among p's queued items; 0 if none. */
+int64_t relay_oldest_ms(const relay_part *p);
 
 /* Connection by nng pipe id; created on demand when create is set. */
 relay_pipe *relay_pipe_get(uint32_t id, int create);

@@ -691,6 +691,26 @@ START_TEST(health_readiness_and_metrics_are_served_over_http)
 		ths_contains(r, "sagad_participant_connections{participant=\"pB\"} 1") &&
 		ths_contains(r, "sagad_sagas_in_flight 0"),
 	    "%s", r);
+	/* Outcomes by definition and step: A succeeded in both sagas, C failed
+	 * for good (business failure) in the second, and UndoA ran once. */
+	static const char *const outcomes[] = {
+		"sagad_step_outcomes_total{definition=\"ittest.Linear3\",step=\"A\",kind="
+		"\"action\","
+		"outcome=\"success\"} 2",
+		"sagad_step_outcomes_total{definition=\"ittest.Linear3\",step=\"C\",kind="
+		"\"action\","
+		"outcome=\"failure\"} 1",
+		"sagad_step_outcomes_total{definition=\"ittest.Linear3\",step=\"A\","
+		"kind=\"compensation\",outcome=\"success\"} 1",
+		/* latency below a millisecond has buckets of its own */
+		"sagad_step_latency_seconds_bucket{participant=\"pA\",le=\"0.0001\"} ",
+		"sagad_step_latency_seconds_bucket{participant=\"pA\",le=\"0.0005\"} ",
+		/* nothing waits to be sent */
+		"sagad_participant_oldest_queued_seconds{participant=\"pA\"} 0.000",
+		"sagad_outbox_oldest_seconds 0.000",
+	};
+	for (size_t k = 0; k < sizeof(outcomes) / sizeof(outcomes[0]); k++)
+		ck_assert_msg(ths_contains(r, outcomes[k]), "no '%s' in /metrics", outcomes[k]);
 	/* The process figures and the version, as every exporter gives them. */
 	char want[64];
 	snprintf(want, sizeof(want), "sagad_build_info{version=\"%s\"} 1", saga_version());
@@ -1246,9 +1266,23 @@ END_TEST
 START_TEST(a_step_whose_participant_is_away_shows_as_not_sent_yet)
 {
 	ths *t = ths_new_ok(pg, "lc_queued");
-	ths_sagad_start_ok(t, NULL);
+	int port = free_tcp_port();
+	char hl[64];
+	snprintf(hl, sizeof(hl), "http://127.0.0.1:%d", port);
+	const char *args[] = { "--http-listen", hl, NULL };
+	ths_sagad_start_ok(t, args);
 	ths_register_sagas_ok(t);
 	char *id = ths_start_ok(t, "ittest.Linear3", "tag=queued");
+	/* /metrics shows how long it has waited. */
+	usleep(400 * 1000);
+	char *m = http_get(port, "/metrics");
+	const char *at = strstr(m, "\nsagad_outbox_oldest_seconds ");
+	ck_assert_ptr_nonnull(at);
+	double age = strtod(at + strlen("\nsagad_outbox_oldest_seconds "), NULL);
+	ck_assert_msg(age >= 0.3 && age < 30, "oldest queued step %.3f s old", age);
+	at = strstr(m, "sagad_participant_oldest_queued_seconds{participant=\"pA\"} ");
+	ck_assert_msg(at != NULL && strtod(strchr(at, '}') + 2, NULL) >= 0.3, "%s", m);
+	free(m);
 	saga_info *info = NULL;
 	ck_assert_int_eq(saga_client_get(ths_client(t), id, &info), SAGA_OK);
 	const saga_step_info *a = ths_step_ok(info, "A");
@@ -1257,8 +1291,8 @@ START_TEST(a_step_whose_participant_is_away_shows_as_not_sent_yet)
 	ck_assert_int_eq(ths_step_ok(info, "B")->queued, 0);
 	saga_info_free(info);
 	char *out = NULL;
-	const char *args[] = { "get", id, NULL };
-	ck_assert_int_eq(ths_sagactl(t, args, &out), 0);
+	const char *get[] = { "get", id, NULL };
+	ck_assert_int_eq(ths_sagactl(t, get, &out), 0);
 	ck_assert_msg(ths_contains(out, "running, not sent yet"), "sagactl get: '%s'", out);
 	free(out);
 	/* The participant comes: it is sent, and the saga completes. */
