@@ -15,6 +15,8 @@
 
 /* Most steps one saga may have; dependency sets are bitmaps of this size. */
 #define DEFN_MAX_STEPS 64
+/* Sagas one register may define: bounds the work (and the locks) of one. */
+#define DEFN_MAX_SAGAS_PER_SET 100
 
 typedef struct defn_retry {
 	uint32_t max_attempts; /* >= 1, total attempts incl. the first */

@@ -464,6 +464,8 @@ reader_list(PGconn *c, rpc_req *r)
 
 /* ---- register ---------------------------------------------------------------- */
 
+static pthread_mutex_t register_mu = PTHREAD_MUTEX_INITIALIZER;
+
 void
 reader_register(PGconn *c, rpc_req *r)
 {
@@ -473,9 +475,28 @@ reader_register(PGconn *c, rpc_req *r)
 	char err[1024] = "";
 	int rv = defn_parse_set(
 	    q->descriptor_set.data, q->descriptor_set.len, &defs, &n, err, sizeof(err));
+	if (rv == 0 && n > DEFN_MAX_SAGAS_PER_SET) {
+		/* Storing is the costly part (a lock, a lookup and a row per
+		 * saga, in one transaction): one register may do only so much. */
+		snprintf(err, sizeof(err),
+		    "the descriptor set defines %zu sagas; one register may define at most %d "
+		    "(split it, e.g. one protoc run per .proto file)",
+		    n, DEFN_MAX_SAGAS_PER_SET);
+		defn_free_array(defs, n);
+		defs = NULL;
+		rv = SAGA_EDEFINITION;
+	}
 	if (rv != 0) {
 		slog_info("register refused: %s", err);
 		rpc_reply_error(r, rv, "%s", err);
+		return;
+	}
+	/* One register at a time per sagad: a second one would hold another
+	 * reader, and with them every get and list, for as long. */
+	if (pthread_mutex_trylock(&register_mu) != 0) {
+		defn_free_array(defs, n);
+		rpc_reply_error(r, SAGA_EBUSY,
+		    "another register is being stored by this sagad; try again in a moment");
 		return;
 	}
 	fp_delay(FP_SLOW_REGISTER);
@@ -522,6 +543,7 @@ done:
 	free(outp);
 	if (defs)
 		defn_free_array(defs, n);
+	pthread_mutex_unlock(&register_mu);
 }
 
 /* ---- describe ---------------------------------------------------------------- */
@@ -602,8 +624,9 @@ reader_describe(PGconn *c, rpc_req *r)
 	}
 	/* Registration times, and the descriptor set of the version asked. */
 	const char *sql = name != NULL
-	    ? "SELECT name, version, created_at, CASE WHEN version = $2::int THEN descriptor_set "
-	      "END FROM saga_definitions WHERE name = $1"
+	    ? "SELECT d.name, d.version, d.created_at, CASE WHEN d.version = $2::int THEN "
+	      "COALESCE(d.descriptor_set, s.descriptor_set) END FROM saga_definitions d "
+	      "LEFT JOIN saga_descriptor_sets s ON s.digest = d.set_digest WHERE d.name = $1"
 	    : "SELECT name, version, created_at, NULL::bytea FROM saga_definitions";
 	char wantbuf[16];
 	snprintf(wantbuf, sizeof(wantbuf), "%u", want);

@@ -2,6 +2,7 @@
 #include "store.h"
 
 #include <arpa/inet.h>
+#include <openssl/sha.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -764,9 +765,12 @@ store_load_definitions(PGconn *c, char *err, size_t errlen)
 	const char *vals[2] = { names.buf, versions.buf };
 	int lens[2] = { (int)names.len, (int)versions.len }, fmts[2] = { 1, 1 };
 	r = PQexecParams(c,
-	    "SELECT d.name, d.version, d.descriptor_set FROM saga_definitions d"
+	    "SELECT d.name, d.version, COALESCE(d.descriptor_set, s.descriptor_set)"
+	    " FROM saga_definitions d"
 	    " JOIN unnest($1::text[], $2::int4[]) AS x(name, version)"
-	    " ON d.name = x.name AND d.version = x.version ORDER BY d.name, d.version",
+	    " ON d.name = x.name AND d.version = x.version"
+	    " LEFT JOIN saga_descriptor_sets s ON s.digest = d.set_digest"
+	    " ORDER BY d.name, d.version",
 	    2, types, vals, lens, fmts, 1);
 	arr_free(&names);
 	arr_free(&versions);
@@ -831,7 +835,10 @@ check_compatible(PGconn *c, const defn_saga *d, uint32_t latest, const uint8_t *
 	snprintf(vbuf, sizeof(vbuf), "%u", latest);
 	const char *p[2] = { d->name, vbuf };
 	PGresult *r = PQexecParams(c,
-	    "SELECT descriptor_set FROM saga_definitions WHERE name = $1 AND version = $2::int", 2,
+	    "SELECT COALESCE(d.descriptor_set, s.descriptor_set) FROM saga_definitions d"
+	    " LEFT JOIN saga_descriptor_sets s ON s.digest = d.set_digest"
+	    " WHERE d.name = $1 AND d.version = $2::int",
+	    2,
 	    NULL, p, NULL, NULL, 1);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		pg_errmsg(c, r, err, errlen);
@@ -889,6 +896,9 @@ store_register(PGconn *c, const uint8_t *set, size_t set_len, defn_saga **defs, 
 	uint64_t set_fp = 1469598103934665603ULL;
 	for (size_t k = 0; k < set_len; k++)
 		set_fp = (set_fp ^ set[k]) * 1099511628211ULL;
+	unsigned char digest[SHA256_DIGEST_LENGTH];
+	SHA256(set, set_len, digest);
+	int set_stored = 0;
 	for (size_t i = 0; i < n; i++) {
 		const char *name = defs[i]->name;
 		const char *p1[1] = { name };
@@ -928,17 +938,35 @@ store_register(PGconn *c, const uint8_t *set, size_t set_len, defn_saga **defs, 
 		    (rv = check_compatible(c, defs[i], latest, set, set_len, err, errlen)) != 0)
 			goto fail;
 		versions[i] = latest + 1;
+		/* The set itself once per register, whatever number of sagas it
+		 * defines (and once at all, if registered before). */
+		if (!set_stored) {
+			const char *sv[2] = { (const char *)digest, (const char *)set };
+			int sl[2] = { (int)sizeof(digest), (int)set_len }, sf[2] = { 1, 1 };
+			Oid st[2] = { OID_BYTEA, OID_BYTEA };
+			r = PQexecParams(c,
+			    "INSERT INTO saga_descriptor_sets (digest, descriptor_set) VALUES ($1, $2)"
+			    " ON CONFLICT (digest) DO NOTHING",
+			    2, st, sv, sl, sf, 0);
+			if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+				pg_errmsg(c, r, err, errlen);
+				PQclear(r);
+				rv = SAGA_EDB;
+				goto fail;
+			}
+			PQclear(r);
+			set_stored = 1;
+		}
 		char vbuf[4], fbuf[8], nbuf[4];
 		put32(vbuf, versions[i]);
 		put64(fbuf, fingerprint);
 		put32(nbuf, defs[i]->n_steps);
-		const char *vals[5] = { name, vbuf, fbuf, nbuf, (const char *)set };
-		int lens[5] = { 0, 4, 8, 4, (int)set_len };
+		const char *vals[5] = { name, vbuf, fbuf, nbuf, (const char *)digest };
+		int lens[5] = { 0, 4, 8, 4, (int)sizeof(digest) };
 		int fmts[5] = { 0, 1, 1, 1, 1 };
 		Oid types[5] = { OID_TEXT, OID_INT4, OID_INT8, OID_INT4, OID_BYTEA };
 		r = PQexecParams(c,
-		    "INSERT INTO saga_definitions (name, version, fingerprint, n_steps, "
-		    "descriptor_set)"
+		    "INSERT INTO saga_definitions (name, version, fingerprint, n_steps, set_digest)"
 		    " VALUES ($1, $2, $3, $4, $5)",
 		    5, types, vals, lens, fmts, 0);
 		if (PQresultStatus(r) != PGRES_COMMAND_OK) {

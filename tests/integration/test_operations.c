@@ -678,6 +678,79 @@ START_TEST(root_is_refused_unless_allowed_and_print_config_documents_every_setti
 }
 END_TEST
 
+/* ---- registers: stored once, bounded, one at a time ----------------------------- */
+
+START_TEST(a_register_stores_its_set_once_is_bounded_and_leaves_reads_answering)
+{
+	ths *t = ths_new_ok(pg, "ops_register_once");
+	const char *extra[] = { "--failpoints", "slow-register:1500", NULL };
+	ths_sagad_start_ok(t, extra);
+	char log[1024];
+	snprintf(log, sizeof(log), "%s/register.log", ths_dir(t));
+	const char *argv[] = { ths_env_ok("SAGACTL_BIN"), "--url", ths_url(t), "--timeout", "20000",
+		"register", ths_env_ok("IT_SAGAS"), NULL };
+	pid_t reg = th_spawn(argv, NULL, log);
+	ck_assert_int_gt(reg, 0);
+	ck_assert_msg(log_has(t, "failpoint slow-register", 10000), "the register never began");
+	/* A second register meanwhile is refused at once, and reads go on. */
+	size_t len = 0;
+	char *set = th_read_file(ths_env_ok("IT_SAGAS"), &len);
+	ck_assert_ptr_nonnull(set);
+	saga_client *c = ths_client(t);
+	saga_register_result *res = NULL;
+	long long t0 = th_now_ms();
+	ck_assert_int_eq(saga_client_register(c, set, len, &res), SAGA_EBUSY);
+	ck_assert_msg(
+	    strstr(saga_client_errmsg(c), "another register") != NULL, "%s", saga_client_errmsg(c));
+	saga_list *l = NULL;
+	saga_list_filter f = { .limit = 1 };
+	ck_assert_int_eq(saga_client_list(c, &f, &l), SAGA_OK);
+	saga_list_free(l);
+	ck_assert_msg(th_now_ms() - t0 < 1000, "refusal and list took %lld ms", th_now_ms() - t0);
+	int rst = 0;
+	ck_assert_int_eq(th_wait_exit(reg, 20000, &rst), 0);
+	ck_assert_msg(WIFEXITED(rst) && WEXITSTATUS(rst) == 0, "the slow register failed");
+	/* The set is stored once, not once per saga it defines. */
+	const char *db = "ops_register_once";
+	long long defs = th_pg_query_int(pg, db, "SELECT count(*) FROM saga_definitions");
+	ck_assert_msg(defs >= 5, "%lld definitions", defs);
+	ck_assert_int_eq(th_pg_query_int(pg, db, "SELECT count(*) FROM saga_descriptor_sets"), 1);
+	ck_assert_int_eq(
+	    th_pg_query_int(
+		pg, db, "SELECT count(*) FROM saga_definitions WHERE descriptor_set IS NOT NULL"),
+	    0);
+	ck_assert_int_eq(th_pg_query_int(pg, db,
+			     "SELECT octet_length(descriptor_set) FROM saga_descriptor_sets"),
+	    (long long)len);
+	/* Registering it again stores nothing new. */
+	ck_assert_int_eq(saga_client_register(c, set, len, &res), SAGA_OK);
+	saga_register_result_free(res);
+	ck_assert_int_eq(th_pg_query_int(pg, db, "SELECT count(*) FROM saga_descriptor_sets"), 1);
+	free(set);
+	/* A set with more sagas than one register may define is refused,
+	 * saying so, and stores nothing. */
+	set = th_read_file(ths_env_ok("IT_MANY_SAGAS"), &len);
+	ck_assert_ptr_nonnull(set);
+	ck_assert_int_eq(saga_client_register(c, set, len, &res), SAGA_EDEFINITION);
+	ck_assert_msg(strstr(saga_client_errmsg(c),
+			  "defines 101 sagas; one register may define at "
+			  "most 100") != NULL,
+	    "%s", saga_client_errmsg(c));
+	ck_assert_int_eq(th_pg_query_int(pg, db, "SELECT count(*) FROM saga_definitions"), defs);
+	free(set);
+	/* The sagas run, their definitions read back from the one set. */
+	ths_sagad_signal(t, SIGTERM);
+	ths_sagad_start_ok(t, NULL);
+	ths_participant_ok(t, "p1", 4, NULL);
+	char *id = ths_start_ok(t, "ittest.Linear3", "tag=after-once");
+	saga_info *info = ths_wait_final_ok(t, id, WAIT_MS);
+	ck_assert_int_eq(info->state, SAGA_STATE_COMPLETED);
+	saga_info_free(info);
+	saga_string_free(id);
+	ths_free(t);
+}
+END_TEST
+
 /* ---- systemd: Type=notify and the watchdog -------------------------------------- */
 
 /* Reads one datagram from fd within ms; "" on timeout. */
@@ -756,6 +829,7 @@ operations_suite(void)
 	tcase_add_test(tc, a_pause_does_not_time_out_steps_whose_answers_are_waiting);
 	tcase_add_test(
 	    tc, systemd_is_told_ready_once_serving_fed_by_the_watchdog_and_told_stopping);
+	tcase_add_test(tc, a_register_stores_its_set_once_is_bounded_and_leaves_reads_answering);
 	tcase_add_test(tc, root_is_refused_unless_allowed_and_print_config_documents_every_setting);
 	suite_add_tcase(s, tc);
 	return s;
