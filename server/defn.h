@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 /* Most steps one saga may have; dependency sets are bitmaps of this size. */
-#define DEFN_MAX_STEPS 64
+#define DEFN_MAX_STEPS         64
 /* Sagas one register may define: bounds the work (and the locks) of one. */
 #define DEFN_MAX_SAGAS_PER_SET 100
 

@@ -838,8 +838,7 @@ check_compatible(PGconn *c, const defn_saga *d, uint32_t latest, const uint8_t *
 	    "SELECT COALESCE(d.descriptor_set, s.descriptor_set) FROM saga_definitions d"
 	    " LEFT JOIN saga_descriptor_sets s ON s.digest = d.set_digest"
 	    " WHERE d.name = $1 AND d.version = $2::int",
-	    2,
-	    NULL, p, NULL, NULL, 1);
+	    2, NULL, p, NULL, NULL, 1);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		pg_errmsg(c, r, err, errlen);
 		PQclear(r);
@@ -945,7 +944,8 @@ store_register(PGconn *c, const uint8_t *set, size_t set_len, defn_saga **defs, 
 			int sl[2] = { (int)sizeof(digest), (int)set_len }, sf[2] = { 1, 1 };
 			Oid st[2] = { OID_BYTEA, OID_BYTEA };
 			r = PQexecParams(c,
-			    "INSERT INTO saga_descriptor_sets (digest, descriptor_set) VALUES ($1, $2)"
+			    "INSERT INTO saga_descriptor_sets (digest, descriptor_set) VALUES ($1, "
+			    "$2)"
 			    " ON CONFLICT (digest) DO NOTHING",
 			    2, st, sv, sl, sf, 0);
 			if (PQresultStatus(r) != PGRES_COMMAND_OK) {
