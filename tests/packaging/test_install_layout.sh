@@ -96,6 +96,23 @@ if [[ "$PKG_PREFIX" != /usr ]] && command -v readelf >/dev/null; then
 		fi
 	done
 fi
+# The headers are under include/saga/: a program compiles with pkg-config's
+# flags either as #include <saga.h> or as #include <saga/saga.h>.
+if command -v pkg-config >/dev/null && command -v cc >/dev/null; then
+	flags=$(PKG_CONFIG_PATH=$dest$PKG_LIBDIR/pkgconfig PKG_CONFIG_SYSROOT_DIR=$dest \
+		pkg-config --cflags --libs libsaga)
+	for inc in '<saga.h>' '<saga/saga.h>'; do
+		printf '#include %s\nint main(void) { return saga_version() == 0; }\n' \
+			"$inc" >"$work/use.c"
+		# shellcheck disable=SC2086 # the flags are words
+		if cc -std=c99 -I"$dest$PKG_INCLUDEDIR" "$work/use.c" $flags -o "$work/use" 2>"$work/cc.log" &&
+			LD_LIBRARY_PATH=$dest$PKG_LIBDIR "$work/use"; then
+			ok "a program with #include $inc builds with pkg-config's flags and runs"
+		else
+			fail "#include $inc does not build with pkg-config's flags ($flags)" "$(cat "$work/cc.log")"
+		fi
+	done
+fi
 if command -v pkg-config >/dev/null; then
 	pc_prefix=$(PKG_CONFIG_PATH=$dest$PKG_LIBDIR/pkgconfig pkg-config --variable=prefix libsaga)
 	if [[ "$pc_prefix" == "$PKG_PREFIX" ]]; then
