@@ -248,7 +248,17 @@ SAGA_API void saga_register_result_free(saga_register_result *r);
 
 /* ---- starting ---- */
 
+/*
+ * Option structs (saga_start_opts, saga_list_filter) begin with struct_size
+ * so that fields can be added at their end without breaking programs built
+ * against an older saga.h: set it to sizeof the struct (the *_INIT macros
+ * do), or leave it 0, which means the fields of libsaga 0.1 (every field
+ * declared here today). libsaga reads a later field only when struct_size
+ * covers it, and refuses a struct_size too small for the 0.1 fields
+ * (SAGA_EINVAL). Zero the whole struct, then set what you need.
+ */
 typedef struct saga_start_opts {
+	size_t struct_size;          /* sizeof(saga_start_opts), or 0 (see above) */
 	uint32_t version;            /* 0 = latest version of the definition */
 	const char *idempotency_key; /* Same key, same saga, always. NULL or "" = libsaga
 	                                makes one for this call ("auto-<uuid>"): if the
@@ -264,6 +274,10 @@ typedef struct saga_start_opts {
 	                                caller's trace; NULL or "" = sagad starts a trace whose
 	                                trace id is the saga id. Every dispatch carries it. */
 } saga_start_opts;
+/* saga_start_opts o = SAGA_START_OPTS_INIT; then set what you need. */
+/* clang-format off */
+#define SAGA_START_OPTS_INIT { sizeof(saga_start_opts), 0, NULL, NULL, 0, NULL }
+/* clang-format on */
 
 /* Starts a saga of `definition` with `input` (may be NULL if len is 0).
  * On success *saga_id (caller frees with saga_string_free) holds the new
@@ -367,6 +381,7 @@ SAGA_API int saga_client_wait(saga_client *c, const char *saga_id, int timeout_m
 /* ---- listing ---- */
 
 typedef struct saga_list_filter {
+	size_t struct_size;       /* sizeof(saga_list_filter), or 0 (see saga_start_opts) */
 	const saga_state *states; /* NULL/0 = any */
 	size_t n_states;
 	const char *definition;    /* NULL = any */
@@ -381,6 +396,10 @@ typedef struct saga_list_filter {
 	                              saga_list.state_counts. Costs a scan of the
 	                              matching rows: use a filter on big tables. */
 } saga_list_filter;
+/* clang-format off */
+#define SAGA_LIST_FILTER_INIT \
+	{ sizeof(saga_list_filter), NULL, 0, NULL, NULL, 0, 0, 0, NULL, 0, 0 }
+/* clang-format on */
 
 typedef struct saga_summary {
 	char *saga_id;

@@ -462,6 +462,24 @@ done:
 	return rv;
 }
 
+/* The size of the option structs in libsaga 0.1: what struct_size 0 means,
+ * and the least a nonzero one may be. */
+#define SL_START_OPTS_0_1  (offsetof(saga_start_opts, traceparent) + sizeof(const char *))
+#define SL_LIST_FILTER_0_1 (offsetof(saga_list_filter, counts) + sizeof(int))
+
+static int
+check_size(saga_client *c, size_t size, size_t min, const char *what)
+{
+	if (size != 0 && size < min) {
+		sl_seterr(c->errmsg,
+		    "%s.struct_size is %zu, less than its fields take (%zu): set it to "
+		    "sizeof(%s), or 0",
+		    what, size, min, what);
+		return SAGA_EINVAL;
+	}
+	return SAGA_OK;
+}
+
 /* Checks a caller's string argument: must be valid UTF-8 (protobuf strings
  * are). what names it in the error detail. */
 static int
@@ -832,7 +850,9 @@ start_call(saga_client *c, const char *definition, const void *input, size_t len
 		*state = SAGA_STATE_UNKNOWN;
 	if ((rv = check_arg(c, definition, "the definition name", 1)) != SAGA_OK ||
 	    (opts != NULL &&
-		((rv = check_arg(c, opts->idempotency_key, "the idempotency key", 0)) != 0 ||
+		((rv = check_size(c, opts->struct_size, SL_START_OPTS_0_1, "saga_start_opts")) !=
+			0 ||
+		    (rv = check_arg(c, opts->idempotency_key, "the idempotency key", 0)) != 0 ||
 		    (rv = check_arg(c, opts->business_key, "the business key", 0)) != 0 ||
 		    (rv = check_arg(c, opts->traceparent, "the traceparent", 0)) != 0)))
 		return rv;
@@ -1143,7 +1163,9 @@ saga_client_list(saga_client *c, const saga_list_filter *filter, saga_list **out
 		return SAGA_EINVAL;
 	*out = NULL;
 	if (filter != NULL) {
-		if ((rv = check_arg(c, filter->definition, "the definition filter", 0)) != 0 ||
+		if ((rv = check_size(
+			 c, filter->struct_size, SL_LIST_FILTER_0_1, "saga_list_filter")) != 0 ||
+		    (rv = check_arg(c, filter->definition, "the definition filter", 0)) != 0 ||
 		    (rv = check_arg(c, filter->business_key, "the business key filter", 0)) != 0 ||
 		    (rv = check_arg(c, filter->page_token, "the page token", 0)) != 0)
 			return rv;

@@ -548,6 +548,24 @@ START_TEST(start_round_trip_sends_options)
 	ck_assert_int_eq(saga_client_start(c, "shop.OrderSaga", NULL, 0, NULL, &id, NULL), SAGA_OK);
 	ck_assert_str_ne(last_req->start->idempotency_key, key1);
 	saga_string_free(id);
+
+	/* Option structs carry their size: SAGA_START_OPTS_INIT sets it, 0
+	 * means the fields of libsaga 0.1, and a size too small for those is
+	 * refused naming the field. */
+	saga_start_opts oi = SAGA_START_OPTS_INIT;
+	oi.business_key = "order-10";
+	ck_assert_int_eq(saga_client_start(c, "shop.OrderSaga", NULL, 0, &oi, &id, NULL), SAGA_OK);
+	ck_assert_str_eq(last_req->start->business_key, "order-10");
+	saga_string_free(id);
+	oi.struct_size = sizeof(uint32_t);
+	ck_assert_int_eq(
+	    saga_client_start(c, "shop.OrderSaga", NULL, 0, &oi, &id, NULL), SAGA_EINVAL);
+	ck_assert_ptr_nonnull(strstr(saga_client_errmsg(c), "saga_start_opts.struct_size is 4"));
+	saga_list_filter fi = SAGA_LIST_FILTER_INIT;
+	fi.struct_size = 1;
+	saga_list *sl = NULL;
+	ck_assert_int_eq(saga_client_list(c, &fi, &sl), SAGA_EINVAL);
+	ck_assert_ptr_null(sl);
 	saga_client_free(c);
 }
 END_TEST

@@ -37,6 +37,8 @@ main(void)
 	saga_state states[2];
 	saga_list_filter f;
 	saga_start_opts o;
+	saga_start_opts oi = SAGA_START_OPTS_INIT;
+	saga_list_filter fi = SAGA_LIST_FILTER_INIT;
 	saga_step_kind k = SAGA_COMPENSATION;
 	saga_step_state ss = SAGA_STEP_COMP_FAILED;
 	saga_registered reg;
@@ -68,6 +70,11 @@ main(void)
 	(void)h;
 	(void)l;
 	(void)k;
+	if (oi.struct_size != sizeof(saga_start_opts) || oi.version != 0 ||
+	    fi.struct_size != sizeof(saga_list_filter) || fi.limit != 0) {
+		fprintf(stderr, "the *_INIT macros do not size the structs\n");
+		return 1;
+	}
 
 	if (SAGA_VERSION_MAJOR != 0 || SAGA_VERSION_MINOR != 1 || SAGA_VERSION_PATCH != 0 ||
 	    SAGA_OK != 0 || SAGA_EUNSUPPORTED != 15 ||

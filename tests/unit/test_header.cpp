@@ -22,6 +22,10 @@ main()
 	saga_handler_fn h = on_step;
 	saga_list_filter f = saga_list_filter();
 	saga_start_opts o = saga_start_opts();
+	saga_start_opts oi = SAGA_START_OPTS_INIT;
+	saga_list_filter fi = SAGA_LIST_FILTER_INIT;
+	if (oi.struct_size != sizeof(saga_start_opts) || fi.struct_size != sizeof(saga_list_filter))
+		return 1;
 	saga_info info = saga_info();
 	saga_step step = saga_step();
 	(void)h;
