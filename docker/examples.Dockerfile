@@ -22,6 +22,11 @@ RUN meson setup /build --buildtype=release --prefix=/usr --libdir=lib -Dtests=fa
  && meson install -C /build --destdir /staging
 
 FROM debian:12-slim
+# OCI annotations (https://github.com/opencontainers/image-spec, annotations.md).
+LABEL org.opencontainers.image.title="saga-examples" \
+      org.opencontainers.image.description="the order saga example participants (inventory, payment, shipping) and order-client, on libsaga" \
+      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.base.name="docker.io/library/debian:12-slim"
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libpq5 libnng1 libprotobuf-c1 \
  && rm -rf /var/lib/apt/lists/*

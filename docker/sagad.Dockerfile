@@ -36,6 +36,11 @@ RUN apt-get update \
 COPY docker/dev-certs.sh /usr/local/bin/dev-certs
 
 FROM debian:12-slim
+# OCI annotations (https://github.com/opencontainers/image-spec, annotations.md).
+LABEL org.opencontainers.image.title="sagad" \
+      org.opencontainers.image.description="sagad, the saga orchestrator: sagas and their outbox in PostgreSQL, steps dispatched over nng, compensation in reverse" \
+      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.base.name="docker.io/library/debian:12-slim"
 # libnng1 pulls in mbedtls (tls+tcp://). No PostgreSQL server: sagad's
 # embedded database is for laptops; here SAGAD_DB must name one.
 RUN apt-get update \

@@ -139,6 +139,11 @@ for df in "${dockerfiles[@]}"; do
 		bindir="$prefix/bin" libdir="$prefix/$libdir" includedir="$prefix/include" \
 		sysconfdir="$sysconfdir" datadir="$prefix/share" unitdir="$prefix/lib/systemd/system" \
 		sysusersdir="$prefix/lib/sysusers.d" version="$PKG_VERSION")
+	# OCI annotations: a title, and the version of this source tree.
+	label_version=$(sed -n 's/.*org\.opencontainers\.image\.version="\([^"]*\)".*/\1/p' "$path")
+	[[ "$label_version" == "$PKG_VERSION" ]] ||
+		fail "$df: org.opencontainers.image.version is '$label_version', not $PKG_VERSION"
+	grep -q 'org\.opencontainers\.image\.title=' "$path" || fail "$df: no org.opencontainers.image.title"
 	staging=$(grep -oE 'meson install .*--destdir +[^ ]+' "$path" | awk '{ print $NF }' | head -n 1)
 	[[ -n "$staging" ]] || fail "$df: no meson install --destdir"
 
