@@ -16,6 +16,18 @@
 
 #include "sagawire.pb-c.h"
 
+/* The participant protocol version (docs/PROTOCOL.md, "Versions"), sent by
+ * libsaga in every Request.protocol as MAJOR * 1000 + MINOR. A MINOR adds
+ * fields that older peers skip; a MAJOR changes meaning, and sagad refuses
+ * a MAJOR it does not speak. Bump WIRE_PROTOCOL_MINOR with every field
+ * added to sagawire.proto that a peer may rely on. */
+#define WIRE_PROTOCOL_MAJOR       1u
+#define WIRE_PROTOCOL_MINOR       0u
+#define WIRE_PROTOCOL_VERSION     (WIRE_PROTOCOL_MAJOR * 1000u + WIRE_PROTOCOL_MINOR)
+/* The major and minor of a Request.protocol value; 0 (not sent) is 1.0. */
+#define WIRE_PROTOCOL_MAJOR_OF(v) ((v) == 0 ? 1u : (unsigned)(v) / 1000u)
+#define WIRE_PROTOCOL_MINOR_OF(v) ((v) == 0 ? 0u : (unsigned)(v) % 1000u)
+
 /* Deepest message nesting accepted (sagawire needs 4; descriptor sets
  * about 10 for ordinary .proto files). */
 #define WIRE_MAX_DEPTH  32

@@ -2,12 +2,15 @@
  * may send it. See route.h. */
 #include "route.h"
 
+#include <pthread.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "auth.h"
 #include "engine.h"
 #include "forward.h"
+#include "log.h"
 #include "reader.h"
 #include "saga_base.h"
 #include "wire.h"
@@ -144,9 +147,63 @@ serve(PGconn *c, rpc_req *r, const route_entry *t)
 	}
 }
 
+/* A caller speaking a protocol major this sagad does not: logged once per
+ * VERSION_LOG_MS at most (a participant retries its poll in a loop), with
+ * the count of the others. */
+#define VERSION_LOG_MS 10000
+static struct {
+	pthread_mutex_t mu;
+	int64_t window_ms;
+	unsigned refused;
+} V = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+/* Refuses r if it speaks a protocol major this sagad does not
+ * (docs/PROTOCOL.md, "Versions"); returns -1 then, 0 to go on. */
+static int
+check_protocol(rpc_req *r)
+{
+	uint32_t v = r->req->protocol;
+	unsigned major = WIRE_PROTOCOL_MAJOR_OF(v), minor = WIRE_PROTOCOL_MINOR_OF(v);
+	if (major == WIRE_PROTOCOL_MAJOR)
+		return 0;
+	int64_t now = wire_mono_ms();
+	unsigned others = 0;
+	bool log = false;
+	pthread_mutex_lock(&V.mu);
+	if (V.window_ms == 0 || now - V.window_ms >= VERSION_LOG_MS) {
+		others = V.refused;
+		V.refused = 0;
+		V.window_ms = now;
+		log = true;
+	} else {
+		V.refused++;
+	}
+	pthread_mutex_unlock(&V.mu);
+	if (log && SLOG_WARN <= slog_level) {
+		char peer[128], more[64] = "";
+		rpc_pipe_peer(r->pipe_id, peer, sizeof(peer));
+		if (others > 0)
+			snprintf(more, sizeof(more), " (%u more refused since the last such line)",
+			    others);
+		slog_warn("refused a request of protocol %u.%u on connection %u (%s): this sagad "
+			  "speaks %u.%u%s",
+		    major, minor, r->pipe_id, peer, WIRE_PROTOCOL_MAJOR, WIRE_PROTOCOL_MINOR, more);
+	}
+	rpc_reply_error(r, SAGA_EUNSUPPORTED,
+	    "protocol version %u.%u is not supported: this sagad speaks protocol %u.%u "
+	    "(major %u only; docs/PROTOCOL.md)",
+	    major, minor, WIRE_PROTOCOL_MAJOR, WIRE_PROTOCOL_MINOR, WIRE_PROTOCOL_MAJOR);
+	return -1;
+}
+
 void
 route_request(rpc_req *r)
 {
+	/* First: a request of another major may mean anything else, its
+	 * credential and body included. Forwarded requests were checked by
+	 * the sagad that received them. */
+	if (!r->forwarded && check_protocol(r) != 0)
+		return;
 	size_t b = (size_t)r->req->body_case;
 	const route_entry *t = b < sizeof(table) / sizeof(table[0]) ? &table[b] : NULL;
 	if (t == NULL || (t->engine == NULL && t->reader == NULL)) {

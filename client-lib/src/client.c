@@ -360,6 +360,7 @@ call(saga_client *c, const Sagawire__Request *req, Sagawire__Response__BodyCase 
 	Sagawire__Request q = *req;
 	if (c->credential != NULL)
 		q.credential = c->credential;
+	q.protocol = WIRE_PROTOCOL_VERSION;
 	if ((rv = wire_pack_msg(&q.base, &msg)) != SAGA_OK) {
 		sl_seterr(c->errmsg, "out of memory packing the request");
 		return rv;

@@ -1237,6 +1237,7 @@ poller_main(void *arg)
 		req.poll = &poll;
 		if (w->credential != NULL)
 			req.credential = w->credential;
+		req.protocol = WIRE_PROTOCOL_VERSION;
 		if (wire_pack_msg(&req.base, &msg) != SAGA_OK) {
 			poll_failed(w, l);
 			backoff = next_backoff(backoff);
@@ -1354,6 +1355,7 @@ send_report(sl_link *l, sl_result **rs, size_t n)
 		req.report = &rep;
 		if (w->credential != NULL)
 			req.credential = w->credential;
+		req.protocol = WIRE_PROTOCOL_VERSION;
 		rv = wire_pack_msg(&req.base, &msg);
 		free(wr);
 		free(wp);
@@ -1445,6 +1447,7 @@ send_probe(sl_link *l)
 	req.report = &rep;
 	if (w->credential != NULL)
 		req.credential = w->credential;
+	req.protocol = WIRE_PROTOCOL_VERSION;
 	if (wire_pack_msg(&req.base, &msg) != SAGA_OK)
 		return SAGA_OK;
 	LOG(w, SAGA_LOG_DEBUG, "no answer to a poll from sagad at %s for %d s: probing", l->url,

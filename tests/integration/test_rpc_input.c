@@ -842,6 +842,170 @@ START_TEST(saga_memory_is_bounded_in_bytes_and_frees_as_sagas_finish)
 }
 END_TEST
 
+/* ---- protocol versions (docs/PROTOCOL.md, "Versions") --------------------- */
+
+/* A packed Request of protocol `protocol` (0: the field left out) whose
+ * body is a Start of ittest.Linear3 with idempotency key `key`. */
+static uint8_t *
+pack_versioned_start(uint32_t protocol, const char *key, const char *input, size_t *len)
+{
+	Sagawire__Request q = SAGAWIRE__REQUEST__INIT;
+	Sagawire__StartRequest st = SAGAWIRE__START_REQUEST__INIT;
+	st.definition = "ittest.Linear3";
+	st.input.data = (uint8_t *)input;
+	st.input.len = strlen(input);
+	st.idempotency_key = (char *)key;
+	q.protocol = protocol;
+	q.body_case = SAGAWIRE__REQUEST__BODY_START;
+	q.start = &st;
+	*len = sagawire__request__get_packed_size(&q);
+	uint8_t *buf = malloc(*len);
+	ck_assert_ptr_nonnull(buf);
+	sagawire__request__pack(&q, buf);
+	return buf;
+}
+
+/* A raw start of protocol `protocol` must be served: returns the saga id
+ * (malloc'd), final and completed. */
+static char *
+expect_versioned_start_ok(ths *t, uint32_t protocol, const char *key)
+{
+	size_t len;
+	int rv = 0;
+	uint8_t *buf = pack_versioned_start(protocol, key, "tag=versioned", &len);
+	Sagawire__Response *resp = raw_call(t, buf, len, 10000, &rv);
+	free(buf);
+	ck_assert_msg(resp != NULL, "protocol %u: no reply: %s", protocol, nng_strerror(rv));
+	ck_assert_msg(resp->error == NULL, "protocol %u refused: %s", protocol,
+	    resp->error != NULL ? resp->error->message : "");
+	ck_assert_int_eq(resp->body_case, SAGAWIRE__RESPONSE__BODY_START);
+	ck_assert_int_eq(resp->start->existing, 0);
+	char *id = strdup(resp->start->saga_id);
+	sagawire__response__free_unpacked(resp, NULL);
+	saga_info *info = ths_wait_final_ok(t, id, WAIT_MS);
+	ck_assert_msg(info->state == SAGA_STATE_COMPLETED, "saga of protocol %u is %s", protocol,
+	    saga_state_name(info->state));
+	ck_assert_str_eq(info->idempotency_key, key);
+	saga_info_free(info);
+	return id;
+}
+
+/* sagad refuses a request of a protocol major it does not speak with
+ * SAGA_EUNSUPPORTED naming both versions, whatever the request (a start,
+ * a poll, a report, one without a body), and nothing changes; the current
+ * version, a newer minor of it, and a request without the field (a libsaga
+ * from before versions) are served. */
+START_TEST(protocol_unknown_major_is_refused_current_newer_minor_and_missing_are_served)
+{
+	ths *t = world("ri_protocol");
+	saga_client *c = ths_client(t);
+	ths_register_sagas_ok(t);
+	char *before_id = ths_start_ok(t, "ittest.Linear3", "tag=before");
+	saga_info *before = ths_wait_final_ok(t, before_id, WAIT_MS);
+	ck_assert_int_eq(before->state, SAGA_STATE_COMPLETED);
+
+	/* Unknown majors: 2.0, 2.5, 9.999 and 0.999 (below 1000). */
+	static const struct {
+		uint32_t v;
+		const char *shown;
+	} bad[] = { { 2000, "2.0" }, { 2005, "2.5" }, { 9999, "9.999" }, { 999, "0.999" } };
+	char what[128], key[64];
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		size_t len;
+		snprintf(key, sizeof(key), "proto-bad-%u", bad[i].v);
+		uint8_t *buf = pack_versioned_start(bad[i].v, key, "tag=never", &len);
+		snprintf(what, sizeof(what), "start of protocol %u", bad[i].v);
+		expect_error(t, what, buf, len, SAGA_EUNSUPPORTED, bad[i].shown);
+		expect_error(t, what, buf, len, SAGA_EUNSUPPORTED, "this sagad speaks protocol 1.");
+		free(buf);
+	}
+	/* A poll and a report of major 2: no work is handed out, no outcome
+	 * taken, the participant is not created. */
+	{
+		Sagawire__Request q = SAGAWIRE__REQUEST__INIT;
+		Sagawire__WorkPoll poll = SAGAWIRE__WORK_POLL__INIT;
+		poll.participant = "p-from-the-future";
+		poll.capacity = 4;
+		q.protocol = 2000;
+		q.body_case = SAGAWIRE__REQUEST__BODY_POLL;
+		q.poll = &poll;
+		size_t len = sagawire__request__get_packed_size(&q);
+		uint8_t *buf = malloc(len);
+		ck_assert_ptr_nonnull(buf);
+		sagawire__request__pack(&q, buf);
+		expect_error(t, "poll of protocol 2.0", buf, len, SAGA_EUNSUPPORTED, "2.0");
+		free(buf);
+
+		uint8_t uuid[16];
+		ck_assert_int_eq(wire_uuid_parse(before_id, uuid), 0);
+		Sagawire__Result res = SAGAWIRE__RESULT__INIT;
+		Sagawire__Result *resp[1] = { &res };
+		res.saga_id.data = uuid, res.saga_id.len = 16, res.step = "A";
+		res.kind = SAGAWIRE__STEP_KIND__STEP_ACTION, res.attempt = 1;
+		res.outcome = SAGAWIRE__OUTCOME__OUTCOME_FAIL, res.error = "from the future";
+		Sagawire__Report rep = SAGAWIRE__REPORT__INIT;
+		rep.participant = "pA";
+		rep.n_results = 1;
+		rep.results = resp;
+		q.body_case = SAGAWIRE__REQUEST__BODY_REPORT;
+		q.report = &rep;
+		len = sagawire__request__get_packed_size(&q);
+		buf = malloc(len);
+		ck_assert_ptr_nonnull(buf);
+		sagawire__request__pack(&q, buf);
+		expect_error(t, "report of protocol 2.0", buf, len, SAGA_EUNSUPPORTED, "2.0");
+		free(buf);
+	}
+	/* Major 2 with no body, and with a body this sagad does not know: the
+	 * version is what is wrong, and said first. */
+	static const uint8_t v2_empty[] = { 0x10, 0xd0, 0x0f };                     /* 2 = 2000 */
+	static const uint8_t v2_unknown[] = { 0x10, 0xd0, 0x0f, 0x98, 0x06, 0x01 }; /* + 99 */
+	expect_error(t, "empty request of protocol 2.0", v2_empty, sizeof(v2_empty),
+	    SAGA_EUNSUPPORTED, "protocol version 2.0");
+	expect_error(t, "unknown body of protocol 2.0", v2_unknown, sizeof(v2_unknown),
+	    SAGA_EUNSUPPORTED, "protocol version 2.0");
+
+	/* Nothing changed: the one saga, untouched; no participant made. */
+	saga_list *l = NULL;
+	ck_assert_int_eq(saga_client_list(c, NULL, &l), SAGA_OK);
+	ck_assert_uint_eq(l->count, 1);
+	saga_list_free(l);
+	saga_info *after = NULL;
+	ck_assert_int_eq(saga_client_get(c, before_id, &after), SAGA_OK);
+	ck_assert_int_eq(after->state, before->state);
+	ck_assert_int_eq(after->updated_us, before->updated_us);
+	saga_info_free(after);
+	saga_participant_list *pl = NULL;
+	ck_assert_int_eq(saga_client_participants(c, &pl), SAGA_OK);
+	for (size_t i = 0; i < pl->count; i++)
+		ck_assert_str_ne(pl->participants[i].name, "p-from-the-future");
+	saga_participant_list_free(pl);
+	/* The log says it, once per 10 s at most. */
+	char *log = th_read_file(ths_sagad_log(t), NULL);
+	ck_assert_ptr_nonnull(log);
+	ck_assert_msg(strstr(log, "refused a request of protocol 2.0") != NULL,
+	    "no log line about the refused protocol");
+	free(log);
+
+	/* Served: the current version, a newer minor of major 1, and none. */
+	char *ids[3];
+	ids[0] = expect_versioned_start_ok(t, WIRE_PROTOCOL_VERSION, "proto-current");
+	ids[1] = expect_versioned_start_ok(t, 1999, "proto-newer-minor");
+	ids[2] = expect_versioned_start_ok(t, 0, "proto-missing");
+	ck_assert_int_eq(saga_client_list(c, NULL, &l), SAGA_OK);
+	ck_assert_uint_eq(l->count, 4);
+	saga_list_free(l);
+	for (int i = 0; i < 3; i++)
+		free(ids[i]);
+	/* libsaga's own client and participant (current version) still work. */
+	assert_saga_completes(t, "tag=after");
+	assert_sagad_alive(t);
+	saga_info_free(before);
+	saga_string_free(before_id);
+	ths_free(t);
+}
+END_TEST
+
 static Suite *
 rpc_input_suite(void)
 {
@@ -857,6 +1021,8 @@ rpc_input_suite(void)
 	tcase_add_test(tc, every_endpoint_refuses_wrong_types_nesting_invalid_utf8_and_nul_bytes);
 	tcase_add_test(tc, connection_cap_lets_clients_in_after_a_flood_and_wrong_protocol_peers);
 	tcase_add_test(tc, saga_memory_is_bounded_in_bytes_and_frees_as_sagas_finish);
+	tcase_add_test(
+	    tc, protocol_unknown_major_is_refused_current_newer_minor_and_missing_are_served);
 	suite_add_tcase(s, tc);
 	return s;
 }

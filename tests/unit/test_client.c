@@ -312,9 +312,12 @@ START_TEST(client_sends_its_credential_with_every_call_and_refuses_bad_ones)
 	ck_assert_int_eq(saga_client_set_credential(c, cred), SAGA_OK);
 	ck_assert_int_eq(saga_client_get(c, "x", &i), SAGA_ENOTFOUND);
 	ck_assert_str_eq(last_req->credential, cred);
+	/* and the protocol version it speaks (docs/PROTOCOL.md) */
+	ck_assert_uint_eq(last_req->protocol, WIRE_PROTOCOL_VERSION);
 	saga_list *l = NULL;
 	ck_assert_int_eq(saga_client_list(c, NULL, &l), SAGA_ENOTFOUND);
 	ck_assert_str_eq(last_req->credential, cred);
+	ck_assert_uint_eq(last_req->protocol, WIRE_PROTOCOL_VERSION);
 	/* Not a credential: refused, the one set stays. */
 	ck_assert_int_eq(saga_client_set_credential(c, "has space"), SAGA_EINVAL);
 	ck_assert_int_eq(saga_client_set_credential(c, "line\n"), SAGA_EINVAL);

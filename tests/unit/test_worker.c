@@ -67,6 +67,9 @@ static struct {
 	char last_instance[64];
 	char last_poll_credential[128];   /* what the last poll carried */
 	char last_report_credential[128]; /* and the last report */
+	int versioned_polls;              /* polls and reports carrying */
+	int versioned_reports;            /* WIRE_PROTOCOL_VERSION */
+	int unversioned;                  /* requests carrying another Request.protocol */
 	void *owned[MAX_OWNED];
 	size_t n_owned;
 } F = { .mu = PTHREAD_MUTEX_INITIALIZER,
@@ -213,6 +216,12 @@ fake_main(void *arg)
 		snprintf(req->body_case == SAGAWIRE__REQUEST__BODY_POLL ? F.last_poll_credential
 									: F.last_report_credential,
 		    sizeof(F.last_poll_credential), "%s", req->credential);
+		if (req->protocol != WIRE_PROTOCOL_VERSION)
+			F.unversioned++;
+		else if (req->body_case == SAGAWIRE__REQUEST__BODY_POLL)
+			F.versioned_polls++;
+		else
+			F.versioned_reports++;
 		pthread_mutex_unlock(&F.mu);
 		if (req->body_case == SAGAWIRE__REQUEST__BODY_POLL)
 			serve_poll(ctx, aio, req->poll);
@@ -644,6 +653,10 @@ START_TEST(outcomes_are_reported_with_outputs_and_errors)
 	/* Invalid UTF-8 in an error is replaced, not sent as an invalid string. */
 	g = result_for("Text");
 	ck_assert_str_eq(g->error, "caf\xc3\xa9 ?!");
+	/* Every poll and report says which protocol it speaks. */
+	ck_assert_int_ge(F.versioned_polls, 1);
+	ck_assert_int_ge(F.versioned_reports, 1);
+	ck_assert_int_eq(F.unversioned, 0);
 	pthread_mutex_unlock(&F.mu);
 	ck_assert_int_eq(worker_stop(), SAGA_OK);
 }
