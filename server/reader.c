@@ -493,6 +493,7 @@ reader_register(PGconn *c, rpc_req *r)
 	}
 	/* One register at a time per sagad: a second one would hold another
 	 * reader, and with them every get and list, for as long. */
+	bool locked = true;
 	if (pthread_mutex_trylock(&register_mu) != 0) {
 		defn_free_array(defs, n);
 		rpc_reply_error(r, SAGA_EBUSY,
@@ -518,6 +519,9 @@ reader_register(PGconn *c, rpc_req *r)
 	}
 	rv = store_register(c, q->descriptor_set.data, q->descriptor_set.len, defs, n, q->force,
 	    out, err, sizeof(err));
+	/* Released before the reply: the caller may register again at once. */
+	pthread_mutex_unlock(&register_mu);
+	locked = false;
 	if (rv != 0) {
 		rpc_reply_error(r, rv, "cannot store definitions: %s", err);
 		goto done;
@@ -543,7 +547,8 @@ done:
 	free(outp);
 	if (defs)
 		defn_free_array(defs, n);
-	pthread_mutex_unlock(&register_mu);
+	if (locked)
+		pthread_mutex_unlock(&register_mu);
 }
 
 /* ---- describe ---------------------------------------------------------------- */

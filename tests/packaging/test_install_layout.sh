@@ -101,6 +101,11 @@ fi
 if command -v pkg-config >/dev/null && command -v cc >/dev/null; then
 	flags=$(PKG_CONFIG_PATH=$dest$PKG_LIBDIR/pkgconfig PKG_CONFIG_SYSROOT_DIR=$dest \
 		pkg-config --cflags --libs libsaga)
+	# A libsaga built with sanitizers (tests/run.sh --asan) needs them at
+	# link time too.
+	if nm -D "$dest$PKG_LIBDIR/libsaga.so" 2>/dev/null | grep -q __asan_; then
+		flags="$flags -fsanitize=address,undefined"
+	fi
 	for inc in '<saga.h>' '<saga/saga.h>'; do
 		printf '#include %s\nint main(void) { return saga_version() == 0; }\n' \
 			"$inc" >"$work/use.c"
