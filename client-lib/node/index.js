@@ -261,7 +261,8 @@ function bytes(input, what) {
 }
 
 /**
- * A client of sagad: every call is a Promise and runs off the event loop.
+ * A client of sagad: every call returns a Promise (bad arguments reject it
+ * too) and runs off the event loop, on libuv's thread pool.
  */
 class Client {
   constructor(options = {}) {
@@ -280,47 +281,47 @@ class Client {
   }
 
   /** Registers every saga in a serialized FileDescriptorSet (protoc --include_imports --descriptor_set_out). */
-  register(descriptorSet, { force = false } = {}) {
+  async register(descriptorSet, { force = false } = {}) {
     return this._call('register', bytes(descriptorSet, 'descriptorSet') || Buffer.alloc(0), !!force);
   }
 
   /** Starts a saga; resolves {sagaId, existing}. */
-  start(definition, input, options = {}) {
+  async start(definition, input, options = {}) {
     return this._call('start', definition, bytes(input, 'input'), options);
   }
 
   /** Starts a saga and waits for its end (options.timeoutMs, default: no limit); resolves {sagaId, state, existing}. */
-  run(definition, input, options = {}) {
+  async run(definition, input, options = {}) {
     return this._call('run', definition, bytes(input, 'input'), { timeoutMs: -1, ...options });
   }
 
   /** Full status of one saga. */
-  get(sagaId, { reveal = false } = {}) {
+  async get(sagaId, { reveal = false } = {}) {
     return this._call('get', sagaId, !!reveal);
   }
 
   /** Waits until the saga is final (options.timeoutMs, default: no limit); resolves its status. */
-  wait(sagaId, { timeoutMs = -1 } = {}) {
+  async wait(sagaId, { timeoutMs = -1 } = {}) {
     return this._call('wait', sagaId, { timeoutMs });
   }
 
   /** Lists sagas, newest first. */
-  list(filter = {}) {
+  async list(filter = {}) {
     return this._call('list', filter);
   }
 
   /** Cancels a running saga; resolves its state after. */
-  cancel(sagaId, reason) {
+  async cancel(sagaId, reason) {
     return this._call('cancel', sagaId, reason);
   }
 
   /** Retries a step now (operator); resolves the saga's state after. */
-  retry(sagaId, step, reason) {
+  async retry(sagaId, step, reason) {
     return this._call('retryStep', sagaId, step, reason);
   }
 
   /** Marks a step done by hand (operator; reason required); resolves the saga's state after. */
-  skip(sagaId, step, reason) {
+  async skip(sagaId, step, reason) {
     return this._call('skipStep', sagaId, step, reason);
   }
 
