@@ -142,6 +142,22 @@ test('a step for an rpc the participant has no handler for fails with a clear er
   await p.stop();
 });
 
+test('a Node.js participant killed with SIGKILL mid-step has its step redelivered to a replica', async () => {
+  const a = await participant('slow');
+  const c = sagad.client;
+  const { sagaId } = await c.start('nodetest.Slow', text('sleep=400;beat=1'));
+  await a.waitFor(new RegExp(`^START Work ${sagaId} attempt=1`));
+  a.child.kill('SIGKILL');
+  assert.equal((await a.exited).signal, 'SIGKILL');
+  const b = await participant('slow');
+  const info = await c.wait(sagaId, { timeoutMs: 20000 });
+  assert.equal(info.state, 'completed');
+  const seen = await b.waitFor(new RegExp(`^START Work ${sagaId} `));
+  assert.ok(!a.lines.some((l) => l.startsWith('WARN')), a.lines.join('\n'));
+  assert.ok(seen);
+  await b.stop();
+});
+
 test('misuse of the Worker API throws at once with a clear error', async () => {
   assert.throws(() => new saga.Worker(), TypeError);
   assert.throws(() => new saga.Worker({ url: sagad.url }), /participant must be a non-empty string/);
