@@ -43,6 +43,13 @@ function descriptorSet(dir) {
   return fs.readFileSync(out);
 }
 
+// sagad does not get a sanitizer preloaded into node for the addon.
+function sagadEnv() {
+  const env = { ...process.env };
+  delete env.LD_PRELOAD;
+  return env;
+}
+
 /** Starts sagad on its own PostgreSQL; resolves {url, client, stop()} once it answers. */
 async function startSagad() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'saga-node-'));
@@ -52,7 +59,7 @@ async function startSagad() {
   const log = fs.openSync(path.join(dir, 'sagad.log'), 'a');
   const child = spawn(sagadBin(), [
     '--allow-root', '--data-dir', path.join(dir, 'data'), '--listen', url, '--log-level', 'info',
-  ], { stdio: ['ignore', log, log] });
+  ], { stdio: ['ignore', log, log], env: sagadEnv() });
   let exited = null;
   child.on('exit', (code, sig) => { exited = { code, sig }; });
   const client = new saga.Client({ url, timeoutMs: 5000 });
