@@ -16,6 +16,9 @@ const pkgDir = path.resolve(__dirname, '..');
 function env() {
   const e = { ...process.env, npm_config_audit: 'false', npm_config_fund: 'false' };
   delete e.SAGA_NODE_ADDON; // the installed package must load its own build
+  // npm and node-gyp run without a sanitizer preload (run.sh sets one for
+  // a sanitizer build); only loading the addon needs it.
+  delete e.LD_PRELOAD;
   if (process.env.SAGA_PKG_CONFIG_PATH) {
     e.PKG_CONFIG_PATH = [process.env.SAGA_PKG_CONFIG_PATH, process.env.PKG_CONFIG_PATH]
       .filter(Boolean).join(':');
@@ -52,7 +55,7 @@ test('npm pack, then npm install of the tarball into a new project offline build
       const c = new s.Client({ url: 'tcp://127.0.0.1:1', timeoutMs: 2000 });
       c.get('00000000-0000-4000-8000-000000000000').catch((e) => {
         console.log(s.libsagaVersion, e instanceof s.SagaConnectionError, e.codeName);
-      });`], { cwd: app, env: e }).toString().trim();
+      });`], { cwd: app, env: { ...e, LD_PRELOAD: process.env.LD_PRELOAD || '' } }).toString().trim();
     assert.equal(out, '0.1.0 true SAGA_ECONN');
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
