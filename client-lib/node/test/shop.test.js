@@ -66,7 +66,7 @@ test('a RetryableError retries the step with the next attempt, then it succeeds'
   assert.match(failed[0].detail, /Reserve is not ready \(attempt 1\)/);
 });
 
-test('client: start, wait, list, cancel, retry and skip, with typed errors', async () => {
+test('client: start, run, wait, list, cancel, retry and skip, with typed errors and timeouts', async () => {
   const c = sagad.client;
   const { sagaId } = await c.start('nodetest.Shop', text('ok'), { businessKey: 'list-me' });
   const done = await c.wait(sagaId, { timeoutMs: 20000 });
@@ -96,7 +96,24 @@ test('client: start, wait, list, cancel, retry and skip, with typed errors', asy
   await assert.rejects(c.start('nodetest.Shop', 'a string'), TypeError);
   await assert.rejects(c.list({ states: ['nonsense'] }), RangeError);
 
-  // A cancel of a running saga: Reserve is held back by retries.
+  // run and wait that time out still say which saga and where it is.
+  await assert.rejects(c.run('nodetest.Shop', text('retry=Reserve:2'), { timeoutMs: 1 }), (e) => {
+    assert.ok(e instanceof saga.SagaTimeoutError, e.stack);
+    assert.equal(e.code, 5);
+    assert.match(e.sagaId, /^[0-9a-f-]{36}$/);
+    assert.equal(e.state, 'running');
+    return true;
+  });
+  const held = await c.start('nodetest.Shop', text('retry=Charge:2'));
+  await assert.rejects(c.wait(held.sagaId, { timeoutMs: 1 }), (e) => {
+    assert.ok(e instanceof saga.SagaTimeoutError, e.stack);
+    assert.equal(e.info.sagaId, held.sagaId);
+    assert.equal(e.info.state, 'running');
+    return true;
+  });
+  assert.equal((await c.wait(held.sagaId, { timeoutMs: 20000 })).state, 'completed');
+
+  // A cancel of a running saga: Charge is held back by retries.
   const slow = await c.start('nodetest.Shop', text('retry=Charge:2'));
   const state = await c.cancel(slow.sagaId, 'changed my mind');
   assert.ok(['compensating', 'compensated'].includes(state), state);
