@@ -113,6 +113,10 @@ export interface WorkerOptions {
   instance?: string;
   /** Largest message accepted, in bytes. */
   maxMessage?: number;
+  /** libsaga's log lines (connections, retries, handlers), on the event loop. Default: none. */
+  log?: (level: 'error' | 'warn' | 'info' | 'debug', line: string) => void;
+  /** The most detailed level passed to log (default 'info'). */
+  logLevel?: 'error' | 'warn' | 'info' | 'debug';
   /** A handler misbehaved (bad result, non-Error throw, late settle). Default: process.emitWarning. */
   onError?: (err: Error) => void;
 }

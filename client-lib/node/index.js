@@ -128,6 +128,12 @@ class Worker {
     this._running = null;
     this._inFlight = 0;
     this._onError = options.onError || null;
+    const levels = ['error', 'warn', 'info', 'debug'];
+    const { log, logLevel = 'info' } = options;
+    if (log !== undefined && typeof log !== 'function') throw new TypeError('log must be a function');
+    if (!levels.includes(logLevel)) throw new TypeError(`logLevel must be one of ${levels.join(', ')}`);
+    this._log = log || null;
+    this._logLevel = levels.indexOf(logLevel);
   }
 
   /**
@@ -155,7 +161,14 @@ class Worker {
     if (this._handlers.size === 0) {
       throw new errorClasses.SagaStateError(10, 'a Worker needs at least one handler before run()');
     }
-    this._running = this._native.run((raw, job) => this._dispatch(raw, job));
+    const log = this._log && ((level, line) => {
+      try {
+        this._log(level, line);
+      } catch {
+        // a broken log function must not break the worker
+      }
+    });
+    this._running = this._native.run((raw, job) => this._dispatch(raw, job), log, this._logLevel);
     return this._running;
   }
 

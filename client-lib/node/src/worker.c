@@ -75,6 +75,12 @@ struct sn_worker {
 	int stopping; /* the environment goes away: handlers answer at once */
 	int cleanup_hook;
 	uint32_t active; /* libsaga handler threads inside on_step */
+	/* libsaga's log lines, to the JavaScript log function on the loop. A
+	 * lock of its own: libsaga may log while sw->mu is held (heartbeat). */
+	pthread_mutex_t log_mu;
+	napi_threadsafe_function log_tsfn;
+	int log_open;  /* log_tsfn may be called */
+	int log_level; /* lines above this level are dropped before queueing */
 	int run_rv;
 	char errmsg[1024];
 };
@@ -298,9 +304,66 @@ run_main(void *arg)
 	return NULL;
 }
 
+/* A log line on its way to the loop. */
+typedef struct sn_log_line {
+	int level;
+	char text[];
+} sn_log_line;
+
+/* libsaga's log callback, on any of its threads. */
+static void
+log_cb(saga_log_level level, const char *line, void *user)
+{
+	sn_worker *sw = user;
+	if ((int)level > sw->log_level)
+		return;
+	size_t n = strlen(line);
+	sn_log_line *l = malloc(sizeof(*l) + n + 1);
+	if (l == NULL)
+		return;
+	l->level = (int)level;
+	memcpy(l->text, line, n + 1);
+	pthread_mutex_lock(&sw->log_mu);
+	if (!sw->log_open ||
+	    napi_call_threadsafe_function(sw->log_tsfn, l, napi_tsfn_nonblocking) != napi_ok) {
+		free(l);
+	}
+	pthread_mutex_unlock(&sw->log_mu);
+}
+
+static void
+call_js_log(napi_env env, napi_value js_cb, void *context, void *data)
+{
+	static const char *names[] = { "error", "warn", "info", "debug" };
+	sn_log_line *l = data;
+	napi_value argv[2], undef;
+	if (env != NULL &&
+	    napi_create_string_utf8(env, names[l->level & 3], NAPI_AUTO_LENGTH, &argv[0]) ==
+		napi_ok &&
+	    napi_create_string_utf8(env, l->text, NAPI_AUTO_LENGTH, &argv[1]) == napi_ok &&
+	    napi_get_undefined(env, &undef) == napi_ok) {
+		/* index.js catches what the user's log function throws. */
+		napi_call_function(env, undef, js_cb, 2, argv, NULL);
+	}
+	free(l);
+}
+
+/* No log line is queued after this; the tsfn is let go. */
+static void
+log_close(sn_worker *sw)
+{
+	pthread_mutex_lock(&sw->log_mu);
+	if (sw->log_open) {
+		sw->log_open = 0;
+		napi_release_threadsafe_function(sw->log_tsfn, napi_tsfn_release);
+	}
+	pthread_mutex_unlock(&sw->log_mu);
+}
+
 static void
 worker_destroy(sn_worker *sw)
 {
+	log_close(sw);
 	saga_worker_free(sw->w);
 	sw->w = NULL;
 }
@@ -359,6 +422,7 @@ worker_finalize(napi_env env, void *data, void *hint)
 	worker_destroy(sw);
 	pthread_cond_destroy(&sw->cv);
 	pthread_mutex_destroy(&sw->mu);
+	pthread_mutex_destroy(&sw->log_mu);
 	free(sw);
 }
 
@@ -420,6 +484,7 @@ worker_ctor(napi_env env, napi_callback_info info)
 		goto done;
 	}
 	pthread_mutex_init(&sw->mu, NULL);
+	pthread_mutex_init(&sw->log_mu, NULL);
 	pthread_condattr_t ca_attr;
 	pthread_condattr_init(&ca_attr);
 	pthread_condattr_setclock(&ca_attr, CLOCK_MONOTONIC);
@@ -454,6 +519,7 @@ fail:
 		saga_worker_free(sw->w);
 		pthread_cond_destroy(&sw->cv);
 		pthread_mutex_destroy(&sw->mu);
+		pthread_mutex_destroy(&sw->log_mu);
 		free(sw);
 	}
 	self = NULL;
@@ -500,12 +566,14 @@ done:
 	return NULL;
 }
 
-/* run(onStep(step, job)) -> Promise: serves until stop(). */
+/* run(onStep(step, job), onLog(level, line) | undefined, logLevel 0..3)
+ * -> Promise: serves until stop(). */
 static napi_value
 m_run(napi_env env, napi_callback_info info)
 {
-	size_t argc = 1;
-	napi_value argv[1], self, promise, name;
+	size_t argc = 3;
+	napi_value argv[3], self, promise, name;
+	napi_valuetype lt = napi_undefined;
 	napi_valuetype t;
 	sn_worker *sw;
 
@@ -518,6 +586,20 @@ m_run(napi_env env, napi_callback_info info)
 	}
 	if (sw->ran || sw->w == NULL)
 		return throw_saga(env, SAGA_ESTATE, "a Worker runs once");
+	if (argc >= 2 && napi_typeof(env, argv[1], &lt) == napi_ok && lt == napi_function) {
+		int32_t level = SAGA_LOG_INFO;
+		if (argc >= 3)
+			napi_get_value_int32(env, argv[2], &level);
+		SN_CALL(env, napi_create_string_utf8(env, "libsaga.log", NAPI_AUTO_LENGTH, &name));
+		SN_CALL(env,
+		    napi_create_threadsafe_function(env, argv[1], NULL, name, 0, 1, NULL, NULL, sw,
+			call_js_log, &sw->log_tsfn));
+		/* Log lines alone do not keep the process alive. */
+		napi_unref_threadsafe_function(env, sw->log_tsfn);
+		sw->log_level = level;
+		sw->log_open = 1;
+		saga_worker_set_log(sw->w, log_cb, sw);
+	}
 	SN_CALL(env, napi_create_string_utf8(env, "libsaga.worker", NAPI_AUTO_LENGTH, &name));
 	SN_CALL(env,
 	    napi_create_threadsafe_function(

@@ -122,7 +122,7 @@ test('client: start, run, wait, list, cancel, retry and skip, with typed errors 
   assert.equal(end.error.includes('changed my mind'), true, end.error);
 });
 
-test('sagad unreachable: a client call fails with SagaConnectionError, a worker closes cleanly', async () => {
+test('sagad unreachable: a client call fails with SagaConnectionError, a worker logs and closes cleanly', async () => {
   const c = new saga.Client({ url: 'tcp://127.0.0.1:1', timeoutMs: 2000 });
   const t0 = Date.now();
   await assert.rejects(c.get('00000000-0000-4000-8000-000000000000'), (e) => {
@@ -136,7 +136,11 @@ test('sagad unreachable: a client call fails with SagaConnectionError, a worker 
   await assert.rejects(c.get('x'), saga.SagaClosedError);
   assert.throws(() => new saga.Client({ url: 'nonsense://x' }), saga.SagaInvalidError);
 
-  const w = new saga.Worker({ url: 'tcp://127.0.0.1:1', participant: 'nobody', capacity: 2 });
+  const logged = [];
+  const w = new saga.Worker({
+    url: 'tcp://127.0.0.1:1', participant: 'nobody', capacity: 2,
+    log: (level, line) => logged.push(`${level} ${line}`),
+  });
   w.handle('Nothing', async () => undefined);
   const running = w.run();
   await new Promise((r) => setTimeout(r, 300));
@@ -144,4 +148,7 @@ test('sagad unreachable: a client call fails with SagaConnectionError, a worker 
   await w.close();
   await running;
   assert.ok(Date.now() - t1 < 7000, `close took ${Date.now() - t1} ms`);
+  // libsaga's log lines reach the log function on the event loop.
+  assert.ok(logged.some((l) => /^info participant nobody .*serving sagad at tcp:\/\/127\.0\.0\.1:1$/.test(l)), logged.join('\n'));
+  assert.ok(logged.includes('info participant nobody stopped'), logged.join('\n'));
 });
