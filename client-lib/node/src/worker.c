@@ -220,8 +220,16 @@ step_value(napi_env env, const saga_step *s)
 	    napi_create_object(env, &results) != napi_ok)
 		return NULL;
 	for (size_t i = 0; i < s->n_results; i++) {
-		if (sn_set_buffer(env, results, s->results[i].step, s->results[i].data,
-			s->results[i].len) != napi_ok)
+		/* Defined, not assigned: a step named __proto__ stays a plain key. */
+		napi_value buf;
+		void *copy;
+		const saga_step_result *r = &s->results[i];
+		if (napi_create_buffer_copy(env, r->data != NULL ? r->len : 0,
+			r->data != NULL ? (const void *)r->data : "", &copy, &buf) != napi_ok)
+			return NULL;
+		napi_property_descriptor d = { r->step, NULL, NULL, NULL, NULL, buf,
+			napi_enumerable, NULL };
+		if (napi_define_properties(env, results, 1, &d) != napi_ok)
 			return NULL;
 	}
 	if (napi_set_named_property(env, o, "results", results) != napi_ok)
