@@ -107,6 +107,7 @@ for (const role of roles.split(',')) {
           if (w.inFlight > capacity) say(`OVER ${w.inFlight}`);
           await sleep(Number(d.sleep || 150));
           inFlight--;
+          if (d.say) say(`RAN Task ${step.sagaId} attempt=${step.attempt}`);
           return Buffer.from(`max=${maxInFlight}`);
         })();
       });

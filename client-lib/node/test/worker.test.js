@@ -158,6 +158,29 @@ test('a Node.js participant killed with SIGKILL mid-step has its step redelivere
   await b.stop();
 });
 
+test('a graceful close under load: every step runs exactly once, on the closing worker or its replica', async () => {
+  const a = await participant('busy', { CAPACITY: '4' });
+  const c = sagad.client;
+  const runs = [];
+  for (let i = 0; i < 24; i++) {
+    runs.push(c.run('nodetest.Busy', text('sleep=100;say=1'), { timeoutMs: 60000 }));
+    if (i === 8) a.child.kill('SIGTERM'); // while steps are queued and in flight
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.equal((await a.exited).code, 0);
+  const b = await participant('busy', { CAPACITY: '4' });
+  const done = await Promise.all(runs);
+  const ran = [...a.lines, ...b.lines].filter((l) => l.startsWith('RAN Task '));
+  for (const r of done) {
+    assert.equal(r.state, 'completed');
+    const times = ran.filter((l) => l.startsWith(`RAN Task ${r.sagaId} `)).length;
+    assert.equal(times, 1, `saga ${r.sagaId} ran ${times} times`);
+  }
+  assert.ok(a.lines.some((l) => l.startsWith('RAN Task ')), 'the closing worker finished some');
+  assert.ok(b.lines.some((l) => l.startsWith('RAN Task ')), 'the replica took the rest');
+  await b.stop();
+});
+
 test('misuse of the Worker API throws at once with a clear error', async () => {
   assert.throws(() => new saga.Worker(), TypeError);
   assert.throws(() => new saga.Worker({ url: sagad.url }), /participant must be a non-empty string/);
