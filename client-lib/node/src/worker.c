@@ -75,6 +75,8 @@ struct sn_worker {
 	int stopping; /* the environment goes away: handlers answer at once */
 	int cleanup_hook;
 	uint32_t active; /* libsaga handler threads inside on_step */
+	uint32_t jobs;   /* jobs not freed yet: an external may outlive the Worker */
+	int finalized;   /* the Worker was collected: the last job frees sw */
 	/* libsaga's log lines, to the JavaScript log function on the loop. A
 	 * lock of its own: libsaga may log while sw->mu is held (heartbeat). */
 	pthread_mutex_t log_mu;
@@ -96,15 +98,44 @@ mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Drops one reference; the caller holds sw->mu. */
-static void
+/* Drops one reference; the caller holds sw->mu. Returns nonzero when the
+ * Worker is gone and this was its last job: the caller then unlocks and
+ * calls sw_free. */
+static void job_abandon_locked(sn_job *j, const char *why);
+
+static int
 job_unref_locked(sn_job *j)
 {
+	sn_worker *sw = j->sw;
 	if (--j->refs > 0)
-		return;
+		return 0;
 	free(j->result);
 	free(j->error);
 	free(j);
+	return --sw->jobs == 0 && sw->finalized;
+}
+
+static void
+sw_free(sn_worker *sw)
+{
+	pthread_cond_destroy(&sw->cv);
+	pthread_mutex_destroy(&sw->mu);
+	pthread_mutex_destroy(&sw->log_mu);
+	free(sw);
+}
+
+/* Drops the JavaScript side's reference, on the loop. */
+static void
+job_unref_js(sn_job *j, const char *abandon_why)
+{
+	sn_worker *sw = j->sw;
+	pthread_mutex_lock(&sw->mu);
+	if (abandon_why != NULL)
+		job_abandon_locked(j, abandon_why);
+	int gone = job_unref_locked(j);
+	pthread_mutex_unlock(&sw->mu);
+	if (gone)
+		sw_free(sw);
 }
 
 static void
@@ -138,6 +169,7 @@ on_step(const saga_step *step, saga_reply *reply, void *user)
 
 	pthread_mutex_lock(&sw->mu);
 	sw->active++;
+	sw->jobs++;
 	int stopping = sw->stopping;
 	pthread_mutex_unlock(&sw->mu);
 	if (stopping || napi_call_threadsafe_function(sw->tsfn, j, napi_tsfn_blocking) != napi_ok) {
@@ -192,7 +224,9 @@ on_step(const saga_step *step, saga_reply *reply, void *user)
 	pthread_mutex_lock(&sw->mu);
 	j->step = NULL;
 	j->reply = NULL;
-	job_unref_locked(j);
+	/* Never the last job of a collected Worker: it is collected only after
+	 * run() drained, which waits for active to reach 0 below. */
+	(void)job_unref_locked(j);
 	sw->active--;
 	pthread_cond_broadcast(&sw->cv);
 	pthread_mutex_unlock(&sw->mu);
@@ -240,12 +274,7 @@ step_value(napi_env env, const saga_step *s)
 static void
 job_external_finalize(napi_env env, void *data, void *hint)
 {
-	sn_job *j = data;
-	sn_worker *sw = j->sw;
-	pthread_mutex_lock(&sw->mu);
-	job_abandon_locked(j, "the handler's promise was garbage-collected without settling");
-	job_unref_locked(j);
-	pthread_mutex_unlock(&sw->mu);
+	job_unref_js(data, "the handler's promise was garbage-collected without settling");
 }
 
 static void run_finished(napi_env env, sn_worker *sw);
@@ -265,9 +294,8 @@ call_js(napi_env env, napi_value js_cb, void *context, void *data)
 	}
 	pthread_mutex_lock(&sw->mu);
 	if (env == NULL || j->state != JOB_QUEUED) {
-		job_abandon_locked(j, "the Node.js participant is shutting down");
-		job_unref_locked(j);
 		pthread_mutex_unlock(&sw->mu);
+		job_unref_js(j, "the Node.js participant is shutting down");
 		return;
 	}
 	j->state = JOB_IN_JS;
@@ -277,10 +305,7 @@ call_js(napi_env env, napi_value js_cb, void *context, void *data)
 	    napi_create_external(env, j, job_external_finalize, NULL, &argv[1]) != napi_ok) {
 		napi_value e;
 		napi_get_and_clear_last_exception(env, &e);
-		pthread_mutex_lock(&sw->mu);
-		job_abandon_locked(j, "the participant could not hand the step to JavaScript");
-		job_unref_locked(j);
-		pthread_mutex_unlock(&sw->mu);
+		job_unref_js(j, "the participant could not hand the step to JavaScript");
 		return;
 	}
 	napi_get_undefined(env, &undef);
@@ -428,10 +453,12 @@ worker_finalize(napi_env env, void *data, void *hint)
 	if (sw->cleanup_hook)
 		napi_remove_env_cleanup_hook(env, env_cleanup, sw);
 	worker_destroy(sw);
-	pthread_cond_destroy(&sw->cv);
-	pthread_mutex_destroy(&sw->mu);
-	pthread_mutex_destroy(&sw->log_mu);
-	free(sw);
+	pthread_mutex_lock(&sw->mu);
+	sw->finalized = 1;
+	int now = sw->jobs == 0;
+	pthread_mutex_unlock(&sw->mu);
+	if (now)
+		sw_free(sw);
 }
 
 static sn_worker *
@@ -525,10 +552,7 @@ worker_ctor(napi_env env, napi_callback_info info)
 fail:
 	if (sw != NULL) {
 		saga_worker_free(sw->w);
-		pthread_cond_destroy(&sw->cv);
-		pthread_mutex_destroy(&sw->mu);
-		pthread_mutex_destroy(&sw->log_mu);
-		free(sw);
+		sw_free(sw);
 	}
 	self = NULL;
 done:
