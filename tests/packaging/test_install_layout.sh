@@ -103,7 +103,9 @@ if command -v pkg-config >/dev/null && command -v cc >/dev/null; then
 		pkg-config --cflags --libs libsaga)
 	# A libsaga built with sanitizers (tests/run.sh --asan) needs them at
 	# link time too.
-	if nm -D "$dest$PKG_LIBDIR/libsaga.so" 2>/dev/null | grep -q __asan_; then
+	# (grep reads all of it: grep -q would end nm early, and pipefail would
+	# count its SIGPIPE as a failure.)
+	if nm -D "$dest$PKG_LIBDIR/libsaga.so" 2>/dev/null | grep __asan_ >/dev/null; then
 		flags="$flags -fsanitize=address,undefined"
 	fi
 	for inc in '<saga.h>' '<saga/saga.h>'; do
