@@ -29,6 +29,22 @@ packages=(
 	python3
 )
 
+# Node.js and its headers (node_api.h), for the Node.js package in
+# client-lib/node and its tests. A machine whose node comes from elsewhere
+# (e.g. Node 20 with /usr/include/node/node_api.h) keeps it.
+if ! command -v node >/dev/null 2>&1; then
+	packages+=(nodejs)
+fi
+if [[ ! -f /usr/include/node/node_api.h ]]; then
+	packages+=(libnode-dev)
+fi
+# npm packs and installs the package in its test, and fetches pg for the
+# barrier's tests (Debian's npm goes with Debian's nodejs; a node from
+# elsewhere brings its own npm).
+if ! command -v npm >/dev/null 2>&1; then
+	packages+=(npm)
+fi
+
 say() { printf '%s\n' "install-deps: $*"; }
 die() { printf '%s\n' "install-deps: error: $*" >&2; exit 1; }
 
