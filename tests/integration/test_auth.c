@@ -60,42 +60,6 @@ auth_world(const char *db, const char *const extra[])
 
 /* ---- HTTP (/metrics) ------------------------------------------------------- */
 
-static int
-free_tcp_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t l = sizeof(a);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &l), 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
-/* GET path from 127.0.0.1:port; the whole response (malloc'ed). */
-static char *
-http_get(int port, const char *path)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET,
-		.sin_port = htons((uint16_t)port),
-		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	struct timeval tv = { 5, 0 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	char req[256];
-	int n = snprintf(
-	    req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
-	ck_assert_int_eq(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
-	size_t cap = 1 << 20, len = 0;
-	char *buf = calloc(1, cap);
-	ssize_t k;
-	while (len < cap - 1 && (k = read(fd, buf + len, cap - 1 - len)) > 0)
-		len += (size_t)k;
-	close(fd);
-	return buf;
-}
-
 /* ---- raw requests ------------------------------------------------------- */
 
 /* Sends q (with credential cred, may be NULL) on a fresh REQ socket and
@@ -286,7 +250,7 @@ wrong_secret(const char *cred)
 
 START_TEST(every_request_type_is_refused_without_a_valid_credential_or_with_a_weak_role)
 {
-	int port = free_tcp_port();
+	int port = ths_free_port();
 	char http[64];
 	snprintf(http, sizeof(http), "http://127.0.0.1:%d", port);
 	const char *extra[] = { "--http-listen", http, NULL };
@@ -350,7 +314,7 @@ START_TEST(every_request_type_is_refused_without_a_valid_credential_or_with_a_we
 	}
 	saga_participant_list_free(pl);
 	/* Nor a metric series; the refusals are counted. */
-	char *m = http_get(port, "/metrics");
+	char *m = ths_http_get(port, "/metrics");
 	ck_assert_msg(strstr(m, "intruder") == NULL, "a refused name made a series");
 	ck_assert_msg(
 	    strstr(m, "sagad_requests_refused_total{reason=\"unauthenticated\"} 72\n") != NULL,

@@ -586,46 +586,10 @@ END_TEST
 
 /* ---- HTTP: health, readiness, metrics ---------------------------------- */
 
-static int
-free_tcp_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t l = sizeof(a);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &l), 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
-/* GET path from 127.0.0.1:port; returns the whole response (malloc'ed). */
-static char *
-http_get(int port, const char *path)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET,
-		.sin_port = htons((uint16_t)port),
-		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	struct timeval tv = { 5, 0 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	char req[256];
-	int n = snprintf(
-	    req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
-	ck_assert_int_eq(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
-	size_t cap = 1 << 20, len = 0;
-	char *buf = calloc(1, cap);
-	ssize_t k;
-	while (len < cap - 1 && (k = read(fd, buf + len, cap - 1 - len)) > 0)
-		len += (size_t)k;
-	close(fd);
-	return buf;
-}
-
 START_TEST(health_readiness_and_metrics_are_served_over_http)
 {
 	ths *t = ths_new_ok(pg, "lc_http");
-	int port = free_tcp_port();
+	int port = ths_free_port();
 	char url[64];
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
 	const char *args[] = { "--http-listen", url, NULL };
@@ -640,17 +604,17 @@ START_TEST(health_readiness_and_metrics_are_served_over_http)
 	saga_info_free(i1);
 	saga_info_free(i2);
 
-	char *r = http_get(port, "/healthz");
+	char *r = ths_http_get(port, "/healthz");
 	ck_assert_msg(
 	    strncmp(r, "HTTP/1.1 200", 12) == 0 && ths_contains(r, "\r\n\r\nok"), "%s", r);
 	free(r);
-	r = http_get(port, "/readyz");
+	r = ths_http_get(port, "/readyz");
 	ck_assert_msg(strncmp(r, "HTTP/1.1 200", 12) == 0 && ths_contains(r, "ready"), "%s", r);
 	free(r);
-	r = http_get(port, "/nope");
+	r = ths_http_get(port, "/nope");
 	ck_assert_msg(strncmp(r, "HTTP/1.1 404", 12) == 0, "%s", r);
 	free(r);
-	r = http_get(port, "/metrics");
+	r = ths_http_get(port, "/metrics");
 	ck_assert_msg(strncmp(r, "HTTP/1.1 200", 12) == 0, "%.200s", r);
 	/* Every sample line is NAME{labels} VALUE or NAME VALUE; and the
 	 * figures are the ones these two sagas produced. */
@@ -684,7 +648,7 @@ START_TEST(health_readiness_and_metrics_are_served_over_http)
 	}
 	ck_assert_int_gt(samples, 20);
 	free(r);
-	r = http_get(port, "/metrics");
+	r = ths_http_get(port, "/metrics");
 	ck_assert_msg(
 	    ths_contains(r, "sagad_sagas_completed_total{definition=\"ittest.Linear3\"} 1") &&
 		ths_contains(r, "sagad_db_commit_seconds_count ") &&
@@ -1266,7 +1230,7 @@ END_TEST
 START_TEST(a_step_whose_participant_is_away_shows_as_not_sent_yet)
 {
 	ths *t = ths_new_ok(pg, "lc_queued");
-	int port = free_tcp_port();
+	int port = ths_free_port();
 	char hl[64];
 	snprintf(hl, sizeof(hl), "http://127.0.0.1:%d", port);
 	const char *args[] = { "--http-listen", hl, NULL };
@@ -1275,7 +1239,7 @@ START_TEST(a_step_whose_participant_is_away_shows_as_not_sent_yet)
 	char *id = ths_start_ok(t, "ittest.Linear3", "tag=queued");
 	/* /metrics shows how long it has waited. */
 	usleep(400 * 1000);
-	char *m = http_get(port, "/metrics");
+	char *m = ths_http_get(port, "/metrics");
 	const char *at = strstr(m, "\nsagad_outbox_oldest_seconds ");
 	ck_assert_ptr_nonnull(at);
 	double age = strtod(at + strlen("\nsagad_outbox_oldest_seconds "), NULL);
@@ -1531,7 +1495,7 @@ START_TEST(worker_and_client_given_sagad_several_times_run_every_step_once)
 	char second[64], listen[160], urls[300];
 	/* The second listener speaks as the first (tls+tcp:// under THS_TLS). */
 	snprintf(second, sizeof(second), "%.*s127.0.0.1:%d",
-	    (int)(strstr(ths_url(t), "://") + 3 - ths_url(t)), ths_url(t), free_tcp_port());
+	    (int)(strstr(ths_url(t), "://") + 3 - ths_url(t)), ths_url(t), ths_free_port());
 	snprintf(listen, sizeof(listen), "%s,%s", ths_url(t), second);
 	ths_sagad_start_ok(t, (const char *const[]) { "--listen", listen, NULL });
 	snprintf(urls, sizeof(urls), "%s, %s ,%s", ths_url(t), ths_url(t), second);

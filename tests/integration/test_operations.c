@@ -498,18 +498,6 @@ probe_main(void *arg)
 	return NULL;
 }
 
-static int
-free_tcp_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(a);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
 /* PostgreSQL frozen (SIGSTOP: connections stay open, nothing answers):
  * /readyz answers 503 at once instead of hanging, several at once starve
  * neither /healthz nor the RPC, a stalled commit is logged, and all is
@@ -519,7 +507,7 @@ START_TEST(frozen_database_gives_a_prompt_503_and_starves_neither_health_nor_rpc
 	th_pg *own = NULL;
 	ck_assert_int_eq(th_pg_start(&own), 0);
 	ths *t = ths_new_ok(own, "ops_frozen");
-	int port = free_tcp_port();
+	int port = ths_free_port();
 	char url[64];
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
 	const char *args[] = { "--http-listen", url, "--log-format", "logfmt", NULL };

@@ -47,49 +47,13 @@ cluster_down(void)
 
 /* ---- HTTP (metrics) ------------------------------------------------------ */
 
-static int
-free_tcp_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t l = sizeof(a);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &l), 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
-/* GET path from 127.0.0.1:port; the whole response (malloc'ed). */
-static char *
-http_get(int port, const char *path)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET,
-		.sin_port = htons((uint16_t)port),
-		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	struct timeval tv = { 5, 0 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	char req[256];
-	int n = snprintf(
-	    req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
-	ck_assert_int_eq(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
-	size_t cap = 1 << 20, len = 0;
-	char *buf = calloc(1, cap);
-	ssize_t k;
-	while (len < cap - 1 && (k = read(fd, buf + len, cap - 1 - len)) > 0)
-		len += (size_t)k;
-	close(fd);
-	return buf;
-}
-
 /* A world whose sagad serves /metrics on *port. Participants serve names
  * (NULL = all). */
 static ths *
 world(const char *db, int *port, const char *const names[])
 {
 	static char url[64];
-	*port = free_tcp_port();
+	*port = ths_free_port();
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d", *port);
 	const char *args[] = { "--http-listen", url, NULL };
 	ths *t = ths_new_ok(pg, db);
@@ -103,7 +67,7 @@ world(const char *db, int *port, const char *const names[])
 static long long
 metric(int port, const char *sample)
 {
-	char *r = http_get(port, "/metrics");
+	char *r = ths_http_get(port, "/metrics");
 	char want[256];
 	snprintf(want, sizeof(want), "\n%s ", sample);
 	const char *p = strstr(r, want);
@@ -572,7 +536,7 @@ participant_listed(ths *t, const char *name)
 static int
 metrics_mention(int port, const char *needle)
 {
-	char *r = http_get(port, "/metrics");
+	char *r = ths_http_get(port, "/metrics");
 	int found = strstr(r, needle) != NULL;
 	free(r);
 	return found;
@@ -586,7 +550,7 @@ metrics_mention(int port, const char *needle)
  */
 START_TEST(series_of_a_participant_gone_longer_than_the_ttl_expire)
 {
-	int port = free_tcp_port();
+	int port = ths_free_port();
 	char url[64];
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
 	const char *args[] = { "--http-listen", url, "--participant-series-ttl-ms", "2000", NULL };

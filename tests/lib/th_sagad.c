@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -201,8 +202,8 @@ ths_env_ok(const char *name)
  * nng 1.5.2's ipc listener stops accepting for good after a peer drops
  * out mid-handshake (nng issue 1518), which made runs flaky. The port is
  * kept for the test's restarts of sagad. */
-static int
-free_port(void)
+int
+ths_free_port(void)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	ck_assert_int_ge(fd, 0);
@@ -218,6 +219,29 @@ free_port(void)
 	return ntohs(a.sin_port);
 }
 
+char *
+ths_http_get(int port, const char *path)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET,
+		.sin_port = htons((uint16_t)port),
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct timeval tv = { 5, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	char req[256];
+	int n = snprintf(
+	    req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+	ck_assert_int_eq(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
+	size_t cap = 1 << 20, len = 0;
+	char *buf = calloc(1, cap);
+	ssize_t k;
+	while (len < cap - 1 && (k = read(fd, buf + len, cap - 1 - len)) > 0)
+		len += (size_t)k;
+	close(fd);
+	return buf;
+}
+
 static void world_tls(ths *t);
 static int client_tls(const ths *t, saga_client *c);
 
@@ -231,10 +255,10 @@ ths_new_ok(th_pg *pg, const char *dbname)
 	snprintf(t->dbname, sizeof(t->dbname), "%s", dbname);
 	t->dir = th_tmpdir();
 	ck_assert_msg(t->dir != NULL, "th_tmpdir failed");
-	snprintf(t->url, sizeof(t->url), "tcp://127.0.0.1:%d", free_port());
+	snprintf(t->url, sizeof(t->url), "tcp://127.0.0.1:%d", ths_free_port());
 	for (int i = 1; i < THS_MAX_SAGADS; i++) {
 		t->nsagad[i] = -1;
-		snprintf(t->nurl[i], sizeof(t->nurl[i]), "tcp://127.0.0.1:%d", free_port());
+		snprintf(t->nurl[i], sizeof(t->nurl[i]), "tcp://127.0.0.1:%d", ths_free_port());
 		snprintf(t->nlog[i], sizeof(t->nlog[i]), "%s/sagad-%d.log", t->dir, i);
 	}
 	snprintf(t->journal, sizeof(t->journal), "%s/journal", t->dir);

@@ -97,6 +97,11 @@ int ths_participant_exited(ths *t, pid_t pid);
 
 /* The world's client (made on first use; 10 s per call). */
 saga_client *ths_client(ths *t);
+/* A loopback TCP port free right now. */
+int ths_free_port(void);
+/* GET path from 127.0.0.1:port over HTTP/1.1 (5 s receive timeout): the
+ * whole response, headers included (caller frees). */
+char *ths_http_get(int port, const char *path);
 /* A new client of the world (of urls; NULL = the world's URL) with its TLS
  * settings and credential, for tests that need a client of their own
  * (caller frees). */
