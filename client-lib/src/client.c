@@ -322,16 +322,17 @@ wait_up(saga_client *c, int64_t deadline)
 		int64_t slice = wire_mono_ms() + HANDSHAKE_CHECK_MS;
 		if (sl_conn_wait_up(&c->conn, slice < deadline ? slice : deadline))
 			return SAGA_OK;
+		/* One snapshot of nng's statistics serves both checks. */
+		sl_conn_handshakes(&c->conn, &now);
 		/* Nothing listens at any URL, and none was ever reached: say so
 		 * at once rather than wait out the timeout. */
-		if (sl_conn_refused(&c->conn)) {
+		if (sl_conn_refused(&c->conn, &now)) {
 			sl_seterr(c->errmsg,
 			    "cannot reach sagad at %s: connection refused (is sagad running "
 			    "there?)",
 			    c->urls.text);
 			return SAGA_ECONN;
 		}
-		sl_conn_handshakes(&c->conn, &now);
 		int over = wire_mono_ms() >= deadline;
 		if (sl_conn_handshake_why(
 			&c->conn, &before, &now, over ? 1 : HANDSHAKE_GIVE_UP, c->errmsg) > 0)

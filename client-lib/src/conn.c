@@ -404,49 +404,16 @@ sl_conn_wait_up(sl_conn *c, int64_t deadline_ms)
 	return up;
 }
 
-/* The value of the statistic `name` of dialer d in snapshot st; 0 if none.
- * By hand rather than with nng_stat_find_dialer, which in 1.5.2 was seen
- * to return another dialer's statistics. */
-static uint64_t
-dialer_stat(nng_stat *st, nng_dialer d, const char *name)
-{
-	for (nng_stat *s = nng_stat_child(st); s != NULL; s = nng_stat_next(s)) {
-		if (nng_stat_type(s) != NNG_STAT_SCOPE || strcmp(nng_stat_name(s), "dialer") != 0)
-			continue;
-		nng_stat *id = nng_stat_find(s, "id");
-		if (id == NULL || (int)nng_stat_value(id) != nng_dialer_id(d))
-			continue;
-		nng_stat *x = nng_stat_find(s, name);
-		return x != NULL ? nng_stat_value(x) : 0;
-	}
-	return 0;
-}
-
 int
-sl_conn_refused(sl_conn *c)
+sl_conn_refused(sl_conn *c, const sl_hs *now)
 {
-	unsigned n;
-	nng_dialer d[SL_MAX_URLS];
+	int all;
 	pthread_mutex_lock(&c->mu);
-	n = c->open && c->npipes == 0 ? c->n_urls : 0;
-	for (unsigned i = 0; i < n; i++) {
-		if (c->dial_ups[i] > 0)
-			n = 0; /* it was reached once: it may be restarting */
-		else
-			d[i] = c->dialers[i];
-	}
+	all = c->open && c->npipes == 0;
+	for (unsigned i = 0; i < c->n_urls && all; i++)
+		/* A URL reached once may be restarting: keep waiting for it. */
+		all = c->dial_ups[i] == 0 && now->refused[i] > 0;
 	pthread_mutex_unlock(&c->mu);
-	if (n == 0)
-		return 0;
-	/* Only on the way to an error, so the snapshot of every statistic
-	 * (what nng 1.5.2 offers) costs nothing in the steady state. */
-	nng_stat *st = NULL;
-	if (nng_stats_get(&st) != 0)
-		return 0;
-	int all = 1;
-	for (unsigned i = 0; i < n && all; i++)
-		all = dialer_stat(st, d[i], "refused") > 0;
-	nng_stats_free(st);
 	return all;
 }
 
@@ -470,8 +437,10 @@ sl_conn_handshakes(sl_conn *c, sl_hs *out)
 			if ((int)nng_stat_value(id) != nng_dialer_id(c->dialers[i]))
 				continue;
 			nng_stat *a = nng_stat_find(s, "auth"), *o = nng_stat_find(s, "other");
+			nng_stat *r = nng_stat_find(s, "refused");
 			out->auth[i] = a != NULL ? nng_stat_value(a) : 0;
 			out->other[i] = o != NULL ? nng_stat_value(o) : 0;
+			out->refused[i] = r != NULL ? nng_stat_value(r) : 0;
 		}
 	}
 	nng_stats_free(all);

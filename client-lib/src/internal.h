@@ -167,10 +167,6 @@ typedef struct sl_conn {
  * dials to finish (see sl_conn_close). */
 #define SL_DIAL_SETTLE_MS 250
 
-/* True if no connection was ever made and every URL refused one (nothing
- * listens there): waiting longer is pointless. */
-int sl_conn_refused(sl_conn *c);
-
 /* Initializes the mutex/cv; call once before sl_conn_open. */
 int sl_conn_init(sl_conn *c);
 void sl_conn_fini(sl_conn *c);
@@ -203,8 +199,12 @@ int sl_conn_wait_up(sl_conn *c, int64_t deadline_ms);
  */
 typedef struct sl_hs {
 	uint64_t auth[SL_MAX_URLS], other[SL_MAX_URLS];
+	uint64_t refused[SL_MAX_URLS]; /* connections refused (nothing listens) */
 } sl_hs;
 void sl_conn_handshakes(sl_conn *c, sl_hs *out);
+/* True if, by the snapshot now, no connection was ever made and every URL
+ * refused one (nothing listens there): waiting longer is pointless. */
+int sl_conn_refused(sl_conn *c, const sl_hs *now);
 /* If some URL's dialer failed at least min handshakes between before and
  * now (min + 1 for a plaintext URL's "other" failures, when min > 1),
  * writes why into err (naming the URL, saying whether TLS failed and what
