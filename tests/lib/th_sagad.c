@@ -885,15 +885,8 @@ ths_participant_exited(ths *t, pid_t pid)
 saga_client *
 ths_client(ths *t)
 {
-	if (t->client == NULL) {
-		ck_assert_int_eq(saga_client_new(t->url, &t->client), SAGA_OK);
-		ck_assert_int_eq(client_tls(t, t->client), SAGA_OK);
-		saga_client_set_timeout(t->client, 10000);
-		const char *cred = t->cred != NULL ? t->cred
-		    : t->auth                      ? ths_admin_credential_ok(t)
-						   : NULL;
-		ck_assert_int_eq(saga_client_set_credential(t->client, cred), SAGA_OK);
-	}
+	if (t->client == NULL)
+		t->client = ths_client_new(t, NULL);
 	return t->client;
 }
 

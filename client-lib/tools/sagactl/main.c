@@ -304,12 +304,7 @@ ctl_match_opt(int argc, char **argv, int *i, const char *name, const char **val)
 long long
 ctl_parse_num(const char *what, const char *s, long long max)
 {
-	char *end;
-	errno = 0;
-	long long v = strtoll(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < 0 || v > max)
-		ctl_usage_error("%s: '%s' is not a number from 0 to %lld", what, s, max);
-	return v;
+	return ctl_parse_range(what, s, 0, max);
 }
 
 long long

@@ -205,9 +205,7 @@ ctl_table_print(table *t)
 				printf("%s%*s  ", row[c], (int)(w[c] - visible_len(row[c])), "");
 		}
 	}
-	for (size_t i = 0; i < t->rows * t->cols; i++)
-		free(t->cells[i]);
-	free(t->cells);
+	ctl_table_free(t);
 	free(w);
 }
 
