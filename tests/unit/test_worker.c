@@ -53,6 +53,7 @@ static struct {
 	int sock_closed;
 	nng_socket sock;
 	pthread_t threads[FAKE_THREADS];
+	nng_ctx ctxs[FAKE_THREADS];
 	int closing;
 	batch batches[MAX_BATCHES];
 	size_t b_head, b_tail;
@@ -192,13 +193,15 @@ serve_report(nng_ctx ctx, nng_aio *aio, const Sagawire__Report *rep)
 	reply(ctx, aio, &r);
 }
 
+/* Each thread serves the context fake_listen opened for it: opened here,
+ * one could open while nng_close runs, and nng 1.5.2's nng_close then waits
+ * for ever for that context it never saw to close. */
 static void *
 fake_main(void *arg)
 {
-	nng_ctx ctx;
+	nng_ctx ctx = *(nng_ctx *)arg;
 	nng_aio *aio;
-	(void)arg;
-	if (nng_ctx_open(&ctx, F.sock) != 0 || nng_aio_alloc(&aio, NULL, NULL) != 0)
+	if (nng_aio_alloc(&aio, NULL, NULL) != 0)
 		return NULL;
 	for (;;) {
 		if (start_op(nng_ctx_recv, ctx, aio) != 0)
@@ -252,8 +255,10 @@ fake_listen(void)
 	} else {
 		ck_assert_int_eq(nng_listen(F.sock, url, &fake_listener, 0), 0);
 	}
-	for (int i = 0; i < FAKE_THREADS; i++)
-		ck_assert_int_eq(pthread_create(&F.threads[i], NULL, fake_main, NULL), 0);
+	for (int i = 0; i < FAKE_THREADS; i++) {
+		ck_assert_int_eq(nng_ctx_open(&F.ctxs[i], F.sock), 0);
+		ck_assert_int_eq(pthread_create(&F.threads[i], NULL, fake_main, &F.ctxs[i]), 0);
+	}
 }
 
 /* sagad restarting, as the worker sees it: its connection drops and a new
@@ -1029,6 +1034,10 @@ typedef struct inst {
 	char url[64];
 	int sock_closed; /* under M.io */
 	pthread_t threads[INST_THREADS];
+	struct inst_thread {
+		struct inst *in;
+		nng_ctx ctx; /* opened by inst_start (see fake_main) */
+	} thr[INST_THREADS];
 	int hold_ms; /* an idle poll is answered empty after this */
 	int live[8]; /* ids of the connections up */
 	int n_live;
@@ -1209,10 +1218,11 @@ inst_report(inst *in, nng_ctx ctx, nng_aio *aio, const Sagawire__Report *rep)
 static void *
 inst_main(void *arg)
 {
-	inst *in = arg;
-	nng_ctx ctx;
+	struct inst_thread *t = arg;
+	inst *in = t->in;
+	nng_ctx ctx = t->ctx;
 	nng_aio *aio;
-	if (nng_ctx_open(&ctx, in->sock) != 0 || nng_aio_alloc(&aio, NULL, NULL) != 0)
+	if (nng_aio_alloc(&aio, NULL, NULL) != 0)
 		return NULL;
 	for (;;) {
 		if (inst_op(in, nng_ctx_recv, ctx, aio) != 0)
@@ -1250,8 +1260,11 @@ inst_start(inst *in, uint8_t tag)
 	ck_assert_int_eq(nng_listen(in->sock, "tcp://127.0.0.1:0", &in->listener, 0), 0);
 	ck_assert_int_eq(nng_listener_get_int(in->listener, NNG_OPT_TCP_BOUND_PORT, &port), 0);
 	snprintf(in->url, sizeof(in->url), "tcp://127.0.0.1:%d", port);
-	for (int i = 0; i < INST_THREADS; i++)
-		ck_assert_int_eq(pthread_create(&in->threads[i], NULL, inst_main, in), 0);
+	for (int i = 0; i < INST_THREADS; i++) {
+		in->thr[i].in = in;
+		ck_assert_int_eq(nng_ctx_open(&in->thr[i].ctx, in->sock), 0);
+		ck_assert_int_eq(pthread_create(&in->threads[i], NULL, inst_main, &in->thr[i]), 0);
+	}
 }
 
 /* The instance goes away: its connections drop and no new one is taken
