@@ -3,6 +3,12 @@
 #
 #   sudo ./examples/demo.sh          (from the repository root, or as root)
 #   sudo ./examples/demo.sh --keep   leave everything running afterwards
+#   sudo ./examples/demo.sh --node   the Node.js participants (examples/order-node)
+#                                    and its HTTP order service instead of the C ones
+#   sudo ./examples/demo.sh --mix    C and Node.js participants together: C
+#                                    inventory, Node.js shipping, and two replicas
+#                                    of payment, one C and one Node.js, sharing
+#                                    one barrier table
 #
 # It installs the build dependencies, builds everything in build/, starts
 # sagad with its embedded PostgreSQL in a fresh temporary directory, starts
@@ -10,7 +16,10 @@
 # orders: one that completes and one whose shipping step fails (address
 # "nowhere") so that sagad refunds the payment and releases the stock. It
 # prints both sagas' status and the participants' logs, then stops
-# everything it started (unless --keep).
+# everything it started (unless --keep). With --node or --mix the two orders
+# go through the Node.js HTTP order service (POST /orders), which answers
+# 201 completed and 422 compensated; its packages come from
+# examples/order-node/package-lock.json (`npm ci`, once).
 #
 # Root is needed only to install missing packages. When run as root, the
 # demo passes sagad --allow-root (it refuses root otherwise) and sagad runs
@@ -19,16 +28,29 @@ set -euo pipefail
 
 usage() {
 	cat <<EOF
-usage: $0 [--keep]
+usage: $0 [--keep] [--node | --mix]
   --keep   leave sagad, its PostgreSQL and the participants running after the
            demo, and print how to use and stop them
+  --node   run the Node.js participants (examples/order-node) instead of the
+           C ones, and the orders through its HTTP order service
+  --mix    run C and Node.js participants together: C inventory, Node.js
+           shipping, two payment replicas (one C, one Node.js) sharing one
+           barrier; the orders through the HTTP order service
 EOF
 }
 
 keep=0
+mode=c # c, node or mix
 while [[ $# -gt 0 ]]; do
 	case "$1" in
 	--keep) keep=1 ;;
+	--node | --mix)
+		if [[ $mode != c && $mode != "${1#--}" ]]; then
+			printf '%s\n' "demo: --node and --mix exclude each other" >&2
+			exit 2
+		fi
+		mode=${1#--}
+		;;
 	-h | --help) usage; exit 0 ;;
 	*) printf '%s\n' "demo: unknown argument: $1" >&2; usage >&2; exit 2 ;;
 	esac
@@ -44,6 +66,16 @@ sagactl_bin=$build/client-lib/sagactl
 examples_bin=$build/examples
 binpb=$examples_bin/order.binpb
 participants=(inventory payment shipping)
+node_app=examples/order-node
+# The participant processes, "LANG:ROLE" each, started in this order; their
+# logs are $work/ROLE.log, or ROLE-LANG.log where a role has two replicas.
+case $mode in
+c) procs=(c:inventory c:payment c:shipping) ;;
+node) procs=(node:inventory node:payment node:shipping) ;;
+mix) procs=(c:inventory c:payment node:payment node:shipping) ;;
+esac
+service_pid=""
+service_url=""
 
 say() { printf '\n==> %s\n' "$*"; }
 die() { printf '\ndemo: error: %s\n' "$*" >&2; exit 1; }
@@ -52,6 +84,7 @@ die() { printf '\ndemo: error: %s\n' "$*" >&2; exit 1; }
 work=""       # temporary directory: data, socket, logs
 sagad_pid=""
 participant_pids=()
+participant_logs=()
 finished=0    # set once the demo succeeded
 
 pg_ctl_bin() {
@@ -115,6 +148,9 @@ cleanup() {
 		printf '\n==> %s\n' "stopping everything the demo started" 2>/dev/null
 	fi
 	local pid
+	if [[ -n "$service_pid" ]]; then
+		stop_pid "$service_pid"
+	fi
 	# All participants at once (each may take a few seconds to finish its
 	# running steps), then wait for each.
 	for pid in "${participant_pids[@]}"; do
@@ -152,12 +188,22 @@ print_keep_help() {
 
 ==> left running (--keep)
   sagad         pid $sagad_pid, listening on $url, log $work/sagad.log
-  participants  pids ${participant_pids[*]}, logs $work/{${participants[0]},${participants[1]},${participants[2]}}.log
+  participants  pids ${participant_pids[*]}, logs ${participant_logs[*]}
+EOF
+	if [[ -n "$service_pid" ]]; then
+		printf '  %s\n' "order service pid $service_pid at $service_url, log $work/order-service.log"
+	fi
+	cat <<EOF
   try:
     $sagactl_bin --url $url list
     $examples_bin/order-client --url $url --address nowhere --wait
+EOF
+	if [[ -n "$service_pid" ]]; then
+		printf '    %s\n' "curl -s $service_url/orders -H 'content-type: application/json' -d '{\"orderId\":\"o-1\",\"sku\":\"SKU-1\",\"quantity\":1,\"amountCents\":1999,\"card\":\"4242\",\"address\":\"nowhere\"}'"
+	fi
+	cat <<EOF
   stop everything:
-    kill ${participant_pids[*]} $sagad_pid
+    kill ${participant_pids[*]} ${service_pid:+$service_pid }$sagad_pid
     # sagad stops its PostgreSQL on SIGTERM; should it still run:
 EOF
 	if [[ $(id -u) -eq 0 ]]; then
@@ -192,6 +238,21 @@ for b in "$sagad_bin" "$sagactl_bin" "${participants[@]/#/$examples_bin/order-}"
 	[[ -x "$b" ]] || die "$b was not built"
 done
 [[ -f "$binpb" ]] || die "$binpb was not built"
+
+# The Node.js participants and order service: the build's addon (libsaga's
+# npm package loads it from SAGA_NODE_ADDON, so nothing is built by npm)
+# and the example's packages from its package-lock.json.
+if [[ $mode != c ]]; then
+	command -v node >/dev/null 2>&1 || die "node is not installed (tests/install-deps.sh installs nodejs)"
+	export SAGA_NODE_ADDON=$root/$build/client-lib/node/saga_node.node
+	[[ -f "$SAGA_NODE_ADDON" ]] ||
+		die "$SAGA_NODE_ADDON was not built: node_api.h was missing when meson configured $build (install libnode-dev, then: meson setup --reconfigure $build)"
+	if [[ ! -d "$node_app/node_modules/protobufjs" || ! -d "$node_app/node_modules/pg" ]]; then
+		say "installing the Node.js example's packages: npm ci in $node_app"
+		(cd "$node_app" && npm ci --ignore-scripts --no-audit --no-fund) ||
+			die "npm ci in $node_app failed (is the npm registry reachable?)"
+	fi
+fi
 
 # ---- 3. sagad ---------------------------------------------------------
 work=$(mktemp -d "${TMPDIR:-/tmp}/saga-demo.XXXXXX")
@@ -241,18 +302,41 @@ say "creating the participants' database: shop"
 psql -X -q "host=$work/data/pg port=5432 user=saga dbname=postgres" \
 	-c "CREATE DATABASE shop" || die "cannot create database shop"
 
-say "starting the participants: ${participants[*]}"
-for p in "${participants[@]}"; do
-	"$examples_bin/order-$p" --url "$url" --db "$shop_db" >"$work/$p.log" 2>&1 &
-	participant_pids+=("$!")
-	printf '%s\n' "order-$p (pid $!), log $work/$p.log"
+labels=()
+for proc in "${procs[@]}"; do
+	if [[ ${proc%%:*} == c ]]; then labels+=("order-${proc#*:}"); else labels+=("${proc#*:}.js"); fi
 done
-sleep 0.5
-for idx in "${!participants[@]}"; do
-	if ! kill -0 "${participant_pids[$idx]}" 2>/dev/null; then
-		show_log "$work/${participants[$idx]}.log"
-		die "order-${participants[$idx]} exited at start-up (log above)"
+if [[ $mode == c ]]; then
+	say "starting the participants: ${participants[*]}"
+else
+	say "starting the participants: ${labels[*]} (order-X in C, X.js in Node.js)"
+fi
+for proc in "${procs[@]}"; do
+	lang=${proc%%:*} p=${proc#*:}
+	log=$work/$p.log
+	# A role with two replicas: one log each.
+	[[ $(printf '%s\n' "${procs[@]}" | grep -c ":$p\$") -gt 1 ]] && log=$work/$p-$lang.log
+	: >"$log" # there before the process opens it: the wait below reads it
+	if [[ $lang == c ]]; then
+		"$examples_bin/order-$p" --url "$url" --db "$shop_db" >"$log" 2>&1 &
+		printf '%s\n' "order-$p (pid $!), log $log"
+	else
+		node "$node_app/$p.js" --url "$url" --db "$shop_db" >"$log" 2>&1 &
+		printf '%s\n' "node $node_app/$p.js (pid $!), log $log"
 	fi
+	participant_pids+=("$!")
+	participant_logs+=("$log")
+done
+# Each says "serving at URL" once its tables exist and its worker runs.
+for idx in "${!procs[@]}"; do
+	for ((i = 0; ; i++)); do
+		grep -q 'serving at' "${participant_logs[$idx]}" && break
+		if ! kill -0 "${participant_pids[$idx]}" 2>/dev/null || [[ $i -ge 300 ]]; then
+			show_log "${participant_logs[$idx]}"
+			die "${labels[$idx]} exited at start-up or did not start within 30 s (log above)"
+		fi
+		sleep 0.1
+	done
 done
 
 # ---- 5. register ------------------------------------------------------
@@ -274,21 +358,70 @@ run_order() {
 	printf '%s\n' "$out"
 	if [[ $rc -ne $want ]]; then
 		show_log "$work/sagad.log"
-		for p in "${participants[@]}"; do show_log "$work/$p.log"; done
+		for log in "${participant_logs[@]}"; do show_log "$log"; done
 		die "$label order: order-client exited $rc, expected $want"
 	fi
 	last_saga_id=$(head -n 1 <<<"$out")
 }
 
+# With --node or --mix: POST /orders to the HTTP order service; it answers
+# the saga's outcome as JSON, 201 completed, 422 compensated.
+post_order() {
+	local label=$1 want=$2 id=$3 address=$4 out
+	# shellcheck disable=SC2016 # JavaScript, not shell
+	out=$(node -e '
+		const [base, id, address] = process.argv.slice(1);
+		const body = { orderId: id, sku: "SKU-1", quantity: 1, amountCents: 1999, card: "4242424242424242", address };
+		console.log(`POST ${base}/orders ${JSON.stringify(body)}`);
+		fetch(`${base}/orders`, { method: "POST", headers: { "content-type": "application/json", "idempotency-key": id }, body: JSON.stringify(body) })
+			.then(async (r) => { console.log(`HTTP ${r.status}`); console.log(JSON.stringify(JSON.parse(await r.text()), null, 2)); })
+			.catch((e) => { console.log(`HTTP error: ${e.message}`); process.exit(1); });
+	' "$service_url" "$id" "$address") || true
+	printf '%s\n' "$out"
+	if ! grep -qx "HTTP $want" <<<"$out"; then
+		show_log "$work/order-service.log"
+		for log in "${participant_logs[@]}"; do show_log "$log"; done
+		die "$label order: the order service did not answer HTTP $want"
+	fi
+	last_saga_id=$(sed -n 's/^  "sagaId": "\([^"]*\)",$/\1/p' <<<"$out")
+	[[ -n "$last_saga_id" ]] || die "$label order: no sagaId in the answer"
+}
+
+if [[ $mode != c ]]; then
+	say "starting the HTTP order service: node $node_app/order-service.js"
+	: >"$work/order-service.log"
+	node "$node_app/order-service.js" --url "$url" --listen 127.0.0.1:0 >"$work/order-service.log" 2>&1 &
+	service_pid=$!
+	for ((i = 0; i < 300; i++)); do
+		service_url=$(sed -n 's/^order-service listening on \(http:[^ ]*\).*/\1/p' "$work/order-service.log")
+		[[ -n "$service_url" ]] && break
+		kill -0 "$service_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if [[ -z "$service_url" ]]; then
+		show_log "$work/order-service.log"
+		die "the order service did not start (log above)"
+	fi
+	printf '%s\n' "order-service (pid $service_pid) at $service_url, log $work/order-service.log"
+fi
+
 ok_order="demo-ok-$$"
 fail_order="demo-nowhere-$$"
 
 say "order $ok_order: should complete"
-run_order "first" 0 --order-id "$ok_order" --address "1 Main St, Springfield"
+if [[ $mode == c ]]; then
+	run_order "first" 0 --order-id "$ok_order" --address "1 Main St, Springfield"
+else
+	post_order "first" 201 "$ok_order" "1 Main St, Springfield"
+fi
 ok_id=$last_saga_id
 
 say "order $fail_order: ships to \"nowhere\", so it should be compensated"
-run_order "second" 2 --order-id "$fail_order" --address nowhere
+if [[ $mode == c ]]; then
+	run_order "second" 2 --order-id "$fail_order" --address nowhere
+else
+	post_order "second" 422 "$fail_order" nowhere
+fi
 fail_id=$last_saga_id
 
 # ---- 7. status and logs -----------------------------------------------
@@ -320,16 +453,20 @@ psql -X "$shop_db" -c "SELECT sku, qty FROM stock WHERE sku = 'SKU-1'" \
 stock=$(psql -X -At "$shop_db" -c "SELECT qty FROM stock WHERE sku = 'SKU-1'")
 [[ "$stock" == 98 ]] || die "SKU-1 stock is $stock, expected 98 (two orders kept, one released)"
 
-for p in "${participants[@]}"; do
-	say "what order-$p did ($work/$p.log)"
-	cat "$work/$p.log"
+for idx in "${!procs[@]}"; do
+	say "what ${labels[$idx]} did (${participant_logs[$idx]})"
+	cat "${participant_logs[$idx]}"
 done
+if [[ -n "$service_pid" ]]; then
+	say "what the order service did ($work/order-service.log)"
+	cat "$work/order-service.log"
+fi
 
 # The refund must name the order's charge, which RefundPayment finds from
 # the order id in the saga input.
 refund_line=""
 for ((i = 0; i < 20; i++)); do
-	refund_line=$(grep -F "refunded ch_$fail_order" "$work/payment.log" || true)
+	refund_line=$(grep -hF "refunded ch_$fail_order" "${participant_logs[@]}" || true)
 	[[ -n "$refund_line" ]] && break
 	sleep 0.1
 done
