@@ -37,7 +37,11 @@ function loadMessages() {
     }
     return protobuf.util.path.resolve(origin, target);
   };
-  root.loadSync('order.proto', { keepCase: false });
+  try {
+    root.loadSync('order.proto', { keepCase: false });
+  } catch (e) {
+    throw new Error(`cannot load order.proto and sagaspec.proto from ${protoPath.join(':')} (set SAGA_PROTO_PATH): ${e.message}`);
+  }
   const t = (name) => root.lookupType(`shop.${name}`);
   return {
     OrderRequest: t('OrderRequest'),

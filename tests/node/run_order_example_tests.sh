@@ -13,7 +13,8 @@
 # if a developer installed it there.
 # Usage: run_order_example_tests.sh TEST_FILE
 set -eu
-: "${SOURCE_ROOT:?}" "${NODE_DEPS_DIR:?}" "${SAGA_NODE_ADDON:?}"
+: "${SOURCE_ROOT:?}" "${NODE_DEPS_DIR:?}"
+addon=${SAGA_NODE_ADDON:-}
 test_file=$1
 app=$SOURCE_ROOT/examples/order-node
 
@@ -21,8 +22,8 @@ if ! command -v node >/dev/null 2>&1; then
 	echo "SKIP: node is not installed (tests/install-deps.sh installs nodejs); the Node.js order example is not tested"
 	exit 77
 fi
-if [ ! -f "$SAGA_NODE_ADDON" ]; then
-	echo "FAIL: the Node.js addon is not built ($SAGA_NODE_ADDON): install libnode-dev (tests/install-deps.sh) and reconfigure"
+if [ -z "$addon" ] || [ ! -f "$addon" ]; then
+	echo "FAIL: the Node.js addon is not built${addon:+ ($addon)}: node_api.h was not found when meson configured; install libnode-dev (tests/install-deps.sh), then meson setup --reconfigure"
 	exit 1
 fi
 
