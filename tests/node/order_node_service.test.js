@@ -116,3 +116,35 @@ test('bad requests get a clear 4xx and start nothing', async () => {
   assert.equal((await request(base, 'GET', '/nothing')).status, 404);
   assert.equal((await shop.sagad.client.list({ limit: 1000 })).sagas.length, before);
 });
+
+test('an order still running after --wait-ms gets 202 and a Location that GET polls to its end; sagad unreachable gets 503', async () => {
+  const quick = await shop.start('order-service --wait-ms 1', process.execPath,
+    [path.join(app, 'order-service.js'), '--url', shop.url, '--listen', '127.0.0.1:0', '--wait-ms', '1'], /listening on http:/);
+  const quickBase = /listening on (http:\/\/[^ ]+)/.exec(quick.lines.find((l) => /listening on/.test(l)))[1];
+  // "flaky": the charge's first attempt fails and is retried after a
+  // backoff, so the saga cannot be over within a millisecond.
+  const r = await request(quickBase, 'POST', '/orders', { body: { ...order('slow-1', '3 Oak St'), card: 'flaky' } });
+  assert.equal(r.status, 202, JSON.stringify(r.body));
+  assert.equal(r.headers.get('location'), `/orders/${r.body.sagaId}`);
+  let g;
+  for (const t0 = Date.now(); Date.now() - t0 < 30000;) {
+    g = await request(quickBase, 'GET', r.headers.get('location'));
+    if (g.body.state !== 'running') break;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  assert.equal(g.status, 200);
+  assert.equal(g.body.state, 'completed');
+  assert.equal(g.body.steps[1].attempts, 2);
+
+  // Nothing listens at this sagad address: 503 with Retry-After, in
+  // well under the client's timeout.
+  const down = await shop.start('order-service, sagad down', process.execPath,
+    [path.join(app, 'order-service.js'), '--url', 'tcp://127.0.0.1:1', '--listen', '127.0.0.1:0'], /listening on http:/);
+  const downBase = /listening on (http:\/\/[^ ]+)/.exec(down.lines.find((l) => /listening on/.test(l)))[1];
+  const t0 = Date.now();
+  const d = await request(downBase, 'POST', '/orders', { body: order('down-1', '4 Elm St') });
+  assert.equal(d.status, 503, JSON.stringify(d.body));
+  assert.equal(d.headers.get('retry-after'), '1');
+  assert.match(d.body.error, /^sagad: /);
+  assert.ok(Date.now() - t0 < 9000, `503 took ${Date.now() - t0} ms`);
+});
