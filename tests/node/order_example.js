@@ -4,7 +4,7 @@
 // registered, the participants' database `shop` in that PostgreSQL, and
 // the example's programs as processes whose output the tests read.
 
-const { spawn } = require('node:child_process');
+const { spawn, execFile } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 const readline = require('node:readline');
@@ -55,6 +55,22 @@ async function startShop() {
       const env = { LD_PRELOAD: '' }; // the sanitizer runtimes are node's, not theirs
       return this.start(`C ${role}`, path.join(need('ORDER_BIN_DIR'), `order-${role}`), ['--url', this.url, '--db', conninfo, ...extra],
         /serving at/, env);
+    },
+    /**
+     * Resolves once sagad counts `want` connections ({participant: n}) of
+     * each participant (sagactl participants): replicas print that they
+     * serve before they have connected.
+     */
+    async connected(want, ms = 30000) {
+      const t0 = Date.now();
+      for (;;) {
+        const out = await new Promise((resolve, reject) => execFile(need('SAGACTL_BIN'), ['--url', this.url, '--json', 'participants'],
+          { env: { ...process.env, LD_PRELOAD: '' } }, (e, stdout) => (e ? reject(e) : resolve(stdout))));
+        const have = Object.fromEntries(JSON.parse(out).map((p) => [p.name, p.connections]));
+        if (Object.entries(want).every(([name, n]) => have[name] === n)) return;
+        if (Date.now() - t0 > ms) throw new Error(`participants not connected in ${ms} ms: want ${JSON.stringify(want)}, have ${out}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
     },
     async stop() {
       await Promise.all(procs.map((p) => p.stop()));

@@ -23,6 +23,7 @@ test('a C and a Node.js payment replica share one barrier: both serve, every eff
   // them all.
   const cPay = await shop.c('payment', ['--capacity', '1']);
   const nodePay = await shop.node('payment', ['--capacity', '1']);
+  await shop.connected({ inventory: 1, payment: 2, shipping: 1 });
 
   const ids = [];
   for (let i = 0; i < ORDERS; i++) ids.push(`mix-${i}`);
