@@ -18,11 +18,13 @@
 #include "engine_int.h"
 #include "names.h"
 #include "failpoint.h"
+#include "otel.h"
 #include "registry.h"
 #include "saga_base.h"
 #include "sagarow.h"
 #include "store.h"
 #include "token.h"
+#include "utf8.h"
 
 #define SS(x) SAGAWIRE__SAGA_STATE__SAGA_##x
 #define ST(x) SAGAWIRE__STEP_STATE__STEP_##x
@@ -366,6 +368,150 @@ log_event(eng_saga *s, const sm_fx *f)
 	}
 }
 
+/* ---- spans (otel.h; docs/TRACING.md) ---------------------------------------------------------- */
+
+/* The salt of the saga span's id: never an attempt's, whose salts are
+ * step << 40 | kind << 32 | attempt with step < DEFN_MAX_STEPS. */
+#define SAGA_SPAN_SALT UINT64_MAX
+
+/* The trace context of an attempt: its parent id is the id of the
+ * attempt's span, and what the participant receives in the dispatch. */
+static void
+attempt_trace(const eng_saga *s, uint32_t idx, uint8_t kind, uint32_t attempt, wire_trace *out)
+{
+	wire_trace_child(&s->trace, (uint64_t)idx << 40 | (uint64_t)kind << 32 | attempt, out);
+}
+
+static void
+copy_text(char *dst, size_t cap, const char *src)
+{
+	snprintf(dst, cap, "%s", src ? src : "");
+	cm_utf8_trim(dst);
+}
+
+/*
+ * A span ends with the history event that ends what it times: an
+ * attempt's outcome, the saga's final state. Its start is found in the
+ * history (the attempt's dispatch event; the saga's creation), which is
+ * stored with the saga, so that a saga recovered after a restart or taken
+ * over by another instance ends its spans with their recorded starts and
+ * the same ids. Unknown event types make no span.
+ */
+static void
+span_event(const eng_saga *s, const sm_fx *f)
+{
+	otel_span sp;
+	uint8_t start_ev = 0;
+	const char *outcome;
+	bool failed = false;
+	switch (f->ev_type) {
+	case EV(SUCCEEDED):
+		sp.kind = OTEL_ACTION, outcome = "succeeded", start_ev = EV(ATTEMPT);
+		break;
+	case EV(ATTEMPT_FAILED):
+		sp.kind = OTEL_ACTION, outcome = "retry", start_ev = EV(ATTEMPT), failed = true;
+		break;
+	case EV(FAILED):
+		sp.kind = OTEL_ACTION, outcome = "failed", start_ev = EV(ATTEMPT), failed = true;
+		break;
+	case EV(COMPENSATED_STEP):
+		if (f->attempt == 0)
+			return; /* no compensation to run: no attempt */
+		sp.kind = OTEL_COMPENSATION, outcome = "succeeded", start_ev = EV(COMP_ATTEMPT);
+		break;
+	case EV(COMP_ATTEMPT_FAILED):
+		sp.kind = OTEL_COMPENSATION, outcome = "retry", start_ev = EV(COMP_ATTEMPT);
+		failed = true;
+		break;
+	case EV(COMP_FAILED):
+		sp.kind = OTEL_COMPENSATION, outcome = "failed", start_ev = EV(COMP_ATTEMPT);
+		failed = true;
+		break;
+	case EV(COMPLETED):
+		sp.kind = OTEL_SAGA, outcome = "completed";
+		break;
+	case EV(COMPENSATED):
+		sp.kind = OTEL_SAGA, outcome = "compensated", failed = true;
+		break;
+	case EV(PARKED):
+		sp.kind = OTEL_SAGA, outcome = "parked", failed = true;
+		break;
+	default:
+		return;
+	}
+	if (!(s->trace.flags & 0x01))
+		return; /* the caller's trace is not sampled */
+	const sm_saga *m = s->sm;
+	uint32_t idx = f->step ? f->step - 1u : 0;
+	if (sp.kind != OTEL_SAGA && (f->step == 0 || idx >= m->def->n_steps))
+		return;
+	/* Its end is its event (the latest of that type), its start the
+	 * latest start event of the same attempt before it. A saga parked
+	 * once had its span at the parking: a later end makes none, so that
+	 * no span id is sent twice. */
+	int64_t end_us = 0, start_us = 0;
+	const char *detail = f->detail;
+	for (uint32_t i = m->n_ev; i-- > 0;) {
+		const sm_event *ev = &m->ev[i];
+		if (end_us == 0) {
+			if (ev->type == f->ev_type && ev->step == f->step &&
+			    ev->attempt == f->attempt)
+				end_us = ev->at_us;
+			continue;
+		}
+		if (sp.kind == OTEL_SAGA) {
+			if (ev->type == EV(PARKED))
+				return;
+		} else if (ev->type == start_ev && ev->step == f->step &&
+		    ev->attempt == f->attempt) {
+			start_us = ev->at_us;
+			break;
+		}
+	}
+	if (end_us == 0)
+		end_us = wire_now_us();
+	if (sp.kind == OTEL_SAGA)
+		start_us = m->created_us;
+	if (start_us == 0 || start_us > end_us)
+		start_us = end_us; /* its start left the bounded history */
+	memcpy(sp.trace_id, s->trace.trace_id, 16);
+	wire_trace saga_span;
+	wire_trace_child(&s->trace, SAGA_SPAN_SALT, &saga_span);
+	if (sp.kind == OTEL_SAGA) {
+		memcpy(sp.span_id, saga_span.parent_id, 8);
+		/* A trace sagad made (its id is the saga's) has no parent; a
+		 * caller's trace has the caller's span. */
+		if (memcmp(s->trace.trace_id, s->id, 16) == 0)
+			memset(sp.parent_id, 0, 8);
+		else
+			memcpy(sp.parent_id, s->trace.parent_id, 8);
+		sp.step[0] = '\0';
+		sp.attempt = 0;
+		detail = failed ? m->error : NULL;
+	} else {
+		wire_trace at;
+		attempt_trace(s, idx,
+		    sp.kind == OTEL_ACTION ? (uint8_t)SM_ACTION : (uint8_t)SM_COMPENSATION,
+		    f->attempt, &at);
+		memcpy(sp.span_id, at.parent_id, 8);
+		memcpy(sp.parent_id, saga_span.parent_id, 8);
+		copy_text(sp.step, sizeof(sp.step), m->def->steps[idx].name);
+		sp.attempt = f->attempt;
+		if (!failed)
+			detail = NULL;
+	}
+	sp.flags = s->trace.flags;
+	sp.failed = failed;
+	sp.version = m->def->version;
+	sp.start_us = start_us;
+	sp.end_us = end_us;
+	memcpy(sp.saga_id, s->id, 16);
+	copy_text(sp.definition, sizeof(sp.definition), m->def->name);
+	copy_text(sp.outcome, sizeof(sp.outcome), outcome);
+	copy_text(sp.error, sizeof(sp.error), detail);
+	otel_submit(&sp);
+}
+
 static void
 count_final(const eng_saga *s)
 {
@@ -417,6 +563,8 @@ eng_apply(eng_saga *s, const sm_out *o)
 			break;
 		case SM_FX_EVENT:
 			log_event(s, f);
+			if (otel_enabled)
+				span_event(s, f);
 			break;
 		case SM_FX_FINAL:
 			count_final(s);
@@ -452,8 +600,7 @@ fill_dispatch(Sagawire__Dispatch *d, eng_saga *s, uint32_t idx, uint8_t kind, ds
 	/* The parent id names this attempt: a redelivery of it carries the
 	 * same one, another attempt or the compensation another. */
 	wire_trace child;
-	wire_trace_child(
-	    &s->trace, (uint64_t)idx << 40 | (uint64_t)kind << 32 | d->attempt, &child);
+	attempt_trace(s, idx, kind, d->attempt, &child);
 	wire_trace_format(&child, txt->traceparent);
 	d->traceparent = txt->traceparent;
 	d->timeout_ms = sm_timeout_ms(ds, kind);
@@ -975,6 +1122,7 @@ engine_metrics(char **out, size_t *len)
 	    "sagad_requests_refused_total{reason=\"denied\"} %llu\n",
 	    (unsigned long long)unauth, (unsigned long long)denied);
 	eng_report_metrics(&b);
+	otel_metrics(&b);
 	mx_printf(&b,
 	    "# HELP sagad_db_commit_seconds Time to commit one batch of saga "
 	    "transitions in PostgreSQL.\n# TYPE sagad_db_commit_seconds histogram\n");
