@@ -382,11 +382,15 @@ attempt_trace(const eng_saga *s, uint32_t idx, uint8_t kind, uint32_t attempt, w
 	wire_trace_child(&s->trace, (uint64_t)idx << 40 | (uint64_t)kind << 32 | attempt, out);
 }
 
+/* src into dst[cap], cut at a character boundary when too long. */
 static void
 copy_text(char *dst, size_t cap, const char *src)
 {
-	snprintf(dst, cap, "%s", src ? src : "");
-	cm_utf8_trim(dst);
+	size_t n = src ? strnlen(src, cap) : 0;
+	if (n == cap)
+		n = cm_utf8_cut(src, cap - 1);
+	memcpy(dst, src ? src : "", n);
+	dst[n] = '\0';
 }
 
 /*

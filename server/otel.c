@@ -1,4 +1,5 @@
 /* otel: OpenTelemetry spans over OTLP/HTTP. See otel.h. */
+#define _GNU_SOURCE
 #include "otel.h"
 
 #include <ctype.h>
@@ -640,6 +641,7 @@ static void *
 exporter(void *arg)
 {
 	(void)arg;
+	pthread_setname_np(pthread_self(), "sagad-otlp");
 	otel_span *batch = malloc(sizeof(otel_span) * OTEL_BATCH);
 	pthread_mutex_lock(&O.mu);
 	for (;;) {
