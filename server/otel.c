@@ -745,6 +745,19 @@ otel_stop(void)
 	/* Out of time: the request under way gives up within 50 ms and
 	 * what is left counts as failed. */
 	atomic_store(&O.abort, true);
+	ts.tv_sec += 1;
+	while (!O.exited && pthread_cond_timedwait(&O.done, &O.mu, &ts) != ETIMEDOUT)
+		;
+	if (!O.exited) {
+		/* Only a name lookup (getaddrinfo has no timeout) holds it
+		 * this long: sagad is exiting, so leave it and its memory
+		 * rather than hold the exit. */
+		pthread_mutex_unlock(&O.mu);
+		slog_warn(
+		    "otlp: the exporter is stuck resolving %s; exiting without it", O.ep.host);
+		pthread_detach(O.thr);
+		return;
+	}
 	pthread_mutex_unlock(&O.mu);
 	pthread_join(O.thr, NULL);
 	pthread_mutex_lock(&O.mu);

@@ -59,7 +59,9 @@ int otel_start(const cfg *c, const char *instance, char *err, size_t errlen);
 
 /* Stops the exporter: what is queued gets one try, for at most about two
  * seconds (a collector that is down or never answers does not hold the
- * shutdown), then the rest is counted failed. Safe when never started. */
+ * shutdown), then the rest is counted failed. An exporter stuck in a name
+ * lookup a second later is left behind (sagad is exiting). Safe when
+ * never started. */
 void otel_stop(void);
 
 /* Copies sp into the queue, or counts it dropped when the queue is full.
