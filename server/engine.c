@@ -393,19 +393,33 @@ copy_text(char *dst, size_t cap, const char *src)
 	dst[n] = '\0';
 }
 
+/* What every span of s shares; the caller sets the rest. */
+static void
+span_common(const eng_saga *s, otel_span *sp, bool failed, const char *outcome, const char *error)
+{
+	const sm_saga *m = s->sm;
+	memcpy(sp->trace_id, s->trace.trace_id, 16);
+	sp->flags = s->trace.flags;
+	sp->failed = failed;
+	sp->version = m->def->version;
+	memcpy(sp->saga_id, s->id, 16);
+	copy_text(sp->definition, sizeof(sp->definition), m->def->name);
+	copy_text(sp->outcome, sizeof(sp->outcome), outcome);
+	copy_text(sp->error, sizeof(sp->error), failed ? error : NULL);
+}
+
 /*
- * A span ends with the history event that ends what it times: an
- * attempt's outcome, the saga's final state. Its start is found in the
- * history (the attempt's dispatch event; the saga's creation), which is
- * stored with the saga, so that a saga recovered after a restart or taken
- * over by another instance ends its spans with their recorded starts and
- * the same ids. Unknown event types make no span.
+ * An attempt's span ends with the history event of its outcome; its start
+ * is the attempt's dispatch event, read from the history, which is stored
+ * with the saga: a saga recovered after a restart or taken over by another
+ * instance ends its spans with their recorded starts and the same ids.
+ * Other event types (new kinds included) make no span here.
  */
 static void
 span_event(const eng_saga *s, const sm_fx *f)
 {
 	otel_span sp;
-	uint8_t start_ev = 0;
+	uint8_t start_ev;
 	const char *outcome;
 	bool failed = false;
 	switch (f->ev_type) {
@@ -431,88 +445,81 @@ span_event(const eng_saga *s, const sm_fx *f)
 		sp.kind = OTEL_COMPENSATION, outcome = "failed", start_ev = EV(COMP_ATTEMPT);
 		failed = true;
 		break;
-	case EV(COMPLETED):
-		sp.kind = OTEL_SAGA, outcome = "completed";
-		break;
-	case EV(COMPENSATED):
-		sp.kind = OTEL_SAGA, outcome = "compensated", failed = true;
-		break;
-	case EV(PARKED):
-		sp.kind = OTEL_SAGA, outcome = "parked", failed = true;
-		break;
 	default:
 		return;
 	}
-	if (!(s->trace.flags & 0x01))
-		return; /* the caller's trace is not sampled */
 	const sm_saga *m = s->sm;
-	uint32_t idx = f->step ? f->step - 1u : 0;
-	if (sp.kind != OTEL_SAGA && (f->step == 0 || idx >= m->def->n_steps))
-		return;
+	uint32_t idx = f->step - 1u;
+	if (!(s->trace.flags & 0x01) || f->step == 0 || idx >= m->def->n_steps)
+		return; /* the caller's trace is not sampled; or no step */
 	/* Its end is its event (the latest of that type), its start the
-	 * latest start event of the same attempt before it. A saga parked
-	 * once had its span at the parking: a later end makes none, so that
-	 * no span id is sent twice. */
+	 * latest start event of the same attempt before it. */
 	int64_t end_us = 0, start_us = 0;
-	const char *detail = f->detail;
 	for (uint32_t i = m->n_ev; i-- > 0;) {
 		const sm_event *ev = &m->ev[i];
-		if (end_us == 0) {
-			if (ev->type == f->ev_type && ev->step == f->step &&
-			    ev->attempt == f->attempt)
-				end_us = ev->at_us;
+		if (ev->step != f->step || ev->attempt != f->attempt)
 			continue;
-		}
-		if (sp.kind == OTEL_SAGA) {
-			if (ev->type == EV(PARKED))
-				return;
-		} else if (ev->type == start_ev && ev->step == f->step &&
-		    ev->attempt == f->attempt) {
+		if (end_us == 0) {
+			if (ev->type == f->ev_type)
+				end_us = ev->at_us;
+		} else if (ev->type == start_ev) {
 			start_us = ev->at_us;
 			break;
 		}
 	}
 	if (end_us == 0)
 		end_us = wire_now_us();
-	if (sp.kind == OTEL_SAGA)
-		start_us = m->created_us;
 	if (start_us == 0 || start_us > end_us)
 		start_us = end_us; /* its start left the bounded history */
-	memcpy(sp.trace_id, s->trace.trace_id, 16);
-	wire_trace saga_span;
+	wire_trace at, saga_span;
+	attempt_trace(s, idx,
+	    sp.kind == OTEL_ACTION ? (uint8_t)SM_ACTION : (uint8_t)SM_COMPENSATION, f->attempt,
+	    &at);
 	wire_trace_child(&s->trace, SAGA_SPAN_SALT, &saga_span);
-	if (sp.kind == OTEL_SAGA) {
-		memcpy(sp.span_id, saga_span.parent_id, 8);
-		/* A trace sagad made (its id is the saga's) has no parent; a
-		 * caller's trace has the caller's span. */
-		if (memcmp(s->trace.trace_id, s->id, 16) == 0)
-			memset(sp.parent_id, 0, 8);
-		else
-			memcpy(sp.parent_id, s->trace.parent_id, 8);
-		sp.step[0] = '\0';
-		sp.attempt = 0;
-		detail = failed ? m->error : NULL;
-	} else {
-		wire_trace at;
-		attempt_trace(s, idx,
-		    sp.kind == OTEL_ACTION ? (uint8_t)SM_ACTION : (uint8_t)SM_COMPENSATION,
-		    f->attempt, &at);
-		memcpy(sp.span_id, at.parent_id, 8);
-		memcpy(sp.parent_id, saga_span.parent_id, 8);
-		copy_text(sp.step, sizeof(sp.step), m->def->steps[idx].name);
-		sp.attempt = f->attempt;
-		if (!failed)
-			detail = NULL;
-	}
-	sp.flags = s->trace.flags;
-	sp.failed = failed;
-	sp.version = m->def->version;
+	memcpy(sp.span_id, at.parent_id, 8);
+	memcpy(sp.parent_id, saga_span.parent_id, 8);
+	copy_text(sp.step, sizeof(sp.step), m->def->steps[idx].name);
+	sp.attempt = f->attempt;
 	sp.start_us = start_us;
 	sp.end_us = end_us;
-	memcpy(sp.saga_id, s->id, 16);
-	copy_text(sp.definition, sizeof(sp.definition), m->def->name);
-	copy_text(sp.outcome, sizeof(sp.outcome), outcome);
-	copy_text(sp.error, sizeof(sp.error), detail);
+	span_common(s, &sp, failed, outcome, f->detail);
+	otel_submit(&sp);
+}
+
+/*
+ * The saga's span ends when the saga reaches a final state, whichever
+ * (a state added later included): from its creation to its latest event.
+ * A saga parked once had its span at the parking: a later end makes none,
+ * so that no span id is sent twice.
+ */
+static void
+span_final(const eng_saga *s)
+{
+	const sm_saga *m = s->sm;
+	if (!(s->trace.flags & 0x01))
+		return;
+	uint32_t parked = 0;
+	for (uint32_t i = 0; i < m->n_ev; i++)
+		parked += m->ev[i].type == EV(PARKED);
+	if (parked > (m->state == SS(FAILED) ? 1u : 0u))
+		return;
+	otel_span sp;
+	sp.kind = OTEL_SAGA;
+	sp.end_us = m->n_ev > 0 ? m->ev[m->n_ev - 1].at_us : wire_now_us();
+	sp.start_us = m->created_us > 0 && m->created_us <= sp.end_us ? m->created_us : sp.end_us;
+	wire_trace saga_span;
+	wire_trace_child(&s->trace, SAGA_SPAN_SALT, &saga_span);
+	memcpy(sp.span_id, saga_span.parent_id, 8);
+	/* A trace sagad made (its id is the saga's) has no parent; a caller's
+	 * trace has the caller's span. */
+	if (memcmp(s->trace.trace_id, s->id, 16) == 0)
+		memset(sp.parent_id, 0, 8);
+	else
+		memcpy(sp.parent_id, s->trace.parent_id, 8);
+	sp.step[0] = '\0';
+	sp.attempt = 0;
+	const char *outcome = m->state == SS(FAILED) ? "parked" : cm_saga_state_name(m->state);
+	span_common(s, &sp, m->state != SS(COMPLETED), outcome, m->error);
 	otel_submit(&sp);
 }
 
@@ -572,6 +579,8 @@ eng_apply(eng_saga *s, const sm_out *o)
 			break;
 		case SM_FX_FINAL:
 			count_final(s);
+			if (otel_enabled)
+				span_final(s);
 			break;
 		}
 	}
