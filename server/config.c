@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "otel.h"
 #include "saga_base.h"
 
 enum opt_type { OPT_STR, OPT_U32, OPT_BOOL };
@@ -55,6 +56,23 @@ static int
 check_auth(const char *v)
 {
 	return strcmp(v, "on") == 0 || strcmp(v, "off") == 0;
+}
+
+static int
+check_otlp_endpoint(const char *v)
+{
+	otel_endpoint ep;
+	char err[8];
+	return v[0] == '\0' || otel_parse_endpoint(v, &ep, err, sizeof(err)) == 0;
+}
+
+static int
+check_otlp_headers(const char *v)
+{
+	char *h = NULL, err[8];
+	int ok = otel_parse_headers(v, &h, err, sizeof(err)) == 0;
+	free(h);
+	return ok;
 }
 
 static int
@@ -158,6 +176,19 @@ static const opt opts[] = {
 	    "a participant with no connection and no step waiting for it is forgotten after "
 	    "this many milliseconds: its /metrics series and its line in `sagactl "
 	    "participants` go (they come back when it connects)"),
+	S(otlp_endpoint, "SAGAD_OTLP_ENDPOINT", "", check_otlp_endpoint, "URL",
+	    "OpenTelemetry: http://HOST[:PORT][/PATH] of an OTLP/HTTP collector to send spans "
+	    "to (port 4318 and /v1/traces when left out; docs/TRACING.md); empty = no spans"),
+	S(otlp_service_name, "SAGAD_OTLP_SERVICE_NAME", "sagad", check_nonempty, "NAME",
+	    "OpenTelemetry: the service.name of the spans sagad exports"),
+	S(otlp_headers, "SAGAD_OTLP_HEADERS", "", check_otlp_headers, "LIST",
+	    "OpenTelemetry: extra HTTP headers of every export request, as "
+	    "name=value,name=value (e.g. an API key the collector wants); empty = none"),
+	U(otlp_timeout_ms, "SAGAD_OTLP_TIMEOUT_MS", 5000, 100, 60000,
+	    "OpenTelemetry: how long one export request may take (connect, send, answer)"),
+	U(otlp_queue_spans, "SAGAD_OTLP_QUEUE_SPANS", 8192, 64, 1048576,
+	    "OpenTelemetry: spans waiting for export, at most; more are dropped and counted "
+	    "(sagad_otlp_spans_dropped_total), never waited for"),
 	B(allow_root, "SAGAD_ALLOW_ROOT", "false",
 	    "run even as root (refused by default: run sagad as an unprivileged user)"),
 	S(config, "SAGAD_CONFIG", "", NULL, "FILE",
@@ -279,6 +310,17 @@ set_value(cfg *c, const opt *o, const char *v, const char *src, char *err, size_
 			    src, v);
 		else if (o->check == check_auth)
 			seterr(err, errlen, "%s: \"%s\" is not one of off, on", src, v);
+		else if (o->check == check_otlp_endpoint)
+			seterr(err, errlen,
+			    "%s: \"%.200s\" is not http://HOST[:PORT][/PATH] (https is not "
+			    "supported: see docs/TRACING.md)",
+			    src, v);
+		else if (o->check == check_otlp_headers)
+			seterr(err, errlen,
+			    "%s: not name=value,name=value with HTTP token names and printable "
+			    "ASCII values (Host, Content-Type, Content-Length, Connection and "
+			    "Transfer-Encoding are sagad's own)",
+			    src); /* the value is not echoed: it may hold a key */
 		else
 			seterr(err, errlen, "%s must not be empty", src);
 		return SAGA_EINVAL;

@@ -60,6 +60,12 @@ typedef struct cfg {
 	char *bootstrap_credential_file; /* "" = <data_dir>/bootstrap-admin.credential */
 	uint32_t participant_series_ttl_ms; /* a participant not connected this long is
 	                                     * forgotten (metrics, status); default 10 min */
+	/* OpenTelemetry span export (server/otel.h), off while otlp_endpoint is "". */
+	char *otlp_endpoint;       /* http://HOST[:PORT][/PATH]; "" = off */
+	char *otlp_service_name;   /* service.name; default "sagad" */
+	char *otlp_headers;        /* name=value,...; "" = none */
+	uint32_t otlp_timeout_ms;  /* one export request, at most; default 5000 */
+	uint32_t otlp_queue_spans; /* queued spans, at most (more are dropped) */
 } cfg;
 
 /* Parses defaults, environment, then argv. The first non-flag argument is

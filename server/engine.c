@@ -18,11 +18,13 @@
 #include "engine_int.h"
 #include "names.h"
 #include "failpoint.h"
+#include "otel.h"
 #include "registry.h"
 #include "saga_base.h"
 #include "sagarow.h"
 #include "store.h"
 #include "token.h"
+#include "utf8.h"
 
 #define SS(x) SAGAWIRE__SAGA_STATE__SAGA_##x
 #define ST(x) SAGAWIRE__STEP_STATE__STEP_##x
@@ -366,6 +368,161 @@ log_event(eng_saga *s, const sm_fx *f)
 	}
 }
 
+/* ---- spans (otel.h; docs/TRACING.md) ---------------------------------------------------------- */
+
+/* The salt of the saga span's id: never an attempt's, whose salts are
+ * step << 40 | kind << 32 | attempt with step < DEFN_MAX_STEPS. */
+#define SAGA_SPAN_SALT UINT64_MAX
+
+/* The trace context of an attempt: its parent id is the id of the
+ * attempt's span, and what the participant receives in the dispatch. */
+static void
+attempt_trace(const eng_saga *s, uint32_t idx, uint8_t kind, uint32_t attempt, wire_trace *out)
+{
+	wire_trace_child(&s->trace, (uint64_t)idx << 40 | (uint64_t)kind << 32 | attempt, out);
+}
+
+/* src into dst[cap], cut at a character boundary when too long. */
+static void
+copy_text(char *dst, size_t cap, const char *src)
+{
+	size_t n = src ? strnlen(src, cap) : 0;
+	if (n == cap)
+		n = cm_utf8_cut(src, cap - 1);
+	memcpy(dst, src ? src : "", n);
+	dst[n] = '\0';
+}
+
+/* What every span of s shares; the caller sets the rest. */
+static void
+span_common(const eng_saga *s, otel_span *sp, bool failed, const char *outcome, const char *error)
+{
+	const sm_saga *m = s->sm;
+	memcpy(sp->trace_id, s->trace.trace_id, 16);
+	sp->flags = s->trace.flags;
+	sp->failed = failed;
+	sp->version = m->def->version;
+	memcpy(sp->saga_id, s->id, 16);
+	copy_text(sp->definition, sizeof(sp->definition), m->def->name);
+	copy_text(sp->outcome, sizeof(sp->outcome), outcome);
+	copy_text(sp->error, sizeof(sp->error), failed ? error : NULL);
+}
+
+/*
+ * An attempt's span ends with the history event of its outcome; its start
+ * is the attempt's dispatch event, read from the history, which is stored
+ * with the saga: a saga recovered after a restart or taken over by another
+ * instance ends its spans with their recorded starts and the same ids.
+ * Other event types (new kinds included) make no span here.
+ */
+static void
+span_event(const eng_saga *s, const sm_fx *f)
+{
+	otel_span sp;
+	uint8_t start_ev;
+	const char *outcome;
+	bool failed = false;
+	switch (f->ev_type) {
+	case EV(SUCCEEDED):
+		sp.kind = OTEL_ACTION, outcome = "succeeded", start_ev = EV(ATTEMPT);
+		break;
+	case EV(ATTEMPT_FAILED):
+		sp.kind = OTEL_ACTION, outcome = "retry", start_ev = EV(ATTEMPT), failed = true;
+		break;
+	case EV(FAILED):
+		sp.kind = OTEL_ACTION, outcome = "failed", start_ev = EV(ATTEMPT), failed = true;
+		break;
+	case EV(COMPENSATED_STEP):
+		if (f->attempt == 0)
+			return; /* no compensation to run: no attempt */
+		sp.kind = OTEL_COMPENSATION, outcome = "succeeded", start_ev = EV(COMP_ATTEMPT);
+		break;
+	case EV(COMP_ATTEMPT_FAILED):
+		sp.kind = OTEL_COMPENSATION, outcome = "retry", start_ev = EV(COMP_ATTEMPT);
+		failed = true;
+		break;
+	case EV(COMP_FAILED):
+		sp.kind = OTEL_COMPENSATION, outcome = "failed", start_ev = EV(COMP_ATTEMPT);
+		failed = true;
+		break;
+	default:
+		return;
+	}
+	const sm_saga *m = s->sm;
+	uint32_t idx = f->step - 1u;
+	if (!(s->trace.flags & 0x01) || f->step == 0 || idx >= m->def->n_steps)
+		return; /* the caller's trace is not sampled; or no step */
+	/* Its end is its event (the latest of that type), its start the
+	 * latest start event of the same attempt before it. */
+	int64_t end_us = 0, start_us = 0;
+	for (uint32_t i = m->n_ev; i-- > 0;) {
+		const sm_event *ev = &m->ev[i];
+		if (ev->step != f->step || ev->attempt != f->attempt)
+			continue;
+		if (end_us == 0) {
+			if (ev->type == f->ev_type)
+				end_us = ev->at_us;
+		} else if (ev->type == start_ev) {
+			start_us = ev->at_us;
+			break;
+		}
+	}
+	if (end_us == 0)
+		end_us = wire_now_us();
+	if (start_us == 0 || start_us > end_us)
+		start_us = end_us; /* its start left the bounded history */
+	wire_trace at, saga_span;
+	attempt_trace(s, idx,
+	    sp.kind == OTEL_ACTION ? (uint8_t)SM_ACTION : (uint8_t)SM_COMPENSATION, f->attempt,
+	    &at);
+	wire_trace_child(&s->trace, SAGA_SPAN_SALT, &saga_span);
+	memcpy(sp.span_id, at.parent_id, 8);
+	memcpy(sp.parent_id, saga_span.parent_id, 8);
+	copy_text(sp.step, sizeof(sp.step), m->def->steps[idx].name);
+	sp.attempt = f->attempt;
+	sp.start_us = start_us;
+	sp.end_us = end_us;
+	span_common(s, &sp, failed, outcome, f->detail);
+	otel_submit(&sp);
+}
+
+/*
+ * The saga's span ends when the saga reaches a final state, whichever
+ * (a state added later included): from its creation to its latest event.
+ * A saga parked once had its span at the parking: a later end makes none,
+ * so that no span id is sent twice.
+ */
+static void
+span_final(const eng_saga *s)
+{
+	const sm_saga *m = s->sm;
+	if (!(s->trace.flags & 0x01))
+		return;
+	uint32_t parked = 0;
+	for (uint32_t i = 0; i < m->n_ev; i++)
+		parked += m->ev[i].type == EV(PARKED);
+	if (parked > (m->state == SS(FAILED) ? 1u : 0u))
+		return;
+	otel_span sp;
+	sp.kind = OTEL_SAGA;
+	sp.end_us = m->n_ev > 0 ? m->ev[m->n_ev - 1].at_us : wire_now_us();
+	sp.start_us = m->created_us > 0 && m->created_us <= sp.end_us ? m->created_us : sp.end_us;
+	wire_trace saga_span;
+	wire_trace_child(&s->trace, SAGA_SPAN_SALT, &saga_span);
+	memcpy(sp.span_id, saga_span.parent_id, 8);
+	/* A trace sagad made (its id is the saga's) has no parent; a caller's
+	 * trace has the caller's span. */
+	if (memcmp(s->trace.trace_id, s->id, 16) == 0)
+		memset(sp.parent_id, 0, 8);
+	else
+		memcpy(sp.parent_id, s->trace.parent_id, 8);
+	sp.step[0] = '\0';
+	sp.attempt = 0;
+	const char *outcome = m->state == SS(FAILED) ? "parked" : cm_saga_state_name(m->state);
+	span_common(s, &sp, m->state != SS(COMPLETED), outcome, m->error);
+	otel_submit(&sp);
+}
+
 static void
 count_final(const eng_saga *s)
 {
@@ -417,9 +574,13 @@ eng_apply(eng_saga *s, const sm_out *o)
 			break;
 		case SM_FX_EVENT:
 			log_event(s, f);
+			if (otel_enabled)
+				span_event(s, f);
 			break;
 		case SM_FX_FINAL:
 			count_final(s);
+			if (otel_enabled)
+				span_final(s);
 			break;
 		}
 	}
@@ -452,8 +613,7 @@ fill_dispatch(Sagawire__Dispatch *d, eng_saga *s, uint32_t idx, uint8_t kind, ds
 	/* The parent id names this attempt: a redelivery of it carries the
 	 * same one, another attempt or the compensation another. */
 	wire_trace child;
-	wire_trace_child(
-	    &s->trace, (uint64_t)idx << 40 | (uint64_t)kind << 32 | d->attempt, &child);
+	attempt_trace(s, idx, kind, d->attempt, &child);
 	wire_trace_format(&child, txt->traceparent);
 	d->traceparent = txt->traceparent;
 	d->timeout_ms = sm_timeout_ms(ds, kind);
@@ -975,6 +1135,7 @@ engine_metrics(char **out, size_t *len)
 	    "sagad_requests_refused_total{reason=\"denied\"} %llu\n",
 	    (unsigned long long)unauth, (unsigned long long)denied);
 	eng_report_metrics(&b);
+	otel_metrics(&b);
 	mx_printf(&b,
 	    "# HELP sagad_db_commit_seconds Time to commit one batch of saga "
 	    "transitions in PostgreSQL.\n# TYPE sagad_db_commit_seconds histogram\n");

@@ -25,6 +25,7 @@
 #include "forward.h"
 #include "http.h"
 #include "log.h"
+#include "otel.h"
 #include "migrate.h"
 #include "pgembed.h"
 #include "reader.h"
@@ -240,6 +241,11 @@ main(int argc, char **argv)
 		slog_info("database schema is up to date");
 		goto out;
 	}
+	/* Before the engine: sagas recovered at start end their spans too. */
+	if ((rv = otel_start(&c, c.instance_id, err, sizeof(err))) != 0) {
+		slog_error("%s", err);
+		goto out;
+	}
 	if ((rv = engine_init(&c, conninfo, err, sizeof(err))) != 0) {
 		slog_error("engine: %s", err);
 		goto out;
@@ -312,6 +318,9 @@ out_readers:
 	auth_stop();
 	engine_fini();
 out:
+	/* Last: no saga moves any more. Bounded (otel.h) even when the
+	 * collector is down or never answers. */
+	otel_stop();
 	if (embedded)
 		pgembed_stop(c.data_dir, c.pg_bindir, c.pg_user);
 	registry_fini();

@@ -54,6 +54,16 @@ static const struct setting {
 	{ "--shutdown-grace-ms", "SAGAD_SHUTDOWN_GRACE_MS", 0, offsetof(cfg, shutdown_grace_ms),
 	    "10000", "0" },
 	{ "--allow-root", "SAGAD_ALLOW_ROOT", 2, offsetof(cfg, allow_root), "false", "true" },
+	{ "--otlp-endpoint", "SAGAD_OTLP_ENDPOINT", 1, offsetof(cfg, otlp_endpoint), "",
+	    "http://127.0.0.1:4318/v1/traces" },
+	{ "--otlp-service-name", "SAGAD_OTLP_SERVICE_NAME", 1, offsetof(cfg, otlp_service_name),
+	    "sagad", "orders-saga" },
+	{ "--otlp-headers", "SAGAD_OTLP_HEADERS", 1, offsetof(cfg, otlp_headers), "",
+	    "x-api-key=abc" },
+	{ "--otlp-timeout-ms", "SAGAD_OTLP_TIMEOUT_MS", 0, offsetof(cfg, otlp_timeout_ms), "5000",
+	    "200" },
+	{ "--otlp-queue-spans", "SAGAD_OTLP_QUEUE_SPANS", 0, offsetof(cfg, otlp_queue_spans),
+	    "8192", "64" },
 };
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
 
