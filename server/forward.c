@@ -122,7 +122,8 @@ read_state(PGconn *c, rpc_req *r, const char *sid, const uint8_t id[16], row_ctx
 static bool
 is_final(int state)
 {
-	return state == SS(COMPLETED) || state == SS(COMPENSATED) || state == SS(FAILED);
+	return state == SS(COMPLETED) || state == SS(COMPENSATED) || state == SS(FAILED) ||
+	    state == SS(TERMINATED);
 }
 
 static void
@@ -198,7 +199,8 @@ operate_cb(const store_saga *s, void *arg)
 	rpc_req *r = st->r;
 	st->state = s->state;
 	const char *sid = r->req->operate->saga_id;
-	if (s->state == SS(COMPLETED) || s->state == SS(COMPENSATED)) {
+	if (s->state == SS(COMPLETED) || s->state == SS(COMPENSATED) ||
+	    s->state == SS(TERMINATED)) {
 		rpc_reply_error(r, SAGA_ESTATE,
 		    "saga %s is %s: only a running or parked (failed) saga can be operated on", sid,
 		    cm_saga_state_name(s->state));
@@ -244,13 +246,23 @@ pend_add(int kind, rpc_req *r, const uint8_t id[16], uint32_t timeout_ms)
 	p->shard = shd_of(id);
 	p->deadline_ms = wire_mono_ms() + timeout_ms;
 	if (kind == P_COMMAND) {
+		/* The owner records who asked: forwarded requests carry no
+		 * credential, so the principal authenticated here goes along. */
+		Sagawire__OperateRequest *op =
+		    r->req->body_case == SAGAWIRE__REQUEST__BODY_OPERATE ? r->req->operate : NULL;
+		char *was = op ? op->principal : NULL;
+		if (op)
+			op->principal = r->auth.name;
 		p->req_len = sagawire__request__get_packed_size(r->req);
-		if ((p->req = malloc(p->req_len ? p->req_len : 1)) == NULL) {
+		if ((p->req = malloc(p->req_len ? p->req_len : 1)) != NULL)
+			sagawire__request__pack(r->req, p->req);
+		if (op)
+			op->principal = was;
+		if (p->req == NULL) {
 			free(p);
 			rpc_reply_error(r, SAGA_ENOMEM, "out of memory");
 			return;
 		}
-		sagawire__request__pack(r->req, p->req);
 	}
 	pthread_mutex_lock(&F.mu);
 	if (F.stop || !F.started) {

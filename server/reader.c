@@ -243,7 +243,7 @@ reader_start_unknown(PGconn *c, rpc_req *r)
  * (where: the SQL after WHERE), into counts[] indexed by state. */
 static int
 count_states(PGconn *c, const char *where, int np, const Oid *types, const char *const *vals,
-    const int *lens, const int *fmts, uint64_t counts[6], char *err, size_t errlen)
+    const int *lens, const int *fmts, uint64_t counts[7], char *err, size_t errlen)
 {
 	char sql[1200];
 	snprintf(
@@ -256,7 +256,7 @@ count_states(PGconn *c, const char *where, int np, const Oid *types, const char 
 	}
 	for (int i = 0; i < PQntuples(res); i++) {
 		long st = strtol(PQgetvalue(res, i, 0), NULL, 10);
-		if (st >= 0 && st < 6)
+		if (st >= 0 && st < 7)
 			counts[st] = strtoull(PQgetvalue(res, i, 1), NULL, 10);
 	}
 	PQclear(res);
@@ -279,7 +279,7 @@ reader_list(PGconn *c, rpc_req *r)
 	char tsa[8], tsb[8], tsp[8], lim[4], ver[4];
 	uint8_t pid[16];
 	char *states_arr = NULL;
-	uint64_t counts[6] = { 0 };
+	uint64_t counts[7] = { 0 };
 
 	if (q->version != 0 && !q->definition[0]) {
 		rpc_reply_error(r, SAGA_EINVAL, "list: a version needs a definition");
@@ -443,15 +443,15 @@ reader_list(PGconn *c, rpc_req *r)
 	lr.n_sagas = count;
 	lr.sagas = sp;
 	lr.next_page_token = token;
-	Sagawire__StateCount sc[5], *scp[5];
+	Sagawire__StateCount sc[6], *scp[6];
 	if (q->counts) {
-		for (int k = 0; k < 5; k++) {
+		for (int k = 0; k < 6; k++) {
 			sagawire__state_count__init(&sc[k]);
 			sc[k].state = (Sagawire__SagaState)(k + 1);
 			sc[k].count = counts[k + 1];
 			scp[k] = &sc[k];
 		}
-		lr.n_counts = 5;
+		lr.n_counts = 6;
 		lr.counts = scp;
 	}
 	Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
