@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "handle_rerun.h"
 #include "log.h"
 #include "names.h"
 #include "saga_base.h"
@@ -218,6 +219,10 @@ fwd_operate_load(PGconn *c, rpc_req *r)
 	uint8_t id[16];
 	char err[512] = "";
 	row_ctx st = { .r = r, .engine_rv = ENGINE_ANSWERED };
+	if (r->req->operate->op == SAGAWIRE__OPERATION__OP_RERUN) {
+		rerun_run(c, r); /* any sagad can: nothing to forward */
+		return;
+	}
 	wire_uuid_parse(sid, id);
 	int rv = store_get(c, id, operate_cb, &st, err, sizeof(err));
 	if (rv == SAGA_ENOTFOUND)

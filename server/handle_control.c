@@ -106,6 +106,8 @@ engine_operate(rpc_req *r)
 		    q->saga_id ? q->saga_id : "");
 		return ENGINE_ANSWERED;
 	}
+	if (q->op == SAGAWIRE__OPERATION__OP_RERUN)
+		return ENGINE_NOT_HELD; /* a reader does it (handle_rerun.c) */
 	eng_saga *s = eng_find(id);
 	if (s == NULL || (sm_saga_is_final(s->sm) && s->sm->state != SS(FAILED)))
 		return ENGINE_NOT_HELD; /* parked sagas are not held in memory */

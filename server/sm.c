@@ -1021,3 +1021,10 @@ sm_force(sm_saga *s, sm_env *e, int op, uint32_t step, const uint8_t *result, si
 	advance(s, e);
 	return 0;
 }
+
+void
+sm_note(sm_saga *s, sm_env *e, int type, const char *detail)
+{
+	event(s, e, type, NULL, 0, "%s", detail ? detail : "");
+	touch(e);
+}

@@ -236,6 +236,10 @@ int sm_terminate(
 int sm_force(sm_saga *s, sm_env *e, int op, uint32_t step, const uint8_t *result, size_t result_len,
     const char *who, const char *reason, char *err, size_t errlen);
 
+/* Adds an event of type with detail to the history (the saga's state is
+ * unchanged; it is written with the next change): a rerun's link. */
+void sm_note(sm_saga *s, sm_env *e, int type, const char *detail);
+
 /* ---- helpers shared with the engine ----------------------------------------------------- */
 
 /* The retry delay after attempts_made attempts:

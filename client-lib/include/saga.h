@@ -89,7 +89,8 @@ typedef enum saga_state {
 	SAGA_STATE_COMPENSATING = 2, /* undoing completed steps */
 	SAGA_STATE_COMPLETED = 3,    /* terminal: every step succeeded */
 	SAGA_STATE_COMPENSATED = 4,  /* terminal: every completed step undone */
-	SAGA_STATE_FAILED = 5        /* parked: a compensation gave up; needs an operator */
+	SAGA_STATE_FAILED = 5,       /* parked: a compensation gave up; needs an operator */
+	SAGA_STATE_TERMINATED = 6    /* terminal: an operator stopped it without compensating */
 } saga_state;
 
 typedef enum saga_step_state {
@@ -360,6 +361,9 @@ typedef struct saga_info {
 	 * the whole payload. Empty when nothing was left out. */
 	size_t n_redacted;
 	char **redacted;
+	char *rerun_of; /* the saga this one reruns (saga_client_rerun); "" if none */
+	size_t n_rerun_as;
+	char **rerun_as; /* the sagas this one was rerun as, oldest first */
 } saga_info;
 
 /* Full status of one saga. SAGA_ENOTFOUND if there is no such saga.
@@ -412,6 +416,7 @@ typedef struct saga_summary {
 	char *error;
 	uint32_t steps_total;
 	uint32_t steps_done;
+	char *rerun_of; /* the saga this one reruns; "" if none */
 } saga_summary;
 
 typedef struct saga_list {
@@ -419,7 +424,7 @@ typedef struct saga_list {
 	saga_summary *sagas;      /* newest first */
 	char *next_page_token;    /* "" = last page */
 	int has_counts;           /* the filter asked for counts */
-	uint64_t state_counts[6]; /* indexed by saga_state (RUNNING..FAILED) */
+	uint64_t state_counts[7]; /* indexed by saga_state (RUNNING..TERMINATED) */
 } saga_list;
 
 /* Lists sagas matching the filter, newest first. filter may be NULL. */
@@ -497,6 +502,37 @@ SAGA_API int saga_client_retry_step(saga_client *c, const char *saga_id, const c
  * and goes into the saga's history. Errors as for saga_client_retry_step. */
 SAGA_API int saga_client_skip_step(saga_client *c, const char *saga_id, const char *step,
     const char *reason, saga_state *state_after);
+
+/* Terminates a running, compensating or parked saga: it stops at once
+ * WITHOUT compensating (SAGA_STATE_TERMINATED); nothing more is dispatched
+ * and late outcomes of steps in flight are ignored. reason is required and
+ * goes into the saga's history with the caller's principal. SAGA_ESTATE if
+ * the saga is already completed, compensated or terminated. */
+SAGA_API int saga_client_terminate(
+    saga_client *c, const char *saga_id, const char *reason, saga_state *state_after);
+/* Forces a step succeeded with result (result_len bytes, a serialized
+ * message of the step's output type; may be empty): a step running (in
+ * flight or queued, its outcome unknown) or waiting to retry, in a running
+ * saga. The saga goes on as if the participant had answered; a late answer
+ * of the abandoned attempt is ignored. reason is required. The general form
+ * of saga_client_skip_step for actions (skip = forced succeeded with no
+ * result, only from waiting to retry). */
+SAGA_API int saga_client_force_succeeded(saga_client *c, const char *saga_id, const char *step,
+    const uint8_t *result, size_t result_len, const char *reason, saga_state *state_after);
+/* Forces a step compensated (undone by hand), in a compensating or parked
+ * saga: a step owed an undo, being undone, waiting to retry its undo, or
+ * whose undo failed. A parked saga resumes compensating. reason is
+ * required. */
+SAGA_API int saga_client_force_compensated(saga_client *c, const char *saga_id, const char *step,
+    const char *reason, saga_state *state_after);
+/* Starts a finished saga (completed, compensated, failed or terminated)
+ * again with its input, as a new saga linked to it (saga_info.rerun_of /
+ * rerun_as). idempotency_key (may be NULL): the same key gives the same new
+ * saga, as for saga_client_start. latest_version: nonzero = on the latest
+ * version of its definition, 0 = on the version it ran. *new_saga_id
+ * (free with saga_string_free) receives the new saga's id. */
+SAGA_API int saga_client_rerun(saga_client *c, const char *saga_id, const char *idempotency_key,
+    int latest_version, char **new_saga_id);
 
 /* ---- participants ---- */
 

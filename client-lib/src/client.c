@@ -536,8 +536,8 @@ dup_wire_bytes(saga_client *c, ProtobufCBinaryData b, uint8_t **out, size_t *len
 static saga_state
 state_from_wire(int s)
 {
-	return s >= SAGA_STATE_RUNNING && s <= SAGA_STATE_FAILED ? (saga_state)s
-								 : SAGA_STATE_UNKNOWN;
+	return s >= SAGA_STATE_RUNNING && s <= SAGA_STATE_TERMINATED ? (saga_state)s
+								     : SAGA_STATE_UNKNOWN;
 }
 
 static saga_step_state
@@ -584,6 +584,10 @@ saga_info_free(saga_info *info)
 	for (size_t i = 0; i < info->n_redacted; i++)
 		free(info->redacted[i]);
 	free(info->redacted);
+	free(info->rerun_of);
+	for (size_t i = 0; i < info->n_rerun_as; i++)
+		free(info->rerun_as[i]);
+	free(info->rerun_as);
 	free(info);
 }
 
@@ -593,7 +597,8 @@ event_type_name(int t)
 	static const char *const names[] = { "unknown", "started", "attempt", "succeeded",
 		"attempt failed", "failed", "compensating", "compensation attempt",
 		"compensated step", "compensation attempt failed", "compensation failed",
-		"completed", "compensated", "parked", "operator" };
+		"completed", "compensated", "parked", "operator", "terminated", "forced",
+		"rerun of", "rerun as" };
 	return t > 0 && (size_t)t < sizeof(names) / sizeof(names[0]) ? names[t] : "unknown";
 }
 
@@ -732,8 +737,22 @@ info_from_wire(saga_client *c, const Sagawire__SagaInfo *w, saga_info **out)
 				goto fail;
 		}
 	}
-	if ((rv = redacted_from_wire(c, w, info)) != SAGA_OK)
+	if ((rv = redacted_from_wire(c, w, info)) != SAGA_OK ||
+	    (rv = dup_wire_str(c, w->rerun_of, "rerun_of", &info->rerun_of)) != SAGA_OK)
 		goto fail;
+	if (w->n_rerun_as > 0) {
+		if ((info->rerun_as = calloc(w->n_rerun_as, sizeof(char *))) == NULL) {
+			sl_seterr(c->errmsg, "out of memory");
+			rv = SAGA_ENOMEM;
+			goto fail;
+		}
+		for (size_t i = 0; i < w->n_rerun_as; i++) {
+			info->n_rerun_as++;
+			if ((rv = dup_wire_str(
+				 c, w->rerun_as[i], "rerun_as", &info->rerun_as[i])) != SAGA_OK)
+				goto fail;
+		}
+	}
 	*out = info;
 	return SAGA_OK;
 
@@ -1145,6 +1164,7 @@ saga_list_free(saga_list *l)
 		free(l->sagas[i].definition);
 		free(l->sagas[i].business_key);
 		free(l->sagas[i].error);
+		free(l->sagas[i].rerun_of);
 	}
 	free(l->sagas);
 	free(l->next_page_token);
@@ -1183,7 +1203,7 @@ saga_client_list(saga_client *c, const saga_list_filter *filter, saga_list **out
 				return SAGA_ENOMEM;
 			for (size_t i = 0; i < filter->n_states; i++) {
 				if (filter->states[i] < SAGA_STATE_RUNNING ||
-				    filter->states[i] > SAGA_STATE_FAILED) {
+				    filter->states[i] > SAGA_STATE_TERMINATED) {
 					sl_seterr(c->errmsg, "state filter %d is not a saga state",
 					    (int)filter->states[i]);
 					rv = SAGA_EINVAL;
@@ -1231,7 +1251,8 @@ saga_client_list(saga_client *c, const saga_list_filter *filter, saga_list **out
 		    (rv = dup_wire_str(c, s->definition, "definition", &o->definition)) != 0 ||
 		    (rv = dup_wire_str(c, s->business_key, "business key", &o->business_key)) !=
 			0 ||
-		    (rv = dup_wire_str(c, s->error, "error", &o->error)) != 0)
+		    (rv = dup_wire_str(c, s->error, "error", &o->error)) != 0 ||
+		    (rv = dup_wire_str(c, s->rerun_of, "rerun_of", &o->rerun_of)) != 0)
 			goto fail;
 	}
 	if ((rv = dup_wire_str(c, w->next_page_token, "page token", &l->next_page_token)) != 0)
@@ -1382,12 +1403,13 @@ fail:
 
 /* ---- operator actions ---------------------------------------------------- */
 
+/* One OperateRequest. step NULL: an action on the whole saga (terminate,
+ * rerun); need_reason: refused here without one (sagad refuses it too). */
 static int
-operate_call(saga_client *c, int op, const char *saga_id, const char *step, const char *reason,
-    saga_state *state_after)
+operate_full(saga_client *c, Sagawire__OperateRequest *body, int need_reason,
+    saga_state *state_after, char **new_saga_id)
 {
 	Sagawire__Request req = SAGAWIRE__REQUEST__INIT;
-	Sagawire__OperateRequest body = SAGAWIRE__OPERATE_REQUEST__INIT;
 	Sagawire__Response *resp = NULL;
 	int rv;
 
@@ -1395,23 +1417,93 @@ operate_call(saga_client *c, int op, const char *saga_id, const char *step, cons
 		return SAGA_EINVAL;
 	if (state_after != NULL)
 		*state_after = SAGA_STATE_UNKNOWN;
-	if ((rv = check_arg(c, saga_id, "the saga id", 1)) != SAGA_OK ||
-	    (rv = check_arg(c, step, "the step name", 1)) != SAGA_OK ||
-	    (rv = check_arg(c, reason, "the reason", 0)) != SAGA_OK)
+	if (new_saga_id != NULL)
+		*new_saga_id = NULL;
+	bool whole = body->op == SAGAWIRE__OPERATION__OP_TERMINATE ||
+	    body->op == SAGAWIRE__OPERATION__OP_RERUN;
+	if ((rv = check_arg(c, body->saga_id, "the saga id", 1)) != SAGA_OK ||
+	    (!whole && (rv = check_arg(c, body->step, "the step name", 1)) != SAGA_OK) ||
+	    (rv = check_arg(c, body->reason, "the reason", need_reason)) != SAGA_OK ||
+	    (rv = check_arg(c, body->idempotency_key, "the idempotency key", 0)) != SAGA_OK)
 		return rv;
-	body.saga_id = (char *)saga_id;
-	body.op = (Sagawire__Operation)op;
-	body.step = (char *)step;
-	if (reason != NULL)
-		body.reason = (char *)reason;
+	if (body->reason == NULL)
+		body->reason = (char *)"";
+	if (body->step == NULL)
+		body->step = (char *)"";
+	if (body->idempotency_key == NULL)
+		body->idempotency_key = (char *)"";
 	req.body_case = SAGAWIRE__REQUEST__BODY_OPERATE;
-	req.operate = &body;
+	req.operate = body;
 	if ((rv = call(c, &req, SAGAWIRE__RESPONSE__BODY_OPERATE, &resp)) != SAGA_OK)
 		return rv;
 	if (state_after != NULL)
 		*state_after = state_from_wire(resp->operate->state);
+	if (new_saga_id != NULL &&
+	    (rv = dup_wire_str(c, resp->operate->new_saga_id, "new saga id", new_saga_id)) !=
+		SAGA_OK) {
+		wire_free(&resp->base);
+		return rv;
+	}
 	wire_free(&resp->base);
 	return SAGA_OK;
+}
+
+static int
+operate_call(saga_client *c, int op, const char *saga_id, const char *step, const char *reason,
+    saga_state *state_after)
+{
+	Sagawire__OperateRequest body = SAGAWIRE__OPERATE_REQUEST__INIT;
+	body.saga_id = (char *)saga_id;
+	body.op = (Sagawire__Operation)op;
+	body.step = (char *)step;
+	body.reason = (char *)reason;
+	return operate_full(c, &body, 0, state_after, NULL);
+}
+
+int
+saga_client_terminate(
+    saga_client *c, const char *saga_id, const char *reason, saga_state *state_after)
+{
+	return operate_call(
+	    c, SAGAWIRE__OPERATION__OP_TERMINATE, saga_id, NULL, reason, state_after);
+}
+
+int
+saga_client_force_succeeded(saga_client *c, const char *saga_id, const char *step,
+    const uint8_t *result, size_t result_len, const char *reason, saga_state *state_after)
+{
+	if (result == NULL && result_len > 0)
+		return SAGA_EINVAL;
+	Sagawire__OperateRequest body = SAGAWIRE__OPERATE_REQUEST__INIT;
+	body.saga_id = (char *)saga_id;
+	body.op = SAGAWIRE__OPERATION__OP_FORCE_SUCCEEDED;
+	body.step = (char *)step;
+	body.reason = (char *)reason;
+	body.result.data = (uint8_t *)result;
+	body.result.len = result_len;
+	return operate_full(c, &body, 0, state_after, NULL);
+}
+
+int
+saga_client_force_compensated(saga_client *c, const char *saga_id, const char *step,
+    const char *reason, saga_state *state_after)
+{
+	return operate_call(
+	    c, SAGAWIRE__OPERATION__OP_FORCE_COMPENSATED, saga_id, step, reason, state_after);
+}
+
+int
+saga_client_rerun(saga_client *c, const char *saga_id, const char *idempotency_key,
+    int latest_version, char **new_saga_id)
+{
+	if (new_saga_id == NULL)
+		return SAGA_EINVAL;
+	Sagawire__OperateRequest body = SAGAWIRE__OPERATE_REQUEST__INIT;
+	body.saga_id = (char *)saga_id;
+	body.op = SAGAWIRE__OPERATION__OP_RERUN;
+	body.idempotency_key = (char *)idempotency_key;
+	body.latest_version = latest_version != 0;
+	return operate_full(c, &body, 0, NULL, new_saga_id);
 }
 
 int
