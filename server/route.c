@@ -10,6 +10,7 @@
 #include "auth.h"
 #include "engine.h"
 #include "forward.h"
+#include "handle_batch.h"
 #include "log.h"
 #include "reader.h"
 #include "saga_base.h"
@@ -61,6 +62,8 @@ static const route_entry table[] = {
 	    .flags = REFUSE_DRAINING,
 	    .need = AUTH_CLIENT },
 	[B(REGISTER)] = { .reader = reader_register, .flags = REFUSE_DRAINING, .need = AUTH_ADMIN },
+	/* Each saga of a batch gets its own command (handle_batch.c). */
+	[B(BATCH)] = { .reader = batch_run, .flags = REFUSE_DRAINING, .need = AUTH_OPERATOR },
 	[B(PRINCIPAL)] = { .reader = auth_principal_rpc,
 	    .flags = REFUSE_DRAINING,
 	    .need = AUTH_ADMIN },

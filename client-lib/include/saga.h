@@ -534,6 +534,58 @@ SAGA_API int saga_client_force_compensated(saga_client *c, const char *saga_id, 
 SAGA_API int saga_client_rerun(saga_client *c, const char *saga_id, const char *idempotency_key,
     int latest_version, char **new_saga_id);
 
+/* ---- operator actions on many sagas ---- */
+
+/* The action of a batch (values are sagad's wire values). */
+typedef enum saga_batch_action {
+	SAGA_BATCH_RETRY = 1,     /* retry_step of opts.step in each saga */
+	SAGA_BATCH_TERMINATE = 3, /* terminate (opts.reason required) */
+	SAGA_BATCH_RERUN = 6,     /* rerun each finished saga */
+	SAGA_BATCH_CANCEL = 7     /* cancel each running saga */
+} saga_batch_action;
+
+typedef struct saga_batch_opts {
+	size_t struct_size; /* sizeof(saga_batch_opts), or 0 */
+	saga_batch_action action;
+	const char *step;            /* SAGA_BATCH_RETRY: the step to retry */
+	const char *reason;          /* into each saga's history; NULL = none */
+	int dry_run;                 /* nonzero: change nothing; say what would be tried on
+	                             this page and count, over every page, the matching
+	                             sagas the action applies to (saga_batch_result.applicable) */
+	int latest_version;          /* SAGA_BATCH_RERUN: on the latest definition version */
+	const char *idempotency_key; /* SAGA_BATCH_RERUN: each new saga's key is
+	                                "<key>/<old saga id>", so running the batch
+	                                again reruns no saga twice; NULL = none */
+} saga_batch_opts;
+
+typedef struct saga_batch_item {
+	char *saga_id;
+	int done;          /* the action was taken (dry run: would be tried) */
+	int code;          /* not done: the saga_err why (SAGA_ESTATE: not in a state
+	                      the action applies to) */
+	char *why;         /* not done: why, as text; "" when done */
+	saga_state state;  /* done: the saga's state after (rerun: the new saga's) */
+	char *new_saga_id; /* rerun: the new saga; "" otherwise */
+} saga_batch_item;
+
+typedef struct saga_batch_result {
+	size_t count;
+	saga_batch_item *items; /* the sagas of this page, in list order */
+	char *next_page_token;  /* "" = no more; else put it in filter.page_token and
+	                           call again for the next page */
+	uint32_t done, skipped;
+	uint64_t applicable; /* dry run only (see dry_run) */
+} saga_batch_result;
+
+/* Applies opts->action to every saga matching filter (the filter of
+ * saga_client_list; NULL = every saga), one page per call: at most
+ * filter->limit sagas (default 50, at most 100) from filter->page_token on.
+ * Each saga gets the command a single call would send, wherever it runs,
+ * and its outcome is in (*out)->items. Free with saga_batch_result_free. */
+SAGA_API int saga_client_batch(saga_client *c, const saga_list_filter *filter,
+    const saga_batch_opts *opts, saga_batch_result **out);
+SAGA_API void saga_batch_result_free(saga_batch_result *r);
+
 /* ---- participants ---- */
 
 /* What sagad knows of one participant: its connections and its circuit

@@ -1171,19 +1171,15 @@ saga_list_free(saga_list *l)
 	free(l);
 }
 
-int
-saga_client_list(saga_client *c, const saga_list_filter *filter, saga_list **out)
+/* A ListRequest from a filter (NULL: everything); *statesp (free it)
+ * holds the states it points to. */
+static int
+list_body(saga_client *c, const saga_list_filter *filter, Sagawire__ListRequest *body,
+    Sagawire__SagaState **statesp)
 {
-	Sagawire__Request req = SAGAWIRE__REQUEST__INIT;
-	Sagawire__ListRequest body = SAGAWIRE__LIST_REQUEST__INIT;
-	Sagawire__Response *resp = NULL;
 	Sagawire__SagaState *states = NULL;
-	saga_list *l = NULL;
-	int rv;
-
-	if (c == NULL || out == NULL)
-		return SAGA_EINVAL;
-	*out = NULL;
+	int rv = SAGA_OK;
+	*statesp = NULL;
 	if (filter != NULL) {
 		if ((rv = check_size(
 			 c, filter->struct_size, SL_LIST_FILTER_0_1, "saga_list_filter")) != 0 ||
@@ -1211,21 +1207,43 @@ saga_client_list(saga_client *c, const saga_list_filter *filter, saga_list **out
 				}
 				states[i] = (Sagawire__SagaState)filter->states[i];
 			}
-			body.n_states = filter->n_states;
-			body.states = states;
+			body->n_states = filter->n_states;
+			body->states = states;
 		}
 		if (filter->definition != NULL)
-			body.definition = (char *)filter->definition;
+			body->definition = (char *)filter->definition;
 		if (filter->business_key != NULL)
-			body.business_key = (char *)filter->business_key;
+			body->business_key = (char *)filter->business_key;
 		if (filter->page_token != NULL)
-			body.page_token = (char *)filter->page_token;
-		body.created_after_us = filter->created_after_us;
-		body.created_before_us = filter->created_before_us;
-		body.limit = filter->limit;
-		body.version = filter->version;
-		body.counts = filter->counts != 0;
+			body->page_token = (char *)filter->page_token;
+		body->created_after_us = filter->created_after_us;
+		body->created_before_us = filter->created_before_us;
+		body->limit = filter->limit;
+		body->version = filter->version;
+		body->counts = filter->counts != 0;
 	}
+	*statesp = states;
+	return SAGA_OK;
+fail:
+	free(states);
+	return rv;
+}
+
+int
+saga_client_list(saga_client *c, const saga_list_filter *filter, saga_list **out)
+{
+	Sagawire__Request req = SAGAWIRE__REQUEST__INIT;
+	Sagawire__ListRequest body = SAGAWIRE__LIST_REQUEST__INIT;
+	Sagawire__Response *resp = NULL;
+	Sagawire__SagaState *states = NULL;
+	saga_list *l = NULL;
+	int rv;
+
+	if (c == NULL || out == NULL)
+		return SAGA_EINVAL;
+	*out = NULL;
+	if ((rv = list_body(c, filter, &body, &states)) != SAGA_OK)
+		goto fail;
 	req.body_case = SAGAWIRE__REQUEST__BODY_LIST;
 	req.list = &body;
 	if ((rv = call(c, &req, SAGAWIRE__RESPONSE__BODY_LIST, &resp)) != SAGA_OK)
@@ -1520,6 +1538,95 @@ saga_client_skip_step(saga_client *c, const char *saga_id, const char *step, con
 {
 	return operate_call(
 	    c, SAGAWIRE__OPERATION__OP_SKIP_STEP, saga_id, step, reason, state_after);
+}
+
+/* ---- batches -------------------------------------------------------------- */
+
+void
+saga_batch_result_free(saga_batch_result *r)
+{
+	if (r == NULL)
+		return;
+	for (size_t i = 0; i < r->count; i++) {
+		free(r->items[i].saga_id);
+		free(r->items[i].why);
+		free(r->items[i].new_saga_id);
+	}
+	free(r->items);
+	free(r->next_page_token);
+	free(r);
+}
+
+#define SL_BATCH_OPTS_0_1 (offsetof(saga_batch_opts, idempotency_key) + sizeof(const char *))
+
+int
+saga_client_batch(saga_client *c, const saga_list_filter *filter, const saga_batch_opts *opts,
+    saga_batch_result **out)
+{
+	Sagawire__Request req = SAGAWIRE__REQUEST__INIT;
+	Sagawire__BatchRequest body = SAGAWIRE__BATCH_REQUEST__INIT;
+	Sagawire__ListRequest lb = SAGAWIRE__LIST_REQUEST__INIT;
+	Sagawire__Response *resp = NULL;
+	Sagawire__SagaState *states = NULL;
+	saga_batch_result *r = NULL;
+	int rv;
+
+	if (c == NULL || out == NULL || opts == NULL)
+		return SAGA_EINVAL;
+	*out = NULL;
+	if ((rv = check_size(c, opts->struct_size, SL_BATCH_OPTS_0_1, "saga_batch_opts")) != 0 ||
+	    (rv = check_arg(c, opts->step, "the step", 0)) != 0 ||
+	    (rv = check_arg(c, opts->reason, "the reason", 0)) != 0 ||
+	    (rv = check_arg(c, opts->idempotency_key, "the idempotency key", 0)) != 0)
+		return rv;
+	if ((rv = list_body(c, filter, &lb, &states)) != SAGA_OK)
+		return rv;
+	body.filter = &lb;
+	body.op = (Sagawire__Operation)opts->action;
+	if (opts->step != NULL)
+		body.step = (char *)opts->step;
+	if (opts->reason != NULL)
+		body.reason = (char *)opts->reason;
+	if (opts->idempotency_key != NULL)
+		body.idempotency_key = (char *)opts->idempotency_key;
+	body.dry_run = opts->dry_run != 0;
+	body.latest_version = opts->latest_version != 0;
+	req.body_case = SAGAWIRE__REQUEST__BODY_BATCH;
+	req.batch = &body;
+	if ((rv = call(c, &req, SAGAWIRE__RESPONSE__BODY_BATCH, &resp)) != SAGA_OK)
+		goto fail;
+	const Sagawire__BatchResponse *w = resp->batch;
+	if ((r = calloc(1, sizeof(*r))) == NULL ||
+	    (w->n_items > 0 && (r->items = calloc(w->n_items, sizeof(*r->items))) == NULL)) {
+		sl_seterr(c->errmsg, "out of memory");
+		rv = SAGA_ENOMEM;
+		goto fail;
+	}
+	r->done = w->done;
+	r->skipped = w->skipped;
+	r->applicable = w->applicable;
+	for (size_t i = 0; i < w->n_items; i++) {
+		const Sagawire__BatchItem *x = w->items[i];
+		saga_batch_item *o = &r->items[i];
+		r->count++;
+		o->done = x->done;
+		o->code = (int)x->code;
+		o->state = state_from_wire(x->state);
+		if ((rv = dup_wire_str(c, x->saga_id, "saga id", &o->saga_id)) != 0 ||
+		    (rv = dup_wire_str(c, x->why, "why", &o->why)) != 0 ||
+		    (rv = dup_wire_str(c, x->new_saga_id, "new saga id", &o->new_saga_id)) != 0)
+			goto fail;
+	}
+	if ((rv = dup_wire_str(c, w->next_page_token, "page token", &r->next_page_token)) != 0)
+		goto fail;
+	*out = r;
+	r = NULL;
+fail:
+	saga_batch_result_free(r);
+	free(states);
+	if (resp != NULL)
+		wire_free(&resp->base);
+	return rv;
 }
 
 /* ---- participants ------------------------------------------------------ */

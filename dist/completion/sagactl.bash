@@ -56,6 +56,8 @@ _sagactl()
 		return 0
 	elif [[ $cmd == principal && $prev == principal ]]; then
 		words="create list revoke"
+	elif [[ $cmd == batch && $prev == batch ]]; then
+		words="cancel terminate retry rerun"
 	elif [[ $cmd == force && ${COMP_WORDS[COMP_CWORD - 3]} == force ]]; then
 		words="succeeded compensated"
 	else

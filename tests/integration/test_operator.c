@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -397,6 +398,161 @@ START_TEST(a_client_may_not_terminate_force_or_rerun_and_an_operator_is_named_in
 }
 END_TEST
 
+static saga_batch_result *
+batch_ok(ths *t, saga_list_filter *f, saga_batch_opts *o)
+{
+	saga_batch_result *r = NULL;
+	int rv = saga_client_batch(ths_client(t), f, o, &r);
+	ck_assert_msg(
+	    rv == SAGA_OK, "batch: %s: %s", saga_strerror(rv), saga_client_errmsg(ths_client(t)));
+	return r;
+}
+
+static int
+state_of(ths *t, const char *id)
+{
+	saga_info *info = get_ok(t, id);
+	int st = info->state;
+	saga_info_free(info);
+	return st;
+}
+
+START_TEST(
+    batch_acts_on_every_saga_of_a_filter_page_by_page_reporting_each_and_a_dry_run_changes_nothing)
+{
+	ths *t = ths_new_ok(pg, "op_batch");
+	ths_sagad_start_ok(t, NULL);
+	pid_t part = ths_participant_ok(t, "main", 16, NULL);
+	ths_register_sagas_ok(t);
+	saga_client *c = ths_client(t);
+	/* Two completed sagas; then, with no participant left, five that stay
+	 * running (their first step waits for one). */
+	char *done_ids[2], *stuck[5];
+	for (int i = 0; i < 2; i++) {
+		done_ids[i] = ths_start_ok(t, "ittest.Linear3", i ? "tag=done1" : "tag=done0");
+		saga_info_free(ths_wait_final_ok(t, done_ids[i], WAIT_MS));
+	}
+	ths_participant_signal(t, part, SIGKILL);
+	for (int i = 0; i < 5; i++) {
+		char tag[32];
+		snprintf(tag, sizeof(tag), "tag=stuck%d", i);
+		stuck[i] = ths_start_ok(t, "ittest.Linear3", tag);
+	}
+
+	saga_list_filter f = SAGA_LIST_FILTER_INIT;
+	f.definition = "ittest.Linear3";
+	f.limit = 3;
+	saga_batch_opts o = { .struct_size = sizeof(o), .action = SAGA_BATCH_CANCEL };
+	o.reason = "bad price list";
+	o.dry_run = 1;
+	saga_batch_result *r = batch_ok(t, &f, &o);
+	ck_assert_uint_eq(r->count, 3);
+	ck_assert_uint_eq(r->applicable, 5);
+	ck_assert_uint_eq(r->done, 3);
+	ck_assert_str_ne(r->next_page_token, "");
+	saga_batch_result_free(r);
+	for (int i = 0; i < 5; i++)
+		ck_assert_int_eq(state_of(t, stuck[i]), SAGA_STATE_RUNNING);
+
+	/* For real, a page at a time: 3, then the other 2 and the 2 completed
+	 * ones skipped with why. */
+	o.dry_run = 0;
+	r = batch_ok(t, &f, &o);
+	ck_assert_uint_eq(r->count, 3);
+	ck_assert_uint_eq(r->done, 3);
+	for (size_t i = 0; i < r->count; i++)
+		ck_assert_msg(r->items[i].done &&
+			(r->items[i].state == SAGA_STATE_COMPENSATING ||
+			    r->items[i].state == SAGA_STATE_COMPENSATED),
+		    "%s: %s", r->items[i].saga_id, r->items[i].why);
+	char token[128];
+	snprintf(token, sizeof(token), "%s", r->next_page_token);
+	saga_batch_result_free(r);
+	/* the next pages: the other 2, then the 2 completed ones skipped with why */
+	unsigned pages = 1, done = 3, skipped = 0;
+	while (token[0] != '\0') {
+		f.page_token = token;
+		r = batch_ok(t, &f, &o);
+		pages++;
+		done += r->done;
+		skipped += r->skipped;
+		for (size_t i = 0; i < r->count; i++) {
+			if (r->items[i].done)
+				continue;
+			ck_assert_int_eq(r->items[i].code, SAGA_ESTATE);
+			ck_assert_msg(
+			    ths_contains(r->items[i].why, "completed"), "%s", r->items[i].why);
+		}
+		snprintf(token, sizeof(token), "%s", r->next_page_token);
+		saga_batch_result_free(r);
+		ck_assert_uint_le(pages, 3);
+	}
+	ck_assert_uint_eq(pages, 3);
+	ck_assert_uint_eq(done, 5);
+	ck_assert_uint_eq(skipped, 2);
+	for (int i = 0; i < 5; i++) {
+		saga_info *info = get_ok(t, stuck[i]);
+		ck_assert_int_ne(info->state, SAGA_STATE_RUNNING);
+		ck_assert_msg(ths_contains(info->error, "bad price list"), "%s", info->error);
+		saga_info_free(info);
+	}
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(state_of(t, done_ids[i]), SAGA_STATE_COMPLETED);
+
+	/* terminate the five (compensating: their undo waits for a participant) */
+	saga_state comp = SAGA_STATE_COMPENSATING;
+	f.states = &comp;
+	f.n_states = 1;
+	f.page_token = NULL;
+	f.limit = 0;
+	o.action = SAGA_BATCH_TERMINATE;
+	o.reason = NULL;
+	saga_batch_result *bad = NULL;
+	ck_assert_int_eq(saga_client_batch(c, &f, &o, &bad), SAGA_EINVAL);
+	ck_assert_msg(
+	    ths_contains(saga_client_errmsg(c), "needs a reason"), "%s", saga_client_errmsg(c));
+	o.reason = "given up";
+	r = batch_ok(t, &f, &o);
+	ck_assert_uint_eq(r->done, 5);
+	saga_batch_result_free(r);
+	for (int i = 0; i < 5; i++)
+		ck_assert_int_eq(state_of(t, stuck[i]), SAGA_STATE_TERMINATED);
+
+	/* rerun them, twice with one key: one new saga each */
+	saga_state term = SAGA_STATE_TERMINATED;
+	f.states = &term;
+	o.action = SAGA_BATCH_RERUN;
+	o.idempotency_key = "fix-42";
+	r = batch_ok(t, &f, &o);
+	ck_assert_uint_eq(r->done, 5);
+	saga_batch_result *r2 = batch_ok(t, &f, &o);
+	ck_assert_uint_eq(r2->done, 5);
+	for (size_t i = 0; i < 5; i++) {
+		ck_assert_str_eq(r->items[i].saga_id, r2->items[i].saga_id);
+		ck_assert_str_ne(r->items[i].new_saga_id, "");
+		ck_assert_str_eq(r->items[i].new_saga_id, r2->items[i].new_saga_id);
+		saga_info *info = get_ok(t, r->items[i].new_saga_id);
+		ck_assert_str_eq(info->rerun_of, r->items[i].saga_id);
+		saga_info_free(info);
+	}
+	saga_batch_result_free(r);
+	saga_batch_result_free(r2);
+	/* bad use is refused whole */
+	o.action = SAGA_BATCH_RETRY;
+	o.step = NULL;
+	ck_assert_int_eq(saga_client_batch(c, &f, &o, &bad), SAGA_EINVAL);
+	f.limit = 101;
+	o.action = SAGA_BATCH_CANCEL;
+	ck_assert_int_eq(saga_client_batch(c, &f, &o, &bad), SAGA_EINVAL);
+	ck_assert_ptr_null(bad);
+	for (int i = 0; i < 5; i++)
+		saga_string_free(stuck[i]);
+	for (int i = 0; i < 2; i++)
+		saga_string_free(done_ids[i]);
+	ths_free(t);
+}
+END_TEST
+
 static Suite *
 operator_suite(void)
 {
@@ -414,6 +570,8 @@ operator_suite(void)
 	tcase_add_test(tc, rerun_starts_a_finished_saga_again_linked_both_ways_and_once_per_key);
 	tcase_add_test(
 	    tc, a_client_may_not_terminate_force_or_rerun_and_an_operator_is_named_in_the_history);
+	tcase_add_test(tc,
+	    batch_acts_on_every_saga_of_a_filter_page_by_page_reporting_each_and_a_dry_run_changes_nothing);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -171,6 +171,7 @@ int ctl_cmd_skip(int argc, char **argv);
 int ctl_cmd_terminate(int argc, char **argv);
 int ctl_cmd_force(int argc, char **argv);
 int ctl_cmd_rerun(int argc, char **argv);
+int ctl_cmd_batch(int argc, char **argv);
 int ctl_cmd_watch(int argc, char **argv);
 int ctl_cmd_describe(int argc, char **argv);
 /* principals.c: principal create|list|revoke. */

@@ -837,7 +837,7 @@ ctl_cmd_list(int argc, char **argv)
 			if (s == SAGA_STATE_UNKNOWN)
 				ctl_usage_error(
 				    "list: '%s' is not a saga state (running, compensating, "
-				    "completed, compensated, failed)",
+				    "completed, compensated, failed, terminated)",
 				    v);
 			if (f.n_states == MAX_STATES)
 				ctl_usage_error("list: too many --state options");
@@ -999,6 +999,178 @@ ctl_cmd_list(int argc, char **argv)
 			}
 			printf(" --page %s (or --all)\n", token);
 		}
+	}
+	free(token);
+	saga_client_free(c);
+	return 0;
+}
+
+/* ---- batch ---------------------------------------------------------------- */
+
+int
+ctl_cmd_batch(int argc, char **argv)
+{
+	saga_state states[MAX_STATES];
+	saga_list_filter f = { 0 };
+	saga_batch_opts o = { .struct_size = sizeof(o) };
+	const char *v, *action = NULL;
+	int all = 0;
+
+	for (int i = 1; i < argc; i++) {
+		if (ctl_match_global(argc, argv, &i))
+			continue;
+		if (ctl_match_opt(argc, argv, &i, "--state", &v)) {
+			saga_state s = saga_state_parse(v);
+			if (s == SAGA_STATE_UNKNOWN)
+				ctl_usage_error("batch: '%s' is not a saga state (running, "
+						"compensating, completed, compensated, failed, "
+						"terminated)",
+				    v);
+			if (f.n_states == MAX_STATES)
+				ctl_usage_error("batch: too many --state options");
+			states[f.n_states++] = s;
+		} else if (ctl_match_opt(argc, argv, &i, "--definition", &v)) {
+			f.definition = v;
+		} else if (ctl_match_opt(argc, argv, &i, "--business-key", &v)) {
+			f.business_key = v;
+		} else if (ctl_match_opt(argc, argv, &i, "--since", &v)) {
+			f.created_after_us = ctl_parse_time("--since", v);
+		} else if (ctl_match_opt(argc, argv, &i, "--until", &v)) {
+			f.created_before_us = ctl_parse_time("--until", v);
+		} else if (ctl_match_opt(argc, argv, &i, "--version", &v)) {
+			f.version = (uint32_t)ctl_parse_num("--version", v, UINT32_MAX);
+		} else if (ctl_match_opt(argc, argv, &i, "--limit", &v)) {
+			f.limit = (uint32_t)ctl_parse_range("batch: --limit", v, 1, 100);
+		} else if (ctl_match_opt(argc, argv, &i, "--page", &v)) {
+			f.page_token = v;
+		} else if (ctl_match_opt(argc, argv, &i, "--all", NULL)) {
+			all = 1;
+		} else if (ctl_match_opt(argc, argv, &i, "--step", &v)) {
+			o.step = v;
+		} else if (ctl_match_opt(argc, argv, &i, "--reason", &v)) {
+			o.reason = v;
+		} else if (ctl_match_opt(argc, argv, &i, "--dry-run", NULL)) {
+			o.dry_run = 1;
+		} else if (ctl_match_opt(argc, argv, &i, "--latest", NULL)) {
+			o.latest_version = 1;
+		} else if (ctl_match_opt(argc, argv, &i, "--key", &v)) {
+			o.idempotency_key = v;
+		} else if (action == NULL && argv[i][0] != '-') {
+			action = argv[i];
+		} else {
+			ctl_unknown_arg("batch", argv[i]);
+		}
+	}
+	if (action == NULL)
+		ctl_usage_error("batch: which action? (sagactl batch cancel|terminate|retry|rerun "
+				"[filters])");
+	if (strcmp(action, "cancel") == 0)
+		o.action = SAGA_BATCH_CANCEL;
+	else if (strcmp(action, "terminate") == 0)
+		o.action = SAGA_BATCH_TERMINATE;
+	else if (strcmp(action, "retry") == 0)
+		o.action = SAGA_BATCH_RETRY;
+	else if (strcmp(action, "rerun") == 0)
+		o.action = SAGA_BATCH_RERUN;
+	else
+		ctl_usage_error(
+		    "batch: '%s' is not an action (cancel, terminate, retry, rerun)", action);
+	if (o.action == SAGA_BATCH_RETRY && o.step == NULL)
+		ctl_usage_error("batch retry: which step? (--step STEP)");
+	if (o.action == SAGA_BATCH_TERMINATE && !o.dry_run && (o.reason == NULL || !*o.reason))
+		ctl_usage_error("batch terminate: say why with --reason TEXT (it goes into each "
+				"saga's history)");
+	if (f.version != 0 && f.definition == NULL)
+		ctl_usage_error("batch: --version needs --definition");
+	f.states = states;
+
+	saga_client *c = ctl_connect();
+	table t = { .cols = 3 };
+	if (!ctl_opt_json) {
+		char *head[] = { ctl_cellf("ID"), ctl_cellf("OUTCOME"), ctl_cellf("DETAIL") };
+		ctl_table_add(&t, head);
+	}
+	char *token = NULL;
+	uint64_t done = 0, skipped = 0, applicable = 0;
+	int rv = SAGA_OK, first = 1;
+	if (ctl_opt_json)
+		printf("{\"items\":[");
+	for (int page = 0; page < MAX_PAGES; page++) {
+		saga_batch_result *r = NULL;
+		if ((rv = saga_client_batch(c, &f, &o, &r)) != SAGA_OK)
+			break;
+		done += r->done;
+		skipped += r->skipped;
+		if (page == 0)
+			applicable = r->applicable;
+		for (size_t i = 0; i < r->count; i++) {
+			const saga_batch_item *x = &r->items[i];
+			if (ctl_opt_json) {
+				int g = 1;
+				if (!first)
+					putchar(',');
+				first = 0;
+				putchar('{');
+				ctl_json_kv_str(&g, "saga_id", x->saga_id);
+				ctl_json_kv_str(&g, "outcome",
+				    x->done ? (o.dry_run ? "would" : "done") : "skipped");
+				if (x->done) {
+					ctl_json_kv_str(&g, "state", saga_state_name(x->state));
+					if (*x->new_saga_id)
+						ctl_json_kv_str(&g, "new_saga_id", x->new_saga_id);
+				} else {
+					ctl_json_kv_int(&g, "code", x->code);
+					ctl_json_kv_str(&g, "why", x->why);
+				}
+				putchar('}');
+			} else {
+				char *row[3] = { ctl_cellf("%s", x->saga_id),
+					ctl_cellf("%s",
+					    x->done ? (o.dry_run ? "would" : "done") : "skipped"),
+					x->done
+					    ? (*x->new_saga_id
+						      ? ctl_cellf("rerun as %s", x->new_saga_id)
+						      : ctl_cellf("%s", saga_state_name(x->state)))
+					    : ctl_cellf("%s", x->why) };
+				ctl_table_add(&t, row);
+			}
+		}
+		free(token);
+		token = strdup(r->next_page_token);
+		saga_batch_result_free(r);
+		if (token == NULL)
+			exit(SAGA_ENOMEM);
+		if (!all || *token == '\0')
+			break;
+		f.page_token = token;
+	}
+	if (rv != SAGA_OK) {
+		if (ctl_opt_json)
+			printf("]}\n");
+		ctl_table_free(&t);
+		free(token);
+		rv = ctl_fail(c, rv, "batch failed");
+		saga_client_free(c);
+		return rv;
+	}
+	if (ctl_opt_json) {
+		int g = 0;
+		printf("]");
+		ctl_json_kv_int(&g, "done", (int64_t)done);
+		ctl_json_kv_int(&g, "skipped", (int64_t)skipped);
+		if (o.dry_run)
+			ctl_json_kv_int(&g, "applicable", (int64_t)applicable);
+		ctl_json_kv_str(&g, "next_page_token", token ? token : "");
+		printf("}\n");
+	} else {
+		ctl_table_print(&t);
+		printf("\n%s %" PRIu64 ", skipped %" PRIu64 "\n", o.dry_run ? "would try" : "done",
+		    done, skipped);
+		if (o.dry_run)
+			printf("%" PRIu64 " matching sagas in all are in a state %s applies to\n",
+			    applicable, action);
+		if (token != NULL && *token != '\0')
+			printf("more: the same command with --page %s (or --all)\n", token);
 	}
 	free(token);
 	saga_client_free(c);
