@@ -272,7 +272,7 @@ batch_run(PGconn *c, rpc_req *r)
 		    "must be UTF-8 text");
 		return;
 	}
-	if (q->op == OP(TERMINATE) && q->reason[0] == '\0') {
+	if (q->op == OP(TERMINATE) && !q->dry_run && q->reason[0] == '\0') {
 		rpc_reply_error(r, SAGA_EINVAL,
 		    "batch: terminating sagas needs a reason (it is recorded in each saga's "
 		    "history)");
