@@ -553,6 +553,78 @@ START_TEST(
 }
 END_TEST
 
+/* Both instances hold shards (16 at least each), so sagas started through
+ * each land in its own. */
+static void
+wait_split(const char *db)
+{
+	long long t0 = th_now_ms();
+	const char *sql =
+	    "SELECT CASE WHEN (SELECT count(*) FROM saga_shards WHERE owner IS NOT NULL AND "
+	    "expires_at > now()) = 64 AND (SELECT count(DISTINCT owner) FROM saga_shards) = 2 "
+	    "AND NOT EXISTS (SELECT 1 FROM saga_shards WHERE owner IS NOT NULL GROUP BY owner "
+	    "HAVING count(*) < 16) THEN 1 ELSE 0 END";
+	while (th_pg_query_int(pg, db, sql) != 1) {
+		ck_assert_msg(th_now_ms() - t0 < WAIT_MS, "the shards were not split in two");
+		usleep(100 * 1000);
+	}
+}
+
+START_TEST(a_batch_sent_to_one_instance_reaches_the_sagas_another_holds)
+{
+	static const char *const args[] = { "--lease-ms", "2000", NULL };
+	ths *t = ths_new_ok(pg, "op_batch_inst");
+	ths_sagad_n_start_ok(t, 0, args);
+	ths_sagad_n_start_ok(t, 1, args);
+	wait_split("op_batch_inst");
+	saga_client *c[2];
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(saga_client_new(ths_sagad_n_url(t, i), &c[i]), SAGA_OK);
+	size_t len = 0;
+	char *set = th_read_file(ths_env_ok("IT_SAGAS"), &len);
+	ck_assert_ptr_nonnull(set);
+	saga_register_result *reg = NULL;
+	ck_assert_int_eq(saga_client_register(c[0], set, len, &reg), SAGA_OK);
+	saga_register_result_free(reg);
+	free(set);
+	/* No participant: every saga stays running where it was started. */
+	char *ids[6];
+	for (int k = 0; k < 6; k++) {
+		char tag[32];
+		snprintf(tag, sizeof(tag), "tag=inst%d", k);
+		ck_assert_int_eq(saga_client_start(c[k % 2], "ittest.Linear3", tag, strlen(tag),
+				     NULL, &ids[k], NULL),
+		    SAGA_OK);
+	}
+	/* Through instance 1: the three held by instance 0 go through the
+	 * database to it. */
+	saga_list_filter f = SAGA_LIST_FILTER_INIT;
+	f.definition = "ittest.Linear3";
+	saga_batch_opts o = { .struct_size = sizeof(o), .action = SAGA_BATCH_TERMINATE };
+	o.reason = "cleanup across instances";
+	saga_batch_result *r = NULL;
+	int rv = saga_client_batch(c[1], &f, &o, &r);
+	ck_assert_msg(rv == SAGA_OK, "batch: %s: %s", saga_strerror(rv), saga_client_errmsg(c[1]));
+	ck_assert_uint_eq(r->count, 6);
+	for (size_t i = 0; i < r->count; i++)
+		ck_assert_msg(r->items[i].done && r->items[i].state == SAGA_STATE_TERMINATED,
+		    "%s: %s", r->items[i].saga_id, r->items[i].why);
+	saga_batch_result_free(r);
+	for (int k = 0; k < 6; k++) {
+		saga_info *info = NULL;
+		ck_assert_int_eq(saga_client_get(c[k % 2], ids[k], &info), SAGA_OK);
+		ck_assert_int_eq(info->state, SAGA_STATE_TERMINATED);
+		ck_assert_msg(
+		    ths_contains(info->error, "cleanup across instances"), "%s", info->error);
+		saga_info_free(info);
+		saga_string_free(ids[k]);
+	}
+	for (int i = 0; i < 2; i++)
+		saga_client_free(c[i]);
+	ths_free(t);
+}
+END_TEST
+
 static Suite *
 operator_suite(void)
 {
@@ -572,6 +644,7 @@ operator_suite(void)
 	    tc, a_client_may_not_terminate_force_or_rerun_and_an_operator_is_named_in_the_history);
 	tcase_add_test(tc,
 	    batch_acts_on_every_saga_of_a_filter_page_by_page_reporting_each_and_a_dry_run_changes_nothing);
+	tcase_add_test(tc, a_batch_sent_to_one_instance_reaches_the_sagas_another_holds);
 	suite_add_tcase(s, tc);
 	return s;
 }
