@@ -422,12 +422,19 @@ check_pending(char *err, size_t errlen)
 	}
 	pthread_mutex_unlock(&F.mu);
 	PQclear(rw);
-	/* The commands answered are done with. */
+	/* The commands answered are done with: those read done above, not
+	 * every one asked about (one finished since the read would be
+	 * deleted unread, and its requester would time out). */
 	if (rc != NULL && PQntuples(rc) > 0) {
-		const char *v[1] = { cmds };
-		PQclear(PQexecParams(F.c,
-		    "DELETE FROM saga_commands WHERE id = ANY($1::int8[]) AND done_at IS NOT NULL",
-		    1, NULL, v, NULL, NULL, 0));
+		char done[4096];
+		size_t d = (size_t)snprintf(done, sizeof(done), "{");
+		for (int i = 0; i < PQntuples(rc) && d < sizeof(done) - 32; i++)
+			d += (size_t)snprintf(done + d, sizeof(done) - d, "%s%lld", i ? "," : "",
+			    (long long)be64(PQgetvalue(rc, i, 0)));
+		snprintf(done + d, sizeof(done) - d, "}");
+		const char *v[1] = { done };
+		PQclear(PQexecParams(F.c, "DELETE FROM saga_commands WHERE id = ANY($1::int8[])", 1,
+		    NULL, v, NULL, NULL, 0));
 	}
 	PQclear(rc);
 	for (pending *p = answer, *n; p; p = n) {
