@@ -165,9 +165,16 @@ START_TEST(terminate_stops_a_running_saga_without_compensating_and_ignores_its_l
 }
 END_TEST
 
-START_TEST(terminate_stops_a_parked_saga_where_it_stands)
+START_TEST(terminate_stops_a_parked_saga_where_it_stands_and_is_counted_in_metrics)
 {
-	ths *t = world("op_terminate_parked");
+	ths *t = ths_new_ok(pg, "op_terminate_parked");
+	int port = ths_free_port();
+	char url[64];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+	const char *args[] = { "--http-listen", url, NULL };
+	ths_sagad_start_ok(t, args);
+	ths_participant_ok(t, "main", 16, NULL);
+	ths_register_sagas_ok(t);
 	saga_client *c = ths_client(t);
 	char broken[1024];
 	char *id = parked_saga(t, broken, sizeof(broken));
@@ -182,6 +189,15 @@ START_TEST(terminate_stops_a_parked_saga_where_it_stands)
 	ck_assert_int_eq(ths_step_ok(info, "A")->state, SAGA_STEP_SUCCEEDED);
 	saga_info_free(info);
 	ck_assert_int_eq(saga_client_retry_step(c, id, "B", "x", &after), SAGA_ESTATE);
+	/* counted once as terminated, not as parked again */
+	char *m = ths_http_get(port, "/metrics");
+	ck_assert_ptr_nonnull(m);
+	ck_assert_msg(
+	    ths_contains(m, "sagad_sagas_terminated_total{definition=\"ittest.Linear3\"} 1"),
+	    "metrics: %s", m);
+	ck_assert_msg(ths_contains(m, "sagad_sagas_parked_total{definition=\"ittest.Linear3\"} 1"),
+	    "metrics: %s", m);
+	free(m);
 	saga_string_free(id);
 	ths_free(t);
 }
@@ -634,7 +650,7 @@ operator_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(
 	    tc, terminate_stops_a_running_saga_without_compensating_and_ignores_its_late_answer);
-	tcase_add_test(tc, terminate_stops_a_parked_saga_where_it_stands);
+	tcase_add_test(tc, terminate_stops_a_parked_saga_where_it_stands_and_is_counted_in_metrics);
 	tcase_add_test(
 	    tc, force_succeeded_gives_a_step_in_flight_its_result_and_the_saga_completes_with_it);
 	tcase_add_test(
