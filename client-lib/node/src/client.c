@@ -372,7 +372,7 @@ list_value(napi_env env, const saga_list *l)
 	if (l->has_counts) {
 		if (napi_create_object(env, &v) != napi_ok)
 			return NULL;
-		for (int s = SAGA_STATE_RUNNING; s <= SAGA_STATE_FAILED; s++) {
+		for (int s = SAGA_STATE_RUNNING; s <= SAGA_STATE_TERMINATED; s++) {
 			napi_value n;
 			if (napi_create_double(env, (double)l->state_counts[s], &n) != napi_ok ||
 			    napi_set_named_property(env, v, saga_state_name((saga_state)s), n) !=

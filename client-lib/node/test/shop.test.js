@@ -151,6 +151,7 @@ test('client: terminate, force, rerun and batch (operator actions)', async () =>
   assert.deepEqual(listed.sagas.map((s) => [s.sagaId, s.rerunOf]), [[r.sagaId, a.sagaId]]);
 
   const filter = { definition: 'nodetest.Busy', states: ['running'] };
+  assert.equal((await c.list({ definition: 'nodetest.Busy', counts: true })).stateCounts.terminated, 1);
   const dry = await c.batch(filter, 'terminate', { dryRun: true });
   assert.equal(dry.applicable, 1);
   assert.equal((await c.get(r.sagaId)).state, 'running');
