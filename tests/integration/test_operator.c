@@ -295,7 +295,8 @@ START_TEST(force_compensated_undoes_parked_steps_by_hand_and_the_saga_ends_compe
 }
 END_TEST
 
-START_TEST(rerun_starts_a_finished_saga_again_linked_both_ways_and_once_per_key)
+START_TEST(
+    rerun_starts_a_finished_saga_again_linked_both_ways_once_per_key_on_its_version_or_the_latest)
 {
 	ths *t = world("op_rerun");
 	saga_client *c = ths_client(t);
@@ -322,15 +323,27 @@ START_TEST(rerun_starts_a_finished_saga_again_linked_both_ways_and_once_per_key)
 	ck_assert_msg(ev > 0, "no 'rerun of' event");
 	ck_assert_str_eq(info->events[ev].detail, old);
 	saga_info_free(info);
-	/* no key: another new saga */
+	/* version 2 of Linear3 (a fourth step D): a rerun keeps the old
+	 * version unless asked for the latest; no key: another new saga */
+	ths_register_file_ok(t, ths_env_ok("IT_SAGAS_V2"));
+	char *same = NULL;
+	ck_assert_int_eq(saga_client_rerun(c, old, "rerun-v1", 0, &same), SAGA_OK);
+	info = ths_wait_final_ok(t, same, WAIT_MS);
+	ck_assert_uint_eq(info->version, 1);
+	ck_assert_uint_eq(info->n_steps, 3);
+	saga_info_free(info);
 	ck_assert_int_eq(saga_client_rerun(c, old, NULL, 1, &other), SAGA_OK);
 	ck_assert_str_ne(other, neu);
-	saga_info_free(ths_wait_final_ok(t, other, WAIT_MS));
+	info = ths_wait_final_ok(t, other, WAIT_MS);
+	ck_assert_uint_eq(info->version, 2);
+	ck_assert_uint_eq(info->n_steps, 4);
+	saga_info_free(info);
 
 	info = get_ok(t, old);
-	ck_assert_uint_eq(info->n_rerun_as, 2);
+	ck_assert_uint_eq(info->n_rerun_as, 3);
 	ck_assert_str_eq(info->rerun_as[0], neu);
-	ck_assert_str_eq(info->rerun_as[1], other);
+	ck_assert_str_eq(info->rerun_as[1], same);
+	ck_assert_str_eq(info->rerun_as[2], other);
 	ck_assert_str_eq(info->rerun_of, "");
 	ck_assert_int_eq(info->state, SAGA_STATE_COMPENSATED);
 	saga_info_free(info);
@@ -365,6 +378,7 @@ START_TEST(rerun_starts_a_finished_saga_again_linked_both_ways_and_once_per_key)
 	saga_string_free(running);
 	saga_string_free(neu);
 	saga_string_free(again);
+	saga_string_free(same);
 	saga_string_free(other);
 	saga_string_free(old);
 	ths_free(t);
@@ -655,7 +669,8 @@ operator_suite(void)
 	    tc, force_succeeded_gives_a_step_in_flight_its_result_and_the_saga_completes_with_it);
 	tcase_add_test(
 	    tc, force_compensated_undoes_parked_steps_by_hand_and_the_saga_ends_compensated);
-	tcase_add_test(tc, rerun_starts_a_finished_saga_again_linked_both_ways_and_once_per_key);
+	tcase_add_test(tc,
+	    rerun_starts_a_finished_saga_again_linked_both_ways_once_per_key_on_its_version_or_the_latest);
 	tcase_add_test(
 	    tc, a_client_may_not_terminate_force_or_rerun_and_an_operator_is_named_in_the_history);
 	tcase_add_test(tc,
