@@ -48,7 +48,8 @@ static void
 reply_done(rerun *x)
 {
 	Sagawire__OperateResponse orr = SAGAWIRE__OPERATE_RESPONSE__INIT;
-	orr.state = SS(RUNNING);
+	/* A new saga has just started; one the key matched may be anywhere. */
+	orr.state = x->existing ? SAGAWIRE__SAGA_STATE__SAGA_STATE_UNSPECIFIED : SS(RUNNING);
 	orr.new_saga_id = x->new_ids;
 	Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
 	resp.body_case = SAGAWIRE__RESPONSE__BODY_OPERATE;
