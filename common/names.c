@@ -64,6 +64,7 @@ static const char *const saga_states[] = {
 	[3] = "completed",    /* SAGA_COMPLETED */
 	[4] = "compensated",  /* SAGA_COMPENSATED */
 	[5] = "failed",       /* SAGA_FAILED */
+	[6] = "terminated",   /* SAGA_TERMINATED */
 };
 
 /* Indexed by sagawire.StepState. */

@@ -673,6 +673,8 @@ what(const rpc_req *r)
 		return "report";
 	case SAGAWIRE__REQUEST__BODY_PRINCIPAL:
 		return "principal";
+	case SAGAWIRE__REQUEST__BODY_BATCH:
+		return "batch";
 	default:
 		return "unknown";
 	}

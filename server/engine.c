@@ -365,6 +365,17 @@ log_event(eng_saga *s, const sm_fx *f)
 	case EV(OPERATOR):
 		elog(SLOG_WARN, s, ds, 0, "operator: %s", d);
 		break;
+	case EV(TERMINATED):
+		elog(SLOG_WARN, s, NULL, 0, "terminated (operator) %s", d);
+		break;
+	case EV(FORCED):
+		elog(SLOG_WARN, s, ds, 0, "operator: %s", d);
+		break;
+	case EV(RERUN_OF):
+	case EV(RERUN_AS):
+		elog(SLOG_INFO, s, NULL, 0, "%s %s",
+		    f->ev_type == EV(RERUN_OF) ? "rerun of" : "rerun as", d);
+		break;
 	}
 }
 
@@ -532,6 +543,7 @@ count_final(const eng_saga *s)
 	uint8_t state = s->sm->state;
 	*(state == SS(COMPLETED)           ? &ds->completed
 		: state == SS(COMPENSATED) ? &ds->compensated
+		: state == SS(TERMINATED)  ? &ds->terminated
 					   : &ds->parked) += 1;
 }
 
@@ -1069,6 +1081,9 @@ engine_metrics(char **out, size_t *len)
 		    offsetof(mx_named, compensated) },
 		{ "sagad_sagas_parked_total", "Sagas parked as failed (need an operator).",
 		    offsetof(mx_named, parked) },
+		{ "sagad_sagas_terminated_total",
+		    "Sagas an operator terminated (stopped without compensating).",
+		    offsetof(mx_named, terminated) },
 	};
 	for (size_t c = 0; c < sizeof(counters) / sizeof(counters[0]); c++) {
 		mx_printf(&b, "# HELP %s %s\n# TYPE %s counter\n", counters[c].name,

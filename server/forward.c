@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "handle_rerun.h"
 #include "log.h"
 #include "names.h"
 #include "saga_base.h"
@@ -122,7 +123,8 @@ read_state(PGconn *c, rpc_req *r, const char *sid, const uint8_t id[16], row_ctx
 static bool
 is_final(int state)
 {
-	return state == SS(COMPLETED) || state == SS(COMPENSATED) || state == SS(FAILED);
+	return state == SS(COMPLETED) || state == SS(COMPENSATED) || state == SS(FAILED) ||
+	    state == SS(TERMINATED);
 }
 
 static void
@@ -198,7 +200,8 @@ operate_cb(const store_saga *s, void *arg)
 	rpc_req *r = st->r;
 	st->state = s->state;
 	const char *sid = r->req->operate->saga_id;
-	if (s->state == SS(COMPLETED) || s->state == SS(COMPENSATED)) {
+	if (s->state == SS(COMPLETED) || s->state == SS(COMPENSATED) ||
+	    s->state == SS(TERMINATED)) {
 		rpc_reply_error(r, SAGA_ESTATE,
 		    "saga %s is %s: only a running or parked (failed) saga can be operated on", sid,
 		    cm_saga_state_name(s->state));
@@ -216,6 +219,10 @@ fwd_operate_load(PGconn *c, rpc_req *r)
 	uint8_t id[16];
 	char err[512] = "";
 	row_ctx st = { .r = r, .engine_rv = ENGINE_ANSWERED };
+	if (r->req->operate->op == SAGAWIRE__OPERATION__OP_RERUN) {
+		rerun_run(c, r); /* any sagad can: nothing to forward */
+		return;
+	}
 	wire_uuid_parse(sid, id);
 	int rv = store_get(c, id, operate_cb, &st, err, sizeof(err));
 	if (rv == SAGA_ENOTFOUND)
@@ -244,13 +251,23 @@ pend_add(int kind, rpc_req *r, const uint8_t id[16], uint32_t timeout_ms)
 	p->shard = shd_of(id);
 	p->deadline_ms = wire_mono_ms() + timeout_ms;
 	if (kind == P_COMMAND) {
+		/* The owner records who asked: forwarded requests carry no
+		 * credential, so the principal authenticated here goes along. */
+		Sagawire__OperateRequest *op =
+		    r->req->body_case == SAGAWIRE__REQUEST__BODY_OPERATE ? r->req->operate : NULL;
+		char *was = op ? op->principal : NULL;
+		if (op)
+			op->principal = r->auth.name;
 		p->req_len = sagawire__request__get_packed_size(r->req);
-		if ((p->req = malloc(p->req_len ? p->req_len : 1)) == NULL) {
+		if ((p->req = malloc(p->req_len ? p->req_len : 1)) != NULL)
+			sagawire__request__pack(r->req, p->req);
+		if (op)
+			op->principal = was;
+		if (p->req == NULL) {
 			free(p);
 			rpc_reply_error(r, SAGA_ENOMEM, "out of memory");
 			return;
 		}
-		sagawire__request__pack(r->req, p->req);
 	}
 	pthread_mutex_lock(&F.mu);
 	if (F.stop || !F.started) {
@@ -405,12 +422,19 @@ check_pending(char *err, size_t errlen)
 	}
 	pthread_mutex_unlock(&F.mu);
 	PQclear(rw);
-	/* The commands answered are done with. */
+	/* The commands answered are done with: those read done above, not
+	 * every one asked about (one finished since the read would be
+	 * deleted unread, and its requester would time out). */
 	if (rc != NULL && PQntuples(rc) > 0) {
-		const char *v[1] = { cmds };
-		PQclear(PQexecParams(F.c,
-		    "DELETE FROM saga_commands WHERE id = ANY($1::int8[]) AND done_at IS NOT NULL",
-		    1, NULL, v, NULL, NULL, 0));
+		char done[4096];
+		size_t d = (size_t)snprintf(done, sizeof(done), "{");
+		for (int i = 0; i < PQntuples(rc) && d < sizeof(done) - 32; i++)
+			d += (size_t)snprintf(done + d, sizeof(done) - d, "%s%lld", i ? "," : "",
+			    (long long)be64(PQgetvalue(rc, i, 0)));
+		snprintf(done + d, sizeof(done) - d, "}");
+		const char *v[1] = { done };
+		PQclear(PQexecParams(F.c, "DELETE FROM saga_commands WHERE id = ANY($1::int8[])", 1,
+		    NULL, v, NULL, NULL, 0));
 	}
 	PQclear(rc);
 	for (pending *p = answer, *n; p; p = n) {

@@ -217,6 +217,8 @@ start(rpc_req *r, bool defer)
 	sm_env e;
 	eng_env(&e, &o);
 	sm_start(s->sm, &e);
+	if (r->rerun_of != NULL)
+		sm_note(s->sm, &e, SAGAWIRE__EVENT_TYPE__EVENT_RERUN_OF, r->rerun_of);
 	eng_apply(s, &o);
 	return ENGINE_ANSWERED;
 nomem:

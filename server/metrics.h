@@ -44,7 +44,7 @@ void mx_hist_write(
 #define MX_MAX_NAMED 256
 typedef struct mx_named {
 	char *name;
-	uint64_t started, completed, compensated, parked;
+	uint64_t started, completed, compensated, parked, terminated;
 	mx_hist latency;
 	/* step outcomes, by kind (action, compensation) and outcome (success,
 	 * retryable error, timeout, business failure) */

@@ -21,6 +21,7 @@
 #include "names.h"
 #include "redact.h"
 #include "saga_base.h"
+#include "sm.h"
 #include "store.h"
 #include "wire.h"
 
@@ -57,7 +58,19 @@ typedef struct get_ctx {
 	bool reveal;  /* show sensitive fields (asked for, and allowed) */
 	rdx_out *rdx; /* what redaction made: [0] the input, [1 + i] step i's result */
 	size_t n_rdx;
+	char **rerun_as; /* borrowed from stored */
 } get_ctx;
+
+/* The saga a stored history says this one reruns, or "" (its RERUN_OF
+ * event: among the first, which the history always keeps). */
+static char *
+rerun_of(const Sagawire__StoredSteps *ss)
+{
+	for (size_t i = 0; ss != NULL && i < ss->n_events && i < SM_HISTORY_KEEP_FIRST; i++)
+		if (ss->events[i]->type == SAGAWIRE__EVENT_TYPE__EVENT_RERUN_OF)
+			return ss->events[i]->detail;
+	return (char *)"";
+}
 
 /* Points *data, *len and the redacted list at a redacted copy of the
  * payload, unless the plan is NULL (nothing sensitive in its type) or the
@@ -121,6 +134,16 @@ build_info(const store_saga *s, get_ctx *g)
 	g->info.traceparent = g->stored->traceparent;
 	g->info.n_events = g->stored->n_events;
 	g->info.events = g->stored->events;
+	g->info.rerun_of = rerun_of(g->stored);
+	for (size_t i = 0; i < g->stored->n_events; i++) {
+		if (g->stored->events[i]->type != SAGAWIRE__EVENT_TYPE__EVENT_RERUN_AS)
+			continue;
+		if (g->rerun_as == NULL &&
+		    (g->rerun_as = calloc(g->stored->n_events, sizeof(char *))) == NULL)
+			return SAGA_ENOMEM;
+		g->rerun_as[g->info.n_rerun_as++] = g->stored->events[i]->detail;
+	}
+	g->info.rerun_as = g->rerun_as;
 	uint32_t n = g->def->n_steps;
 	/* What the database cannot say: an attempt owed but not sent yet
 	 * (known here only if this instance holds the saga). */
@@ -180,6 +203,8 @@ get_ctx_clear(get_ctx *g)
 	free(g->rdx);
 	g->rdx = NULL;
 	g->n_rdx = 0;
+	free(g->rerun_as);
+	g->rerun_as = NULL;
 	wire_free(g->stored ? &g->stored->base : NULL);
 	g->steps = NULL;
 	g->stepp = NULL;
@@ -243,7 +268,7 @@ reader_start_unknown(PGconn *c, rpc_req *r)
  * (where: the SQL after WHERE), into counts[] indexed by state. */
 static int
 count_states(PGconn *c, const char *where, int np, const Oid *types, const char *const *vals,
-    const int *lens, const int *fmts, uint64_t counts[6], char *err, size_t errlen)
+    const int *lens, const int *fmts, uint64_t counts[7], char *err, size_t errlen)
 {
 	char sql[1200];
 	snprintf(
@@ -256,7 +281,7 @@ count_states(PGconn *c, const char *where, int np, const Oid *types, const char 
 	}
 	for (int i = 0; i < PQntuples(res); i++) {
 		long st = strtol(PQgetvalue(res, i, 0), NULL, 10);
-		if (st >= 0 && st < 6)
+		if (st >= 0 && st < 7)
 			counts[st] = strtoull(PQgetvalue(res, i, 1), NULL, 10);
 	}
 	PQclear(res);
@@ -279,7 +304,7 @@ reader_list(PGconn *c, rpc_req *r)
 	char tsa[8], tsb[8], tsp[8], lim[4], ver[4];
 	uint8_t pid[16];
 	char *states_arr = NULL;
-	uint64_t counts[6] = { 0 };
+	uint64_t counts[7] = { 0 };
 
 	if (q->version != 0 && !q->definition[0]) {
 		rpc_reply_error(r, SAGA_EINVAL, "list: a version needs a definition");
@@ -398,9 +423,10 @@ reader_list(PGconn *c, rpc_req *r)
 	Sagawire__SagaSummary *sums = calloc(count ? count : 1, sizeof(*sums));
 	Sagawire__SagaSummary **sp = calloc(count ? count : 1, sizeof(*sp));
 	char(*ids)[WIRE_UUID_STRLEN] = calloc(count ? count : 1, WIRE_UUID_STRLEN);
+	char(*links)[WIRE_UUID_STRLEN] = calloc(count ? count : 1, WIRE_UUID_STRLEN);
 	char token[64] = "";
-	if (sums == NULL || sp == NULL || ids == NULL) {
-		free(sums), free(sp), free(ids);
+	if (sums == NULL || sp == NULL || ids == NULL || links == NULL) {
+		free(sums), free(sp), free(ids), free(links);
 		PQclear(res);
 		rpc_reply_error(r, SAGA_ENOMEM, "out of memory");
 		return;
@@ -432,6 +458,8 @@ reader_list(PGconn *c, rpc_req *r)
 			for (size_t k = 0; k < ss->n_steps; k++)
 				if (ss->steps[k]->state == SAGAWIRE__STEP_STATE__STEP_SUCCEEDED)
 					s->steps_done++;
+			snprintf(links[i], WIRE_UUID_STRLEN, "%s", rerun_of(ss));
+			s->rerun_of = links[i];
 			wire_free(&ss->base);
 		}
 		sp[i] = s;
@@ -443,22 +471,22 @@ reader_list(PGconn *c, rpc_req *r)
 	lr.n_sagas = count;
 	lr.sagas = sp;
 	lr.next_page_token = token;
-	Sagawire__StateCount sc[5], *scp[5];
+	Sagawire__StateCount sc[6], *scp[6];
 	if (q->counts) {
-		for (int k = 0; k < 5; k++) {
+		for (int k = 0; k < 6; k++) {
 			sagawire__state_count__init(&sc[k]);
 			sc[k].state = (Sagawire__SagaState)(k + 1);
 			sc[k].count = counts[k + 1];
 			scp[k] = &sc[k];
 		}
-		lr.n_counts = 5;
+		lr.n_counts = 6;
 		lr.counts = scp;
 	}
 	Sagawire__Response resp = SAGAWIRE__RESPONSE__INIT;
 	resp.body_case = SAGAWIRE__RESPONSE__BODY_LIST;
 	resp.list = &lr;
 	rpc_reply(r, &resp);
-	free(sums), free(sp), free(ids);
+	free(sums), free(sp), free(ids), free(links);
 	PQclear(res);
 }
 

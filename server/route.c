@@ -2,14 +2,17 @@
  * may send it. See route.h. */
 #include "route.h"
 
+#include <nng/nng.h>
 #include <pthread.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "auth.h"
 #include "engine.h"
 #include "forward.h"
+#include "handle_batch.h"
 #include "log.h"
 #include "reader.h"
 #include "saga_base.h"
@@ -61,6 +64,8 @@ static const route_entry table[] = {
 	    .flags = REFUSE_DRAINING,
 	    .need = AUTH_CLIENT },
 	[B(REGISTER)] = { .reader = reader_register, .flags = REFUSE_DRAINING, .need = AUTH_ADMIN },
+	/* Each saga of a batch gets its own command (handle_batch.c). */
+	[B(BATCH)] = { .reader = batch_run, .flags = REFUSE_DRAINING, .need = AUTH_OPERATOR },
 	[B(PRINCIPAL)] = { .reader = auth_principal_rpc,
 	    .flags = REFUSE_DRAINING,
 	    .need = AUTH_ADMIN },
@@ -224,4 +229,73 @@ route_request(rpc_req *r)
 		return;
 	}
 	serve(NULL, r, t);
+}
+
+/* ---- requests made inside sagad (route.h) --------------------------------------------- */
+
+typedef struct call {
+	rpc_req r; /* first: the reply callback finds the rest */
+	route_done_fn done;
+	void *arg;
+} call;
+
+static void
+call_replied(rpc_req *r, nng_msg *m)
+{
+	call *c = (call *)(void *)r;
+	int e = 0;
+	Sagawire__Response *resp =
+	    m != NULL ? wire_unpack_response(nng_msg_body(m), nng_msg_len(m), &e) : NULL;
+	nng_msg_free(m);
+	c->done(c->arg, resp);
+	wire_free(resp != NULL ? &resp->base : NULL);
+	free(c);
+}
+
+int
+route_call(const Sagawire__Request *q, route_done_fn done, void *arg)
+{
+	size_t len = sagawire__request__get_packed_size(q);
+	uint8_t *buf = malloc(len ? len : 1);
+	call *c = calloc(1, sizeof(*c));
+	if (buf == NULL || c == NULL) {
+		free(buf);
+		free(c);
+		return SAGA_ENOMEM;
+	}
+	sagawire__request__pack(q, buf);
+	int e = 0;
+	c->r.req = wire_unpack_request(buf, len, &e);
+	free(buf);
+	if (c->r.req == NULL) {
+		free(c);
+		return SAGA_ENOMEM;
+	}
+	c->r.reply_fn = call_replied;
+	c->done = done;
+	c->arg = arg;
+	route_request(&c->r);
+	return 0;
+}
+
+int
+route_operate(const char *saga_id, int op, const char *step, const uint8_t *result,
+    size_t result_len, const char *reason, const char *idempotency_key, bool latest_version,
+    const char *credential, route_done_fn done, void *arg)
+{
+	Sagawire__Request q = SAGAWIRE__REQUEST__INIT;
+	Sagawire__OperateRequest o = SAGAWIRE__OPERATE_REQUEST__INIT;
+	o.saga_id = (char *)(saga_id ? saga_id : "");
+	o.op = (Sagawire__Operation)op;
+	o.step = (char *)(step ? step : "");
+	o.reason = (char *)(reason ? reason : "");
+	o.result.data = (uint8_t *)result;
+	o.result.len = result ? result_len : 0;
+	o.idempotency_key = (char *)(idempotency_key ? idempotency_key : "");
+	o.latest_version = latest_version;
+	q.credential = (char *)(credential ? credential : "");
+	q.protocol = WIRE_PROTOCOL_VERSION;
+	q.body_case = SAGAWIRE__REQUEST__BODY_OPERATE;
+	q.operate = &o;
+	return route_call(&q, done, arg);
 }

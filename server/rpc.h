@@ -39,6 +39,8 @@ typedef struct rpc_req {
 	rpc_auth auth;          /* the caller (auth.c) */
 	uint32_t pipe_id;       /* the connection it came on */
 	bool forwarded;         /* from another sagad through the database (forward.c) */
+	const char *rerun_of;   /* a start made by a rerun (handle_rerun.c): the old saga's id,
+	                         * recorded in the new saga's history; NULL otherwise */
 	/* private */
 	void *slot;
 	/* A request made here, not received (forward.c): the reply goes to

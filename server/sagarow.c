@@ -69,7 +69,7 @@ sagarow_unpack(const store_saga *row, sm_saga *s, wire_trace *trace)
 	    &sagawire__stored_steps__descriptor, row->steps, row->steps_len, 0, &err);
 	if (ss == NULL || ss->n_steps != def->n_steps ||
 	    row->state < SAGAWIRE__SAGA_STATE__SAGA_RUNNING ||
-	    row->state > SAGAWIRE__SAGA_STATE__SAGA_FAILED) {
+	    row->state > SAGAWIRE__SAGA_STATE__SAGA_TERMINATED) {
 		wire_free(ss ? &ss->base : NULL);
 		return SAGA_EPROTO;
 	}

@@ -35,16 +35,21 @@ invariant(const char *fmt, ...)
 
 /* ---- the tables of legal moves ------------------------------------------------- */
 
-#define N_SAGA_STATES 6  /* 0 (not started) .. FAILED */
+#define N_SAGA_STATES 7  /* 0 (not started) .. TERMINATED */
 #define N_STEP_STATES 10 /* 0 (unused) .. COMP_FAILED */
 
 /* saga_moves[from][to]. */
 static const bool saga_moves[N_SAGA_STATES][N_SAGA_STATES] = {
 	[0] = { [SS(RUNNING)] = true },
-	[SS(RUNNING)] = { [SS(COMPENSATING)] = true, [SS(COMPLETED)] = true },
-	[SS(COMPENSATING)] = { [SS(COMPENSATED)] = true, [SS(FAILED)] = true },
-	/* An operator's retry or skip takes a parked saga back. */
-	[SS(FAILED)] = { [SS(COMPENSATING)] = true },
+	/* TERMINATED: an operator stopped it (sm_terminate). */
+	[SS(RUNNING)] = { [SS(COMPENSATING)] = true,
+	    [SS(COMPLETED)] = true,
+	    [SS(TERMINATED)] = true },
+	[SS(COMPENSATING)] = { [SS(COMPENSATED)] = true,
+	    [SS(FAILED)] = true,
+	    [SS(TERMINATED)] = true },
+	/* An operator's retry, skip or force takes a parked saga back. */
+	[SS(FAILED)] = { [SS(COMPENSATING)] = true, [SS(TERMINATED)] = true },
 };
 
 /* step_moves[from][to]. A *_RETRY_WAIT state may be entered again: a late
@@ -149,7 +154,8 @@ sm_saga_free(sm_saga *s)
 bool
 sm_saga_is_final(const sm_saga *s)
 {
-	return s->state == SS(COMPLETED) || s->state == SS(COMPENSATED) || s->state == SS(FAILED);
+	return s->state == SS(COMPLETED) || s->state == SS(COMPENSATED) || s->state == SS(FAILED) ||
+	    s->state == SS(TERMINATED);
 }
 
 /* ---- small helpers -------------------------------------------------------------------- */
@@ -705,6 +711,8 @@ void
 sm_lost(sm_saga *s, sm_env *e, uint32_t step)
 {
 	sm_step *st = &s->steps[step];
+	if (s->state == SS(TERMINATED))
+		return; /* its attempts were let go when it stopped */
 	/* Same attempt, new delivery: the step did not fail, its connection
 	 * did. The idempotency key is unchanged. */
 	uint8_t kind = st->state == ST(COMPENSATING) ? SM_COMPENSATION : SM_ACTION;
@@ -727,6 +735,8 @@ sm_step_timer(sm_saga *s, sm_env *e, uint32_t step)
 {
 	sm_step *st = &s->steps[step];
 	const defn_step *ds = &s->def->steps[step];
+	if (s->state == SS(TERMINATED))
+		return; /* stopped: its steps stay as they stood */
 	switch (st->state) {
 	case ST(RUNNING):
 	case ST(COMPENSATING): {
@@ -860,4 +870,161 @@ sm_operate(
 	touch(e);
 	advance(s, e);
 	return 0;
+}
+
+/* "by WHO: " for an operator's history line; "" when the caller is not
+ * known (auth off). */
+static const char *
+by_whom(const char *who, char *buf, size_t len)
+{
+	if (who == NULL || *who == '\0')
+		return "";
+	snprintf(buf, len, "by %.128s: ", who);
+	return buf;
+}
+
+int
+sm_terminate(sm_saga *s, sm_env *e, const char *who, const char *reason, char *err, size_t errlen)
+{
+	if (reason == NULL || *reason == '\0') {
+		snprintf(err, errlen,
+		    "terminating a saga needs a reason (it is recorded in the saga's history)");
+		return SAGA_EINVAL;
+	}
+	if (s->state != SS(RUNNING) && s->state != SS(COMPENSATING) && s->state != SS(FAILED)) {
+		snprintf(err, errlen,
+		    "saga %s is %s: only a running, compensating or parked (failed) saga can be "
+		    "terminated",
+		    s->ids, cm_saga_state_name((int)s->state));
+		return SAGA_ESTATE;
+	}
+	/* Nothing more goes out: what is owed becomes stale (gen), timers
+	 * stop, and an attempt on the wire no longer holds its connection's
+	 * capacity. Steps keep the state they had, so the saga page shows
+	 * what was in flight when it stopped; a late outcome of it finds the
+	 * saga final and is ignored (sm_report). */
+	for (uint32_t i = 0; i < s->def->n_steps; i++) {
+		sm_step *st = &s->steps[i];
+		uint8_t x = st->state;
+		if (x == ST(RUNNING) || x == ST(COMPENSATING)) {
+			uint8_t kind = x == ST(RUNNING) ? SM_ACTION : SM_COMPENSATION;
+			fx_step(e, SM_FX_STEP_TIMER_OFF, st, kind);
+			fx_ended(e, st, kind, SM_END_LOST);
+			st->gen++;
+			st->queued = false;
+		} else if (x == ST(RETRY_WAIT) || x == ST(COMP_RETRY_WAIT)) {
+			fx_step(e, SM_FX_STEP_TIMER_OFF, st,
+			    x == ST(RETRY_WAIT) ? SM_ACTION : SM_COMPENSATION);
+			st->gen++;
+			st->next_attempt_us = 0;
+		}
+	}
+	if (sm_saga_move(s, SS(TERMINATED)) != 0)
+		return SAGA_EINTERNAL;
+	char by[160];
+	set_error(&s->error, "terminated %s%.512s", by_whom(who, by, sizeof(by)), reason);
+	touch(e);
+	fx_add(e, (sm_fx) { .type = SM_FX_FINAL });
+	event(s, e, EV(TERMINATED), NULL, 0, "%s%.512s", by_whom(who, by, sizeof(by)), reason);
+	return 0;
+}
+
+int
+sm_force(sm_saga *s, sm_env *e, int op, uint32_t step, const uint8_t *result, size_t result_len,
+    const char *who, const char *reason, char *err, size_t errlen)
+{
+	if (step >= s->def->n_steps) {
+		snprintf(err, errlen, "saga %s (%s) has no step %u", s->ids, s->def->name, step);
+		return SAGA_EINVAL;
+	}
+	if (reason == NULL || *reason == '\0') {
+		snprintf(err, errlen,
+		    "forcing a step's outcome needs a reason (it is recorded in the saga's "
+		    "history)");
+		return SAGA_EINVAL;
+	}
+	sm_step *st = &s->steps[step];
+	const defn_step *ds = &s->def->steps[step];
+	char by[160];
+	const char *whom = by_whom(who, by, sizeof(by));
+	if (op == SAGAWIRE__OPERATION__OP_FORCE_SUCCEEDED) {
+		if (s->state != SS(RUNNING) ||
+		    (st->state != ST(RUNNING) && st->state != ST(RETRY_WAIT))) {
+			snprintf(err, errlen,
+			    "step %s of saga %s is %s (the saga %s): only a step running or "
+			    "waiting "
+			    "to retry in a running saga can be forced succeeded",
+			    ds->name, s->ids, cm_step_state_name((int)st->state),
+			    cm_saga_state_name((int)s->state));
+			return SAGA_ESTATE;
+		}
+		uint8_t *copy = NULL;
+		if (result_len > 0 && (copy = malloc(result_len)) == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return SAGA_ENOMEM;
+		}
+		fx_step(e, SM_FX_STEP_TIMER_OFF, st, SM_ACTION);
+		if (st->state == ST(RUNNING))
+			fx_ended(e, st, SM_ACTION, SM_END_LOST);
+		if (sm_step_move(s, st, ST(SUCCEEDED)) != 0) {
+			free(copy);
+			return SAGA_EINTERNAL;
+		}
+		st->gen++; /* a queued dispatch of it is stale */
+		st->queued = false;
+		if (result_len)
+			memcpy(copy, result, result_len);
+		free(st->result);
+		st->result = copy;
+		st->result_len = result_len;
+		st->finished_us = e->now_us;
+		st->next_attempt_us = 0;
+		st->completion_seq = s->next_seq++;
+		set_error(&st->last_error, "succeeded by hand (operator) %s%.512s", whom, reason);
+		event(s, e, EV(FORCED), st, 0, "forced succeeded with %zu bytes of result %s%.512s",
+		    result_len, whom, reason);
+	} else if (op == SAGAWIRE__OPERATION__OP_FORCE_COMPENSATED) {
+		bool owed =
+		    st->state == ST(SUCCEEDED) || (st->state == ST(FAILED) && st->uncertain);
+		bool undoing = st->state == ST(COMPENSATING) || st->state == ST(COMP_RETRY_WAIT) ||
+		    st->state == ST(COMP_FAILED);
+		if ((s->state != SS(COMPENSATING) && s->state != SS(FAILED)) ||
+		    !(owed || undoing)) {
+			snprintf(err, errlen,
+			    "step %s of saga %s is %s (the saga %s): only a step of a compensating "
+			    "or parked saga that is owed an undo, being undone or whose undo "
+			    "failed can be forced compensated",
+			    ds->name, s->ids, cm_step_state_name((int)st->state),
+			    cm_saga_state_name((int)s->state));
+			return SAGA_ESTATE;
+		}
+		if (undoing) {
+			fx_step(e, SM_FX_STEP_TIMER_OFF, st, SM_COMPENSATION);
+			if (st->state == ST(COMPENSATING))
+				fx_ended(e, st, SM_COMPENSATION, SM_END_LOST);
+		}
+		if (sm_step_move(s, st, ST(COMPENSATED)) != 0)
+			return SAGA_EINTERNAL;
+		st->gen++;
+		st->queued = false;
+		st->comp_finished_us = e->now_us;
+		st->next_attempt_us = 0;
+		set_error(&st->last_error, "compensated by hand (operator) %s%.512s", whom, reason);
+		if (s->state == SS(FAILED))
+			sm_saga_move(s, SS(COMPENSATING));
+		event(s, e, EV(FORCED), st, 0, "forced compensated %s%.512s", whom, reason);
+	} else {
+		snprintf(err, errlen, "unknown operation %d", op);
+		return SAGA_EINVAL;
+	}
+	touch(e);
+	advance(s, e);
+	return 0;
+}
+
+void
+sm_note(sm_saga *s, sm_env *e, int type, const char *detail)
+{
+	event(s, e, type, NULL, 0, "%s", detail ? detail : "");
+	touch(e);
 }

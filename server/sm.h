@@ -16,7 +16,9 @@
  *   COMPLETED    terminal; every step succeeded
  *   COMPENSATED  terminal; every completed step undone
  *   FAILED       parked: a compensation exhausted its attempts; only an
- *                operator (sm_operate) moves it again
+ *                operator (sm_operate, sm_force, sm_terminate) moves it again
+ *   TERMINATED   terminal; an operator stopped it without compensating
+ *                (sm_terminate): its steps keep the state they had
  *
  * Step states (Sagawire__StepState):
  *   PENDING          waiting for its dependencies (or never reached)
@@ -212,6 +214,31 @@ void sm_cancel(sm_saga *s, sm_env *e, const char *reason);
  * reason is required). Returns 0, or a saga_err with a message in err. */
 int sm_operate(
     sm_saga *s, sm_env *e, int op, uint32_t step, const char *reason, char *err, size_t errlen);
+
+/* Terminate: a running, compensating or parked saga stops at once without
+ * compensating (TERMINATED). Nothing owed goes out, timers stop, attempts
+ * on the wire are let go (a late outcome finds the saga final and is
+ * ignored). who: the principal (may be NULL); reason: required; both go
+ * into the history and the saga's error. Returns 0, or a saga_err with a
+ * message in err (the saga unchanged). */
+int sm_terminate(
+    sm_saga *s, sm_env *e, const char *who, const char *reason, char *err, size_t errlen);
+
+/* Force a step's outcome (op: OP_FORCE_SUCCEEDED or OP_FORCE_COMPENSATED).
+ * Succeeded: a step RUNNING (queued, in flight, its outcome uncertain) or
+ * RETRY_WAIT in a RUNNING saga gets result as its result, and the saga goes
+ * on. Compensated: in a COMPENSATING or parked saga, a step owed an undo
+ * (succeeded, or failed uncertain), being undone, waiting to retry its undo
+ * or whose undo failed is marked undone by hand; a parked saga resumes.
+ * Late outcomes of the abandoned attempt are ignored. who, reason: as for
+ * sm_terminate (reason required). Returns 0 or a saga_err (err says why;
+ * the saga unchanged). */
+int sm_force(sm_saga *s, sm_env *e, int op, uint32_t step, const uint8_t *result, size_t result_len,
+    const char *who, const char *reason, char *err, size_t errlen);
+
+/* Adds an event of type with detail to the history (the saga's state is
+ * unchanged; it is written with the next change): a rerun's link. */
+void sm_note(sm_saga *s, sm_env *e, int type, const char *detail);
 
 /* ---- helpers shared with the engine ----------------------------------------------------- */
 

@@ -89,7 +89,8 @@ typedef enum saga_state {
 	SAGA_STATE_COMPENSATING = 2, /* undoing completed steps */
 	SAGA_STATE_COMPLETED = 3,    /* terminal: every step succeeded */
 	SAGA_STATE_COMPENSATED = 4,  /* terminal: every completed step undone */
-	SAGA_STATE_FAILED = 5        /* parked: a compensation gave up; needs an operator */
+	SAGA_STATE_FAILED = 5,       /* parked: a compensation gave up; needs an operator */
+	SAGA_STATE_TERMINATED = 6    /* terminal: an operator stopped it without compensating */
 } saga_state;
 
 typedef enum saga_step_state {
@@ -360,6 +361,9 @@ typedef struct saga_info {
 	 * the whole payload. Empty when nothing was left out. */
 	size_t n_redacted;
 	char **redacted;
+	char *rerun_of; /* the saga this one reruns (saga_client_rerun); "" if none */
+	size_t n_rerun_as;
+	char **rerun_as; /* the sagas this one was rerun as, oldest first */
 } saga_info;
 
 /* Full status of one saga. SAGA_ENOTFOUND if there is no such saga.
@@ -412,6 +416,7 @@ typedef struct saga_summary {
 	char *error;
 	uint32_t steps_total;
 	uint32_t steps_done;
+	char *rerun_of; /* the saga this one reruns; "" if none */
 } saga_summary;
 
 typedef struct saga_list {
@@ -419,7 +424,7 @@ typedef struct saga_list {
 	saga_summary *sagas;      /* newest first */
 	char *next_page_token;    /* "" = last page */
 	int has_counts;           /* the filter asked for counts */
-	uint64_t state_counts[6]; /* indexed by saga_state (RUNNING..FAILED) */
+	uint64_t state_counts[7]; /* indexed by saga_state (RUNNING..TERMINATED) */
 } saga_list;
 
 /* Lists sagas matching the filter, newest first. filter may be NULL. */
@@ -497,6 +502,89 @@ SAGA_API int saga_client_retry_step(saga_client *c, const char *saga_id, const c
  * and goes into the saga's history. Errors as for saga_client_retry_step. */
 SAGA_API int saga_client_skip_step(saga_client *c, const char *saga_id, const char *step,
     const char *reason, saga_state *state_after);
+
+/* Terminates a running, compensating or parked saga: it stops at once
+ * WITHOUT compensating (SAGA_STATE_TERMINATED); nothing more is dispatched
+ * and late outcomes of steps in flight are ignored. reason is required and
+ * goes into the saga's history with the caller's principal. SAGA_ESTATE if
+ * the saga is already completed, compensated or terminated. */
+SAGA_API int saga_client_terminate(
+    saga_client *c, const char *saga_id, const char *reason, saga_state *state_after);
+/* Forces a step succeeded with result (result_len bytes, a serialized
+ * message of the step's output type; may be empty): a step running (in
+ * flight or queued, its outcome unknown) or waiting to retry, in a running
+ * saga. The saga goes on as if the participant had answered; a late answer
+ * of the abandoned attempt is ignored. reason is required. The general form
+ * of saga_client_skip_step for actions (skip = forced succeeded with no
+ * result, only from waiting to retry). */
+SAGA_API int saga_client_force_succeeded(saga_client *c, const char *saga_id, const char *step,
+    const uint8_t *result, size_t result_len, const char *reason, saga_state *state_after);
+/* Forces a step compensated (undone by hand), in a compensating or parked
+ * saga: a step owed an undo, being undone, waiting to retry its undo, or
+ * whose undo failed. A parked saga resumes compensating. reason is
+ * required. */
+SAGA_API int saga_client_force_compensated(saga_client *c, const char *saga_id, const char *step,
+    const char *reason, saga_state *state_after);
+/* Starts a finished saga (completed, compensated, failed or terminated)
+ * again with its input, as a new saga linked to it (saga_info.rerun_of /
+ * rerun_as). idempotency_key (may be NULL): the same key gives the same new
+ * saga, as for saga_client_start. latest_version: nonzero = on the latest
+ * version of its definition, 0 = on the version it ran. *new_saga_id
+ * (free with saga_string_free) receives the new saga's id. */
+SAGA_API int saga_client_rerun(saga_client *c, const char *saga_id, const char *idempotency_key,
+    int latest_version, char **new_saga_id);
+
+/* ---- operator actions on many sagas ---- */
+
+/* The action of a batch (values are sagad's wire values). */
+typedef enum saga_batch_action {
+	SAGA_BATCH_RETRY = 1,     /* retry_step of opts.step in each saga */
+	SAGA_BATCH_TERMINATE = 3, /* terminate (opts.reason required) */
+	SAGA_BATCH_RERUN = 6,     /* rerun each finished saga */
+	SAGA_BATCH_CANCEL = 7     /* cancel each running saga */
+} saga_batch_action;
+
+typedef struct saga_batch_opts {
+	size_t struct_size; /* sizeof(saga_batch_opts), or 0 */
+	saga_batch_action action;
+	const char *step;            /* SAGA_BATCH_RETRY: the step to retry */
+	const char *reason;          /* into each saga's history; NULL = none */
+	int dry_run;                 /* nonzero: change nothing; say what would be tried on
+	                             this page and count, over every page, the matching
+	                             sagas the action applies to (saga_batch_result.applicable) */
+	int latest_version;          /* SAGA_BATCH_RERUN: on the latest definition version */
+	const char *idempotency_key; /* SAGA_BATCH_RERUN: each new saga's key is
+	                                "<key>/<old saga id>", so running the batch
+	                                again reruns no saga twice; NULL = none */
+} saga_batch_opts;
+
+typedef struct saga_batch_item {
+	char *saga_id;
+	int done;          /* the action was taken (dry run: would be tried) */
+	int code;          /* not done: the saga_err why (SAGA_ESTATE: not in a state
+	                      the action applies to) */
+	char *why;         /* not done: why, as text; "" when done */
+	saga_state state;  /* done: the saga's state after (rerun: the new saga's) */
+	char *new_saga_id; /* rerun: the new saga; "" otherwise */
+} saga_batch_item;
+
+typedef struct saga_batch_result {
+	size_t count;
+	saga_batch_item *items; /* the sagas of this page, in list order */
+	char *next_page_token;  /* "" = no more; else put it in filter.page_token and
+	                           call again for the next page */
+	uint32_t done, skipped;
+	uint64_t applicable; /* dry run only (see dry_run) */
+} saga_batch_result;
+
+/* Applies opts->action to every saga matching filter (the filter of
+ * saga_client_list; NULL = every saga), one page per call: at most
+ * filter->limit sagas (default 50, at most 100) from filter->page_token on.
+ * Each saga gets the command a single call would send, wherever it runs,
+ * and its outcome is in (*out)->items. Free with saga_batch_result_free. */
+SAGA_API int saga_client_batch(saga_client *c, const saga_list_filter *filter,
+    const saga_batch_opts *opts, saga_batch_result **out);
+SAGA_API void saga_batch_result_free(saga_batch_result *r);
 
 /* ---- participants ---- */
 

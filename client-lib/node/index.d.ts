@@ -2,7 +2,7 @@
 
 /// <reference types="node" />
 
-export type SagaState = 'running' | 'compensating' | 'completed' | 'compensated' | 'failed';
+export type SagaState = 'running' | 'compensating' | 'completed' | 'compensated' | 'failed' | 'terminated';
 export type StepState =
   | 'pending' | 'running' | 'retry_wait' | 'succeeded' | 'failed'
   | 'compensating' | 'comp_retry_wait' | 'compensated' | 'comp_failed';
@@ -197,6 +197,10 @@ export interface SagaInfo {
   events: SagaEvent[];
   traceparent: string;
   redacted: string[];
+  /** The saga this one reruns (Client.rerun); "" if none. */
+  rerunOf: string;
+  /** The sagas this one was rerun as, oldest first. */
+  rerunAs: string[];
 }
 
 export interface SagaSummary {
@@ -210,6 +214,8 @@ export interface SagaSummary {
   error: string;
   stepsTotal: number;
   stepsDone: number;
+  /** The saga this one reruns; "" if none. */
+  rerunOf: string;
 }
 
 export interface ListFilter {
@@ -233,6 +239,44 @@ export interface SagaList {
   stateCounts?: Record<SagaState, number>;
 }
 
+export type BatchAction = 'cancel' | 'terminate' | 'retry' | 'rerun';
+
+export interface BatchOptions {
+  /** retry: the step to retry in each saga. */
+  step?: string;
+  /** Into each saga's history; required to terminate. */
+  reason?: string;
+  /** Change nothing: say what would be tried, and count (applicable) every matching saga the action applies to. */
+  dryRun?: boolean;
+  /** rerun: on the latest version of the definition. */
+  latestVersion?: boolean;
+  /** rerun: each new saga's key is "<key>/<old saga id>". */
+  idempotencyKey?: string;
+}
+
+export interface BatchItem {
+  sagaId: string;
+  /** The action was taken (dry run: would be tried). */
+  done: boolean;
+  /** Not done: the libsaga error code (10: not in a state the action applies to) and why. */
+  code: number;
+  why: string;
+  /** Done: the state after (rerun: the new saga's). */
+  state?: SagaState;
+  /** rerun: the new saga; "" otherwise. */
+  newSagaId: string;
+}
+
+export interface BatchResult {
+  items: BatchItem[];
+  /** "" when no more sagas match; else pass it as filter.pageToken. */
+  nextPageToken: string;
+  done: number;
+  skipped: number;
+  /** Dry run: matching sagas, over every page, whose state the action applies to. */
+  applicable: number;
+}
+
 export class Client {
   constructor(options?: ClientOptions);
   /** Registers every saga in a FileDescriptorSet (protoc --include_imports --descriptor_set_out). */
@@ -251,6 +295,15 @@ export class Client {
   retry(sagaId: string, step: string, reason?: string): Promise<SagaState>;
   /** Marks a step done by hand (operator); reason required. */
   skip(sagaId: string, step: string, reason: string): Promise<SagaState>;
+  /** Stops a running, compensating or parked saga without compensating (operator); reason required. */
+  terminate(sagaId: string, reason: string): Promise<SagaState>;
+  /** Forces a step succeeded (with a result) or compensated (undone by hand) (operator); reason required. */
+  force(sagaId: string, step: string, outcome: 'succeeded' | 'compensated',
+    options: { result?: Buffer | Uint8Array; reason: string }): Promise<SagaState>;
+  /** Starts a finished saga again with its input, linked to it (operator). */
+  rerun(sagaId: string, options?: { idempotencyKey?: string; latestVersion?: boolean }): Promise<{ sagaId: string }>;
+  /** One page (at most 100) of an action on every saga matching filter (operator). */
+  batch(filter: ListFilter, action: BatchAction, options?: BatchOptions): Promise<BatchResult>;
   /** Waits for the calls in flight, then frees the connections. */
   close(): Promise<void>;
 }

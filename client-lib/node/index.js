@@ -338,6 +338,43 @@ class Client {
     return this._call('skipStep', sagaId, step, reason);
   }
 
+  /** Stops a saga without compensating (operator; reason required); resolves 'terminated'. */
+  async terminate(sagaId, reason) {
+    return this._call('terminate', sagaId, reason);
+  }
+
+  /**
+   * Forces a step's outcome (operator; reason required): 'succeeded' with
+   * options.result (Buffer, a serialized message of the step's output type),
+   * or 'compensated' (undone by hand). Resolves the saga's state after.
+   */
+  async force(sagaId, step, outcome, options = {}) {
+    if (outcome === 'succeeded') {
+      return this._call('forceSucceeded', sagaId, step, options.result, options.reason);
+    }
+    if (outcome === 'compensated') {
+      if (options.result !== undefined) {
+        throw new RangeError('force: a compensation has no result');
+      }
+      return this._call('forceCompensated', sagaId, step, options.reason);
+    }
+    throw new RangeError("force: outcome must be 'succeeded' or 'compensated'");
+  }
+
+  /** Starts a finished saga again with its input (operator); resolves {sagaId} of the new one. */
+  async rerun(sagaId, options = {}) {
+    return this._call('rerun', sagaId, options);
+  }
+
+  /**
+   * Applies action ('cancel', 'terminate', 'retry', 'rerun') to one page of
+   * the sagas matching filter (as list; limit at most 100); resolves
+   * {items, nextPageToken, done, skipped, applicable}.
+   */
+  async batch(filter, action, options = {}) {
+    return this._call('batch', filter || {}, action, options);
+  }
+
   /** Waits for the calls in flight, then frees the connections. */
   async close() {
     if (this._closed) return;

@@ -536,8 +536,8 @@ dup_wire_bytes(saga_client *c, ProtobufCBinaryData b, uint8_t **out, size_t *len
 static saga_state
 state_from_wire(int s)
 {
-	return s >= SAGA_STATE_RUNNING && s <= SAGA_STATE_FAILED ? (saga_state)s
-								 : SAGA_STATE_UNKNOWN;
+	return s >= SAGA_STATE_RUNNING && s <= SAGA_STATE_TERMINATED ? (saga_state)s
+								     : SAGA_STATE_UNKNOWN;
 }
 
 static saga_step_state
@@ -584,6 +584,10 @@ saga_info_free(saga_info *info)
 	for (size_t i = 0; i < info->n_redacted; i++)
 		free(info->redacted[i]);
 	free(info->redacted);
+	free(info->rerun_of);
+	for (size_t i = 0; i < info->n_rerun_as; i++)
+		free(info->rerun_as[i]);
+	free(info->rerun_as);
 	free(info);
 }
 
@@ -593,7 +597,8 @@ event_type_name(int t)
 	static const char *const names[] = { "unknown", "started", "attempt", "succeeded",
 		"attempt failed", "failed", "compensating", "compensation attempt",
 		"compensated step", "compensation attempt failed", "compensation failed",
-		"completed", "compensated", "parked", "operator" };
+		"completed", "compensated", "parked", "operator", "terminated", "forced",
+		"rerun of", "rerun as" };
 	return t > 0 && (size_t)t < sizeof(names) / sizeof(names[0]) ? names[t] : "unknown";
 }
 
@@ -732,8 +737,22 @@ info_from_wire(saga_client *c, const Sagawire__SagaInfo *w, saga_info **out)
 				goto fail;
 		}
 	}
-	if ((rv = redacted_from_wire(c, w, info)) != SAGA_OK)
+	if ((rv = redacted_from_wire(c, w, info)) != SAGA_OK ||
+	    (rv = dup_wire_str(c, w->rerun_of, "rerun_of", &info->rerun_of)) != SAGA_OK)
 		goto fail;
+	if (w->n_rerun_as > 0) {
+		if ((info->rerun_as = calloc(w->n_rerun_as, sizeof(char *))) == NULL) {
+			sl_seterr(c->errmsg, "out of memory");
+			rv = SAGA_ENOMEM;
+			goto fail;
+		}
+		for (size_t i = 0; i < w->n_rerun_as; i++) {
+			info->n_rerun_as++;
+			if ((rv = dup_wire_str(
+				 c, w->rerun_as[i], "rerun_as", &info->rerun_as[i])) != SAGA_OK)
+				goto fail;
+		}
+	}
 	*out = info;
 	return SAGA_OK;
 
@@ -1145,25 +1164,22 @@ saga_list_free(saga_list *l)
 		free(l->sagas[i].definition);
 		free(l->sagas[i].business_key);
 		free(l->sagas[i].error);
+		free(l->sagas[i].rerun_of);
 	}
 	free(l->sagas);
 	free(l->next_page_token);
 	free(l);
 }
 
-int
-saga_client_list(saga_client *c, const saga_list_filter *filter, saga_list **out)
+/* A ListRequest from a filter (NULL: everything); *statesp (free it)
+ * holds the states it points to. */
+static int
+list_body(saga_client *c, const saga_list_filter *filter, Sagawire__ListRequest *body,
+    Sagawire__SagaState **statesp)
 {
-	Sagawire__Request req = SAGAWIRE__REQUEST__INIT;
-	Sagawire__ListRequest body = SAGAWIRE__LIST_REQUEST__INIT;
-	Sagawire__Response *resp = NULL;
 	Sagawire__SagaState *states = NULL;
-	saga_list *l = NULL;
-	int rv;
-
-	if (c == NULL || out == NULL)
-		return SAGA_EINVAL;
-	*out = NULL;
+	int rv = SAGA_OK;
+	*statesp = NULL;
 	if (filter != NULL) {
 		if ((rv = check_size(
 			 c, filter->struct_size, SL_LIST_FILTER_0_1, "saga_list_filter")) != 0 ||
@@ -1183,7 +1199,7 @@ saga_client_list(saga_client *c, const saga_list_filter *filter, saga_list **out
 				return SAGA_ENOMEM;
 			for (size_t i = 0; i < filter->n_states; i++) {
 				if (filter->states[i] < SAGA_STATE_RUNNING ||
-				    filter->states[i] > SAGA_STATE_FAILED) {
+				    filter->states[i] > SAGA_STATE_TERMINATED) {
 					sl_seterr(c->errmsg, "state filter %d is not a saga state",
 					    (int)filter->states[i]);
 					rv = SAGA_EINVAL;
@@ -1191,21 +1207,43 @@ saga_client_list(saga_client *c, const saga_list_filter *filter, saga_list **out
 				}
 				states[i] = (Sagawire__SagaState)filter->states[i];
 			}
-			body.n_states = filter->n_states;
-			body.states = states;
+			body->n_states = filter->n_states;
+			body->states = states;
 		}
 		if (filter->definition != NULL)
-			body.definition = (char *)filter->definition;
+			body->definition = (char *)filter->definition;
 		if (filter->business_key != NULL)
-			body.business_key = (char *)filter->business_key;
+			body->business_key = (char *)filter->business_key;
 		if (filter->page_token != NULL)
-			body.page_token = (char *)filter->page_token;
-		body.created_after_us = filter->created_after_us;
-		body.created_before_us = filter->created_before_us;
-		body.limit = filter->limit;
-		body.version = filter->version;
-		body.counts = filter->counts != 0;
+			body->page_token = (char *)filter->page_token;
+		body->created_after_us = filter->created_after_us;
+		body->created_before_us = filter->created_before_us;
+		body->limit = filter->limit;
+		body->version = filter->version;
+		body->counts = filter->counts != 0;
 	}
+	*statesp = states;
+	return SAGA_OK;
+fail:
+	free(states);
+	return rv;
+}
+
+int
+saga_client_list(saga_client *c, const saga_list_filter *filter, saga_list **out)
+{
+	Sagawire__Request req = SAGAWIRE__REQUEST__INIT;
+	Sagawire__ListRequest body = SAGAWIRE__LIST_REQUEST__INIT;
+	Sagawire__Response *resp = NULL;
+	Sagawire__SagaState *states = NULL;
+	saga_list *l = NULL;
+	int rv;
+
+	if (c == NULL || out == NULL)
+		return SAGA_EINVAL;
+	*out = NULL;
+	if ((rv = list_body(c, filter, &body, &states)) != SAGA_OK)
+		goto fail;
 	req.body_case = SAGAWIRE__REQUEST__BODY_LIST;
 	req.list = &body;
 	if ((rv = call(c, &req, SAGAWIRE__RESPONSE__BODY_LIST, &resp)) != SAGA_OK)
@@ -1231,7 +1269,8 @@ saga_client_list(saga_client *c, const saga_list_filter *filter, saga_list **out
 		    (rv = dup_wire_str(c, s->definition, "definition", &o->definition)) != 0 ||
 		    (rv = dup_wire_str(c, s->business_key, "business key", &o->business_key)) !=
 			0 ||
-		    (rv = dup_wire_str(c, s->error, "error", &o->error)) != 0)
+		    (rv = dup_wire_str(c, s->error, "error", &o->error)) != 0 ||
+		    (rv = dup_wire_str(c, s->rerun_of, "rerun_of", &o->rerun_of)) != 0)
 			goto fail;
 	}
 	if ((rv = dup_wire_str(c, w->next_page_token, "page token", &l->next_page_token)) != 0)
@@ -1382,12 +1421,13 @@ fail:
 
 /* ---- operator actions ---------------------------------------------------- */
 
+/* One OperateRequest. step NULL: an action on the whole saga (terminate,
+ * rerun); need_reason: refused here without one (sagad refuses it too). */
 static int
-operate_call(saga_client *c, int op, const char *saga_id, const char *step, const char *reason,
-    saga_state *state_after)
+operate_full(saga_client *c, Sagawire__OperateRequest *body, int need_reason,
+    saga_state *state_after, char **new_saga_id)
 {
 	Sagawire__Request req = SAGAWIRE__REQUEST__INIT;
-	Sagawire__OperateRequest body = SAGAWIRE__OPERATE_REQUEST__INIT;
 	Sagawire__Response *resp = NULL;
 	int rv;
 
@@ -1395,23 +1435,93 @@ operate_call(saga_client *c, int op, const char *saga_id, const char *step, cons
 		return SAGA_EINVAL;
 	if (state_after != NULL)
 		*state_after = SAGA_STATE_UNKNOWN;
-	if ((rv = check_arg(c, saga_id, "the saga id", 1)) != SAGA_OK ||
-	    (rv = check_arg(c, step, "the step name", 1)) != SAGA_OK ||
-	    (rv = check_arg(c, reason, "the reason", 0)) != SAGA_OK)
+	if (new_saga_id != NULL)
+		*new_saga_id = NULL;
+	bool whole = body->op == SAGAWIRE__OPERATION__OP_TERMINATE ||
+	    body->op == SAGAWIRE__OPERATION__OP_RERUN;
+	if ((rv = check_arg(c, body->saga_id, "the saga id", 1)) != SAGA_OK ||
+	    (!whole && (rv = check_arg(c, body->step, "the step name", 1)) != SAGA_OK) ||
+	    (rv = check_arg(c, body->reason, "the reason", need_reason)) != SAGA_OK ||
+	    (rv = check_arg(c, body->idempotency_key, "the idempotency key", 0)) != SAGA_OK)
 		return rv;
-	body.saga_id = (char *)saga_id;
-	body.op = (Sagawire__Operation)op;
-	body.step = (char *)step;
-	if (reason != NULL)
-		body.reason = (char *)reason;
+	if (body->reason == NULL)
+		body->reason = (char *)"";
+	if (body->step == NULL)
+		body->step = (char *)"";
+	if (body->idempotency_key == NULL)
+		body->idempotency_key = (char *)"";
 	req.body_case = SAGAWIRE__REQUEST__BODY_OPERATE;
-	req.operate = &body;
+	req.operate = body;
 	if ((rv = call(c, &req, SAGAWIRE__RESPONSE__BODY_OPERATE, &resp)) != SAGA_OK)
 		return rv;
 	if (state_after != NULL)
 		*state_after = state_from_wire(resp->operate->state);
+	if (new_saga_id != NULL &&
+	    (rv = dup_wire_str(c, resp->operate->new_saga_id, "new saga id", new_saga_id)) !=
+		SAGA_OK) {
+		wire_free(&resp->base);
+		return rv;
+	}
 	wire_free(&resp->base);
 	return SAGA_OK;
+}
+
+static int
+operate_call(saga_client *c, int op, const char *saga_id, const char *step, const char *reason,
+    saga_state *state_after)
+{
+	Sagawire__OperateRequest body = SAGAWIRE__OPERATE_REQUEST__INIT;
+	body.saga_id = (char *)saga_id;
+	body.op = (Sagawire__Operation)op;
+	body.step = (char *)step;
+	body.reason = (char *)reason;
+	return operate_full(c, &body, 0, state_after, NULL);
+}
+
+int
+saga_client_terminate(
+    saga_client *c, const char *saga_id, const char *reason, saga_state *state_after)
+{
+	return operate_call(
+	    c, SAGAWIRE__OPERATION__OP_TERMINATE, saga_id, NULL, reason, state_after);
+}
+
+int
+saga_client_force_succeeded(saga_client *c, const char *saga_id, const char *step,
+    const uint8_t *result, size_t result_len, const char *reason, saga_state *state_after)
+{
+	if (result == NULL && result_len > 0)
+		return SAGA_EINVAL;
+	Sagawire__OperateRequest body = SAGAWIRE__OPERATE_REQUEST__INIT;
+	body.saga_id = (char *)saga_id;
+	body.op = SAGAWIRE__OPERATION__OP_FORCE_SUCCEEDED;
+	body.step = (char *)step;
+	body.reason = (char *)reason;
+	body.result.data = (uint8_t *)result;
+	body.result.len = result_len;
+	return operate_full(c, &body, 0, state_after, NULL);
+}
+
+int
+saga_client_force_compensated(saga_client *c, const char *saga_id, const char *step,
+    const char *reason, saga_state *state_after)
+{
+	return operate_call(
+	    c, SAGAWIRE__OPERATION__OP_FORCE_COMPENSATED, saga_id, step, reason, state_after);
+}
+
+int
+saga_client_rerun(saga_client *c, const char *saga_id, const char *idempotency_key,
+    int latest_version, char **new_saga_id)
+{
+	if (new_saga_id == NULL)
+		return SAGA_EINVAL;
+	Sagawire__OperateRequest body = SAGAWIRE__OPERATE_REQUEST__INIT;
+	body.saga_id = (char *)saga_id;
+	body.op = SAGAWIRE__OPERATION__OP_RERUN;
+	body.idempotency_key = (char *)idempotency_key;
+	body.latest_version = latest_version != 0;
+	return operate_full(c, &body, 0, NULL, new_saga_id);
 }
 
 int
@@ -1428,6 +1538,95 @@ saga_client_skip_step(saga_client *c, const char *saga_id, const char *step, con
 {
 	return operate_call(
 	    c, SAGAWIRE__OPERATION__OP_SKIP_STEP, saga_id, step, reason, state_after);
+}
+
+/* ---- batches -------------------------------------------------------------- */
+
+void
+saga_batch_result_free(saga_batch_result *r)
+{
+	if (r == NULL)
+		return;
+	for (size_t i = 0; i < r->count; i++) {
+		free(r->items[i].saga_id);
+		free(r->items[i].why);
+		free(r->items[i].new_saga_id);
+	}
+	free(r->items);
+	free(r->next_page_token);
+	free(r);
+}
+
+#define SL_BATCH_OPTS_0_1 (offsetof(saga_batch_opts, idempotency_key) + sizeof(const char *))
+
+int
+saga_client_batch(saga_client *c, const saga_list_filter *filter, const saga_batch_opts *opts,
+    saga_batch_result **out)
+{
+	Sagawire__Request req = SAGAWIRE__REQUEST__INIT;
+	Sagawire__BatchRequest body = SAGAWIRE__BATCH_REQUEST__INIT;
+	Sagawire__ListRequest lb = SAGAWIRE__LIST_REQUEST__INIT;
+	Sagawire__Response *resp = NULL;
+	Sagawire__SagaState *states = NULL;
+	saga_batch_result *r = NULL;
+	int rv;
+
+	if (c == NULL || out == NULL || opts == NULL)
+		return SAGA_EINVAL;
+	*out = NULL;
+	if ((rv = check_size(c, opts->struct_size, SL_BATCH_OPTS_0_1, "saga_batch_opts")) != 0 ||
+	    (rv = check_arg(c, opts->step, "the step", 0)) != 0 ||
+	    (rv = check_arg(c, opts->reason, "the reason", 0)) != 0 ||
+	    (rv = check_arg(c, opts->idempotency_key, "the idempotency key", 0)) != 0)
+		return rv;
+	if ((rv = list_body(c, filter, &lb, &states)) != SAGA_OK)
+		return rv;
+	body.filter = &lb;
+	body.op = (Sagawire__Operation)opts->action;
+	if (opts->step != NULL)
+		body.step = (char *)opts->step;
+	if (opts->reason != NULL)
+		body.reason = (char *)opts->reason;
+	if (opts->idempotency_key != NULL)
+		body.idempotency_key = (char *)opts->idempotency_key;
+	body.dry_run = opts->dry_run != 0;
+	body.latest_version = opts->latest_version != 0;
+	req.body_case = SAGAWIRE__REQUEST__BODY_BATCH;
+	req.batch = &body;
+	if ((rv = call(c, &req, SAGAWIRE__RESPONSE__BODY_BATCH, &resp)) != SAGA_OK)
+		goto fail;
+	const Sagawire__BatchResponse *w = resp->batch;
+	if ((r = calloc(1, sizeof(*r))) == NULL ||
+	    (w->n_items > 0 && (r->items = calloc(w->n_items, sizeof(*r->items))) == NULL)) {
+		sl_seterr(c->errmsg, "out of memory");
+		rv = SAGA_ENOMEM;
+		goto fail;
+	}
+	r->done = w->done;
+	r->skipped = w->skipped;
+	r->applicable = w->applicable;
+	for (size_t i = 0; i < w->n_items; i++) {
+		const Sagawire__BatchItem *x = w->items[i];
+		saga_batch_item *o = &r->items[i];
+		r->count++;
+		o->done = x->done;
+		o->code = (int)x->code;
+		o->state = state_from_wire(x->state);
+		if ((rv = dup_wire_str(c, x->saga_id, "saga id", &o->saga_id)) != 0 ||
+		    (rv = dup_wire_str(c, x->why, "why", &o->why)) != 0 ||
+		    (rv = dup_wire_str(c, x->new_saga_id, "new saga id", &o->new_saga_id)) != 0)
+			goto fail;
+	}
+	if ((rv = dup_wire_str(c, w->next_page_token, "page token", &r->next_page_token)) != 0)
+		goto fail;
+	*out = r;
+	r = NULL;
+fail:
+	saga_batch_result_free(r);
+	free(states);
+	if (resp != NULL)
+		wire_free(&resp->base);
+	return rv;
 }
 
 /* ---- participants ------------------------------------------------------ */

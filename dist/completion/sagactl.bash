@@ -12,12 +12,12 @@ _sagactl()
 
 	# Options that take a file.
 	case $prev in
-	--credential-file | --tls-ca | --tls-cert | --tls-key | --input-file | --input-raw-file)
+	--credential-file | --tls-ca | --tls-cert | --tls-key | --input-file | --input-raw-file | --result-file | --result-raw-file)
 		mapfile -t COMPREPLY < <(compgen -f -- "$cur")
 		return 0
 		;;
 	--state)
-		mapfile -t COMPREPLY < <(compgen -W "running compensating completed compensated failed" -- "$cur")
+		mapfile -t COMPREPLY < <(compgen -W "running compensating completed compensated failed terminated" -- "$cur")
 		return 0
 		;;
 	--role)
@@ -56,6 +56,10 @@ _sagactl()
 		return 0
 	elif [[ $cmd == principal && $prev == principal ]]; then
 		words="create list revoke"
+	elif [[ $cmd == batch && $prev == batch ]]; then
+		words="cancel terminate retry rerun"
+	elif [[ $cmd == force && ${COMP_WORDS[COMP_CWORD - 3]} == force ]]; then
+		words="succeeded compensated"
 	else
 		return 0
 	fi

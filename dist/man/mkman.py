@@ -40,7 +40,8 @@ def sagactl(prog, version):
             '.SH SYNOPSIS', '.B sagactl', '[\\fIOPTIONS\\fR] \\fICOMMAND\\fR [\\fIARGS\\fR]',
             '.SH DESCRIPTION',
             'sagactl registers saga definitions with sagad, starts sagas, shows them and',
-            'their history, and takes the operator actions (cancel, retry, skip). It is',
+            'their history, and takes the operator actions (cancel, retry, skip, terminate,',
+            'force, rerun). It is',
             'built on libsaga. The text below is what \\fBsagactl \\-\\-help\\fR and',
             '\\fBsagactl\\fR \\fICOMMAND\\fR \\fB\\-\\-help\\fR print.',
             '.SH OVERVIEW']

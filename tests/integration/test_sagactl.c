@@ -1,7 +1,8 @@
 /*
  * Integration: the sagactl command line against a real sagad. Exit codes
  * (0, or the libsaga error code) and --json output that parses, for
- * register, start (--wait), get, list and cancel; --url and SAGA_URL with a
+ * register, start (--wait), get, list, cancel and the operator actions
+ * (terminate, force, rerun, batch); --url and SAGA_URL with a
  * list of URLs.
  */
 #define _GNU_SOURCE
@@ -884,6 +885,110 @@ START_TEST(sagactl_takes_a_list_of_urls_in_url_and_saga_url)
 }
 END_TEST
 
+START_TEST(sagactl_terminates_forces_reruns_and_batches_with_the_documented_exit_codes)
+{
+	ths *t = world("ctl_ops");
+	ths_register_sagas_ok(t);
+	char *out = NULL;
+	int rc;
+
+	/* terminate: a reason is required (usage error), then done; again: 10 */
+	char *id = ths_start_ok(t, "ittest.Linear3", "sleep=B:1500;tag=ctl-term");
+	ths_wait_step_state_ok(t, id, "B", SAGA_STEP_RUNNING, WAIT_MS);
+	rc = CTL(t, &out, "terminate", id);
+	ck_assert_int_eq(rc, 64);
+	free(out);
+	rc = CTL(t, &out, "terminate", id, "--reason", "wrong shop");
+	ck_assert_msg(rc == 0, "terminate: exit %d", rc);
+	ck_assert_msg(ths_contains(out, "terminated"), "terminate printed '%s'", out);
+	free(out);
+	rc = CTL(t, &out, "--json", "terminate", id, "--reason", "again");
+	ck_assert_int_eq(rc, SAGA_ESTATE);
+	free(out);
+	rc = CTL(t, &out, "wait", id);
+	ck_assert_int_eq(rc, 18);
+	free(out);
+	rc = CTL(t, &out, "list", "--state", "terminated");
+	ck_assert_int_eq(rc, 0);
+	ck_assert_msg(ths_contains(out, id), "list printed '%s'", out);
+	free(out);
+
+	/* force succeeded: the JSON result is checked against the step's type */
+	char *id2 = ths_start_ok(t, "ittest.Linear3", "sleep=B:1500;tag=ctl-force");
+	ths_wait_step_state_ok(t, id2, "B", SAGA_STEP_RUNNING, WAIT_MS);
+	rc = CTL(t, &out, "force", id2, "B", "sideways", "--reason", "x");
+	ck_assert_int_eq(rc, 64);
+	free(out);
+	rc = CTL(
+	    t, &out, "force", id2, "B", "succeeded", "--result", "{\"nope\":1}", "--reason", "x");
+	ck_assert_int_eq(rc, 65);
+	free(out);
+	rc = CTL(t, &out, "force", id2, "B", "compensated", "--reason", "x");
+	ck_assert_int_eq(rc, SAGA_ESTATE);
+	free(out);
+	rc = CTL(t, &out, "--json", "force", id2, "B", "succeeded", "--result",
+	    "{\"text\":\"by hand\"}", "--reason", "booked by phone");
+	ck_assert_msg(rc == 0, "force: exit %d", rc);
+	ck_assert_msg(json_ok(out), "force --json printed '%s'", out);
+	free(out);
+	saga_info *info = ths_wait_final_ok(t, id2, WAIT_MS);
+	ck_assert_int_eq(info->state, SAGA_STATE_COMPLETED);
+	const saga_step_info *b = ths_step_ok(info, "B");
+	ck_assert_uint_eq(b->result_len, 9);
+	ck_assert_int_eq(memcmp(b->result,
+			     "\x0a\x07"
+			     "by hand",
+			     9),
+	    0);
+	saga_info_free(info);
+
+	/* rerun: prints the new id; the same key gives it again; get shows the link */
+	rc = CTL(t, &out, "--json", "rerun", id, "--key", "ctl-1");
+	ck_assert_msg(rc == 0, "rerun: exit %d", rc);
+	ck_assert_msg(json_ok(out), "rerun --json printed '%s'", out);
+	char *neu = find_uuid(out);
+	ck_assert_ptr_nonnull(neu);
+	ck_assert_str_ne(neu, id);
+	free(out);
+	rc = CTL(t, &out, "rerun", id, "--key", "ctl-1");
+	ck_assert_int_eq(rc, 0);
+	ck_assert_msg(ths_contains(out, neu), "second rerun printed '%s'", out);
+	free(out);
+	rc = CTL(t, &out, "get", neu);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_msg(
+	    ths_contains(out, "rerun of") && ths_contains(out, id), "get printed '%s'", out);
+	free(out);
+	rc = CTL(t, &out, "rerun", neu);
+	ck_assert_int_eq(rc, SAGA_ESTATE); /* still running */
+	free(out);
+
+	/* batch: a dry run counts; bad use is a usage error */
+	rc = CTL(
+	    t, &out, "--json", "batch", "cancel", "--definition", "ittest.Linear3", "--dry-run");
+	ck_assert_msg(rc == 0, "batch --dry-run: exit %d", rc);
+	ck_assert_msg(json_ok(out), "batch --json printed '%s'", out);
+	ck_assert_msg(ths_contains(out, "\"applicable\":1"), "batch printed '%s'", out);
+	free(out);
+	rc = CTL(t, &out, "batch", "explode");
+	ck_assert_int_eq(rc, 64);
+	free(out);
+	rc = CTL(t, &out, "batch", "retry");
+	ck_assert_int_eq(rc, 64);
+	free(out);
+	rc = CTL(t, &out, "batch", "cancel", "--definition", "ittest.Linear3", "--reason", "done");
+	ck_assert_msg(rc == 0, "batch cancel: exit %d", rc);
+	ck_assert_msg(ths_contains(out, neu) && ths_contains(out, "done 1, skipped 2"),
+	    "batch printed '%s'", out);
+	free(out);
+	saga_info_free(ths_wait_final_ok(t, neu, WAIT_MS));
+	free(neu);
+	saga_string_free(id);
+	saga_string_free(id2);
+	ths_free(t);
+}
+END_TEST
+
 static Suite *
 sagactl_suite(void)
 {
@@ -895,6 +1000,8 @@ sagactl_suite(void)
 	tcase_add_test(tc, sagactl_registers_starts_gets_lists_and_cancels);
 	tcase_add_test(tc, sagactl_speaks_json_payloads_describes_watches_and_counts);
 	tcase_add_test(tc, sagactl_takes_a_list_of_urls_in_url_and_saga_url);
+	tcase_add_test(
+	    tc, sagactl_terminates_forces_reruns_and_batches_with_the_documented_exit_codes);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -31,12 +31,13 @@ START_TEST(state_names_follow_the_wire_values)
 	ck_assert_str_eq(cm_saga_state_name(SAGAWIRE__SAGA_STATE__SAGA_FAILED), "failed");
 	ck_assert_str_eq(
 	    cm_saga_state_name(SAGAWIRE__SAGA_STATE__SAGA_STATE_UNSPECIFIED), "unknown");
-	ck_assert_str_eq(cm_saga_state_name(6), "unknown");
+	ck_assert_str_eq(cm_saga_state_name(SAGAWIRE__SAGA_STATE__SAGA_TERMINATED), "terminated");
+	ck_assert_str_eq(cm_saga_state_name(7), "unknown");
 	ck_assert_str_eq(cm_saga_state_name(-1), "unknown");
 	ck_assert_str_eq(cm_step_state_name(SAGAWIRE__STEP_STATE__STEP_RETRY_WAIT), "retry_wait");
 	ck_assert_str_eq(cm_step_state_name(SAGAWIRE__STEP_STATE__STEP_COMP_FAILED), "comp_failed");
 	ck_assert_str_eq(cm_step_state_name(10), "unknown");
-	for (int s = SAGAWIRE__SAGA_STATE__SAGA_RUNNING; s <= SAGAWIRE__SAGA_STATE__SAGA_FAILED;
+	for (int s = SAGAWIRE__SAGA_STATE__SAGA_RUNNING; s <= SAGAWIRE__SAGA_STATE__SAGA_TERMINATED;
 	     s++)
 		ck_assert_int_eq(cm_saga_state_parse(cm_saga_state_name(s)), s);
 	ck_assert_int_eq(cm_saga_state_parse("unknown"), 0);

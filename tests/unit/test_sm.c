@@ -33,8 +33,10 @@
 
 #define OP_RETRY SAGAWIRE__OPERATION__OP_RETRY_STEP
 #define OP_SKIP  SAGAWIRE__OPERATION__OP_SKIP_STEP
+#define OP_FSUCC SAGAWIRE__OPERATION__OP_FORCE_SUCCEEDED
+#define OP_FCOMP SAGAWIRE__OPERATION__OP_FORCE_COMPENSATED
 
-#define N_SAGA_STATES 6  /* 0 (not started) .. FAILED */
+#define N_SAGA_STATES 7  /* 0 (not started) .. TERMINATED */
 #define N_STEP_STATES 10 /* 0 (unused) .. COMP_FAILED */
 
 /* ---- the invariant hook ------------------------------------------------------ */
@@ -283,6 +285,8 @@ static const char *const EV_NAMES[] = {
 	[EV(COMPENSATED)] = "COMPENSATED",
 	[EV(PARKED)] = "PARKED",
 	[EV(OPERATOR)] = "OPERATOR",
+	[EV(TERMINATED)] = "TERMINATED",
+	[EV(FORCED)] = "FORCED",
 };
 
 static const char *const STEP_NAMES[] = {
@@ -576,13 +580,15 @@ documented_saga_move(unsigned from, unsigned to)
 	switch (from) {
 	case 0: /* sm_start */
 		return to == SS(RUNNING);
-	case SS(RUNNING): /* all steps succeeded; a failure, cancel or deadline */
-		return to == SS(COMPLETED) || to == SS(COMPENSATING);
-	case SS(COMPENSATING): /* every completed step undone; a compensation gave up */
-		return to == SS(COMPENSATED) || to == SS(FAILED);
-	case SS(FAILED): /* parked: only an operator's retry or skip moves it */
-		return to == SS(COMPENSATING);
-	default: /* COMPLETED, COMPENSATED are terminal; anything else is no state */
+	case SS(RUNNING): /* all steps succeeded; a failure, cancel or deadline; terminate */
+		return to == SS(COMPLETED) || to == SS(COMPENSATING) || to == SS(TERMINATED);
+	case SS(COMPENSATING): /* every completed step undone; a compensation gave up;
+				  terminate */
+		return to == SS(COMPENSATED) || to == SS(FAILED) || to == SS(TERMINATED);
+	case SS(FAILED): /* parked: only an operator's retry, skip, force or terminate */
+		return to == SS(COMPENSATING) || to == SS(TERMINATED);
+	default: /* COMPLETED, COMPENSATED, TERMINATED are terminal; anything else is no
+		    state */
 		return false;
 	}
 }
@@ -647,7 +653,7 @@ START_TEST(every_saga_move_is_legal_exactly_when_documented)
 			}
 		}
 	}
-	ck_assert_uint_eq(n_legal, 6);
+	ck_assert_uint_eq(n_legal, 9);
 	/* the message names the states */
 	h->s->state = SS(COMPLETED);
 	ck_assert_int_eq(sm_saga_move(h->s, SS(RUNNING)), -1);
@@ -2271,6 +2277,247 @@ START_TEST(operator_errors_leave_the_saga_unchanged)
 }
 END_TEST
 
+/* ---- terminate and force ------------------------------------------------------------------ */
+
+static int
+terminate(harness *h, const char *who, const char *reason, char *err, size_t errlen)
+{
+	return sm_terminate(h->s, E(h), who, reason, err, errlen);
+}
+
+static int
+force(harness *h, int op, const char *n, const char *result, const char *reason, char *err,
+    size_t errlen)
+{
+	return sm_force(h->s, E(h), op, ix(h, n), (const uint8_t *)result,
+	    result ? strlen(result) : 0, "ops-alice", reason, err, errlen);
+}
+
+START_TEST(terminate_stops_a_running_saga_without_compensating_and_ignores_late_outcomes)
+{
+	/* A succeeded, B in flight, C (parallel to B) queued. */
+	harness *h = h_new(def_new("A B:A C:A D:B,C"));
+	start(h);
+	done(h, "A");
+	sent(h, "B");
+	char err[256] = "";
+	tick(h, 30);
+	ck_assert_int_eq(terminate(h, "ops-alice", "wrong customer", err, sizeof(err)), 0);
+	ck_assert_str_eq(err, "");
+	ck_assert_str_eq(
+	    fx(h), "timer off B, ended B lost, timer off C, ended C lost, final, ev TERMINATED");
+	ck_assert(h->out.changed);
+	ck_assert_uint_eq(h->s->state, SS(TERMINATED));
+	ck_assert(sm_saga_is_final(h->s));
+	ck_assert_str_eq(detail(h, EV(TERMINATED)), "by ops-alice: wrong customer");
+	ck_assert_str_eq(h->s->error, "terminated by ops-alice: wrong customer");
+	/* nothing compensated: the steps show where it stopped */
+	ck_assert_str_eq(states(h), "A=SUCCEEDED B=RUNNING C=RUNNING D=PENDING");
+	ck_assert(!stp(h, "C")->queued);
+	/* a late outcome of B, a timer, a cancel, a deadline: nothing moves */
+	ck_assert_int_eq(report(h, "B", SM_ACTION, 1, OC(SUCCESS), NULL), SM_IGNORED);
+	ck_assert_str_eq(fx(h), "");
+	ck_assert_int_eq(report(h, "B", SM_ACTION, 1, OC(FAIL), "no"), SM_IGNORED);
+	fire(h, "B");
+	ck_assert_str_eq(fx(h), "");
+	lost(h, "B");
+	ck_assert_str_eq(fx(h), "");
+	cancel(h, "x");
+	ck_assert_str_eq(fx(h), "");
+	ck_assert_uint_eq(h->s->state, SS(TERMINATED));
+	/* once terminated, terminated for good */
+	ck_assert_int_eq(terminate(h, NULL, "again", err, sizeof(err)), SAGA_ESTATE);
+	ck_assert_str_eq(err,
+	    "saga " SAGA_ID " is terminated: only a running, compensating or parked (failed) "
+	    "saga can be terminated");
+	ck_assert_str_eq(fx(h), "");
+	h_free(h);
+}
+END_TEST
+
+START_TEST(terminate_stops_a_saga_waiting_to_retry_and_a_parked_saga)
+{
+	/* waiting to retry: its backoff timer goes, nothing is in flight */
+	harness *h = h_new(def_new("A B:A"));
+	start(h);
+	sent(h, "A");
+	busy(h, "A", "503");
+	char err[256] = "";
+	ck_assert_int_eq(terminate(h, NULL, "not needed", err, sizeof(err)), 0);
+	ck_assert_str_eq(fx(h), "timer off A, final, ev TERMINATED");
+	ck_assert_str_eq(detail(h, EV(TERMINATED)), "not needed"); /* no principal known */
+	ck_assert_int_eq(stp(h, "A")->next_attempt_us, 0);
+	fire(h, "A"); /* a timer left armed by mistake would find nothing */
+	ck_assert_str_eq(fx(h), "");
+	h_free(h);
+
+	/* parked: the failed compensation is left as it is */
+	h = parked_chain();
+	ck_assert_int_eq(terminate(h, "root", "refunded by finance", err, sizeof(err)), 0);
+	ck_assert_str_eq(fx(h), "final, ev TERMINATED");
+	ck_assert_uint_eq(h->s->state, SS(TERMINATED));
+	ck_assert_str_eq(states(h), "A=SUCCEEDED B=COMP_FAILED C=FAILED");
+	h_free(h);
+
+	/* compensating, an undo in flight */
+	h = h_new(def_new(CHAIN));
+	start(h);
+	done(h, "A");
+	sent(h, "B");
+	bfail(h, "B", "no");
+	sent(h, "A");
+	ck_assert_int_eq(terminate(h, "root", "stop", err, sizeof(err)), 0);
+	ck_assert_str_eq(fx(h), "timer off undo A, ended undo A lost, final, ev TERMINATED");
+	ck_assert_int_eq(report(h, "A", SM_COMPENSATION, 1, OC(SUCCESS), NULL), SM_IGNORED);
+	h_free(h);
+}
+END_TEST
+
+START_TEST(terminate_needs_a_reason_and_leaves_a_finished_saga_alone)
+{
+	harness *h = h_new(def_new("A"));
+	start(h);
+	char err[256] = "";
+	char before[4096], after[4096];
+	snap(h, before, sizeof(before));
+	ck_assert_int_eq(terminate(h, "x", NULL, err, sizeof(err)), SAGA_EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "needs a reason"));
+	ck_assert_int_eq(terminate(h, "x", "", err, sizeof(err)), SAGA_EINVAL);
+	ck_assert_str_eq(fx(h), "");
+	snap(h, after, sizeof(after));
+	ck_assert_str_eq(before, after);
+	done(h, "A");
+	ck_assert_int_eq(terminate(h, "x", "late", err, sizeof(err)), SAGA_ESTATE);
+	ck_assert_ptr_nonnull(strstr(err, "is completed"));
+	ck_assert_uint_eq(h->s->state, SS(COMPLETED));
+	h_free(h);
+}
+END_TEST
+
+START_TEST(force_succeeded_gives_a_step_in_flight_its_result_and_the_saga_goes_on)
+{
+	harness *h = h_new(def_new("A B:A"));
+	start(h);
+	sent(h, "A"); /* in flight; its outcome will never come (uncertain) */
+	char err[256] = "";
+	tick(h, 40);
+	ck_assert_int_eq(
+	    force(h, OP_FSUCC, "A", "charge-77", "charged by phone", err, sizeof(err)), 0);
+	ck_assert_str_eq(err, "");
+	ck_assert_str_eq(
+	    fx(h), "timer off A, ended A lost, ev FORCED A 0, ev ATTEMPT B 1, dispatch B#1");
+	ck_assert_str_eq(detail(h, EV(FORCED)),
+	    "forced succeeded with 9 bytes of result by ops-alice: charged by phone");
+	sm_step *a = stp(h, "A");
+	ck_assert_uint_eq(a->state, ST(SUCCEEDED));
+	ck_assert_uint_eq(a->result_len, 9);
+	ck_assert_int_eq(memcmp(a->result, "charge-77", 9), 0);
+	ck_assert_uint_eq(a->completion_seq, 1);
+	ck_assert_int_eq(a->finished_us, h->e.now_us);
+	ck_assert_str_eq(
+	    a->last_error, "succeeded by hand (operator) by ops-alice: charged by phone");
+	/* the abandoned attempt's late outcome is ignored: the forced result stays */
+	ck_assert_int_eq(report(h, "A", SM_ACTION, 1, OC(SUCCESS), NULL), SM_IGNORED);
+	ck_assert_int_eq(report(h, "A", SM_ACTION, 1, OC(FAIL), "no"), SM_IGNORED);
+	ck_assert_int_eq(memcmp(a->result, "charge-77", 9), 0);
+	done(h, "B");
+	ck_assert_uint_eq(h->s->state, SS(COMPLETED));
+	h_free(h);
+
+	/* waiting to retry, an empty result: like a skip */
+	h = h_new(def_new("A"));
+	start(h);
+	sent(h, "A");
+	busy(h, "A", "503");
+	ck_assert_int_eq(force(h, OP_FSUCC, "A", NULL, "done", err, sizeof(err)), 0);
+	ck_assert_str_eq(fx(h), "timer off A, ev FORCED A 0, final, ev COMPLETED");
+	ck_assert_ptr_null(stp(h, "A")->result);
+	h_free(h);
+
+	/* queued, not sent yet: what is queued is stale */
+	h = h_new(def_new("A"));
+	start(h);
+	uint32_t gen = stp(h, "A")->gen;
+	ck_assert(stp(h, "A")->queued);
+	ck_assert_int_eq(force(h, OP_FSUCC, "A", "r", "done", err, sizeof(err)), 0);
+	ck_assert(!stp(h, "A")->queued);
+	ck_assert_uint_gt(stp(h, "A")->gen, gen);
+	h_free(h);
+}
+END_TEST
+
+START_TEST(force_compensated_marks_an_undo_done_by_hand_and_resumes_a_parked_saga)
+{
+	harness *h = parked_chain();
+	char err[256] = "";
+	ck_assert_int_eq(force(h, OP_FCOMP, "B", NULL, "refunded by finance", err, sizeof(err)), 0);
+	ck_assert_str_eq(
+	    fx(h), "timer off undo B, ev FORCED B 0, ev COMP_ATTEMPT A 1, dispatch undo A#2");
+	ck_assert_str_eq(
+	    detail(h, EV(FORCED)), "forced compensated by ops-alice: refunded by finance");
+	ck_assert_uint_eq(h->s->state, SS(COMPENSATING));
+	/* A's undo is in flight: it can be forced too, and its late answer is ignored */
+	sent(h, "A");
+	ck_assert_int_eq(force(h, OP_FCOMP, "A", NULL, "by hand", err, sizeof(err)), 0);
+	ck_assert_str_eq(
+	    fx(h), "timer off undo A, ended undo A lost, ev FORCED A 0, final, ev COMPENSATED");
+	ck_assert_uint_eq(h->s->state, SS(COMPENSATED));
+	ck_assert_int_eq(report(h, "A", SM_COMPENSATION, 1, OC(SUCCESS), NULL), SM_IGNORED);
+	h_free(h);
+
+	/* a step owed an undo that has not started (waits on a dependent) */
+	h = h_new(def_new(CHAIN));
+	start(h);
+	done(h, "A");
+	done(h, "B");
+	sent(h, "C");
+	bfail(h, "C", "no");
+	ck_assert_str_eq(states(h), "A=SUCCEEDED B=COMPENSATING C=FAILED");
+	ck_assert_int_eq(force(h, OP_FCOMP, "A", NULL, "undone by hand", err, sizeof(err)), 0);
+	ck_assert_str_eq(fx(h), "ev FORCED A 0");
+	ck_assert_str_eq(states(h), "A=COMPENSATED B=COMPENSATING C=FAILED");
+	cdone(h, "B");
+	ck_assert_uint_eq(h->s->state, SS(COMPENSATED));
+	h_free(h);
+}
+END_TEST
+
+START_TEST(force_refuses_steps_and_sagas_it_does_not_fit_and_changes_nothing)
+{
+	harness *h = parked_chain(); /* A SUCCEEDED, B COMP_FAILED, C FAILED (certain) */
+	char err[512] = "", before[4096], after[4096];
+	snap(h, before, sizeof(before));
+	ck_assert_int_eq(force(h, OP_FSUCC, "B", "r", "x", err, sizeof(err)), SAGA_ESTATE);
+	ck_assert_ptr_nonnull(strstr(err,
+	    "step B of saga " SAGA_ID " is comp_failed (the saga "
+	    "failed): only a step running or waiting"));
+	ck_assert_int_eq(force(h, OP_FCOMP, "C", NULL, "x", err, sizeof(err)), SAGA_ESTATE);
+	ck_assert_ptr_nonnull(strstr(err, "is failed (the saga failed)"));
+	ck_assert_int_eq(force(h, OP_FCOMP, "B", NULL, "", err, sizeof(err)), SAGA_EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "needs a reason"));
+	ck_assert_int_eq(
+	    sm_force(h->s, E(h), OP_FCOMP, 7, NULL, 0, NULL, "x", err, sizeof(err)), SAGA_EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "has no step 7"));
+	ck_assert_int_eq(
+	    sm_force(h->s, E(h), OP_RETRY, 1, NULL, 0, NULL, "x", err, sizeof(err)), SAGA_EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "unknown operation 1"));
+	ck_assert_str_eq(fx(h), "");
+	snap(h, after, sizeof(after));
+	ck_assert_str_eq(before, after);
+	h_free(h);
+
+	/* a running saga: nothing to compensate; a pending step cannot succeed */
+	h = h_new(def_new("A B:A"));
+	start(h);
+	ck_assert_int_eq(force(h, OP_FCOMP, "A", NULL, "x", err, sizeof(err)), SAGA_ESTATE);
+	ck_assert_int_eq(force(h, OP_FSUCC, "B", "r", "x", err, sizeof(err)), SAGA_ESTATE);
+	ck_assert_ptr_nonnull(strstr(err, "is pending (the saga running)"));
+	done(h, "A");
+	ck_assert_int_eq(force(h, OP_FSUCC, "A", "r", "x", err, sizeof(err)), SAGA_ESTATE);
+	h_free(h);
+}
+END_TEST
+
 START_TEST(bug_operator_retry_restarts_attempt_numbers_so_old_attempts_are_confused_with_new_ones)
 {
 	/*
@@ -2607,13 +2854,14 @@ START_TEST(timeout_is_the_action_or_the_compensation_timeout)
 }
 END_TEST
 
-START_TEST(only_completed_compensated_and_parked_sagas_are_final)
+START_TEST(only_completed_compensated_parked_and_terminated_sagas_are_final)
 {
 	harness *h = h_new(def_new("A"));
 	for (uint8_t x = 0; x < N_SAGA_STATES; x++) {
 		h->s->state = x;
 		ck_assert_int_eq(sm_saga_is_final(h->s),
-		    x == SS(COMPLETED) || x == SS(COMPENSATED) || x == SS(FAILED));
+		    x == SS(COMPLETED) || x == SS(COMPENSATED) || x == SS(FAILED) ||
+			x == SS(TERMINATED));
 	}
 	h_free(h);
 }
@@ -2736,6 +2984,13 @@ sm_suite(void)
 	tcase_add_test(tc, operator_retry_of_an_action_waiting_to_retry_starts_it_now);
 	tcase_add_test(tc, operator_skip_of_an_action_waiting_to_retry_counts_it_done);
 	tcase_add_test(tc, operator_errors_leave_the_saga_unchanged);
+	tcase_add_test(
+	    tc, terminate_stops_a_running_saga_without_compensating_and_ignores_late_outcomes);
+	tcase_add_test(tc, terminate_stops_a_saga_waiting_to_retry_and_a_parked_saga);
+	tcase_add_test(tc, terminate_needs_a_reason_and_leaves_a_finished_saga_alone);
+	tcase_add_test(tc, force_succeeded_gives_a_step_in_flight_its_result_and_the_saga_goes_on);
+	tcase_add_test(tc, force_compensated_marks_an_undo_done_by_hand_and_resumes_a_parked_saga);
+	tcase_add_test(tc, force_refuses_steps_and_sagas_it_does_not_fit_and_changes_nothing);
 	tcase_add_test(tc,
 	    bug_operator_retry_restarts_attempt_numbers_so_old_attempts_are_confused_with_new_ones);
 	suite_add_tcase(s, tc);
@@ -2754,7 +3009,7 @@ sm_suite(void)
 	tcase_add_test(tc, long_errors_are_cut_at_a_character_boundary);
 	tcase_add_test(tc, backoff_stays_within_its_bounds_and_spreads_with_jitter);
 	tcase_add_test(tc, timeout_is_the_action_or_the_compensation_timeout);
-	tcase_add_test(tc, only_completed_compensated_and_parked_sagas_are_final);
+	tcase_add_test(tc, only_completed_compensated_parked_and_terminated_sagas_are_final);
 	tcase_add_test(tc, too_many_effects_are_reported_and_not_written_past_the_list);
 	tcase_add_test(tc, saga_free_takes_null_and_a_saga_without_steps);
 	suite_add_tcase(s, tc);

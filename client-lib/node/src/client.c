@@ -38,7 +38,12 @@ typedef enum {
 	OP_WAIT,
 	OP_CANCEL,
 	OP_RETRY,
-	OP_SKIP
+	OP_SKIP,
+	OP_TERMINATE,
+	OP_FORCE_OK,
+	OP_FORCE_COMP,
+	OP_RERUN,
+	OP_BATCH
 } call_op;
 
 typedef struct sn_call {
@@ -67,6 +72,8 @@ typedef struct sn_call {
 	saga_info *info;
 	saga_list *list;
 	saga_register_result *reg;
+	saga_batch_opts bopts;
+	saga_batch_result *batch;
 } sn_call;
 
 static void
@@ -188,6 +195,27 @@ execute(napi_env env, void *data)
 	case OP_SKIP:
 		call->rv = saga_client_skip_step(c, call->a, call->b, call->c, &call->state);
 		break;
+	case OP_TERMINATE:
+		call->rv = saga_client_terminate(c, call->a, call->c, &call->state);
+		break;
+	case OP_FORCE_OK:
+		call->rv = saga_client_force_succeeded(
+		    c, call->a, call->b, call->bytes, call->len, call->c, &call->state);
+		break;
+	case OP_FORCE_COMP:
+		call->rv =
+		    saga_client_force_compensated(c, call->a, call->b, call->c, &call->state);
+		break;
+	case OP_RERUN:
+		call->rv = saga_client_rerun(c, call->a, call->idem, call->flag, &call->saga_id);
+		break;
+	case OP_BATCH:
+		call->bopts.struct_size = sizeof(call->bopts);
+		call->bopts.step = call->b;
+		call->bopts.reason = call->c;
+		call->bopts.idempotency_key = call->idem;
+		call->rv = saga_client_batch(c, &call->filter, &call->bopts, &call->batch);
+		break;
 	default:
 		call->rv = SAGA_EINTERNAL;
 	}
@@ -237,7 +265,9 @@ info_value(napi_env env, const saga_info *in)
 	    sn_set_i64(env, o, "deadlineUs", in->deadline_us) != napi_ok ||
 	    sn_set_buffer(env, o, "input", in->input, in->input_len) != napi_ok ||
 	    sn_set_string(env, o, "traceparent", in->traceparent) != napi_ok ||
-	    string_array(env, o, "redacted", in->redacted, in->n_redacted) != napi_ok)
+	    string_array(env, o, "redacted", in->redacted, in->n_redacted) != napi_ok ||
+	    sn_set_string(env, o, "rerunOf", in->rerun_of ? in->rerun_of : "") != napi_ok ||
+	    string_array(env, o, "rerunAs", in->rerun_as, in->n_rerun_as) != napi_ok)
 		return NULL;
 	if (napi_create_array_with_length(env, in->n_steps, &steps) != napi_ok)
 		return NULL;
@@ -283,6 +313,35 @@ info_value(napi_env env, const saga_info *in)
 	return o;
 }
 
+/* saga_batch_result as a plain object (see index.d.ts, BatchResult). */
+static napi_value
+batch_value(napi_env env, const saga_batch_result *r)
+{
+	napi_value o, arr, v;
+	if (napi_create_object(env, &o) != napi_ok ||
+	    napi_create_array_with_length(env, r->count, &arr) != napi_ok)
+		return NULL;
+	for (size_t i = 0; i < r->count; i++) {
+		const saga_batch_item *x = &r->items[i];
+		if (napi_create_object(env, &v) != napi_ok ||
+		    sn_set_string(env, v, "sagaId", x->saga_id) != napi_ok ||
+		    sn_set_bool(env, v, "done", x->done) != napi_ok ||
+		    sn_set_u32(env, v, "code", (uint32_t)x->code) != napi_ok ||
+		    sn_set_string(env, v, "why", x->why) != napi_ok ||
+		    (x->done && state_prop(env, v, "state", x->state) != napi_ok) ||
+		    sn_set_string(env, v, "newSagaId", x->new_saga_id) != napi_ok ||
+		    napi_set_element(env, arr, (uint32_t)i, v) != napi_ok)
+			return NULL;
+	}
+	if (napi_set_named_property(env, o, "items", arr) != napi_ok ||
+	    sn_set_string(env, o, "nextPageToken", r->next_page_token) != napi_ok ||
+	    sn_set_u32(env, o, "done", r->done) != napi_ok ||
+	    sn_set_u32(env, o, "skipped", r->skipped) != napi_ok ||
+	    sn_set_i64(env, o, "applicable", (int64_t)r->applicable) != napi_ok)
+		return NULL;
+	return o;
+}
+
 static napi_value
 list_value(napi_env env, const saga_list *l)
 {
@@ -303,6 +362,7 @@ list_value(napi_env env, const saga_list *l)
 		    sn_set_string(env, v, "error", s->error) != napi_ok ||
 		    sn_set_u32(env, v, "stepsTotal", s->steps_total) != napi_ok ||
 		    sn_set_u32(env, v, "stepsDone", s->steps_done) != napi_ok ||
+		    sn_set_string(env, v, "rerunOf", s->rerun_of ? s->rerun_of : "") != napi_ok ||
 		    napi_set_element(env, arr, (uint32_t)i, v) != napi_ok)
 			return NULL;
 	}
@@ -312,7 +372,7 @@ list_value(napi_env env, const saga_list *l)
 	if (l->has_counts) {
 		if (napi_create_object(env, &v) != napi_ok)
 			return NULL;
-		for (int s = SAGA_STATE_RUNNING; s <= SAGA_STATE_FAILED; s++) {
+		for (int s = SAGA_STATE_RUNNING; s <= SAGA_STATE_TERMINATED; s++) {
 			napi_value n;
 			if (napi_create_double(env, (double)l->state_counts[s], &n) != napi_ok ||
 			    napi_set_named_property(env, v, saga_state_name((saga_state)s), n) !=
@@ -359,6 +419,7 @@ call_free(napi_env env, sn_call *call)
 	saga_info_free(call->info);
 	saga_list_free(call->list);
 	saga_register_result_free(call->reg);
+	saga_batch_result_free(call->batch);
 	if (call->self != NULL)
 		napi_delete_reference(env, call->self);
 	free(call);
@@ -400,6 +461,14 @@ complete(napi_env env, napi_status status, void *data)
 			break;
 		case OP_LIST:
 			v = list_value(env, call->list);
+			break;
+		case OP_RERUN:
+			if (napi_create_object(env, &v) != napi_ok ||
+			    sn_set_string(env, v, "sagaId", call->saga_id) != napi_ok)
+				v = NULL;
+			break;
+		case OP_BATCH:
+			v = batch_value(env, call->batch);
 			break;
 		default: /* cancel, retry, skip: the saga's state after */
 			if (napi_create_string_utf8(
@@ -606,33 +675,29 @@ m_wait(napi_env env, napi_callback_info info)
 	return call_queue(env, self, call);
 }
 
-/* list({states, definition, businessKey, createdAfterUs, createdBeforeUs,
- * limit, pageToken, version, counts}) */
-static napi_value
-m_list(napi_env env, napi_callback_info info)
+/* A list filter from obj {states, definition, businessKey, createdAfterUs,
+ * createdBeforeUs, limit, pageToken, version, counts} into call->filter
+ * (its strings owned by call). Returns 0, or -1 with an exception. */
+static int
+parse_filter(napi_env env, napi_value obj, sn_call *call)
 {
-	napi_value self, argv[MAX_ARGS], states;
+	napi_value states;
 	saga_list_filter f = SAGA_LIST_FILTER_INIT;
 	int counts = 0;
-	if (args(env, info, &self, argv) != 0)
-		return NULL;
-	sn_call *call = call_new(env, self, OP_LIST);
-	if (call == NULL)
-		return NULL;
-	if (sn_prop_string(env, argv[0], "definition", &call->a) != 0 ||
-	    sn_prop_string(env, argv[0], "businessKey", &call->bkey) != 0 ||
-	    sn_prop_string(env, argv[0], "pageToken", &call->page_token) != 0 ||
-	    sn_prop_u32(env, argv[0], "limit", &f.limit) != 0 ||
-	    sn_prop_u32(env, argv[0], "version", &f.version) != 0 ||
-	    sn_prop_bool(env, argv[0], "counts", &counts) != 0)
-		goto fail;
+	if (sn_prop_string(env, obj, "definition", &call->a) != 0 ||
+	    sn_prop_string(env, obj, "businessKey", &call->bkey) != 0 ||
+	    sn_prop_string(env, obj, "pageToken", &call->page_token) != 0 ||
+	    sn_prop_u32(env, obj, "limit", &f.limit) != 0 ||
+	    sn_prop_u32(env, obj, "version", &f.version) != 0 ||
+	    sn_prop_bool(env, obj, "counts", &counts) != 0)
+		return -1;
 	napi_valuetype t;
-	if (napi_typeof(env, argv[0], &t) == napi_ok && t == napi_object) {
+	if (napi_typeof(env, obj, &t) == napi_ok && t == napi_object) {
 		const char *times[] = { "createdAfterUs", "createdBeforeUs" };
 		for (int i = 0; i < 2; i++) {
 			napi_value v;
 			double d = 0;
-			if (napi_get_named_property(env, argv[0], times[i], &v) == napi_ok &&
+			if (napi_get_named_property(env, obj, times[i], &v) == napi_ok &&
 			    napi_get_value_double(env, v, &d) == napi_ok) {
 				if (i == 0)
 					f.created_after_us = (int64_t)d;
@@ -641,28 +706,27 @@ m_list(napi_env env, napi_callback_info info)
 			}
 		}
 		bool is_array = false;
-		if (napi_get_named_property(env, argv[0], "states", &states) == napi_ok &&
+		if (napi_get_named_property(env, obj, "states", &states) == napi_ok &&
 		    napi_is_array(env, states, &is_array) == napi_ok && is_array) {
 			uint32_t n = 0;
 			napi_get_array_length(env, states, &n);
 			if (n > 0 && (call->states = calloc(n, sizeof(*call->states))) == NULL) {
 				napi_throw_error(env, NULL, "libsaga addon: out of memory");
-				goto fail;
+				return -1;
 			}
 			for (uint32_t i = 0; i < n; i++) {
 				napi_value e;
 				char *name = NULL;
 				if (napi_get_element(env, states, i, &e) != napi_ok ||
 				    sn_get_string(env, e, "states[i]", 0, &name) != 0)
-					goto fail;
+					return -1;
 				call->states[i] = saga_state_parse(name);
 				free(name);
 				if (call->states[i] == SAGA_STATE_UNKNOWN) {
 					napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE",
 					    "states: each must be running, compensating, "
-					    "completed, "
-					    "compensated or failed");
-					goto fail;
+					    "completed, compensated, failed or terminated");
+					return -1;
 				}
 			}
 			f.states = call->states;
@@ -674,8 +738,65 @@ m_list(napi_env env, napi_callback_info info)
 	f.page_token = call->page_token;
 	f.counts = counts;
 	call->filter = f;
+	return 0;
+}
+
+/* list(filter) */
+static napi_value
+m_list(napi_env env, napi_callback_info info)
+{
+	napi_value self, argv[MAX_ARGS];
+	if (args(env, info, &self, argv) != 0)
+		return NULL;
+	sn_call *call = call_new(env, self, OP_LIST);
+	if (call == NULL)
+		return NULL;
+	if (parse_filter(env, argv[0], call) != 0) {
+		call_free(env, call);
+		return NULL;
+	}
+	return call_queue(env, self, call);
+}
+
+/* batch(filter, action, {step, reason, dryRun, latestVersion, idempotencyKey}) */
+static napi_value
+m_batch(napi_env env, napi_callback_info info)
+{
+	napi_value self, argv[MAX_ARGS];
+	if (args(env, info, &self, argv) != 0)
+		return NULL;
+	sn_call *call = call_new(env, self, OP_BATCH);
+	if (call == NULL)
+		return NULL;
+	char *action = NULL;
+	int dry = 0, latest = 0;
+	if (parse_filter(env, argv[0], call) != 0 ||
+	    sn_get_string(env, argv[1], "action", 0, &action) != 0 ||
+	    sn_prop_string(env, argv[2], "step", &call->b) != 0 ||
+	    sn_prop_string(env, argv[2], "reason", &call->c) != 0 ||
+	    sn_prop_string(env, argv[2], "idempotencyKey", &call->idem) != 0 ||
+	    sn_prop_bool(env, argv[2], "dryRun", &dry) != 0 ||
+	    sn_prop_bool(env, argv[2], "latestVersion", &latest) != 0)
+		goto fail;
+	if (strcmp(action, "cancel") == 0)
+		call->bopts.action = SAGA_BATCH_CANCEL;
+	else if (strcmp(action, "terminate") == 0)
+		call->bopts.action = SAGA_BATCH_TERMINATE;
+	else if (strcmp(action, "retry") == 0)
+		call->bopts.action = SAGA_BATCH_RETRY;
+	else if (strcmp(action, "rerun") == 0)
+		call->bopts.action = SAGA_BATCH_RERUN;
+	else {
+		napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE",
+		    "action must be cancel, terminate, retry or rerun");
+		goto fail;
+	}
+	free(action);
+	call->bopts.dry_run = dry;
+	call->bopts.latest_version = latest;
 	return call_queue(env, self, call);
 fail:
+	free(action);
 	call_free(env, call);
 	return NULL;
 }
@@ -727,6 +848,70 @@ static napi_value
 m_skip(napi_env env, napi_callback_info info)
 {
 	return step_op(env, info, OP_SKIP);
+}
+
+/* forceCompensated(sagaId, step, reason) */
+static napi_value
+m_force_comp(napi_env env, napi_callback_info info)
+{
+	return step_op(env, info, OP_FORCE_COMP);
+}
+
+/* forceSucceeded(sagaId, step, result, reason) */
+static napi_value
+m_force_ok(napi_env env, napi_callback_info info)
+{
+	napi_value self, argv[MAX_ARGS];
+	if (args(env, info, &self, argv) != 0)
+		return NULL;
+	sn_call *call = call_new(env, self, OP_FORCE_OK);
+	if (call == NULL)
+		return NULL;
+	if (sn_get_string(env, argv[0], "sagaId", 0, &call->a) != 0 ||
+	    sn_get_string(env, argv[1], "step", 0, &call->b) != 0 ||
+	    sn_get_bytes(env, argv[2], "result", 1, &call->bytes, &call->len) != 0 ||
+	    sn_get_string(env, argv[3], "reason", 1, &call->c) != 0) {
+		call_free(env, call);
+		return NULL;
+	}
+	return call_queue(env, self, call);
+}
+
+/* terminate(sagaId, reason) */
+static napi_value
+m_terminate(napi_env env, napi_callback_info info)
+{
+	napi_value self, argv[MAX_ARGS];
+	if (args(env, info, &self, argv) != 0)
+		return NULL;
+	sn_call *call = call_new(env, self, OP_TERMINATE);
+	if (call == NULL)
+		return NULL;
+	if (sn_get_string(env, argv[0], "sagaId", 0, &call->a) != 0 ||
+	    sn_get_string(env, argv[1], "reason", 1, &call->c) != 0) {
+		call_free(env, call);
+		return NULL;
+	}
+	return call_queue(env, self, call);
+}
+
+/* rerun(sagaId, {idempotencyKey, latestVersion}) */
+static napi_value
+m_rerun(napi_env env, napi_callback_info info)
+{
+	napi_value self, argv[MAX_ARGS];
+	if (args(env, info, &self, argv) != 0)
+		return NULL;
+	sn_call *call = call_new(env, self, OP_RERUN);
+	if (call == NULL)
+		return NULL;
+	if (sn_get_string(env, argv[0], "sagaId", 0, &call->a) != 0 ||
+	    sn_prop_string(env, argv[1], "idempotencyKey", &call->idem) != 0 ||
+	    sn_prop_bool(env, argv[1], "latestVersion", &call->flag) != 0) {
+		call_free(env, call);
+		return NULL;
+	}
+	return call_queue(env, self, call);
 }
 
 /* close(): frees the idle handles now and the busy ones as their calls end. */
@@ -831,6 +1016,11 @@ sn_client_init(napi_env env, napi_value exports)
 		{ "cancel", NULL, m_cancel, NULL, NULL, NULL, napi_default, NULL },
 		{ "retryStep", NULL, m_retry, NULL, NULL, NULL, napi_default, NULL },
 		{ "skipStep", NULL, m_skip, NULL, NULL, NULL, napi_default, NULL },
+		{ "terminate", NULL, m_terminate, NULL, NULL, NULL, napi_default, NULL },
+		{ "forceSucceeded", NULL, m_force_ok, NULL, NULL, NULL, napi_default, NULL },
+		{ "forceCompensated", NULL, m_force_comp, NULL, NULL, NULL, napi_default, NULL },
+		{ "rerun", NULL, m_rerun, NULL, NULL, NULL, napi_default, NULL },
+		{ "batch", NULL, m_batch, NULL, NULL, NULL, napi_default, NULL },
 		{ "close", NULL, m_close, NULL, NULL, NULL, napi_default, NULL },
 	};
 	napi_value cls;

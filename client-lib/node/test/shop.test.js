@@ -122,6 +122,49 @@ test('client: start, run, wait, list, cancel, retry and skip, with typed errors 
   assert.equal(end.error.includes('changed my mind'), true, end.error);
 });
 
+test('client: terminate, force, rerun and batch (operator actions)', async () => {
+  const c = sagad.client;
+  // nodetest.Busy's participant is not running here: its sagas stay running.
+  const a = await c.start('nodetest.Busy', text('tag=term'));
+  await assert.rejects(c.terminate(a.sagaId, ''), saga.SagaInvalidError);
+  assert.equal(await c.terminate(a.sagaId, 'not needed'), 'terminated');
+  await assert.rejects(c.terminate(a.sagaId, 'again'), saga.SagaStateError);
+  const info = await c.get(a.sagaId);
+  assert.equal(info.state, 'terminated');
+  assert.ok(info.events.some((e) => e.type === 'terminated' && e.detail.includes('not needed')));
+
+  const b = await c.start('nodetest.Busy', text('tag=force'));
+  const after = await c.force(b.sagaId, 'Task', 'succeeded', { result: Buffer.from('by hand'), reason: 'done by phone' });
+  assert.ok(['running', 'completed'].includes(after), after);
+  const bi = await c.wait(b.sagaId, { timeoutMs: 20000 });
+  assert.equal(bi.state, 'completed');
+  assert.equal(bi.steps[0].result.toString(), 'by hand');
+  await assert.rejects(c.force(b.sagaId, 'Task', 'sideways', { reason: 'x' }), RangeError);
+  await assert.rejects(c.force(b.sagaId, 'Task', 'compensated', { reason: 'x' }), saga.SagaStateError);
+
+  const r = await c.rerun(a.sagaId, { idempotencyKey: 'node-1' });
+  assert.match(r.sagaId, /^[0-9a-f-]{36}$/);
+  assert.deepEqual(await c.rerun(a.sagaId, { idempotencyKey: 'node-1' }), r);
+  assert.equal((await c.get(r.sagaId)).rerunOf, a.sagaId);
+  assert.deepEqual((await c.get(a.sagaId)).rerunAs, [r.sagaId]);
+  const listed = await c.list({ definition: 'nodetest.Busy', states: ['running'] });
+  assert.deepEqual(listed.sagas.map((s) => [s.sagaId, s.rerunOf]), [[r.sagaId, a.sagaId]]);
+
+  const filter = { definition: 'nodetest.Busy', states: ['running'] };
+  assert.equal((await c.list({ definition: 'nodetest.Busy', counts: true })).stateCounts.terminated, 1);
+  const dry = await c.batch(filter, 'terminate', { dryRun: true });
+  assert.equal(dry.applicable, 1);
+  assert.equal((await c.get(r.sagaId)).state, 'running');
+  const res = await c.batch(filter, 'terminate', { reason: 'cleanup' });
+  assert.equal(res.done, 1);
+  assert.equal(res.skipped, 0);
+  assert.equal(res.items[0].sagaId, r.sagaId);
+  assert.equal(res.items[0].state, 'terminated');
+  assert.equal(res.nextPageToken, '');
+  await assert.rejects(c.batch({}, 'explode'), RangeError);
+  await assert.rejects(c.batch({}, 'terminate', {}), saga.SagaInvalidError);
+});
+
 test('sagad unreachable: a client call fails with SagaConnectionError, a worker logs and closes cleanly', async () => {
   const c = new saga.Client({ url: 'tcp://127.0.0.1:1', timeoutMs: 2000 });
   const t0 = Date.now();

@@ -133,6 +133,8 @@ ctl_state_cell(const char *state, const char *suffix)
 			c = "32";
 		else if (strcmp(state, "compensated") == 0)
 			c = "33";
+		else if (strcmp(state, "terminated") == 0)
+			c = "35";
 		else if (strcmp(state, "failed") == 0 || strcmp(state, "comp_failed") == 0)
 			c = "31";
 		else if (strcmp(state, "running") == 0 || strcmp(state, "compensating") == 0)
@@ -365,6 +367,8 @@ json_info(const saga_info *s, const schema *sc)
 	ctl_json_kv_int(&f, "deadline_us", s->deadline_us);
 	ctl_json_kv_str(&f, "traceparent", s->traceparent);
 	ctl_json_kv_str(&f, "error", s->error);
+	ctl_json_kv_str(&f, "rerun_of", s->rerun_of ? s->rerun_of : "");
+	ctl_json_kv_strs(&f, "rerun_as", s->rerun_as, s->n_rerun_as);
 	json_payload(&f, "input", sc, sc != NULL && sc->d != NULL ? sc->d->input_type : "",
 	    s->input, s->input_len, s, "input.");
 	if (s->n_redacted > 0)
@@ -429,6 +433,7 @@ ctl_json_summary(const saga_summary *s)
 	ctl_json_kv_str(&f, "error", s->error);
 	ctl_json_kv_int(&f, "steps_total", s->steps_total);
 	ctl_json_kv_int(&f, "steps_done", s->steps_done);
+	ctl_json_kv_str(&f, "rerun_of", s->rerun_of ? s->rerun_of : "");
 	putchar('}');
 }
 
@@ -468,6 +473,10 @@ print_info_text(const saga_info *s, const schema *sc)
 		printf("deadline     %s\n", ctl_local_time(s->deadline_us, tb, sizeof(tb)));
 	if (*s->traceparent)
 		printf("trace        %s\n", s->traceparent);
+	if (s->rerun_of != NULL && *s->rerun_of)
+		printf("rerun of     %s\n", s->rerun_of);
+	for (size_t i = 0; i < s->n_rerun_as; i++)
+		printf("rerun as     %s\n", s->rerun_as[i]);
 	if (sc != NULL && sc->d != NULL) {
 		char why[600];
 		char *j = ctl_payload_json(sc, sc->d->input_type, s->input, s->input_len, 0, s,

@@ -27,6 +27,7 @@
 
 #define EXIT_COMPENSATED 16 /* wait: the saga was compensated */
 #define EXIT_PARKED      17 /* wait: the saga failed and is parked */
+#define EXIT_TERMINATED  18 /* wait: an operator terminated the saga */
 #define EXIT_USAGE       64 /* as in sysexits.h */
 #define EXIT_REFUSED     77 /* EX_NOPERM: not authenticated, or not allowed */
 #define EXIT_DATAERR     65 /* the input JSON does not fit the definition's input type */
@@ -167,6 +168,10 @@ int ctl_cmd_participants(int argc, char **argv);
 int ctl_cmd_history(int argc, char **argv);
 int ctl_cmd_retry(int argc, char **argv);
 int ctl_cmd_skip(int argc, char **argv);
+int ctl_cmd_terminate(int argc, char **argv);
+int ctl_cmd_force(int argc, char **argv);
+int ctl_cmd_rerun(int argc, char **argv);
+int ctl_cmd_batch(int argc, char **argv);
 int ctl_cmd_watch(int argc, char **argv);
 int ctl_cmd_describe(int argc, char **argv);
 /* principals.c: principal create|list|revoke. */

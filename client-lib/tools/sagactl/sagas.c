@@ -1,5 +1,6 @@
 /* sagas: the saga commands (start, get, wait, list, cancel, history,
- * retry, skip, watch, participants). See sagactl.h. */
+ * retry, skip, terminate, force, rerun, watch, participants). See
+ * sagactl.h. */
 #include "sagactl.h"
 
 #include <inttypes.h>
@@ -24,6 +25,8 @@ final_status(const saga_info *s)
 		return EXIT_COMPENSATED;
 	case SAGA_STATE_FAILED:
 		return EXIT_PARKED;
+	case SAGA_STATE_TERMINATED:
+		return EXIT_TERMINATED;
 	default:
 		return SAGA_ETIMEDOUT;
 	}
@@ -532,6 +535,232 @@ ctl_cmd_skip(int argc, char **argv)
 	return operate_cmd("skip", argc, argv, 1);
 }
 
+/* ---- terminate, force, rerun ------------------------------------------- */
+
+/* What an operator action did, as text or JSON. */
+static void
+print_done(const char *id, const char *step, const char *what, saga_state after)
+{
+	if (ctl_opt_json) {
+		int f = 1;
+		putchar('{');
+		ctl_json_kv_str(&f, "saga_id", id);
+		if (step != NULL)
+			ctl_json_kv_str(&f, "step", step);
+		ctl_json_kv_str(&f, "state", saga_state_name(after));
+		printf("}\n");
+	} else if (step != NULL) {
+		printf("saga %s: step %s %s; the saga is now %s\n", id, step, what,
+		    saga_state_name(after));
+	} else {
+		printf("saga %s %s; it is now %s\n", id, what, saga_state_name(after));
+	}
+}
+
+static int
+op_failed(saga_client *c, int rv, const char *what)
+{
+	rv = not_found_hint(ctl_fail(c, rv, what));
+	saga_client_free(c);
+	return rv;
+}
+
+int
+ctl_cmd_terminate(int argc, char **argv)
+{
+	const char *id = NULL, *reason = NULL, *v;
+	for (int i = 1; i < argc; i++) {
+		if (ctl_match_global(argc, argv, &i))
+			continue;
+		if (ctl_match_opt(argc, argv, &i, "--reason", &v))
+			reason = v;
+		else if (id == NULL && argv[i][0] != '-')
+			id = argv[i];
+		else
+			ctl_unknown_arg("terminate", argv[i]);
+	}
+	if (id == NULL)
+		ctl_usage_error("terminate: which saga? (sagactl terminate SAGA_ID --reason TEXT)");
+	if (reason == NULL || *reason == '\0')
+		ctl_usage_error(
+		    "terminate: say why with --reason TEXT (it goes into the saga's history)");
+	saga_client *c = ctl_connect();
+	saga_state after = SAGA_STATE_UNKNOWN;
+	int rv = saga_client_terminate(c, id, reason, &after);
+	if (rv != SAGA_OK) {
+		char what[256];
+		snprintf(what, sizeof(what), "cannot terminate saga %s", id);
+		return op_failed(c, rv, what);
+	}
+	print_done(id, NULL, "terminated (nothing compensated)", after);
+	saga_client_free(c);
+	return 0;
+}
+
+/* The JSON text of a forced result, encoded with the step's output type
+ * (from the descriptor set the saga's definition version was registered
+ * with). Exits EXIT_DATAERR if it does not fit. */
+static void
+encode_result(saga_client *c, const char *id, const char *step, const char *json, size_t len,
+    uint8_t **out, size_t *outlen)
+{
+	saga_info *info = NULL;
+	int rv = saga_client_get(c, id, &info);
+	if (rv != SAGA_OK) {
+		char what[256];
+		snprintf(what, sizeof(what), "cannot read saga %s", id);
+		exit(not_found_hint(ctl_fail(c, rv, what)));
+	}
+	schema sc;
+	char err[600];
+	if ((rv = ctl_schema_load(c, info->definition, info->version, &sc)) != SAGA_OK) {
+		char what[600];
+		snprintf(what, sizeof(what), "cannot read the types of %s@%u", info->definition,
+		    info->version);
+		exit(ctl_fail(c, rv, what));
+	}
+	const char *type = sc.pb != NULL && sc.d != NULL ? ctl_step_output_type(&sc, step) : "";
+	if (*type == '\0') {
+		fprintf(stderr,
+		    "sagactl: cannot encode the result of step %s of %s@%u: %s\n"
+		    "sagactl: give the serialized bytes with --result-raw or --result-raw-file\n",
+		    step, info->definition, info->version,
+		    sc.pb == NULL ? sc.why : "no such step, or it has no result type");
+		exit(EXIT_DATAERR);
+	}
+	if (pbjson_from_json(sc.pb, type, json, len, out, outlen, err, sizeof(err)) != 0) {
+		fprintf(stderr,
+		    "sagactl: the result is not a valid %s: %s\n"
+		    "sagactl: `sagactl describe %s` shows the step's result type\n",
+		    type, err, info->definition);
+		exit(EXIT_DATAERR);
+	}
+	ctl_schema_free(&sc);
+	saga_info_free(info);
+}
+
+int
+ctl_cmd_force(int argc, char **argv)
+{
+	const char *id = NULL, *step = NULL, *outcome = NULL, *reason = NULL, *v;
+	const char *json = NULL, *json_file = NULL, *raw = NULL, *raw_file = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (ctl_match_global(argc, argv, &i))
+			continue;
+		if (ctl_match_opt(argc, argv, &i, "--reason", &v))
+			reason = v;
+		else if (ctl_match_opt(argc, argv, &i, "--result", &v))
+			json = v;
+		else if (ctl_match_opt(argc, argv, &i, "--result-file", &v))
+			json_file = v;
+		else if (ctl_match_opt(argc, argv, &i, "--result-raw", &v))
+			raw = v;
+		else if (ctl_match_opt(argc, argv, &i, "--result-raw-file", &v))
+			raw_file = v;
+		else if (id == NULL && argv[i][0] != '-')
+			id = argv[i];
+		else if (step == NULL && argv[i][0] != '-')
+			step = argv[i];
+		else if (outcome == NULL && argv[i][0] != '-')
+			outcome = argv[i];
+		else
+			ctl_unknown_arg("force", argv[i]);
+	}
+	if (id == NULL || step == NULL || outcome == NULL)
+		ctl_usage_error("force: which saga, step and outcome? (sagactl force SAGA_ID STEP "
+				"succeeded|compensated --reason TEXT)");
+	int compensated = strcmp(outcome, "compensated") == 0;
+	if (!compensated && strcmp(outcome, "succeeded") != 0)
+		ctl_usage_error(
+		    "force: the outcome is succeeded or compensated, not '%s'", outcome);
+	int n_results = (json != NULL) + (json_file != NULL) + (raw != NULL) + (raw_file != NULL);
+	if (n_results > 1)
+		ctl_usage_error("force: give one of --result, --result-file, --result-raw, "
+				"--result-raw-file");
+	if (compensated && n_results > 0)
+		ctl_usage_error("force: a compensation has no result (only succeeded takes one)");
+	if (reason == NULL || *reason == '\0')
+		ctl_usage_error(
+		    "force: say why with --reason TEXT (it goes into the saga's history)");
+	saga_client *c = ctl_connect();
+	saga_state after = SAGA_STATE_UNKNOWN;
+	int rv;
+	if (compensated) {
+		rv = saga_client_force_compensated(c, id, step, reason, &after);
+	} else {
+		uint8_t *buf = NULL, *enc = NULL;
+		size_t len = 0;
+		const void *payload = NULL;
+		if (json_file != NULL || raw_file != NULL)
+			ctl_read_file(json_file != NULL ? json_file : raw_file, &buf, &len);
+		if (json != NULL || json_file != NULL) {
+			const char *text = json != NULL ? json : (const char *)buf;
+			encode_result(
+			    c, id, step, text, json != NULL ? strlen(json) : len, &enc, &len);
+			payload = enc;
+		} else if (raw != NULL) {
+			payload = raw;
+			len = strlen(raw);
+		} else {
+			payload = buf;
+		}
+		rv = saga_client_force_succeeded(c, id, step, payload, len, reason, &after);
+		free(buf);
+		free(enc);
+	}
+	if (rv != SAGA_OK) {
+		char what[256];
+		snprintf(
+		    what, sizeof(what), "cannot force step %s of saga %s %s", step, id, outcome);
+		return op_failed(c, rv, what);
+	}
+	print_done(id, step, compensated ? "forced compensated" : "forced succeeded", after);
+	saga_client_free(c);
+	return 0;
+}
+
+int
+ctl_cmd_rerun(int argc, char **argv)
+{
+	const char *id = NULL, *key = NULL, *v;
+	int latest = 0;
+	for (int i = 1; i < argc; i++) {
+		if (ctl_match_global(argc, argv, &i))
+			continue;
+		if (ctl_match_opt(argc, argv, &i, "--key", &v))
+			key = v;
+		else if (ctl_match_opt(argc, argv, &i, "--latest", NULL))
+			latest = 1;
+		else if (id == NULL && argv[i][0] != '-')
+			id = argv[i];
+		else
+			ctl_unknown_arg("rerun", argv[i]);
+	}
+	if (id == NULL)
+		ctl_usage_error(
+		    "rerun: which saga? (sagactl rerun SAGA_ID [--key KEY] [--latest])");
+	saga_client *c = ctl_connect();
+	char *new_id = NULL;
+	int rv = saga_client_rerun(c, id, key, latest, &new_id);
+	if (rv != SAGA_OK) {
+		char what[256];
+		snprintf(what, sizeof(what), "cannot rerun saga %s", id);
+		return op_failed(c, rv, what);
+	}
+	if (ctl_opt_json) {
+		int f = 1;
+		putchar('{');
+		ctl_json_kv_str(&f, "saga_id", new_id);
+		ctl_json_kv_str(&f, "rerun_of", id);
+		printf("}\n");
+	} else {
+		printf("%s\n", new_id);
+	}
+	saga_string_free(new_id);
+	saga_client_free(c);
+	return 0;
+}
+
 /* ---- participants ------------------------------------------------------ */
 
 int
@@ -608,7 +837,7 @@ ctl_cmd_list(int argc, char **argv)
 			if (s == SAGA_STATE_UNKNOWN)
 				ctl_usage_error(
 				    "list: '%s' is not a saga state (running, compensating, "
-				    "completed, compensated, failed)",
+				    "completed, compensated, failed, terminated)",
 				    v);
 			if (f.n_states == MAX_STATES)
 				ctl_usage_error("list: too many --state options");
@@ -638,7 +867,7 @@ ctl_cmd_list(int argc, char **argv)
 	f.states = states;
 	if (f.version != 0 && f.definition == NULL)
 		ctl_usage_error("list: --version needs --definition");
-	uint64_t counts[6] = { 0 };
+	uint64_t counts[7] = { 0 };
 	int have_counts = 0;
 
 	saga_client *c = ctl_connect();
@@ -723,7 +952,7 @@ ctl_cmd_list(int argc, char **argv)
 		if (have_counts) {
 			int g = 1;
 			printf("{\"counts\":{");
-			for (int k = SAGA_STATE_RUNNING; k <= SAGA_STATE_FAILED; k++)
+			for (int k = SAGA_STATE_RUNNING; k <= SAGA_STATE_TERMINATED; k++)
 				ctl_json_kv_int(
 				    &g, saga_state_name((saga_state)k), (int64_t)counts[k]);
 			printf("}}\n");
@@ -739,7 +968,7 @@ ctl_cmd_list(int argc, char **argv)
 		if (have_counts) {
 			int g = 1;
 			printf(",\"counts\":{");
-			for (int k = SAGA_STATE_RUNNING; k <= SAGA_STATE_FAILED; k++)
+			for (int k = SAGA_STATE_RUNNING; k <= SAGA_STATE_TERMINATED; k++)
 				ctl_json_kv_int(
 				    &g, saga_state_name((saga_state)k), (int64_t)counts[k]);
 			putchar('}');
@@ -747,7 +976,7 @@ ctl_cmd_list(int argc, char **argv)
 		printf("}\n");
 	} else {
 		if (have_counts) {
-			for (int k = SAGA_STATE_RUNNING; k <= SAGA_STATE_FAILED; k++)
+			for (int k = SAGA_STATE_RUNNING; k <= SAGA_STATE_TERMINATED; k++)
 				printf("%s%s %" PRIu64, k > SAGA_STATE_RUNNING ? ", " : "",
 				    saga_state_name((saga_state)k), counts[k]);
 			printf("\n\n");
@@ -770,6 +999,178 @@ ctl_cmd_list(int argc, char **argv)
 			}
 			printf(" --page %s (or --all)\n", token);
 		}
+	}
+	free(token);
+	saga_client_free(c);
+	return 0;
+}
+
+/* ---- batch ---------------------------------------------------------------- */
+
+int
+ctl_cmd_batch(int argc, char **argv)
+{
+	saga_state states[MAX_STATES];
+	saga_list_filter f = { 0 };
+	saga_batch_opts o = { .struct_size = sizeof(o) };
+	const char *v, *action = NULL;
+	int all = 0;
+
+	for (int i = 1; i < argc; i++) {
+		if (ctl_match_global(argc, argv, &i))
+			continue;
+		if (ctl_match_opt(argc, argv, &i, "--state", &v)) {
+			saga_state s = saga_state_parse(v);
+			if (s == SAGA_STATE_UNKNOWN)
+				ctl_usage_error("batch: '%s' is not a saga state (running, "
+						"compensating, completed, compensated, failed, "
+						"terminated)",
+				    v);
+			if (f.n_states == MAX_STATES)
+				ctl_usage_error("batch: too many --state options");
+			states[f.n_states++] = s;
+		} else if (ctl_match_opt(argc, argv, &i, "--definition", &v)) {
+			f.definition = v;
+		} else if (ctl_match_opt(argc, argv, &i, "--business-key", &v)) {
+			f.business_key = v;
+		} else if (ctl_match_opt(argc, argv, &i, "--since", &v)) {
+			f.created_after_us = ctl_parse_time("--since", v);
+		} else if (ctl_match_opt(argc, argv, &i, "--until", &v)) {
+			f.created_before_us = ctl_parse_time("--until", v);
+		} else if (ctl_match_opt(argc, argv, &i, "--version", &v)) {
+			f.version = (uint32_t)ctl_parse_num("--version", v, UINT32_MAX);
+		} else if (ctl_match_opt(argc, argv, &i, "--limit", &v)) {
+			f.limit = (uint32_t)ctl_parse_range("batch: --limit", v, 1, 100);
+		} else if (ctl_match_opt(argc, argv, &i, "--page", &v)) {
+			f.page_token = v;
+		} else if (ctl_match_opt(argc, argv, &i, "--all", NULL)) {
+			all = 1;
+		} else if (ctl_match_opt(argc, argv, &i, "--step", &v)) {
+			o.step = v;
+		} else if (ctl_match_opt(argc, argv, &i, "--reason", &v)) {
+			o.reason = v;
+		} else if (ctl_match_opt(argc, argv, &i, "--dry-run", NULL)) {
+			o.dry_run = 1;
+		} else if (ctl_match_opt(argc, argv, &i, "--latest", NULL)) {
+			o.latest_version = 1;
+		} else if (ctl_match_opt(argc, argv, &i, "--key", &v)) {
+			o.idempotency_key = v;
+		} else if (action == NULL && argv[i][0] != '-') {
+			action = argv[i];
+		} else {
+			ctl_unknown_arg("batch", argv[i]);
+		}
+	}
+	if (action == NULL)
+		ctl_usage_error("batch: which action? (sagactl batch cancel|terminate|retry|rerun "
+				"[filters])");
+	if (strcmp(action, "cancel") == 0)
+		o.action = SAGA_BATCH_CANCEL;
+	else if (strcmp(action, "terminate") == 0)
+		o.action = SAGA_BATCH_TERMINATE;
+	else if (strcmp(action, "retry") == 0)
+		o.action = SAGA_BATCH_RETRY;
+	else if (strcmp(action, "rerun") == 0)
+		o.action = SAGA_BATCH_RERUN;
+	else
+		ctl_usage_error(
+		    "batch: '%s' is not an action (cancel, terminate, retry, rerun)", action);
+	if (o.action == SAGA_BATCH_RETRY && o.step == NULL)
+		ctl_usage_error("batch retry: which step? (--step STEP)");
+	if (o.action == SAGA_BATCH_TERMINATE && !o.dry_run && (o.reason == NULL || !*o.reason))
+		ctl_usage_error("batch terminate: say why with --reason TEXT (it goes into each "
+				"saga's history)");
+	if (f.version != 0 && f.definition == NULL)
+		ctl_usage_error("batch: --version needs --definition");
+	f.states = states;
+
+	saga_client *c = ctl_connect();
+	table t = { .cols = 3 };
+	if (!ctl_opt_json) {
+		char *head[] = { ctl_cellf("ID"), ctl_cellf("OUTCOME"), ctl_cellf("DETAIL") };
+		ctl_table_add(&t, head);
+	}
+	char *token = NULL;
+	uint64_t done = 0, skipped = 0, applicable = 0;
+	int rv = SAGA_OK, first = 1;
+	if (ctl_opt_json)
+		printf("{\"items\":[");
+	for (int page = 0; page < MAX_PAGES; page++) {
+		saga_batch_result *r = NULL;
+		if ((rv = saga_client_batch(c, &f, &o, &r)) != SAGA_OK)
+			break;
+		done += r->done;
+		skipped += r->skipped;
+		if (page == 0)
+			applicable = r->applicable;
+		for (size_t i = 0; i < r->count; i++) {
+			const saga_batch_item *x = &r->items[i];
+			if (ctl_opt_json) {
+				int g = 1;
+				if (!first)
+					putchar(',');
+				first = 0;
+				putchar('{');
+				ctl_json_kv_str(&g, "saga_id", x->saga_id);
+				ctl_json_kv_str(&g, "outcome",
+				    x->done ? (o.dry_run ? "would" : "done") : "skipped");
+				if (x->done) {
+					ctl_json_kv_str(&g, "state", saga_state_name(x->state));
+					if (*x->new_saga_id)
+						ctl_json_kv_str(&g, "new_saga_id", x->new_saga_id);
+				} else {
+					ctl_json_kv_int(&g, "code", x->code);
+					ctl_json_kv_str(&g, "why", x->why);
+				}
+				putchar('}');
+			} else {
+				char *row[3] = { ctl_cellf("%s", x->saga_id),
+					ctl_cellf("%s",
+					    x->done ? (o.dry_run ? "would" : "done") : "skipped"),
+					x->done
+					    ? (*x->new_saga_id
+						      ? ctl_cellf("rerun as %s", x->new_saga_id)
+						      : ctl_cellf("%s", saga_state_name(x->state)))
+					    : ctl_cellf("%s", x->why) };
+				ctl_table_add(&t, row);
+			}
+		}
+		free(token);
+		token = strdup(r->next_page_token);
+		saga_batch_result_free(r);
+		if (token == NULL)
+			exit(SAGA_ENOMEM);
+		if (!all || *token == '\0')
+			break;
+		f.page_token = token;
+	}
+	if (rv != SAGA_OK) {
+		if (ctl_opt_json)
+			printf("]}\n");
+		ctl_table_free(&t);
+		free(token);
+		rv = ctl_fail(c, rv, "batch failed");
+		saga_client_free(c);
+		return rv;
+	}
+	if (ctl_opt_json) {
+		int g = 0;
+		printf("]");
+		ctl_json_kv_int(&g, "done", (int64_t)done);
+		ctl_json_kv_int(&g, "skipped", (int64_t)skipped);
+		if (o.dry_run)
+			ctl_json_kv_int(&g, "applicable", (int64_t)applicable);
+		ctl_json_kv_str(&g, "next_page_token", token ? token : "");
+		printf("}\n");
+	} else {
+		ctl_table_print(&t);
+		printf("\n%s %" PRIu64 ", skipped %" PRIu64 "\n", o.dry_run ? "would try" : "done",
+		    done, skipped);
+		if (o.dry_run)
+			printf("%" PRIu64 " matching sagas in all are in a state %s applies to\n",
+			    applicable, action);
+		if (token != NULL && *token != '\0')
+			printf("more: the same command with --page %s (or --all)\n", token);
 	}
 	free(token);
 	saga_client_free(c);
