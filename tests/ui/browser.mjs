@@ -46,7 +46,13 @@ async function confirmWith(page, reason) {
 
 async function shot(page, name) {
   if (!shots) return;
-  await page.screenshot({ path: path.join(shots, name), fullPage: name !== 'ui-saga.png' });
+  // The saga page is long (its whole history): its top 1500 pixels.
+  const tall = name === 'ui-saga.png';
+  if (tall) await page.setViewportSize({ width: 1360, height: 1500 });
+  await page.evaluate(() => { document.querySelector('#toast').hidden = true; });
+  await page.waitForTimeout(300); // let the SVG settle for the picture only
+  await page.screenshot({ path: path.join(shots, name), fullPage: !tall });
+  if (tall) await page.setViewportSize({ width: 1360, height: 900 });
   log(`screenshot ${name}`);
 }
 
