@@ -32,6 +32,10 @@
 /* Query parameters read, and the longest value. */
 #define MAX_PARAMS     24
 #define MAX_PARAM_LEN  1024
+/* The list's counts per state stop at this many (ListRequest.counts_limit;
+ * the query parameter counts_limit, 0 = exact, overrides it): each costs at
+ * most that many index entries, however many sagas are stored. */
+#define COUNTS_LIMIT   10000
 /* Most states in a list filter. */
 #define MAX_STATES     8
 /* A credential is "<16 hex>.<43 base64url>"; anything longer is refused. */
@@ -695,14 +699,15 @@ api_list(hreq *h, const params *p)
 	lq.error_contains = (char *)((v = param(p, "error")) ? v : "");
 	lq.page_token = (char *)((v = param(p, "page_token")) ? v : "");
 	lq.counts = param_true(p, "counts");
+	lq.counts_limit = COUNTS_LIMIT;
 	static const struct {
 		const char *key;
 		long long max;
 	} nums[] = { { "version", 0xffffffffLL }, { "limit", 1000 },
-		{ "created_after_us", 253402300799000000LL },
+		{ "counts_limit", 1000000000LL }, { "created_after_us", 253402300799000000LL },
 		{ "created_before_us", 253402300799000000LL } };
-	long long got[4] = { 0 };
-	for (size_t i = 0; i < 4; i++) {
+	long long got[5] = { 0 };
+	for (size_t i = 0; i < 5; i++) {
 		if ((v = param(p, nums[i].key)) == NULL || *v == '\0')
 			continue;
 		if ((n = parse_num(v, nums[i].max)) < 0) {
@@ -716,8 +721,10 @@ api_list(hreq *h, const params *p)
 	}
 	lq.version = (uint32_t)got[0];
 	lq.limit = (uint32_t)got[1];
-	lq.created_after_us = got[2];
-	lq.created_before_us = got[3];
+	if (param(p, "counts_limit") != NULL)
+		lq.counts_limit = (uint32_t)got[2];
+	lq.created_after_us = got[3];
+	lq.created_before_us = got[4];
 	Sagawire__Request q = SAGAWIRE__REQUEST__INIT;
 	q.body_case = SAGAWIRE__REQUEST__BODY_LIST;
 	q.list = &lq;

@@ -240,14 +240,28 @@ reader_start_unknown(PGconn *c, rpc_req *r)
 /* ---- list ------------------------------------------------------------------ */
 
 /* Per-state counts of the sagas matching the first np parameters' filter
- * (where: the SQL after WHERE), into counts[] indexed by state. */
+ * (where: the SQL after WHERE), into counts[] indexed by state. With limit
+ * > 0 each state is counted up to limit only (at_least[state] set when it
+ * was reached): one bounded walk of sagas_state_created per state instead
+ * of a walk of every matching saga. */
 static int
 count_states(PGconn *c, const char *where, int np, const Oid *types, const char *const *vals,
-    const int *lens, const int *fmts, uint64_t counts[6], char *err, size_t errlen)
+    const int *lens, const int *fmts, uint32_t limit, uint64_t counts[6], bool at_least[6],
+    char *err, size_t errlen)
 {
-	char sql[1200];
-	snprintf(
-	    sql, sizeof(sql), "SELECT state, count(*) FROM sagas WHERE %s GROUP BY state", where);
+	char sql[4096];
+	if (limit == 0) {
+		snprintf(sql, sizeof(sql),
+		    "SELECT state, count(*) FROM sagas WHERE %s GROUP BY state", where);
+	} else {
+		size_t n = 0;
+		for (int st = 1; st <= 5; st++)
+			n += (size_t)snprintf(sql + n, sizeof(sql) - n,
+			    "%sSELECT %d, count(*) FROM (SELECT 1 FROM sagas WHERE %s AND state = "
+			    "%d "
+			    "LIMIT %u) s%d",
+			    st > 1 ? " UNION ALL " : "", st, where, st, limit, st);
+	}
 	PGresult *res = PQexecParams(c, sql, np, types, vals, lens, fmts, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		snprintf(err, errlen, "%s", PQresultErrorMessage(res));
@@ -256,8 +270,10 @@ count_states(PGconn *c, const char *where, int np, const Oid *types, const char 
 	}
 	for (int i = 0; i < PQntuples(res); i++) {
 		long st = strtol(PQgetvalue(res, i, 0), NULL, 10);
-		if (st >= 0 && st < 6)
+		if (st >= 0 && st < 6) {
 			counts[st] = strtoull(PQgetvalue(res, i, 1), NULL, 10);
+			at_least[st] = limit > 0 && counts[st] >= limit;
+		}
 	}
 	PQclear(res);
 	return 0;
@@ -321,6 +337,7 @@ reader_list(PGconn *c, rpc_req *r)
 	uint8_t pid[16];
 	char *states_arr = NULL, *part_defs = NULL;
 	uint64_t counts[6] = { 0 };
+	bool at_least[6] = { false };
 
 	if (q->version != 0 && !q->definition[0]) {
 		rpc_reply_error(r, SAGA_EINVAL, "list: a version needs a definition");
@@ -377,13 +394,13 @@ reader_list(PGconn *c, rpc_req *r)
 	if (q->error_contains[0]) {
 		vals[np] = q->error_contains, lens[np] = 0, fmts[np] = 0, types[np] = 25;
 		np++;
-		w += (size_t)snprintf(
-		    where + w, sizeof(where) - w, " AND strpos(lower(error), lower($%d)) > 0", np);
+		w += (size_t)snprintf(where + w, sizeof(where) - w,
+		    " AND error <> '' AND strpos(lower(error), lower($%d)) > 0", np);
 	}
 	if (q->counts) {
 		char err[512];
-		if (count_states(c, where, np, types, vals, lens, fmts, counts, err, sizeof(err)) !=
-		    0) {
+		if (count_states(c, where, np, types, vals, lens, fmts, q->counts_limit, counts,
+			at_least, err, sizeof(err)) != 0) {
 			free(part_defs);
 			rpc_reply_error(r, SAGA_EDB, "database error: %s", err);
 			return;
@@ -509,6 +526,7 @@ reader_list(PGconn *c, rpc_req *r)
 			sagawire__state_count__init(&sc[k]);
 			sc[k].state = (Sagawire__SagaState)(k + 1);
 			sc[k].count = counts[k + 1];
+			sc[k].at_least = at_least[k + 1];
 			scp[k] = &sc[k];
 		}
 		lr.n_counts = 5;

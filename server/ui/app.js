@@ -183,12 +183,13 @@ async function pageList(q) {
     }
     if (seq !== renderSeq) return;
     const ms = Math.round(performance.now() - t0);
-    const counts = Object.fromEntries((r.counts || []).map((c) => [sagaState(c.state), Number(c.count || 0)]));
+    const counts = Object.fromEntries((r.counts || []).map((c) => [sagaState(c.state),
+      `${Number(c.count || 0).toLocaleString('en')}${c.atLeast ? '+' : ''}`]));
     countsEl.replaceChildren(...STATES.map((s) => {
       const p = new URLSearchParams(q); p.delete('page_token');
       if (filters.state === s) p.delete('state'); else p.set('state', s);
       return h('a', { class: `count${filters.state === s ? ' on' : ''}`, href: `#/sagas?${p}`, 'data-count': s },
-        h('span', { class: `s-${s}` }, s === 'failed' ? 'failed (parked)' : s), h('b', {}, (counts[s] || 0).toLocaleString('en')));
+        h('span', { class: `s-${s}` }, s === 'failed' ? 'failed (parked)' : s), h('b', { title: String(counts[s] || '0').endsWith('+') ? 'at least: counting stops there (docs/HTTP-API.md)' : undefined }, counts[s] || '0'));
     }));
     const sagas = r.sagas || [];
     const rows = sagas.map((s) => {
