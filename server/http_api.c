@@ -268,6 +268,7 @@ typedef enum kind {
 typedef struct hreq {
 	rpc_req r; /* first: reply_fn gets &r */
 	nng_aio *aio;
+	nng_aio *next; /* K_GET: sends the describe from nng's task thread */
 	kind k;
 	char *cred;               /* kept for a second request (K_GET), wiped when freed */
 	bool reveal;              /* K_GET */
@@ -286,6 +287,8 @@ hreq_free(hreq *h)
 		free(h->cred);
 	}
 	wire_free(h->saga ? &h->saga->base : NULL);
+	if (h->next != NULL)
+		nng_aio_reap(h->next); /* may be inside its own callback */
 	free(h);
 	atomic_fetch_sub(&H.in_flight, 1);
 }
@@ -432,6 +435,21 @@ reply_saga(hreq *h, const Sagawire__DescribeResponse *d, const char *why)
 	finish_json(h->aio, 200, &j);
 }
 
+/* K_GET, its saga read: asks for its definition version's descriptor set. */
+static void
+send_describe(void *arg)
+{
+	hreq *h = arg;
+	const Sagawire__SagaInfo *s = h->saga->get->saga;
+	Sagawire__DescribeRequest dq = SAGAWIRE__DESCRIBE_REQUEST__INIT;
+	dq.definition = s->definition;
+	dq.version = s->version;
+	Sagawire__Request q = SAGAWIRE__REQUEST__INIT;
+	q.body_case = SAGAWIRE__REQUEST__BODY_DESCRIBE;
+	q.describe = &dq;
+	submit(h, &q);
+}
+
 static void
 on_reply(rpc_req *r, nng_msg *m)
 {
@@ -468,15 +486,16 @@ on_reply(rpc_req *r, nng_msg *m)
 			finish_error(h->aio, SAGA_EPROTO, "sagad's get reply holds no saga");
 			break;
 		}
-		Sagawire__DescribeRequest dq = SAGAWIRE__DESCRIBE_REQUEST__INIT;
-		dq.definition = s->definition;
-		dq.version = s->version;
-		Sagawire__Request q = SAGAWIRE__REQUEST__INIT;
-		q.body_case = SAGAWIRE__REQUEST__BODY_DESCRIBE;
-		q.describe = &dq;
+		/* Not from here: the thread that replied may still be inside
+		 * rpc_reply with this request in hand. */
 		h->saga = resp;
 		h->k = K_GET_DESCRIBE;
-		submit(h, &q);
+		if (h->next == NULL && nng_aio_alloc(&h->next, send_describe, h) != 0) {
+			finish_error(h->aio, SAGA_ENOMEM, "out of memory");
+			hreq_free(h); /* frees resp too */
+			return;
+		}
+		nng_sleep_aio(0, h->next);
 		return;
 	}
 	case K_GET_DESCRIBE:

@@ -13,6 +13,9 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <netinet/in.h>
+#include <nng/nng.h>
+#include <nng/supplemental/http/http.h>
+#include <nng/supplemental/tls/tls.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -362,6 +365,81 @@ START_TEST(with_auth_off_on_loopback_the_api_answers_only_loopback_host_names)
 }
 END_TEST
 
+/* GET url over https, trusting ca, server name localhost, with an
+ * Authorization header when auth is not NULL: the status, or -1. */
+static int
+https_get(const char *url, const char *ca, const char *auth)
+{
+	nng_url *u = NULL;
+	nng_http_client *cli = NULL;
+	nng_tls_config *tc = NULL;
+	nng_http_req *req = NULL;
+	nng_http_res *res = NULL;
+	nng_aio *aio = NULL;
+	int status = -1;
+	if (nng_url_parse(&u, url) != 0 || nng_http_client_alloc(&cli, u) != 0 ||
+	    nng_tls_config_alloc(&tc, NNG_TLS_MODE_CLIENT) != 0 ||
+	    nng_tls_config_ca_file(tc, ca) != 0 ||
+	    nng_tls_config_server_name(tc, "localhost") != 0 ||
+	    nng_tls_config_auth_mode(tc, NNG_TLS_AUTH_MODE_REQUIRED) != 0 ||
+	    nng_http_client_set_tls(cli, tc) != 0 || nng_http_req_alloc(&req, u) != 0 ||
+	    nng_http_res_alloc(&res) != 0 || nng_aio_alloc(&aio, NULL, NULL) != 0)
+		goto out;
+	if (auth != NULL)
+		nng_http_req_set_header(req, "Authorization", auth);
+	nng_aio_set_timeout(aio, 10000);
+	nng_http_client_transact(cli, req, res, aio);
+	nng_aio_wait(aio);
+	if (nng_aio_result(aio) == 0)
+		status = nng_http_res_get_status(res);
+out:
+	if (aio)
+		nng_aio_free(aio);
+	if (res)
+		nng_http_res_free(res);
+	if (req)
+		nng_http_req_free(req);
+	if (tc)
+		nng_tls_config_free(tc);
+	if (cli)
+		nng_http_client_free(cli);
+	nng_url_free(u);
+	return status;
+}
+
+START_TEST(https_serves_the_api_with_the_rpcs_certificate_and_credentials)
+{
+	int port = ths_free_port(), st;
+	ths *t = ths_new_ok(pg, "ui_https");
+	char cmd[2048], cert[600], key[600], url[64], listen[64];
+	snprintf(cert, sizeof(cert), "%s/cert.pem", ths_dir(t));
+	snprintf(key, sizeof(key), "%s/key.pem", ths_dir(t));
+	snprintf(cmd, sizeof(cmd),
+	    "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout %s "
+	    "-out %s -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost "
+	    ">/dev/null 2>&1 && chmod 600 %s",
+	    key, cert, key);
+	ck_assert_int_eq(system(cmd), 0);
+	snprintf(listen, sizeof(listen), "https://127.0.0.1:%d", port);
+	const char *extra[] = { "--http-listen", listen, "--tls-cert", cert, "--tls-key", key,
+		NULL };
+	ths_auth_on(t);
+	ths_sagad_start_ok(t, extra);
+	char *clientc = ths_principal_ok(t, "reader", "client", NULL, NULL);
+	char auth[256];
+	snprintf(auth, sizeof(auth), "Bearer %s", clientc);
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d/api/v1/whoami", port);
+	ck_assert_int_eq(https_get(url, cert, NULL), 401);
+	ck_assert_int_eq(https_get(url, cert, auth), 200);
+	/* Plain HTTP gets no HTTP answer from it. */
+	char *r = http(port, "GET", "/api/v1/whoami", NULL, NULL, &st);
+	ck_assert_msg(st == 0, "plain http answered: %.200s", r);
+	free(r);
+	free(clientc);
+	ths_free(t);
+}
+END_TEST
+
 START_TEST(
     the_ui_in_chromium_retries_a_parked_compensation_cancels_from_the_list_and_refuses_a_client)
 {
@@ -436,6 +514,7 @@ ui_suite(void)
 	tcase_add_test(
 	    tc, a_non_loopback_http_listener_without_auth_serves_metrics_but_not_the_api);
 	tcase_add_test(tc, with_auth_off_on_loopback_the_api_answers_only_loopback_host_names);
+	tcase_add_test(tc, https_serves_the_api_with_the_rpcs_certificate_and_credentials);
 	tcase_add_test(tc,
 	    the_ui_in_chromium_retries_a_parked_compensation_cancels_from_the_list_and_refuses_a_client);
 	suite_add_tcase(s, tc);
