@@ -51,17 +51,53 @@ static struct {
 
 /* ---- the actions: one entry each (the UI has the matching entry) -------- */
 
+/* The request an action sends, built in bodies that live as long as the
+ * call: a new kind of request adds its body here and a builder below. */
+typedef struct action_bodies {
+	Sagawire__CancelRequest cancel;
+	Sagawire__OperateRequest operate;
+} action_bodies;
+
 typedef struct action {
 	const char *name;
-	Sagawire__Request__BodyCase body; /* CANCEL or OPERATE */
-	Sagawire__Operation op;           /* with OPERATE */
 	bool needs_step;
+	Sagawire__Operation op; /* for build_operate */
+	void (*build)(const struct action *a, Sagawire__Request *q, action_bodies *b,
+	    const char *saga_id, const char *step, const char *reason);
 } action;
 
+static void
+build_cancel(const action *a, Sagawire__Request *q, action_bodies *b, const char *saga_id,
+    const char *step, const char *reason)
+{
+	(void)a, (void)step;
+	sagawire__cancel_request__init(&b->cancel);
+	b->cancel.saga_id = (char *)saga_id;
+	b->cancel.reason = (char *)reason;
+	q->body_case = SAGAWIRE__REQUEST__BODY_CANCEL;
+	q->cancel = &b->cancel;
+}
+
+static void
+build_operate(const action *a, Sagawire__Request *q, action_bodies *b, const char *saga_id,
+    const char *step, const char *reason)
+{
+	sagawire__operate_request__init(&b->operate);
+	b->operate.saga_id = (char *)saga_id;
+	b->operate.op = a->op;
+	b->operate.step = (char *)step;
+	b->operate.reason = (char *)reason;
+	q->body_case = SAGAWIRE__REQUEST__BODY_OPERATE;
+	q->operate = &b->operate;
+}
+
+/* The actions of POST /api/v1/sagas/{id}/actions, one entry each (the UI
+ * has the matching entry in server/ui/api.js). The role they need is the
+ * RPC's (route.c). A new OperateRequest.op is one entry here. */
 static const action actions[] = {
-	{ "cancel", SAGAWIRE__REQUEST__BODY_CANCEL, 0, false },
-	{ "retry", SAGAWIRE__REQUEST__BODY_OPERATE, SAGAWIRE__OPERATION__OP_RETRY_STEP, true },
-	{ "skip", SAGAWIRE__REQUEST__BODY_OPERATE, SAGAWIRE__OPERATION__OP_SKIP_STEP, true },
+	{ "cancel", false, 0, build_cancel },
+	{ "retry", true, SAGAWIRE__OPERATION__OP_RETRY_STEP, build_operate },
+	{ "skip", true, SAGAWIRE__OPERATION__OP_SKIP_STEP, build_operate },
 };
 
 /* Named by the issue; not in this sagad yet: refused with 501. */
@@ -812,20 +848,8 @@ api_action(hreq *h, const char *id, nng_http_req *req)
 		return;
 	}
 	Sagawire__Request q = SAGAWIRE__REQUEST__INIT;
-	Sagawire__CancelRequest cq = SAGAWIRE__CANCEL_REQUEST__INIT;
-	Sagawire__OperateRequest oq = SAGAWIRE__OPERATE_REQUEST__INIT;
-	q.body_case = act->body;
-	if (act->body == SAGAWIRE__REQUEST__BODY_CANCEL) {
-		cq.saga_id = (char *)id;
-		cq.reason = a->reason;
-		q.cancel = &cq;
-	} else {
-		oq.saga_id = (char *)id;
-		oq.op = act->op;
-		oq.step = a->step;
-		oq.reason = a->reason;
-		q.operate = &oq;
-	}
+	action_bodies bodies;
+	act->build(act, &q, &bodies, id, a->step, a->reason);
 	h->k = K_ACTION;
 	submit(h, &q);
 	wire_free(&a->base);
