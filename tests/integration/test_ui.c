@@ -14,6 +14,7 @@
 #include <check.h>
 #include <netinet/in.h>
 #include <nng/nng.h>
+#include <poll.h>
 #include <nng/supplemental/http/http.h>
 #include <nng/supplemental/tls/tls.h>
 #include <signal.h>
@@ -392,6 +393,8 @@ https_get(const char *url, const char *ca, const char *auth)
 	nng_aio_wait(aio);
 	if (nng_aio_result(aio) == 0)
 		status = nng_http_res_get_status(res);
+	else
+		fprintf(stderr, "https_get %s: %s\n", url, nng_strerror(nng_aio_result(aio)));
 out:
 	if (aio)
 		nng_aio_free(aio);
@@ -437,6 +440,95 @@ START_TEST(https_serves_the_api_with_the_rpcs_certificate_and_credentials)
 	free(r);
 	free(clientc);
 	ths_free(t);
+}
+END_TEST
+
+/* Opens a connection to 127.0.0.1:port and sends GET path without reading
+ * the answer: the socket. */
+static int
+send_get(int port, const char *path)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	struct timeval tv = { .tv_sec = 30 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ck_assert_msg(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0, "connect to %d", port);
+	char req[512];
+	int n = snprintf(req, sizeof(req),
+	    "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n", path, port);
+	ck_assert_int_eq(write(fd, req, (size_t)n), n);
+	return fd;
+}
+
+/* The status of the answer on fd (closes it); 0 if none came. */
+static int
+read_status(int fd)
+{
+	char buf[64] = "";
+	int st = 0;
+	ssize_t r = read(fd, buf, sizeof(buf) - 1);
+	if (r > 0) {
+		buf[r] = '\0';
+		sscanf(buf, "HTTP/1.1 %d", &st);
+	}
+	close(fd);
+	return st;
+}
+
+START_TEST(api_calls_held_by_a_frozen_database_starve_neither_healthz_nor_the_bound)
+{
+	th_pg *own = NULL;
+	ck_assert_int_eq(th_pg_start(&own), 0);
+	ths *t = ths_new_ok(own, "ui_frozen");
+	int port = ths_free_port(), st;
+	char url[64];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+	const char *extra[] = { "--http-listen", url, NULL };
+	ths_sagad_start_ok(t, extra);
+	ths_register_sagas_ok(t);
+
+	ck_assert_int_eq(th_pg_freeze(own, 1), 0);
+	/* 72 list calls at once: 64 (the most allowed at once) wait for the
+	 * database, the other 8 are refused at once rather than queued... */
+	enum { HELD = 64, MORE = 8 };
+	int fds[HELD + MORE];
+	for (int i = 0; i < HELD + MORE; i++)
+		fds[i] = send_get(port, "/api/v1/sagas?counts=1");
+	int refused = 0, answered[HELD + MORE] = { 0 };
+	long long t0 = th_now_ms();
+	while (refused < MORE && th_now_ms() - t0 < 10000) {
+		struct pollfd p[HELD + MORE];
+		for (int i = 0; i < HELD + MORE; i++)
+			p[i] =
+			    (struct pollfd) { .fd = answered[i] ? -1 : fds[i], .events = POLLIN };
+		poll(p, HELD + MORE, 100);
+		for (int i = 0; i < HELD + MORE; i++) {
+			if (answered[i] || !(p[i].revents & (POLLIN | POLLHUP)))
+				continue;
+			answered[i] = read_status(fds[i]);
+			ck_assert_msg(
+			    answered[i] == 503, "call %d answered %d while frozen", i, answered[i]);
+			refused++;
+		}
+	}
+	ck_assert_int_eq(refused, MORE);
+	/* ...and /healthz answers at once all the while. */
+	t0 = th_now_ms();
+	char *r = http(port, "GET", "/healthz", NULL, NULL, &st);
+	long long ms = th_now_ms() - t0;
+	ck_assert_msg(st == 200 && ms < 1000, "healthz: %d after %lld ms", st, ms);
+	free(r);
+	ck_assert_int_eq(th_pg_freeze(own, 0), 0);
+	/* Thawed, every held call is answered. */
+	for (int i = 0; i < HELD + MORE; i++) {
+		if (answered[i])
+			continue;
+		int s2 = read_status(fds[i]);
+		ck_assert_msg(s2 == 200, "held call %d: status %d", i, s2);
+	}
+	ths_free(t);
+	th_pg_free(own);
 }
 END_TEST
 
@@ -515,6 +607,8 @@ ui_suite(void)
 	    tc, a_non_loopback_http_listener_without_auth_serves_metrics_but_not_the_api);
 	tcase_add_test(tc, with_auth_off_on_loopback_the_api_answers_only_loopback_host_names);
 	tcase_add_test(tc, https_serves_the_api_with_the_rpcs_certificate_and_credentials);
+	tcase_add_test(
+	    tc, api_calls_held_by_a_frozen_database_starve_neither_healthz_nor_the_bound);
 	tcase_add_test(tc,
 	    the_ui_in_chromium_retries_a_parked_compensation_cancels_from_the_list_and_refuses_a_client);
 	suite_add_tcase(s, tc);
