@@ -385,7 +385,9 @@ function jsonBlock(v) {
   return h('pre', { class: 'json' }, JSON.stringify(v, null, 2));
 }
 
-async function pageSaga(id, q) {
+// prev: the page shown (a live refresh): nothing is redrawn when the saga
+// has not changed, so a click, a scroll or an open detail is not lost.
+async function pageSaga(id, q, prev) {
   const seq = renderSeq;
   const reveal = q.get('reveal') === '1';
   let r;
@@ -398,6 +400,9 @@ async function pageSaga(id, q) {
   const state = sagaState(s.state);
   const steps = s.steps || [];
   const final = ['completed', 'compensated'].includes(state);
+  const sig = JSON.stringify([s.updatedUs, s.state, (s.events || []).length,
+    steps.map((st) => [st.state, st.attempts, st.compAttempts, st.queued, st.lastError])]);
+  if (prev && prev.sig === sig) return;
 
   const doAct = async (a, step) => {
     const reason = await confirmAction(`${a.label}${step ? ` step ${step}` : ''}?`,
@@ -505,7 +510,7 @@ async function pageSaga(id, q) {
 
   main.replaceChildren(h('p', {}, h('a', { href: '#/sagas' }, '← Sagas')), head, parked || '', graph, unwindCard || '', stepTable, timeline, payloads,
     h('h2', {}, 'History'), history);
-  if (!final && state !== 'failed') live(() => { if (!document.querySelector('dialog[open]')) pageSaga(id, q); }, 2000);
+  if (!final) live(() => { if (!document.querySelector('dialog[open]')) pageSaga(id, q, { sig }); }, 2000);
   else stop();
 }
 
