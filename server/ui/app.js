@@ -173,15 +173,22 @@ async function pageList(q) {
   if (filters.from) req.created_after_us = Date.parse(filters.from) * 1000;
   if (filters.to) req.created_before_us = Date.parse(filters.to) * 1000;
 
-  const draw = async () => {
+  let lastSig = '';
+  // A live refresh redraws only when the answer changed: a click on a row
+  // is never lost to a redraw.
+  const draw = async (force) => {
     let r;
     const t0 = performance.now();
     try { r = await api.list(req); } catch (e) {
       if (seq !== renderSeq) return;
       tableEl.replaceChildren(errorCard(e));
+      lastSig = '';
       return;
     }
     if (seq !== renderSeq) return;
+    const sig = JSON.stringify(r);
+    if (force !== true && sig === lastSig) return;
+    lastSig = sig;
     const ms = Math.round(performance.now() - t0);
     const counts = Object.fromEntries((r.counts || []).map((c) => [sagaState(c.state),
       `${Number(c.count || 0).toLocaleString('en')}${c.atLeast ? '+' : ''}`]));
@@ -209,7 +216,7 @@ async function pageList(q) {
     });
     const all = h('input', { type: 'checkbox', 'aria-label': 'select all on this page',
       checked: sagas.length > 0 && sagas.every((s) => selected.has(s.sagaId)),
-      onchange: (ev) => { for (const s of sagas) { if (ev.target.checked) selected.add(s.sagaId); else selected.delete(s.sagaId); } draw(); drawBulk(); } });
+      onchange: (ev) => { for (const s of sagas) { if (ev.target.checked) selected.add(s.sagaId); else selected.delete(s.sagaId); } draw(true); drawBulk(); } });
     const older = r.nextPageToken;
     tableEl.replaceChildren(
       h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, all), h('th', {}, 'Saga'), h('th', {}, 'Definition'), h('th', {}, 'State'),
@@ -239,7 +246,7 @@ async function pageList(q) {
         onclick: () => bulk('retry') }, 'Retry…'),
       ACTIONS.filter((a) => a.unavailable && a.scope === 'saga').map((a) => actionButton(a)),
       h('span', { class: 'spacer' }),
-      h('button', { class: 'small', onclick: () => { selected = new Set(); draw(); drawBulk(); } }, 'Clear selection')));
+      h('button', { class: 'small', onclick: () => { selected = new Set(); draw(true); drawBulk(); } }, 'Clear selection')));
   };
 
   const bulk = async (what) => {
@@ -268,11 +275,11 @@ async function pageList(q) {
     toast(`${what}: ${ok} done${bad.length ? `, ${bad.length} refused: ${bad.slice(0, 3).join('; ')}` : ''}`, bad.length > 0);
     selected = new Set();
     drawBulk();
-    draw();
+    draw(true);
   };
 
   drawBulk();
-  await draw();
+  await draw(true);
   if (liveOn) live(draw, 3000); else stop();
 }
 

@@ -576,8 +576,9 @@ START_TEST(
 	char *out = th_read_file(log, NULL);
 	fprintf(stderr, "%s", out ? out : "(no browser log)\n");
 	ck_assert_msg(rv == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
-	    "the browser test failed (exit %d): %s", WIFEXITED(st) ? WEXITSTATUS(st) : -1,
-	    out ? out : "");
+	    "the browser test failed (th_run %d, status 0x%x, exit %d, signal %d): %s", rv, st,
+	    WIFEXITED(st) ? WEXITSTATUS(st) : -1, WIFSIGNALED(st) ? WTERMSIG(st) : 0,
+	    out ? out : "(its log is missing or empty)");
 	free(out);
 	/* What the browser did is what sagad holds. */
 	ck_assert_int_eq(state_of(t, parked), SAGA_STATE_COMPENSATED);
