@@ -325,6 +325,53 @@ START_TEST(the_api_answers_the_rpcs_data_as_json_and_refuses_like_the_rpc)
 }
 END_TEST
 
+START_TEST(sensitive_fields_are_redacted_in_the_api_and_shown_only_to_an_admin_who_asks)
+{
+	int port, st;
+	ths *t = ui_world("ui_sensitive", &port);
+	char *clientc = ths_principal_ok(t, "reader", "client", NULL, NULL);
+	char *hc = bearer(clientc), *ha = bearer(ths_admin_credential_ok(t));
+	char *out = NULL;
+	const char *args[] = { "start", "ittest.Secretive", "--input",
+		"{\"note\":\";echo=A;\",\"card\":{\"number\":\"4111111111111111\",\"holder\":\"Ann "
+		"Lee\"},\"cvv\":\"987\",\"orderId\":\"o-1\"}",
+		"--wait", NULL };
+	ck_assert_int_eq(ths_sagactl(t, args, &out), 0);
+	char id[40] = "";
+	for (char *p = out; p && *p && id[0] == '\0'; p++)
+		if (strlen(p) >= 36 && p[8] == '-' && p[13] == '-' && p[18] == '-' && p[23] == '-')
+			snprintf(id, sizeof(id), "%.36s", p);
+	ck_assert_msg(id[0] != '\0', "no saga id in %s", out);
+	free(out);
+	char path[128];
+	/* A client, with or without ?reveal=1: the secrets are "[redacted]",
+	 * in the input and in A's result, and nowhere else. */
+	for (int reveal = 0; reveal < 2; reveal++) {
+		snprintf(path, sizeof(path), "/api/v1/sagas/%s%s", id, reveal ? "?reveal=1" : "");
+		char *r = http(port, "GET", path, hc, NULL, &st);
+		ck_assert_int_eq(st, 200);
+		ck_assert_msg(
+		    strstr(r,
+			"\"input\":{\"note\":\";echo=A;\",\"card\":{\"number\":"
+			"\"[redacted]\",\"holder\":\"Ann Lee\"},\"cvv\":\"[redacted]\"") &&
+			strstr(
+			    r, "\"A\":{\"note\":\";echo=A;\",\"card\":{\"number\":\"[redacted]\""),
+		    "%s", r);
+		ck_assert_msg(!strstr(r, "4111111111111111") && !strstr(r, "987"), "%s", r);
+		free(r);
+	}
+	/* An admin who asks sees them. */
+	snprintf(path, sizeof(path), "/api/v1/sagas/%s?reveal=1", id);
+	char *r = http(port, "GET", path, ha, NULL, &st);
+	ck_assert_msg(st == 200 && strstr(r, "\"number\":\"4111111111111111\"") &&
+		strstr(r, "\"cvv\":\"987\""),
+	    "%s", r);
+	free(r);
+	free(hc), free(ha), free(clientc);
+	ths_free(t);
+}
+END_TEST
+
 START_TEST(a_non_loopback_http_listener_without_auth_serves_metrics_but_not_the_api)
 {
 	int port = ths_free_port(), st;
@@ -604,6 +651,8 @@ ui_suite(void)
 	tcase_add_unchecked_fixture(tc, cluster_up, cluster_down);
 	tcase_set_timeout(tc, 240);
 	tcase_add_test(tc, the_api_answers_the_rpcs_data_as_json_and_refuses_like_the_rpc);
+	tcase_add_test(
+	    tc, sensitive_fields_are_redacted_in_the_api_and_shown_only_to_an_admin_who_asks);
 	tcase_add_test(
 	    tc, a_non_loopback_http_listener_without_auth_serves_metrics_but_not_the_api);
 	tcase_add_test(tc, with_auth_off_on_loopback_the_api_answers_only_loopback_host_names);
