@@ -129,7 +129,9 @@ static const opt opts[] = {
 	U(readers, "SAGAD_READERS", 2, 1, 64,
 	    "threads (each with its own database connection) serving get and list"),
 	S(http_listen, "SAGAD_HTTP_LISTEN", "", NULL, "URL",
-	    "http://HOST:PORT to serve /healthz, /readyz and /metrics on; empty = off"),
+	    "http://HOST:PORT (or https:// with tls-cert and tls-key) to serve /healthz, /readyz, "
+	    "/metrics, the web UI (/ui/) and its JSON API (/api/v1/) on; with auth off, the UI and "
+	    "API only on loopback unless --insecure (docs/HTTP-API.md); empty = off"),
 	S(failpoints, "SAGAD_FAILPOINTS", "", NULL, "SPEC",
 	    "for fault tests only: faults sagad injects into itself, e.g. after-commit:3 "
 	    "(server/failpoint.h); empty = none"),

@@ -1,4 +1,5 @@
-/* http: /healthz, /readyz and /metrics. See http.h. */
+/* http: /healthz, /readyz and /metrics; the UI and its API (http_api.c).
+ * See http.h. */
 #include "http.h"
 
 #include <nng/nng.h>
@@ -8,9 +9,11 @@
 #include <string.h>
 
 #include "engine.h"
+#include "http_api.h"
 #include "log.h"
 #include "saga_base.h"
 #include "shards.h"
+#include "tls.h"
 
 static nng_http_server *server;
 static int64_t stale_ms; /* the lease thread asks every lease/4: twice that, and a second */
@@ -80,25 +83,51 @@ metrics(nng_aio *aio)
 }
 
 int
-http_start(const char *url, uint32_t lease_ms, char *err, size_t errlen)
+http_start(const cfg *c, char *err, size_t errlen)
 {
 	static const struct {
 		const char *path;
 		void (*fn)(nng_aio *);
 	} routes[] = { { "/healthz", healthz }, { "/readyz", readyz }, { "/metrics", metrics } };
+	const char *url = c->http_listen;
 	nng_url *u = NULL;
+	nng_tls_config *tc = NULL;
 	int rv;
 
 	if (url == NULL || *url == '\0')
 		return 0;
-	stale_ms = (int64_t)lease_ms / 2 + 1000;
-	if ((rv = nng_url_parse(&u, url)) != 0 || strcmp(u->u_scheme, "http") != 0) {
-		snprintf(err, errlen, "--http-listen %s: not an http://HOST:PORT URL", url);
+	stale_ms = (int64_t)c->lease_ms / 2 + 1000;
+	if ((rv = nng_url_parse(&u, url)) != 0 ||
+	    (strcmp(u->u_scheme, "http") != 0 && strcmp(u->u_scheme, "https") != 0)) {
+		snprintf(err, errlen,
+		    "--http-listen %s: not an http://HOST:PORT or https://HOST:PORT URL", url);
 		nng_url_free(u);
 		return SAGA_EINVAL;
 	}
 	if ((rv = nng_http_server_hold(&server, u)) != 0)
 		goto fail;
+	if (strcmp(u->u_scheme, "https") == 0) {
+		/* The RPC's certificate and key; browsers show no client
+		 * certificate, so none is asked for: the API's credential is
+		 * the Bearer header. */
+		if (c->tls_cert[0] == '\0' || c->tls_key[0] == '\0') {
+			snprintf(err, errlen,
+			    "--http-listen %s: https needs --tls-cert and --tls-key", url);
+			nng_url_free(u);
+			http_stop();
+			return SAGA_EINVAL;
+		}
+		if ((rv = tls_server_config(c, &tc, err, errlen)) != 0) {
+			nng_url_free(u);
+			http_stop();
+			return rv;
+		}
+		nng_tls_config_auth_mode(tc, NNG_TLS_AUTH_MODE_NONE);
+		rv = nng_http_server_set_tls(server, tc);
+		nng_tls_config_free(tc);
+		if (rv != 0)
+			goto fail;
+	}
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
 		nng_http_handler *h;
 		if ((rv = nng_http_handler_alloc(&h, routes[i].path, routes[i].fn)) != 0)
@@ -109,10 +138,17 @@ http_start(const char *url, uint32_t lease_ms, char *err, size_t errlen)
 			goto fail;
 		}
 	}
+	if ((rv = hapi_add(server, c, url, err, errlen)) != 0) {
+		nng_url_free(u);
+		http_stop();
+		return SAGA_EINVAL;
+	}
 	if ((rv = nng_http_server_start(server)) != 0)
 		goto fail;
 	nng_url_free(u);
-	slog_info("http: /healthz, /readyz and /metrics on %s", url);
+	slog_info(
+	    "http: /healthz, /readyz, /metrics, the web UI (/ui/) and its API (/api/v1/) on %s",
+	    url);
 	return 0;
 fail:
 	snprintf(err, errlen, "--http-listen %s: %s", url, nng_strerror(rv));
@@ -125,8 +161,10 @@ void
 http_stop(void)
 {
 	if (server != NULL) {
+		hapi_drain();
 		nng_http_server_stop(server);
 		nng_http_server_release(server);
 		server = NULL;
 	}
+	hapi_stop();
 }

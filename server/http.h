@@ -9,6 +9,8 @@
  *                 never by asking the database, so it answers at once
  *                 even when the database hangs
  *   GET /metrics  Prometheus text format (engine_metrics)
+ *   /ui/, /api/v1/ the web UI and its JSON API (http_api.h,
+ *                 docs/HTTP-API.md); / redirects to /ui/
  */
 #ifndef SAGAD_HTTP_H
 #define SAGAD_HTTP_H
@@ -16,7 +18,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-int http_start(const char *url, uint32_t lease_ms, char *err, size_t errlen);
+#include "config.h"
+
+/* Serves on c->http_listen (http:// or https://, the latter with the
+ * RPC's tls-cert and tls-key); nothing when it is empty. */
+int http_start(const cfg *c, char *err, size_t errlen);
 void http_stop(void);
 
 #endif

@@ -273,7 +273,7 @@ main(int argc, char **argv)
 		slog_error("%s", err);
 		goto out_rpc;
 	}
-	if ((rv = http_start(c.http_listen, c.lease_ms, err, sizeof(err))) != 0) {
+	if ((rv = http_start(&c, err, sizeof(err))) != 0) {
 		slog_error("%s", err);
 		goto out_rpc;
 	}

@@ -265,14 +265,28 @@ reader_start_unknown(PGconn *c, rpc_req *r)
 /* ---- list ------------------------------------------------------------------ */
 
 /* Per-state counts of the sagas matching the first np parameters' filter
- * (where: the SQL after WHERE), into counts[] indexed by state. */
+ * (where: the SQL after WHERE), into counts[] indexed by state. With limit
+ * > 0 each state is counted up to limit only (at_least[state] set when it
+ * was reached): one bounded walk of sagas_state_created per state instead
+ * of a walk of every matching saga. */
 static int
 count_states(PGconn *c, const char *where, int np, const Oid *types, const char *const *vals,
-    const int *lens, const int *fmts, uint64_t counts[7], char *err, size_t errlen)
+    const int *lens, const int *fmts, uint32_t limit, uint64_t counts[7], bool at_least[7],
+    char *err, size_t errlen)
 {
-	char sql[1200];
-	snprintf(
-	    sql, sizeof(sql), "SELECT state, count(*) FROM sagas WHERE %s GROUP BY state", where);
+	char sql[4096];
+	if (limit == 0) {
+		snprintf(sql, sizeof(sql),
+		    "SELECT state, count(*) FROM sagas WHERE %s GROUP BY state", where);
+	} else {
+		size_t n = 0;
+		for (int st = 1; st <= 6; st++)
+			n += (size_t)snprintf(sql + n, sizeof(sql) - n,
+			    "%sSELECT %d, count(*) FROM (SELECT 1 FROM sagas WHERE %s AND state = "
+			    "%d "
+			    "LIMIT %u) s%d",
+			    st > 1 ? " UNION ALL " : "", st, where, st, limit, st);
+	}
 	PGresult *res = PQexecParams(c, sql, np, types, vals, lens, fmts, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		snprintf(err, errlen, "%s", PQresultErrorMessage(res));
@@ -281,11 +295,54 @@ count_states(PGconn *c, const char *where, int np, const Oid *types, const char 
 	}
 	for (int i = 0; i < PQntuples(res); i++) {
 		long st = strtol(PQgetvalue(res, i, 0), NULL, 10);
-		if (st >= 0 && st < 7)
+		if (st >= 0 && st < 7) {
 			counts[st] = strtoull(PQgetvalue(res, i, 1), NULL, 10);
+			at_least[st] = limit > 0 && counts[st] >= limit;
+		}
 	}
 	PQclear(res);
 	return 0;
+}
+
+/* The names of the definitions with a step on participant p (any
+ * version), each followed by '\n' (malloc'd; "" for none), or NULL when out
+ * of memory: ListRequest.participant. */
+static char *
+defs_with_participant(const char *p)
+{
+	size_t n = registry_count(), nn, len = 0, cap = 256;
+	const defn_saga **latest = calloc(n ? n : 1, sizeof(*latest));
+	const defn_saga **vers = calloc(n ? n : 1, sizeof(*vers));
+	char *out = malloc(cap);
+	if (latest == NULL || vers == NULL || out == NULL)
+		goto fail;
+	out[0] = '\0';
+	nn = registry_list(NULL, latest, n);
+	for (size_t i = 0; i < nn && i < n; i++) {
+		size_t nv = registry_list(latest[i]->name, vers, n);
+		bool has = false;
+		for (size_t v = 0; v < nv && v < n && !has; v++)
+			for (uint32_t k = 0; k < vers[v]->n_steps && !has; k++)
+				has = strcmp(vers[v]->steps[k].participant, p) == 0;
+		if (!has)
+			continue;
+		size_t l = strlen(latest[i]->name);
+		if (len + l + 2 > cap) {
+			char *o = realloc(out, cap = (len + l + 2) * 2);
+			if (o == NULL)
+				goto fail;
+			out = o;
+		}
+		memcpy(out + len, latest[i]->name, l);
+		len += l;
+		out[len++] = '\n';
+		out[len] = '\0';
+	}
+	free(latest), free(vers);
+	return out;
+fail:
+	free(latest), free(vers), free(out);
+	return NULL;
 }
 
 void
@@ -297,14 +354,15 @@ reader_list(PGconn *c, rpc_req *r)
 		limit = 1000;
 	char sql[1024], where[600];
 	size_t n = 0, w = 0;
-	const char *vals[12];
-	int lens[12], fmts[12];
-	Oid types[12];
+	const char *vals[16];
+	int lens[16], fmts[16];
+	Oid types[16];
 	int np = 0;
 	char tsa[8], tsb[8], tsp[8], lim[4], ver[4];
 	uint8_t pid[16];
-	char *states_arr = NULL;
+	char *states_arr = NULL, *part_defs = NULL;
 	uint64_t counts[7] = { 0 };
+	bool at_least[7] = { false };
 
 	if (q->version != 0 && !q->definition[0]) {
 		rpc_reply_error(r, SAGA_EINVAL, "list: a version needs a definition");
@@ -348,10 +406,27 @@ reader_list(PGconn *c, rpc_req *r)
 		np++;
 		w += (size_t)snprintf(where + w, sizeof(where) - w, " AND created_at < $%d", np);
 	}
+	if (q->participant[0]) {
+		if ((part_defs = defs_with_participant(q->participant)) == NULL) {
+			rpc_reply_error(r, SAGA_ENOMEM, "out of memory");
+			return;
+		}
+		vals[np] = part_defs, lens[np] = 0, fmts[np] = 0, types[np] = 25;
+		np++;
+		w += (size_t)snprintf(where + w, sizeof(where) - w,
+		    " AND definition = ANY(string_to_array($%d, E'\\n'))", np);
+	}
+	if (q->error_contains[0]) {
+		vals[np] = q->error_contains, lens[np] = 0, fmts[np] = 0, types[np] = 25;
+		np++;
+		w += (size_t)snprintf(where + w, sizeof(where) - w,
+		    " AND error <> '' AND strpos(lower(error), lower($%d)) > 0", np);
+	}
 	if (q->counts) {
 		char err[512];
-		if (count_states(c, where, np, types, vals, lens, fmts, counts, err, sizeof(err)) !=
-		    0) {
+		if (count_states(c, where, np, types, vals, lens, fmts, q->counts_limit, counts,
+			at_least, err, sizeof(err)) != 0) {
+			free(part_defs);
 			rpc_reply_error(r, SAGA_EDB, "database error: %s", err);
 			return;
 		}
@@ -363,12 +438,14 @@ reader_list(PGconn *c, rpc_req *r)
 	    where);
 	if (q->n_states > 0) {
 		if (q->n_states > 16) {
+			free(part_defs);
 			rpc_reply_error(r, SAGA_EINVAL, "list: at most 16 states");
 			return;
 		}
 		size_t len = 20 + q->n_states * 6;
 		states_arr = calloc(1, len);
 		if (states_arr == NULL) {
+			free(part_defs);
 			rpc_reply_error(r, SAGA_ENOMEM, "out of memory");
 			return;
 		}
@@ -393,7 +470,7 @@ reader_list(PGconn *c, rpc_req *r)
 		char *end = NULL;
 		long long us = strtoll(q->page_token, &end, 10);
 		if (dot == NULL || end != dot || wire_uuid_parse(dot + 1, pid) != 0) {
-			free(states_arr);
+			free(states_arr), free(part_defs);
 			rpc_reply_error(r, SAGA_EINVAL, "list: invalid page token");
 			return;
 		}
@@ -412,7 +489,7 @@ reader_list(PGconn *c, rpc_req *r)
 	snprintf(sql + n, sizeof(sql) - n, " ORDER BY created_at DESC, id DESC LIMIT $%d", np);
 
 	PGresult *res = PQexecParams(c, sql, np, types, vals, lens, fmts, 1);
-	free(states_arr);
+	free(states_arr), free(part_defs);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		rpc_reply_error(r, SAGA_EDB, "database error: %s", PQresultErrorMessage(res));
 		PQclear(res);
@@ -477,6 +554,7 @@ reader_list(PGconn *c, rpc_req *r)
 			sagawire__state_count__init(&sc[k]);
 			sc[k].state = (Sagawire__SagaState)(k + 1);
 			sc[k].count = counts[k + 1];
+			sc[k].at_least = at_least[k + 1];
 			scp[k] = &sc[k];
 		}
 		lr.n_counts = 6;

@@ -234,8 +234,10 @@ rpc_reply_msg(rpc_req *r, nng_msg *m)
 	wire_free(r->req ? &r->req->base : NULL);
 	r->req = NULL;
 	free(r->auth.defs);
+	int role = r->auth.role;
 	memset(&r->auth, 0, sizeof(r->auth));
 	if (r->reply_fn != NULL) {
+		r->auth.role = role; /* the HTTP API tells the UI the caller's role */
 		r->reply_fn(r, m);
 		return;
 	}

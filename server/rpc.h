@@ -45,7 +45,8 @@ typedef struct rpc_req {
 	void *slot;
 	/* A request made here, not received (forward.c): the reply goes to
 	 * reply_fn (which owns the message, NULL when it could not be built)
-	 * instead of the network. */
+	 * instead of the network. reply_fn still sees auth.role (the role
+	 * auth_check found; 0 if unchecked), nothing else of auth. */
 	void (*reply_fn)(struct rpc_req *r, struct nng_msg *m);
 } rpc_req;
 

@@ -12,7 +12,7 @@ readme=$root/README.md
 grep -q '^## Quick start' "$readme" || fail "README.md has no '## Quick start' section"
 grep -q '^sudo ./examples/demo.sh$' "$readme" || fail "README.md quick start lacks 'sudo ./examples/demo.sh'"
 grep -q '^sudo ./tests/run.sh$' "$readme" || fail "README.md quick start lacks 'sudo ./tests/run.sh'"
-for d in ARCHITECTURE.md PERFORMANCE.md GUARANTEES.md OPERATIONS.md SCALING.md SECURITY.md PROTOCOL.md TRACING.md; do
+for d in ARCHITECTURE.md PERFORMANCE.md GUARANTEES.md OPERATIONS.md SCALING.md SECURITY.md PROTOCOL.md TRACING.md HTTP-API.md; do
 	[ -s "$root/docs/$d" ] || fail "docs/$d is missing or empty"
 done
 [ $status -eq 0 ] && echo "ok: README.md and docs/ are in place"

@@ -45,6 +45,12 @@ if ! command -v npm >/dev/null 2>&1; then
 	packages+=(npm)
 fi
 
+# A headless browser for the web UI's browser tests (tests/ui), driven by
+# playwright-core from npm (client-lib/../tests/ui/package-lock.json).
+if ! command -v chromium >/dev/null 2>&1; then
+	packages+=(chromium)
+fi
+
 say() { printf '%s\n' "install-deps: $*"; }
 die() { printf '%s\n' "install-deps: error: $*" >&2; exit 1; }
 
@@ -59,8 +65,22 @@ for p in "${packages[@]}"; do
 	fi
 done
 
+# playwright-core for the browser tests (tests/ui/package-lock.json), from
+# the npm registry, once: it drives Debian's chromium, it downloads no
+# browser of its own.
+npm_ui() {
+	local ui
+	ui="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/ui"
+	if [[ ! -d "$ui/node_modules/playwright-core" ]] && command -v npm >/dev/null 2>&1; then
+		say "installing playwright-core for the browser tests (npm ci in tests/ui)"
+		(cd "$ui" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund) ||
+			die "npm ci failed in $ui"
+	fi
+}
+
 if [[ ${#missing[@]} -eq 0 ]]; then
 	say "all ${#packages[@]} packages already installed"
+	npm_ui
 	exit 0
 fi
 
@@ -79,4 +99,5 @@ export DEBIAN_FRONTEND=noninteractive
 "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
 	apt-get install -y -q --no-install-recommends "${missing[@]}" ||
 	die "apt-get install failed for: ${missing[*]}"
+npm_ui
 say "done"

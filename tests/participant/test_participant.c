@@ -31,6 +31,9 @@
  *   echo=STEP          STEP's action returns the saga input as its result
  *                      (for inputs that are protobuf messages: a string
  *                      field holding ";echo=A;" is found among the bytes)
+ *   pbresult=1         actions return a sagas.proto Result message (text
+ *                      "<rpc>@<saga_id>") instead of the bare text: the
+ *                      web UI's tests and screenshots show it as JSON
  *   compfailwhile=PATH every compensation fails (retryable) while the file
  *                      PATH exists (a test "fixes" it by removing the file)
  *   crash=STEP         _exit(137) on receiving STEP's action; only in the
@@ -316,8 +319,15 @@ handle(const saga_step *s, saga_reply *r, void *user)
 			saga_reply_success(r, s->input, s->input_len);
 			return;
 		}
-		int len = snprintf(result, sizeof(result), "%s@%s", s->rpc, s->saga_id);
-		saga_reply_success(r, result, (size_t)len);
+		int len = snprintf(result + 2, sizeof(result) - 2, "%s@%s", s->rpc, s->saga_id);
+		if (directive_value(input, "pbresult", inst, sizeof(inst)) && len < 128) {
+			/* tests/integration/sagas.proto's Result{text}: field 1, bytes */
+			result[0] = 0x0a;
+			result[1] = (char)len;
+			saga_reply_success(r, result, (size_t)len + 2);
+			return;
+		}
+		saga_reply_success(r, result + 2, (size_t)len);
 		return;
 	}
 
