@@ -63,30 +63,36 @@ typedef struct action {
 	bool needs_step;
 	Sagawire__Operation op; /* for build_operate */
 	void (*build)(const struct action *a, Sagawire__Request *q, action_bodies *b,
-	    const char *saga_id, const char *step, const char *reason);
+	    const char *saga_id, const Sagawire__HttpAction *in);
 } action;
 
 static void
 build_cancel(const action *a, Sagawire__Request *q, action_bodies *b, const char *saga_id,
-    const char *step, const char *reason)
+    const Sagawire__HttpAction *in)
 {
-	(void)a, (void)step;
+	(void)a;
 	sagawire__cancel_request__init(&b->cancel);
 	b->cancel.saga_id = (char *)saga_id;
-	b->cancel.reason = (char *)reason;
+	b->cancel.reason = in->reason;
 	q->body_case = SAGAWIRE__REQUEST__BODY_CANCEL;
 	q->cancel = &b->cancel;
 }
 
 static void
 build_operate(const action *a, Sagawire__Request *q, action_bodies *b, const char *saga_id,
-    const char *step, const char *reason)
+    const Sagawire__HttpAction *in)
 {
 	sagawire__operate_request__init(&b->operate);
 	b->operate.saga_id = (char *)saga_id;
 	b->operate.op = a->op;
-	b->operate.step = (char *)step;
-	b->operate.reason = (char *)reason;
+	b->operate.step = a->needs_step ? in->step : "";
+	b->operate.reason = in->reason;
+	if (a->op == SAGAWIRE__OPERATION__OP_FORCE_SUCCEEDED)
+		b->operate.result = in->result;
+	if (a->op == SAGAWIRE__OPERATION__OP_RERUN) {
+		b->operate.idempotency_key = in->idempotency_key;
+		b->operate.latest_version = in->latest_version;
+	}
 	q->body_case = SAGAWIRE__REQUEST__BODY_OPERATE;
 	q->operate = &b->operate;
 }
@@ -98,10 +104,11 @@ static const action actions[] = {
 	{ "cancel", false, 0, build_cancel },
 	{ "retry", true, SAGAWIRE__OPERATION__OP_RETRY_STEP, build_operate },
 	{ "skip", true, SAGAWIRE__OPERATION__OP_SKIP_STEP, build_operate },
+	{ "terminate", false, SAGAWIRE__OPERATION__OP_TERMINATE, build_operate },
+	{ "force_succeeded", true, SAGAWIRE__OPERATION__OP_FORCE_SUCCEEDED, build_operate },
+	{ "force_compensated", true, SAGAWIRE__OPERATION__OP_FORCE_COMPENSATED, build_operate },
+	{ "rerun", false, SAGAWIRE__OPERATION__OP_RERUN, build_operate },
 };
-
-/* Named by the issue; not in this sagad yet: refused with 501. */
-static const char *const actions_not_available[] = { "terminate", "force", "rerun" };
 
 /* ---- JSON text ------------------------------------------------------------ */
 
@@ -384,10 +391,6 @@ reply_whoami(hreq *h, int role)
 		jb_printf(&j, "%s{\"name\":\"%s\",\"needsStep\":%s,\"allowed\":%s}", i ? "," : "",
 		    actions[i].name, actions[i].needs_step ? "true" : "false",
 		    eff >= AUTH_OPERATOR ? "true" : "false");
-	jb_s(&j, "],\"notAvailable\":[");
-	for (size_t i = 0; i < sizeof(actions_not_available) / sizeof(actions_not_available[0]);
-	     i++)
-		jb_printf(&j, "%s\"%s\"", i ? "," : "", actions_not_available[i]);
 	jb_printf(&j, "],\"reveal\":%s}", eff >= AUTH_ADMIN ? "true" : "false");
 	finish_json(h->aio, 200, &j);
 }
@@ -829,27 +832,21 @@ api_action(hreq *h, const char *id, nng_http_req *req)
 	for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
 		if (strcmp(actions[i].name, a->action) == 0)
 			act = &actions[i];
-	for (size_t i = 0; act == NULL && i < sizeof(actions_not_available) / sizeof(char *); i++)
-		if (strcmp(actions_not_available[i], a->action) == 0) {
-			hreq_free(h);
-			finish_error(aio, SAGA_EUNSUPPORTED,
-			    "action '%s' is not available in this sagad (yet)", a->action);
-			wire_free(&a->base);
-			return;
-		}
 	if (act == NULL || a->reason[0] == '\0' || (act->needs_step && a->step[0] == '\0')) {
 		hreq_free(h);
 		finish_error(aio, SAGA_EINVAL,
 		    act == NULL
-			? "action: '%.64s' is none of cancel, retry, skip"
-			: "action %.64s: a reason is required (and a step for retry and skip)",
+			? "action: '%.64s' is none of cancel, retry, skip, terminate, "
+			  "force_succeeded, force_compensated, rerun"
+			: "action %.64s: a reason is required (and a step for retry, skip and "
+			  "force_*)",
 		    a->action);
 		wire_free(&a->base);
 		return;
 	}
 	Sagawire__Request q = SAGAWIRE__REQUEST__INIT;
 	action_bodies bodies;
-	act->build(act, &q, &bodies, id, a->step, a->reason);
+	act->build(act, &q, &bodies, id, a);
 	h->k = K_ACTION;
 	submit(h, &q);
 	wire_free(&a->base);

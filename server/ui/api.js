@@ -45,8 +45,8 @@ export const api = {
   participants: () => call('GET', '/participants'),
   definitions: () => call('GET', '/definitions'),
   definition: (name) => call('GET', `/definitions/${encodeURIComponent(name)}`),
-  act: (id, action, step, reason) =>
-    call('POST', `/sagas/${encodeURIComponent(id)}/actions`, { action, step: step || '', reason }),
+  act: (id, action, step, reason, extra) =>
+    call('POST', `/sagas/${encodeURIComponent(id)}/actions`, { action, step: step || '', reason, ...(extra || {}) }),
 };
 
 // The actions, one entry each (server/http_api.c has the matching table).
@@ -61,10 +61,20 @@ export const ACTIONS = [
   { name: 'skip', label: 'Skip', scope: 'step', danger: true,
     help: 'Marks the step done by hand (an action: succeeded, no result; a compensation: undone by hand).',
     when: (s, st) => ['retry_wait', 'comp_retry_wait', 'comp_failed'].includes(st.state) },
-  // Named by the issue; not in this sagad yet (shown disabled).
-  { name: 'terminate', label: 'Terminate', scope: 'saga', unavailable: true },
-  { name: 'force', label: 'Force outcome', scope: 'step', unavailable: true },
-  { name: 'rerun', label: 'Rerun', scope: 'saga', unavailable: true },
+  { name: 'terminate', label: 'Terminate', scope: 'saga', danger: true,
+    help: 'Stops the saga without compensating anything; recorded. Steps keep the state they had; late outcomes are ignored.',
+    when: (s) => ['running', 'compensating', 'failed'].includes(s.state) },
+  { name: 'rerun', label: 'Rerun', scope: 'saga',
+    help: 'Starts a new saga with this one\'s input, linked to it (same definition version).',
+    when: (s) => ['completed', 'compensated', 'failed', 'terminated'].includes(s.state) },
+  { name: 'force_succeeded', label: 'Force succeeded', scope: 'step', danger: true,
+    input: { name: 'result', label: 'Result (base64 of the step\'s result message; empty = none)' },
+    help: 'Records the step as succeeded with the given result, so the saga goes on.',
+    when: (s, st) => s.state === 'running' && ['running', 'retry_wait'].includes(st.state) },
+  { name: 'force_compensated', label: 'Force compensated', scope: 'step', danger: true,
+    help: 'Records the step\'s compensation as done by hand; a parked saga resumes.',
+    when: (s, st) => ['compensating', 'failed'].includes(s.state) &&
+      ['succeeded', 'compensating', 'comp_retry_wait', 'comp_failed'].includes(st.state) },
 ];
 
 // Proto3 JSON gives enum names and 64-bit numbers as strings.

@@ -101,19 +101,16 @@ function confirmAction(title, body, danger) {
   });
 }
 
-async function act(id, action, step, reason) {
+async function act(id, action, step, reason, extra) {
   try {
-    const r = await api.act(id, action, step, reason);
-    return { ok: true, state: sagaState(r.state) };
+    const r = await api.act(id, action, step, reason, extra);
+    return { ok: true, state: sagaState(r.state), newSagaId: r.newSagaId || '' };
   } catch (e) {
     return { ok: false, error: e.message, status: e.status };
   }
 }
 
 function actionButton(a, enabled, why, onclick) {
-  if (a.unavailable) {
-    return h('button', { class: 'small', disabled: true, title: `${a.label}: not available in this sagad yet`, 'data-action': a.name }, a.label);
-  }
   return h('button', { class: `small${a.danger ? ' danger' : ''}`, disabled: !enabled, title: enabled ? a.help : why,
     'data-action': a.name, onclick }, a.label);
 }
@@ -127,7 +124,7 @@ function errorCard(e) {
   return h('div', { class: 'card parked' }, h('h2', {}, e.status ? `Error ${e.status}` : 'Error'), h('p', {}, e.message));
 }
 
-const STATES = ['running', 'compensating', 'failed', 'completed', 'compensated'];
+const STATES = ['running', 'compensating', 'failed', 'completed', 'compensated', 'terminated'];
 const listMemo = { key: '', back: [] };
 let selected = new Set();
 
@@ -244,22 +241,25 @@ async function pageList(q) {
         onclick: () => bulk('cancel') }, 'Cancel…'),
       h('button', { class: 'small', disabled: !canAct(), title: why || 'Retry the waiting or failed step of every selected saga', 'data-bulk': 'retry',
         onclick: () => bulk('retry') }, 'Retry…'),
-      ACTIONS.filter((a) => a.unavailable && a.scope === 'saga').map((a) => actionButton(a)),
+      h('button', { class: 'small danger', disabled: !canAct(), title: why || 'Terminate every selected saga that is running, compensating or parked, without compensating', 'data-bulk': 'terminate',
+        onclick: () => bulk('terminate') }, 'Terminate…'),
       h('span', { class: 'spacer' }),
       h('button', { class: 'small', onclick: () => { selected = new Set(); draw(true); drawBulk(); } }, 'Clear selection')));
   };
 
   const bulk = async (what) => {
     const ids = [...selected];
-    const reason = await confirmAction(`${what === 'cancel' ? 'Cancel' : 'Retry'} ${ids.length} saga(s)?`,
-      [h('p', {}, what === 'cancel' ? 'Each running saga stops and compensates its completed steps.'
-        : 'For each saga, every step waiting to retry or whose compensation failed starts its attempts again.'),
-      h('p', { class: 'mono muted' }, ids.slice(0, 5).join('\n'), ids.length > 5 ? ` … and ${ids.length - 5} more` : '')], what === 'cancel');
+    const title = { cancel: 'Cancel', terminate: 'Terminate', retry: 'Retry' }[what];
+    const reason = await confirmAction(`${title} ${ids.length} saga(s)?`,
+      [h('p', {}, { cancel: 'Each running saga stops and compensates its completed steps.',
+        terminate: 'Each saga stops where it is, without compensating anything.',
+        retry: 'For each saga, every step waiting to retry or whose compensation failed starts its attempts again.' }[what]),
+      h('p', { class: 'mono muted' }, ids.slice(0, 5).join('\n'), ids.length > 5 ? ` … and ${ids.length - 5} more` : '')], what !== 'retry');
     if (!reason) return;
     let ok = 0; const bad = [];
     for (const id of ids) {
-      if (what === 'cancel') {
-        const r = await act(id, 'cancel', '', reason);
+      if (what !== 'retry') {
+        const r = await act(id, what, '', reason);
         if (r.ok) ok++; else bad.push(`${id.slice(0, 8)}: ${r.error}`);
       } else {
         let s;
@@ -406,17 +406,21 @@ async function pageSaga(id, q, prev) {
   const s = r.saga;
   const state = sagaState(s.state);
   const steps = s.steps || [];
-  const final = ['completed', 'compensated'].includes(state);
+  const final = ['completed', 'compensated', 'terminated'].includes(state);
   const sig = JSON.stringify([s.updatedUs, s.state, (s.events || []).length,
     steps.map((st) => [st.state, st.attempts, st.compAttempts, st.queued, st.lastError])]);
   if (prev && prev.sig === sig) return;
 
   const doAct = async (a, step) => {
+    const input = a.input && h('input', { id: `confirm-${a.input.name}`, class: 'mono', autocomplete: 'off' });
     const reason = await confirmAction(`${a.label}${step ? ` step ${step}` : ''}?`,
-      [h('p', {}, a.help), h('p', {}, 'Saga ', mono(s.sagaId), step ? [' · step ', h('b', {}, step)] : '')], a.danger);
+      [h('p', {}, a.help), h('p', {}, 'Saga ', mono(s.sagaId), step ? [' · step ', h('b', {}, step)] : ''),
+        input && h('label', {}, a.input.label, input)], a.danger);
     if (!reason) return;
-    const res = await act(s.sagaId, a.name, step, reason);
-    if (res.ok) toast(`${a.label}: done; the saga is ${res.state}`);
+    const extra = input ? { [a.input.name]: input.value.trim() } : undefined;
+    const res = await act(s.sagaId, a.name, step, reason, extra);
+    if (res.ok && res.newSagaId) toast(`${a.label}: done; the new saga is ${res.newSagaId}`);
+    else if (res.ok) toast(`${a.label}: done; the saga is ${res.state}`);
     else toast(`${a.label} refused: ${res.error}`, true);
     if (seq === renderSeq) pageSaga(id, q);
   };

@@ -269,8 +269,13 @@ START_TEST(the_api_answers_the_rpcs_data_as_json_and_refuses_like_the_rpc)
 	r = http(port, "POST", path, hdr, "{\"action\":\"retry\",\"step\":\"B\"}", &st);
 	ck_assert_msg(st == 400 && strstr(r, "reason"), "%s", r);
 	free(r);
-	r = http(port, "POST", path, hdr, "{\"action\":\"terminate\",\"reason\":\"r\"}", &st);
-	ck_assert_msg(st == 501, "%s", r);
+	r = http(port, "POST", path, hdr, "{\"action\":\"sleep\",\"reason\":\"r\"}", &st);
+	ck_assert_msg(st == 400 && strstr(r, "force_compensated"), "%s", r);
+	free(r);
+	/* force_succeeded is for a step going forward: not in a parked saga. */
+	r = http(port, "POST", path, hdr,
+	    "{\"action\":\"force_succeeded\",\"step\":\"A\",\"reason\":\"r\"}", &st);
+	ck_assert_msg(st == 409, "%s", r);
 	free(r);
 	r = http(port, "POST", path, hdr, "{\"action\":", &st);
 	ck_assert_msg(st == 400, "%s", r);
@@ -291,6 +296,31 @@ START_TEST(the_api_answers_the_rpcs_data_as_json_and_refuses_like_the_rpc)
 	}
 	saga_info_free(info);
 	wait_state_ok(t, parked, SAGA_STATE_COMPENSATED);
+
+	/* Rerun and terminate through the API: the compensated saga is run
+	 * again as a new saga linked to it, which is then terminated. */
+	r = http(port, "POST", path, hdr,
+	    "{\"action\":\"rerun\",\"reason\":\"again\",\"idempotencyKey\":\"ui-rerun-1\"}", &st);
+	ck_assert_msg(st == 200 && strstr(r, "\"newSagaId\":\""), "%s", r);
+	char rerun_id[64] = "";
+	const char *ns = strstr(r, "\"newSagaId\":\"") + strlen("\"newSagaId\":\"");
+	snprintf(rerun_id, sizeof(rerun_id), "%.36s", ns);
+	free(r);
+	ck_assert_int_eq(saga_client_get(ths_client(t), rerun_id, &info), SAGA_OK);
+	ck_assert_str_eq(info->rerun_of, parked);
+	saga_info_free(info);
+	char rpath[128];
+	snprintf(rpath, sizeof(rpath), "/api/v1/sagas/%s/actions", rerun_id);
+	r = http(
+	    port, "POST", rpath, hdr, "{\"action\":\"terminate\",\"reason\":\"stop it\"}", &st);
+	if (st == 200)
+		ck_assert_msg(strstr(r, "SAGA_TERMINATED"), "%s", r);
+	else /* it had already ended (compensated): refused for its state */
+		ck_assert_msg(st == 409, "%s", r);
+	free(r);
+	r = http(port, "POST", path, hdr, "{\"action\":\"terminate\",\"reason\":\"r\"}", &st);
+	ck_assert_msg(st == 409, "a compensated saga cannot be terminated: %s", r);
+	free(r);
 
 	/* Participants, definitions, whoami. */
 	r = http(port, "GET", "/api/v1/participants", hc, NULL, &st);
