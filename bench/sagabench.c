@@ -21,7 +21,10 @@
  * The harness (tests/lib/th_pg.c, th_proc.c, th_fs.c) is compiled in.
  * Programs come from paths meson compiles in (-D), overridable with the
  * environment: SAGAD_BIN, BENCH_PARTICIPANT_BIN, BENCH_BINPB,
- * BENCH_PGBENCH_SCRIPT; PostgreSQL's programs as th_pg finds them
+ * BENCH_PGBENCH_SCRIPT, and for --participant node NODE_BIN (default: node
+ * on PATH), BENCH_NODE_PARTICIPANT (bench-participant.js) and
+ * SAGA_NODE_ADDON (the addon it loads), BENCH_NODE_PRELOAD (LD_PRELOAD for
+ * node alone: the sanitizer runtimes of a sanitizer build); PostgreSQL's programs as th_pg finds them
  * ($SAGAD_PG_BINDIR, pg_config --bindir, /usr/lib/postgresql/N/bin).
  */
 #define _GNU_SOURCE
@@ -62,6 +65,12 @@
 #endif
 #ifndef BENCH_PGBENCH_SCRIPT
 #define BENCH_PGBENCH_SCRIPT "pgbench_ref.sql"
+#endif
+#ifndef BENCH_NODE_PARTICIPANT
+#define BENCH_NODE_PARTICIPANT "bench-participant.js"
+#endif
+#ifndef BENCH_NODE_ADDON
+#define BENCH_NODE_ADDON "" /* not built: SAGA_NODE_ADDON must name one */
 #endif
 
 #define MAX_CONC        16
@@ -122,6 +131,7 @@ static struct {
 	size_t n_sagad_args;
 	const char *tls_dir; /* --tls: ca.pem, sagad.pem/.key, client.pem/.key; NULL = off */
 	int auth;            /* --auth: sagad with --auth on, everyone with credentials */
+	int node;            /* --participant node: bench-participant.js, not the C one */
 } O;
 
 /* --tls: the file DIR/name, in one of 8 static buffers. */
@@ -173,6 +183,13 @@ use_cred(saga_client *c, const char *cred)
 		saga_client_set_credential(c, cred);
 }
 static const char *g_sagad_bin, *g_part_bin, *g_binpb, *g_pgbench_script;
+/* --participant node: node, bench-participant.js, and the addon it loads
+ * ("SAGA_NODE_ADDON=..."). */
+static const char *g_node_bin, *g_node_part;
+static char g_node_addon_env[1200];
+/* BENCH_NODE_PRELOAD (a sanitizer build): LD_PRELOAD for node only, with
+ * LeakSanitizer off in it (V8's allocations at exit are not ours). */
+static char g_node_preload_env[1200], g_node_asan_env[1200];
 static char g_pg_bindir[4096];
 static long g_clk_tck;
 static int g_errors; /* total; decides the exit status */
@@ -707,7 +724,9 @@ static const char *part_creds(const world *w, const char *names, char *dir, size
 static int
 start_part(const world *w, const char *names, const char *const extra[])
 {
-	const char *argv[32];
+	const char *argv[34];
+	const char *env[] = { g_node_addon_env, g_node_preload_env[0] ? g_node_preload_env : NULL,
+		g_node_asan_env, NULL };
 	char cap[16], inst[32], log[700];
 	size_t n = 0;
 
@@ -716,7 +735,12 @@ start_part(const world *w, const char *names, const char *const extra[])
 	snprintf(cap, sizeof(cap), "%u", O.capacity);
 	snprintf(inst, sizeof(inst), "bench%zu", g_n_parts);
 	snprintf(log, sizeof(log), "%s/part-%zu.log", w->dir, g_n_parts);
-	argv[n++] = g_part_bin;
+	if (O.node) {
+		argv[n++] = g_node_bin;
+		argv[n++] = g_node_part;
+	} else {
+		argv[n++] = g_part_bin;
+	}
 	argv[n++] = "--url";
 	argv[n++] = w->url;
 	argv[n++] = "--participant";
@@ -740,12 +764,12 @@ start_part(const world *w, const char *names, const char *const extra[])
 		argv[n++] = "--credential-dir";
 		argv[n++] = creds;
 	}
-	for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 31; i++)
+	for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 33; i++)
 		argv[n++] = extra[i];
 	argv[n] = NULL;
-	pid_t pid = th_spawn(argv, NULL, log);
+	pid_t pid = th_spawn(argv, O.node ? env : NULL, log);
 	if (pid < 0) {
-		note("cannot start %s", g_part_bin);
+		note("cannot start %s", argv[0]);
 		return -1;
 	}
 	g_parts[g_n_parts++] = pid;
@@ -1650,9 +1674,10 @@ print_report(FILE *f)
 {
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	fprintf(f,
-	    "\nsagabench %s: %.0f s measured after %.0f s warm-up per run, %d participant "
+	    "\nsagabench %s: %.0f s measured after %.0f s warm-up per run, %d %s participant "
 	    "process(es) of capacity %u, %ld CPUs\n",
-	    g_started_at, O.duration, O.warmup, O.part_procs, O.capacity, ncpu);
+	    g_started_at, O.duration, O.warmup, O.part_procs, O.node ? "Node.js" : "C", O.capacity,
+	    ncpu);
 	fprintf(f, "%-12s %4s %9s %7s %8s %8s %8s %7s %9s %8s %8s %6s\n", "scenario", "C",
 	    "sagas/s", "x_ref", "p50_ms", "p95_ms", "p99_ms", "sagad%", "rss_MB", "xact/sg",
 	    "walB/sg", "errors");
@@ -1797,8 +1822,10 @@ write_json(const char *path)
 		note("cannot write %s: %s", path, strerror(errno));
 		return -1;
 	}
-	fprintf(f, "{\n  \"duration_s\": %g, \"warmup_s\": %g, \"pgbench_seconds\": %d,\n",
-	    O.duration, O.warmup, O.pgbench_seconds);
+	fprintf(f,
+	    "{\n  \"duration_s\": %g, \"warmup_s\": %g, \"pgbench_seconds\": %d, "
+	    "\"participant\": \"%s\",\n",
+	    O.duration, O.warmup, O.pgbench_seconds, O.node ? "node" : "c");
 	fprintf(f, "  \"reference\":\n");
 	json_result(f, &g_ref);
 	fprintf(f, ",\n  \"runs\": [\n");
@@ -1843,6 +1870,8 @@ usage(FILE *f)
 	    "  --inflight N          sagas parked by inflight100k (default 100000; --quick 10000)\n"
 	    "  --participants N      bench-participant processes per run (default 1)\n"
 	    "  --capacity N          capacity of every participant worker (default 256)\n"
+	    "  --participant KIND    c (default): bench-participant, on libsaga in C; node:\n"
+	    "                        bench/bench-participant.js on the npm package libsaga\n"
 	    "  --instances N         sagads sharing the database (default 1; at most 8): the\n"
 	    "                        participants and the drivers are given every one\n"
 	    "  --sagad-arg ARG       pass ARG to sagad (repeatable), e.g. "
@@ -1971,6 +2000,9 @@ main(int argc, char **argv)
 			O.out = v;
 		else if (strcmp(a, "--tls") == 0)
 			O.tls_dir = v;
+		else if (strcmp(a, "--participant") == 0 &&
+		    (strcmp(v, "c") == 0 || strcmp(v, "node") == 0))
+			O.node = strcmp(v, "node") == 0;
 		else {
 			usage(stderr);
 			return 2;
@@ -1996,6 +2028,31 @@ main(int argc, char **argv)
 	g_part_bin = env_or("BENCH_PARTICIPANT_BIN", BENCH_PARTICIPANT);
 	g_binpb = env_or("BENCH_BINPB", BENCH_BINPB);
 	g_pgbench_script = env_or("BENCH_PGBENCH_SCRIPT", BENCH_PGBENCH_SCRIPT);
+	g_node_bin = env_or("NODE_BIN", "node");
+	g_node_part = env_or("BENCH_NODE_PARTICIPANT", BENCH_NODE_PARTICIPANT);
+	if (O.node) {
+		/* Found now, with the reason, rather than as a participant that
+		 * never connects. */
+		const char *addon = env_or("SAGA_NODE_ADDON", BENCH_NODE_ADDON);
+		if (addon[0] == '\0' || access(addon, R_OK) != 0 ||
+		    access(g_node_part, R_OK) != 0) {
+			fprintf(stderr,
+			    "sagabench: --participant node needs the Node.js addon and %s\n"
+			    "sagabench: the addon %s; set SAGA_NODE_ADDON, or install libnode-dev\n"
+			    "sagabench: and reconfigure meson so that it is built\n",
+			    g_node_part, addon[0] == '\0' ? "was not built" : addon);
+			return 2;
+		}
+		snprintf(g_node_addon_env, sizeof(g_node_addon_env), "SAGA_NODE_ADDON=%s", addon);
+		const char *pre = getenv("BENCH_NODE_PRELOAD"), *ao = getenv("ASAN_OPTIONS");
+		if (pre != NULL && pre[0] != '\0') {
+			snprintf(
+			    g_node_preload_env, sizeof(g_node_preload_env), "LD_PRELOAD=%s", pre);
+			snprintf(g_node_asan_env, sizeof(g_node_asan_env),
+			    "ASAN_OPTIONS=%s%sdetect_leaks=0", ao != NULL ? ao : "",
+			    ao != NULL && ao[0] != '\0' ? ":" : "");
+		}
+	}
 	g_clk_tck = sysconf(_SC_CLK_TCK);
 	if (O.pgbench_seconds > 0 && find_pg_bindir() != 0) {
 		fprintf(stderr, "sagabench: cannot find pgbench (set SAGAD_PG_BINDIR)\n");

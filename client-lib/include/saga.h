@@ -477,6 +477,32 @@ SAGA_API int saga_client_describe(
     saga_client *c, const char *definition, uint32_t version, saga_definition_list **out);
 SAGA_API void saga_definition_list_free(saga_definition_list *l);
 
+/* Encodes a saga input written as JSON into the bytes of the input message
+ * of `definition` at `version` (0 = the latest), for saga_client_start or
+ * saga_client_run. json is len bytes of UTF-8 JSON text (no NUL needed).
+ * The types come from the descriptor set sagad stores for that version
+ * (one describe call to sagad per encode); the mapping is protobuf's proto3
+ * JSON mapping: keys are the fields' lowerCamelCase JSON names or their
+ * proto names, 64-bit integers are numbers or decimal strings, bytes are
+ * base64, enums are names or numbers, well-known types take their JSON
+ * forms (sagactl's `start --input` reads its JSON the same way). Start with
+ * the same version you encoded with (0 and a registration in between could
+ * differ). On success *out (free with saga_bytes_free) holds *out_len
+ * bytes; an input that encodes to nothing ({}) gives *out NULL, *out_len 0.
+ * Errors: SAGA_EINVAL for text that is not JSON or a value that does not
+ * fit its field, with saga_client_errmsg naming the type and the JSON path
+ * of the value at fault, e.g. "the input is not a valid shop.OrderRequest:
+ * items[2].quantity: expected an integer, got \"abc\""; SAGA_EDEFINITION if
+ * sagad holds no readable descriptor set for that version; SAGA_ENOMEM; and
+ * the errors of saga_client_describe (SAGA_ENOTFOUND for an unknown
+ * definition or version, SAGA_ECONN, ...). Input is bounded as sagad's
+ * messages are: nesting at most 100 levels, the result at most the
+ * client's message limit (saga_client_set_max_message). */
+SAGA_API int saga_client_encode_json(saga_client *c, const char *definition, uint32_t version,
+    const char *json, size_t len, uint8_t **out, size_t *out_len);
+/* Frees bytes libsaga returned (saga_client_encode_json). NULL is a no-op. */
+SAGA_API void saga_bytes_free(void *p);
+
 /* ---- cancel ---- */
 
 /* Cancels a running saga: it stops going forward and compensates what it

@@ -157,6 +157,20 @@ export interface StartOptions {
   deadlineMs?: number;
 }
 
+/**
+ * A saga's input: the serialized input message (Buffer or Uint8Array), or
+ * the message as JSON, which libsaga encodes with the input type of the
+ * definition version started (the descriptor set sagad stores; one extra
+ * round trip per start), by protobuf's proto3 JSON mapping: an object
+ * (written with JSON.stringify; BigInt values go as decimal strings,
+ * Buffer/Uint8Array values as base64 for bytes fields) or a string of JSON
+ * text. JSON that does not fit the type rejects with SagaInvalidError whose
+ * message names the type and the path of the value at fault, e.g.
+ * "the input is not a valid shop.OrderRequest: quantity: expected an
+ * integer, got \"two\"".
+ */
+export type SagaInput = Buffer | Uint8Array | string | { [field: string]: unknown };
+
 export interface Registered { name: string; version: number; unchanged: boolean; steps: number; }
 
 export interface StepInfo {
@@ -281,9 +295,9 @@ export class Client {
   constructor(options?: ClientOptions);
   /** Registers every saga in a FileDescriptorSet (protoc --include_imports --descriptor_set_out). */
   register(descriptorSet: Buffer | Uint8Array, options?: { force?: boolean }): Promise<Registered[]>;
-  start(definition: string, input?: Buffer | Uint8Array, options?: StartOptions): Promise<{ sagaId: string; existing: boolean }>;
+  start(definition: string, input?: SagaInput, options?: StartOptions): Promise<{ sagaId: string; existing: boolean }>;
   /** Starts and waits for the end (timeoutMs: default no limit; on expiry SagaTimeoutError with sagaId and state). */
-  run(definition: string, input?: Buffer | Uint8Array, options?: StartOptions & { timeoutMs?: number }):
+  run(definition: string, input?: SagaInput, options?: StartOptions & { timeoutMs?: number }):
     Promise<{ sagaId: string; existing: boolean; state: SagaState }>;
   get(sagaId: string, options?: { reveal?: boolean }): Promise<SagaInfo>;
   /** Until the saga is final (timeoutMs: default no limit; on expiry SagaTimeoutError with info). */

@@ -273,6 +273,47 @@ function bytes(input, what) {
   throw new TypeError(`${what} must be a Buffer or a Uint8Array`);
 }
 
+// JSON.stringify for a message given as an object: BigInts as decimal
+// strings (how the proto3 JSON mapping takes 64-bit integers) and
+// Buffers/Uint8Arrays as base64 (how it takes bytes fields). The original
+// value is this[key]: a Buffer's toJSON has run by the time v arrives.
+function jsonReplacer(key, v) {
+  const orig = this[key];
+  if (orig instanceof Uint8Array) return Buffer.from(orig.buffer, orig.byteOffset, orig.byteLength).toString('base64');
+  if (typeof v === 'bigint') return v.toString();
+  return v;
+}
+
+/**
+ * A start's input as the addon takes it: [bytes, options]. Bytes pass as
+ * they are; an object (the message as JSON) or a string (JSON text) goes
+ * as options.json, which libsaga encodes with the definition's input type
+ * (saga_client_encode_json), as sagactl's --input does.
+ */
+function startInput(input, options) {
+  if (options === null || typeof options !== 'object') {
+    throw new TypeError('options must be an object');
+  }
+  if (input === undefined || input === null || input instanceof Uint8Array) {
+    const { json, ...rest } = options; // json is not an option of its own
+    return [input === null ? undefined : input, rest];
+  }
+  let json;
+  if (typeof input === 'string') {
+    json = input;
+  } else if (typeof input === 'object' && !ArrayBuffer.isView(input) && !(input instanceof ArrayBuffer)) {
+    try {
+      json = JSON.stringify(input, jsonReplacer);
+    } catch (e) {
+      throw new TypeError(`input: the object cannot be written as JSON: ${e.message}`);
+    }
+  } else {
+    throw new TypeError('input must be a Buffer or a Uint8Array (the serialized input message), ' +
+      'an object (the message as JSON) or a string (JSON text)');
+  }
+  return [undefined, { ...options, json }];
+}
+
 /**
  * A client of sagad: every call returns a Promise (bad arguments reject it
  * too) and runs off the event loop, on libuv's thread pool.
@@ -298,14 +339,19 @@ class Client {
     return this._call('register', bytes(descriptorSet, 'descriptorSet') || Buffer.alloc(0), !!force);
   }
 
-  /** Starts a saga; resolves {sagaId, existing}. */
+  /**
+   * Starts a saga; resolves {sagaId, existing}. input: the serialized input
+   * message (Buffer/Uint8Array), or the message as JSON (an object, or a
+   * string of JSON text), encoded with the definition's input type.
+   */
   async start(definition, input, options = {}) {
-    return this._call('start', definition, bytes(input, 'input'), options);
+    return this._call('start', definition, ...startInput(input, options));
   }
 
   /** Starts a saga and waits for its end (options.timeoutMs, default: no limit); resolves {sagaId, state, existing}. */
   async run(definition, input, options = {}) {
-    return this._call('run', definition, bytes(input, 'input'), { timeoutMs: -1, ...options });
+    const [b, o] = startInput(input, options);
+    return this._call('run', definition, b, { timeoutMs: -1, ...o });
   }
 
   /** Full status of one saga. */

@@ -17,6 +17,7 @@
  * cancelled.
  */
 #include "internal.h"
+#include "pbjson.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -1416,6 +1417,69 @@ saga_client_describe(
 fail:
 	saga_definition_list_free(l);
 	wire_free(&resp->base);
+	return rv;
+}
+
+/* The one implementation of "a JSON input, as the definition's input
+ * message" (sagactl's --input and the Node.js package use it): the
+ * descriptor set of that version, from sagad, read by common/pbjson. */
+int
+saga_client_encode_json(saga_client *c, const char *definition, uint32_t version, const char *json,
+    size_t len, uint8_t **out, size_t *out_len)
+{
+	saga_definition_list *l = NULL;
+	const saga_definition *d = NULL;
+	pbjson *pb = NULL;
+	char err[SL_ERRMSG_MAX - 128];
+	int rv;
+
+	if (c == NULL || out == NULL || out_len == NULL)
+		return SAGA_EINVAL;
+	*out = NULL;
+	*out_len = 0;
+	if (json == NULL && len > 0) {
+		sl_seterr(c->errmsg, "no JSON text given");
+		return SAGA_EINVAL;
+	}
+	if ((rv = check_arg(c, definition, "the definition name", 1)) != SAGA_OK)
+		return rv;
+	if ((rv = saga_client_describe(c, definition, version, &l)) != SAGA_OK)
+		return rv;
+	/* Newest first: the version asked for, or the latest. */
+	for (size_t i = 0; i < l->count; i++)
+		if (d == NULL || l->definitions[i].version == version)
+			d = &l->definitions[i];
+	if (d == NULL || l->descriptor_set == NULL) {
+		sl_seterr(c->errmsg, "cannot encode the input of %s: sagad sent no descriptor set",
+		    definition);
+		rv = SAGA_EDEFINITION;
+		goto done;
+	}
+	if ((rv = pbjson_new(l->descriptor_set, l->descriptor_set_len, &pb, err, sizeof(err))) !=
+	    0) {
+		sl_seterr(c->errmsg,
+		    "cannot encode the input of %s: its descriptor set cannot be read: %s",
+		    definition, err);
+		rv = rv == SAGA_ENOMEM ? SAGA_ENOMEM : SAGA_EDEFINITION;
+		goto done;
+	}
+	if ((rv = pbjson_from_json(pb, d->input_type, json != NULL ? json : "", len, out, out_len,
+		 err, sizeof(err))) != 0) {
+		sl_seterr(c->errmsg, "the input is not a valid %s: %s", d->input_type, err);
+		rv = rv == SAGA_ENOMEM ? SAGA_ENOMEM : SAGA_EINVAL;
+		goto done;
+	}
+	if (*out_len > c->max_message) {
+		sl_seterr(c->errmsg, "the input of %s encodes to %zu bytes, more than %zu allowed",
+		    definition, *out_len, c->max_message);
+		free(*out);
+		*out = NULL;
+		*out_len = 0;
+		rv = SAGA_ETOOBIG;
+	}
+done:
+	pbjson_free(pb);
+	saga_definition_list_free(l);
 	return rv;
 }
 

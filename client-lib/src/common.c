@@ -76,6 +76,12 @@ saga_string_free(char *s)
 	free(s);
 }
 
+void
+saga_bytes_free(void *p)
+{
+	free(p);
+}
+
 /* ---- internal helpers -------------------------------------------------- */
 
 char *

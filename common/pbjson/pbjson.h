@@ -2,8 +2,9 @@
  * pbjson: protobuf binary <-> JSON for message types known only at run
  * time, from the FileDescriptorSet a saga definition was registered with
  * (protoc --include_imports --descriptor_set_out). Prefix pbjson_. Used by
- * sagactl to show saga inputs and step results as JSON and to read a start
- * payload written as JSON; not part of libsaga's public API.
+ * sagactl to show saga inputs and step results as JSON, and by libsaga's
+ * saga_client_encode_json (linked in, hidden: not part of libsaga's public
+ * API) to read a start payload written as JSON.
  *
  * The mapping is the proto3 JSON mapping
  * (https://protobuf.dev/programming-guides/proto3/#json):

@@ -832,6 +832,58 @@ ctl_env(ths *t, const char *saga_url, const char *const args[], char **out)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* libsaga's encoder of JSON inputs, which sagactl's --input and the
+ * Node.js package use: the bytes of the input type, or a clear error that
+ * names the type and the path, or the describe call's own error. */
+START_TEST(libsaga_encodes_a_json_input_with_the_definitions_types)
+{
+	ths *t = world("ctl_encode");
+	ths_register_sagas_ok(t);
+	saga_client *c = ths_client_new(t, NULL);
+	uint8_t *b = (uint8_t *)"x";
+	size_t n = 1;
+	static const char ok[] = "{\"order_id\":\"o\",\"items\":[{\"sku\":\"s\",\"qty\":2}]}";
+	/* order_id (2) "o", items (7) {sku (1) "s", qty (2) 2} */
+	static const uint8_t want[] = { 0x12, 0x01, 'o', 0x3a, 0x05, 0x0a, 0x01, 's', 0x10, 0x02 };
+
+	ck_assert_int_eq(
+	    saga_client_encode_json(c, "ittest.Typed", 0, ok, strlen(ok), &b, &n), SAGA_OK);
+	ck_assert_uint_eq(n, sizeof(want));
+	ck_assert_mem_eq(b, want, sizeof(want));
+	saga_bytes_free(b);
+	/* {} encodes to nothing; version 1 named explicitly. */
+	ck_assert_int_eq(saga_client_encode_json(c, "ittest.Typed", 1, "{}", 2, &b, &n), SAGA_OK);
+	ck_assert_ptr_null(b);
+	ck_assert_uint_eq(n, 0);
+
+	int rv =
+	    saga_client_encode_json(c, "ittest.Typed", 0, "{\"items\":[{\"qty\":-1}]}", 22, &b, &n);
+	ck_assert_msg(rv == SAGA_EINVAL &&
+		ths_contains(saga_client_errmsg(c),
+		    "the input is not a valid ittest.TypedInput: items[0].qty"),
+	    "%d %s", rv, saga_client_errmsg(c));
+	ck_assert_ptr_null(b);
+	ck_assert_uint_eq(n, 0);
+	rv = saga_client_encode_json(c, "ittest.Typed", 0, "{\"orderId\": ", 12, &b, &n);
+	ck_assert_msg(rv == SAGA_EINVAL, "%d %s", rv, saga_client_errmsg(c));
+	/* len counts, not a NUL: the same text cut short is not JSON. */
+	rv = saga_client_encode_json(c, "ittest.Typed", 0, ok, 5, &b, &n);
+	ck_assert_msg(rv == SAGA_EINVAL, "%d %s", rv, saga_client_errmsg(c));
+	ck_assert_int_eq(
+	    saga_client_encode_json(c, "ittest.NoSuch", 0, "{}", 2, &b, &n), SAGA_ENOTFOUND);
+	ck_assert_int_eq(
+	    saga_client_encode_json(c, "ittest.Typed", 99, "{}", 2, &b, &n), SAGA_ENOTFOUND);
+	ck_assert_int_eq(saga_client_encode_json(c, NULL, 0, "{}", 2, &b, &n), SAGA_EINVAL);
+	ck_assert_int_eq(
+	    saga_client_encode_json(c, "ittest.Typed", 0, NULL, 2, &b, &n), SAGA_EINVAL);
+	ck_assert_int_eq(
+	    saga_client_encode_json(c, "ittest.Typed", 0, "{}", 2, NULL, &n), SAGA_EINVAL);
+	saga_bytes_free(NULL);
+	saga_client_free(c);
+	ths_free(t);
+}
+END_TEST
+
 START_TEST(sagactl_takes_a_list_of_urls_in_url_and_saga_url)
 {
 	ths *t = world("ctl_urls");
@@ -1002,6 +1054,7 @@ sagactl_suite(void)
 	tcase_add_test(tc, sagactl_takes_a_list_of_urls_in_url_and_saga_url);
 	tcase_add_test(
 	    tc, sagactl_terminates_forces_reruns_and_batches_with_the_documented_exit_codes);
+	tcase_add_test(tc, libsaga_encodes_a_json_input_with_the_definitions_types);
 	suite_add_tcase(s, tc);
 	return s;
 }

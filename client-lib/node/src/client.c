@@ -57,6 +57,7 @@ typedef struct sn_call {
 	char *idem, *bkey, *traceparent;
 	uint8_t *bytes;
 	size_t len;
+	char *json; /* start/run: the input as JSON text, encoded on the pool */
 	uint32_t version, deadline_ms;
 	int32_t timeout_ms;
 	int flag; /* register: force; get: reveal */
@@ -162,6 +163,18 @@ execute(napi_env env, void *data)
 	so.deadline_ms = call->deadline_ms;
 	so.traceparent = call->traceparent;
 
+	if ((call->op == OP_START || call->op == OP_RUN) && call->json != NULL) {
+		/* libsaga's encoder (sagactl's too): the definition's types. */
+		free(call->bytes);
+		call->bytes = NULL;
+		call->rv = saga_client_encode_json(c, call->a, call->version, call->json,
+		    strlen(call->json), &call->bytes, &call->len);
+		if (call->rv != SAGA_OK) {
+			strncpy(call->errmsg, saga_client_errmsg(c), sizeof(call->errmsg) - 1);
+			release(call->cl, c);
+			return;
+		}
+	}
 	switch (call->op) {
 	case OP_REGISTER:
 		call->rv = call->flag
@@ -413,6 +426,7 @@ call_free(napi_env env, sn_call *call)
 	free(call->bkey);
 	free(call->traceparent);
 	free(call->bytes);
+	free(call->json);
 	free(call->states);
 	free(call->page_token);
 	saga_string_free(call->saga_id);
@@ -618,7 +632,8 @@ start_or_run(napi_env env, napi_callback_info info, call_op op)
 		return NULL;
 	if (sn_get_string(env, argv[0], "definition", 0, &call->a) != 0 ||
 	    sn_get_bytes(env, argv[1], "input", 1, &call->bytes, &call->len) != 0 ||
-	    start_opts(env, argv[2], call) != 0) {
+	    start_opts(env, argv[2], call) != 0 ||
+	    sn_prop_string(env, argv[2], "json", &call->json)) {
 		call_free(env, call);
 		return NULL;
 	}

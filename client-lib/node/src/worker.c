@@ -5,7 +5,7 @@
  * `capacity` at once, and wants the reply before the handler returns. The
  * handler here (on_step) never calls into JavaScript: it hands the step to
  * the event loop through a napi_threadsafe_function and sleeps on the
- * worker's condition variable until the JavaScript handler settles (the
+ * job's own condition variable until the JavaScript handler settles (the
  * loop then records the outcome in the job and wakes it), so capacity
  * counts the handlers in flight in JavaScript. The libsaga thread then
  * replies. A heartbeat from JavaScript is sent from the loop while the
@@ -59,12 +59,19 @@ typedef struct sn_job {
 	char *error;
 	const char *why; /* ABANDONED: the error reported */
 	int64_t deadline_ms;
+	/* The libsaga thread sleeps on the job's own condition variable, so a
+	 * settle wakes that thread only: one shared one woke every handler
+	 * thread waiting (up to capacity of them) on every settle. */
+	pthread_cond_t cv;
+	struct sn_job *prev, *next; /* in sw->waiting while the thread sleeps */
 } sn_job;
 
 struct sn_worker {
 	saga_worker *w; /* NULL once freed after run */
 	pthread_mutex_t mu;
-	pthread_cond_t cv; /* job settled or abandoned, jobs drained, stopping */
+	pthread_cond_t cv;          /* a handler thread left on_step (run_main drains) */
+	pthread_condattr_t cv_attr; /* CLOCK_MONOTONIC, for every job's cv */
+	sn_job *waiting;            /* jobs whose libsaga thread sleeps in on_step */
 	napi_env env;
 	napi_threadsafe_function tsfn;
 	napi_ref self; /* held while running: the Worker stays alive */
@@ -109,6 +116,7 @@ job_unref_locked(sn_job *j)
 	sn_worker *sw = j->sw;
 	if (--j->refs > 0)
 		return 0;
+	pthread_cond_destroy(&j->cv);
 	free(j->result);
 	free(j->error);
 	free(j);
@@ -119,6 +127,7 @@ static void
 sw_free(sn_worker *sw)
 {
 	pthread_cond_destroy(&sw->cv);
+	pthread_condattr_destroy(&sw->cv_attr);
 	pthread_mutex_destroy(&sw->mu);
 	pthread_mutex_destroy(&sw->log_mu);
 	free(sw);
@@ -144,7 +153,7 @@ job_abandon_locked(sn_job *j, const char *why)
 	if (j->state == JOB_QUEUED || j->state == JOB_IN_JS) {
 		j->state = JOB_ABANDONED;
 		j->why = why;
-		pthread_cond_broadcast(&j->sw->cv);
+		pthread_cond_signal(&j->cv);
 	}
 }
 
@@ -166,10 +175,15 @@ on_step(const saga_step *step, saga_reply *reply, void *user)
 	j->state = JOB_QUEUED;
 	j->refs = 2;
 	j->deadline_ms = mono_ms() + step->timeout_ms + GIVE_UP_GRACE_MS;
+	pthread_cond_init(&j->cv, &sw->cv_attr);
 
 	pthread_mutex_lock(&sw->mu);
 	sw->active++;
 	sw->jobs++;
+	j->next = sw->waiting;
+	if (sw->waiting != NULL)
+		sw->waiting->prev = j;
+	sw->waiting = j;
 	int stopping = sw->stopping;
 	pthread_mutex_unlock(&sw->mu);
 	if (stopping || napi_call_threadsafe_function(sw->tsfn, j, napi_tsfn_blocking) != napi_ok) {
@@ -203,8 +217,14 @@ on_step(const saga_step *step, saga_reply *reply, void *user)
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000;
 		}
-		pthread_cond_timedwait(&sw->cv, &sw->mu, &ts);
+		pthread_cond_timedwait(&j->cv, &sw->mu, &ts);
 	}
+	if (j->prev != NULL)
+		j->prev->next = j->next;
+	else
+		sw->waiting = j->next;
+	if (j->next != NULL)
+		j->next->prev = j->prev;
 	/* From here JavaScript no longer touches the reply or the outcome. */
 	job_state st = j->state;
 	const char *why = j->why;
@@ -408,6 +428,8 @@ env_cleanup(void *arg)
 	pthread_mutex_lock(&sw->mu);
 	sw->stopping = 1;
 	pthread_cond_broadcast(&sw->cv);
+	for (sn_job *j = sw->waiting; j != NULL; j = j->next)
+		pthread_cond_signal(&j->cv);
 	pthread_mutex_unlock(&sw->mu);
 	if (sw->running) {
 		saga_worker_stop(sw->w);
@@ -520,11 +542,9 @@ worker_ctor(napi_env env, napi_callback_info info)
 	}
 	pthread_mutex_init(&sw->mu, NULL);
 	pthread_mutex_init(&sw->log_mu, NULL);
-	pthread_condattr_t ca_attr;
-	pthread_condattr_init(&ca_attr);
-	pthread_condattr_setclock(&ca_attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&sw->cv, &ca_attr);
-	pthread_condattr_destroy(&ca_attr);
+	pthread_condattr_init(&sw->cv_attr);
+	pthread_condattr_setclock(&sw->cv_attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&sw->cv, &sw->cv_attr);
 	sw->env = env;
 	if ((rv = saga_worker_new(urls, participant, &sw->w)) != SAGA_OK) {
 		char err[512] = "";
@@ -719,7 +739,7 @@ m_settle(napi_env env, napi_callback_info info)
 		j->state = JOB_SETTLED;
 		bytes = NULL;
 		error = NULL;
-		pthread_cond_broadcast(&sw->cv);
+		pthread_cond_signal(&j->cv);
 	}
 	pthread_mutex_unlock(&sw->mu);
 	free(bytes);

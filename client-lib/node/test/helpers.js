@@ -50,19 +50,61 @@ function sagadEnv() {
   return env;
 }
 
-/** Starts sagad on its own PostgreSQL; resolves {url, client, stop()} once it answers. */
-async function startSagad() {
+/**
+ * Development certificates made by openssl in dir, as the C harness's
+ * world_tls makes them: a CA, sagad's and a client's (both for localhost
+ * and 127.0.0.1, as a DNS name too: nng 1.5.2 checks DNS names, not IP
+ * addresses). Returns the file names.
+ */
+function makeCerts(dir) {
+  const script = `set -e
+cd "$1"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \\
+  -out ca.pem -days 2 -subj /CN=node-test-ca 2>/dev/null
+for n in sagad client; do
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $n.key \\
+    -out $n.csr -subj /CN=$n 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,DNS:127.0.0.1,IP:127.0.0.1\\n' > $n.ext
+  openssl x509 -req -in $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial \\
+    -out $n.pem -days 2 -extfile $n.ext 2>/dev/null
+done
+`;
+  execFileSync('/bin/sh', ['-c', script, 'sh', dir]);
+  const f = (n) => path.join(dir, n);
+  return {
+    ca: f('ca.pem'), cert: f('client.pem'), key: f('client.key'),
+    sagadCert: f('sagad.pem'), sagadKey: f('sagad.key'),
+  };
+}
+
+/**
+ * Starts sagad on its own PostgreSQL; resolves {url, client, stop()} once
+ * it answers. {tls: true}: a tls+tcp:// listener wanting client
+ * certificates (mutual TLS), certificates in `certs`, `tls` the options a
+ * Worker or Client needs; {auth: true}: --auth on, `adminCredential` the
+ * bootstrap admin's, which `client` calls with.
+ */
+async function startSagad({ tls = false, auth = false } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'saga-node-'));
   fs.chmodSync(dir, 0o711); // the embedded PostgreSQL runs as another user under root
   const port = await freePort();
-  const url = `tcp://127.0.0.1:${port}`;
+  const url = `${tls ? 'tls+tcp' : 'tcp'}://127.0.0.1:${port}`;
+  const dataDir = path.join(dir, 'data');
+  const args = ['--allow-root', '--data-dir', dataDir, '--listen', url, '--log-level', 'info'];
+  let certs;
+  let tlsOptions;
+  if (tls) {
+    certs = makeCerts(dir);
+    tlsOptions = { ca: certs.ca, cert: certs.cert, key: certs.key };
+    args.push('--tls-cert', certs.sagadCert, '--tls-key', certs.sagadKey, '--tls-ca', certs.ca);
+  }
+  if (auth) args.push('--auth', 'on');
   const log = fs.openSync(path.join(dir, 'sagad.log'), 'a');
-  const child = spawn(sagadBin(), [
-    '--allow-root', '--data-dir', path.join(dir, 'data'), '--listen', url, '--log-level', 'info',
-  ], { stdio: ['ignore', log, log], env: sagadEnv() });
+  const child = spawn(sagadBin(), args, { stdio: ['ignore', log, log], env: sagadEnv() });
   let exited = null;
   child.on('exit', (code, sig) => { exited = { code, sig }; });
-  const client = new saga.Client({ url, timeoutMs: 5000 });
+  let client = null;
+  let adminCredential;
   const t0 = Date.now();
   for (;;) {
     if (exited) {
@@ -70,6 +112,11 @@ async function startSagad() {
         fs.readFileSync(path.join(dir, 'sagad.log'), 'utf8').slice(-3000));
     }
     try {
+      if (!client && auth) {
+        // Written once the database is up (mode 0600).
+        adminCredential = fs.readFileSync(path.join(dataDir, 'bootstrap-admin.credential'), 'utf8').trim();
+      }
+      if (!client) client = new saga.Client({ url, timeoutMs: 5000, tls: tlsOptions, credential: adminCredential });
       await client.list({ limit: 1 });
       break;
     } catch (e) {
@@ -82,6 +129,18 @@ async function startSagad() {
     url,
     client,
     dir,
+    certs,
+    tls: tlsOptions,
+    adminCredential,
+    /** A principal made with sagactl as the admin; resolves its credential. */
+    principal(name, role, participant) {
+      const sagactl = process.env.SAGACTL_BIN || path.join(repo, 'build-dev', 'client-lib', 'sagactl');
+      const a = ['--url', url, 'principal', 'create', name, '--role', role];
+      if (participant) a.push('--participant', participant);
+      const env = { ...sagadEnv(), SAGA_CREDENTIAL: adminCredential };
+      if (certs) Object.assign(env, { SAGA_TLS_CA: certs.ca, SAGA_TLS_CERT: certs.cert, SAGA_TLS_KEY: certs.key });
+      return execFileSync(sagactl, a, { env }).toString().trim();
+    },
     async stop() {
       await client.close();
       if (!exited) {
@@ -142,4 +201,4 @@ function startParticipant(url, roles, env = {}) {
 
 const text = (s) => Buffer.from(s);
 
-module.exports = { startSagad, startParticipant, text, saga };
+module.exports = { startSagad, startParticipant, text, saga, repo };

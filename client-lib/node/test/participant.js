@@ -3,7 +3,9 @@
 // serves each role (comma-separated) with a Worker of that participant
 // name. The saga input is text directives, e.g. "fail=Charge;retry=Reserve:2;sleep=900;beat=1".
 // Prints "ready" once running, one line per notable event, and closes
-// its workers on SIGTERM.
+// its workers on SIGTERM. Environment: CAPACITY; TLS_CA, TLS_CERT, TLS_KEY
+// (mutual TLS); CREDENTIAL_<ROLE> (e.g. CREDENTIAL_INVENTORY), the
+// credential that role's worker calls with.
 
 const { Worker, RetryableError, BusinessFailure } = require('..');
 
@@ -39,7 +41,13 @@ const workers = [];
 const onError = (e) => say(`WARN ${e.message}`);
 for (const role of roles.split(',')) {
   const participant = role === 'shipping-typo' ? 'shipping' : role;
-  const w = new Worker({ url, participant, capacity, onError });
+  const options = { url, participant, capacity, onError };
+  if (process.env.TLS_CA) {
+    options.tls = { ca: process.env.TLS_CA, cert: process.env.TLS_CERT, key: process.env.TLS_KEY };
+  }
+  const cred = process.env[`CREDENTIAL_${role.toUpperCase().replace(/-/g, '_')}`];
+  if (cred) options.credential = cred;
+  const w = new Worker(options);
   switch (role) {
     case 'inventory':
       w.handle('Reserve', async (step) => {
@@ -124,7 +132,7 @@ for (const role of roles.split(',')) {
 const live = workers.filter(Boolean);
 for (const w of live) {
   w.run().catch((e) => {
-    say(`FATAL ${e.name} ${e.message}`);
+    say(`FATAL ${w.participant} ${e.name} ${e.message}`);
     process.exitCode = 3;
   });
 }

@@ -93,7 +93,13 @@ test('client: start, run, wait, list, cancel, retry and skip, with typed errors 
   await assert.rejects(c.skip(sagaId, 'Reserve', 'by hand'), saga.SagaStateError);
   await assert.rejects(c.start('nodetest.NoSuchSaga', text('x')), saga.SagaNotFoundError);
   await assert.rejects(c.register(Buffer.from('not a descriptor set')), saga.SagaError);
-  await assert.rejects(c.start('nodetest.Shop', 'a string'), TypeError);
+  // A string is JSON text (json.test.js): this one is not JSON.
+  await assert.rejects(c.start('nodetest.Shop', 'a string'), (e) => {
+    assert.ok(e instanceof saga.SagaInvalidError, String(e));
+    assert.match(e.message, /not a valid nodetest\.Order/);
+    return true;
+  });
+  await assert.rejects(c.start('nodetest.Shop', 42), TypeError);
   await assert.rejects(c.list({ states: ['nonsense'] }), RangeError);
 
   // run and wait that time out still say which saga and where it is.

@@ -79,15 +79,30 @@ wait_and_print(saga_client *c, const char *id, long long wait_ms, const started 
 }
 
 /* The JSON text of a start's input, encoded with the input type of the
- * definition version being started. Exits EXIT_DATAERR (with the path of
- * the offending value) if it does not fit. */
+ * definition version being started, by libsaga (saga_client_encode_json:
+ * the Node.js package encodes the same way). Exits EXIT_DATAERR (with the
+ * path of the offending value) if it does not fit. */
 static void
 encode_input(saga_client *c, const char *def, uint32_t version, const char *json, size_t len,
     uint8_t **out, size_t *outlen)
 {
-	schema sc;
-	char err[600];
-	int rv = ctl_schema_load(c, def, version, &sc);
+	int rv = saga_client_encode_json(c, def, version, json, len, out, outlen);
+	if (rv == SAGA_EDEFINITION) {
+		fprintf(stderr,
+		    "sagactl: %s\n"
+		    "sagactl: give the serialized bytes with --input-raw or --input-raw-file\n",
+		    saga_client_errmsg(c));
+		exit(EXIT_DATAERR);
+	}
+	if (rv == SAGA_EINVAL) {
+		fprintf(stderr,
+		    "sagactl: %s\n"
+		    "sagactl: `sagactl describe %s` shows the input type; the JSON uses the\n"
+		    "sagactl: fields' lowerCamelCase (or proto) names, 64-bit integers as "
+		    "strings\n",
+		    saga_client_errmsg(c), def);
+		exit(EXIT_DATAERR);
+	}
 	if (rv != SAGA_OK) {
 		char what[600];
 		snprintf(what, sizeof(what), "cannot start %s", def);
@@ -96,24 +111,6 @@ encode_input(saga_client *c, const char *def, uint32_t version, const char *json
 			fprintf(stderr, "sagactl: is %s registered? see `sagactl describe`\n", def);
 		exit(rv);
 	}
-	if (sc.pb == NULL || sc.d == NULL) {
-		fprintf(stderr,
-		    "sagactl: cannot encode the input of %s: %s\n"
-		    "sagactl: give the serialized bytes with --input-raw or --input-raw-file\n",
-		    def, sc.why);
-		exit(EXIT_DATAERR);
-	}
-	if (pbjson_from_json(sc.pb, sc.d->input_type, json, len, out, outlen, err, sizeof(err)) !=
-	    0) {
-		fprintf(stderr,
-		    "sagactl: the input is not a valid %s: %s\n"
-		    "sagactl: `sagactl describe %s` shows the input type; the JSON uses the\n"
-		    "sagactl: fields' lowerCamelCase (or proto) names, 64-bit integers as "
-		    "strings\n",
-		    sc.d->input_type, err, def);
-		exit(EXIT_DATAERR);
-	}
-	ctl_schema_free(&sc);
 }
 
 int
@@ -182,7 +179,7 @@ ctl_cmd_start(int argc, char **argv)
 	int existing = 0;
 	int rv = saga_client_start(c, def, payload, len, &o, &id, &existing);
 	free(buf);
-	free(enc);
+	saga_bytes_free(enc);
 	if (rv != SAGA_OK) {
 		char what[512];
 		snprintf(what, sizeof(what), "cannot start %s", def);
