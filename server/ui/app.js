@@ -427,9 +427,11 @@ async function pageSaga(id, q, prev) {
 
   const sagaActions = ACTIONS.filter((a) => a.scope === 'saga').map((a) =>
     actionButton(a, canAct() && a.when && a.when({ state }), canAct() ? `not for a ${state} saga` : noRole, () => doAct(a)));
-  const stepButtons = (st) => ACTIONS.filter((a) => a.scope === 'step').map((a) =>
-    actionButton(a, canAct() && a.when && a.when({ state }, { state: stepState(st.state) }),
-      canAct() ? `not for a step in state ${stepState(st.state)}` : noRole, () => doAct(a, st.name)));
+  // A step shows the actions its state allows (disabled for a role that
+  // may not act); the others would only crowd the row.
+  const stepButtons = (st) => ACTIONS.filter((a) => a.scope === 'step' && a.when &&
+    a.when({ state }, { state: stepState(st.state) })).map((a) =>
+    actionButton(a, canAct(), noRole, () => doAct(a, st.name)));
 
   const tid = traceId(s.traceparent);
   const head = h('div', { class: 'card' },
