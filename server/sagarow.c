@@ -28,6 +28,8 @@ sagarow_pack(const sm_saga *s, const wire_trace *trace, uint8_t **out, size_t *l
 		ss[i].completion_seq = st->completion_seq;
 		ss[i].next_attempt_us = st->next_attempt_us;
 		ss[i].uncertain = st->uncertain;
+		ss[i].attempt_base = st->attempt_base;
+		ss[i].comp_attempt_base = st->comp_attempt_base;
 		pp[i] = &ss[i];
 	}
 	Sagawire__StoredSteps m = SAGAWIRE__STORED_STEPS__INIT;
@@ -120,6 +122,12 @@ sagarow_unpack(const store_saga *row, sm_saga *s, wire_trace *trace)
 		st->next_attempt_us = x->next_attempt_us;
 		st->completion_seq = x->completion_seq;
 		st->uncertain = x->uncertain;
+		/* A base never passes the attempts made (a row of another
+		 * writer's making is not trusted to say so). */
+		st->attempt_base = x->attempt_base <= x->attempts ? x->attempt_base : x->attempts;
+		st->comp_attempt_base = x->comp_attempt_base <= x->comp_attempts
+		    ? x->comp_attempt_base
+		    : x->comp_attempts;
 		if (x->last_error && *x->last_error &&
 		    (st->last_error = strdup(x->last_error)) == NULL)
 			goto out;

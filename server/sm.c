@@ -486,17 +486,19 @@ advance(sm_saga *s, sm_env *e)
 	advance_compensation(s, e);
 }
 
-/* The step's next attempt waits out its backoff. */
+/* The step's next attempt waits out its backoff: attempt (its number) was
+ * the round's n-th since the start or the last operator retry. */
 static void
-retry_later(sm_saga *s, sm_env *e, sm_step *st, const defn_retry *r, uint32_t attempts, uint8_t to)
+retry_later(sm_saga *s, sm_env *e, sm_step *st, const defn_retry *r, uint32_t attempt, uint32_t n,
+    uint8_t to)
 {
-	uint32_t delay = sm_backoff_ms(r, attempts, e->rng);
+	uint32_t delay = sm_backoff_ms(r, n, e->rng);
 	if (sm_step_move(s, st, to) != 0)
 		return;
 	st->next_attempt_us = e->now_us + (int64_t)delay * 1000;
 	fx_timer(e, st, e->now_ms + delay);
 	event(s, e, to == ST(RETRY_WAIT) ? EV(ATTEMPT_FAILED) : EV(COMP_ATTEMPT_FAILED), st,
-	    attempts, "%s; retry in %u ms", st->last_error, delay);
+	    attempt, "%s; retry in %u ms", st->last_error, delay);
 }
 
 /* An attempt of st (kind) ended with outcome (a Sagawire__Outcome). */
@@ -506,6 +508,9 @@ apply_outcome(sm_saga *s, sm_env *e, sm_step *st, uint8_t kind, int outcome, con
 {
 	const defn_step *ds = &s->def->steps[st->idx];
 	int64_t now = e->now_us;
+	/* Attempts of this round: since the start or the last operator retry. */
+	uint32_t n = st->attempts - st->attempt_base;
+	uint32_t comp_n = st->comp_attempts - st->comp_attempt_base;
 	fx_step(e, SM_FX_STEP_TIMER_OFF, st, kind); /* its timeout or retry timer */
 	if (kind == SM_ACTION) {
 		if (outcome == OC(SUCCESS)) {
@@ -545,8 +550,8 @@ apply_outcome(sm_saga *s, sm_env *e, sm_step *st, uint8_t kind, int outcome, con
 				    &s->error, "step %s failed: %s", ds->name, st->last_error);
 			event(s, e, EV(FAILED), st, st->attempts, "business failure: %s",
 			    st->last_error);
-		} else if (s->state == SS(RUNNING) && st->attempts < ds->retry.max_attempts) {
-			retry_later(s, e, st, &ds->retry, st->attempts, ST(RETRY_WAIT));
+		} else if (s->state == SS(RUNNING) && n < ds->retry.max_attempts) {
+			retry_later(s, e, st, &ds->retry, st->attempts, n, ST(RETRY_WAIT));
 		} else {
 			if (sm_step_move(s, st, ST(FAILED)) != 0)
 				return;
@@ -554,9 +559,9 @@ apply_outcome(sm_saga *s, sm_env *e, sm_step *st, uint8_t kind, int outcome, con
 			st->finished_us = now;
 			if (s->state == SS(RUNNING))
 				set_error(&s->error, "step %s failed after %u attempts: %s",
-				    ds->name, st->attempts, st->last_error);
-			event(s, e, EV(FAILED), st, st->attempts, "failed after %u attempts: %s",
-			    st->attempts, st->last_error);
+				    ds->name, n, st->last_error);
+			event(s, e, EV(FAILED), st, st->attempts, "failed after %u attempts: %s", n,
+			    st->last_error);
 		}
 		touch(e);
 		advance(s, e);
@@ -575,16 +580,17 @@ apply_outcome(sm_saga *s, sm_env *e, sm_step *st, uint8_t kind, int outcome, con
 	/* A compensation cannot "fail for business reasons": undo must
 	 * happen. Both kinds of failure retry up to the limit, then park. */
 	set_error(&st->last_error, "%s", error && *error ? error : "(no reason given)");
-	if (st->comp_attempts < ds->comp_retry.max_attempts) {
-		retry_later(s, e, st, &ds->comp_retry, st->comp_attempts, ST(COMP_RETRY_WAIT));
+	if (comp_n < ds->comp_retry.max_attempts) {
+		retry_later(
+		    s, e, st, &ds->comp_retry, st->comp_attempts, comp_n, ST(COMP_RETRY_WAIT));
 	} else {
 		if (sm_step_move(s, st, ST(COMP_FAILED)) != 0)
 			return;
 		st->comp_finished_us = now;
 		set_error(&s->error, "compensation %s of step %s failed after %u attempts: %s",
-		    ds->compensation, ds->name, st->comp_attempts, st->last_error);
+		    ds->compensation, ds->name, comp_n, st->last_error);
 		event(s, e, EV(COMP_FAILED), st, st->comp_attempts, "failed after %u attempts: %s",
-		    st->comp_attempts, st->last_error);
+		    comp_n, st->last_error);
 	}
 	touch(e);
 	advance(s, e);
@@ -810,7 +816,7 @@ sm_operate(
 	if (op == SAGAWIRE__OPERATION__OP_RETRY_STEP) {
 		if (st->state == ST(COMP_FAILED) || st->state == ST(COMP_RETRY_WAIT)) {
 			fx_step(e, SM_FX_STEP_TIMER_OFF, st, SM_COMPENSATION);
-			st->comp_attempts = 0;
+			st->comp_attempt_base = st->comp_attempts; /* a fresh budget */
 			st->next_attempt_us = 0;
 			if (parked)
 				sm_saga_move(s, SS(COMPENSATING));
@@ -819,7 +825,7 @@ sm_operate(
 			start_compensation(s, e, st);
 		} else if (st->state == ST(RETRY_WAIT) && s->state == SS(RUNNING)) {
 			fx_step(e, SM_FX_STEP_TIMER_OFF, st, SM_ACTION);
-			st->attempts = 0;
+			st->attempt_base = st->attempts; /* a fresh budget */
 			st->next_attempt_us = 0;
 			event(s, e, EV(OPERATOR), st, 0, "retry the action%s%s", sep, reason);
 			start_action(s, e, st);

@@ -65,7 +65,9 @@ typedef struct sm_step {
 	bool queued;    /* its dispatch is owed and not on the wire yet */
 	bool uncertain; /* failed without a business answer: undo it anyway */
 	uint16_t idx;
-	uint32_t attempts, comp_attempts;
+	uint32_t attempts, comp_attempts;         /* attempt numbers made so far: never go back */
+	uint32_t attempt_base, comp_attempt_base; /* attempts before the last operator retry:
+						   * the retry budget counts from here */
 	int64_t started_us, finished_us, comp_started_us, comp_finished_us;
 	int64_t next_attempt_us; /* in a *_RETRY_WAIT state: when it retries */
 	char *last_error;        /* NULL = none */

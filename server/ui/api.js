@@ -56,7 +56,7 @@ export const ACTIONS = [
     help: 'Stops going forward and compensates the completed steps, newest first.',
     when: (s) => ['running'].includes(s.state) },
   { name: 'retry', label: 'Retry', scope: 'step',
-    help: 'Starts the step\'s attempts again from 1, now: a step waiting to retry, or a compensation that failed (parked saga).',
+    help: 'Gives the step a fresh budget of attempts, now: a step waiting to retry, or a compensation that failed (parked saga).',
     when: (s, st) => ['retry_wait', 'comp_retry_wait', 'comp_failed'].includes(st.state) },
   { name: 'skip', label: 'Skip', scope: 'step', danger: true,
     help: 'Marks the step done by hand (an action: succeeded, no result; a compensation: undone by hand).',

@@ -455,7 +455,7 @@ async function pageSaga(id, q, prev) {
   const parked = state === 'failed' && h('div', { class: 'card parked', id: 'parked' },
     h('h2', {}, 'Parked: a compensation ran out of attempts'),
     h('p', {}, 'Nothing more happens to this saga until an operator acts. Fix what made the compensation fail, then ',
-      h('b', {}, 'Retry'), ' it (its attempts start again from 1), or ', h('b', {}, 'Skip'),
+      h('b', {}, 'Retry'), ' it (a fresh budget of attempts), or ', h('b', {}, 'Skip'),
       ' it if you undid the step by hand. The saga then goes on unwinding and ends compensated.'),
     parkedSteps.map((st) => h('div', { class: 'row', style: 'margin-top:6px' },
       h('b', {}, st.name), h('span', { class: 'muted' }, `undo ${st.compensation} on ${st.participant}, ${st.compAttempts || 0} attempts:`),

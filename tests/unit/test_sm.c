@@ -2082,16 +2082,17 @@ START_TEST(operator_retry_of_a_parked_compensation_resumes_it)
 	ck_assert_int_eq(operate(h, OP_RETRY, "B", "db is back", err, sizeof(err)), 0);
 	ck_assert_str_eq(err, "");
 	ck_assert_str_eq(fx(h),
-	    "timer off undo B, ev OPERATOR B 0, ev COMP_ATTEMPT B 1, "
+	    "timer off undo B, ev OPERATOR B 0, ev COMP_ATTEMPT B 3, "
 	    "dispatch undo B#4");
 	ck_assert(h->out.changed);
 	ck_assert_str_eq(detail(h, EV(OPERATOR)), "retry the compensation undo_B: db is back");
 	ck_assert_uint_eq(h->s->state, SS(COMPENSATING));
-	ck_assert_uint_eq(stp(h, "B")->comp_attempts, 1);
+	ck_assert_uint_eq(stp(h, "B")->comp_attempts, 3);      /* numbers go on */
+	ck_assert_uint_eq(stp(h, "B")->comp_attempt_base, 2);  /* a fresh budget from here */
 	ck_assert_int_eq(stp(h, "B")->comp_started_us, T0_US); /* the first attempt's */
 	cdone(h, "B");
 	ck_assert_str_eq(fx(h),
-	    "ended undo B ok, timer off undo B, ev COMPENSATED_STEP B 1, "
+	    "ended undo B ok, timer off undo B, ev COMPENSATED_STEP B 3, "
 	    "ev COMP_ATTEMPT A 1, dispatch undo A#2");
 	cdone(h, "A");
 	ck_assert_uint_eq(h->s->state, SS(COMPENSATED));
@@ -2144,7 +2145,7 @@ START_TEST(operator_retry_and_skip_of_a_compensation_waiting_to_retry)
 	char err[256] = "";
 	ck_assert_int_eq(operate(h, OP_RETRY, "B", "now", err, sizeof(err)), 0);
 	ck_assert_str_eq(fx(h),
-	    "timer off undo B, ev OPERATOR B 0, ev COMP_ATTEMPT B 1, "
+	    "timer off undo B, ev OPERATOR B 0, ev COMP_ATTEMPT B 2, "
 	    "dispatch undo B#3");
 	ck_assert_uint_eq(h->s->state, SS(COMPENSATING));
 	ck_assert_int_eq(stp(h, "B")->next_attempt_us, 0);
@@ -2175,11 +2176,12 @@ START_TEST(operator_retry_of_an_action_waiting_to_retry_starts_it_now)
 	char err[256] = "";
 	tick(h, 20);
 	ck_assert_int_eq(operate(h, OP_RETRY, "A", "go", err, sizeof(err)), 0);
-	ck_assert_str_eq(fx(h), "timer off A, ev OPERATOR A 0, ev ATTEMPT A 1, dispatch A#2");
+	ck_assert_str_eq(fx(h), "timer off A, ev OPERATOR A 0, ev ATTEMPT A 2, dispatch A#2");
 	ck_assert(h->out.changed);
 	ck_assert_str_eq(detail(h, EV(OPERATOR)), "retry the action: go");
 	ck_assert_int_eq(stp(h, "A")->next_attempt_us, 0);
-	ck_assert_uint_eq(stp(h, "A")->attempts, 1); /* a fresh budget */
+	ck_assert_uint_eq(stp(h, "A")->attempts, 2);     /* numbers go on */
+	ck_assert_uint_eq(stp(h, "A")->attempt_base, 1); /* a fresh budget from here */
 	done(h, "A");
 	ck_assert_str_eq(states(h), "A=SUCCEEDED B=RUNNING");
 
@@ -2518,19 +2520,18 @@ START_TEST(force_refuses_steps_and_sagas_it_does_not_fit_and_changes_nothing)
 }
 END_TEST
 
-START_TEST(bug_operator_retry_restarts_attempt_numbers_so_old_attempts_are_confused_with_new_ones)
+START_TEST(operator_retry_goes_on_numbering_attempts_so_an_old_attempt_is_never_taken_for_a_new_one)
 {
 	/*
-	 * BUG? sm.h: "A success or a business failure of any attempt of a
-	 * step still awaiting its outcome counts; a retryable error only for
-	 * the attempt in flight". sm_operate(OP_RETRY_STEP) sets attempts (or
-	 * comp_attempts) back to 0, so the next attempt is numbered 1 again
-	 * and the attempt number no longer names one attempt: a late success
-	 * of the old attempt 2 is ignored (2 > the new current 1), and a late
-	 * retryable error (or heartbeat) of the old attempt 1 is taken for the
-	 * new attempt in flight. The engine also derives the dispatch's
-	 * trace parent id from the attempt number, so old and new attempt 1
-	 * share one. Asserted as it is today.
+	 * sm.h: "A success or a business failure of any attempt of a step
+	 * still awaiting its outcome counts; a retryable error only for the
+	 * attempt in flight". An operator retry gives the step a fresh budget
+	 * of attempts but keeps counting their numbers (attempt 3 after 2),
+	 * so a number names one attempt: a late retryable error of the old
+	 * attempt 1 is not taken for the attempt in flight, and a late
+	 * success of the old attempt 2 is a real outcome. (Before, the
+	 * numbers started again from 1 and both went wrong; the dispatch's
+	 * trace parent id, derived from the number, was shared too.)
 	 */
 	harness *h = h_new(def_new("A B:A"));
 	start(h);
@@ -2545,15 +2546,15 @@ START_TEST(bug_operator_retry_restarts_attempt_numbers_so_old_attempts_are_confu
 	ck_assert_uint_eq(stp(h, "A")->attempts, 2);
 	char err[256] = "";
 	ck_assert_int_eq(operate(h, OP_RETRY, "A", "try again", err, sizeof(err)), 0);
-	ck_assert_str_eq(fx(h), "timer off A, ev OPERATOR A 0, ev ATTEMPT A 1, dispatch A#3");
+	ck_assert_str_eq(fx(h), "timer off A, ev OPERATOR A 0, ev ATTEMPT A 3, dispatch A#3");
+	ck_assert_uint_eq(stp(h, "A")->attempts - stp(h, "A")->attempt_base, 1); /* fresh budget */
 	sent(h, "A");
-	/* attempt 2 did apply, and says so late */
-	ck_assert_int_eq(report(h, "A", SM_ACTION, 2, OC(SUCCESS), NULL),
-	    SM_IGNORED); /* BUG? a real outcome of an attempt of a step awaiting one */
-	/* attempt 1 answers late with a retryable error */
-	ck_assert_int_eq(report(h, "A", SM_ACTION, 1, OC(RETRY), "old"),
-	    SM_ACCEPTED); /* BUG? not the attempt in flight */
-	ck_assert_str_eq(states(h), "A=RETRY_WAIT B=PENDING");
+	/* attempt 1 answers late with a retryable error: not the one in flight */
+	ck_assert_int_eq(report(h, "A", SM_ACTION, 1, OC(RETRY), "old"), SM_IGNORED);
+	ck_assert_str_eq(states(h), "A=RUNNING B=PENDING");
+	/* attempt 2 did apply, and says so late: a real outcome */
+	ck_assert_int_eq(report(h, "A", SM_ACTION, 2, OC(SUCCESS), NULL), SM_ACCEPTED);
+	ck_assert_str_eq(states(h), "A=SUCCEEDED B=RUNNING");
 	h_free(h);
 }
 END_TEST
@@ -2992,7 +2993,7 @@ sm_suite(void)
 	tcase_add_test(tc, force_compensated_marks_an_undo_done_by_hand_and_resumes_a_parked_saga);
 	tcase_add_test(tc, force_refuses_steps_and_sagas_it_does_not_fit_and_changes_nothing);
 	tcase_add_test(tc,
-	    bug_operator_retry_restarts_attempt_numbers_so_old_attempts_are_confused_with_new_ones);
+	    operator_retry_goes_on_numbering_attempts_so_an_old_attempt_is_never_taken_for_a_new_one);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("recovery");
