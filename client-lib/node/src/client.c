@@ -816,14 +816,14 @@ fail:
 	return NULL;
 }
 
-/* cancel(sagaId, reason) */
+/* cancel / terminate (sagaId, reason) */
 static napi_value
-m_cancel(napi_env env, napi_callback_info info)
+saga_op(napi_env env, napi_callback_info info, call_op op)
 {
 	napi_value self, argv[MAX_ARGS];
 	if (args(env, info, &self, argv) != 0)
 		return NULL;
-	sn_call *call = call_new(env, self, OP_CANCEL);
+	sn_call *call = call_new(env, self, op);
 	if (call == NULL)
 		return NULL;
 	if (sn_get_string(env, argv[0], "sagaId", 0, &call->a) != 0 ||
@@ -832,6 +832,12 @@ m_cancel(napi_env env, napi_callback_info info)
 		return NULL;
 	}
 	return call_queue(env, self, call);
+}
+
+static napi_value
+m_cancel(napi_env env, napi_callback_info info)
+{
+	return saga_op(env, info, OP_CANCEL);
 }
 
 /* retryStep / skipStep (sagaId, step, reason) */
@@ -892,22 +898,10 @@ m_force_ok(napi_env env, napi_callback_info info)
 	return call_queue(env, self, call);
 }
 
-/* terminate(sagaId, reason) */
 static napi_value
 m_terminate(napi_env env, napi_callback_info info)
 {
-	napi_value self, argv[MAX_ARGS];
-	if (args(env, info, &self, argv) != 0)
-		return NULL;
-	sn_call *call = call_new(env, self, OP_TERMINATE);
-	if (call == NULL)
-		return NULL;
-	if (sn_get_string(env, argv[0], "sagaId", 0, &call->a) != 0 ||
-	    sn_get_string(env, argv[1], "reason", 1, &call->c) != 0) {
-		call_free(env, call);
-		return NULL;
-	}
-	return call_queue(env, self, call);
+	return saga_op(env, info, OP_TERMINATE);
 }
 
 /* rerun(sagaId, {idempotencyKey, latestVersion}) */

@@ -818,6 +818,40 @@ ctl_cmd_participants(int argc, char **argv)
 #define MAX_STATES 16
 #define MAX_PAGES  100000
 
+/* The list filters list and batch share: matches argv[*i] (and its value)
+ * into f and states[MAX_STATES]; cmd names the command in errors. */
+static int
+match_filter_opt(
+    const char *cmd, int argc, char **argv, int *i, saga_list_filter *f, saga_state *states)
+{
+	const char *v;
+	if (ctl_match_opt(argc, argv, i, "--state", &v)) {
+		saga_state s = saga_state_parse(v);
+		if (s == SAGA_STATE_UNKNOWN)
+			ctl_usage_error("%s: '%s' is not a saga state (running, compensating, "
+					"completed, compensated, failed, terminated)",
+			    cmd, v);
+		if (f->n_states == MAX_STATES)
+			ctl_usage_error("%s: too many --state options", cmd);
+		states[f->n_states++] = s;
+	} else if (ctl_match_opt(argc, argv, i, "--definition", &v)) {
+		f->definition = v;
+	} else if (ctl_match_opt(argc, argv, i, "--business-key", &v)) {
+		f->business_key = v;
+	} else if (ctl_match_opt(argc, argv, i, "--since", &v)) {
+		f->created_after_us = ctl_parse_time("--since", v);
+	} else if (ctl_match_opt(argc, argv, i, "--until", &v)) {
+		f->created_before_us = ctl_parse_time("--until", v);
+	} else if (ctl_match_opt(argc, argv, i, "--version", &v)) {
+		f->version = (uint32_t)ctl_parse_num("--version", v, UINT32_MAX);
+	} else if (ctl_match_opt(argc, argv, i, "--page", &v)) {
+		f->page_token = v;
+	} else {
+		return 0;
+	}
+	return 1;
+}
+
 int
 ctl_cmd_list(int argc, char **argv)
 {
@@ -827,34 +861,13 @@ ctl_cmd_list(int argc, char **argv)
 	int all = 0;
 
 	for (int i = 1; i < argc; i++) {
-		if (ctl_match_global(argc, argv, &i))
+		if (ctl_match_global(argc, argv, &i) ||
+		    match_filter_opt("list", argc, argv, &i, &f, states))
 			continue;
-		if (ctl_match_opt(argc, argv, &i, "--state", &v)) {
-			saga_state s = saga_state_parse(v);
-			if (s == SAGA_STATE_UNKNOWN)
-				ctl_usage_error(
-				    "list: '%s' is not a saga state (running, compensating, "
-				    "completed, compensated, failed, terminated)",
-				    v);
-			if (f.n_states == MAX_STATES)
-				ctl_usage_error("list: too many --state options");
-			states[f.n_states++] = s;
-		} else if (ctl_match_opt(argc, argv, &i, "--definition", &v)) {
-			f.definition = v;
-		} else if (ctl_match_opt(argc, argv, &i, "--business-key", &v)) {
-			f.business_key = v;
-		} else if (ctl_match_opt(argc, argv, &i, "--since", &v)) {
-			f.created_after_us = ctl_parse_time("--since", v);
-		} else if (ctl_match_opt(argc, argv, &i, "--until", &v)) {
-			f.created_before_us = ctl_parse_time("--until", v);
-		} else if (ctl_match_opt(argc, argv, &i, "--limit", &v)) {
+		if (ctl_match_opt(argc, argv, &i, "--limit", &v)) {
 			f.limit = (uint32_t)ctl_parse_range("list: --limit", v, 1, 1000);
-		} else if (ctl_match_opt(argc, argv, &i, "--page", &v)) {
-			f.page_token = v;
 		} else if (ctl_match_opt(argc, argv, &i, "--all", NULL)) {
 			all = 1;
-		} else if (ctl_match_opt(argc, argv, &i, "--version", &v)) {
-			f.version = (uint32_t)ctl_parse_num("--version", v, UINT32_MAX);
 		} else if (ctl_match_opt(argc, argv, &i, "--counts", NULL)) {
 			f.counts = 1;
 		} else {
@@ -1014,32 +1027,11 @@ ctl_cmd_batch(int argc, char **argv)
 	int all = 0;
 
 	for (int i = 1; i < argc; i++) {
-		if (ctl_match_global(argc, argv, &i))
+		if (ctl_match_global(argc, argv, &i) ||
+		    match_filter_opt("batch", argc, argv, &i, &f, states))
 			continue;
-		if (ctl_match_opt(argc, argv, &i, "--state", &v)) {
-			saga_state s = saga_state_parse(v);
-			if (s == SAGA_STATE_UNKNOWN)
-				ctl_usage_error("batch: '%s' is not a saga state (running, "
-						"compensating, completed, compensated, failed, "
-						"terminated)",
-				    v);
-			if (f.n_states == MAX_STATES)
-				ctl_usage_error("batch: too many --state options");
-			states[f.n_states++] = s;
-		} else if (ctl_match_opt(argc, argv, &i, "--definition", &v)) {
-			f.definition = v;
-		} else if (ctl_match_opt(argc, argv, &i, "--business-key", &v)) {
-			f.business_key = v;
-		} else if (ctl_match_opt(argc, argv, &i, "--since", &v)) {
-			f.created_after_us = ctl_parse_time("--since", v);
-		} else if (ctl_match_opt(argc, argv, &i, "--until", &v)) {
-			f.created_before_us = ctl_parse_time("--until", v);
-		} else if (ctl_match_opt(argc, argv, &i, "--version", &v)) {
-			f.version = (uint32_t)ctl_parse_num("--version", v, UINT32_MAX);
-		} else if (ctl_match_opt(argc, argv, &i, "--limit", &v)) {
+		if (ctl_match_opt(argc, argv, &i, "--limit", &v)) {
 			f.limit = (uint32_t)ctl_parse_range("batch: --limit", v, 1, 100);
-		} else if (ctl_match_opt(argc, argv, &i, "--page", &v)) {
-			f.page_token = v;
 		} else if (ctl_match_opt(argc, argv, &i, "--all", NULL)) {
 			all = 1;
 		} else if (ctl_match_opt(argc, argv, &i, "--step", &v)) {
