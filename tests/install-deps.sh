@@ -45,6 +45,12 @@ if ! command -v npm >/dev/null 2>&1; then
 	packages+=(npm)
 fi
 
+# ip (iproute2) for it-partition, which cuts PostgreSQL off with network
+# namespaces, veth pairs and blackhole routes.
+if ! command -v ip >/dev/null 2>&1; then
+	packages+=(iproute2)
+fi
+
 # A headless browser for the web UI's browser tests (tests/ui), driven by
 # playwright-core from npm (client-lib/../tests/ui/package-lock.json).
 if ! command -v chromium >/dev/null 2>&1; then

@@ -40,6 +40,10 @@ typedef struct th_pg_opts {
 	int fsync;
 	/* 0 = PostgreSQL's default (100). */
 	int max_connections;
+	/* "" = no TCP listener (the default). Else PostgreSQL's
+	 * listen_addresses (port 5432), and pg_hba trusts user saga from any
+	 * IPv4 address: for a test that reaches it over TCP (it-partition). */
+	char listen_addresses[64];
 } th_pg_opts;
 
 /* Creates a cluster (superuser "saga", trust auth, UTF8, C locale) in a

@@ -212,7 +212,7 @@ conninfo(const th_pg *pg, const char *db)
 static int
 start_server(th_pg *pg)
 {
-	char postgres[4200], fs[32], mc[48];
+	char postgres[4200], fs[32], mc[48], la[96];
 	const char *argv[20];
 	int i = 0, st;
 	char *ci;
@@ -224,8 +224,9 @@ start_server(th_pg *pg)
 	argv[i++] = pg->data;
 	argv[i++] = "-k";
 	argv[i++] = pg->dir;
+	snprintf(la, sizeof(la), "listen_addresses=%s", pg->opts.listen_addresses);
 	argv[i++] = "-c";
-	argv[i++] = "listen_addresses=";
+	argv[i++] = la;
 	argv[i++] = "-p";
 	argv[i++] = PG_PORT;
 	snprintf(fs, sizeof(fs), "fsync=%s", pg->opts.fsync ? "on" : "off");
@@ -312,6 +313,18 @@ th_pg_start_opts(th_pg **out, const th_pg_opts *opts)
 		const char *argv[] = { "cp", "-a", tpl, pg->data, NULL };
 		if (run(argv, 0, NULL, 60000) != 0)
 			goto fail;
+	}
+	if (pg->opts.listen_addresses[0] != '\0') {
+		char hba[320];
+		snprintf(hba, sizeof(hba), "%s/pg_hba.conf", pg->data);
+		FILE *f = fopen(hba, "a");
+		if (f == NULL || fputs("host all saga 0.0.0.0/0 trust\n", f) == EOF) {
+			fprintf(stderr, "th_pg: %s: %s\n", hba, strerror(errno));
+			if (f != NULL)
+				fclose(f);
+			goto fail;
+		}
+		fclose(f);
 	}
 	if (start_server(pg) != 0) {
 		print_log(pg, "postgres did not start");
