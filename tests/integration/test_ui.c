@@ -387,7 +387,8 @@ START_TEST(sensitive_fields_are_redacted_in_the_api_and_shown_only_to_an_admin_w
 			strstr(
 			    r, "\"A\":{\"note\":\";echo=A;\",\"card\":{\"number\":\"[redacted]\""),
 		    "%s", r);
-		ck_assert_msg(!strstr(r, "4111111111111111") && !strstr(r, "987"), "%s", r);
+		/* The CVV as a JSON string: a bare 987 can be part of a timestamp. */
+		ck_assert_msg(!strstr(r, "4111111111111111") && !strstr(r, "\"987\""), "%s", r);
 		free(r);
 	}
 	/* An admin who asks sees them. */
