@@ -359,6 +359,7 @@ call(saga_client *c, const Sagawire__Request *req, Sagawire__Response__BodyCase 
 	*out = NULL;
 	reap(c, 0);
 	int64_t deadline = wire_mono_ms() + c->timeout_ms;
+	int sent = 0; /* sagad took the request: a timeout is then its silence */
 	Sagawire__Request q = *req;
 	if (c->credential != NULL)
 		q.credential = c->credential;
@@ -405,6 +406,7 @@ call(saga_client *c, const Sagawire__Request *req, Sagawire__Response__BodyCase 
 		goto nng_failed;
 	}
 	nng_aio_set_msg(r->aio, NULL); /* sent: the message is nng's now */
+	sent = 1;
 	pthread_mutex_lock(&c->mu);
 	r->done = 0;
 	pthread_mutex_unlock(&c->mu);
@@ -452,8 +454,15 @@ nng_failed:
 	rv = wire_err_from_nng(rv);
 	goto fail;
 timeout:
-	sl_seterr(c->errmsg, "no answer from sagad at %s within %d ms (is it running?)",
-	    c->urls.text, c->timeout_ms);
+	if (sent)
+		sl_seterr(c->errmsg,
+		    "sagad at %s took the request but did not answer within %d ms (it may be "
+		    "waiting on its database; a start retried with the same idempotency key "
+		    "starts nothing twice)",
+		    c->urls.text, c->timeout_ms);
+	else
+		sl_seterr(c->errmsg, "no answer from sagad at %s within %d ms (is it running?)",
+		    c->urls.text, c->timeout_ms);
 fail:
 	sl_log(c->log, c->log_user, SAGA_LOG_DEBUG, "%s", c->errmsg);
 done:

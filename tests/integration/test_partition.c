@@ -370,6 +370,10 @@ START_TEST(a_partition_from_postgresql_gives_503_then_heals_within_seconds_losin
 	ck_assert_msg(cs.ms < 5000 + 2000, "the start during the partition took %lld ms", cs.ms);
 	fprintf(stderr, "it-partition: start during the partition: %s (%s) after %lld ms\n",
 	    saga_strerror(cs.rv), cs.err, cs.ms);
+	/* It says sagad took the request, and that a retry with the key is safe. */
+	ck_assert_msg(cs.rv == SAGA_ETIMEDOUT && strstr(cs.err, "took the request") &&
+		strstr(cs.err, "same idempotency key"),
+	    "%s", cs.err);
 
 	/* the stalled commit is logged (after 5 s) */
 	while (!log_has(t, "a commit has been waiting")) {
