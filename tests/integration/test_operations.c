@@ -454,35 +454,6 @@ START_TEST(sigterm_while_a_register_is_stored_finishes_it_and_exits_cleanly)
 }
 END_TEST
 
-/* A GET on 127.0.0.1:port; the reply (status line first) or "" if none
- * came within timeout_ms. *ms gets how long it took. */
-static char *
-http_get_timed(int port, const char *path, int timeout_ms, long long *ms)
-{
-	long long t0 = th_now_ms();
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET,
-		.sin_port = htons((uint16_t)port),
-		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	char *buf = calloc(1, 4096);
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
-		char req[256];
-		int n = snprintf(req, sizeof(req),
-		    "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
-		if (send(fd, req, (size_t)n, MSG_NOSIGNAL) == n) {
-			size_t len = 0;
-			ssize_t k;
-			while (len < 4095 && (k = read(fd, buf + len, 4095 - len)) > 0)
-				len += (size_t)k;
-		}
-	}
-	close(fd);
-	*ms = th_now_ms() - t0;
-	return buf;
-}
-
 typedef struct probe {
 	int port;
 	const char *path;
@@ -494,7 +465,7 @@ static void *
 probe_main(void *arg)
 {
 	probe *p = arg;
-	p->reply = http_get_timed(p->port, p->path, 5000, &p->ms);
+	p->reply = ths_http_get_timed(p->port, p->path, 5000, &p->ms);
 	return NULL;
 }
 
@@ -515,7 +486,7 @@ START_TEST(frozen_database_gives_a_prompt_503_and_starves_neither_health_nor_rpc
 	ths_register_sagas_ok(t);
 	ths_participant_ok(t, "p1", 4, NULL);
 	long long ms;
-	char *r = http_get_timed(port, "/readyz", 5000, &ms);
+	char *r = ths_http_get_timed(port, "/readyz", 5000, &ms);
 	ck_assert_msg(strncmp(r, "HTTP/1.1 200", 12) == 0, "ready before the freeze: %s", r);
 	free(r);
 
@@ -538,7 +509,7 @@ START_TEST(frozen_database_gives_a_prompt_503_and_starves_neither_health_nor_rpc
 			pthread_create(&th[i], NULL, probe_main, &pr[i]);
 		}
 		/* meanwhile health and an RPC that needs no database */
-		r = http_get_timed(port, "/healthz", 5000, &ms);
+		r = ths_http_get_timed(port, "/healthz", 5000, &ms);
 		ck_assert_msg(strncmp(r, "HTTP/1.1 200", 12) == 0 && ms < 1000,
 		    "/healthz during the freeze: %lld ms: %s", ms, r);
 		free(r);
@@ -573,7 +544,7 @@ START_TEST(frozen_database_gives_a_prompt_503_and_starves_neither_health_nor_rpc
 	    WIFEXITED(st) && WEXITSTATUS(st) == 0, "the start made during the freeze failed");
 	t0 = th_now_ms();
 	for (;;) {
-		r = http_get_timed(port, "/readyz", 5000, &ms);
+		r = ths_http_get_timed(port, "/readyz", 5000, &ms);
 		int ok = strncmp(r, "HTTP/1.1 200", 12) == 0;
 		free(r);
 		if (ok)

@@ -220,38 +220,11 @@ pg_in_p_ok(net *n)
 
 /* ---- HTTP ---------------------------------------------------------------- */
 
-static char *
-http_get_timed(int port, const char *path, int timeout_ms, long long *ms)
-{
-	long long t0 = th_now_ms();
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET,
-		.sin_port = htons((uint16_t)port),
-		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	char *buf = calloc(1, 4096);
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
-		char req[256];
-		int k = snprintf(req, sizeof(req),
-		    "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
-		if (send(fd, req, (size_t)k, MSG_NOSIGNAL) == k) {
-			size_t len = 0;
-			ssize_t r;
-			while (len < 4095 && (r = read(fd, buf + len, 4095 - len)) > 0)
-				len += (size_t)r;
-		}
-	}
-	close(fd);
-	*ms = th_now_ms() - t0;
-	return buf;
-}
-
 static int
 http_status_is(int port, const char *path, const char *status)
 {
 	long long ms;
-	char *r = http_get_timed(port, path, 5000, &ms);
+	char *r = ths_http_get_timed(port, path, 5000, &ms);
 	int ok = strncmp(r, status, strlen(status)) == 0;
 	free(r);
 	return ok;
@@ -347,11 +320,11 @@ START_TEST(a_partition_from_postgresql_gives_503_then_heals_within_seconds_losin
 	long long t_503 = -1;
 	while (t_503 < 0) {
 		long long ms;
-		char *r = http_get_timed(port, "/healthz", 5000, &ms);
+		char *r = ths_http_get_timed(port, "/healthz", 5000, &ms);
 		ck_assert_msg(strncmp(r, "HTTP/1.1 200", 12) == 0 && ms < 1000,
 		    "/healthz during the partition: %lld ms: %s", ms, r);
 		free(r);
-		r = http_get_timed(port, "/readyz", 5000, &ms);
+		r = ths_http_get_timed(port, "/readyz", 5000, &ms);
 		ck_assert_msg(
 		    ms < 1000 && r[0] != '\0', "/readyz took %lld ms during the partition", ms);
 		if (strncmp(r, "HTTP/1.1 503", 12) == 0) {

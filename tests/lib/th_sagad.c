@@ -242,6 +242,33 @@ ths_http_get(int port, const char *path)
 	return buf;
 }
 
+char *
+ths_http_get_timed(int port, const char *path, int timeout_ms, long long *ms)
+{
+	long long t0 = th_now_ms();
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET,
+		.sin_port = htons((uint16_t)port),
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	char *buf = calloc(1, 4096);
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
+		char req[256];
+		int n = snprintf(req, sizeof(req),
+		    "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+		if (send(fd, req, (size_t)n, MSG_NOSIGNAL) == n) {
+			size_t len = 0;
+			ssize_t k;
+			while (len < 4095 && (k = read(fd, buf + len, 4095 - len)) > 0)
+				len += (size_t)k;
+		}
+	}
+	close(fd);
+	*ms = th_now_ms() - t0;
+	return buf;
+}
+
 static void world_tls(ths *t);
 static int client_tls(const ths *t, saga_client *c);
 

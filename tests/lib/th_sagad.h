@@ -102,6 +102,10 @@ int ths_free_port(void);
 /* GET path from 127.0.0.1:port over HTTP/1.1 (5 s receive timeout): the
  * whole response, headers included (caller frees). */
 char *ths_http_get(int port, const char *path);
+/* The same without asserting (any thread may call it): the reply (status
+ * line first, at most 4095 bytes) or "" if none came within timeout_ms;
+ * *ms gets how long it took (caller frees). */
+char *ths_http_get_timed(int port, const char *path, int timeout_ms, long long *ms);
 /* A new client of the world (of urls; NULL = the world's URL) with its TLS
  * settings and credential, for tests that need a client of their own
  * (caller frees). */
